@@ -1,0 +1,254 @@
+use super::Config;
+use cohort_ingress::{
+    AttesterDuty, CommitteeId, Duty, DutyId, DutySource, SlotClock, SourceError, runner,
+    scheduler::Message,
+};
+use commonware_macros::select;
+use commonware_runtime::{Clock, Handle, Metrics, Spawner};
+use commonware_utils::channel::mpsc;
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use prometheus_client::metrics::counter::Counter;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, SystemTime},
+};
+use tracing::{debug, info, warn};
+
+/// How long to wait before asking the duty source again after a failure.
+const FETCH_RETRY: Duration = Duration::from_secs(1);
+
+type FetchResult = (u64, Result<Vec<AttesterDuty>, SourceError>);
+
+pub struct Actor<E, S: DutySource> {
+    context: E,
+    clock: SlotClock,
+    committee: CommitteeId,
+    source: S,
+    runner: runner::Mailbox,
+    fetch_timeout: Duration,
+    late_threshold: Duration,
+    mailbox: mpsc::Receiver<Message>,
+
+    /// Attester duties of the cluster's validators, by epoch.
+    duties: BTreeMap<u64, Vec<AttesterDuty>>,
+    /// Epochs being fetched, and epochs that may be retried after the given time.
+    fetching: BTreeSet<u64>,
+    retry_at: BTreeMap<u64, SystemTime>,
+    /// Slots whose committee duty was already handed to the runner.
+    dispatched: BTreeSet<u64>,
+    /// Slots whose head event arrived: their committee duty may start before one third.
+    heads: BTreeSet<u64>,
+
+    dispatched_total: Counter,
+    late_total: Counter,
+    fetch_failures: Counter,
+}
+
+impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
+    pub(super) fn new(context: E, config: Config<S>, mailbox: mpsc::Receiver<Message>) -> Self {
+        let dispatched_total = Counter::default();
+        let late_total = Counter::default();
+        let fetch_failures = Counter::default();
+        context.register(
+            "duties_dispatched",
+            "duties handed to the runner",
+            dispatched_total.clone(),
+        );
+        context.register(
+            "duties_late",
+            "duties that started later than planned",
+            late_total.clone(),
+        );
+        context.register(
+            "duty_fetch_failures",
+            "failed or timed out duty-source calls",
+            fetch_failures.clone(),
+        );
+        Self {
+            context,
+            clock: config.clock,
+            committee: config.committee,
+            source: config.source,
+            runner: config.runner,
+            fetch_timeout: config.fetch_timeout,
+            late_threshold: config.late_threshold,
+            mailbox,
+            duties: BTreeMap::new(),
+            fetching: BTreeSet::new(),
+            retry_at: BTreeMap::new(),
+            dispatched: BTreeSet::new(),
+            heads: BTreeSet::new(),
+            dispatched_total,
+            late_total,
+            fetch_failures,
+        }
+    }
+
+    pub fn start(self) -> Handle<()> {
+        let context = self.context.child("scheduler");
+        context.spawn(move |_| self.run())
+    }
+
+    async fn run(mut self) {
+        info!(
+            committee = %self.committee,
+            slot = self.clock.current_slot(self.context.current()),
+            "duty scheduler started"
+        );
+        let mut fetches: FuturesUnordered<BoxFuture<'static, FetchResult>> =
+            FuturesUnordered::new();
+        loop {
+            let now = self.context.current();
+            self.request_duties(now, &mut fetches);
+            self.dispatch_due(now).await;
+            self.prune(now);
+
+            let wake = self.clock.next_interval_boundary(now);
+            let next_fetch = async {
+                if fetches.is_empty() {
+                    futures::future::pending::<Option<FetchResult>>().await
+                } else {
+                    fetches.next().await
+                }
+            };
+            // Priorities: head events first (they can start a duty early), then duty-source
+            // answers, then the clock.
+            select! {
+                message = self.mailbox.recv() => {
+                    let Some(message) = message else {
+                        debug!("scheduler mailbox closed; stopping");
+                        return;
+                    };
+                    match message {
+                        Message::Head { slot, block_root } => {
+                            let current = self.clock.current_slot(self.context.current());
+                            // Only a head for the current slot is a valid trigger; old or future
+                            // heads say nothing about when this slot's attestation is due.
+                            if slot == current {
+                                debug!(slot, %block_root, "head event for the current slot");
+                                self.heads.insert(slot);
+                            }
+                        }
+                    }
+                },
+                result = next_fetch => {
+                    if let Some((epoch, result)) = result {
+                        self.on_fetched(epoch, result);
+                    }
+                },
+                _ = self.context.sleep_until(wake) => {},
+            }
+        }
+    }
+
+    /// Fetch this epoch's and the next epoch's duties when missing.
+    fn request_duties(
+        &mut self,
+        now: SystemTime,
+        fetches: &mut FuturesUnordered<BoxFuture<'static, FetchResult>>,
+    ) {
+        let epoch = self.clock.epoch_of(self.clock.current_slot(now));
+        for epoch in [epoch, epoch + 1] {
+            if self.duties.contains_key(&epoch) || self.fetching.contains(&epoch) {
+                continue;
+            }
+            if self.retry_at.get(&epoch).is_some_and(|at| *at > now) {
+                continue;
+            }
+            self.fetching.insert(epoch);
+            let source = self.source.clone();
+            let timeout = self.context.sleep(self.fetch_timeout);
+            fetches.push(Box::pin(async move {
+                select! {
+                    result = source.attester_duties(epoch) => (epoch, result),
+                    _ = timeout => (epoch, Err(SourceError::Unavailable("timed out".into()))),
+                }
+            }));
+        }
+    }
+
+    fn on_fetched(&mut self, epoch: u64, result: Result<Vec<AttesterDuty>, SourceError>) {
+        self.fetching.remove(&epoch);
+        match result {
+            Ok(mut duties) => {
+                duties.sort();
+                info!(epoch, duties = duties.len(), "fetched attester duties");
+                self.retry_at.remove(&epoch);
+                self.duties.insert(epoch, duties);
+            }
+            Err(err) => {
+                self.fetch_failures.inc();
+                warn!(epoch, %err, "could not fetch attester duties; retrying in 1s");
+                self.retry_at
+                    .insert(epoch, self.context.current() + FETCH_RETRY);
+            }
+        }
+    }
+
+    /// Hands the current slot's committee duty to the runner once it is due.
+    async fn dispatch_due(&mut self, now: SystemTime) {
+        let Some(slot) = self.clock.slot_at(now) else {
+            return;
+        };
+        if self.dispatched.contains(&slot) {
+            return;
+        }
+        let one_third = self.clock.interval_start(slot, 1);
+        let head_seen = self.heads.contains(&slot);
+        if now < one_third && !head_seen {
+            return;
+        }
+        let epoch = self.clock.epoch_of(slot);
+        // Without the epoch's duties there is nothing to start yet; this slot is retried when
+        // they arrive, and started late if they arrive late.
+        let Some(epoch_duties) = self.duties.get(&epoch) else {
+            return;
+        };
+        self.dispatched.insert(slot);
+        let attesters: Vec<AttesterDuty> = epoch_duties
+            .iter()
+            .filter(|d| d.slot == slot)
+            .copied()
+            .collect();
+        if attesters.is_empty() {
+            return;
+        }
+        let id = DutyId::committee(self.committee.clone(), epoch, slot);
+        let planned = if head_seen {
+            self.clock.slot_start(slot)
+        } else {
+            one_third
+        };
+        let delay = now.duration_since(planned).unwrap_or_default();
+        if !head_seen && delay > self.late_threshold {
+            self.late_total.inc();
+            warn!(
+                duty_id = %id,
+                runner_role = %id.role,
+                slot,
+                delay_ms = delay.as_millis() as u64,
+                "late duty execution: starting the duty anyway"
+            );
+        }
+        debug!(
+            duty_id = %id,
+            runner_role = %id.role,
+            slot,
+            validators = attesters.len(),
+            early = head_seen && now < one_third,
+            "dispatching committee duty"
+        );
+        self.dispatched_total.inc();
+        self.runner.start_duty(Duty { id, attesters }).await;
+    }
+
+    /// Forgets what no future decision depends on.
+    fn prune(&mut self, now: SystemTime) {
+        let slot = self.clock.current_slot(now);
+        let epoch = self.clock.epoch_of(slot);
+        self.duties = self.duties.split_off(&epoch.saturating_sub(1));
+        self.retry_at = self.retry_at.split_off(&epoch);
+        self.dispatched = self.dispatched.split_off(&slot.saturating_sub(1));
+        self.heads = self.heads.split_off(&slot.saturating_sub(1));
+    }
+}

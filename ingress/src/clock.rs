@@ -1,0 +1,106 @@
+//! The beacon chain's slot clock, shared by every actor that reasons about time.
+
+use std::time::{Duration, SystemTime};
+
+/// Genesis time, slot length and intervals: everything needed to map time to slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotClock {
+    pub genesis: SystemTime,
+    pub slot_duration: Duration,
+    /// Ethereum divides a slot in 3 intervals: attest at 1/3, aggregate at 2/3.
+    pub intervals_per_slot: u32,
+    pub slots_per_epoch: u64,
+}
+
+impl SlotClock {
+    /// Mainnet timing from `genesis`: 12 s slots, 3 intervals, 32 slots per epoch.
+    pub fn mainnet(genesis: SystemTime) -> Self {
+        Self {
+            genesis,
+            slot_duration: Duration::from_secs(12),
+            intervals_per_slot: 3,
+            slots_per_epoch: 32,
+        }
+    }
+
+    /// Checks the invariants the other methods rely on.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.slot_duration.is_zero() {
+            return Err("slot_duration must be greater than zero");
+        }
+        if self.intervals_per_slot == 0 {
+            return Err("intervals_per_slot must be greater than zero");
+        }
+        if self.slots_per_epoch == 0 {
+            return Err("slots_per_epoch must be greater than zero");
+        }
+        Ok(())
+    }
+
+    /// The slot at `now`, or `None` before genesis.
+    pub fn slot_at(&self, now: SystemTime) -> Option<u64> {
+        let since = now.duration_since(self.genesis).ok()?;
+        Some((since.as_nanos() / self.slot_duration.as_nanos()) as u64)
+    }
+
+    /// The slot at `now`, counting any time before genesis as slot 0.
+    pub fn current_slot(&self, now: SystemTime) -> u64 {
+        self.slot_at(now).unwrap_or(0)
+    }
+
+    pub fn slot_start(&self, slot: u64) -> SystemTime {
+        self.genesis + self.slot_duration.saturating_mul(slot.min(u32::MAX as u64) as u32)
+    }
+
+    pub fn interval_duration(&self) -> Duration {
+        self.slot_duration / self.intervals_per_slot
+    }
+
+    /// Start of interval `interval` (0-based) of `slot`.
+    pub fn interval_start(&self, slot: u64, interval: u32) -> SystemTime {
+        self.slot_start(slot) + self.interval_duration() * interval
+    }
+
+    pub fn epoch_of(&self, slot: u64) -> u64 {
+        slot / self.slots_per_epoch
+    }
+
+    pub fn first_slot(&self, epoch: u64) -> u64 {
+        epoch.saturating_mul(self.slots_per_epoch)
+    }
+
+    /// The first interval boundary strictly after `now`.
+    pub fn next_interval_boundary(&self, now: SystemTime) -> SystemTime {
+        let Ok(since) = now.duration_since(self.genesis) else {
+            return self.genesis;
+        };
+        let interval = self.interval_duration().as_nanos();
+        let next = (since.as_nanos() / interval + 1) * interval;
+        self.genesis + Duration::from_nanos(next as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_time_to_slots_and_intervals() {
+        let genesis = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let c = SlotClock::mainnet(genesis);
+        assert_eq!(c.slot_at(genesis - Duration::from_secs(1)), None);
+        assert_eq!(c.current_slot(genesis), 0);
+        assert_eq!(c.current_slot(genesis + Duration::from_millis(11_999)), 0);
+        assert_eq!(c.current_slot(genesis + Duration::from_secs(12)), 1);
+        assert_eq!(c.interval_start(2, 1), genesis + Duration::from_secs(28));
+        assert_eq!(c.epoch_of(63), 1);
+        assert_eq!(
+            c.next_interval_boundary(genesis + Duration::from_secs(4)),
+            genesis + Duration::from_secs(8)
+        );
+        assert_eq!(
+            c.next_interval_boundary(genesis + Duration::from_millis(4100)),
+            genesis + Duration::from_secs(8)
+        );
+    }
+}

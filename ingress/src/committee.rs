@@ -1,0 +1,96 @@
+//! The committee's mailbox: values waiting for agreement, and the questions consensus asks.
+
+use crate::{Checkpoint, DecidedValue, Decision, DutyId};
+use commonware_utils::channel::{mpsc, oneshot};
+use std::{collections::BTreeSet, sync::Arc};
+
+/// What the leader puts in its next cluster block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The slot the block is for (the leader's slot clock when it proposed).
+    pub slot: u64,
+    pub decisions: Vec<Decision>,
+}
+
+#[derive(Debug)]
+pub enum Message {
+    /// A runner's duty value waiting for agreement, with the finalized checkpoint its beacon
+    /// node knows (what followers check the leader's values against).
+    Submit {
+        duty: DutyId,
+        value: DecidedValue,
+        finalized: Checkpoint,
+    },
+    /// Consensus asks this operator, as leader, for the next block's contents. `included` holds
+    /// the duties already decided in the not-yet-finalized ancestry, which must not repeat.
+    /// Answered when there is work, or with an empty batch once the heartbeat is due.
+    Propose {
+        parent_slot: u64,
+        included: BTreeSet<DutyId>,
+        response: oneshot::Sender<Batch>,
+    },
+    /// Consensus asks whether this operator can vote for a block of `slot` with `decisions`
+    /// (structure, ancestry and duplicates already checked). Stays unanswered while this
+    /// operator cannot check yet.
+    Verify {
+        slot: u64,
+        decisions: Arc<Vec<Decision>>,
+        response: oneshot::Sender<bool>,
+    },
+    /// Decisions finalized at some height: their duties leave the pool.
+    Finalized { decisions: Arc<Vec<Decision>> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Mailbox {
+    sender: mpsc::Sender<Message>,
+}
+
+impl Mailbox {
+    pub fn new(sender: mpsc::Sender<Message>) -> Self {
+        Self { sender }
+    }
+
+    pub async fn submit(&mut self, duty: DutyId, value: DecidedValue, finalized: Checkpoint) {
+        let _ = self
+            .sender
+            .send(Message::Submit {
+                duty,
+                value,
+                finalized,
+            })
+            .await;
+    }
+
+    /// Resolves to `None` if the committee stopped before answering.
+    pub async fn propose(&mut self, parent_slot: u64, included: BTreeSet<DutyId>) -> Option<Batch> {
+        let (response, receiver) = oneshot::channel();
+        self.sender
+            .send(Message::Propose {
+                parent_slot,
+                included,
+                response,
+            })
+            .await
+            .ok()?;
+        receiver.await.ok()
+    }
+
+    /// Resolves to `None` if the committee stopped before answering.
+    pub async fn verify(&mut self, slot: u64, decisions: Arc<Vec<Decision>>) -> Option<bool> {
+        let (response, receiver) = oneshot::channel();
+        self.sender
+            .send(Message::Verify {
+                slot,
+                decisions,
+                response,
+            })
+            .await
+            .ok()?;
+        receiver.await.ok()
+    }
+
+    pub async fn finalized(&mut self, decisions: Arc<Vec<Decision>>) {
+        let _ = self.sender.send(Message::Finalized { decisions }).await;
+    }
+}

@@ -1,0 +1,491 @@
+//! Duties, their identifiers, and the values the cluster decides for them.
+
+use bytes::BufMut;
+use commonware_codec::Buf;
+use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
+use std::fmt;
+
+use crate::MAX_OPERATORS;
+
+/// A 32-byte SSZ root (block root, checkpoint root, signing root).
+pub type Root = commonware_cryptography::sha256::Digest;
+
+/// An operator's 1-based identifier inside its cluster, as SSV numbers them.
+pub type OperatorId = u64;
+
+/// The role a duty plays, named as the SSV node names it in `duty_id`s and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// All attestations (and sync committee messages) of the cluster's validators in one slot.
+    Committee,
+    Proposer,
+    Aggregator,
+    SyncCommitteeContribution,
+}
+
+impl Role {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Committee => "COMMITTEE",
+            Self::Proposer => "PROPOSER",
+            Self::Aggregator => "AGGREGATOR",
+            Self::SyncCommitteeContribution => "SYNC_COMMITTEE_CONTRIBUTION",
+        }
+    }
+
+    const fn tag(&self) -> u8 {
+        match self {
+            Self::Committee => 0,
+            Self::Proposer => 1,
+            Self::Aggregator => 2,
+            Self::SyncCommitteeContribution => 3,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Result<Self, CodecError> {
+        Ok(match tag {
+            0 => Self::Committee,
+            1 => Self::Proposer,
+            2 => Self::Aggregator,
+            3 => Self::SyncCommitteeContribution,
+            other => return Err(CodecError::InvalidEnum(other)),
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The operators of a cluster, sorted and deduplicated: a committee duty's identity.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitteeId(Vec<OperatorId>);
+
+impl CommitteeId {
+    /// Builds the id from any order of operator ids; fails on an empty or oversized set.
+    pub fn new(mut operators: Vec<OperatorId>) -> Result<Self, CodecError> {
+        operators.sort_unstable();
+        operators.dedup();
+        if operators.is_empty() || operators.len() > MAX_OPERATORS {
+            return Err(CodecError::InvalidLength(operators.len()));
+        }
+        Ok(Self(operators))
+    }
+
+    pub fn operators(&self) -> &[OperatorId] {
+        &self.0
+    }
+}
+
+impl fmt::Display for CommitteeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, op) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("_")?;
+            }
+            write!(f, "{op}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for CommitteeId {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.0.write(buf);
+    }
+}
+
+impl EncodeSize for CommitteeId {
+    fn encode_size(&self) -> usize {
+        self.0.encode_size()
+    }
+}
+
+impl Read for CommitteeId {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let operators = Vec::<OperatorId>::read_cfg(buf, &(RangeCfg::new(1..=MAX_OPERATORS), ()))?;
+        // Only the canonical (sorted, unique) form is accepted, so one id has one encoding.
+        if operators.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(CodecError::Invalid("CommitteeId", "operators not sorted and unique"));
+        }
+        Ok(Self(operators))
+    }
+}
+
+/// Whom a duty is for: one validator, or the whole cluster's committee for a slot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DutyTarget {
+    Validator(u64),
+    Committee(CommitteeId),
+}
+
+/// Identifies one duty across the cluster. Its `Display` is the SSV `duty_id`:
+/// `{ROLE}-e{epoch}-s{slot}-v{validator_index}` or `COMMITTEE-{op1_op2_…}-e{epoch}-s{slot}`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DutyId {
+    /// Slot first so that ordered collections of ids sort by time.
+    pub slot: u64,
+    pub epoch: u64,
+    pub role: Role,
+    pub target: DutyTarget,
+}
+
+impl DutyId {
+    /// The committee duty of `committee` in `slot`.
+    pub fn committee(committee: CommitteeId, epoch: u64, slot: u64) -> Self {
+        Self {
+            slot,
+            epoch,
+            role: Role::Committee,
+            target: DutyTarget::Committee(committee),
+        }
+    }
+
+    /// A per-validator duty; `role` must not be [`Role::Committee`].
+    pub fn validator(role: Role, epoch: u64, slot: u64, validator_index: u64) -> Self {
+        debug_assert_ne!(role, Role::Committee, "committee duties name a committee");
+        Self {
+            slot,
+            epoch,
+            role,
+            target: DutyTarget::Validator(validator_index),
+        }
+    }
+}
+
+impl fmt::Display for DutyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            DutyTarget::Committee(committee) => {
+                write!(f, "{}-{committee}-e{}-s{}", self.role, self.epoch, self.slot)
+            }
+            DutyTarget::Validator(index) => {
+                write!(f, "{}-e{}-s{}-v{index}", self.role, self.epoch, self.slot)
+            }
+        }
+    }
+}
+
+impl Write for DutyId {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.slot.write(buf);
+        self.epoch.write(buf);
+        self.role.tag().write(buf);
+        match &self.target {
+            DutyTarget::Validator(index) => {
+                0u8.write(buf);
+                index.write(buf);
+            }
+            DutyTarget::Committee(committee) => {
+                1u8.write(buf);
+                committee.write(buf);
+            }
+        }
+    }
+}
+
+impl EncodeSize for DutyId {
+    fn encode_size(&self) -> usize {
+        8 + 8
+            + 1
+            + 1
+            + match &self.target {
+                DutyTarget::Validator(_) => 8,
+                DutyTarget::Committee(c) => c.encode_size(),
+            }
+    }
+}
+
+impl Read for DutyId {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let slot = u64::read(buf)?;
+        let epoch = u64::read(buf)?;
+        let role = Role::from_tag(u8::read(buf)?)?;
+        let target = match u8::read(buf)? {
+            0 => DutyTarget::Validator(u64::read(buf)?),
+            1 => DutyTarget::Committee(CommitteeId::read(buf)?),
+            other => return Err(CodecError::InvalidEnum(other)),
+        };
+        // A committee role always names a committee and nothing else does.
+        if (role == Role::Committee) != matches!(target, DutyTarget::Committee(_)) {
+            return Err(CodecError::Invalid("DutyId", "role does not match target"));
+        }
+        Ok(Self {
+            slot,
+            epoch,
+            role,
+            target,
+        })
+    }
+}
+
+/// An Ethereum `Checkpoint` (epoch, root).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Checkpoint {
+    pub epoch: u64,
+    pub root: Root,
+}
+
+impl Write for Checkpoint {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.epoch.write(buf);
+        self.root.write(buf);
+    }
+}
+impl EncodeSize for Checkpoint {
+    fn encode_size(&self) -> usize {
+        8 + 32
+    }
+}
+impl Read for Checkpoint {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            epoch: u64::read(buf)?,
+            root: Root::read(buf)?,
+        })
+    }
+}
+
+/// An Ethereum `AttestationData`. Since Electra `index` is always 0, so one value serves every
+/// attesting validator of the slot: the whole committee duty agrees on one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AttestationData {
+    pub slot: u64,
+    pub index: u64,
+    pub beacon_block_root: Root,
+    pub source: Checkpoint,
+    pub target: Checkpoint,
+}
+
+impl Write for AttestationData {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.slot.write(buf);
+        self.index.write(buf);
+        self.beacon_block_root.write(buf);
+        self.source.write(buf);
+        self.target.write(buf);
+    }
+}
+impl EncodeSize for AttestationData {
+    fn encode_size(&self) -> usize {
+        8 + 8 + 32 + 40 + 40
+    }
+}
+impl Read for AttestationData {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            slot: u64::read(buf)?,
+            index: u64::read(buf)?,
+            beacon_block_root: Root::read(buf)?,
+            source: Checkpoint::read(buf)?,
+            target: Checkpoint::read(buf)?,
+        })
+    }
+}
+
+/// One validator's attester duty for an epoch, as a beacon node's duties endpoint reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttesterDuty {
+    pub slot: u64,
+    pub validator_index: u64,
+    pub committee_index: u64,
+    pub committee_length: u64,
+    pub validator_committee_index: u64,
+}
+
+/// A duty handed from the scheduler to the runner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Duty {
+    pub id: DutyId,
+    /// For a committee duty: every attester duty of the cluster's validators in the slot.
+    pub attesters: Vec<AttesterDuty>,
+}
+
+impl Duty {
+    pub fn slot(&self) -> u64 {
+        self.id.slot
+    }
+    pub fn role(&self) -> Role {
+        self.id.role
+    }
+}
+
+/// The value a duty is decided on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecidedValue {
+    /// A committee duty: the attestation data every attester of the slot signs.
+    Attestation(AttestationData),
+}
+
+impl Write for DecidedValue {
+    fn write(&self, buf: &mut impl BufMut) {
+        match self {
+            Self::Attestation(data) => {
+                0u8.write(buf);
+                data.write(buf);
+            }
+        }
+    }
+}
+impl EncodeSize for DecidedValue {
+    fn encode_size(&self) -> usize {
+        1 + match self {
+            Self::Attestation(data) => data.encode_size(),
+        }
+    }
+}
+impl Read for DecidedValue {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        match u8::read(buf)? {
+            0 => Ok(Self::Attestation(AttestationData::read(buf)?)),
+            other => Err(CodecError::InvalidEnum(other)),
+        }
+    }
+}
+
+/// A duty and the value the cluster decided for it: what a cluster block carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub duty: DutyId,
+    pub value: DecidedValue,
+}
+
+impl Write for Decision {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.duty.write(buf);
+        self.value.write(buf);
+    }
+}
+impl EncodeSize for Decision {
+    fn encode_size(&self) -> usize {
+        self.duty.encode_size() + self.value.encode_size()
+    }
+}
+impl Read for Decision {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let duty = DutyId::read(buf)?;
+        let value = DecidedValue::read(buf)?;
+        match (&duty.role, &value) {
+            (Role::Committee, DecidedValue::Attestation(data)) if data.slot == duty.slot => {}
+            _ => return Err(CodecError::Invalid("Decision", "value does not fit the duty")),
+        }
+        Ok(Self { duty, value })
+    }
+}
+
+impl Decision {
+    /// Largest encoding of one decision: a committee duty of [`MAX_OPERATORS`] operators.
+    pub const MAX_ENCODE_SIZE: usize =
+        (8 + 8 + 1 + 1 + 1 + 8 * MAX_OPERATORS) + (1 + 8 + 8 + 32 + 40 + 40);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_codec::{DecodeExt, Encode};
+    use commonware_cryptography::{Hasher, Sha256};
+
+    fn committee() -> CommitteeId {
+        CommitteeId::new(vec![4, 2, 1, 3]).unwrap()
+    }
+
+    fn data(slot: u64) -> AttestationData {
+        AttestationData {
+            slot,
+            index: 0,
+            beacon_block_root: Sha256::hash(&[b"head"]),
+            source: Checkpoint {
+                epoch: 1,
+                root: Sha256::hash(&[b"s"]),
+            },
+            target: Checkpoint {
+                epoch: 2,
+                root: Sha256::hash(&[b"t"]),
+            },
+        }
+    }
+
+    #[test]
+    fn duty_ids_use_the_ssv_formats() {
+        let c = DutyId::committee(committee(), 10, 320);
+        assert_eq!(c.to_string(), "COMMITTEE-1_2_3_4-e10-s320");
+        let p = DutyId::validator(Role::Proposer, 3, 100, 42);
+        assert_eq!(p.to_string(), "PROPOSER-e3-s100-v42");
+        let a = DutyId::validator(Role::Aggregator, 0, 5, 7);
+        assert_eq!(a.to_string(), "AGGREGATOR-e0-s5-v7");
+    }
+
+    #[test]
+    fn decision_roundtrips() {
+        let d = Decision {
+            duty: DutyId::committee(committee(), 0, 9),
+            value: DecidedValue::Attestation(data(9)),
+        };
+        let bytes = d.encode();
+        assert_eq!(bytes.len(), d.encode_size());
+        assert!(bytes.len() <= Decision::MAX_ENCODE_SIZE);
+        assert_eq!(Decision::decode(bytes).unwrap(), d);
+    }
+
+    #[test]
+    fn malformed_decisions_are_rejected() {
+        // Value for another slot than the duty.
+        let d = Decision {
+            duty: DutyId::committee(committee(), 0, 9),
+            value: DecidedValue::Attestation(data(10)),
+        };
+        assert!(Decision::decode(d.encode()).is_err());
+        // Truncated.
+        let good = Decision {
+            duty: DutyId::committee(committee(), 0, 9),
+            value: DecidedValue::Attestation(data(9)),
+        }
+        .encode();
+        assert!(Decision::decode(good.slice(..good.len() - 1)).is_err());
+        // Trailing garbage.
+        let mut long = good.to_vec();
+        long.push(0);
+        assert!(Decision::decode(long).is_err());
+        // Unsorted committee: only the canonical form is accepted.
+        let mut bad = Vec::new();
+        9u64.write(&mut bad);
+        0u64.write(&mut bad);
+        Role::Committee.tag().write(&mut bad);
+        1u8.write(&mut bad);
+        vec![2u64, 1u64].write(&mut bad);
+        DecidedValue::Attestation(data(9)).write(&mut bad);
+        assert!(Decision::decode(bad).is_err());
+    }
+
+    #[test]
+    fn oversized_committee_is_rejected() {
+        let mut buf = Vec::new();
+        9u64.write(&mut buf);
+        0u64.write(&mut buf);
+        0u8.write(&mut buf);
+        1u8.write(&mut buf);
+        // Claims a million operators: rejected by the length bound before any allocation.
+        1_000_000usize.write(&mut buf);
+        assert!(DutyId::decode(buf).is_err());
+        assert!(CommitteeId::new((1..=14).collect()).is_err());
+    }
+
+    #[test]
+    fn role_and_target_must_agree() {
+        let mut buf = Vec::new();
+        9u64.write(&mut buf);
+        0u64.write(&mut buf);
+        Role::Committee.tag().write(&mut buf);
+        0u8.write(&mut buf);
+        5u64.write(&mut buf);
+        assert!(DutyId::decode(buf).is_err());
+    }
+}

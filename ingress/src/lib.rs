@@ -1,0 +1,25 @@
+//! The vocabulary Cohort's actors speak.
+//!
+//! Actors never import each other: each holds the others' [`Mailbox`]es from here. That keeps
+//! every actor replaceable, and testable alone with a hand-made mailbox on the other side.
+//!
+//! Everything a peer can send (a [`Decision`] inside a cluster block) has a bounded codec that
+//! rejects oversized or malformed input with an error instead of allocating what a liar asks.
+
+pub mod clock;
+pub mod committee;
+pub mod duty;
+pub mod executor;
+pub mod runner;
+pub mod scheduler;
+pub mod source;
+
+pub use duty::{
+    AttestationData, AttesterDuty, Checkpoint, CommitteeId, Decision, DecidedValue, Duty, DutyId,
+    DutyTarget, OperatorId, Role, Root,
+};
+pub use clock::SlotClock;
+pub use source::{DutySource, SourceError};
+
+/// Most operators one cluster may have (13 = 3f+1 with f = 4).
+pub const MAX_OPERATORS: usize = 13;

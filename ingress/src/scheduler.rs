@@ -1,0 +1,26 @@
+//! The scheduler's mailbox: head events from the beacon node.
+
+use crate::Root;
+use commonware_utils::channel::mpsc;
+
+#[derive(Debug)]
+pub enum Message {
+    /// The beacon node saw a new head block for `slot` (its SSE `head` event).
+    Head { slot: u64, block_root: Root },
+}
+
+#[derive(Clone, Debug)]
+pub struct Mailbox {
+    sender: mpsc::Sender<Message>,
+}
+
+impl Mailbox {
+    pub fn new(sender: mpsc::Sender<Message>) -> Self {
+        Self { sender }
+    }
+
+    /// Reports a head event; a stopped scheduler drops it, which is harmless.
+    pub async fn head(&mut self, slot: u64, block_root: Root) {
+        let _ = self.sender.send(Message::Head { slot, block_root }).await;
+    }
+}
