@@ -5,7 +5,7 @@ use cohort_ingress::{
     runner::{DutyEvent, Message},
 };
 use commonware_macros::select;
-use commonware_runtime::{Clock, Handle, Metrics, Spawner};
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
 use commonware_utils::channel::mpsc;
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
@@ -35,34 +35,24 @@ pub struct Actor<E, S: DutySource> {
 
     running: BTreeMap<DutyId, Running>,
 
-    started: Counter,
-    decided: Counter,
-    missed: Counter,
-    decide_latency: Histogram,
+    started: Registered<Counter>,
+    decided: Registered<Counter>,
+    missed: Registered<Counter>,
+    decide_latency: Registered<Histogram>,
 }
 
 impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
     pub(super) fn new(context: E, config: Config<S>, mailbox: mpsc::Receiver<Message>) -> Self {
-        let started = Counter::default();
-        let decided = Counter::default();
-        let missed = Counter::default();
-        let decide_latency = Histogram::new([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8]);
-        context.register("duties_started", "duties started", started.clone());
-        context.register(
+        let started = context.register("duties_started", "duties started", Counter::default());
+        let decided = context.register(
             "duties_decided",
-            "duties finalized in a block of their slot",
-            decided.clone(),
-        );
-        context.register(
+            "duties finalized in a block of their slot", Counter::default());
+        let missed = context.register(
             "duties_missed",
-            "duties whose slot ended before a finalized decision",
-            missed.clone(),
-        );
-        context.register(
+            "duties whose slot ended before a finalized decision", Counter::default());
+        let decide_latency = context.register(
             "decide_latency_seconds",
-            "time from duty start to finalized decision",
-            decide_latency.clone(),
-        );
+            "time from duty start to finalized decision", Histogram::new([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8]));
         Self {
             context,
             clock: config.clock,

@@ -4,7 +4,7 @@ use cohort_ingress::{
     scheduler::Message,
 };
 use commonware_macros::select;
-use commonware_runtime::{Clock, Handle, Metrics, Spawner};
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
 use commonware_utils::channel::mpsc;
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use prometheus_client::metrics::counter::Counter;
@@ -39,31 +39,22 @@ pub struct Actor<E, S: DutySource> {
     /// Slots whose head event arrived: their committee duty may start before one third.
     heads: BTreeSet<u64>,
 
-    dispatched_total: Counter,
-    late_total: Counter,
-    fetch_failures: Counter,
+    dispatched_total: Registered<Counter>,
+    late_total: Registered<Counter>,
+    fetch_failures: Registered<Counter>,
 }
 
 impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
     pub(super) fn new(context: E, config: Config<S>, mailbox: mpsc::Receiver<Message>) -> Self {
-        let dispatched_total = Counter::default();
-        let late_total = Counter::default();
-        let fetch_failures = Counter::default();
-        context.register(
+        let dispatched_total = context.register(
             "duties_dispatched",
-            "duties handed to the runner",
-            dispatched_total.clone(),
-        );
-        context.register(
+            "duties handed to the runner", Counter::default());
+        let late_total = context.register(
             "duties_late",
-            "duties that started later than planned",
-            late_total.clone(),
-        );
-        context.register(
+            "duties that started later than planned", Counter::default());
+        let fetch_failures = context.register(
             "duty_fetch_failures",
-            "failed or timed out duty-source calls",
-            fetch_failures.clone(),
-        );
+            "failed or timed out duty-source calls", Counter::default());
         Self {
             context,
             clock: config.clock,

@@ -1,0 +1,360 @@
+use super::Config;
+use cohort_ingress::{
+    Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, DutyTarget, Role, SlotClock,
+    committee::{Batch, Message},
+};
+use commonware_macros::select;
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
+use commonware_utils::channel::{mpsc, oneshot};
+use prometheus_client::metrics::counter::Counter;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+use tracing::{debug, info, warn};
+
+/// How many slots of finalized duties are remembered to refuse a second decision.
+const DECIDED_MEMORY_SLOTS: u64 = 64;
+
+struct PendingPropose {
+    parent_slot: u64,
+    included: BTreeSet<DutyId>,
+    heartbeat_at: SystemTime,
+    response: oneshot::Sender<Batch>,
+}
+
+struct PendingVerify {
+    slot: u64,
+    decisions: Arc<Vec<Decision>>,
+    give_up_at: SystemTime,
+    response: oneshot::Sender<bool>,
+}
+
+/// Why a follower will not vote for a value.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Valid,
+    /// Not checkable yet (unknown duty, no view of the beacon); ask again later.
+    Unknown,
+    Invalid(&'static str),
+}
+
+pub struct Actor<E> {
+    context: E,
+    clock: SlotClock,
+    committee: CommitteeId,
+    heartbeat: Duration,
+    verify_grace: Duration,
+    mailbox: mpsc::Receiver<Message>,
+
+    /// Values waiting for agreement, from this operator's runner.
+    pool: BTreeMap<DutyId, DecidedValue>,
+    /// Duties this operator's runner started: the only duties it can vouch for.
+    known: BTreeSet<DutyId>,
+    /// Duties already finalized: a second decision for one would be a double vote.
+    decided: BTreeSet<DutyId>,
+    /// The latest finalized checkpoint this operator's beacon node reported.
+    finalized: Option<Checkpoint>,
+
+    proposals: Vec<PendingPropose>,
+    verifications: Vec<PendingVerify>,
+
+    blocks_proposed: Registered<Counter>,
+    empty_blocks_proposed: Registered<Counter>,
+    values_rejected: Registered<Counter>,
+}
+
+impl<E: Clock + Spawner + Metrics> Actor<E> {
+    pub(super) fn new(context: E, config: Config, mailbox: mpsc::Receiver<Message>) -> Self {
+        let blocks_proposed = context.register(
+            "blocks_proposed",
+            "blocks this operator proposed as leader",
+            Counter::default(),
+        );
+        let empty_blocks_proposed = context.register(
+            "empty_blocks_proposed",
+            "heartbeat blocks proposed with no work",
+            Counter::default(),
+        );
+        let values_rejected = context.register(
+            "values_rejected",
+            "blocks this operator refused to vote for",
+            Counter::default(),
+        );
+        Self {
+            context,
+            clock: config.clock,
+            committee: config.committee,
+            heartbeat: config.heartbeat,
+            verify_grace: config.verify_grace,
+            mailbox,
+            pool: BTreeMap::new(),
+            known: BTreeSet::new(),
+            decided: BTreeSet::new(),
+            finalized: None,
+            proposals: Vec::new(),
+            verifications: Vec::new(),
+            blocks_proposed,
+            empty_blocks_proposed,
+            values_rejected,
+        }
+    }
+
+    pub fn start(self) -> Handle<()> {
+        let context = self.context.child("committee");
+        context.spawn(move |_| self.run())
+    }
+
+    async fn run(mut self) {
+        loop {
+            let now = self.context.current();
+            self.answer_proposals(now);
+            self.answer_verifications(now);
+            self.prune(now);
+
+            let wake = self.next_wake(now);
+            let timer = async {
+                match wake {
+                    Some(at) => self.context.sleep_until(at).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            select! {
+                message = self.mailbox.recv() => {
+                    let Some(message) = message else {
+                        debug!("committee mailbox closed; stopping");
+                        return;
+                    };
+                    self.handle(message);
+                },
+                _ = timer => {},
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Submit {
+                duty,
+                value,
+                finalized,
+            } => {
+                if self.finalized.is_none_or(|f| finalized.epoch >= f.epoch) {
+                    self.finalized = Some(finalized);
+                }
+                self.known.insert(duty.clone());
+                if !self.decided.contains(&duty) {
+                    self.pool.insert(duty, value);
+                }
+            }
+            Message::Propose {
+                parent_slot,
+                included,
+                response,
+            } => {
+                let heartbeat_at = self.context.current() + self.heartbeat;
+                self.proposals.push(PendingPropose {
+                    parent_slot,
+                    included,
+                    heartbeat_at,
+                    response,
+                });
+            }
+            Message::Verify {
+                slot,
+                decisions,
+                response,
+            } => {
+                let give_up_at = self.clock.slot_start(slot + 1) + self.verify_grace;
+                self.verifications.push(PendingVerify {
+                    slot,
+                    decisions,
+                    give_up_at,
+                    response,
+                });
+            }
+            Message::Finalized { decisions } => {
+                for decision in decisions.iter() {
+                    self.pool.remove(&decision.duty);
+                    self.decided.insert(decision.duty.clone());
+                }
+            }
+        }
+    }
+
+    /// The earliest time something waiting here must be answered without new input.
+    fn next_wake(&self, now: SystemTime) -> Option<SystemTime> {
+        let proposal = self.proposals.iter().map(|p| p.heartbeat_at).min();
+        let verify = self.verifications.iter().map(|v| v.give_up_at).min();
+        // Slot boundaries matter while anything waits: a new slot changes what is proposable.
+        let boundary = (!self.proposals.is_empty() || !self.verifications.is_empty())
+            .then(|| self.clock.next_interval_boundary(now));
+        [proposal, verify, boundary].into_iter().flatten().min()
+    }
+
+    fn answer_proposals(&mut self, now: SystemTime) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let slot = self.clock.current_slot(now);
+        let mut waiting = Vec::new();
+        for pending in std::mem::take(&mut self.proposals) {
+            if pending.response.is_closed() {
+                continue; // Consensus abandoned the view.
+            }
+            let block_slot = slot.max(pending.parent_slot);
+            let decisions: Vec<Decision> = self
+                .pool
+                .range(first_id_of_slot(block_slot)..)
+                .take_while(|(id, _)| id.slot == block_slot)
+                .filter(|(id, _)| !pending.included.contains(*id) && !self.decided.contains(*id))
+                .map(|(id, value)| Decision {
+                    duty: id.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            if decisions.is_empty() && now < pending.heartbeat_at {
+                waiting.push(pending);
+                continue;
+            }
+            self.blocks_proposed.inc();
+            if decisions.is_empty() {
+                self.empty_blocks_proposed.inc();
+                debug!(slot = block_slot, "no work waiting; proposing a heartbeat block");
+            } else {
+                info!(
+                    slot = block_slot,
+                    decisions = decisions.len(),
+                    "proposing a block with the values waiting for agreement"
+                );
+            }
+            let _ = pending.response.send(Batch {
+                slot: block_slot,
+                decisions,
+            });
+        }
+        self.proposals = waiting;
+    }
+
+    fn answer_verifications(&mut self, now: SystemTime) {
+        if self.verifications.is_empty() {
+            return;
+        }
+        let current = self.clock.current_slot(now);
+        let mut waiting = Vec::new();
+        for pending in std::mem::take(&mut self.verifications) {
+            if pending.response.is_closed() {
+                continue;
+            }
+            let verdict = self.check_block(current, pending.slot, &pending.decisions);
+            let verdict = match verdict {
+                Verdict::Unknown if now >= pending.give_up_at => {
+                    Verdict::Invalid("cannot check its values: duty unknown to this operator")
+                }
+                other => other,
+            };
+            match verdict {
+                Verdict::Valid => {
+                    let _ = pending.response.send(true);
+                }
+                Verdict::Invalid(reason) => {
+                    self.values_rejected.inc();
+                    warn!(
+                        slot = pending.slot,
+                        reason,
+                        "not voting for the proposed block; consensus moves to the next view"
+                    );
+                    let _ = pending.response.send(false);
+                }
+                Verdict::Unknown => waiting.push(pending),
+            }
+        }
+        self.verifications = waiting;
+    }
+
+    fn check_block(&self, current: u64, slot: u64, decisions: &[Decision]) -> Verdict {
+        // A block from the future waits for this operator's clock (skew up to one slot).
+        if slot > current + 1 {
+            return Verdict::Unknown;
+        }
+        if slot + 2 < current {
+            return Verdict::Invalid("block slot is too old");
+        }
+        if decisions.is_empty() {
+            return Verdict::Valid;
+        }
+        let mut verdict = Verdict::Valid;
+        for decision in decisions {
+            match self.check_decision(slot, decision) {
+                Verdict::Valid => {}
+                Verdict::Unknown => verdict = Verdict::Unknown,
+                invalid => return invalid,
+            }
+        }
+        verdict
+    }
+
+    fn check_decision(&self, slot: u64, decision: &Decision) -> Verdict {
+        let duty = &decision.duty;
+        if duty.slot != slot {
+            return Verdict::Invalid("decision for another slot than the block's");
+        }
+        if duty.epoch != self.clock.epoch_of(slot) {
+            return Verdict::Invalid("duty epoch does not match its slot");
+        }
+        match (&duty.role, &duty.target) {
+            (Role::Committee, DutyTarget::Committee(c)) if *c == self.committee => {}
+            _ => return Verdict::Invalid("duty is not this cluster's committee duty"),
+        }
+        if self.decided.contains(duty) {
+            return Verdict::Invalid("duty already decided");
+        }
+        if !self.known.contains(duty) {
+            return Verdict::Unknown;
+        }
+        let Some(finalized) = self.finalized else {
+            return Verdict::Unknown;
+        };
+        match &decision.value {
+            DecidedValue::Attestation(data) => {
+                if data.slot != slot || data.index != 0 {
+                    return Verdict::Invalid("attestation data slot or index wrong");
+                }
+                if data.target.epoch != self.clock.epoch_of(slot) {
+                    return Verdict::Invalid("target epoch is not the slot's epoch");
+                }
+                if data.source.epoch > data.target.epoch {
+                    return Verdict::Invalid("source is newer than target");
+                }
+                if data.source.epoch < finalized.epoch {
+                    return Verdict::Invalid("source is older than the finalized checkpoint");
+                }
+                if data.source.epoch == finalized.epoch && data.source.root != finalized.root {
+                    return Verdict::Invalid("source conflicts with the finalized checkpoint");
+                }
+                Verdict::Valid
+            }
+        }
+    }
+
+    fn prune(&mut self, now: SystemTime) {
+        let slot = self.clock.current_slot(now);
+        // Values of past slots can no longer be decided in their slot's block.
+        let keep_from = first_id_of_slot(slot.saturating_sub(1));
+        self.pool = self.pool.split_off(&keep_from);
+        let memory = first_id_of_slot(slot.saturating_sub(DECIDED_MEMORY_SLOTS));
+        self.decided = self.decided.split_off(&memory);
+        self.known = self.known.split_off(&memory);
+    }
+}
+
+/// The smallest duty id of `slot` (ids order by slot first).
+fn first_id_of_slot(slot: u64) -> DutyId {
+    DutyId {
+        slot,
+        epoch: 0,
+        role: Role::Committee,
+        target: DutyTarget::Validator(0),
+    }
+}
