@@ -1,1 +1,160 @@
-fn main() {}
+//! `cohort`: the operator node's command line.
+
+use clap::{Parser, Subcommand};
+use cohort_simulation::{Report, SimConfig};
+use std::{process::ExitCode, time::Duration};
+
+#[derive(Parser)]
+#[command(name = "cohort", version, about = "Cohort operator node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole cluster in the deterministic simulator from one seed.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Parser)]
+struct SimulateArgs {
+    /// Operators in the cluster (3f+1: 4, 7, 10, 13).
+    #[arg(long, default_value_t = 4)]
+    operators: usize,
+    /// Validators the cluster runs duties for.
+    #[arg(long, default_value_t = 64)]
+    validators: u64,
+    /// Slots to simulate.
+    #[arg(long, default_value_t = 64)]
+    slots: u64,
+    /// Seed of the run: the same seed and flags replay the same run bit for bit.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Mean one-way link latency in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Link jitter (standard deviation) in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    jitter_ms: u64,
+    /// Probability that a message is delivered (0..=1).
+    #[arg(long, default_value_t = 1.0)]
+    delivery: f64,
+    /// Slot length in seconds.
+    #[arg(long, default_value_t = 12)]
+    slot_seconds: u64,
+    /// Operator offline: `I` (never starts) or `I@S` (starts at slot S). Repeatable.
+    #[arg(long, value_parser = parse_offline)]
+    offline: Vec<(usize, Option<u64>)>,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Log filter for the actors' logs (e.g. `info`, `cohort_actors=debug`); off by default.
+    #[arg(long)]
+    log: Option<String>,
+}
+
+fn parse_offline(value: &str) -> Result<(usize, Option<u64>), String> {
+    let (index, slot) = match value.split_once('@') {
+        Some((i, s)) => (i, Some(s)),
+        None => (value, None),
+    };
+    let index = index
+        .parse()
+        .map_err(|_| format!("offline: '{value}' is not an operator index (I or I@SLOT)"))?;
+    let slot = slot
+        .map(|s| s.parse().map_err(|_| format!("offline: '{value}' has no valid slot after '@'")))
+        .transpose()?;
+    Ok((index, slot))
+}
+
+fn print_summary(report: &Report) {
+    println!(
+        "cohort simulation: seed {} | {} operators | {} validators | {} slots",
+        report.seed, report.operators, report.validators, report.slots
+    );
+    println!(
+        "  finalized height {} ({} empty heartbeat blocks, {} of {} slots with a block)",
+        report.finalized_height, report.empty_blocks, report.slots_with_block, report.slots
+    );
+    println!(
+        "  attestation duties: {} scheduled, {} decided, {} missed ({} of {} committee duties decided)",
+        report.duties.scheduled,
+        report.duties.decided,
+        report.duties.missed,
+        report.duties.committee_decided,
+        report.duties.committee_scheduled
+    );
+    println!(
+        "  decide latency (simulated): p50 {} ms, p99 {} ms",
+        report.decide_latency_ms.p50, report.decide_latency_ms.p99
+    );
+    println!(
+        "  messages per operator per slot: {:.1}",
+        report.messages_per_operator_per_slot
+    );
+    println!("  outcome digest: {}", report.outcome_digest);
+    println!("  wall time: {} ms", report.wall_ms);
+    if report.violations.is_empty() {
+        println!("  invariants: all held");
+    } else {
+        println!("  invariants: {} violations", report.violations.len());
+        for v in &report.violations {
+            println!("    [{}] slot {}: {}", v.invariant, v.slot, v.detail);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Simulate(args) => {
+            if let Some(filter) = &args.log {
+                let filter = match tracing_subscriber::EnvFilter::try_new(filter) {
+                    Ok(filter) => filter,
+                    Err(err) => {
+                        eprintln!("error: --log '{filter}' is not a valid filter: {err}");
+                        return ExitCode::from(2);
+                    }
+                };
+                tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init();
+            }
+            let config = SimConfig {
+                seed: args.seed,
+                operators: args.operators,
+                validators: args.validators,
+                slots: args.slots,
+                latency: Duration::from_millis(args.latency_ms),
+                jitter: Duration::from_millis(args.jitter_ms),
+                delivery: args.delivery,
+                slot_duration: Duration::from_secs(args.slot_seconds),
+                offline: args.offline,
+            };
+            if let Err(err) = config.validate() {
+                eprintln!("error: {err}");
+                return ExitCode::from(2);
+            }
+            let report = cohort_simulation::run(&config);
+            if args.json {
+                match serde_json::to_string(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(err) => {
+                        eprintln!("error: cannot encode the report: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print_summary(&report);
+            }
+            if report.violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("simulation violated invariants; replay it with:\n  {}", report.replay);
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -21,6 +21,20 @@ pub struct Config {
     pub processed_height: Option<u64>,
 }
 
+/// Builds the executor around an existing channel: marshal needs the executor's mailbox (its
+/// reporter) before the executor can learn marshal's processed height.
+impl<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics>
+    Actor<E>
+{
+    pub fn from_receiver(
+        context: E,
+        config: Config,
+        receiver: mpsc::UnboundedReceiver<cohort_ingress::executor::Message<Block>>,
+    ) -> Self {
+        Self::new(context, config, receiver)
+    }
+}
+
 pub fn init<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics>(context: E, config: Config) -> (Actor<E>, Mailbox<Block>) {
     let (sender, receiver) = mpsc::unbounded_channel();
     (Actor::new(context, config, receiver), Mailbox::new(sender))

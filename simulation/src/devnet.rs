@@ -1,0 +1,182 @@
+//! A devnet beacon node: deterministic duties and attestation data for `V` validators.
+//!
+//! Every operator gets its own instance, as every operator runs its own beacon node. They agree
+//! on duties and checkpoints, but not always on the head: for some slots an operator's node has
+//! not seen the slot's block yet and answers with the previous head, as real nodes do. The
+//! cluster must still agree on one value (the leader's) and followers must accept it.
+
+use cohort_ingress::{
+    AttestationData, AttesterDuty, Checkpoint, DutySource, Root, SlotClock, SourceError,
+};
+use commonware_cryptography::{Hasher, Sha256};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct DevnetBeacon {
+    seed: u64,
+    operator: u64,
+    validators: u64,
+    clock: SlotClock,
+}
+
+fn hash_u64(parts: &[&[u8]]) -> u64 {
+    let digest = Sha256::hash(parts);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+impl DevnetBeacon {
+    pub fn new(seed: u64, operator: u64, validators: u64, clock: SlotClock) -> Self {
+        Self {
+            seed,
+            operator,
+            validators,
+            clock,
+        }
+    }
+
+    /// The slot in `epoch` at which `validator` attests.
+    pub fn attester_slot(&self, epoch: u64, validator: u64) -> u64 {
+        let offset = hash_u64(&[
+            b"attester",
+            &self.seed.to_le_bytes(),
+            &epoch.to_le_bytes(),
+            &validator.to_le_bytes(),
+        ]) % self.clock.slots_per_epoch;
+        self.clock.first_slot(epoch) + offset
+    }
+
+    /// Every attester duty of `epoch`, computed the same way on every operator.
+    pub fn duties(&self, epoch: u64) -> Vec<AttesterDuty> {
+        let mut duties: Vec<AttesterDuty> = (0..self.validators)
+            .map(|validator_index| AttesterDuty {
+                slot: self.attester_slot(epoch, validator_index),
+                validator_index,
+                committee_index: 0,
+                committee_length: 0,
+                validator_committee_index: 0,
+            })
+            .collect();
+        duties.sort();
+        // Position of each validator in its slot's committee.
+        let mut position = 0;
+        for i in 0..duties.len() {
+            if i > 0 && duties[i].slot != duties[i - 1].slot {
+                position = 0;
+            }
+            duties[i].validator_committee_index = position;
+            position += 1;
+        }
+        for i in 0..duties.len() {
+            let slot = duties[i].slot;
+            duties[i].committee_length = duties.iter().filter(|d| d.slot == slot).count() as u64;
+        }
+        duties
+    }
+
+    fn block_root(&self, slot: u64) -> Root {
+        Sha256::hash(&[b"block", &self.seed.to_le_bytes(), &slot.to_le_bytes()])
+    }
+
+    fn checkpoint(&self, epoch: u64) -> Checkpoint {
+        Checkpoint {
+            epoch,
+            root: Sha256::hash(&[b"checkpoint", &self.seed.to_le_bytes(), &epoch.to_le_bytes()]),
+        }
+    }
+
+    /// When this operator's node sees the head block of `slot`, after the slot starts.
+    pub fn head_delay(&self, slot: u64) -> Duration {
+        let ms = hash_u64(&[
+            b"head",
+            &self.seed.to_le_bytes(),
+            &self.operator.to_le_bytes(),
+            &slot.to_le_bytes(),
+        ]) % 6_000;
+        Duration::from_millis(ms)
+    }
+
+    /// Whether this operator's node is one head behind in `slot` (about one slot in eight).
+    fn lagging(&self, slot: u64) -> bool {
+        hash_u64(&[
+            b"lag",
+            &self.seed.to_le_bytes(),
+            &self.operator.to_le_bytes(),
+            &slot.to_le_bytes(),
+        ]) % 8
+            == 0
+    }
+
+    pub fn attestation_data_for(&self, slot: u64) -> AttestationData {
+        let epoch = self.clock.epoch_of(slot);
+        let head = if self.lagging(slot) && slot > 0 {
+            self.block_root(slot - 1)
+        } else {
+            self.block_root(slot)
+        };
+        AttestationData {
+            slot,
+            index: 0,
+            beacon_block_root: head,
+            source: self.checkpoint(epoch.saturating_sub(1)),
+            target: self.checkpoint(epoch),
+        }
+    }
+
+    pub fn finalized_for(&self, slot: u64) -> Checkpoint {
+        self.checkpoint(self.clock.epoch_of(slot).saturating_sub(2))
+    }
+}
+
+/// The devnet beacon as a duty source. The finalized checkpoint is that of the latest slot the
+/// node has been asked about, which is what a node following the chain would report.
+#[derive(Clone, Debug)]
+pub struct DevnetSource {
+    beacon: DevnetBeacon,
+    latest_slot: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DevnetSource {
+    pub fn new(beacon: DevnetBeacon) -> Self {
+        Self {
+            beacon,
+            latest_slot: Default::default(),
+        }
+    }
+}
+
+impl DutySource for DevnetSource {
+    async fn attester_duties(&self, epoch: u64) -> Result<Vec<AttesterDuty>, SourceError> {
+        Ok(self.beacon.duties(epoch))
+    }
+
+    async fn attestation_data(&self, slot: u64) -> Result<AttestationData, SourceError> {
+        self.latest_slot
+            .fetch_max(slot, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.beacon.attestation_data_for(slot))
+    }
+
+    async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
+        let slot = self.latest_slot.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(self.beacon.finalized_for(slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn every_validator_attests_once_per_epoch() {
+        let clock = SlotClock::mainnet(SystemTime::UNIX_EPOCH);
+        let beacon = DevnetBeacon::new(7, 1, 100, clock);
+        let duties = beacon.duties(3);
+        assert_eq!(duties.len(), 100);
+        assert!(duties.iter().all(|d| clock.epoch_of(d.slot) == 3));
+        let other = DevnetBeacon::new(7, 2, 100, clock);
+        assert_eq!(other.duties(3), duties, "operators agree on duties");
+        assert_ne!(DevnetBeacon::new(8, 1, 100, clock).duties(3), duties);
+    }
+}

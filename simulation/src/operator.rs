@@ -1,0 +1,222 @@
+//! Wires one operator's actors on the simulated network, as the node binary will on a real one.
+
+use crate::{counting::Counting, devnet::{DevnetBeacon, DevnetSource}};
+use cohort_actors::{committee, executor, runner, scheduler};
+use cohort_ingress::{CommitteeId, SlotClock, runner::DutyEvent};
+use cohort_marshal::{PublicKey, Scheme};
+use commonware_consensus::{
+    marshal::standard::Inline,
+    simplex::{
+        self,
+        config::{ForwardPolicy, SkipPolicy},
+        elector::RoundRobin,
+    },
+    types::{Epoch, ViewDelta},
+};
+use commonware_cryptography::{Digestible, Sha256, ed25519::PrivateKey};
+use commonware_p2p::simulated::Oracle;
+use commonware_parallel::Sequential;
+use commonware_runtime::{Clock, Handle, Quota, Spawner, Supervisor as _, buffer::paged::CacheRef, deterministic};
+use commonware_utils::{NZDuration, NZU16, NZU32, NZUsize, channel::mpsc, ordered::Set};
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+/// Network channels, one per message kind.
+pub const CHANNEL_VOTES: u64 = 0;
+pub const CHANNEL_CERTIFICATES: u64 = 1;
+pub const CHANNEL_RESOLVER: u64 = 2;
+pub const CHANNEL_BACKFILL: u64 = 3;
+pub const CHANNEL_BLOCKS: u64 = 4;
+
+pub struct OperatorSetup {
+    pub index: usize,
+    pub key: PrivateKey,
+    pub participants: Set<PublicKey>,
+    pub committee: CommitteeId,
+    pub clock: SlotClock,
+    pub seed: u64,
+    pub validators: u64,
+    pub heartbeat: Duration,
+    pub leader_timeout: Duration,
+    pub finalized: mpsc::UnboundedSender<(usize, executor::Finalized)>,
+    pub duty_events: mpsc::UnboundedSender<(usize, DutyEvent)>,
+    pub received: Arc<AtomicU64>,
+}
+
+/// Starts every actor of one operator and returns their handles.
+pub async fn start(
+    context: deterministic::Context,
+    oracle: &Oracle<PublicKey, deterministic::Context>,
+    setup: OperatorSetup,
+) -> Vec<Handle<()>> {
+    use commonware_cryptography::Signer as _;
+    let me = setup.key.public_key();
+    let control = oracle.control(me.clone());
+    let quota = Quota::per_second(NZU32!(100_000));
+    let register = |channel| {
+        let control = control.clone();
+        async move {
+            let (sender, receiver) = control
+                .register(channel, quota)
+                .await
+                .expect("simulated network refused a channel registration");
+            (sender, receiver)
+        }
+    };
+    let votes = register(CHANNEL_VOTES).await;
+    let certificates = register(CHANNEL_CERTIFICATES).await;
+    let resolver = register(CHANNEL_RESOLVER).await;
+    let backfill = register(CHANNEL_BACKFILL).await;
+    let blocks = register(CHANNEL_BLOCKS).await;
+    let count = |(s, r)| (s, Counting::new(r, setup.received.clone()));
+
+    let beacon = DevnetBeacon::new(setup.seed, setup.index as u64 + 1, setup.validators, setup.clock);
+    let source = DevnetSource::new(beacon.clone());
+
+    // Committee first: the runner and the application need its mailbox.
+    let (committee_actor, committee_mailbox) = committee::init(
+        context.child("committee"),
+        committee::Config {
+            clock: setup.clock,
+            committee: setup.committee.clone(),
+            heartbeat: setup.heartbeat,
+            verify_grace: setup.clock.interval_duration(),
+            mailbox_size: 1024,
+        },
+    );
+
+    let (duty_sender, mut duty_receiver) = mpsc::unbounded_channel();
+    let (runner_actor, runner_mailbox) = runner::init(
+        context.child("runner"),
+        runner::Config {
+            clock: setup.clock,
+            source: source.clone(),
+            committee: committee_mailbox.clone(),
+            fetch_timeout: Duration::from_secs(2),
+            events: Some(duty_sender),
+            mailbox_size: 1024,
+        },
+    );
+
+    let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
+    let (scheduler_actor, scheduler_mailbox) = scheduler::init(
+        context.child("scheduler"),
+        scheduler::Config {
+            clock: setup.clock,
+            committee: setup.committee.clone(),
+            source,
+            runner: runner_mailbox.clone(),
+            fetch_timeout: Duration::from_secs(2),
+            late_threshold: Duration::from_millis(500),
+            mailbox_size: 1024,
+        },
+    );
+
+    let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
+        .expect("operator key is in the participant set");
+
+    // The executor is marshal's reporter; marshal tells it what was already processed.
+    let (executor_sender, executor_receiver) = mpsc::unbounded_channel();
+    let executor_mailbox = cohort_ingress::executor::Mailbox::new(executor_sender);
+    let marshal = cohort_marshal::start(
+        context.child("marshal"),
+        cohort_marshal::Config {
+            partition_prefix: format!("operator-{}-marshal", setup.index),
+            ..Default::default()
+        },
+        me.clone(),
+        scheme.clone(),
+        oracle.manager(),
+        control.clone(),
+        count(backfill),
+        count(blocks),
+        executor_mailbox,
+    )
+    .await;
+    let executor_actor = executor::Actor::from_receiver(
+        context.child("executor"),
+        executor::Config {
+            runner: runner_mailbox,
+            committee: committee_mailbox.clone(),
+            observer: Some(finalized_sender),
+            processed_height: marshal.processed_height,
+        },
+        executor_receiver,
+    );
+
+    let application = committee::Application::new(committee_mailbox, setup.participants.clone());
+    let inline = Inline::new(
+        context.child("inline"),
+        application,
+        marshal.mailbox.clone(),
+        marshal.epocher.clone(),
+    );
+    let engine = simplex::Engine::new(
+        context.child("simplex"),
+        simplex::config::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker: control.clone(),
+            automaton: inline.clone(),
+            relay: inline.clone(),
+            reporter: inline,
+            strategy: Sequential,
+            partition: format!("operator-{}-simplex", setup.index),
+            mailbox_size: NZUsize!(1024),
+            epoch: Epoch::zero(),
+            floor: simplex::config::Floor::Genesis(cohort_marshal::genesis().digest()),
+            replay_buffer: NZUsize!(64 * 1024),
+            write_buffer: NZUsize!(64 * 1024),
+            page_cache: CacheRef::new(NZU16!(4096), NZUsize!(64)),
+            leader_timeout: setup.leader_timeout,
+            certification_timeout: setup.leader_timeout + Duration::from_secs(2),
+            timeout_retry: Duration::from_secs(2),
+            view_retention: ViewDelta::new(16),
+            skip: SkipPolicy::Disabled,
+            fetch_timeout: NZDuration!(Duration::from_secs(1)),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::SilentVoters,
+            track_historical_votes: false,
+        },
+    );
+
+    let mut handles = marshal.handles;
+    handles.push(engine.start(count(votes), count(certificates), count(resolver)));
+    handles.push(committee_actor.start());
+    handles.push(runner_actor.start());
+    handles.push(executor_actor.start());
+    handles.push(scheduler_actor.start());
+
+    // The beacon node's head events.
+    let clock = setup.clock;
+    let mut heads = scheduler_mailbox;
+    let head_beacon = beacon;
+    handles.push(context.child("beacon_heads").spawn(move |context| async move {
+        let mut slot = clock.current_slot(context.current());
+        loop {
+            let at = clock.slot_start(slot) + head_beacon.head_delay(slot);
+            context.sleep_until(at).await;
+            let root = head_beacon.attestation_data_for(slot).beacon_block_root;
+            heads.head(slot, root).await;
+            slot += 1;
+        }
+    }));
+
+    // Forward this operator's observations, tagged with its index.
+    let index = setup.index;
+    let finalized_out = setup.finalized;
+    handles.push(context.child("observe_blocks").spawn(move |_| async move {
+        while let Some(block) = finalized_receiver.recv().await {
+            let _ = finalized_out.send((index, block));
+        }
+    }));
+    let events_out = setup.duty_events;
+    handles.push(context.child("observe_duties").spawn(move |_| async move {
+        while let Some(event) = duty_receiver.recv().await {
+            let _ = events_out.send((index, event));
+        }
+    }));
+    handles
+}
