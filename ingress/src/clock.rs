@@ -49,7 +49,10 @@ impl SlotClock {
     }
 
     pub fn slot_start(&self, slot: u64) -> SystemTime {
-        self.genesis + self.slot_duration.saturating_mul(slot.min(u32::MAX as u64) as u32)
+        self.genesis
+            + self
+                .slot_duration
+                .saturating_mul(slot.min(u32::MAX as u64) as u32)
     }
 
     pub fn interval_duration(&self) -> Duration {

@@ -109,7 +109,10 @@ impl Read for CommitteeId {
         let operators = Vec::<OperatorId>::read_cfg(buf, &(RangeCfg::new(1..=MAX_OPERATORS), ()))?;
         // Only the canonical (sorted, unique) form is accepted, so one id has one encoding.
         if operators.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(CodecError::Invalid("CommitteeId", "operators not sorted and unique"));
+            return Err(CodecError::Invalid(
+                "CommitteeId",
+                "operators not sorted and unique",
+            ));
         }
         Ok(Self(operators))
     }
@@ -160,7 +163,11 @@ impl fmt::Display for DutyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.target {
             DutyTarget::Committee(committee) => {
-                write!(f, "{}-{committee}-e{}-s{}", self.role, self.epoch, self.slot)
+                write!(
+                    f,
+                    "{}-{committee}-e{}-s{}",
+                    self.role, self.epoch, self.slot
+                )
             }
             DutyTarget::Validator(index) => {
                 write!(f, "{}-e{}-s{}-v{index}", self.role, self.epoch, self.slot)
@@ -375,7 +382,12 @@ impl Read for Decision {
         let value = DecidedValue::read(buf)?;
         match (&duty.role, &value) {
             (Role::Committee, DecidedValue::Attestation(data)) if data.slot == duty.slot => {}
-            _ => return Err(CodecError::Invalid("Decision", "value does not fit the duty")),
+            _ => {
+                return Err(CodecError::Invalid(
+                    "Decision",
+                    "value does not fit the duty",
+                ));
+            }
         }
         Ok(Self { duty, value })
     }

@@ -14,11 +14,11 @@ pub mod runner;
 pub mod scheduler;
 pub mod source;
 
+pub use clock::SlotClock;
 pub use duty::{
-    AttestationData, AttesterDuty, Checkpoint, CommitteeId, Decision, DecidedValue, Duty, DutyId,
+    AttestationData, AttesterDuty, Checkpoint, CommitteeId, DecidedValue, Decision, Duty, DutyId,
     DutyTarget, OperatorId, Role, Root,
 };
-pub use clock::SlotClock;
 pub use source::{DutySource, SourceError};
 
 /// Most operators one cluster may have (13 = 3f+1 with f = 4).

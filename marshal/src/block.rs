@@ -1,9 +1,9 @@
 //! The cluster block: one per consensus decision, batching every duty value decided in it.
 
-use bytes::Bytes;
 use bytes::BufMut;
-use commonware_codec::Buf;
+use bytes::Bytes;
 use cohort_ingress::Decision;
+use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use commonware_consensus::{BoundedBlock, Heightable, types::Height};
 use commonware_cryptography::{Digestible, Hasher, Sha256};
@@ -119,7 +119,10 @@ impl Read for Block {
         // Canonical form: strictly ordered by duty, so no duty is decided twice in one block and
         // one block has exactly one encoding.
         if decisions.windows(2).any(|w| w[0].duty >= w[1].duty) {
-            return Err(CodecError::Invalid("Block", "decisions not ordered and unique"));
+            return Err(CodecError::Invalid(
+                "Block",
+                "decisions not ordered and unique",
+            ));
         }
         let payload = Bytes::read_cfg(buf, &RangeCfg::new(0..=cfg.max_payload_bytes))?;
         let mut block = Self {
@@ -158,7 +161,13 @@ impl commonware_consensus::Block for Block {
 impl BoundedBlock for Block {
     fn max_encode_size(cfg: &BlockCfg) -> usize {
         // Length prefixes are varints of at most 5 bytes for these bounds.
-        32 + 8 + 8 + 4 + 5 + cfg.max_decisions * Decision::MAX_ENCODE_SIZE + 5 + cfg.max_payload_bytes
+        32 + 8
+            + 8
+            + 4
+            + 5
+            + cfg.max_decisions * Decision::MAX_ENCODE_SIZE
+            + 5
+            + cfg.max_payload_bytes
     }
 }
 
@@ -189,7 +198,14 @@ mod tests {
 
     #[test]
     fn roundtrip_keeps_digest() {
-        let b = Block::new(Sha256::hash(&[b"p"]), 3, 7, 1, vec![decision(7)], Bytes::new());
+        let b = Block::new(
+            Sha256::hash(&[b"p"]),
+            3,
+            7,
+            1,
+            vec![decision(7)],
+            Bytes::new(),
+        );
         let cfg = BlockCfg::default();
         let decoded = Block::decode_cfg(b.encode(), &cfg).unwrap();
         assert_eq!(decoded, b);
@@ -199,14 +215,56 @@ mod tests {
 
     #[test]
     fn digest_commits_to_every_field() {
-        let base = Block::new(Sha256::hash(&[b"p"]), 3, 7, 1, vec![decision(7)], Bytes::new());
+        let base = Block::new(
+            Sha256::hash(&[b"p"]),
+            3,
+            7,
+            1,
+            vec![decision(7)],
+            Bytes::new(),
+        );
         let variants = [
-            Block::new(Sha256::hash(&[b"q"]), 3, 7, 1, vec![decision(7)], Bytes::new()),
-            Block::new(Sha256::hash(&[b"p"]), 4, 7, 1, vec![decision(7)], Bytes::new()),
-            Block::new(Sha256::hash(&[b"p"]), 3, 8, 1, vec![decision(7)], Bytes::new()),
-            Block::new(Sha256::hash(&[b"p"]), 3, 7, 2, vec![decision(7)], Bytes::new()),
+            Block::new(
+                Sha256::hash(&[b"q"]),
+                3,
+                7,
+                1,
+                vec![decision(7)],
+                Bytes::new(),
+            ),
+            Block::new(
+                Sha256::hash(&[b"p"]),
+                4,
+                7,
+                1,
+                vec![decision(7)],
+                Bytes::new(),
+            ),
+            Block::new(
+                Sha256::hash(&[b"p"]),
+                3,
+                8,
+                1,
+                vec![decision(7)],
+                Bytes::new(),
+            ),
+            Block::new(
+                Sha256::hash(&[b"p"]),
+                3,
+                7,
+                2,
+                vec![decision(7)],
+                Bytes::new(),
+            ),
             Block::new(Sha256::hash(&[b"p"]), 3, 7, 1, vec![], Bytes::new()),
-            Block::new(Sha256::hash(&[b"p"]), 3, 7, 1, vec![decision(7)], Bytes::from_static(b"x")),
+            Block::new(
+                Sha256::hash(&[b"p"]),
+                3,
+                7,
+                1,
+                vec![decision(7)],
+                Bytes::from_static(b"x"),
+            ),
         ];
         for v in variants {
             assert_ne!(v.digest(), base.digest());
@@ -219,15 +277,44 @@ mod tests {
             max_decisions: 1,
             max_payload_bytes: 4,
         };
-        let two = Block::new(Sha256::hash(&[b"p"]), 1, 7, 0, vec![decision(6), decision(7)], Bytes::new());
+        let two = Block::new(
+            Sha256::hash(&[b"p"]),
+            1,
+            7,
+            0,
+            vec![decision(6), decision(7)],
+            Bytes::new(),
+        );
         assert!(Block::decode_cfg(two.encode(), &cfg).is_err());
-        let big = Block::new(Sha256::hash(&[b"p"]), 1, 7, 0, vec![], Bytes::from(vec![0u8; 5]));
+        let big = Block::new(
+            Sha256::hash(&[b"p"]),
+            1,
+            7,
+            0,
+            vec![],
+            Bytes::from(vec![0u8; 5]),
+        );
         assert!(Block::decode_cfg(big.encode(), &cfg).is_err());
         // The same duty twice: constructed by hand, since `new` sorts but does not dedup.
-        let dup = Block::new(Sha256::hash(&[b"p"]), 1, 7, 0, vec![decision(7), decision(7)], Bytes::new());
+        let dup = Block::new(
+            Sha256::hash(&[b"p"]),
+            1,
+            7,
+            0,
+            vec![decision(7), decision(7)],
+            Bytes::new(),
+        );
         assert!(Block::decode_cfg(dup.encode(), &BlockCfg::default()).is_err());
         // Truncated.
-        let one = Block::new(Sha256::hash(&[b"p"]), 1, 7, 0, vec![decision(7)], Bytes::new()).encode();
+        let one = Block::new(
+            Sha256::hash(&[b"p"]),
+            1,
+            7,
+            0,
+            vec![decision(7)],
+            Bytes::new(),
+        )
+        .encode();
         assert!(Block::decode_cfg(one.slice(..one.len() - 3), &BlockCfg::default()).is_err());
     }
 }

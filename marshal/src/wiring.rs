@@ -3,12 +3,7 @@
 use commonware_broadcast::buffered;
 use commonware_consensus::{
     Reporter,
-    marshal::{
-        self,
-        core::Actor,
-        resolver::p2p as resolver,
-        standard::Standard,
-    },
+    marshal::{self, core::Actor, resolver::p2p as resolver, standard::Standard},
     types::{Epoch, FixedEpocher, ViewDelta},
 };
 use commonware_cryptography::{
@@ -17,9 +12,7 @@ use commonware_cryptography::{
 };
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
-use commonware_runtime::{
-    Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef,
-};
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::archive::immutable;
 use commonware_utils::{NZU16, NZU64, NZUsize};
 use rand::{CryptoRng, Rng};

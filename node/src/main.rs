@@ -63,7 +63,10 @@ fn parse_offline(value: &str) -> Result<(usize, Option<u64>), String> {
         .parse()
         .map_err(|_| format!("offline: '{value}' is not an operator index (I or I@SLOT)"))?;
     let slot = slot
-        .map(|s| s.parse().map_err(|_| format!("offline: '{value}' has no valid slot after '@'")))
+        .map(|s| {
+            s.parse()
+                .map_err(|_| format!("offline: '{value}' has no valid slot after '@'"))
+        })
         .transpose()?;
     Ok((index, slot))
 }
@@ -152,7 +155,10 @@ fn main() -> ExitCode {
             if report.violations.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("simulation violated invariants; replay it with:\n  {}", report.replay);
+                eprintln!(
+                    "simulation violated invariants; replay it with:\n  {}",
+                    report.replay
+                );
                 ExitCode::FAILURE
             }
         }

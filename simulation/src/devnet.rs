@@ -82,7 +82,11 @@ impl DevnetBeacon {
     fn checkpoint(&self, epoch: u64) -> Checkpoint {
         Checkpoint {
             epoch,
-            root: Sha256::hash(&[b"checkpoint", &self.seed.to_le_bytes(), &epoch.to_le_bytes()]),
+            root: Sha256::hash(&[
+                b"checkpoint",
+                &self.seed.to_le_bytes(),
+                &epoch.to_le_bytes(),
+            ]),
         }
     }
 
@@ -104,8 +108,8 @@ impl DevnetBeacon {
             &self.seed.to_le_bytes(),
             &self.operator.to_le_bytes(),
             &slot.to_le_bytes(),
-        ]) % 8
-            == 0
+        ])
+        .is_multiple_of(8)
     }
 
     pub fn attestation_data_for(&self, slot: u64) -> AttestationData {

@@ -59,7 +59,10 @@ impl SimConfig {
     /// Rejects configs the cluster cannot run with a message naming the field.
     pub fn validate(&self) -> Result<(), String> {
         if ![4, 7, 10, 13].contains(&self.operators) && self.operators < 4 {
-            return Err(format!("operators: need at least 4 (3f+1), got {}", self.operators));
+            return Err(format!(
+                "operators: need at least 4 (3f+1), got {}",
+                self.operators
+            ));
         }
         if self.operators > cohort_ingress::MAX_OPERATORS {
             return Err(format!(
@@ -75,7 +78,10 @@ impl SimConfig {
             return Err("slots: need at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.delivery) {
-            return Err(format!("delivery: must be within 0..=1, got {}", self.delivery));
+            return Err(format!(
+                "delivery: must be within 0..=1, got {}",
+                self.delivery
+            ));
         }
         if self.slot_duration < Duration::from_secs(1) {
             return Err("slot_duration: must be at least 1s".into());
@@ -294,7 +300,8 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let link = Link {
         latency: config.latency,
         jitter: config.jitter,
-        success_rate: Probability::from_f64(config.delivery).unwrap_or(Probability::from_f64(1.0).expect("1.0 is a probability")),
+        success_rate: Probability::from_f64(config.delivery)
+            .unwrap_or(Probability::from_f64(1.0).expect("1.0 is a probability")),
     };
     for a in participants.iter() {
         for b in participants.iter() {
@@ -339,11 +346,13 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             Some(Some(slot)) => {
                 let oracle = oracle.clone();
                 let at = clock.slot_start(*slot);
-                context.child("late_start").spawn(move |context| async move {
-                    context.sleep_until(at).await;
-                    operator::start(operator_context, &oracle, setup).await;
-                    futures::future::pending::<()>().await;
-                });
+                context
+                    .child("late_start")
+                    .spawn(move |context| async move {
+                        context.sleep_until(at).await;
+                        operator::start(operator_context, &oracle, setup).await;
+                        futures::future::pending::<()>().await;
+                    });
             }
         }
     }
@@ -369,7 +378,11 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         .map(|(operator, duty)| format!("operator {operator}: {duty}"))
         .collect();
     for duty in open {
-        observed.violation("duty_outcome_reported", config.slots, format!("{duty} has no outcome"));
+        observed.violation(
+            "duty_outcome_reported",
+            config.slots,
+            format!("{duty} has no outcome"),
+        );
     }
 
     // Duties: what the devnet scheduled versus what the agreed chain decided in its slot.
@@ -404,7 +417,10 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 observed.violation(
                     "only_scheduled_duties_decided",
                     block.slot,
-                    format!("height {} decides {} which was not scheduled for its slot", block.height, decision.duty),
+                    format!(
+                        "height {} decides {} which was not scheduled for its slot",
+                        block.height, decision.duty
+                    ),
                 );
             }
             if slot >= config.slots {
@@ -414,7 +430,10 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 observed.violation(
                     "duty_decided_once",
                     block.slot,
-                    format!("{} decided a second time at height {}", decision.duty, block.height),
+                    format!(
+                        "{} decided a second time at height {}",
+                        decision.duty, block.height
+                    ),
                 );
             }
         }
@@ -442,7 +461,10 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         slots: config.slots,
         finalized_height: observed.canonical.keys().last().copied().unwrap_or(0),
         empty_blocks,
-        slots_with_block: slots_with_block.iter().filter(|s| **s < config.slots).count() as u64,
+        slots_with_block: slots_with_block
+            .iter()
+            .filter(|s| **s < config.slots)
+            .count() as u64,
         duties: DutyCounts {
             scheduled,
             decided,

@@ -1,6 +1,9 @@
 //! Wires one operator's actors on the simulated network, as the node binary will on a real one.
 
-use crate::{counting::Counting, devnet::{DevnetBeacon, DevnetSource}};
+use crate::{
+    counting::Counting,
+    devnet::{DevnetBeacon, DevnetSource},
+};
 use cohort_actors::{committee, executor, runner, scheduler};
 use cohort_ingress::{CommitteeId, SlotClock, runner::DutyEvent};
 use cohort_marshal::{PublicKey, Scheme};
@@ -16,7 +19,9 @@ use commonware_consensus::{
 use commonware_cryptography::{Digestible, Sha256, ed25519::PrivateKey};
 use commonware_p2p::simulated::Oracle;
 use commonware_parallel::Sequential;
-use commonware_runtime::{Clock, Handle, Quota, Spawner, Supervisor as _, buffer::paged::CacheRef, deterministic};
+use commonware_runtime::{
+    Clock, Handle, Quota, Spawner, Supervisor as _, buffer::paged::CacheRef, deterministic,
+};
 use commonware_utils::{NZDuration, NZU16, NZU32, NZUsize, channel::mpsc, ordered::Set};
 use std::{
     sync::{Arc, atomic::AtomicU64},
@@ -72,7 +77,12 @@ pub async fn start(
     let blocks = register(CHANNEL_BLOCKS).await;
     let count = |(s, r)| (s, Counting::new(r, setup.received.clone()));
 
-    let beacon = DevnetBeacon::new(setup.seed, setup.index as u64 + 1, setup.validators, setup.clock);
+    let beacon = DevnetBeacon::new(
+        setup.seed,
+        setup.index as u64 + 1,
+        setup.validators,
+        setup.clock,
+    );
     let source = DevnetSource::new(beacon.clone());
 
     // Committee first: the runner and the application need its mailbox.
@@ -193,16 +203,20 @@ pub async fn start(
     let clock = setup.clock;
     let mut heads = scheduler_mailbox;
     let head_beacon = beacon;
-    handles.push(context.child("beacon_heads").spawn(move |context| async move {
-        let mut slot = clock.current_slot(context.current());
-        loop {
-            let at = clock.slot_start(slot) + head_beacon.head_delay(slot);
-            context.sleep_until(at).await;
-            let root = head_beacon.attestation_data_for(slot).beacon_block_root;
-            heads.head(slot, root).await;
-            slot += 1;
-        }
-    }));
+    handles.push(
+        context
+            .child("beacon_heads")
+            .spawn(move |context| async move {
+                let mut slot = clock.current_slot(context.current());
+                loop {
+                    let at = clock.slot_start(slot) + head_beacon.head_delay(slot);
+                    context.sleep_until(at).await;
+                    let root = head_beacon.attestation_data_for(slot).beacon_block_root;
+                    heads.head(slot, root).await;
+                    slot += 1;
+                }
+            }),
+    );
 
     // Forward this operator's observations, tagged with its index.
     let index = setup.index;

@@ -153,7 +153,18 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 included,
                 response,
             } => {
-                let heartbeat_at = self.context.current() + self.heartbeat;
+                let now = self.context.current();
+                // An idle leader proposes its empty block just after the next committee-duty
+                // time rather than at an arbitrary moment: blocks then stay aligned to the
+                // slot schedule, so a view with a crashed leader times out before the next
+                // slot's values are due instead of straddling them.
+                let slot = self.clock.current_slot(now);
+                let mut duty_time = self.clock.interval_start(slot, 1);
+                if duty_time <= now {
+                    duty_time = self.clock.interval_start(slot + 1, 1);
+                }
+                let aligned = duty_time + self.clock.interval_duration() / 4;
+                let heartbeat_at = (now + self.heartbeat).min(aligned);
                 self.proposals.push(PendingPropose {
                     parent_slot,
                     included,
@@ -221,7 +232,10 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             self.blocks_proposed.inc();
             if decisions.is_empty() {
                 self.empty_blocks_proposed.inc();
-                debug!(slot = block_slot, "no work waiting; proposing a heartbeat block");
+                debug!(
+                    slot = block_slot,
+                    "no work waiting; proposing a heartbeat block"
+                );
             } else {
                 info!(
                     slot = block_slot,

@@ -101,7 +101,10 @@ impl<E: Send + 'static> commonware_consensus::Application<E> for Application {
             return false;
         };
         if self.proposer_index(&context.leader) != Some(block.proposer) {
-            warn!(height = block.height, "block names another proposer than the view's leader");
+            warn!(
+                height = block.height,
+                "block names another proposer than the view's leader"
+            );
             return false;
         }
         if block.slot < parent.slot {
@@ -109,14 +112,20 @@ impl<E: Send + 'static> commonware_consensus::Application<E> for Application {
             return false;
         }
         if !block.payload.is_empty() {
-            warn!(height = block.height, "block carries an execution payload this node cannot execute");
+            warn!(
+                height = block.height,
+                "block carries an execution payload this node cannot execute"
+            );
             return false;
         }
         // No duty may be decided twice along one chain.
         let mut ancestry = ancestry;
         let included = decided_in_slot(&mut ancestry, block.slot).await;
         if block.decisions.iter().any(|d| included.contains(&d.duty)) {
-            warn!(height = block.height, "block decides a duty its ancestry already decided");
+            warn!(
+                height = block.height,
+                "block decides a duty its ancestry already decided"
+            );
             return false;
         }
         let decisions = Arc::new(block.decisions.clone());

@@ -29,7 +29,12 @@ pub struct Config {
     pub mailbox_size: usize,
 }
 
-pub fn init<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics>(context: E, config: Config) -> (Actor<E>, Mailbox) {
+pub fn init<
+    E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics,
+>(
+    context: E,
+    config: Config,
+) -> (Actor<E>, Mailbox) {
     let (sender, receiver) = mpsc::channel(config.mailbox_size.max(1));
     (Actor::new(context, config, receiver), Mailbox::new(sender))
 }

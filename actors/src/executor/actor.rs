@@ -69,7 +69,11 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     if let Some(p) = self.processed
                         && height != p + 1
                     {
-                        error!(height, processed = p, "finalized blocks arrived out of order; stopping the executor");
+                        error!(
+                            height,
+                            processed = p,
+                            "finalized blocks arrived out of order; stopping the executor"
+                        );
                         return;
                     }
                     let block: Arc<Block> = block.inner_shared();

@@ -35,7 +35,12 @@ impl<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_run
     }
 }
 
-pub fn init<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics>(context: E, config: Config) -> (Actor<E>, Mailbox<Block>) {
+pub fn init<
+    E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics,
+>(
+    context: E,
+    config: Config,
+) -> (Actor<E>, Mailbox<Block>) {
     let (sender, receiver) = mpsc::unbounded_channel();
     (Actor::new(context, config, receiver), Mailbox::new(sender))
 }

@@ -46,13 +46,19 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         let started = context.register("duties_started", "duties started", Counter::default());
         let decided = context.register(
             "duties_decided",
-            "duties finalized in a block of their slot", Counter::default());
+            "duties finalized in a block of their slot",
+            Counter::default(),
+        );
         let missed = context.register(
             "duties_missed",
-            "duties whose slot ended before a finalized decision", Counter::default());
+            "duties whose slot ended before a finalized decision",
+            Counter::default(),
+        );
         let decide_latency = context.register(
             "decide_latency_seconds",
-            "time from duty start to finalized decision", Histogram::new([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8]));
+            "time from duty start to finalized decision",
+            Histogram::new([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8]),
+        );
         Self {
             context,
             clock: config.clock,
@@ -127,7 +133,11 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         }
     }
 
-    fn on_start(&mut self, duty: Duty, fetches: &mut FuturesUnordered<BoxFuture<'static, Fetched>>) {
+    fn on_start(
+        &mut self,
+        duty: Duty,
+        fetches: &mut FuturesUnordered<BoxFuture<'static, Fetched>>,
+    ) {
         let id = duty.id.clone();
         if self.running.contains_key(&id) {
             debug!(duty_id = %id, "duty already running; ignoring the second start");
@@ -146,7 +156,8 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             duty: id.clone(),
             at: now,
         });
-        self.running.insert(id.clone(), Running { duty, started: now });
+        self.running
+            .insert(id.clone(), Running { duty, started: now });
 
         let source = self.source.clone();
         let timeout = self.context.sleep(self.fetch_timeout);
@@ -164,7 +175,11 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         }));
     }
 
-    async fn on_fetched(&mut self, id: DutyId, result: Result<(AttestationData, Checkpoint), SourceError>) {
+    async fn on_fetched(
+        &mut self,
+        id: DutyId,
+        result: Result<(AttestationData, Checkpoint), SourceError>,
+    ) {
         if !self.running.contains_key(&id) {
             return; // Decided or expired meanwhile.
         }

@@ -48,13 +48,19 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
     pub(super) fn new(context: E, config: Config<S>, mailbox: mpsc::Receiver<Message>) -> Self {
         let dispatched_total = context.register(
             "duties_dispatched",
-            "duties handed to the runner", Counter::default());
+            "duties handed to the runner",
+            Counter::default(),
+        );
         let late_total = context.register(
             "duties_late",
-            "duties that started later than planned", Counter::default());
+            "duties that started later than planned",
+            Counter::default(),
+        );
         let fetch_failures = context.register(
             "duty_fetch_failures",
-            "failed or timed out duty-source calls", Counter::default());
+            "failed or timed out duty-source calls",
+            Counter::default(),
+        );
         Self {
             context,
             clock: config.clock,

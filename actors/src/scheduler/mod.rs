@@ -24,7 +24,13 @@ pub struct Config<S: DutySource> {
     pub mailbox_size: usize,
 }
 
-pub fn init<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics, S: DutySource>(context: E, config: Config<S>) -> (Actor<E, S>, Mailbox) {
+pub fn init<
+    E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics,
+    S: DutySource,
+>(
+    context: E,
+    config: Config<S>,
+) -> (Actor<E, S>, Mailbox) {
     let (sender, receiver) = mpsc::channel(config.mailbox_size.max(1));
     (Actor::new(context, config, receiver), Mailbox::new(sender))
 }
