@@ -1,7 +1,7 @@
 //! `cohort`: the operator node's command line.
 
 use clap::{Parser, Subcommand};
-use cohort_simulation::{Report, SimConfig};
+use cohort_simulation::{Crash, Report, SimConfig};
 use std::{process::ExitCode, time::Duration};
 
 #[derive(Parser)]
@@ -46,6 +46,10 @@ struct SimulateArgs {
     /// Operator offline: `I` (never starts) or `I@S` (starts at slot S). Repeatable.
     #[arg(long, value_parser = parse_offline)]
     offline: Vec<(usize, Option<u64>)>,
+    /// Operator crash: `I@S` (crashes during slot S, never returns) or `I@S-R` (restarts with
+    /// its storage at slot R). Repeatable, one per operator.
+    #[arg(long, value_parser = parse_crash)]
+    crash: Vec<Crash>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -71,6 +75,21 @@ fn parse_offline(value: &str) -> Result<(usize, Option<u64>), String> {
     Ok((index, slot))
 }
 
+fn parse_crash(value: &str) -> Result<Crash, String> {
+    let bad = || format!("crash: '{value}' is not I@SLOT or I@SLOT-RESTART_SLOT");
+    let (operator, slots) = value.split_once('@').ok_or_else(bad)?;
+    let operator = operator.parse().map_err(|_| bad())?;
+    let (slot, restart_slot) = match slots.split_once('-') {
+        Some((slot, restart)) => (slot, Some(restart.parse().map_err(|_| bad())?)),
+        None => (slots, None),
+    };
+    Ok(Crash {
+        operator,
+        slot: slot.parse().map_err(|_| bad())?,
+        restart_slot,
+    })
+}
+
 fn print_summary(report: &Report) {
     println!(
         "cohort simulation: seed {} | {} operators | {} validators | {} slots",
@@ -92,6 +111,16 @@ fn print_summary(report: &Report) {
         "  decide latency (simulated): p50 {} ms, p99 {} ms",
         report.decide_latency_ms.p50, report.decide_latency_ms.p99
     );
+    println!(
+        "    of which waiting for a block: p50 {} ms, p99 {} ms; consensus: p50 {} ms, p99 {} ms",
+        report.block_wait_ms.p50,
+        report.block_wait_ms.p99,
+        report.consensus_ms.p50,
+        report.consensus_ms.p99
+    );
+    if report.restarts > 0 {
+        println!("  operator restarts: {}", report.restarts);
+    }
     println!(
         "  messages per operator per slot: {:.1}",
         report.messages_per_operator_per_slot
@@ -135,6 +164,7 @@ fn main() -> ExitCode {
                 delivery: args.delivery,
                 slot_duration: Duration::from_secs(args.slot_seconds),
                 offline: args.offline,
+                crashes: args.crash,
             };
             if let Err(err) = config.validate() {
                 eprintln!("error: {err}");

@@ -13,11 +13,12 @@ use commonware_cryptography::{Digestible, Hasher, Sha256, Signer as _, ed25519::
 use commonware_p2p::simulated::{self, Link, Network};
 use commonware_runtime::{Clock, Runner as _, Spawner as _, Supervisor as _, deterministic};
 use commonware_utils::{NZUsize, channel::mpsc, ordered::Set, probability::Probability};
+use operator::Observation;
 use serde::Serialize;
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, atomic::AtomicU64},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 pub use devnet::{DevnetBeacon, DevnetSource};
@@ -37,6 +38,17 @@ pub struct SimConfig {
     pub slot_duration: Duration,
     /// Operators that start late: `(index, Some(slot))` starts at that slot; `None` never starts.
     pub offline: Vec<(usize, Option<u64>)>,
+    /// Operators that crash during a slot (at a point drawn from the seed) and restart with
+    /// their storage at the start of another slot, or never (`None`).
+    pub crashes: Vec<Crash>,
+}
+
+/// One crash of one operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crash {
+    pub operator: usize,
+    pub slot: u64,
+    pub restart_slot: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -51,6 +63,7 @@ impl Default for SimConfig {
             delivery: 1.0,
             slot_duration: Duration::from_secs(12),
             offline: Vec::new(),
+            crashes: Vec::new(),
         }
     }
 }
@@ -91,6 +104,28 @@ impl SimConfig {
                 return Err(format!("offline: operator {index} does not exist"));
             }
         }
+        for crash in &self.crashes {
+            if crash.operator >= self.operators {
+                return Err(format!("crash: operator {} does not exist", crash.operator));
+            }
+            if crash.restart_slot.is_some_and(|r| r <= crash.slot) {
+                return Err(format!(
+                    "crash: operator {} must restart after the slot it crashes in ({})",
+                    crash.operator, crash.slot
+                ));
+            }
+            if self.offline.iter().any(|(i, _)| *i == crash.operator) {
+                return Err(format!(
+                    "crash: operator {} is already offline; give it one fault",
+                    crash.operator
+                ));
+            }
+        }
+        let mut crashed: Vec<usize> = self.crashes.iter().map(|c| c.operator).collect();
+        crashed.sort_unstable();
+        if crashed.windows(2).any(|w| w[0] == w[1]) {
+            return Err("crash: at most one crash per operator".into());
+        }
         Ok(())
     }
 
@@ -111,6 +146,18 @@ impl SimConfig {
                 Some(slot) => cmd.push_str(&format!(" --offline {index}@{slot}")),
                 None => cmd.push_str(&format!(" --offline {index}")),
             }
+        }
+        for crash in &self.crashes {
+            match crash.restart_slot {
+                Some(restart) => cmd.push_str(&format!(
+                    " --crash {}@{}-{}",
+                    crash.operator, crash.slot, restart
+                )),
+                None => cmd.push_str(&format!(" --crash {}@{}", crash.operator, crash.slot)),
+            }
+        }
+        if self.slot_duration != Duration::from_secs(12) {
+            cmd.push_str(&format!(" --slot-seconds {}", self.slot_duration.as_secs()));
         }
         cmd
     }
@@ -155,7 +202,14 @@ pub struct Report {
     pub duties: DutyCounts,
     /// Simulated time from duty start (runner) to finalization, over every operator.
     pub decide_latency_ms: Percentiles,
-    /// Simulated time from one third of the slot (the planned committee start) to finalization.
+    /// Of the decide latency: duty start until the leader built the block deciding it.
+    pub block_wait_ms: Percentiles,
+    /// Of the decide latency: block built until this operator processed its finalization
+    /// (consensus hops, block dissemination, marshal).
+    pub consensus_ms: Percentiles,
+    /// Restarts of crashed operators during the run.
+    pub restarts: u64,
+    /// Network messages received per live operator per slot, over every channel.
     pub messages_per_operator_per_slot: f64,
     pub outcome_digest: String,
     /// The deterministic runtime's audit of every event, for bit-for-bit replay checks.
@@ -185,7 +239,14 @@ struct Observed {
     /// The agreed chain, by height.
     canonical: BTreeMap<u64, Arc<cohort_marshal::Block>>,
     latencies: Vec<u64>,
-    started: BTreeMap<(usize, cohort_ingress::DutyId), ()>,
+    /// Duties started and not yet ended, with their start time.
+    started: BTreeMap<(usize, cohort_ingress::DutyId), SystemTime>,
+    /// Decided duties: (operator, duty) -> start time.
+    decided: BTreeMap<(usize, cohort_ingress::DutyId), SystemTime>,
+    /// When each block was built by its leader.
+    proposed: BTreeMap<commonware_cryptography::sha256::Digest, SystemTime>,
+    /// When each operator processed each height.
+    processed_at: BTreeMap<(usize, u64), SystemTime>,
     violations: Vec<Violation>,
 }
 
@@ -198,9 +259,17 @@ impl Observed {
         });
     }
 
+    /// A crashed operator's running duties end with it; they are not owed an outcome.
+    fn on_crash(&mut self, operator: usize) {
+        self.started.retain(|(o, _), _| *o != operator);
+    }
+
     fn on_block(&mut self, operator: usize, finalized: Finalized, slot_now: u64) {
         let block = finalized.block;
         let height = block.height;
+        self.processed_at
+            .entry((operator, height))
+            .or_insert(finalized.at);
         let digest = block.digest();
         let chain = self.chains.entry(operator).or_default();
         let previous = chain.get(&height).copied();
@@ -240,11 +309,13 @@ impl Observed {
 
     fn on_duty(&mut self, operator: usize, event: DutyEvent) {
         match event {
-            DutyEvent::Started { duty, .. } => {
-                self.started.insert((operator, duty), ());
+            DutyEvent::Started { duty, at } => {
+                self.started.insert((operator, duty), at);
             }
             DutyEvent::Decided { duty, latency } => {
-                self.started.remove(&(operator, duty));
+                if let Some(at) = self.started.remove(&(operator, duty.clone())) {
+                    self.decided.insert((operator, duty), at);
+                }
                 self.latencies.push(latency.as_millis() as u64);
             }
             DutyEvent::Missed { duty } => {
@@ -252,6 +323,20 @@ impl Observed {
             }
         }
     }
+}
+
+/// Where in its slot an operator crashes: drawn from the seed, anywhere in the slot.
+fn crash_offset(seed: u64, operator: usize, slot: u64, slot_duration: Duration) -> Duration {
+    let digest = Sha256::hash(&[
+        b"crash",
+        &seed.to_le_bytes(),
+        &(operator as u64).to_le_bytes(),
+        &slot.to_le_bytes(),
+    ]);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    let millis = slot_duration.as_millis().max(1) as u64;
+    Duration::from_millis(u64::from_le_bytes(bytes) % millis)
 }
 
 /// Runs one simulation to completion and reports what happened.
@@ -314,14 +399,17 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         }
     }
 
-    let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
-    let (duty_sender, mut duty_receiver) = mpsc::unbounded_channel();
+    let (observations, mut observed_receiver) = mpsc::unbounded_channel();
     let received = Arc::new(AtomicU64::new(0));
     // Leaders wait up to one slot for work; views time out two seconds after that.
     let heartbeat = config.slot_duration;
     let leader_timeout = config.slot_duration + Duration::from_secs(2);
+    // The checker learns of crashes in band, so it never waits on a crashed runner's duties.
+    let (crash_sender, mut crash_receiver) = mpsc::unbounded_channel::<usize>();
 
     let offline: BTreeMap<usize, Option<u64>> = config.offline.iter().cloned().collect();
+    let crashes: BTreeMap<usize, Crash> = config.crashes.iter().map(|c| (c.operator, *c)).collect();
+    let restarts = Arc::new(AtomicU64::new(0));
     for (index, key) in keys.iter().enumerate() {
         let setup = operator::OperatorSetup {
             index,
@@ -333,40 +421,74 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             validators: config.validators,
             heartbeat,
             leader_timeout,
-            finalized: finalized_sender.clone(),
-            duty_events: duty_sender.clone(),
+            observations: observations.clone(),
             received: received.clone(),
         };
-        let operator_context = context.child("operator").with_attribute("index", index);
-        match offline.get(&index) {
-            None => {
-                operator::start(operator_context, &oracle, setup).await;
+        // Each life of an operator: (start, crash) times. Storage outlives every life.
+        let mut lives: Vec<(SystemTime, Option<SystemTime>)> = Vec::new();
+        match (offline.get(&index), crashes.get(&index)) {
+            (Some(None), _) => continue,
+            (Some(Some(slot)), _) => lives.push((clock.slot_start(*slot), None)),
+            (None, Some(crash)) => {
+                let offset = crash_offset(config.seed, index, crash.slot, config.slot_duration);
+                lives.push((genesis, Some(clock.slot_start(crash.slot) + offset)));
+                if let Some(restart) = crash.restart_slot {
+                    lives.push((clock.slot_start(restart), None));
+                }
             }
-            Some(None) => {}
-            Some(Some(slot)) => {
-                let oracle = oracle.clone();
-                let at = clock.slot_start(*slot);
-                context
-                    .child("late_start")
-                    .spawn(move |context| async move {
-                        context.sleep_until(at).await;
-                        operator::start(operator_context, &oracle, setup).await;
+            (None, None) => lives.push((genesis, None)),
+        }
+        let oracle = oracle.clone();
+        let crash_sender = crash_sender.clone();
+        let restarts = restarts.clone();
+        context
+            .child("lifecycle")
+            .with_attribute("operator", index)
+            .spawn(move |context| async move {
+                for (life, (start, crash_at)) in lives.into_iter().enumerate() {
+                    context.sleep_until(start).await;
+                    if life > 0 {
+                        restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let setup = setup.clone();
+                    let oracle = oracle.clone();
+                    let operator = context.child("operator").spawn(move |context| async move {
+                        let _handles = operator::start(context, &oracle, setup).await;
                         futures::future::pending::<()>().await;
                     });
-            }
-        }
+                    match crash_at {
+                        Some(at) => {
+                            context.sleep_until(at).await;
+                            // Aborting the operator's task aborts every task it spawned.
+                            operator.abort();
+                            let _ = operator.await;
+                            let _ = crash_sender.send(index);
+                        }
+                        None => {
+                            let _ = operator.await;
+                        }
+                    }
+                }
+            });
     }
+    drop(observations);
 
     // Check invariants slot by slot while the cluster runs; one extra slot lets the last
     // slot's decisions finalize.
     let mut observed = Observed::default();
     for slot in 0..=config.slots {
         context.sleep_until(clock.slot_start(slot + 1)).await;
-        while let Ok((operator, block)) = finalized_receiver.try_recv() {
-            observed.on_block(operator, block, slot);
+        while let Ok((operator, observation)) = observed_receiver.try_recv() {
+            match observation {
+                Observation::Finalized(block) => observed.on_block(operator, block, slot),
+                Observation::Duty(event) => observed.on_duty(operator, event),
+                Observation::Proposed(digest, at) => {
+                    observed.proposed.entry(digest).or_insert(at);
+                }
+            }
         }
-        while let Ok((operator, event)) = duty_receiver.try_recv() {
-            observed.on_duty(operator, event);
+        while let Ok(operator) = crash_receiver.try_recv() {
+            observed.on_crash(operator);
         }
     }
 
@@ -452,6 +574,35 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         hasher_input.extend_from_slice(block.digest().as_ref());
     }
     let outcome_digest = Sha256::hash(&[&hasher_input]);
+
+    // Split each decided duty's latency into waiting for a block and consensus.
+    let mut block_of: BTreeMap<cohort_ingress::DutyId, &cohort_marshal::Block> = BTreeMap::new();
+    for block in &canonical {
+        for decision in &block.decisions {
+            block_of.insert(decision.duty.clone(), block);
+        }
+    }
+    let mut waits = Vec::new();
+    let mut consensus = Vec::new();
+    for ((operator, duty), started) in &observed.decided {
+        let Some(block) = block_of.get(duty) else {
+            continue;
+        };
+        let (Some(proposed), Some(processed)) = (
+            observed.proposed.get(&block.digest()),
+            observed.processed_at.get(&(*operator, block.height)),
+        ) else {
+            continue;
+        };
+        let ms = |later: &SystemTime, earlier: &SystemTime| {
+            later
+                .duration_since(*earlier)
+                .unwrap_or_default()
+                .as_millis() as u64
+        };
+        waits.push(ms(proposed, started));
+        consensus.push(ms(processed, proposed));
+    }
     let live = n - offline.values().filter(|o| o.is_none()).count();
 
     Report {
@@ -473,6 +624,9 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             committee_decided: decided_slots.len() as u64,
         },
         decide_latency_ms: percentiles(observed.latencies),
+        block_wait_ms: percentiles(waits),
+        consensus_ms: percentiles(consensus),
+        restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
         messages_per_operator_per_slot: received.load(std::sync::atomic::Ordering::Relaxed) as f64
             / (live.max(1) as f64 * config.slots as f64),
         outcome_digest: outcome_digest.to_string(),

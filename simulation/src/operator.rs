@@ -17,6 +17,7 @@ use commonware_consensus::{
     types::{Epoch, ViewDelta},
 };
 use commonware_cryptography::{Digestible, Sha256, ed25519::PrivateKey};
+use commonware_macros::select;
 use commonware_p2p::simulated::Oracle;
 use commonware_parallel::Sequential;
 use commonware_runtime::{
@@ -35,6 +36,15 @@ pub const CHANNEL_RESOLVER: u64 = 2;
 pub const CHANNEL_BACKFILL: u64 = 3;
 pub const CHANNEL_BLOCKS: u64 = 4;
 
+/// What an operator reports to the simulation's checker.
+#[derive(Debug)]
+pub enum Observation {
+    Finalized(executor::Finalized),
+    Duty(DutyEvent),
+    Proposed(cohort_marshal::Digest, std::time::SystemTime),
+}
+
+#[derive(Clone)]
 pub struct OperatorSetup {
     pub index: usize,
     pub key: PrivateKey,
@@ -45,8 +55,7 @@ pub struct OperatorSetup {
     pub validators: u64,
     pub heartbeat: Duration,
     pub leader_timeout: Duration,
-    pub finalized: mpsc::UnboundedSender<(usize, executor::Finalized)>,
-    pub duty_events: mpsc::UnboundedSender<(usize, DutyEvent)>,
+    pub observations: mpsc::UnboundedSender<(usize, Observation)>,
     pub received: Arc<AtomicU64>,
 }
 
@@ -156,7 +165,12 @@ pub async fn start(
         executor_receiver,
     );
 
-    let application = committee::Application::new(committee_mailbox, setup.participants.clone());
+    let (proposal_sender, mut proposal_receiver) = mpsc::unbounded_channel();
+    let application = committee::Application::new(
+        committee_mailbox,
+        setup.participants.clone(),
+        Some(proposal_sender),
+    );
     let inline = Inline::new(
         context.child("inline"),
         application,
@@ -220,16 +234,22 @@ pub async fn start(
 
     // Forward this operator's observations, tagged with its index.
     let index = setup.index;
-    let finalized_out = setup.finalized;
-    handles.push(context.child("observe_blocks").spawn(move |_| async move {
-        while let Some(block) = finalized_receiver.recv().await {
-            let _ = finalized_out.send((index, block));
-        }
-    }));
-    let events_out = setup.duty_events;
-    handles.push(context.child("observe_duties").spawn(move |_| async move {
-        while let Some(event) = duty_receiver.recv().await {
-            let _ = events_out.send((index, event));
+    let out = setup.observations;
+    handles.push(context.child("observe").spawn(move |_| async move {
+        loop {
+            let observation = select! {
+                block = finalized_receiver.recv() => block.map(Observation::Finalized),
+                event = duty_receiver.recv() => event.map(Observation::Duty),
+                proposed = proposal_receiver.recv() => {
+                    proposed.map(|(digest, at)| Observation::Proposed(digest, at))
+                },
+            };
+            let Some(observation) = observation else {
+                return;
+            };
+            if out.send((index, observation)).is_err() {
+                return;
+            }
         }
     }));
     handles

@@ -5,28 +5,40 @@
 //! into a block, and whether this operator can vouch for the values in someone else's.
 
 use cohort_ingress::{DutyId, committee};
-use cohort_marshal::{Block, ConsensusContext, PublicKey, Scheme};
+use cohort_marshal::{Block, ConsensusContext, Digest, PublicKey, Scheme};
 use commonware_consensus::marshal::ancestry::Ancestry;
 use commonware_cryptography::{Digested, Digestible};
+use commonware_runtime::Clock;
+use commonware_utils::channel::mpsc;
 use commonware_utils::ordered::{Quorum as _, Set};
 use futures::StreamExt;
+use std::time::SystemTime;
 use std::{collections::BTreeSet, sync::Arc};
 use tracing::{debug, warn};
 
 /// Most ancestors read to find duties already decided in unfinalized blocks of a slot.
 const MAX_ANCESTRY_WALK: usize = 64;
 
+/// When this operator, as leader, built a block: for latency reports.
+pub type ProposalObserver = mpsc::UnboundedSender<(Digest, SystemTime)>;
+
 #[derive(Clone)]
 pub struct Application {
     committee: committee::Mailbox,
     participants: Set<PublicKey>,
+    proposals: Option<ProposalObserver>,
 }
 
 impl Application {
-    pub fn new(committee: committee::Mailbox, participants: Set<PublicKey>) -> Self {
+    pub fn new(
+        committee: committee::Mailbox,
+        participants: Set<PublicKey>,
+        proposals: Option<ProposalObserver>,
+    ) -> Self {
         Self {
             committee,
             participants,
+            proposals,
         }
     }
 
@@ -51,7 +63,7 @@ async fn decided_in_slot(ancestry: &mut impl Ancestry<Block>, slot: u64) -> BTre
     included
 }
 
-impl<E: Send + 'static> commonware_consensus::Application<E> for Application {
+impl<E: Clock> commonware_consensus::Application<E> for Application {
     type SigningScheme = Scheme;
     type Context = ConsensusContext;
     type Block = Block;
@@ -59,7 +71,7 @@ impl<E: Send + 'static> commonware_consensus::Application<E> for Application {
 
     async fn propose(
         &mut self,
-        (_, context): (E, ConsensusContext),
+        (runtime, context): (E, ConsensusContext),
         mut ancestry: impl Ancestry<Block>,
         _input: (),
     ) -> Option<Digested<Block>> {
@@ -85,6 +97,9 @@ impl<E: Send + 'static> commonware_consensus::Application<E> for Application {
             view = context.round.view().get(),
             "built cluster block"
         );
+        if let Some(proposals) = &self.proposals {
+            let _ = proposals.send((digest, runtime.current()));
+        }
         Some(Digested::precomputed(block, digest))
     }
 

@@ -13,6 +13,8 @@ use tracing::{debug, error, info};
 #[derive(Clone, Debug)]
 pub struct Finalized {
     pub block: Arc<Block>,
+    /// When this operator processed it.
+    pub at: std::time::SystemTime,
 }
 
 pub struct Actor<E> {
@@ -85,6 +87,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     if let Some(observer) = &self.observer {
                         let _ = observer.send(Finalized {
                             block: block.clone(),
+                            at: self.context.current(),
                         });
                     }
                     self.processed = Some(height);
