@@ -9,6 +9,8 @@
 
 mod actor;
 mod application;
+#[cfg(test)]
+mod tests;
 
 pub use actor::Actor;
 pub use application::Application;

@@ -7,6 +7,9 @@
 mod actor;
 pub use actor::Actor;
 
+#[cfg(test)]
+mod tests;
+
 use cohort_ingress::{CommitteeId, DutySource, SlotClock, runner, scheduler::Mailbox};
 use commonware_utils::channel::mpsc;
 use std::time::Duration;

@@ -1,0 +1,196 @@
+use super::{Config, init};
+use cohort_ingress::{
+    AttestationData, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, Role, SlotClock,
+    committee::Mailbox,
+};
+use commonware_cryptography::{Hasher, Sha256};
+use commonware_macros::select;
+use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+fn clock(context: &deterministic::Context) -> SlotClock {
+    SlotClock::mainnet(context.current())
+}
+
+fn committee() -> CommitteeId {
+    CommitteeId::new(vec![1, 2, 3, 4]).unwrap()
+}
+
+fn checkpoint(epoch: u64) -> Checkpoint {
+    Checkpoint {
+        epoch,
+        root: Sha256::hash(&[b"cp", &epoch.to_le_bytes()]),
+    }
+}
+
+fn decision(slot: u64) -> Decision {
+    Decision {
+        duty: DutyId::committee(committee(), slot / 32, slot),
+        value: DecidedValue::Attestation(AttestationData {
+            slot,
+            index: 0,
+            beacon_block_root: Sha256::hash(&[b"head", &slot.to_le_bytes()]),
+            source: checkpoint(0),
+            target: checkpoint(slot / 32),
+        }),
+    }
+}
+
+fn start(context: &deterministic::Context) -> Mailbox {
+    let (actor, mailbox) = init(
+        context.child("committee"),
+        Config {
+            clock: clock(context),
+            committee: committee(),
+            heartbeat: Duration::from_secs(12),
+            verify_grace: Duration::from_secs(4),
+            mailbox_size: 16,
+        },
+    );
+    actor.start();
+    mailbox
+}
+
+#[test]
+fn follower_refuses_values_it_can_prove_wrong() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        context.sleep(Duration::from_secs(4)).await;
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await;
+
+        // The leader's value may differ from ours (another head) and is still accepted.
+        let mut other_head = decision(0);
+        let DecidedValue::Attestation(ref mut data) = other_head.value;
+        data.beacon_block_root = Sha256::hash(&[b"another head"]);
+        assert_eq!(
+            mailbox.verify(0, Arc::new(vec![other_head])).await,
+            Some(true)
+        );
+
+        // A source checkpoint that conflicts with the finalized checkpoint we know.
+        let mut bad_source = decision(0);
+        let DecidedValue::Attestation(ref mut data) = bad_source.value;
+        data.source.root = Sha256::hash(&[b"fork"]);
+        assert_eq!(
+            mailbox.verify(0, Arc::new(vec![bad_source])).await,
+            Some(false)
+        );
+
+        // A target in another epoch than the slot's.
+        let mut bad_target = decision(0);
+        let DecidedValue::Attestation(ref mut data) = bad_target.value;
+        data.target = checkpoint(3);
+        assert_eq!(
+            mailbox.verify(0, Arc::new(vec![bad_target])).await,
+            Some(false)
+        );
+
+        // Another cluster's committee duty.
+        let mut foreign = decision(0);
+        foreign.duty = DutyId::committee(CommitteeId::new(vec![5, 6, 7, 8]).unwrap(), 0, 0);
+        assert_eq!(
+            mailbox.verify(0, Arc::new(vec![foreign])).await,
+            Some(false)
+        );
+
+        // A value decided for a slot other than the block's.
+        assert_eq!(
+            mailbox.verify(1, Arc::new(vec![decision(0)])).await,
+            Some(false)
+        );
+
+        // Once finalized, the same duty may not be decided again.
+        mailbox.finalized(Arc::new(vec![decision(0)])).await;
+        assert_eq!(
+            mailbox.verify(0, Arc::new(vec![decision(0)])).await,
+            Some(false)
+        );
+    });
+}
+
+#[test]
+fn follower_waits_for_a_duty_it_has_not_started_then_refuses() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        context.sleep(Duration::from_secs(1)).await;
+        // Slot 0's duty is not known here yet: the answer waits.
+        let verdict = {
+            let mut mailbox = mailbox.clone();
+            async move { mailbox.verify(0, Arc::new(vec![decision(0)])).await }
+        };
+        let early = select! {
+            _ = context.sleep(Duration::from_secs(2)) => None,
+            verdict = verdict => Some(verdict),
+        };
+        assert_eq!(early, None, "answered before this operator could check");
+
+        // Learning the duty lets a pending check succeed.
+        let pending = {
+            let mut mailbox = mailbox.clone();
+            async move { mailbox.verify(0, Arc::new(vec![decision(0)])).await }
+        };
+        let submit = async {
+            context.sleep(Duration::from_secs(1)).await;
+            let own = decision(0);
+            mailbox.submit(own.duty, own.value, checkpoint(0)).await;
+            futures::future::pending::<()>().await;
+        };
+        let verdict = select! {
+            verdict = pending => verdict,
+            _ = submit => unreachable!(),
+        };
+        assert_eq!(verdict, Some(true));
+
+        // A duty never learned is refused after its slot plus the grace period.
+        let started = context.current();
+        let verdict = mailbox.verify(1, Arc::new(vec![decision(1)])).await;
+        assert_eq!(verdict, Some(false));
+        let waited = context.current().duration_since(started).unwrap();
+        assert!(
+            waited >= Duration::from_secs(20),
+            "gave up after {waited:?}"
+        );
+    });
+}
+
+#[test]
+fn leader_proposes_at_once_with_work_and_waits_without() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        let genesis = context.current();
+
+        // No work: the empty block comes just after the next committee-duty time (4 s + 1 s).
+        let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
+        assert!(batch.decisions.is_empty());
+        // The deterministic runtime advances a millisecond per scheduler cycle.
+        let waited = context.current().duration_since(genesis).unwrap();
+        assert!(
+            waited >= Duration::from_secs(5) && waited < Duration::from_millis(5_050),
+            "empty block after {waited:?}"
+        );
+
+        // Work for the current slot: answered immediately.
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await;
+        let before = context.current();
+        let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
+        assert_eq!(batch.slot, 0);
+        assert_eq!(batch.decisions, vec![own.clone()]);
+        assert!(context.current().duration_since(before).unwrap() < Duration::from_millis(50));
+
+        // Already in the unfinalized ancestry: not proposed again.
+        let included: BTreeSet<DutyId> = [own.duty.clone()].into();
+        let batch = mailbox.propose(0, included).await.unwrap();
+        assert!(batch.decisions.is_empty());
+        assert_eq!(
+            batch.slot, 1,
+            "the empty block waited for the next slot's duty time"
+        );
+        assert_eq!(own.duty.role, Role::Committee);
+    });
+}

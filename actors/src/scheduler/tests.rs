@@ -1,0 +1,136 @@
+use super::{Config, init};
+use cohort_ingress::{
+    AttestationData, AttesterDuty, Checkpoint, CommitteeId, DutySource, Role, SlotClock,
+    SourceError, runner,
+};
+use commonware_cryptography::{Hasher, Sha256};
+use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
+use commonware_utils::channel::mpsc;
+use std::{sync::Arc, time::Duration};
+
+/// Slot 1 has two attesters, slot 2 one; every answer comes after `delay`.
+struct Source<E: Clock + Send + Sync + 'static> {
+    context: Arc<E>,
+    delay: Duration,
+}
+
+impl<E: Clock + Send + Sync + 'static> Clone for Source<E> {
+    fn clone(&self) -> Self {
+        Self {
+            context: self.context.clone(),
+            delay: self.delay,
+        }
+    }
+}
+
+impl<E: Clock + Send + Sync + 'static> DutySource for Source<E> {
+    async fn attester_duties(&self, epoch: u64) -> Result<Vec<AttesterDuty>, SourceError> {
+        self.context.sleep(self.delay).await;
+        if epoch != 0 {
+            return Ok(Vec::new());
+        }
+        let duty = |slot, validator_index| AttesterDuty {
+            slot,
+            validator_index,
+            committee_index: 0,
+            committee_length: 1,
+            validator_committee_index: 0,
+        };
+        Ok(vec![duty(1, 10), duty(1, 11), duty(2, 12)])
+    }
+    async fn attestation_data(&self, _slot: u64) -> Result<AttestationData, SourceError> {
+        Err(SourceError::NotYet {
+            what: "attestation data",
+        })
+    }
+    async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
+        Err(SourceError::NotYet { what: "checkpoint" })
+    }
+}
+
+/// Starts a scheduler and returns (its mailbox, the runner's inbox, genesis).
+fn start(
+    context: &deterministic::Context,
+    delay: Duration,
+) -> (
+    cohort_ingress::scheduler::Mailbox,
+    mpsc::Receiver<runner::Message>,
+    SlotClock,
+) {
+    let clock = SlotClock::mainnet(context.current());
+    let (sender, receiver) = mpsc::channel(16);
+    let (actor, mailbox) = init(
+        context.child("scheduler"),
+        Config {
+            clock,
+            committee: CommitteeId::new(vec![1, 2, 3, 4]).unwrap(),
+            source: Source {
+                context: Arc::new(context.child("source")),
+                delay,
+            },
+            runner: runner::Mailbox::new(sender),
+            fetch_timeout: Duration::from_secs(30),
+            late_threshold: Duration::from_millis(500),
+            mailbox_size: 16,
+        },
+    );
+    actor.start();
+    (mailbox, receiver, clock)
+}
+
+async fn next_duty(receiver: &mut mpsc::Receiver<runner::Message>) -> cohort_ingress::Duty {
+    match receiver.recv().await {
+        Some(runner::Message::StartDuty(duty)) => duty,
+        other => panic!("expected a duty, got {other:?}"),
+    }
+}
+
+#[test]
+fn committee_duty_starts_at_one_third_of_its_slot() {
+    deterministic::Runner::default().start(|context| async move {
+        let (_mailbox, mut receiver, clock) = start(&context, Duration::ZERO);
+        let duty = next_duty(&mut receiver).await;
+        assert_eq!(duty.id.to_string(), "COMMITTEE-1_2_3_4-e0-s1");
+        assert_eq!(duty.id.role, Role::Committee);
+        assert_eq!(duty.attesters.len(), 2);
+        let at = context.current();
+        assert!(at >= clock.interval_start(1, 1));
+        assert!(at < clock.interval_start(1, 1) + Duration::from_millis(50));
+        let duty = next_duty(&mut receiver).await;
+        assert_eq!(duty.id.slot, 2);
+        assert_eq!(duty.attesters.len(), 1);
+    });
+}
+
+#[test]
+fn a_head_event_starts_the_duty_early() {
+    deterministic::Runner::default().start(|context| async move {
+        let (mut mailbox, mut receiver, clock) = start(&context, Duration::ZERO);
+        context
+            .sleep_until(clock.slot_start(1) + Duration::from_secs(1))
+            .await;
+        // A head for an old slot is not a trigger; one for the current slot is.
+        mailbox.head(0, Sha256::hash(&[b"head"])).await;
+        mailbox.head(1, Sha256::hash(&[b"head"])).await;
+        let duty = next_duty(&mut receiver).await;
+        assert_eq!(duty.id.slot, 1);
+        let at = context.current();
+        assert!(
+            at < clock.slot_start(1) + Duration::from_millis(1_100),
+            "not early"
+        );
+    });
+}
+
+#[test]
+fn late_duties_still_start_within_their_slot() {
+    deterministic::Runner::default().start(|context| async move {
+        // The duty source takes 17 s: slot 1's duty is due at 16 s.
+        let (_mailbox, mut receiver, clock) = start(&context, Duration::from_secs(17));
+        let duty = next_duty(&mut receiver).await;
+        assert_eq!(duty.id.slot, 1);
+        let at = context.current();
+        assert!(at >= clock.slot_start(1) + Duration::from_secs(5));
+        assert!(at < clock.slot_start(2));
+    });
+}
