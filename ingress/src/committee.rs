@@ -37,6 +37,9 @@ pub enum Message {
         decisions: Arc<Vec<Decision>>,
         response: oneshot::Sender<bool>,
     },
+    /// The committee duties this operator's own schedule holds for an epoch: enough to vouch
+    /// for a leader's value before this operator's runner has started the duty itself.
+    Expect { duties: Vec<DutyId> },
     /// Decisions finalized at some height: their duties leave the pool.
     Finalized { decisions: Arc<Vec<Decision>> },
 }
@@ -88,6 +91,10 @@ impl Mailbox {
             .await
             .ok()?;
         receiver.await.ok()
+    }
+
+    pub async fn expect(&mut self, duties: Vec<DutyId>) {
+        let _ = self.sender.send(Message::Expect { duties }).await;
     }
 
     pub async fn finalized(&mut self, decisions: Arc<Vec<Decision>>) {

@@ -124,7 +124,8 @@ pub async fn start(
         context.child("scheduler"),
         scheduler::Config {
             clock: setup.clock,
-            committee: setup.committee.clone(),
+            committee_id: setup.committee.clone(),
+            committee: committee_mailbox.clone(),
             source,
             runner: runner_mailbox.clone(),
             fetch_timeout: Duration::from_secs(2),

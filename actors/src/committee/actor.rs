@@ -50,7 +50,8 @@ pub struct Actor<E> {
 
     /// Values waiting for agreement, from this operator's runner.
     pool: BTreeMap<DutyId, DecidedValue>,
-    /// Duties this operator's runner started: the only duties it can vouch for.
+    /// Duties this operator's own schedule holds or its runner started: the only duties it
+    /// can vouch for.
     known: BTreeSet<DutyId>,
     /// Duties already finalized: a second decision for one would be a double vote.
     decided: BTreeSet<DutyId>,
@@ -184,6 +185,15 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     give_up_at,
                     response,
                 });
+            }
+            Message::Expect { duties } => {
+                let oldest = first_id_of_slot(
+                    self.clock
+                        .current_slot(self.context.current())
+                        .saturating_sub(DECIDED_MEMORY_SLOTS),
+                );
+                self.known
+                    .extend(duties.into_iter().filter(|duty| *duty >= oldest));
             }
             Message::Finalized { decisions } => {
                 for decision in decisions.iter() {

@@ -194,3 +194,28 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
         assert_eq!(own.duty.role, Role::Committee);
     });
 }
+
+#[test]
+fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        // The finalized checkpoint comes from an earlier duty's submission.
+        let earlier = decision(0);
+        mailbox
+            .submit(earlier.duty, earlier.value, checkpoint(0))
+            .await;
+        mailbox.expect(vec![decision(1).duty]).await;
+        context.sleep(Duration::from_secs(12)).await;
+        let started = context.current();
+        assert_eq!(
+            mailbox.verify(1, Arc::new(vec![decision(1)])).await,
+            Some(true)
+        );
+        assert!(context.current().duration_since(started).unwrap() < Duration::from_millis(50));
+        // A duty outside the schedule still waits, then is refused.
+        assert_eq!(
+            mailbox.verify(1, Arc::new(vec![decision(2)])).await,
+            Some(false)
+        );
+    });
+}

@@ -1,6 +1,6 @@
 use super::Config;
 use cohort_ingress::{
-    AttesterDuty, CommitteeId, Duty, DutyId, DutySource, SlotClock, SourceError, runner,
+    AttesterDuty, CommitteeId, Duty, DutyId, DutySource, SlotClock, SourceError, committee, runner,
     scheduler::Message,
 };
 use commonware_macros::select;
@@ -25,6 +25,7 @@ pub struct Actor<E, S: DutySource> {
     committee: CommitteeId,
     source: S,
     runner: runner::Mailbox,
+    committee_mailbox: committee::Mailbox,
     fetch_timeout: Duration,
     late_threshold: Duration,
     mailbox: mpsc::Receiver<Message>,
@@ -64,9 +65,10 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         Self {
             context,
             clock: config.clock,
-            committee: config.committee,
+            committee: config.committee_id,
             source: config.source,
             runner: config.runner,
+            committee_mailbox: config.committee,
             fetch_timeout: config.fetch_timeout,
             late_threshold: config.late_threshold,
             mailbox,
@@ -130,7 +132,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 },
                 result = next_fetch => {
                     if let Some((epoch, result)) = result {
-                        self.on_fetched(epoch, result);
+                        self.on_fetched(epoch, result).await;
                     }
                 },
                 _ = self.context.sleep_until(wake) => {},
@@ -164,13 +166,20 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         }
     }
 
-    fn on_fetched(&mut self, epoch: u64, result: Result<Vec<AttesterDuty>, SourceError>) {
+    async fn on_fetched(&mut self, epoch: u64, result: Result<Vec<AttesterDuty>, SourceError>) {
         self.fetching.remove(&epoch);
         match result {
             Ok(mut duties) => {
                 duties.sort();
                 info!(epoch, duties = duties.len(), "fetched attester duties");
                 self.retry_at.remove(&epoch);
+                let mut slots: Vec<u64> = duties.iter().map(|d| d.slot).collect();
+                slots.dedup();
+                let expected = slots
+                    .into_iter()
+                    .map(|slot| DutyId::committee(self.committee.clone(), epoch, slot))
+                    .collect();
+                self.committee_mailbox.expect(expected).await;
                 self.duties.insert(epoch, duties);
             }
             Err(err) => {

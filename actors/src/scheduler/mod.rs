@@ -10,16 +10,18 @@ pub use actor::Actor;
 #[cfg(test)]
 mod tests;
 
-use cohort_ingress::{CommitteeId, DutySource, SlotClock, runner, scheduler::Mailbox};
+use cohort_ingress::{CommitteeId, DutySource, SlotClock, committee, runner, scheduler::Mailbox};
 use commonware_utils::channel::mpsc;
 use std::time::Duration;
 
 pub struct Config<S: DutySource> {
     pub clock: SlotClock,
     /// The cluster's operators: the committee every committee duty is for.
-    pub committee: CommitteeId,
+    pub committee_id: CommitteeId,
     pub source: S,
     pub runner: runner::Mailbox,
+    /// Told which committee duties each fetched epoch holds, so it can check leaders' values.
+    pub committee: committee::Mailbox,
     /// How long one duty-source call may take before it is retried.
     pub fetch_timeout: Duration,
     /// A duty that starts this much after its planned time is logged as late.

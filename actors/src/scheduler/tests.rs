@@ -59,11 +59,15 @@ fn start(
 ) {
     let clock = SlotClock::mainnet(context.current());
     let (sender, receiver) = mpsc::channel(16);
+    // The committee's inbox is dropped: what it is told is not under test here.
+    let (committee_sender, _) = mpsc::channel(16);
+    let committee_mailbox = cohort_ingress::committee::Mailbox::new(committee_sender);
     let (actor, mailbox) = init(
         context.child("scheduler"),
         Config {
             clock,
-            committee: CommitteeId::new(vec![1, 2, 3, 4]).unwrap(),
+            committee_id: CommitteeId::new(vec![1, 2, 3, 4]).unwrap(),
+            committee: committee_mailbox,
             source: Source {
                 context: Arc::new(context.child("source")),
                 delay,
