@@ -212,10 +212,12 @@ fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
             Some(true)
         );
         assert!(context.current().duration_since(started).unwrap() < Duration::from_millis(50));
-        // A duty outside the schedule still waits, then is refused.
+        // A duty outside the schedule still waits for its slot to end, then is refused.
+        let asked = context.current();
         assert_eq!(
-            mailbox.verify(1, Arc::new(vec![decision(2)])).await,
+            mailbox.verify(2, Arc::new(vec![decision(2)])).await,
             Some(false)
         );
+        assert!(context.current() >= asked + Duration::from_secs(12 + 4 - 1));
     });
 }
