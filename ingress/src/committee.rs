@@ -4,6 +4,10 @@ use crate::{Checkpoint, DecidedValue, Decision, DutyId};
 use commonware_utils::channel::{mpsc, oneshot};
 use std::{collections::BTreeSet, sync::Arc};
 
+/// How many slots after its own a block of a slot may still be voted for. Until then a duty of
+/// that slot can still be decided; after it, it is missed for good.
+pub const MAX_BLOCK_AGE_SLOTS: u64 = 2;
+
 /// What the leader puts in its next cluster block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {

@@ -54,6 +54,7 @@ pub enum DutyEvent {
         duty: crate::DutyId,
         latency: std::time::Duration,
     },
-    /// The duty's slot ended without a finalized decision.
+    /// No block of the duty's slot can be finalized any more (see
+    /// [`crate::committee::MAX_BLOCK_AGE_SLOTS`]).
     Missed { duty: crate::DutyId },
 }

@@ -241,6 +241,8 @@ struct Observed {
     latencies: Vec<u64>,
     /// Duties started and not yet ended, with their start time.
     started: BTreeMap<(usize, cohort_ingress::DutyId), SystemTime>,
+    /// Duties runners reported missed.
+    missed: BTreeSet<(usize, cohort_ingress::DutyId)>,
     /// Decided duties: (operator, duty) -> start time.
     decided: BTreeMap<(usize, cohort_ingress::DutyId), SystemTime>,
     /// When each block was built by its leader.
@@ -319,7 +321,8 @@ impl Observed {
                 self.latencies.push(latency.as_millis() as u64);
             }
             DutyEvent::Missed { duty } => {
-                self.started.remove(&(operator, duty));
+                self.started.remove(&(operator, duty.clone()));
+                self.missed.insert((operator, duty));
             }
         }
     }
@@ -358,7 +361,9 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let keys: Vec<PrivateKey> = (0..n).map(|i| PrivateKey::from_seed(i as u64)).collect();
     let participants: Set<PublicKey> = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
     let committee = CommitteeId::new((1..=n as u64).collect()).expect("3f+1 operators fit");
-    let genesis = context.current() + Duration::from_secs(1);
+    // Operators boot one slot before genesis, as a real cluster starts before its chain does:
+    // the first views (and any dead first leader's timeout) pass before slot 0's duties.
+    let genesis = context.current() + config.slot_duration;
     let clock = SlotClock {
         genesis,
         slot_duration: config.slot_duration,
@@ -496,7 +501,9 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let open: Vec<String> = observed
         .started
         .keys()
-        .filter(|(_, duty)| duty.slot + 1 < config.slots)
+        .filter(|(_, duty)| {
+            duty.slot + 1 + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS < config.slots
+        })
         .map(|(operator, duty)| format!("operator {operator}: {duty}"))
         .collect();
     for duty in open {
@@ -561,6 +568,19 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         }
     }
     attesters_by_slot.retain(|slot, _| *slot < config.slots);
+    // A runner that ran since genesis reports what the cluster did: never "missed" for a duty
+    // the agreed chain decided.
+    let always_up =
+        |operator: &usize| !offline.contains_key(operator) && !crashes.contains_key(operator);
+    let wrong: Vec<String> = observed
+        .missed
+        .iter()
+        .filter(|(operator, duty)| always_up(operator) && decided_slots.contains(&duty.slot))
+        .map(|(operator, duty)| format!("operator {operator} reported {duty} missed"))
+        .collect();
+    for detail in wrong {
+        observed.violation("runner_outcome_matches_chain", config.slots, detail);
+    }
     let scheduled: u64 = attesters_by_slot.values().sum();
     let decided: u64 = attesters_by_slot
         .iter()

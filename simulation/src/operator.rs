@@ -11,7 +11,7 @@ use commonware_consensus::{
     marshal::standard::Inline,
     simplex::{
         self,
-        config::{ForwardPolicy, SkipPolicy},
+        config::{ForwardPolicy, SkipBudget, SkipPolicy},
         elector::RoundRobin,
     },
     types::{Epoch, ViewDelta},
@@ -199,7 +199,13 @@ pub async fn start(
             certification_timeout: setup.leader_timeout + Duration::from_secs(2),
             timeout_retry: Duration::from_secs(2),
             view_retention: ViewDelta::new(16),
-            skip: SkipPolicy::Disabled,
+            // A leader silent for longer than an idle gap between blocks (one slot) while a
+            // quorum votes is down: its views are nullified at once instead of each costing a
+            // full leader timeout. Must exceed the certification timeout.
+            skip: SkipPolicy::Enabled {
+                timeout: setup.leader_timeout + Duration::from_secs(6),
+                budget: SkipBudget::Participants,
+            },
             fetch_timeout: NZDuration!(Duration::from_secs(1)),
             fetch_retry_delay: Duration::from_millis(100),
             forward: ForwardPolicy::SilentVoters,

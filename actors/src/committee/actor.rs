@@ -1,7 +1,7 @@
 use super::Config;
 use cohort_ingress::{
     Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, DutyTarget, Role, SlotClock,
-    committee::{Batch, Message},
+    committee::{Batch, MAX_BLOCK_AGE_SLOTS, Message},
 };
 use commonware_macros::select;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
@@ -154,18 +154,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 included,
                 response,
             } => {
-                let now = self.context.current();
-                // An idle leader proposes its empty block just after the next committee-duty
-                // time rather than at an arbitrary moment: blocks then stay aligned to the
-                // slot schedule, so a view with a crashed leader times out before the next
-                // slot's values are due instead of straddling them.
-                let slot = self.clock.current_slot(now);
-                let mut duty_time = self.clock.interval_start(slot, 1);
-                if duty_time <= now {
-                    duty_time = self.clock.interval_start(slot + 1, 1);
-                }
-                let aligned = duty_time + self.clock.interval_duration() / 4;
-                let heartbeat_at = (now + self.heartbeat).min(aligned);
+                let heartbeat_at = self.heartbeat_deadline(&included);
                 self.proposals.push(PendingPropose {
                     parent_slot,
                     included,
@@ -202,6 +191,27 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 }
             }
         }
+    }
+
+    /// When an idle leader stops waiting for work and proposes an empty block.
+    ///
+    /// Just after the next committee-duty time that still has work coming, rather than at an
+    /// arbitrary moment: blocks then stay aligned to the slot schedule, so a view with a crashed
+    /// leader times out before the next slot's values are due instead of straddling them, and
+    /// a slot whose duty was decided early (on a head event) gets no extra empty block.
+    fn heartbeat_deadline(&self, included: &BTreeSet<DutyId>) -> SystemTime {
+        let now = self.context.current();
+        let grace = self.clock.interval_duration() / 4;
+        let slot = self.clock.current_slot(now);
+        let outstanding = self
+            .known
+            .range(first_id_of_slot(slot)..first_id_of_slot(slot + 1))
+            .any(|duty| !self.decided.contains(duty) && !included.contains(duty));
+        let mut due = self.clock.interval_start(slot, 1) + grace;
+        if !outstanding || due <= now {
+            due = self.clock.interval_start(slot + 1, 1) + grace;
+        }
+        (now + self.heartbeat).min(due)
     }
 
     /// The earliest time something waiting here must be answered without new input.
@@ -302,7 +312,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         if slot > current + 1 {
             return Verdict::Unknown;
         }
-        if slot + 2 < current {
+        if slot + MAX_BLOCK_AGE_SLOTS < current {
             return Verdict::Invalid("block slot is too old");
         }
         if decisions.is_empty() {

@@ -1,7 +1,8 @@
 use super::Config;
 use cohort_ingress::{
     AttestationData, Checkpoint, DecidedValue, Decision, Duty, DutyId, DutySource, SlotClock,
-    SourceError, committee,
+    SourceError,
+    committee::{self, MAX_BLOCK_AGE_SLOTS},
     runner::{DutyEvent, Message},
 };
 use commonware_macros::select;
@@ -34,6 +35,9 @@ pub struct Actor<E, S: DutySource> {
     mailbox: mpsc::Receiver<Message>,
 
     running: BTreeMap<DutyId, Running>,
+    /// Duties finalized before this runner started them (another operator's beacon node saw
+    /// the head first), by the height that decided them; kept for the block-age window.
+    finalized_early: BTreeMap<DutyId, u64>,
 
     started: Registered<Counter>,
     decided: Registered<Counter>,
@@ -68,6 +72,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             events: config.events,
             mailbox,
             running: BTreeMap::new(),
+            finalized_early: BTreeMap::new(),
             started,
             decided,
             missed,
@@ -89,12 +94,13 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
     async fn run(mut self) {
         let mut fetches: FuturesUnordered<BoxFuture<'static, Fetched>> = FuturesUnordered::new();
         loop {
-            // The earliest moment a running duty's slot ends.
+            // The earliest moment a running duty can no longer be decided: no honest operator
+            // votes for a block of its slot any more.
             let deadline = self
                 .running
                 .keys()
                 .next()
-                .map(|id| self.clock.slot_start(id.slot + 1));
+                .map(|id| self.clock.slot_start(id.slot + 1 + MAX_BLOCK_AGE_SLOTS));
             let expire = async {
                 match deadline {
                     Some(at) => self.context.sleep_until(at).await,
@@ -156,6 +162,22 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             duty: id.clone(),
             at: now,
         });
+        if let Some(height) = self.finalized_early.remove(&id) {
+            self.decided.inc();
+            self.decide_latency.observe(0.0);
+            info!(
+                duty_id = %id,
+                runner_role = %id.role,
+                slot = id.slot,
+                height,
+                "duty already decided and finalized by the cluster; nothing left to agree on"
+            );
+            self.emit(DutyEvent::Decided {
+                duty: id,
+                latency: Duration::ZERO,
+            });
+            return;
+        }
         self.running
             .insert(id.clone(), Running { duty, started: now });
 
@@ -218,11 +240,15 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
 
     fn on_finalized(&mut self, height: u64, block_slot: u64, decisions: &Arc<Vec<Decision>>) {
         let now = self.context.current();
+        let slot = self.clock.current_slot(now);
+        self.finalized_early
+            .retain(|id, _| id.slot + 1 + MAX_BLOCK_AGE_SLOTS >= slot);
         for decision in decisions.iter() {
             if decision.duty.slot != block_slot {
                 continue; // Cannot happen in a verified block; never count it as decided.
             }
             let Some(running) = self.running.remove(&decision.duty) else {
+                self.finalized_early.insert(decision.duty.clone(), height);
                 continue;
             };
             let latency = now.duration_since(running.started).unwrap_or_default();
@@ -246,8 +272,10 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
 
     fn expire(&mut self) {
         let slot = self.clock.current_slot(self.context.current());
+        self.finalized_early
+            .retain(|id, _| id.slot + 1 + MAX_BLOCK_AGE_SLOTS >= slot);
         while let Some(entry) = self.running.first_entry() {
-            if entry.key().slot >= slot {
+            if entry.key().slot + MAX_BLOCK_AGE_SLOTS >= slot {
                 break;
             }
             let (id, _) = entry.remove_entry();
@@ -256,7 +284,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 duty_id = %id,
                 runner_role = %id.role,
                 slot = id.slot,
-                "duty missed: its slot ended without a finalized decision"
+                "duty missed: no block of its slot can be finalized any more"
             );
             self.emit(DutyEvent::Missed { duty: id });
         }
