@@ -161,35 +161,51 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
     deterministic::Runner::default().start(|context| async move {
         let mut mailbox = start(&context);
         let genesis = context.current();
+        // The deterministic runtime advances a millisecond per scheduler cycle.
+        let elapsed = |from| context.current().duration_since(from).unwrap();
 
-        // No work: the empty block comes just after the next committee-duty time (4 s + 1 s).
+        // No duty expected and no work: the empty block waits for the heartbeat (12 s).
         let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
         assert!(batch.decisions.is_empty());
-        // The deterministic runtime advances a millisecond per scheduler cycle.
-        let waited = context.current().duration_since(genesis).unwrap();
+        let waited = elapsed(genesis);
         assert!(
-            waited >= Duration::from_secs(5) && waited < Duration::from_millis(5_050),
+            waited >= Duration::from_secs(12) && waited < Duration::from_millis(12_050),
             "empty block after {waited:?}"
         );
 
+        // A duty expected in slot 1 whose value never comes: the empty block follows just
+        // after its duty time (12 s + 4 s + 1 s), not earlier.
+        mailbox.expect(vec![decision(1).duty]).await;
+        let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
+        assert!(batch.decisions.is_empty());
+        let waited = elapsed(genesis);
+        assert!(
+            waited >= Duration::from_secs(17) && waited < Duration::from_millis(17_050),
+            "empty block after {waited:?}"
+        );
+        assert_eq!(batch.slot, 1);
+
         // Work for the current slot: answered immediately.
-        let own = decision(0);
+        let own = decision(1);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
             .await;
         let before = context.current();
-        let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
-        assert_eq!(batch.slot, 0);
+        let batch = mailbox.propose(1, BTreeSet::new()).await.unwrap();
+        assert_eq!(batch.slot, 1);
         assert_eq!(batch.decisions, vec![own.clone()]);
         assert!(context.current().duration_since(before).unwrap() < Duration::from_millis(50));
 
-        // Already in the unfinalized ancestry: not proposed again.
+        // Already in the unfinalized ancestry: not proposed again; nothing else is due in slot 1,
+        // so the empty block waits for slot 2's duty time (24 s + 4 s + 1 s).
         let included: BTreeSet<DutyId> = [own.duty.clone()].into();
-        let batch = mailbox.propose(0, included).await.unwrap();
+        let batch = mailbox.propose(1, included).await.unwrap();
         assert!(batch.decisions.is_empty());
-        assert_eq!(
-            batch.slot, 1,
-            "the empty block waited for the next slot's duty time"
+        assert_eq!(batch.slot, 2);
+        let waited = elapsed(genesis);
+        assert!(
+            waited >= Duration::from_secs(29) && waited < Duration::from_millis(29_050),
+            "empty block after {waited:?}"
         );
         assert_eq!(own.duty.role, Role::Committee);
     });
