@@ -149,7 +149,12 @@ fn crashed_operator_restarts_from_storage_without_losing_or_reordering_blocks() 
     // operator's redelivered blocks; `same_finalized_chain` its agreement with the others.
     assert_clean(&report);
     assert_eq!(report.restarts, 1);
-    assert_eq!(report.duties.missed, 0, "{report:?}");
+    // Until consensus notices the crashed leader is silent (skip policy), each of its views
+    // costs one leader timeout: at most a slot's duty or two, never more.
+    assert!(
+        report.duties.committee_scheduled - report.duties.committee_decided <= 2,
+        "{report:?}"
+    );
 }
 
 #[test]
