@@ -16,6 +16,7 @@ pub use actor::Actor;
 pub use application::Application;
 
 use cohort_ingress::{CommitteeId, SlotClock, committee::Mailbox};
+use commonware_runtime::{Clock, Metrics, Spawner};
 use commonware_utils::channel::mpsc;
 use std::time::Duration;
 
@@ -31,12 +32,7 @@ pub struct Config {
     pub mailbox_size: usize,
 }
 
-pub fn init<
-    E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics,
->(
-    context: E,
-    config: Config,
-) -> (Actor<E>, Mailbox) {
+pub fn init<E: Clock + Spawner + Metrics>(context: E, config: Config) -> (Actor<E>, Mailbox) {
     let (sender, receiver) = mpsc::channel(config.mailbox_size.max(1));
     (Actor::new(context, config, receiver), Mailbox::new(sender))
 }

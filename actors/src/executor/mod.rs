@@ -10,6 +10,7 @@ pub use actor::{Actor, Finalized};
 
 use cohort_ingress::{committee, executor::Mailbox, runner};
 use cohort_marshal::Block;
+use commonware_runtime::{Clock, Metrics, Spawner};
 use commonware_utils::channel::mpsc;
 
 pub struct Config {
@@ -23,9 +24,7 @@ pub struct Config {
 
 /// Builds the executor around an existing channel: marshal needs the executor's mailbox (its
 /// reporter) before the executor can learn marshal's processed height.
-impl<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics>
-    Actor<E>
-{
+impl<E: Clock + Spawner + Metrics> Actor<E> {
     pub fn from_receiver(
         context: E,
         config: Config,
@@ -35,9 +34,7 @@ impl<E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_run
     }
 }
 
-pub fn init<
-    E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics,
->(
+pub fn init<E: Clock + Spawner + Metrics>(
     context: E,
     config: Config,
 ) -> (Actor<E>, Mailbox<Block>) {

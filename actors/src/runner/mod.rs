@@ -9,6 +9,7 @@ mod actor;
 pub use actor::Actor;
 
 use cohort_ingress::{DutySource, SlotClock, committee, runner::DutyEvent, runner::Mailbox};
+use commonware_runtime::{Clock, Metrics, Spawner};
 use commonware_utils::channel::mpsc;
 use std::time::Duration;
 
@@ -23,10 +24,7 @@ pub struct Config<S: DutySource> {
     pub mailbox_size: usize,
 }
 
-pub fn init<
-    E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics,
-    S: DutySource,
->(
+pub fn init<E: Clock + Spawner + Metrics, S: DutySource>(
     context: E,
     config: Config<S>,
 ) -> (Actor<E, S>, Mailbox) {

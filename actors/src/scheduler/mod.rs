@@ -11,6 +11,7 @@ pub use actor::Actor;
 mod tests;
 
 use cohort_ingress::{CommitteeId, DutySource, SlotClock, committee, runner, scheduler::Mailbox};
+use commonware_runtime::{Clock, Metrics, Spawner};
 use commonware_utils::channel::mpsc;
 use std::time::Duration;
 
@@ -29,10 +30,7 @@ pub struct Config<S: DutySource> {
     pub mailbox_size: usize,
 }
 
-pub fn init<
-    E: commonware_runtime::Clock + commonware_runtime::Spawner + commonware_runtime::Metrics,
-    S: DutySource,
->(
+pub fn init<E: Clock + Spawner + Metrics, S: DutySource>(
     context: E,
     config: Config<S>,
 ) -> (Actor<E, S>, Mailbox) {
