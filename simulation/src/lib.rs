@@ -71,7 +71,8 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Rejects configs the cluster cannot run with a message naming the field.
     pub fn validate(&self) -> Result<(), String> {
-        if ![4, 7, 10, 13].contains(&self.operators) && self.operators < 4 {
+        // Any n >= 4 tolerates f = (n - 1) / 3 faults; 4, 7, 10 and 13 waste no operator.
+        if self.operators < 4 {
             return Err(format!(
                 "operators: need at least 4 (3f+1), got {}",
                 self.operators
