@@ -10,6 +10,7 @@ pub mod clock;
 pub mod committee;
 pub mod duty;
 pub mod executor;
+pub mod keys;
 pub mod runner;
 pub mod scheduler;
 pub mod source;
