@@ -59,18 +59,13 @@ impl DevnetBeacon {
             })
             .collect();
         duties.sort();
-        // Position of each validator in its slot's committee.
-        let mut position = 0;
-        for i in 0..duties.len() {
-            if i > 0 && duties[i].slot != duties[i - 1].slot {
-                position = 0;
+        // Each slot's attesters form its committee: position and length within it.
+        for committee in duties.chunk_by_mut(|a, b| a.slot == b.slot) {
+            let length = committee.len() as u64;
+            for (position, duty) in committee.iter_mut().enumerate() {
+                duty.validator_committee_index = position as u64;
+                duty.committee_length = length;
             }
-            duties[i].validator_committee_index = position;
-            position += 1;
-        }
-        for i in 0..duties.len() {
-            let slot = duties[i].slot;
-            duties[i].committee_length = duties.iter().filter(|d| d.slot == slot).count() as u64;
         }
         duties
     }
