@@ -138,8 +138,14 @@ pub async fn start(
         .expect("operator key is in the participant set");
 
     // The executor is marshal's reporter; marshal tells it what was already processed.
-    let (executor_sender, executor_receiver) = mpsc::unbounded_channel();
-    let executor_mailbox = cohort_ingress::executor::Mailbox::new(executor_sender);
+    let (executor_actor, executor_mailbox) = executor::init(
+        context.child("executor"),
+        executor::Config {
+            runner: runner_mailbox,
+            committee: committee_mailbox.clone(),
+            observer: Some(finalized_sender),
+        },
+    );
     let marshal = cohort_marshal::start(
         context.child("marshal"),
         cohort_marshal::Config {
@@ -155,17 +161,6 @@ pub async fn start(
         executor_mailbox,
     )
     .await;
-    let executor_actor = executor::Actor::from_receiver(
-        context.child("executor"),
-        executor::Config {
-            runner: runner_mailbox,
-            committee: committee_mailbox.clone(),
-            observer: Some(finalized_sender),
-            processed_height: marshal.processed_height,
-        },
-        executor_receiver,
-    );
-
     let (proposal_sender, mut proposal_receiver) = mpsc::unbounded_channel();
     let application = committee::Application::new(
         committee_mailbox,
@@ -217,7 +212,7 @@ pub async fn start(
     handles.push(engine.start(count(votes), count(certificates), count(resolver)));
     handles.push(committee_actor.start());
     handles.push(runner_actor.start());
-    handles.push(executor_actor.start());
+    handles.push(executor_actor.start(marshal.processed_height));
     handles.push(scheduler_actor.start());
 
     // The beacon node's head events.

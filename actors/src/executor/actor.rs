@@ -45,12 +45,16 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             committee: config.committee,
             observer: config.observer,
             mailbox,
-            processed: config.processed_height,
+            processed: None,
             finalized_height,
         }
     }
 
-    pub fn start(self) -> Handle<()> {
+    /// Starts the executor. `processed_height` is what marshal reports as already processed
+    /// before this start (known only once marshal, which needs this actor's mailbox, exists);
+    /// redeliveries at or below it are acknowledged and skipped.
+    pub fn start(mut self, processed_height: Option<u64>) -> Handle<()> {
+        self.processed = processed_height;
         let context = self.context.child("executor");
         context.spawn(move |_| self.run())
     }

@@ -18,20 +18,6 @@ pub struct Config {
     pub committee: committee::Mailbox,
     /// Receives every finalized block once processed (duplicates after a restart removed).
     pub observer: Option<mpsc::UnboundedSender<Finalized>>,
-    /// Height already processed before this start (from marshal), to skip redeliveries.
-    pub processed_height: Option<u64>,
-}
-
-/// Builds the executor around an existing channel: marshal needs the executor's mailbox (its
-/// reporter) before the executor can learn marshal's processed height.
-impl<E: Clock + Spawner + Metrics> Actor<E> {
-    pub fn from_receiver(
-        context: E,
-        config: Config,
-        receiver: mpsc::UnboundedReceiver<cohort_ingress::executor::Message<Block>>,
-    ) -> Self {
-        Self::new(context, config, receiver)
-    }
 }
 
 pub fn init<E: Clock + Spawner + Metrics>(
