@@ -52,15 +52,20 @@ pub fn interop_secret(index: u64) -> Private {
     let mut preimage = [0u8; 32];
     preimage[..8].copy_from_slice(&index.to_le_bytes());
     let digest = Sha256::hash(&[&preimage]);
-    let bytes: &[u8] = digest.as_ref();
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(digest.as_ref());
+    Private::new(scalar_from_le_bytes(&bytes))
+}
+
+/// The 256-bit little-endian integer `bytes`, reduced modulo r (`from_limbs` reduces).
+fn scalar_from_le_bytes(bytes: &[u8; 32]) -> Scalar {
     let mut limbs = [0u64; 4];
-    for (i, limb) in limbs.iter_mut().enumerate() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-        *limb = u64::from_le_bytes(word);
+    for (limb, word) in limbs.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(word);
+        *limb = u64::from_le_bytes(array);
     }
-    // `from_limbs` reduces the 256-bit little-endian integer modulo r.
-    Private::new(Scalar::from_limbs(limbs))
+    Scalar::from_limbs(limbs)
 }
 
 /// A validator's key split among a cluster: what every operator knows (the sharing, from which
@@ -304,15 +309,10 @@ mod tests {
     }
 
     fn secret_from_hex(hex: &str) -> Private {
-        let mut bytes = decode_hex(hex).unwrap();
+        // Test vectors give secret keys big-endian.
+        let mut bytes: [u8; 32] = decode_hex(hex).unwrap().try_into().unwrap();
         bytes.reverse();
-        let mut limbs = [0u64; 4];
-        for (i, limb) in limbs.iter_mut().enumerate() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-            *limb = u64::from_le_bytes(word);
-        }
-        Private::new(Scalar::from_limbs(limbs))
+        Private::new(scalar_from_le_bytes(&bytes))
     }
 
     /// The official Ethereum BLS test vectors (consensus-spec-tests `general/phase0/bls/sign`).
