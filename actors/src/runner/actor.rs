@@ -240,9 +240,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
 
     fn on_finalized(&mut self, height: u64, block_slot: u64, decisions: &Arc<Vec<Decision>>) {
         let now = self.context.current();
-        let slot = self.clock.current_slot(now);
-        self.finalized_early
-            .retain(|id, _| id.slot + 1 + MAX_BLOCK_AGE_SLOTS >= slot);
+        self.forget_finalized_early(self.clock.current_slot(now));
         for decision in decisions.iter() {
             if decision.duty.slot != block_slot {
                 continue; // Cannot happen in a verified block; never count it as decided.
@@ -270,10 +268,15 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         }
     }
 
-    fn expire(&mut self) {
-        let slot = self.clock.current_slot(self.context.current());
+    /// Duties of slots whose blocks can no longer be voted for will not start any more.
+    fn forget_finalized_early(&mut self, slot: u64) {
         self.finalized_early
             .retain(|id, _| id.slot + 1 + MAX_BLOCK_AGE_SLOTS >= slot);
+    }
+
+    fn expire(&mut self) {
+        let slot = self.clock.current_slot(self.context.current());
+        self.forget_finalized_early(slot);
         while let Some(entry) = self.running.first_entry() {
             if entry.key().slot + MAX_BLOCK_AGE_SLOTS >= slot {
                 break;
