@@ -306,11 +306,20 @@ pub struct AttesterDuty {
     pub validator_committee_index: u64,
 }
 
+/// A block proposal the beacon chain assigns to one of the cluster's validators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProposerDuty {
+    pub slot: u64,
+    pub validator_index: u64,
+}
+
 /// A duty handed from the scheduler to the runner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Duty {
     pub id: DutyId,
-    /// For a committee duty: every attester duty of the cluster's validators in the slot.
+    /// For a committee duty: every attester duty of the cluster's validators in the slot. For
+    /// an aggregator duty: the aggregator's own attester duty (its committee's length decides
+    /// whether its selection proof makes it an aggregator). Empty for a proposer duty.
     pub attesters: Vec<AttesterDuty>,
 }
 
@@ -323,11 +332,138 @@ impl Duty {
     }
 }
 
+/// A beacon block as the cluster agrees on it: its header. The body stays with the beacon node
+/// that built it; `body_root` binds it (RANDAO reveal included), so signing the header's root
+/// signs exactly the block the beacon node will publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockHeader {
+    pub slot: u64,
+    pub proposer_index: u64,
+    pub parent_root: Root,
+    pub state_root: Root,
+    pub body_root: Root,
+}
+
+impl Write for BlockHeader {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.slot.write(buf);
+        self.proposer_index.write(buf);
+        self.parent_root.write(buf);
+        self.state_root.write(buf);
+        self.body_root.write(buf);
+    }
+}
+
+impl EncodeSize for BlockHeader {
+    fn encode_size(&self) -> usize {
+        8 + 8 + 32 * 3
+    }
+}
+
+impl Read for BlockHeader {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            slot: u64::read(buf)?,
+            proposer_index: u64::read(buf)?,
+            parent_root: Root::read(buf)?,
+            state_root: Root::read(buf)?,
+            body_root: Root::read(buf)?,
+        })
+    }
+}
+
+/// Most members one beacon committee may have (`MAX_VALIDATORS_PER_COMMITTEE`).
+pub const MAX_COMMITTEE_MEMBERS: usize = 2048;
+
+/// An aggregate attestation as a beacon node hands it to an aggregator: which committee
+/// members it covers, their common data and the aggregate of their signatures.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Aggregate {
+    pub aggregation_bits: Vec<bool>,
+    pub data: AttestationData,
+    pub signature: [u8; 96],
+}
+
+impl Write for Aggregate {
+    fn write(&self, buf: &mut impl BufMut) {
+        (self.aggregation_bits.len() as u16).write(buf);
+        let mut byte = 0u8;
+        for (i, bit) in self.aggregation_bits.iter().enumerate() {
+            if *bit {
+                byte |= 1 << (i % 8);
+            }
+            if i % 8 == 7 {
+                buf.put_u8(byte);
+                byte = 0;
+            }
+        }
+        if !self.aggregation_bits.len().is_multiple_of(8) {
+            buf.put_u8(byte);
+        }
+        self.data.write(buf);
+        buf.put_slice(&self.signature);
+    }
+}
+
+impl EncodeSize for Aggregate {
+    fn encode_size(&self) -> usize {
+        2 + self.aggregation_bits.len().div_ceil(8) + self.data.encode_size() + 96
+    }
+}
+
+impl Read for Aggregate {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let length = u16::read(buf)? as usize;
+        if length == 0 || length > MAX_COMMITTEE_MEMBERS {
+            return Err(CodecError::InvalidLength(length));
+        }
+        let bytes = length.div_ceil(8);
+        if buf.remaining() < bytes {
+            return Err(CodecError::EndOfBuffer);
+        }
+        let mut aggregation_bits = Vec::with_capacity(length);
+        for i in 0..bytes {
+            let byte = buf.get_u8();
+            for bit in 0..8 {
+                let position = i * 8 + bit;
+                let set = byte & (1 << bit) != 0;
+                if position < length {
+                    aggregation_bits.push(set);
+                } else if set {
+                    // Padding bits must be zero, so one aggregate has one encoding.
+                    return Err(CodecError::Invalid("Aggregate", "padding bits set"));
+                }
+            }
+        }
+        let data = AttestationData::read(buf)?;
+        if buf.remaining() < 96 {
+            return Err(CodecError::EndOfBuffer);
+        }
+        let mut signature = [0u8; 96];
+        buf.copy_to_slice(&mut signature);
+        Ok(Self {
+            aggregation_bits,
+            data,
+            signature,
+        })
+    }
+}
+
+impl Aggregate {
+    pub const MAX_ENCODE_SIZE: usize = 2 + MAX_COMMITTEE_MEMBERS / 8 + 128 + 96;
+}
+
 /// The value a duty is decided on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DecidedValue {
     /// A committee duty: the attestation data every attester of the slot signs.
     Attestation(AttestationData),
+    /// A proposer duty: the block built with the cluster's RANDAO reveal.
+    Block(BlockHeader),
+    /// An aggregator duty: the aggregate the cluster's aggregator publishes.
+    Aggregate(Box<Aggregate>),
 }
 
 impl Write for DecidedValue {
@@ -337,21 +473,35 @@ impl Write for DecidedValue {
                 0u8.write(buf);
                 data.write(buf);
             }
+            Self::Block(header) => {
+                1u8.write(buf);
+                header.write(buf);
+            }
+            Self::Aggregate(aggregate) => {
+                2u8.write(buf);
+                aggregate.write(buf);
+            }
         }
     }
 }
+
 impl EncodeSize for DecidedValue {
     fn encode_size(&self) -> usize {
         1 + match self {
             Self::Attestation(data) => data.encode_size(),
+            Self::Block(header) => header.encode_size(),
+            Self::Aggregate(aggregate) => aggregate.encode_size(),
         }
     }
 }
+
 impl Read for DecidedValue {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         match u8::read(buf)? {
             0 => Ok(Self::Attestation(AttestationData::read(buf)?)),
+            1 => Ok(Self::Block(BlockHeader::read(buf)?)),
+            2 => Ok(Self::Aggregate(Box::new(Aggregate::read(buf)?))),
             other => Err(CodecError::InvalidEnum(other)),
         }
     }
@@ -370,33 +520,43 @@ impl Write for Decision {
         self.value.write(buf);
     }
 }
+
 impl EncodeSize for Decision {
     fn encode_size(&self) -> usize {
         self.duty.encode_size() + self.value.encode_size()
     }
 }
+
 impl Read for Decision {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         let duty = DutyId::read(buf)?;
         let value = DecidedValue::read(buf)?;
-        match (&duty.role, &value) {
-            (Role::Committee, DecidedValue::Attestation(data)) if data.slot == duty.slot => {}
-            _ => {
-                return Err(CodecError::Invalid(
-                    "Decision",
-                    "value does not fit the duty",
-                ));
+        let fits = match (&duty.role, &duty.target, &value) {
+            (Role::Committee, _, DecidedValue::Attestation(data)) => data.slot == duty.slot,
+            (Role::Proposer, DutyTarget::Validator(v), DecidedValue::Block(header)) => {
+                header.slot == duty.slot && header.proposer_index == *v
             }
+            (Role::Aggregator, _, DecidedValue::Aggregate(aggregate)) => {
+                aggregate.data.slot == duty.slot
+            }
+            _ => false,
+        };
+        if !fits {
+            return Err(CodecError::Invalid(
+                "Decision",
+                "value does not fit the duty",
+            ));
         }
         Ok(Self { duty, value })
     }
 }
 
 impl Decision {
-    /// Largest encoding of one decision: a committee duty of [`MAX_OPERATORS`] operators.
+    /// Largest encoding of one decision: the largest duty id (a committee of
+    /// [`MAX_OPERATORS`]) with the largest value (a full committee's aggregate).
     pub const MAX_ENCODE_SIZE: usize =
-        (8 + 8 + 1 + 1 + 1 + 8 * MAX_OPERATORS) + (1 + 8 + 8 + 32 + 40 + 40);
+        (8 + 8 + 1 + 1 + 1 + 8 * MAX_OPERATORS) + 1 + Aggregate::MAX_ENCODE_SIZE;
 }
 
 #[cfg(test)]

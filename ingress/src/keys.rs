@@ -87,6 +87,24 @@ impl SplitKey {
     }
 }
 
+/// What one operator holds of one validator: the sharing every operator knows (the validator's
+/// key and every share's key follow from it) and its own share.
+#[derive(Clone, Debug)]
+pub struct ValidatorShare {
+    pub sharing: Sharing<MinPk>,
+    pub share: Share,
+}
+
+impl SplitKey {
+    /// The part of this key operator `index` (0-based position in the cluster) holds.
+    pub fn for_operator(&self, index: usize) -> Option<ValidatorShare> {
+        Some(ValidatorShare {
+            sharing: self.sharing.clone(),
+            share: self.shares.get(index)?.clone(),
+        })
+    }
+}
+
 /// Splits an existing secret key t-of-n.
 pub fn split(
     rng: &mut impl CryptoRng,

@@ -11,16 +11,20 @@ pub mod committee;
 pub mod duty;
 pub mod executor;
 pub mod keys;
+pub mod partial;
 pub mod runner;
 pub mod scheduler;
+pub mod signing;
 pub mod source;
 
 pub use clock::SlotClock;
 pub use duty::{
-    AttestationData, AttesterDuty, Checkpoint, CommitteeId, DecidedValue, Decision, Duty, DutyId,
-    DutyTarget, OperatorId, Role, Root,
+    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, CommitteeId, DecidedValue,
+    Decision, Duty, DutyId, DutyTarget, OperatorId, ProposerDuty, Role, Root,
 };
-pub use source::{DutySource, SourceError};
+pub use source::{
+    DutySink, DutySource, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SourceError,
+};
 
 /// Most operators one cluster may have (13 = 3f+1 with f = 4).
 pub const MAX_OPERATORS: usize = 13;

@@ -42,6 +42,48 @@ impl Mailbox {
     }
 }
 
+/// Something a share is about to sign that slashing protection must allow first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SignRequest {
+    Attestation {
+        validator_index: u64,
+        source_epoch: u64,
+        target_epoch: u64,
+        signing_root: [u8; 32],
+    },
+    Block {
+        validator_index: u64,
+        slot: u64,
+        signing_root: [u8; 32],
+    },
+}
+
+impl SignRequest {
+    pub fn validator_index(&self) -> u64 {
+        match self {
+            Self::Attestation {
+                validator_index, ..
+            }
+            | Self::Block {
+                validator_index, ..
+            } => *validator_index,
+        }
+    }
+}
+
+/// How a duty ended after its value was decided (or its pre-consensus said there is nothing to do).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every signed object the duty owes was submitted.
+    Success,
+    /// Some were submitted, some could not be (no quorum of valid partials in time).
+    Partial { submitted: usize, expected: usize },
+    /// The selection proof says this validator does not aggregate in this slot.
+    NotSelected,
+    /// Nothing was submitted.
+    Failed { reason: String },
+}
+
 /// What a runner reports about each duty, for metrics and for the simulation's report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DutyEvent {
@@ -53,6 +95,20 @@ pub enum DutyEvent {
     Decided {
         duty: crate::DutyId,
         latency: std::time::Duration,
+    },
+    /// The share signed these objects (after slashing protection allowed them): what the
+    /// simulation checks for conflicting signatures.
+    Signed { requests: Vec<SignRequest> },
+    /// Signed objects of the duty were handed to the duty sink.
+    Submitted {
+        duty: crate::DutyId,
+        objects: usize,
+        at: std::time::SystemTime,
+    },
+    /// The duty's work is over.
+    Finished {
+        duty: crate::DutyId,
+        outcome: Outcome,
     },
     /// No block of the duty's slot can be finalized any more (see
     /// [`crate::committee::MAX_BLOCK_AGE_SLOTS`]).

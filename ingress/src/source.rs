@@ -1,10 +1,13 @@
-//! Where duties and the data to carry them out come from.
+//! Where duties and the data to carry them out come from, and where signed objects go.
 //!
-//! The simulation's devnet beacon implements [`DutySource`]; a Beacon-API source comes later.
+//! The simulation's devnet beacon implements both traits; a Beacon-API client comes later.
 //! Every call can fail or be slow: callers bound them with the runtime's timeout and treat a
 //! failure as "try again later", never as "no duties".
 
-use crate::{AttestationData, AttesterDuty, Checkpoint};
+use crate::{
+    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, ProposerDuty,
+    keys::Signature,
+};
 use std::future::Future;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +26,12 @@ pub trait DutySource: Clone + Send + Sync + 'static {
         epoch: u64,
     ) -> impl Future<Output = Result<Vec<AttesterDuty>, SourceError>> + Send;
 
+    /// The block proposals of the cluster's validators in `epoch`.
+    fn proposer_duties(
+        &self,
+        epoch: u64,
+    ) -> impl Future<Output = Result<Vec<ProposerDuty>, SourceError>> + Send;
+
     /// The attestation data this beacon node would have validators sign in `slot`.
     fn attestation_data(
         &self,
@@ -31,4 +40,68 @@ pub trait DutySource: Clone + Send + Sync + 'static {
 
     /// The finalized checkpoint this beacon node knows.
     fn finalized_checkpoint(&self) -> impl Future<Output = Result<Checkpoint, SourceError>> + Send;
+
+    /// A block for `proposer_index` in `slot`, built with the (reconstructed) RANDAO reveal.
+    fn block_proposal(
+        &self,
+        slot: u64,
+        proposer_index: u64,
+        randao_reveal: Signature,
+    ) -> impl Future<Output = Result<BlockHeader, SourceError>> + Send;
+
+    /// The best aggregate this beacon node has for `data`.
+    fn aggregate_attestation(
+        &self,
+        data: AttestationData,
+    ) -> impl Future<Output = Result<Aggregate, SourceError>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    #[error("duty sink unavailable: {0}")]
+    Unavailable(String),
+    #[error("duty sink refused the submission: {0}")]
+    Refused(String),
+}
+
+/// One validator's attestation, signed with the validator's (reconstructed) key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedAttestation {
+    pub duty: AttesterDuty,
+    pub data: AttestationData,
+    pub signature: Signature,
+}
+
+/// A signed block (its header; the beacon node holds the body `body_root` names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedBlock {
+    pub header: BlockHeader,
+    pub signature: Signature,
+}
+
+/// A signed `AggregateAndProof`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedAggregate {
+    pub aggregator_index: u64,
+    pub aggregate: Aggregate,
+    pub selection_proof: Signature,
+    pub signature: Signature,
+}
+
+/// A beacon node as the submission side of the duty flow needs it.
+pub trait DutySink: Clone + Send + Sync + 'static {
+    fn submit_attestations(
+        &self,
+        attestations: Vec<SignedAttestation>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    fn submit_block(
+        &self,
+        block: SignedBlock,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    fn submit_aggregate(
+        &self,
+        aggregate: SignedAggregate,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

@@ -50,6 +50,9 @@ struct SimulateArgs {
     /// its storage at slot R). Repeatable, one per operator.
     #[arg(long, value_parser = parse_crash)]
     crash: Vec<Crash>,
+    /// Byzantine operator `I`: sends well-formed but wrong partial signatures. Repeatable.
+    #[arg(long)]
+    byzantine: Vec<usize>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -118,6 +121,25 @@ fn print_summary(report: &Report) {
         report.consensus_ms.p50,
         report.consensus_ms.p99
     );
+    let role = |map: &std::collections::BTreeMap<String, u64>, kind: &str| {
+        map.get(kind).copied().unwrap_or(0)
+    };
+    for kind in ["attestation", "proposal", "aggregate"] {
+        println!(
+            "  {kind}s: {} expected, {} submitted, {} accepted by the beacon chain, {} rejected",
+            role(&report.expected, kind),
+            role(&report.submitted, kind),
+            role(&report.accepted, kind),
+            role(&report.rejected, kind),
+        );
+    }
+    println!(
+        "  submission latency from slot start (simulated): p50 {} ms, p99 {} ms",
+        report.submit_latency_ms.p50, report.submit_latency_ms.p99
+    );
+    for rejection in &report.rejections {
+        println!("    rejected: {rejection}");
+    }
     if report.restarts > 0 {
         println!("  operator restarts: {}", report.restarts);
     }
@@ -165,6 +187,7 @@ fn main() -> ExitCode {
                 slot_duration: Duration::from_secs(args.slot_seconds),
                 offline: args.offline,
                 crashes: args.crash,
+                byzantine: args.byzantine,
             };
             if let Err(err) = config.validate() {
                 eprintln!("error: {err}");

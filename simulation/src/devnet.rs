@@ -5,8 +5,11 @@
 //! not seen the slot's block yet and answers with the previous head, as real nodes do. The
 //! cluster must still agree on one value (the leader's) and followers must accept it.
 
+use crate::beacon::DevnetChain;
 use cohort_ingress::{
-    AttestationData, AttesterDuty, Checkpoint, DutySource, Root, SlotClock, SourceError,
+    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
+    ProposerDuty, Root, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SlotClock,
+    SourceError, keys::Signature,
 };
 use commonware_cryptography::{Hasher, Sha256};
 use std::time::Duration;
@@ -70,7 +73,31 @@ impl DevnetBeacon {
         duties
     }
 
-    fn block_root(&self, slot: u64) -> Root {
+    pub fn slot_start(&self, slot: u64) -> std::time::SystemTime {
+        self.clock.slot_start(slot)
+    }
+
+    pub fn epoch_of(&self, slot: u64) -> u64 {
+        self.clock.epoch_of(slot)
+    }
+
+    /// The validator that proposes `slot`. Every devnet validator is the cluster's, so the
+    /// cluster proposes every slot.
+    pub fn proposer(&self, slot: u64) -> u64 {
+        hash_u64(&[b"proposer", &self.seed.to_le_bytes(), &slot.to_le_bytes()]) % self.validators
+    }
+
+    pub fn proposer_duties(&self, epoch: u64) -> Vec<ProposerDuty> {
+        let first = self.clock.first_slot(epoch);
+        (first..first + self.clock.slots_per_epoch)
+            .map(|slot| ProposerDuty {
+                slot,
+                validator_index: self.proposer(slot),
+            })
+            .collect()
+    }
+
+    pub fn block_root(&self, slot: u64) -> Root {
         Sha256::hash(&[b"block", &self.seed.to_le_bytes(), &slot.to_le_bytes()])
     }
 
@@ -128,20 +155,40 @@ impl DevnetBeacon {
     }
 }
 
-/// The devnet beacon as a duty source. The finalized checkpoint is that of the latest slot the
-/// node has been asked about, which is what a node following the chain would report.
+/// One operator's devnet beacon node as a duty source and sink. The finalized checkpoint is
+/// that of the latest slot the node has been asked about, which is what a node following the
+/// chain would report. Blocks, aggregates and submissions go to the shared chain.
 #[derive(Clone, Debug)]
 pub struct DevnetSource {
     beacon: DevnetBeacon,
+    chain: DevnetChain,
     latest_slot: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DevnetSource {
-    pub fn new(beacon: DevnetBeacon) -> Self {
+    pub fn new(beacon: DevnetBeacon, chain: DevnetChain) -> Self {
         Self {
             beacon,
+            chain,
             latest_slot: Default::default(),
         }
+    }
+}
+
+impl DutySink for DevnetSource {
+    async fn submit_attestations(
+        &self,
+        attestations: Vec<SignedAttestation>,
+    ) -> Result<(), SinkError> {
+        self.chain.submit_attestations(attestations)
+    }
+
+    async fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
+        self.chain.submit_block(block)
+    }
+
+    async fn submit_aggregate(&self, aggregate: SignedAggregate) -> Result<(), SinkError> {
+        self.chain.submit_aggregate(aggregate)
     }
 }
 
@@ -159,6 +206,23 @@ impl DutySource for DevnetSource {
     async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
         let slot = self.latest_slot.load(std::sync::atomic::Ordering::Relaxed);
         Ok(self.beacon.finalized_for(slot))
+    }
+
+    async fn proposer_duties(&self, epoch: u64) -> Result<Vec<ProposerDuty>, SourceError> {
+        Ok(self.beacon.proposer_duties(epoch))
+    }
+
+    async fn block_proposal(
+        &self,
+        slot: u64,
+        proposer_index: u64,
+        randao_reveal: Signature,
+    ) -> Result<BlockHeader, SourceError> {
+        self.chain.build_block(slot, proposer_index, &randao_reveal)
+    }
+
+    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+        self.chain.aggregate(&data)
     }
 }
 

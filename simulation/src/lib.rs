@@ -2,12 +2,19 @@
 //! invariants checked while the run goes. A run is a function of its [`SimConfig`] (seed
 //! included): the same config gives the same `outcome_digest` and runtime audit, bit for bit.
 
+pub mod beacon;
 mod counting;
 pub mod devnet;
 mod operator;
 
+use beacon::{DevnetChain, Kind};
 use cohort_actors::executor::Finalized;
-use cohort_ingress::{CommitteeId, DutyTarget, SlotClock, runner::DutyEvent};
+use cohort_ingress::{
+    CommitteeId, DutyTarget, Role, SlotClock,
+    keys::{self, ValidatorShare},
+    runner::{DutyEvent, SignRequest},
+    signing::{self, ForkInfo},
+};
 use cohort_marshal::{BlockCfg, PublicKey, Scheme};
 use commonware_cryptography::{Digestible, Hasher, Sha256, Signer as _, ed25519::PrivateKey};
 use commonware_p2p::simulated::{self, Link, Network};
@@ -41,6 +48,8 @@ pub struct SimConfig {
     /// Operators that crash during a slot (at a point drawn from the seed) and restart with
     /// their storage at the start of another slot, or never (`None`).
     pub crashes: Vec<Crash>,
+    /// Byzantine operators that send well-formed but wrong partial signatures.
+    pub byzantine: Vec<usize>,
 }
 
 /// One crash of one operator.
@@ -64,6 +73,7 @@ impl Default for SimConfig {
             slot_duration: Duration::from_secs(12),
             offline: Vec::new(),
             crashes: Vec::new(),
+            byzantine: Vec::new(),
         }
     }
 }
@@ -122,6 +132,11 @@ impl SimConfig {
                 ));
             }
         }
+        for index in &self.byzantine {
+            if *index >= self.operators {
+                return Err(format!("byzantine: operator {index} does not exist"));
+            }
+        }
         let mut crashed: Vec<usize> = self.crashes.iter().map(|c| c.operator).collect();
         crashed.sort_unstable();
         if crashed.windows(2).any(|w| w[0] == w[1]) {
@@ -156,6 +171,9 @@ impl SimConfig {
                 )),
                 None => cmd.push_str(&format!(" --crash {}@{}", crash.operator, crash.slot)),
             }
+        }
+        for index in &self.byzantine {
+            cmd.push_str(&format!(" --byzantine {index}"));
         }
         if self.slot_duration != Duration::from_secs(12) {
             cmd.push_str(&format!(" --slot-seconds {}", self.slot_duration.as_secs()));
@@ -208,6 +226,19 @@ pub struct Report {
     /// Of the decide latency: block built until this operator processed its finalization
     /// (consensus hops, block dissemination, marshal).
     pub consensus_ms: Percentiles,
+    /// Signed objects the devnet beacon chain received, per role: distinct objects
+    /// submitted, accepted (valid signature), rejected, duplicates; and what the run's slots
+    /// scheduled (`expected`).
+    pub submitted: BTreeMap<String, u64>,
+    pub accepted: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<String, u64>,
+    pub expected: BTreeMap<String, u64>,
+    /// Simulated time from slot start to the beacon chain accepting each object.
+    pub submit_latency_ms: Percentiles,
+    /// Signatures each share made after slashing protection allowed them.
+    pub share_signatures: u64,
+    /// The first rejections the chain logged, if any.
+    pub rejections: Vec<String>,
     /// Restarts of crashed operators during the run.
     pub restarts: u64,
     /// Network messages received per live operator per slot, over every channel.
@@ -232,6 +263,9 @@ fn percentiles(mut values: Vec<u64>) -> Percentiles {
     }
 }
 
+/// An attestation a share signed: (source epoch, target epoch, signing root).
+type SignedVote = (u64, u64, [u8; 32]);
+
 /// What the checker keeps while the run goes.
 #[derive(Default)]
 struct Observed {
@@ -250,6 +284,10 @@ struct Observed {
     proposed: BTreeMap<commonware_cryptography::sha256::Digest, SystemTime>,
     /// When each operator processed each height.
     processed_at: BTreeMap<(usize, u64), SystemTime>,
+    /// Per (operator, validator): attestations signed as (source, target, root), blocks by slot.
+    signed_attestations: BTreeMap<(usize, u64), Vec<SignedVote>>,
+    signed_blocks: BTreeMap<(usize, u64, u64), [u8; 32]>,
+    share_signatures: u64,
     violations: Vec<Violation>,
 }
 
@@ -310,17 +348,91 @@ impl Observed {
         }
     }
 
-    fn on_duty(&mut self, operator: usize, event: DutyEvent) {
+    /// No share signs two conflicting things: a double vote, a surround vote, two blocks in
+    /// one slot.
+    fn on_signed(&mut self, operator: usize, requests: Vec<SignRequest>, slot_now: u64) {
+        for request in requests {
+            self.share_signatures += 1;
+            match request {
+                SignRequest::Attestation {
+                    validator_index,
+                    source_epoch,
+                    target_epoch,
+                    signing_root,
+                } => {
+                    let history = self
+                        .signed_attestations
+                        .entry((operator, validator_index))
+                        .or_default();
+                    for (source, target, root) in history.iter() {
+                        let double = *target == target_epoch && *root != signing_root;
+                        let surround = (source_epoch < *source && target_epoch > *target)
+                            || (source_epoch > *source && target_epoch < *target);
+                        if double || surround {
+                            let what = if double {
+                                "double vote"
+                            } else {
+                                "surround vote"
+                            };
+                            let detail = format!(
+                                "operator {operator}'s share of validator {validator_index} signed a {what}: ({source_epoch}, {target_epoch}) after ({source}, {target})"
+                            );
+                            self.violations.push(Violation {
+                                invariant: "no_conflicting_signatures".into(),
+                                slot: slot_now,
+                                detail,
+                            });
+                        }
+                    }
+                    if !history
+                        .iter()
+                        .any(|(s, t, r)| (*s, *t, *r) == (source_epoch, target_epoch, signing_root))
+                    {
+                        history.push((source_epoch, target_epoch, signing_root));
+                    }
+                }
+                SignRequest::Block {
+                    validator_index,
+                    slot,
+                    signing_root,
+                } => {
+                    let previous = self
+                        .signed_blocks
+                        .insert((operator, validator_index, slot), signing_root);
+                    if previous.is_some_and(|root| root != signing_root) {
+                        self.violation(
+                            "no_conflicting_signatures",
+                            slot_now,
+                            format!(
+                                "operator {operator}'s share of validator {validator_index} signed two blocks for slot {slot}"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_duty(&mut self, operator: usize, event: DutyEvent, slot_now: u64) {
         match event {
             DutyEvent::Started { duty, at } => {
                 self.started.insert((operator, duty), at);
             }
             DutyEvent::Decided { duty, latency } => {
-                if let Some(at) = self.started.remove(&(operator, duty.clone())) {
-                    self.decided.insert((operator, duty), at);
+                // Latency of agreement is the committee duty's: proposer and aggregator values
+                // wait on purpose (pre-consensus, two thirds of the slot).
+                if duty.role == Role::Committee {
+                    self.latencies.push(latency.as_millis() as u64);
                 }
-                self.latencies.push(latency.as_millis() as u64);
+                if let Some(at) = self.started.get(&(operator, duty.clone())) {
+                    self.decided.insert((operator, duty), *at);
+                }
             }
+            DutyEvent::Finished { duty, .. } => {
+                self.started.remove(&(operator, duty));
+            }
+            DutyEvent::Submitted { .. } => {}
+            DutyEvent::Signed { requests } => self.on_signed(operator, requests, slot_now),
             DutyEvent::Missed { duty } => {
                 self.started.remove(&(operator, duty.clone()));
                 self.missed.insert((operator, duty));
@@ -373,8 +485,42 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     };
 
     let block_cfg = BlockCfg::default();
-    let max_size = cohort_marshal::max_message_size(n as u32, &block_cfg).max(
-        commonware_consensus::simplex::max_payload_size::<Scheme, cohort_marshal::Digest>(n as u32),
+    let max_size = cohort_marshal::max_message_size(n as u32, &block_cfg)
+        .max(commonware_consensus::simplex::max_payload_size::<
+            Scheme,
+            cohort_marshal::Digest,
+        >(n as u32))
+        .max(cohort_ingress::partial::PartialSignatures::max_encode_size(
+            cohort_actors::runner::max_partials_per_message(config.validators as usize),
+        ));
+
+    // Every validator's interop key split t-of-n; operator i holds the share at its position
+    // in the participant set (the order consensus and the runner use).
+    let threshold = (n - (n - 1) / 3) as u32;
+    let mut rng = commonware_utils::TestRng::new(config.seed);
+    let mut per_operator: Vec<BTreeMap<u64, ValidatorShare>> = vec![BTreeMap::new(); n];
+    for validator in 0..config.validators {
+        let split = keys::split(
+            &mut rng,
+            &keys::interop_secret(validator),
+            n as u32,
+            threshold,
+        )
+        .expect("interop keys are non-zero and 1 <= t <= n");
+        for (position, shares) in per_operator.iter_mut().enumerate() {
+            if let Some(share) = split.for_operator(position) {
+                shares.insert(validator, share);
+            }
+        }
+    }
+    let per_operator: Vec<Arc<BTreeMap<u64, ValidatorShare>>> =
+        per_operator.into_iter().map(Arc::new).collect();
+    let fork = ForkInfo::devnet();
+    let chain_clock = Arc::new(context.child("chain"));
+    let chain = DevnetChain::new(
+        DevnetBeacon::new(config.seed, 0, config.validators, clock),
+        fork,
+        Arc::new(move || chain_clock.current()),
     );
     let (network, oracle) = Network::new_with_peers(
         context.child("network"),
@@ -429,6 +575,16 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             leader_timeout,
             observations: observations.clone(),
             received: received.clone(),
+            shares: per_operator[participants
+                .position(&key.public_key())
+                .expect("every operator is a participant")]
+            .clone(),
+            chain: chain.clone(),
+            fork,
+            fault: config
+                .byzantine
+                .contains(&index)
+                .then_some(cohort_actors::runner::Fault::WrongPartials),
         };
         // Each life of an operator: (start, crash) times. Storage outlives every life.
         let mut lives: Vec<(SystemTime, Option<SystemTime>)> = Vec::new();
@@ -487,7 +643,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         while let Ok((operator, observation)) = observed_receiver.try_recv() {
             match observation {
                 Observation::Finalized(block) => observed.on_block(operator, block, slot),
-                Observation::Duty(event) => observed.on_duty(operator, event),
+                Observation::Duty(event) => observed.on_duty(operator, event, slot),
                 Observation::Proposed(digest, at) => {
                     observed.proposed.entry(digest).or_insert(at);
                 }
@@ -528,6 +684,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         }
     }
     let mut decided_slots: BTreeSet<u64> = BTreeSet::new();
+    let mut decided_duties: BTreeSet<cohort_ingress::DutyId> = BTreeSet::new();
     let mut empty_blocks = 0;
     let mut slots_with_block = BTreeSet::new();
     let canonical: Vec<_> = observed.canonical.values().cloned().collect();
@@ -540,9 +697,19 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             empty_blocks += 1;
         }
         for decision in &block.decisions {
-            let slot = decision.duty.slot;
-            let scheduled = matches!(&decision.duty.target, DutyTarget::Committee(c) if *c == committee)
-                && attesters_by_slot.contains_key(&slot);
+            let duty = &decision.duty;
+            let slot = duty.slot;
+            let epoch = clock.epoch_of(slot);
+            let scheduled = match (&duty.role, &duty.target) {
+                (Role::Committee, DutyTarget::Committee(c)) => {
+                    *c == committee && attesters_by_slot.contains_key(&slot)
+                }
+                (Role::Proposer, DutyTarget::Validator(v)) => beacon.proposer(slot) == *v,
+                (Role::Aggregator, DutyTarget::Validator(v)) => {
+                    *v < config.validators && beacon.attester_slot(epoch, *v) == slot
+                }
+                _ => false,
+            };
             if !scheduled || slot != block.slot {
                 observed.violation(
                     "only_scheduled_duties_decided",
@@ -556,7 +723,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             if slot >= config.slots {
                 continue;
             }
-            if !decided_slots.insert(slot) {
+            if !decided_duties.insert(duty.clone()) {
                 observed.violation(
                     "duty_decided_once",
                     block.slot,
@@ -565,6 +732,9 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                         decision.duty, block.height
                     ),
                 );
+            }
+            if duty.role == Role::Committee {
+                decided_slots.insert(slot);
             }
         }
     }
@@ -576,11 +746,60 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let wrong: Vec<String> = observed
         .missed
         .iter()
-        .filter(|(operator, duty)| always_up(operator) && decided_slots.contains(&duty.slot))
+        .filter(|(operator, duty)| always_up(operator) && decided_duties.contains(duty))
         .map(|(operator, duty)| format!("operator {operator} reported {duty} missed"))
         .collect();
     for detail in wrong {
         observed.violation("runner_outcome_matches_chain", config.slots, detail);
+    }
+
+    // What the beacon chain saw, against what the run's slots scheduled.
+    let chain_report = chain.report();
+    for conflict in &chain_report.conflicts {
+        observed.violation("no_conflicting_signatures", config.slots, conflict.clone());
+    }
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    expected.insert(
+        Kind::Attestation.as_str().into(),
+        attesters_by_slot.values().sum(),
+    );
+    expected.insert(Kind::Proposal.as_str().into(), config.slots);
+    let mut aggregators = 0;
+    for epoch in 0..=epochs {
+        for duty in beacon.duties(epoch) {
+            if duty.slot >= config.slots {
+                continue;
+            }
+            let proof = keys::sign(
+                &keys::interop_secret(duty.validator_index),
+                &signing::compute_signing_root(
+                    signing::slot_root(duty.slot),
+                    fork.domain(signing::DOMAIN_SELECTION_PROOF),
+                ),
+            );
+            let mut bytes = [0u8; 96];
+            bytes.copy_from_slice(&commonware_codec::Encode::encode(&proof)[..96]);
+            if signing::is_aggregator(duty.committee_length, &bytes) {
+                aggregators += 1;
+            }
+        }
+    }
+    expected.insert(Kind::Aggregate.as_str().into(), aggregators);
+    let in_run = |kind: Kind| {
+        chain_report
+            .accepted
+            .iter()
+            .filter(|(k, slot, _)| *k == kind && *slot < config.slots)
+            .count() as u64
+    };
+    let mut submitted = BTreeMap::new();
+    let mut accepted = BTreeMap::new();
+    let mut rejected = BTreeMap::new();
+    for kind in [Kind::Attestation, Kind::Proposal, Kind::Aggregate] {
+        let stats = chain_report.stats.get(&kind).cloned().unwrap_or_default();
+        submitted.insert(kind.as_str().to_string(), stats.submitted);
+        accepted.insert(kind.as_str().to_string(), in_run(kind));
+        rejected.insert(kind.as_str().to_string(), stats.rejected);
     }
     let scheduled: u64 = attesters_by_slot.values().sum();
     let decided: u64 = attesters_by_slot
@@ -606,6 +825,9 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let mut waits = Vec::new();
     let mut consensus = Vec::new();
     for ((operator, duty), started) in &observed.decided {
+        if duty.role != Role::Committee {
+            continue;
+        }
         let Some(block) = block_of.get(duty) else {
             continue;
         };
@@ -647,6 +869,13 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         decide_latency_ms: percentiles(observed.latencies),
         block_wait_ms: percentiles(waits),
         consensus_ms: percentiles(consensus),
+        submitted,
+        accepted,
+        rejected,
+        expected,
+        submit_latency_ms: percentiles(chain_report.submit_latencies_ms.clone()),
+        share_signatures: observed.share_signatures,
+        rejections: chain_report.rejections.clone(),
         restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
         messages_per_operator_per_slot: received.load(std::sync::atomic::Ordering::Relaxed) as f64
             / (live.max(1) as f64 * config.slots as f64),

@@ -1,11 +1,14 @@
 //! Wires one operator's actors on the simulated network, as the node binary will on a real one.
 
 use crate::{
+    beacon::DevnetChain,
     counting::Counting,
     devnet::{DevnetBeacon, DevnetSource},
 };
 use cohort_actors::{committee, executor, runner, scheduler};
-use cohort_ingress::{CommitteeId, SlotClock, runner::DutyEvent};
+use cohort_ingress::{
+    CommitteeId, SlotClock, keys::ValidatorShare, runner::DutyEvent, signing::ForkInfo,
+};
 use cohort_marshal::{PublicKey, Scheme};
 use commonware_consensus::{
     marshal::standard::Inline,
@@ -25,6 +28,7 @@ use commonware_runtime::{
 };
 use commonware_utils::{NZDuration, NZU16, NZU32, NZUsize, channel::mpsc, ordered::Set};
 use std::{
+    collections::BTreeMap,
     sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
@@ -35,6 +39,7 @@ pub const CHANNEL_CERTIFICATES: u64 = 1;
 pub const CHANNEL_RESOLVER: u64 = 2;
 pub const CHANNEL_BACKFILL: u64 = 3;
 pub const CHANNEL_BLOCKS: u64 = 4;
+pub const CHANNEL_PARTIALS: u64 = 5;
 
 /// What an operator reports to the simulation's checker.
 #[derive(Debug)]
@@ -57,6 +62,11 @@ pub struct OperatorSetup {
     pub leader_timeout: Duration,
     pub observations: mpsc::UnboundedSender<(usize, Observation)>,
     pub received: Arc<AtomicU64>,
+    /// This operator's share of every validator.
+    pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
+    pub chain: DevnetChain,
+    pub fork: ForkInfo,
+    pub fault: Option<runner::Fault>,
 }
 
 /// Starts every actor of one operator and returns their handles.
@@ -84,6 +94,7 @@ pub async fn start(
     let resolver = register(CHANNEL_RESOLVER).await;
     let backfill = register(CHANNEL_BACKFILL).await;
     let blocks = register(CHANNEL_BLOCKS).await;
+    let partials = register(CHANNEL_PARTIALS).await;
     let count = |(s, r)| (s, Counting::new(r, setup.received.clone()));
 
     let beacon = DevnetBeacon::new(
@@ -92,7 +103,7 @@ pub async fn start(
         setup.validators,
         setup.clock,
     );
-    let source = DevnetSource::new(beacon.clone());
+    let source = DevnetSource::new(beacon.clone(), setup.chain.clone());
 
     // Committee first: the runner and the application need its mailbox.
     let (committee_actor, committee_mailbox) = committee::init(
@@ -112,10 +123,16 @@ pub async fn start(
         runner::Config {
             clock: setup.clock,
             source: source.clone(),
+            sink: source.clone(),
             committee: committee_mailbox.clone(),
+            operators: setup.participants.clone(),
+            shares: setup.shares.clone(),
+            fork: setup.fork,
+            slashing_partition: format!("operator-{}-slashing", setup.index),
             fetch_timeout: Duration::from_secs(2),
             events: Some(duty_sender),
             mailbox_size: 1024,
+            fault: setup.fault,
         },
     );
 
@@ -211,7 +228,8 @@ pub async fn start(
     let mut handles = marshal.handles;
     handles.push(engine.start(count(votes), count(certificates), count(resolver)));
     handles.push(committee_actor.start());
-    handles.push(runner_actor.start());
+    let (partial_sender, partial_receiver) = count(partials);
+    handles.push(runner_actor.start(runner::Network::new(partial_sender, partial_receiver)));
     handles.push(executor_actor.start(marshal.processed_height));
     handles.push(scheduler_actor.start());
 

@@ -1,6 +1,7 @@
 use super::Config;
 use cohort_ingress::{
-    Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, DutyTarget, Role, SlotClock,
+    AttestationData, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, DutyTarget, Role,
+    SlotClock,
     committee::{Batch, MAX_BLOCK_AGE_SLOTS, Message},
 };
 use commonware_macros::select;
@@ -55,6 +56,8 @@ pub struct Actor<E> {
     known: BTreeSet<DutyId>,
     /// Duties already finalized: a second decision for one would be a double vote.
     decided: BTreeSet<DutyId>,
+    /// The attestation data the cluster finalized per slot: what an aggregate must cover.
+    decided_data: BTreeMap<u64, AttestationData>,
     /// The latest finalized checkpoint this operator's beacon node reported.
     finalized: Option<Checkpoint>,
 
@@ -92,6 +95,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             mailbox,
             pool: BTreeMap::new(),
             known: BTreeSet::new(),
+            decided_data: BTreeMap::new(),
             decided: BTreeSet::new(),
             finalized: None,
             proposals: Vec::new(),
@@ -186,6 +190,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             }
             Message::Finalized { decisions } => {
                 for decision in decisions.iter() {
+                    if let DecidedValue::Attestation(data) = &decision.value {
+                        self.decided_data.insert(decision.duty.slot, *data);
+                    }
                     self.pool.remove(&decision.duty);
                     self.decided.insert(decision.duty.clone());
                 }
@@ -339,7 +346,13 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         }
         match (&duty.role, &duty.target) {
             (Role::Committee, DutyTarget::Committee(c)) if *c == self.committee => {}
-            _ => return Verdict::Invalid("duty is not this cluster's committee duty"),
+            // Whether the validator is the cluster's is what `known` (its schedule) answers.
+            (Role::Proposer | Role::Aggregator, DutyTarget::Validator(_)) => {}
+            _ => {
+                return Verdict::Invalid(
+                    "duty is neither this cluster's committee duty nor a validator duty",
+                );
+            }
         }
         if self.decided.contains(duty) {
             return Verdict::Invalid("duty already decided");
@@ -369,6 +382,28 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 }
                 Verdict::Valid
             }
+            DecidedValue::Block(header) => {
+                if header.slot != slot
+                    || !matches!(duty.target, DutyTarget::Validator(v) if v == header.proposer_index)
+                {
+                    return Verdict::Invalid("block is for another slot or proposer");
+                }
+                Verdict::Valid
+            }
+            DecidedValue::Aggregate(aggregate) => {
+                if !aggregate.aggregation_bits.iter().any(|bit| *bit) {
+                    return Verdict::Invalid("aggregate covers no attester");
+                }
+                // An aggregate must aggregate what the cluster attested to in its slot; until
+                // that is finalized here, wait.
+                match self.decided_data.get(&slot) {
+                    Some(data) if *data == aggregate.data => Verdict::Valid,
+                    Some(_) => {
+                        Verdict::Invalid("aggregate of other data than the cluster attested")
+                    }
+                    None => Verdict::Unknown,
+                }
+            }
         }
     }
 
@@ -380,6 +415,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         let memory = first_id_of_slot(slot.saturating_sub(DECIDED_MEMORY_SLOTS));
         self.decided = self.decided.split_off(&memory);
         self.known = self.known.split_off(&memory);
+        self.decided_data = self
+            .decided_data
+            .split_off(&slot.saturating_sub(DECIDED_MEMORY_SLOTS));
     }
 }
 

@@ -63,7 +63,9 @@ fn follower_refuses_values_it_can_prove_wrong() {
 
         // The leader's value may differ from ours (another head) and is still accepted.
         let mut other_head = decision(0);
-        let DecidedValue::Attestation(ref mut data) = other_head.value;
+        let DecidedValue::Attestation(ref mut data) = other_head.value else {
+            unreachable!("built as an attestation above")
+        };
         data.beacon_block_root = Sha256::hash(&[b"another head"]);
         assert_eq!(
             mailbox.verify(0, Arc::new(vec![other_head])).await,
@@ -72,7 +74,9 @@ fn follower_refuses_values_it_can_prove_wrong() {
 
         // A source checkpoint that conflicts with the finalized checkpoint we know.
         let mut bad_source = decision(0);
-        let DecidedValue::Attestation(ref mut data) = bad_source.value;
+        let DecidedValue::Attestation(ref mut data) = bad_source.value else {
+            unreachable!("built as an attestation above")
+        };
         data.source.root = Sha256::hash(&[b"fork"]);
         assert_eq!(
             mailbox.verify(0, Arc::new(vec![bad_source])).await,
@@ -81,7 +85,9 @@ fn follower_refuses_values_it_can_prove_wrong() {
 
         // A target in another epoch than the slot's.
         let mut bad_target = decision(0);
-        let DecidedValue::Attestation(ref mut data) = bad_target.value;
+        let DecidedValue::Attestation(ref mut data) = bad_target.value else {
+            unreachable!("built as an attestation above")
+        };
         data.target = checkpoint(3);
         assert_eq!(
             mailbox.verify(0, Arc::new(vec![bad_target])).await,

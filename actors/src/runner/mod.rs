@@ -1,33 +1,95 @@
-//! The runner: one state machine per duty, keyed by `duty_id`.
+//! The runner: one state machine per duty, keyed by `duty_id`, carrying a distributed-validator
+//! duty from its start to signed objects at the duty sink.
 //!
-//! In this version a committee duty fetches the slot's attestation data from the operator's own
-//! beacon node, hands it to the committee for agreement, and completes when a block of the
-//! duty's slot finalizes it; a duty whose slot ends first is missed. The signing phases
-//! (pre- and post-consensus partial signatures) build on exactly these transitions.
+//! - committee duty: attestation data fetched, agreed through the committee, then (on
+//!   finalization only) a post-consensus partial signature per attesting validator, quorum,
+//!   reconstruction, submission of the slot's attestations;
+//! - proposer duty: a partial RANDAO reveal at slot start, quorum, reconstruction, a block
+//!   built with the reveal, agreed, then post-consensus signatures over the block root;
+//! - aggregator duty: a partial selection proof, quorum, and, if the proof selects the
+//!   validator, the aggregate at two thirds of the slot, agreed, then post-consensus
+//!   signatures over the `AggregateAndProof`.
+//!
+//! Every partial signature this operator makes in one phase of one handling step (a slot's
+//! starts, a finalized block) leaves in one message. A share signs an attestation or block only
+//! after the slashing-protection record for it is durable.
 
 mod actor;
+pub mod quorum;
+pub mod slashing;
 pub use actor::Actor;
 
-use cohort_ingress::{DutySource, SlotClock, committee, runner::DutyEvent, runner::Mailbox};
-use commonware_runtime::{Clock, Metrics, Spawner};
-use commonware_utils::channel::mpsc;
-use std::time::Duration;
+use cohort_ingress::{
+    DutySink, DutySource, SlotClock, committee,
+    keys::ValidatorShare,
+    runner::{DutyEvent, Mailbox},
+    signing::ForkInfo,
+};
+use commonware_cryptography::PublicKey;
+use commonware_p2p::{Receiver, Sender};
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use commonware_utils::{channel::mpsc, ordered::Set};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-pub struct Config<S: DutySource> {
+/// Misbehaviour a simulation can switch on to check that the cluster survives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Sign a different root than the one announced: well-formed, invalid partials.
+    WrongPartials,
+}
+
+pub struct Config<S: DutySource, K: DutySink, P: PublicKey> {
     pub clock: SlotClock,
     pub source: S,
+    pub sink: K,
     pub committee: committee::Mailbox,
-    /// How long one duty-source call may take before the duty gives up on it.
+    /// The cluster's operators in share order: a peer's position is its share index.
+    pub operators: Set<P>,
+    /// This operator's share of every validator the cluster runs.
+    pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
+    pub fork: ForkInfo,
+    /// Storage partition of the slashing-protection record.
+    pub slashing_partition: String,
+    /// How long one duty-source or duty-sink call may take before the duty gives up on it.
     pub fetch_timeout: Duration,
     /// Where duty outcomes are reported (the simulation's recorder, an operator's dashboard).
     pub events: Option<mpsc::UnboundedSender<DutyEvent>>,
     pub mailbox_size: usize,
+    pub fault: Option<Fault>,
 }
 
-pub fn init<E: Clock + Spawner + Metrics, S: DutySource>(
-    context: E,
-    config: Config<S>,
-) -> (Actor<E, S>, Mailbox) {
+impl<S: DutySource, K: DutySink, P: PublicKey> Config<S, K, P> {
+    /// The most partial signatures one message may carry: one per validator for its committee
+    /// duty and one for an aggregator duty, plus a proposal.
+    pub fn max_partials_per_message(&self) -> usize {
+        max_partials_per_message(self.shares.len())
+    }
+}
+
+/// See [`Config::max_partials_per_message`].
+pub fn max_partials_per_message(validators: usize) -> usize {
+    2 * validators + 1
+}
+
+pub fn init<E, S, K, P>(context: E, config: Config<S, K, P>) -> (Actor<E, S, K, P>, Mailbox)
+where
+    E: Clock + Spawner + Metrics + Storage,
+    S: DutySource,
+    K: DutySink,
+    P: PublicKey,
+{
     let (sender, receiver) = mpsc::channel(config.mailbox_size.max(1));
     (Actor::new(context, config, receiver), Mailbox::new(sender))
+}
+
+/// The network half the runner needs: where its partial signatures go and come from.
+pub struct Network<Tx, Rx> {
+    pub sender: Tx,
+    pub receiver: Rx,
+}
+
+impl<Tx: Sender, Rx: Receiver> Network<Tx, Rx> {
+    pub fn new(sender: Tx, receiver: Rx) -> Self {
+        Self { sender, receiver }
+    }
 }

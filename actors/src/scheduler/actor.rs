@@ -1,7 +1,7 @@
 use super::Config;
 use cohort_ingress::{
-    AttesterDuty, CommitteeId, Duty, DutyId, DutySource, SlotClock, SourceError, committee, runner,
-    scheduler::Message,
+    AttesterDuty, CommitteeId, Duty, DutyId, DutySource, ProposerDuty, Role, SlotClock,
+    SourceError, committee, runner, scheduler::Message,
 };
 use commonware_macros::select;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
@@ -17,7 +17,14 @@ use tracing::{debug, info, warn};
 /// How long to wait before asking the duty source again after a failure.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
 
-type FetchResult = (u64, Result<Vec<AttesterDuty>, SourceError>);
+/// One epoch's duties of the cluster's validators.
+#[derive(Default)]
+struct EpochDuties {
+    attesters: Vec<AttesterDuty>,
+    proposers: Vec<ProposerDuty>,
+}
+
+type FetchResult = (u64, Result<EpochDuties, SourceError>);
 
 pub struct Actor<E, S: DutySource> {
     context: E,
@@ -30,13 +37,15 @@ pub struct Actor<E, S: DutySource> {
     late_threshold: Duration,
     mailbox: mpsc::Receiver<Message>,
 
-    /// Attester duties of the cluster's validators, by epoch.
-    duties: BTreeMap<u64, Vec<AttesterDuty>>,
+    /// Duties of the cluster's validators, by epoch.
+    duties: BTreeMap<u64, EpochDuties>,
     /// Epochs being fetched, and epochs that may be retried after the given time.
     fetching: BTreeSet<u64>,
     retry_at: BTreeMap<u64, SystemTime>,
     /// Slots whose committee duty was already handed to the runner.
     dispatched: BTreeSet<u64>,
+    /// Slots whose validator duties (proposer, aggregators) were handed to the runner.
+    dispatched_validator: BTreeSet<u64>,
     /// Slots whose head event arrived: their committee duty may start before one third.
     heads: BTreeSet<u64>,
 
@@ -76,6 +85,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             fetching: BTreeSet::new(),
             retry_at: BTreeMap::new(),
             dispatched: BTreeSet::new(),
+            dispatched_validator: BTreeSet::new(),
             heads: BTreeSet::new(),
             dispatched_total,
             late_total,
@@ -158,41 +168,123 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             let source = self.source.clone();
             let timeout = self.context.sleep(self.fetch_timeout);
             fetches.push(Box::pin(async move {
+                let fetch = async {
+                    let attesters = source.attester_duties(epoch).await?;
+                    let proposers = source.proposer_duties(epoch).await?;
+                    Ok(EpochDuties {
+                        attesters,
+                        proposers,
+                    })
+                };
                 select! {
-                    result = source.attester_duties(epoch) => (epoch, result),
+                    result = fetch => (epoch, result),
                     _ = timeout => (epoch, Err(SourceError::Unavailable("timed out".into()))),
                 }
             }));
         }
     }
 
-    async fn on_fetched(&mut self, epoch: u64, result: Result<Vec<AttesterDuty>, SourceError>) {
+    async fn on_fetched(&mut self, epoch: u64, result: Result<EpochDuties, SourceError>) {
         self.fetching.remove(&epoch);
         match result {
             Ok(mut duties) => {
-                duties.sort();
-                info!(epoch, duties = duties.len(), "fetched attester duties");
+                duties.attesters.sort();
+                duties.proposers.sort();
+                // A beacon node answers for the epoch asked; anything else is not scheduled.
+                duties
+                    .attesters
+                    .retain(|d| self.clock.epoch_of(d.slot) == epoch);
+                duties
+                    .proposers
+                    .retain(|d| self.clock.epoch_of(d.slot) == epoch);
+                info!(
+                    epoch,
+                    attester_duties = duties.attesters.len(),
+                    proposer_duties = duties.proposers.len(),
+                    "fetched duties"
+                );
                 self.retry_at.remove(&epoch);
-                let mut slots: Vec<u64> = duties.iter().map(|d| d.slot).collect();
+                let mut slots: Vec<u64> = duties.attesters.iter().map(|d| d.slot).collect();
                 slots.dedup();
-                let expected = slots
+                let mut expected: Vec<DutyId> = slots
                     .into_iter()
                     .map(|slot| DutyId::committee(self.committee.clone(), epoch, slot))
                     .collect();
+                expected.extend(
+                    duties.proposers.iter().map(|d| {
+                        DutyId::validator(Role::Proposer, epoch, d.slot, d.validator_index)
+                    }),
+                );
+                expected.extend(duties.attesters.iter().map(|d| {
+                    DutyId::validator(Role::Aggregator, epoch, d.slot, d.validator_index)
+                }));
                 self.committee_mailbox.expect(expected).await;
                 self.duties.insert(epoch, duties);
             }
             Err(err) => {
                 self.fetch_failures.inc();
-                warn!(epoch, %err, "could not fetch attester duties; retrying in 1s");
+                warn!(epoch, %err, "could not fetch duties; retrying in 1s");
                 self.retry_at
                     .insert(epoch, self.context.current() + FETCH_RETRY);
             }
         }
     }
 
+    /// Hands the current slot's proposer and aggregator duties to the runner at the slot's
+    /// start: their pre-consensus signatures (RANDAO reveal, selection proof) need no data.
+    async fn dispatch_validator_duties(&mut self, now: SystemTime) {
+        let Some(slot) = self.clock.slot_at(now) else {
+            return;
+        };
+        if self.dispatched_validator.contains(&slot) {
+            return;
+        }
+        let epoch = self.clock.epoch_of(slot);
+        let Some(epoch_duties) = self.duties.get(&epoch) else {
+            return;
+        };
+        self.dispatched_validator.insert(slot);
+        let mut duties: Vec<Duty> = epoch_duties
+            .proposers
+            .iter()
+            .filter(|d| d.slot == slot)
+            .map(|d| Duty {
+                id: DutyId::validator(Role::Proposer, epoch, slot, d.validator_index),
+                attesters: Vec::new(),
+            })
+            .collect();
+        duties.extend(
+            epoch_duties
+                .attesters
+                .iter()
+                .filter(|d| d.slot == slot)
+                .map(|d| Duty {
+                    id: DutyId::validator(Role::Aggregator, epoch, slot, d.validator_index),
+                    attesters: vec![*d],
+                }),
+        );
+        let delay = now
+            .duration_since(self.clock.slot_start(slot))
+            .unwrap_or_default();
+        for duty in duties {
+            if delay > self.late_threshold {
+                self.late_total.inc();
+                warn!(
+                    duty_id = %duty.id,
+                    runner_role = %duty.id.role,
+                    slot,
+                    delay_ms = delay.as_millis() as u64,
+                    "late duty execution: starting the duty anyway"
+                );
+            }
+            self.dispatched_total.inc();
+            self.runner.start_duty(duty).await;
+        }
+    }
+
     /// Hands the current slot's committee duty to the runner once it is due.
     async fn dispatch_due(&mut self, now: SystemTime) {
+        self.dispatch_validator_duties(now).await;
         let Some(slot) = self.clock.slot_at(now) else {
             return;
         };
@@ -212,6 +304,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         };
         self.dispatched.insert(slot);
         let attesters: Vec<AttesterDuty> = epoch_duties
+            .attesters
             .iter()
             .filter(|d| d.slot == slot)
             .copied()
@@ -255,6 +348,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         self.duties = self.duties.split_off(&epoch.saturating_sub(1));
         self.retry_at = self.retry_at.split_off(&epoch);
         self.dispatched = self.dispatched.split_off(&slot.saturating_sub(1));
+        self.dispatched_validator = self.dispatched_validator.split_off(&slot.saturating_sub(1));
         self.heads = self.heads.split_off(&slot.saturating_sub(1));
     }
 }

@@ -1,7 +1,7 @@
 use super::{Config, init};
 use cohort_ingress::{
-    AttestationData, AttesterDuty, Checkpoint, CommitteeId, DutySource, Role, SlotClock,
-    SourceError, runner,
+    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, CommitteeId, DutySource,
+    ProposerDuty, Role, SlotClock, SourceError, keys::Signature, runner,
 };
 use commonware_cryptography::{Hasher, Sha256};
 use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
@@ -46,6 +46,29 @@ impl<E: Clock + Send + Sync + 'static> DutySource for Source<E> {
     async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
         Err(SourceError::NotYet { what: "checkpoint" })
     }
+    async fn proposer_duties(&self, epoch: u64) -> Result<Vec<ProposerDuty>, SourceError> {
+        if epoch != 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![ProposerDuty {
+            slot: 1,
+            validator_index: 11,
+        }])
+    }
+    async fn block_proposal(
+        &self,
+        _slot: u64,
+        _proposer_index: u64,
+        _randao_reveal: Signature,
+    ) -> Result<BlockHeader, SourceError> {
+        Err(SourceError::NotYet { what: "block" })
+    }
+    async fn aggregate_attestation(
+        &self,
+        _data: AttestationData,
+    ) -> Result<Aggregate, SourceError> {
+        Err(SourceError::NotYet { what: "aggregate" })
+    }
 }
 
 /// Starts a scheduler and returns (its mailbox, the runner's inbox, genesis).
@@ -82,11 +105,54 @@ fn start(
     (mailbox, receiver, clock)
 }
 
-async fn next_duty(receiver: &mut mpsc::Receiver<runner::Message>) -> cohort_ingress::Duty {
+async fn next_any_duty(receiver: &mut mpsc::Receiver<runner::Message>) -> cohort_ingress::Duty {
     match receiver.recv().await {
         Some(runner::Message::StartDuty(duty)) => duty,
         other => panic!("expected a duty, got {other:?}"),
     }
+}
+
+/// The next committee duty (validator duties of the slot come first, at its start).
+async fn next_duty(receiver: &mut mpsc::Receiver<runner::Message>) -> cohort_ingress::Duty {
+    loop {
+        let duty = next_any_duty(receiver).await;
+        if duty.id.role == Role::Committee {
+            return duty;
+        }
+    }
+}
+
+#[test]
+fn proposer_and_aggregator_duties_start_at_their_slot_start() {
+    deterministic::Runner::default().start(|context| async move {
+        let (_mailbox, mut receiver, clock) = start(&context, Duration::ZERO);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let duty = next_any_duty(&mut receiver).await;
+            let at = context.current();
+            assert!(at >= clock.slot_start(1));
+            assert!(at < clock.slot_start(1) + Duration::from_millis(50));
+            if duty.id.role == Role::Aggregator {
+                assert_eq!(
+                    duty.attesters.len(),
+                    1,
+                    "an aggregator carries its attester duty"
+                );
+            }
+            ids.push(duty.id.to_string());
+        }
+        ids.sort();
+        assert_eq!(
+            ids,
+            vec![
+                "AGGREGATOR-e0-s1-v10",
+                "AGGREGATOR-e0-s1-v11",
+                "PROPOSER-e0-s1-v11"
+            ]
+        );
+        let duty = next_any_duty(&mut receiver).await;
+        assert_eq!(duty.id.to_string(), "COMMITTEE-1_2_3_4-e0-s1");
+    });
 }
 
 #[test]

@@ -1,0 +1,234 @@
+//! The partial-signature container: partials keyed by what they sign, a quorum detected once per
+//! key, and recovery that survives operators sending garbage.
+//!
+//! Partials are kept whoever sent them first and before this operator knows what they are for
+//! (a peer's post-consensus message can arrive before this operator processed the same
+//! finalization), so a key only counts once this operator computed the same signing root
+//! itself: the runner asks [`Quorum::try_recover`] for keys it expects and nothing else.
+
+use cohort_ingress::{
+    Root,
+    keys::{self, Partial, Signature},
+};
+use commonware_cryptography::bls12381::primitives::{sharing::Sharing, variant::MinPk};
+use commonware_utils::Participant;
+use std::collections::BTreeMap;
+
+/// What a quorum forms on: one validator's signature over one signing root, in one slot (the
+/// slot is first so the container prunes by time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub slot: u64,
+    pub validator_index: u64,
+    pub signing_root: Root,
+}
+
+impl Key {
+    fn root_bytes(&self) -> [u8; 32] {
+        self.signing_root.0
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    partials: BTreeMap<u32, Signature>,
+    /// Operators whose partial for this key failed verification: never taken again.
+    rejected: Vec<u32>,
+    recovered: bool,
+}
+
+/// What one recovery attempt gave. Returned by value and consumed at once, so the signature
+/// stays inline rather than boxed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Fewer valid partials than the threshold so far.
+    Waiting,
+    /// The first quorum of this key: the validator's signature, verified against its key.
+    /// `invalid` names operators whose partials were dropped on the way.
+    Recovered {
+        signature: Signature,
+        invalid: Vec<u32>,
+    },
+    /// The recovered signature did not verify; these operators' partials were invalid and
+    /// dropped, and the key waits for more.
+    Invalid { invalid: Vec<u32> },
+    /// This key was recovered before; a quorum is reported once.
+    Done,
+}
+
+pub struct Quorum {
+    threshold: u32,
+    entries: BTreeMap<Key, Entry>,
+}
+
+impl Quorum {
+    pub fn new(threshold: u32) -> Self {
+        Self {
+            threshold,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// Stores `operator`'s partial for `key`. The first partial of an operator for a key wins:
+    /// a second one (a replay, or an equivocating peer) is ignored. Returns whether it was new.
+    pub fn add(&mut self, key: Key, operator: u32, signature: Signature) -> bool {
+        let entry = self.entries.entry(key).or_default();
+        if entry.recovered || entry.rejected.contains(&operator) {
+            return false;
+        }
+        match entry.partials.entry(operator) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(vacant) => {
+                vacant.insert(signature);
+                true
+            }
+        }
+    }
+
+    /// How many partials `key` holds (valid or not yet checked).
+    pub fn count(&self, key: &Key) -> usize {
+        self.entries.get(key).map_or(0, |e| e.partials.len())
+    }
+
+    /// Recovers `key`'s signature once a threshold of partials is in. The recovered signature
+    /// is checked against the validator's key; if it fails, each partial is checked against
+    /// its share's key, the bad ones are dropped (and their operators remembered for this key),
+    /// and recovery is tried again from the good ones.
+    pub fn try_recover(&mut self, key: &Key, sharing: &Sharing<MinPk>) -> Recovery {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return Recovery::Waiting;
+        };
+        if entry.recovered {
+            return Recovery::Done;
+        }
+        if entry.partials.len() < self.threshold as usize {
+            return Recovery::Waiting;
+        }
+        let partials: Vec<Partial> = entry
+            .partials
+            .iter()
+            .map(|(operator, value)| Partial {
+                index: Participant::new(*operator),
+                value: *value,
+            })
+            .collect();
+        let (result, bad) = keys::recover(sharing, &key.root_bytes(), &partials);
+        let invalid: Vec<u32> = bad.iter().map(|p| p.get()).collect();
+        for operator in &invalid {
+            entry.partials.remove(operator);
+            entry.rejected.push(*operator);
+        }
+        match result {
+            Ok(signature) => {
+                entry.recovered = true;
+                entry.partials.clear();
+                Recovery::Recovered { signature, invalid }
+            }
+            Err(_) if invalid.is_empty() => {
+                // Every partial checks out alone yet recovery failed: only possible with
+                // duplicate indices, which `add` rules out. Wait rather than loop.
+                Recovery::Waiting
+            }
+            Err(_) => Recovery::Invalid { invalid },
+        }
+    }
+
+    /// Forgets every key of a slot before `slot`.
+    pub fn prune(&mut self, slot: u64) {
+        let keep = Key {
+            slot,
+            validator_index: 0,
+            signing_root: commonware_cryptography::sha256::Digest([0u8; 32]),
+        };
+        self.entries = self.entries.split_off(&keep);
+    }
+
+    /// How many keys hold partials (for tests and gauges).
+    pub fn keys(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cohort_ingress::keys::{interop_secret, sign, sign_partial, split};
+
+    fn setup() -> (keys::SplitKey, Key, [u8; 32]) {
+        let mut rng = commonware_utils::test_rng();
+        let split = split(&mut rng, &interop_secret(5), 4, 3).unwrap();
+        let root = [7u8; 32];
+        let key = Key {
+            slot: 3,
+            validator_index: 5,
+            signing_root: commonware_cryptography::sha256::Digest(root),
+        };
+        (split, key, root)
+    }
+
+    #[test]
+    fn quorum_recovers_the_full_key_signature_once() {
+        let (split, key, root) = setup();
+        let mut quorum = Quorum::new(3);
+        for share in &split.shares[..2] {
+            let partial = sign_partial(share, &root);
+            assert!(quorum.add(key, partial.index.get(), partial.value));
+            assert_eq!(quorum.try_recover(&key, &split.sharing), Recovery::Waiting);
+        }
+        let third = sign_partial(&split.shares[2], &root);
+        assert!(quorum.add(key, 2, third.value));
+        assert_eq!(
+            quorum.try_recover(&key, &split.sharing),
+            Recovery::Recovered {
+                signature: sign(&interop_secret(5), &root),
+                invalid: vec![]
+            }
+        );
+        let fourth = sign_partial(&split.shares[3], &root);
+        assert!(
+            !quorum.add(key, 3, fourth.value),
+            "late partials are not kept"
+        );
+        assert_eq!(quorum.try_recover(&key, &split.sharing), Recovery::Done);
+    }
+
+    #[test]
+    fn bad_partials_are_dropped_reported_and_recovery_retried() {
+        let (split, key, root) = setup();
+        let mut quorum = Quorum::new(3);
+        // Operator 1 signs another root: a valid point, a wrong partial.
+        let wrong = sign_partial(&split.shares[1], &[9u8; 32]);
+        quorum.add(key, 0, sign_partial(&split.shares[0], &root).value);
+        quorum.add(key, 1, wrong.value);
+        quorum.add(key, 2, sign_partial(&split.shares[2], &root).value);
+        assert_eq!(
+            quorum.try_recover(&key, &split.sharing),
+            Recovery::Invalid { invalid: vec![1] }
+        );
+        assert_eq!(quorum.count(&key), 2);
+        // The liar cannot try again for this key.
+        assert!(!quorum.add(key, 1, wrong.value));
+        quorum.add(key, 3, sign_partial(&split.shares[3], &root).value);
+        match quorum.try_recover(&key, &split.sharing) {
+            Recovery::Recovered { signature, invalid } => {
+                assert!(invalid.is_empty());
+                assert_eq!(signature, sign(&interop_secret(5), &root));
+            }
+            other => panic!("expected recovery, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_partial_per_operator_wins_and_prune_forgets_old_slots() {
+        let (split, key, root) = setup();
+        let mut quorum = Quorum::new(3);
+        assert!(quorum.add(key, 0, sign_partial(&split.shares[0], &root).value));
+        assert!(!quorum.add(key, 0, sign_partial(&split.shares[1], &root).value));
+        assert_eq!(quorum.count(&key), 1);
+        quorum.prune(3);
+        assert_eq!(quorum.keys(), 1);
+        quorum.prune(4);
+        assert_eq!(quorum.keys(), 0);
+    }
+}

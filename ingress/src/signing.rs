@@ -1,0 +1,407 @@
+//! Ethereum consensus signing roots: what a validator's BLS signature is over, so that the
+//! cluster's reconstructed signatures are ones a real beacon node accepts.
+//!
+//! Each function mirrors the consensus spec's: `hash_tree_root` of the container signed, then
+//! `compute_signing_root(object_root, compute_domain(domain_type, fork_version,
+//! genesis_validators_root))`. Containers are SSZ-merkleized with `tree_hash`; a nested
+//! container enters its parent as its own root, which is how SSZ merkleization composes.
+
+use crate::AttestationData;
+use commonware_cryptography::{Hasher, Sha256};
+use tree_hash::{Hash256, TreeHash};
+use tree_hash_derive::TreeHash;
+
+pub type Domain = [u8; 32];
+pub type DomainType = [u8; 4];
+
+pub const DOMAIN_BEACON_PROPOSER: DomainType = [0, 0, 0, 0];
+pub const DOMAIN_BEACON_ATTESTER: DomainType = [1, 0, 0, 0];
+pub const DOMAIN_RANDAO: DomainType = [2, 0, 0, 0];
+pub const DOMAIN_DEPOSIT: DomainType = [3, 0, 0, 0];
+pub const DOMAIN_SELECTION_PROOF: DomainType = [5, 0, 0, 0];
+pub const DOMAIN_AGGREGATE_AND_PROOF: DomainType = [6, 0, 0, 0];
+pub const DOMAIN_SYNC_COMMITTEE: DomainType = [7, 0, 0, 0];
+pub const DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF: DomainType = [8, 0, 0, 0];
+pub const DOMAIN_CONTRIBUTION_AND_PROOF: DomainType = [9, 0, 0, 0];
+
+pub const TARGET_AGGREGATORS_PER_COMMITTEE: u64 = 16;
+pub const MAX_VALIDATORS_PER_COMMITTEE: usize = 2048;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SigningError {
+    #[error("aggregation bits: {length} bits is outside 1..={max}")]
+    AggregationBits { length: usize, max: usize },
+}
+
+/// The fork a cluster signs for. Signatures from another fork (or chain) never verify here,
+/// which is what keeps a devnet key from signing anything valid on mainnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkInfo {
+    pub fork_version: [u8; 4],
+    pub genesis_validators_root: [u8; 32],
+}
+
+impl ForkInfo {
+    pub fn domain(&self, domain_type: DomainType) -> Domain {
+        compute_domain(domain_type, self.fork_version, self.genesis_validators_root)
+    }
+
+    /// The devnet's fork: version `0x10000038` and genesis validators root
+    /// `sha256("cohort devnet")`, distinct from every public network's.
+    pub fn devnet() -> Self {
+        let digest = Sha256::hash(&[b"cohort devnet"]);
+        Self {
+            fork_version: [0x10, 0, 0, 0x38],
+            genesis_validators_root: digest.0,
+        }
+    }
+}
+
+#[derive(TreeHash)]
+struct ForkData {
+    current_version: [u8; 4],
+    genesis_validators_root: Hash256,
+}
+
+#[derive(TreeHash)]
+struct SigningData {
+    object_root: Hash256,
+    domain: Hash256,
+}
+
+#[derive(TreeHash)]
+struct Checkpoint {
+    epoch: u64,
+    root: Hash256,
+}
+
+#[derive(TreeHash)]
+struct SszAttestationData {
+    slot: u64,
+    index: u64,
+    beacon_block_root: Hash256,
+    source: Checkpoint,
+    target: Checkpoint,
+}
+
+#[derive(TreeHash)]
+struct BeaconBlockHeader {
+    slot: u64,
+    proposer_index: u64,
+    parent_root: Hash256,
+    state_root: Hash256,
+    body_root: Hash256,
+}
+
+/// `Attestation` (phase0 through Deneb shape), with its bitlist entering as its root.
+#[derive(TreeHash)]
+struct Attestation {
+    aggregation_bits: Hash256,
+    data: Hash256,
+    signature: [u8; 96],
+}
+
+#[derive(TreeHash)]
+struct AggregateAndProof {
+    aggregator_index: u64,
+    aggregate: Hash256,
+    selection_proof: [u8; 96],
+}
+
+fn hash(bytes: [u8; 32]) -> Hash256 {
+    Hash256::from(bytes)
+}
+
+/// `compute_fork_data_root`.
+pub fn compute_fork_data_root(
+    fork_version: [u8; 4],
+    genesis_validators_root: [u8; 32],
+) -> [u8; 32] {
+    ForkData {
+        current_version: fork_version,
+        genesis_validators_root: hash(genesis_validators_root),
+    }
+    .tree_hash_root()
+    .0
+}
+
+/// `compute_domain`: the domain type, then the first 28 bytes of the fork data root.
+pub fn compute_domain(
+    domain_type: DomainType,
+    fork_version: [u8; 4],
+    genesis_validators_root: [u8; 32],
+) -> Domain {
+    let fork_data_root = compute_fork_data_root(fork_version, genesis_validators_root);
+    let mut domain = [0u8; 32];
+    domain[..4].copy_from_slice(&domain_type);
+    domain[4..].copy_from_slice(&fork_data_root[..28]);
+    domain
+}
+
+/// `compute_signing_root`: `hash_tree_root(SigningData(object_root, domain))`.
+pub fn compute_signing_root(object_root: [u8; 32], domain: Domain) -> [u8; 32] {
+    SigningData {
+        object_root: hash(object_root),
+        domain: hash(domain),
+    }
+    .tree_hash_root()
+    .0
+}
+
+pub fn attestation_data_root(data: &AttestationData) -> [u8; 32] {
+    SszAttestationData {
+        slot: data.slot,
+        index: data.index,
+        beacon_block_root: hash(data.beacon_block_root.0),
+        source: Checkpoint {
+            epoch: data.source.epoch,
+            root: hash(data.source.root.0),
+        },
+        target: Checkpoint {
+            epoch: data.target.epoch,
+            root: hash(data.target.root.0),
+        },
+    }
+    .tree_hash_root()
+    .0
+}
+
+/// The RANDAO reveal signs the epoch (`hash_tree_root(uint64)`).
+pub fn epoch_root(epoch: u64) -> [u8; 32] {
+    epoch.tree_hash_root().0
+}
+
+/// A selection proof signs the slot (`hash_tree_root(uint64)`).
+pub fn slot_root(slot: u64) -> [u8; 32] {
+    slot.tree_hash_root().0
+}
+
+/// `hash_tree_root(BeaconBlockHeader)`, which equals the block's root when `body_root` is the
+/// body's root.
+pub fn block_header_root(
+    slot: u64,
+    proposer_index: u64,
+    parent_root: [u8; 32],
+    state_root: [u8; 32],
+    body_root: [u8; 32],
+) -> [u8; 32] {
+    BeaconBlockHeader {
+        slot,
+        proposer_index,
+        parent_root: hash(parent_root),
+        state_root: hash(state_root),
+        body_root: hash(body_root),
+    }
+    .tree_hash_root()
+    .0
+}
+
+/// `hash_tree_root(Bitlist[max])`: the packed bits (no delimiter) merkleized over the limit's
+/// chunk count, with the length mixed in.
+fn bitlist_root(bits: &[bool], max: usize) -> Result<Hash256, SigningError> {
+    if bits.is_empty() || bits.len() > max {
+        return Err(SigningError::AggregationBits {
+            length: bits.len(),
+            max,
+        });
+    }
+    let mut packed = vec![0u8; bits.len().div_ceil(8)];
+    for (i, bit) in bits.iter().enumerate() {
+        if *bit {
+            packed[i / 8] |= 1 << (i % 8);
+        }
+    }
+    let chunks = max.div_ceil(256);
+    let root = tree_hash::merkle_root(&packed, chunks);
+    Ok(tree_hash::mix_in_length(&root, bits.len()))
+}
+
+/// `hash_tree_root(AggregateAndProof)` of an aggregate the cluster agreed on.
+pub fn aggregate_and_proof_root(
+    aggregator_index: u64,
+    aggregation_bits: &[bool],
+    data: &AttestationData,
+    signature: &[u8; 96],
+    selection_proof: &[u8; 96],
+) -> Result<[u8; 32], SigningError> {
+    let aggregate = Attestation {
+        aggregation_bits: bitlist_root(aggregation_bits, MAX_VALIDATORS_PER_COMMITTEE)?,
+        data: hash(attestation_data_root(data)),
+        signature: *signature,
+    }
+    .tree_hash_root();
+    Ok(AggregateAndProof {
+        aggregator_index,
+        aggregate,
+        selection_proof: *selection_proof,
+    }
+    .tree_hash_root()
+    .0)
+}
+
+/// `is_aggregator`: about `TARGET_AGGREGATORS_PER_COMMITTEE` members of a committee are
+/// selected by their selection proof.
+pub fn is_aggregator(committee_length: u64, selection_proof: &[u8; 96]) -> bool {
+    let modulo = (committee_length / TARGET_AGGREGATORS_PER_COMMITTEE).max(1);
+    let digest = Sha256::hash(&[selection_proof]);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.0[..8]);
+    u64::from_le_bytes(bytes).is_multiple_of(modulo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Checkpoint as Cp;
+    use commonware_cryptography::sha256::Digest;
+
+    fn sha(parts: &[&[u8]]) -> [u8; 32] {
+        Sha256::hash(parts).0
+    }
+
+    fn chunk_u64(value: u64) -> [u8; 32] {
+        let mut chunk = [0u8; 32];
+        chunk[..8].copy_from_slice(&value.to_le_bytes());
+        chunk
+    }
+
+    /// Merkleizes chunks by hand: pad to a power of two with zero chunks, hash pairwise.
+    fn merkleize(mut chunks: Vec<[u8; 32]>) -> [u8; 32] {
+        let size = chunks.len().next_power_of_two().max(1);
+        chunks.resize(size, [0u8; 32]);
+        while chunks.len() > 1 {
+            chunks = chunks
+                .chunks(2)
+                .map(|pair| sha(&[&pair[0], &pair[1]]))
+                .collect();
+        }
+        chunks[0]
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn mainnet_deposit_domain_matches_the_spec_value() {
+        assert_eq!(
+            hex(&compute_domain(DOMAIN_DEPOSIT, [0; 4], [0; 32])),
+            "03000000f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a9"
+        );
+        // By hand: the version padded to a chunk, next to the zero root.
+        let mut version = [0u8; 32];
+        version[..4].copy_from_slice(&[0; 4]);
+        assert_eq!(
+            compute_fork_data_root([0; 4], [0; 32]),
+            sha(&[&version, &[0u8; 32]])
+        );
+        assert_eq!(
+            hex(&compute_fork_data_root([0; 4], [0; 32])),
+            "f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a92759fb4b"
+        );
+    }
+
+    #[test]
+    fn container_roots_match_hand_merkleization() {
+        let data = AttestationData {
+            slot: 321,
+            index: 0,
+            beacon_block_root: Digest([1; 32]),
+            source: Cp {
+                epoch: 8,
+                root: Digest([2; 32]),
+            },
+            target: Cp {
+                epoch: 10,
+                root: Digest([3; 32]),
+            },
+        };
+        let source = merkleize(vec![chunk_u64(8), [2; 32]]);
+        let target = merkleize(vec![chunk_u64(10), [3; 32]]);
+        let expected = merkleize(vec![chunk_u64(321), chunk_u64(0), [1; 32], source, target]);
+        assert_eq!(attestation_data_root(&data), expected);
+
+        let header = merkleize(vec![chunk_u64(5), chunk_u64(9), [4; 32], [5; 32], [6; 32]]);
+        assert_eq!(block_header_root(5, 9, [4; 32], [5; 32], [6; 32]), header);
+
+        assert_eq!(epoch_root(77), chunk_u64(77));
+        assert_eq!(slot_root(78), chunk_u64(78));
+        assert_eq!(
+            compute_signing_root([7; 32], [8; 32]),
+            sha(&[&[7u8; 32], &[8u8; 32]])
+        );
+    }
+
+    #[test]
+    fn aggregate_and_proof_root_matches_hand_merkleization() {
+        let data = AttestationData {
+            slot: 3,
+            index: 0,
+            beacon_block_root: Digest([1; 32]),
+            source: Cp {
+                epoch: 0,
+                root: Digest([2; 32]),
+            },
+            target: Cp {
+                epoch: 0,
+                root: Digest([3; 32]),
+            },
+        };
+        let bits = [true, false, true];
+        let signature = [9u8; 96];
+        let proof = [10u8; 96];
+        // Bitlist[2048]: 8 chunks of packed bits, then the length mixed in.
+        let mut first = [0u8; 32];
+        first[0] = 0b101;
+        let mut chunks = vec![first];
+        chunks.resize(8, [0u8; 32]);
+        let bits_root = sha(&[&merkleize(chunks), &chunk_u64(3)]);
+        let vector96 = |bytes: &[u8; 96]| {
+            let mut parts = Vec::new();
+            for part in bytes.chunks(32) {
+                let mut chunk = [0u8; 32];
+                chunk.copy_from_slice(part);
+                parts.push(chunk);
+            }
+            merkleize(parts)
+        };
+        let attestation = merkleize(vec![
+            bits_root,
+            attestation_data_root(&data),
+            vector96(&signature),
+        ]);
+        let expected = merkleize(vec![chunk_u64(42), attestation, vector96(&proof)]);
+        assert_eq!(
+            aggregate_and_proof_root(42, &bits, &data, &signature, &proof),
+            Ok(expected)
+        );
+        // The length is part of the root: one more (unset) bit changes it.
+        assert_ne!(
+            aggregate_and_proof_root(42, &[true, false, true, false], &data, &signature, &proof),
+            Ok(expected)
+        );
+        assert!(aggregate_and_proof_root(42, &[], &data, &signature, &proof).is_err());
+        assert!(aggregate_and_proof_root(42, &[true; 2049], &data, &signature, &proof).is_err());
+    }
+
+    #[test]
+    fn aggregator_selection_follows_the_committee_size() {
+        // Below 32 members the modulo is one: everyone aggregates.
+        assert!(is_aggregator(31, &[0xab; 96]));
+        // With 320 members the modulo is 20; count by hand over many proofs.
+        let selected = (0..=255u8)
+            .filter(|b| {
+                let digest = sha(&[&[*b; 96]]);
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&digest[..8]);
+                let expected = u64::from_le_bytes(bytes) % 20 == 0;
+                assert_eq!(is_aggregator(320, &[*b; 96]), expected);
+                expected
+            })
+            .count();
+        assert!(
+            selected < 64,
+            "about one in twenty is selected, got {selected}"
+        );
+    }
+}

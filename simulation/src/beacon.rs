@@ -1,0 +1,428 @@
+//! The devnet beacon chain every operator's beacon node submits to: it builds blocks and
+//! aggregates, and checks every signed object it receives the way a real beacon node would,
+//! with its own BLS verification (blst, not the code path the operators sign with).
+//!
+//! It counts what it accepted per role, remembers when each object was first accepted (the
+//! submission latency from slot start), and keeps any second, different valid signature for
+//! one object as evidence of a conflicting signature.
+
+use crate::devnet::DevnetBeacon;
+use cohort_ingress::{
+    Aggregate, AttestationData, BlockHeader, SignedAggregate, SignedAttestation, SignedBlock,
+    SinkError, SourceError,
+    keys::{self, Signature},
+    signing::{self, ForkInfo},
+};
+use commonware_codec::Encode;
+use commonware_cryptography::bls12381::primitives::variant::Variant;
+use commonware_cryptography::{Hasher, Sha256, bls12381::primitives::variant::MinPk};
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+/// The kinds of signed objects the chain takes, as the report names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Attestation,
+    Proposal,
+    Aggregate,
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Attestation => "attestation",
+            Self::Proposal => "proposal",
+            Self::Aggregate => "aggregate",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct KindStats {
+    /// Distinct objects (validator, slot) submitted at least once.
+    pub submitted: u64,
+    /// Of those, accepted: a valid signature from the validator's key over the right root.
+    pub accepted: u64,
+    /// Submissions refused (bad signature, not scheduled, unknown block).
+    pub rejected: u64,
+    /// Byte-identical resubmissions by other operators (every operator submits).
+    pub duplicates: u64,
+}
+
+struct Accepted {
+    signature: [u8; 96],
+}
+
+#[derive(Default)]
+struct State {
+    public_keys: BTreeMap<u64, blst::min_pk::PublicKey>,
+    accepted: BTreeMap<(Kind, u64, u64), Accepted>,
+    stats: BTreeMap<Kind, KindStats>,
+    /// Accepted attestations per slot: what aggregates are built from.
+    attestations: BTreeMap<u64, Vec<(u64, AttestationData, [u8; 96])>>,
+    /// Blocks this chain built (with a valid RANDAO reveal), by slot.
+    built: BTreeMap<u64, Vec<BlockHeader>>,
+    /// Committee positions per slot (validator -> position), computed once per epoch.
+    committees: BTreeMap<u64, BTreeMap<u64, u64>>,
+    latencies: Vec<u64>,
+    conflicts: Vec<String>,
+    rejections: Vec<String>,
+}
+
+/// What the chain saw over a run.
+#[derive(Clone, Debug, Default)]
+pub struct ChainReport {
+    pub stats: BTreeMap<Kind, KindStats>,
+    pub submit_latencies_ms: Vec<u64>,
+    pub conflicts: Vec<String>,
+    /// The first few rejections, for the report's reader.
+    pub rejections: Vec<String>,
+    /// (kind, slot, validator) of every accepted object.
+    pub accepted: Vec<(Kind, u64, u64)>,
+}
+
+/// The shared devnet chain. Cheap to clone; every operator's beacon node holds one.
+#[derive(Clone)]
+pub struct DevnetChain {
+    beacon: DevnetBeacon,
+    fork: ForkInfo,
+    now: Arc<dyn Fn() -> SystemTime + Send + Sync>,
+    state: Arc<Mutex<State>>,
+}
+
+const DST: &[u8] = MinPk::MESSAGE;
+
+fn compress(signature: &Signature) -> [u8; 96] {
+    let mut bytes = [0u8; 96];
+    bytes.copy_from_slice(&signature.encode()[..96]);
+    bytes
+}
+
+impl DevnetChain {
+    pub fn new(
+        beacon: DevnetBeacon,
+        fork: ForkInfo,
+        now: Arc<dyn Fn() -> SystemTime + Send + Sync>,
+    ) -> Self {
+        Self {
+            beacon,
+            fork,
+            now,
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock ends the run anyway; keep reporting.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The validator's public key, as a beacon node knows it from the deposit.
+    fn public_key(state: &mut State, validator: u64) -> Option<blst::min_pk::PublicKey> {
+        if let Some(key) = state.public_keys.get(&validator) {
+            return Some(*key);
+        }
+        let public = commonware_cryptography::bls12381::primitives::ops::compute_public::<MinPk>(
+            &keys::interop_secret(validator),
+        );
+        let key = blst::min_pk::PublicKey::key_validate(&public.encode()).ok()?;
+        state.public_keys.insert(validator, key);
+        Some(key)
+    }
+
+    fn verify(state: &mut State, validator: u64, root: &[u8; 32], signature: &[u8; 96]) -> bool {
+        let Some(key) = Self::public_key(state, validator) else {
+            return false;
+        };
+        let Ok(signature) = blst::min_pk::Signature::sig_validate(signature, true) else {
+            return false;
+        };
+        signature.verify(true, root, DST, &[], &key, false) == blst::BLST_ERROR::BLST_SUCCESS
+    }
+
+    /// Records one submission of `(kind, slot, validator)`; `check` verifies it when it is new.
+    fn submit(
+        &self,
+        kind: Kind,
+        slot: u64,
+        validator: u64,
+        signature: [u8; 96],
+        check: impl FnOnce(&mut State) -> Result<(), String>,
+    ) -> Result<(), SinkError> {
+        let now = (self.now)();
+        let mut state = self.lock();
+        let key = (kind, slot, validator);
+        if let Some(existing) = state.accepted.get(&key) {
+            if existing.signature == signature {
+                state.stats.entry(kind).or_default().duplicates += 1;
+                return Ok(());
+            }
+            // Another valid signature for the same duty is a conflicting signature.
+            if check(&mut state).is_ok() {
+                state.conflicts.push(format!(
+                    "{} of validator {validator} in slot {slot} signed twice with different contents",
+                    kind.as_str()
+                ));
+            }
+            return Err(SinkError::Refused("already have this object".into()));
+        }
+        match check(&mut state) {
+            Ok(()) => {
+                let stats = state.stats.entry(kind).or_default();
+                stats.submitted += 1;
+                stats.accepted += 1;
+                state.accepted.insert(key, Accepted { signature });
+                let slot_start = self.beacon.slot_start(slot);
+                let latency = now.duration_since(slot_start).unwrap_or_default();
+                state.latencies.push(latency.as_millis() as u64);
+                Ok(())
+            }
+            Err(reason) => {
+                let stats = state.stats.entry(kind).or_default();
+                stats.rejected += 1;
+                if state.rejections.len() < 16 {
+                    state
+                        .rejections
+                        .push(format!("{kind:?} {slot} {validator}: {reason}"));
+                }
+                Err(SinkError::Refused(reason))
+            }
+        }
+    }
+
+    pub fn submit_attestations(
+        &self,
+        attestations: Vec<SignedAttestation>,
+    ) -> Result<(), SinkError> {
+        let mut refused = 0;
+        for attestation in attestations {
+            let validator = attestation.duty.validator_index;
+            let slot = attestation.data.slot;
+            let epoch = self.beacon.epoch_of(slot);
+            let data = attestation.data;
+            let signature = compress(&attestation.signature);
+            let root = signing::compute_signing_root(
+                signing::attestation_data_root(&data),
+                self.fork.domain(signing::DOMAIN_BEACON_ATTESTER),
+            );
+            let scheduled = self.beacon.attester_slot(epoch, validator) == slot;
+            let result = self.submit(Kind::Attestation, slot, validator, signature, |state| {
+                if !scheduled {
+                    return Err("validator does not attest in this slot".into());
+                }
+                if !Self::verify(state, validator, &root, &signature) {
+                    return Err("invalid signature".into());
+                }
+                state
+                    .attestations
+                    .entry(slot)
+                    .or_default()
+                    .push((validator, data, signature));
+                Ok(())
+            });
+            if result.is_err() {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            return Err(SinkError::Refused(format!(
+                "{refused} attestations refused"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
+        let header = block.header;
+        let signature = compress(&block.signature);
+        let root = signing::compute_signing_root(
+            signing::block_header_root(
+                header.slot,
+                header.proposer_index,
+                header.parent_root.0,
+                header.state_root.0,
+                header.body_root.0,
+            ),
+            self.fork.domain(signing::DOMAIN_BEACON_PROPOSER),
+        );
+        self.submit(
+            Kind::Proposal,
+            header.slot,
+            header.proposer_index,
+            signature,
+            |state| {
+                let built = state
+                    .built
+                    .get(&header.slot)
+                    .is_some_and(|blocks| blocks.contains(&header));
+                if !built {
+                    return Err("block was not built by this chain".into());
+                }
+                if !Self::verify(state, header.proposer_index, &root, &signature) {
+                    return Err("invalid signature".into());
+                }
+                Ok(())
+            },
+        )
+    }
+
+    pub fn submit_aggregate(&self, signed: SignedAggregate) -> Result<(), SinkError> {
+        let validator = signed.aggregator_index;
+        let slot = signed.aggregate.data.slot;
+        let epoch = self.beacon.epoch_of(slot);
+        let selection_proof = compress(&signed.selection_proof);
+        let signature = compress(&signed.signature);
+        let selection_root = signing::compute_signing_root(
+            signing::slot_root(slot),
+            self.fork.domain(signing::DOMAIN_SELECTION_PROOF),
+        );
+        let aggregate = signed.aggregate.clone();
+        let object = signing::aggregate_and_proof_root(
+            validator,
+            &aggregate.aggregation_bits,
+            &aggregate.data,
+            &aggregate.signature,
+            &selection_proof,
+        );
+        let committee_length = self.committee_length(slot);
+        let scheduled = self.beacon.attester_slot(epoch, validator) == slot;
+        self.submit(Kind::Aggregate, slot, validator, signature, |state| {
+            if !scheduled {
+                return Err("aggregator does not attest in this slot".into());
+            }
+            let object = object.map_err(|err| err.to_string())?;
+            if !Self::verify(state, validator, &selection_root, &selection_proof) {
+                return Err("invalid selection proof".into());
+            }
+            if !signing::is_aggregator(committee_length, &selection_proof) {
+                return Err("selection proof does not select this aggregator".into());
+            }
+            let root = signing::compute_signing_root(
+                object,
+                self.fork.domain(signing::DOMAIN_AGGREGATE_AND_PROOF),
+            );
+            if !Self::verify(state, validator, &root, &signature) {
+                return Err("invalid signature".into());
+            }
+            Ok(())
+        })
+    }
+
+    /// Builds `proposer`'s block for `slot` once its RANDAO reveal checks out.
+    pub fn build_block(
+        &self,
+        slot: u64,
+        proposer: u64,
+        randao_reveal: &Signature,
+    ) -> Result<BlockHeader, SourceError> {
+        if self.beacon.proposer(slot) != proposer {
+            return Err(SourceError::Unavailable(format!(
+                "validator {proposer} does not propose slot {slot}"
+            )));
+        }
+        let reveal = compress(randao_reveal);
+        let root = signing::compute_signing_root(
+            signing::epoch_root(self.beacon.epoch_of(slot)),
+            self.fork.domain(signing::DOMAIN_RANDAO),
+        );
+        let mut state = self.lock();
+        if !Self::verify(&mut state, proposer, &root, &reveal) {
+            return Err(SourceError::Unavailable("invalid RANDAO reveal".into()));
+        }
+        let header = BlockHeader {
+            slot,
+            proposer_index: proposer,
+            parent_root: self.beacon.block_root(slot.saturating_sub(1)),
+            state_root: Sha256::hash(&[b"state", &slot.to_le_bytes()]),
+            body_root: Sha256::hash(&[b"body", &slot.to_le_bytes(), &reveal]),
+        };
+        let built = state.built.entry(slot).or_default();
+        if !built.contains(&header) {
+            built.push(header);
+        }
+        Ok(header)
+    }
+
+    fn committee(&self, state: &mut State, slot: u64) -> BTreeMap<u64, u64> {
+        if !state.committees.contains_key(&slot) {
+            let epoch = self.beacon.epoch_of(slot);
+            for duty in self.beacon.duties(epoch) {
+                state
+                    .committees
+                    .entry(duty.slot)
+                    .or_default()
+                    .insert(duty.validator_index, duty.validator_committee_index);
+            }
+        }
+        state.committees.get(&slot).cloned().unwrap_or_default()
+    }
+
+    /// How many validators attest in `slot`.
+    pub fn committee_length(&self, slot: u64) -> u64 {
+        let mut state = self.lock();
+        self.committee(&mut state, slot).len() as u64
+    }
+
+    /// The aggregate of every accepted attestation of `data`.
+    pub fn aggregate(&self, data: &AttestationData) -> Result<Aggregate, SourceError> {
+        let mut state = self.lock();
+        let positions = self.committee(&mut state, data.slot);
+        let length = positions.len();
+        let mut bits = vec![false; length];
+        let mut signatures = Vec::new();
+        for (validator, attested, signature) in
+            state.attestations.get(&data.slot).into_iter().flatten()
+        {
+            if attested != data {
+                continue;
+            }
+            let Some(position) = positions.get(validator) else {
+                continue;
+            };
+            let Some(bit) = bits.get_mut(*position as usize) else {
+                continue;
+            };
+            let Ok(signature) = blst::min_pk::Signature::from_bytes(signature) else {
+                continue;
+            };
+            *bit = true;
+            signatures.push(signature);
+        }
+        let references: Vec<&blst::min_pk::Signature> = signatures.iter().collect();
+        let aggregate =
+            blst::min_pk::AggregateSignature::aggregate(&references, false).map_err(|_| {
+                SourceError::NotYet {
+                    what: "attestations to aggregate",
+                }
+            })?;
+        Ok(Aggregate {
+            aggregation_bits: bits,
+            data: *data,
+            signature: aggregate.to_signature().compress(),
+        })
+    }
+
+    pub fn report(&self) -> ChainReport {
+        let state = self.lock();
+        ChainReport {
+            stats: state.stats.clone(),
+            submit_latencies_ms: state.latencies.clone(),
+            conflicts: state.conflicts.clone(),
+            rejections: state.rejections.clone(),
+            accepted: state.accepted.keys().copied().collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DevnetChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevnetChain").finish_non_exhaustive()
+    }
+}
