@@ -1,5 +1,7 @@
 //! `cohort`: the operator node's command line.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 use cohort_simulation::{Crash, Report, SimConfig};
 use std::{process::ExitCode, time::Duration};
@@ -15,6 +17,23 @@ struct Cli {
 enum Command {
     /// Run a whole cluster in the deterministic simulator from one seed.
     Simulate(SimulateArgs),
+    /// Measure one operator's CPU per validator-duty (sign share, decode, recover, verify)
+    /// against one plain blst sign + verify, and per slot at given validator counts.
+    BenchSigning(BenchArgs),
+}
+
+#[derive(Parser)]
+struct BenchArgs {
+    /// Operators the keys are split among.
+    #[arg(long, default_value_t = 4)]
+    operators: u32,
+    /// Validators measured (more gives steadier numbers).
+    #[arg(long, default_value_t = 512)]
+    samples: u64,
+    /// Validator counts to project the per-slot cost for (one attestation and one selection
+    /// proof per attester, 32 slots per epoch).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    validators: Vec<u64>,
 }
 
 #[derive(Parser)]
@@ -159,9 +178,48 @@ fn print_summary(report: &Report) {
     }
 }
 
+fn bench_signing(args: BenchArgs) -> ExitCode {
+    if !(4..=13).contains(&args.operators) || args.samples == 0 {
+        eprintln!("error: --operators must be within 4..=13 and --samples at least 1");
+        return ExitCode::from(2);
+    }
+    let costs = bench::measure(args.operators, args.samples);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "cohort bench-signing: {} operators, {} validators sampled, one operator's CPU",
+        args.operators, args.samples
+    );
+    println!(
+        "  per validator-duty: sign share {:.0} us + decode {} peer partials {:.0} us + recover {:.0} us + verify {:.0} us = {:.0} us",
+        us(costs.sign_share),
+        args.operators - (args.operators - 1) / 3 - 1,
+        us(costs.decode_partials),
+        us(costs.recover),
+        us(costs.verify),
+        us(costs.per_duty())
+    );
+    println!(
+        "  floor (plain blst sign + verify): {:.0} us + {:.0} us = {:.0} us; ratio {:.2}x",
+        us(costs.floor_sign),
+        us(costs.floor_verify),
+        us(costs.floor()),
+        costs.per_duty().as_secs_f64() / costs.floor().as_secs_f64()
+    );
+    for validators in args.validators {
+        let duties = 2 * validators.div_ceil(32);
+        let per_slot = costs.per_duty() * duties as u32;
+        println!(
+            "  {validators} validators: {duties} validator-duties per slot -> {:.2} s of one core per slot (one third of a 12 s slot is 4 s)",
+            per_slot.as_secs_f64()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::BenchSigning(args) => bench_signing(args),
         Command::Simulate(args) => {
             if let Some(filter) = &args.log {
                 let filter = match tracing_subscriber::EnvFilter::try_new(filter) {

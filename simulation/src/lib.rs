@@ -239,6 +239,9 @@ pub struct Report {
     pub share_signatures: u64,
     /// The first rejections the chain logged, if any.
     pub rejections: Vec<String>,
+    /// Partial signatures the honest operators found invalid and dropped, by the simulation
+    /// index of the operator that sent them (from the runners' `partials_invalid` metric).
+    pub invalid_partials_by_operator: BTreeMap<usize, u64>,
     /// Restarts of crashed operators during the run.
     pub restarts: u64,
     /// Network messages received per live operator per slot, over every channel.
@@ -848,6 +851,31 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     }
     let live = n - offline.values().filter(|o| o.is_none()).count();
 
+    // The runners' own count of invalid partials, by sender (share index + 1 in the label).
+    let mut by_position: BTreeMap<usize, usize> = BTreeMap::new();
+    for (index, key) in keys.iter().enumerate() {
+        if let Some(position) = participants.position(&key.public_key()) {
+            by_position.insert(position, index);
+        }
+    }
+    let mut invalid_partials_by_operator: BTreeMap<usize, u64> = BTreeMap::new();
+    for line in commonware_runtime::Metrics::encode(&context).lines() {
+        if line.starts_with('#') || !line.contains("partials_invalid_total{") {
+            continue;
+        }
+        let operator = line
+            .split("operator=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|id| id.parse::<usize>().ok());
+        let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let (Some(operator), Some(value)) = (operator, value)
+            && let Some(index) = operator.checked_sub(1).and_then(|p| by_position.get(&p))
+        {
+            *invalid_partials_by_operator.entry(*index).or_default() += value as u64;
+        }
+    }
+
     Report {
         seed: config.seed,
         operators: n,
@@ -876,6 +904,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         submit_latency_ms: percentiles(chain_report.submit_latencies_ms.clone()),
         share_signatures: observed.share_signatures,
         rejections: chain_report.rejections.clone(),
+        invalid_partials_by_operator,
         restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
         messages_per_operator_per_slot: received.load(std::sync::atomic::Ordering::Relaxed) as f64
             / (live.max(1) as f64 * config.slots as f64),

@@ -45,9 +45,10 @@ fn healthy_cluster_decides_every_duty_in_its_slot() {
     assert!(report.duties.scheduled > 0);
     assert_eq!(report.duties.decided, report.duties.scheduled);
     assert_eq!(report.duties.missed, 0);
-    // Paced to the work: at most about one block per slot beyond the decision blocks.
+    // Paced to the work: a slot has up to three decision blocks (proposal, attestations,
+    // aggregates) and at most about one heartbeat block.
     assert!(
-        report.finalized_height <= 2 * report.slots,
+        report.finalized_height <= 5 * report.slots,
         "block flood: {report:?}"
     );
 }

@@ -1,0 +1,128 @@
+//! End-to-end checks of the distributed-validator duties: what the devnet beacon chain accepts
+//! (it verifies every signature with its own BLS), under crashes and a lying operator.
+
+use cohort_simulation::{Crash, Report, SimConfig, run};
+
+fn config(seed: u64, slots: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        slots,
+        ..SimConfig::default()
+    }
+}
+
+fn assert_clean(report: &Report) {
+    assert!(
+        report.violations.is_empty(),
+        "violations: {:?}\nreplay: {}",
+        report.violations,
+        report.replay
+    );
+}
+
+fn count(map: &std::collections::BTreeMap<String, u64>, kind: &str) -> u64 {
+    map.get(kind).copied().unwrap_or(0)
+}
+
+/// Every attestation, proposal and aggregate the run's slots owe was accepted, and the chain
+/// refused nothing.
+fn assert_all_accepted(report: &Report) {
+    for kind in ["attestation", "proposal", "aggregate"] {
+        let expected = count(&report.expected, kind);
+        assert!(expected > 0, "no {kind} scheduled: {report:?}");
+        assert_eq!(
+            count(&report.accepted, kind),
+            expected,
+            "{kind}s accepted vs expected; rejections: {:?}; replay: {}",
+            report.rejections,
+            report.replay
+        );
+        assert_eq!(
+            count(&report.rejected, kind),
+            0,
+            "{kind}: {:?}",
+            report.rejections
+        );
+    }
+}
+
+#[test]
+fn every_attestation_proposal_and_aggregate_is_accepted() {
+    let report = run(&config(7, 64));
+    assert_clean(&report);
+    assert_all_accepted(&report);
+    assert!(report.share_signatures > 0);
+    // Attestations leave after the committee's decision near one third of the slot.
+    assert!(
+        report.submit_latency_ms.p50 < 12_000,
+        "submission latency {:?}",
+        report.submit_latency_ms
+    );
+    assert!(report.invalid_partials_by_operator.is_empty());
+}
+
+#[test]
+fn one_operator_down_still_gets_every_duty_accepted() {
+    for down in [0, 3] {
+        let mut cfg = config(7, 64);
+        cfg.offline = vec![(down, None)];
+        let report = run(&cfg);
+        assert_clean(&report);
+        assert_all_accepted(&report);
+    }
+}
+
+#[test]
+fn wrong_partial_signatures_are_dropped_reported_and_duties_still_succeed() {
+    let mut cfg = config(7, 64);
+    cfg.byzantine = vec![2];
+    let report = run(&cfg);
+    assert_clean(&report);
+    assert_all_accepted(&report);
+    // The liar, and only the liar, is reported by the honest operators.
+    let reported: Vec<usize> = report
+        .invalid_partials_by_operator
+        .keys()
+        .copied()
+        .collect();
+    assert_eq!(
+        reported,
+        vec![2],
+        "{:?}",
+        report.invalid_partials_by_operator
+    );
+    assert!(report.invalid_partials_by_operator[&2] > 0);
+}
+
+#[test]
+fn two_operators_down_miss_duties_and_sign_nothing_conflicting() {
+    let mut cfg = config(7, 24);
+    cfg.offline = vec![(2, None), (3, None)];
+    let report = run(&cfg);
+    // `no_conflicting_signatures` is among the invariants checked.
+    assert_clean(&report);
+    for kind in ["attestation", "proposal", "aggregate"] {
+        assert_eq!(count(&report.accepted, kind), 0, "{kind} without a quorum");
+    }
+}
+
+#[test]
+fn crashed_operator_restarts_with_its_slashing_record_and_signs_nothing_twice() {
+    let mut cfg = config(9, 40);
+    cfg.crashes = vec![Crash {
+        operator: 1,
+        slot: 10,
+        restart_slot: Some(14),
+    }];
+    let report = run(&cfg);
+    assert_clean(&report);
+    assert_eq!(report.restarts, 1);
+    // The cluster keeps going while it is down: nearly everything is accepted (a dead leader
+    // can cost one slot's duties until the skip policy takes over).
+    let expected = count(&report.expected, "attestation");
+    let accepted = count(&report.accepted, "attestation");
+    assert!(
+        accepted * 100 >= expected * 90,
+        "{accepted} of {expected} attestations accepted"
+    );
+}
