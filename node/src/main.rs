@@ -152,12 +152,19 @@ fn print_summary(report: &Report) {
             role(&report.rejected, kind),
         );
     }
-    println!(
-        "  submission latency from slot start (simulated): p50 {} ms, p99 {} ms",
-        report.submit_latency_ms.p50, report.submit_latency_ms.p99
-    );
+    for (role, latency) in &report.submit_latency_ms_by_role {
+        println!(
+            "  {role} submission from slot start (simulated): p50 {} ms, p99 {} ms, max {} ms",
+            latency.p50, latency.p99, latency.max
+        );
+    }
     for rejection in &report.rejections {
         println!("    rejected: {rejection}");
+    }
+    for (operator, count) in &report.invalid_partials_by_operator {
+        println!(
+            "  invalid partial signatures from operator {operator}: {count} (dropped by the others)"
+        );
     }
     if report.restarts > 0 {
         println!("  operator restarts: {}", report.restarts);

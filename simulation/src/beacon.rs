@@ -18,7 +18,7 @@ use commonware_cryptography::bls12381::primitives::variant::Variant;
 use commonware_cryptography::{Hasher, Sha256, bls12381::primitives::variant::MinPk};
 use serde::Serialize;
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
     time::SystemTime,
 };
@@ -69,7 +69,9 @@ struct State {
     built: BTreeMap<u64, Vec<BlockHeader>>,
     /// Committee positions per slot (validator -> position), computed once per epoch.
     committees: BTreeMap<u64, BTreeMap<u64, u64>>,
-    latencies: Vec<u64>,
+    latencies: BTreeMap<Kind, Vec<u64>>,
+    /// (kind, slot, validator) of everything submitted, accepted or not.
+    submitted: BTreeSet<(Kind, u64, u64)>,
     conflicts: Vec<String>,
     rejections: Vec<String>,
 }
@@ -78,10 +80,13 @@ struct State {
 #[derive(Clone, Debug, Default)]
 pub struct ChainReport {
     pub stats: BTreeMap<Kind, KindStats>,
-    pub submit_latencies_ms: Vec<u64>,
+    /// Simulated milliseconds from slot start to acceptance, by kind.
+    pub submit_latencies_ms: BTreeMap<Kind, Vec<u64>>,
     pub conflicts: Vec<String>,
     /// The first few rejections, for the report's reader.
     pub rejections: Vec<String>,
+    /// (kind, slot, validator) of every object submitted at least once.
+    pub submitted: Vec<(Kind, u64, u64)>,
     /// (kind, slot, validator) of every accepted object.
     pub accepted: Vec<(Kind, u64, u64)>,
 }
@@ -159,6 +164,7 @@ impl DevnetChain {
         let now = (self.now)();
         let mut state = self.lock();
         let key = (kind, slot, validator);
+        state.submitted.insert(key);
         if let Some(existing) = state.accepted.get(&key) {
             if existing.signature == signature {
                 state.stats.entry(kind).or_default().duplicates += 1;
@@ -181,7 +187,11 @@ impl DevnetChain {
                 state.accepted.insert(key, Accepted { signature });
                 let slot_start = self.beacon.slot_start(slot);
                 let latency = now.duration_since(slot_start).unwrap_or_default();
-                state.latencies.push(latency.as_millis() as u64);
+                state
+                    .latencies
+                    .entry(kind)
+                    .or_default()
+                    .push(latency.as_millis() as u64);
                 Ok(())
             }
             Err(reason) => {
@@ -416,6 +426,7 @@ impl DevnetChain {
             submit_latencies_ms: state.latencies.clone(),
             conflicts: state.conflicts.clone(),
             rejections: state.rejections.clone(),
+            submitted: state.submitted.iter().copied().collect(),
             accepted: state.accepted.keys().copied().collect(),
         }
     }

@@ -193,6 +193,7 @@ pub struct Violation {
 pub struct Percentiles {
     pub p50: u64,
     pub p99: u64,
+    pub max: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Default, PartialEq)]
@@ -235,6 +236,9 @@ pub struct Report {
     pub expected: BTreeMap<String, u64>,
     /// Simulated time from slot start to the beacon chain accepting each object.
     pub submit_latency_ms: Percentiles,
+    /// The same by role: attestations are due at one third of the slot and aggregates at two
+    /// thirds, so each role is judged against its own deadline.
+    pub submit_latency_ms_by_role: BTreeMap<String, Percentiles>,
     /// Signatures each share made after slashing protection allowed them.
     pub share_signatures: u64,
     /// The first rejections the chain logged, if any.
@@ -263,6 +267,7 @@ fn percentiles(mut values: Vec<u64>) -> Percentiles {
     Percentiles {
         p50: at(0.50),
         p99: at(0.99),
+        max: at(1.0),
     }
 }
 
@@ -788,9 +793,8 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         }
     }
     expected.insert(Kind::Aggregate.as_str().into(), aggregators);
-    let in_run = |kind: Kind| {
-        chain_report
-            .accepted
+    let in_run = |objects: &[(Kind, u64, u64)], kind: Kind| {
+        objects
             .iter()
             .filter(|(k, slot, _)| *k == kind && *slot < config.slots)
             .count() as u64
@@ -800,8 +804,14 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let mut rejected = BTreeMap::new();
     for kind in [Kind::Attestation, Kind::Proposal, Kind::Aggregate] {
         let stats = chain_report.stats.get(&kind).cloned().unwrap_or_default();
-        submitted.insert(kind.as_str().to_string(), stats.submitted);
-        accepted.insert(kind.as_str().to_string(), in_run(kind));
+        submitted.insert(
+            kind.as_str().to_string(),
+            in_run(&chain_report.submitted, kind),
+        );
+        accepted.insert(
+            kind.as_str().to_string(),
+            in_run(&chain_report.accepted, kind),
+        );
         rejected.insert(kind.as_str().to_string(), stats.rejected);
     }
     let scheduled: u64 = attesters_by_slot.values().sum();
@@ -864,7 +874,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             continue;
         }
         let operator = line
-            .split("operator=\"")
+            .split("sender=\"")
             .nth(1)
             .and_then(|rest| rest.split('"').next())
             .and_then(|id| id.parse::<usize>().ok());
@@ -901,7 +911,19 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         accepted,
         rejected,
         expected,
-        submit_latency_ms: percentiles(chain_report.submit_latencies_ms.clone()),
+        submit_latency_ms: percentiles(
+            chain_report
+                .submit_latencies_ms
+                .values()
+                .flatten()
+                .copied()
+                .collect(),
+        ),
+        submit_latency_ms_by_role: chain_report
+            .submit_latencies_ms
+            .iter()
+            .map(|(kind, latencies)| (kind.as_str().to_string(), percentiles(latencies.clone())))
+            .collect(),
         share_signatures: observed.share_signatures,
         rejections: chain_report.rejections.clone(),
         invalid_partials_by_operator,

@@ -43,7 +43,9 @@ struct RoleLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperatorLabel {
-    operator: u64,
+    /// The sending operator's id (share index + 1); `sender`, not `operator`, so it never
+    /// collides with a runtime attribute naming the receiving operator.
+    sender: u64,
 }
 
 /// What a duty waits for from the outside world.
@@ -125,11 +127,11 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     /// Aggregators selected in this step: they wait for two thirds of the slot.
     pending_aggregate: Vec<DutyId>,
 
-    started: Family<RoleLabel, Counter>,
-    succeeded: Family<RoleLabel, Counter>,
-    failed: Family<RoleLabel, Counter>,
-    partials_received: Family<OperatorLabel, Counter>,
-    partials_invalid: Family<OperatorLabel, Counter>,
+    started: Registered<Family<RoleLabel, Counter>>,
+    succeeded: Registered<Family<RoleLabel, Counter>>,
+    failed: Registered<Family<RoleLabel, Counter>>,
+    partials_received: Registered<Family<OperatorLabel, Counter>>,
+    partials_invalid: Registered<Family<OperatorLabel, Counter>>,
     messages_invalid: Registered<Counter>,
     slashing_refusals: Registered<Counter>,
     decided: Registered<Counter>,
@@ -158,10 +160,8 @@ where
         mailbox: mpsc::Receiver<Message>,
     ) -> Self {
         let family = |name: &str, help: &str| {
-            let family = Family::<RoleLabel, Counter>::default();
-            // The registry keeps its own handle; this one is what the actor increments.
-            let _ = context.register(name, help, family.clone());
-            family
+            // The handle is kept: dropping it would take the family out of the registry.
+            context.register(name, help, Family::<RoleLabel, Counter>::default())
         };
         let started = family("duties_started", "duties started, by role");
         let succeeded = family(
@@ -173,9 +173,7 @@ where
             "duties missed or ended with objects not submitted, by role",
         );
         let operator_family = |name: &str, help: &str| {
-            let family = Family::<OperatorLabel, Counter>::default();
-            let _ = context.register(name, help, family.clone());
-            family
+            context.register(name, help, Family::<OperatorLabel, Counter>::default())
         };
         let partials_received = operator_family(
             "partials_received",
@@ -637,7 +635,7 @@ where
         };
         let operator = operator as u32;
         let label = OperatorLabel {
-            operator: operator as u64 + 1,
+            sender: operator as u64 + 1,
         };
         let message = match PartialSignatures::decode_cfg(bytes, &self.max_partials) {
             Ok(message) => message,
@@ -704,7 +702,7 @@ where
         for operator in operators {
             self.partials_invalid
                 .get_or_create(&OperatorLabel {
-                    operator: *operator as u64 + 1,
+                    sender: *operator as u64 + 1,
                 })
                 .inc();
             warn!(
