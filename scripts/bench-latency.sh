@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p cohort-node
+# Wherever the target directory is (CI keeps it outside the clone).
+cohort="${CARGO_TARGET_DIR:-target}/release/cohort"
 for validators in 64 1024 4096; do
-  ./target/release/cohort simulate --operators 4 --validators "$validators" --slots 256 --seed 7 \
+  "$cohort" simulate --operators 4 --validators "$validators" --slots 256 --seed 7 \
     --latency-ms 50 --jitter-ms 0 --json
 done

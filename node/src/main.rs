@@ -173,6 +173,11 @@ fn print_summary(report: &Report) {
         "  messages per operator per slot: {:.1}",
         report.messages_per_operator_per_slot
     );
+    let cpu = &report.crypto_cpu_ms_per_operator_slot;
+    println!(
+        "  crypto CPU per operator per slot (real, thread time): {:.1} ms (sign {:.1}, decode {:.1}, recover+verify {:.1})",
+        cpu.total, cpu.sign, cpu.decode, cpu.recover_and_verify
+    );
     println!("  outcome digest: {}", report.outcome_digest);
     println!("  wall time: {} ms", report.wall_ms);
     if report.violations.is_empty() {

@@ -9,6 +9,7 @@ mod operator;
 
 use beacon::{DevnetChain, Kind};
 use cohort_actors::executor::Finalized;
+use cohort_actors::runner::cpu::{CpuMeter, CryptoWork};
 use cohort_ingress::{
     CommitteeId, DutyTarget, Role, SlotClock,
     keys::{self, ValidatorShare},
@@ -196,6 +197,18 @@ pub struct Percentiles {
     pub max: u64,
 }
 
+/// See [`Report::crypto_cpu_ms_per_operator_slot`].
+#[derive(Clone, Debug, Serialize, Default, PartialEq)]
+pub struct CryptoCpu {
+    /// Signing with the operator's shares.
+    pub sign: f64,
+    /// Decoding the peers' partial-signature messages.
+    pub decode: f64,
+    /// Recovering each validator's signature and verifying it against the validator's key.
+    pub recover_and_verify: f64,
+    pub total: f64,
+}
+
 #[derive(Clone, Debug, Serialize, Default, PartialEq)]
 pub struct DutyCounts {
     /// Validator attestation duties scheduled in the run's slots.
@@ -250,6 +263,9 @@ pub struct Report {
     pub restarts: u64,
     /// Network messages received per live operator per slot, over every channel.
     pub messages_per_operator_per_slot: f64,
+    /// Real CPU one live operator's runner spent per slot on its share's cryptography, in
+    /// milliseconds of thread CPU time (meaningful in a release build).
+    pub crypto_cpu_ms_per_operator_slot: CryptoCpu,
     pub outcome_digest: String,
     /// The deterministic runtime's audit of every event, for bit-for-bit replay checks.
     pub runtime_audit: String,
@@ -561,6 +577,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
 
     let (observations, mut observed_receiver) = mpsc::unbounded_channel();
     let received = Arc::new(AtomicU64::new(0));
+    let cpu = CpuMeter::new(Arc::new(thread_cpu_time));
     // Leaders wait up to one slot for work; views time out two seconds after that.
     let heartbeat = config.slot_duration;
     let leader_timeout = config.slot_duration + Duration::from_secs(2);
@@ -593,6 +610,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 .byzantine
                 .contains(&index)
                 .then_some(cohort_actors::runner::Fault::WrongPartials),
+            cpu: cpu.clone(),
         };
         // Each life of an operator: (start, crash) times. Storage outlives every life.
         let mut lives: Vec<(SystemTime, Option<SystemTime>)> = Vec::new();
@@ -930,10 +948,36 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
         messages_per_operator_per_slot: received.load(std::sync::atomic::Ordering::Relaxed) as f64
             / (live.max(1) as f64 * config.slots as f64),
+        crypto_cpu_ms_per_operator_slot: {
+            let per = |spent: Duration| {
+                spent.as_secs_f64() * 1000.0 / (live.max(1) as f64 * config.slots.max(1) as f64)
+            };
+            CryptoCpu {
+                sign: per(cpu.spent(CryptoWork::Sign)),
+                decode: per(cpu.spent(CryptoWork::Decode)),
+                recover_and_verify: per(cpu.spent(CryptoWork::Recover)),
+                total: per(cpu.total()),
+            }
+        },
         outcome_digest: outcome_digest.to_string(),
         runtime_audit: context.auditor().state(),
         violations: observed.violations,
         replay: config.replay_command(),
         wall_ms: 0,
     }
+}
+
+/// CPU time of the calling thread: the deterministic runtime runs every actor on it, so this is
+/// what the cryptography costs, whatever else the machine is doing.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the call only writes into it.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if result != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }

@@ -67,6 +67,8 @@ pub struct OperatorSetup {
     pub chain: DevnetChain,
     pub fork: ForkInfo,
     pub fault: Option<runner::Fault>,
+    /// Shared by every operator of the run: the report divides by operators and slots.
+    pub cpu: runner::cpu::CpuMeter,
 }
 
 /// Starts every actor of one operator and returns their handles.
@@ -133,6 +135,7 @@ pub async fn start(
             events: Some(duty_sender),
             mailbox_size: 1024,
             fault: setup.fault,
+            cpu: Some(setup.cpu.clone()),
         },
     );
 

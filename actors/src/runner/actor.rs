@@ -1,5 +1,6 @@
 use super::{
     Config, Fault, Network,
+    cpu::{self, CpuMeter, CryptoWork},
     quorum::{Key, Quorum, Recovery},
     slashing::SlashingProtection,
 };
@@ -107,6 +108,7 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     mailbox: mpsc::Receiver<Message>,
     max_partials: usize,
     fault: Option<Fault>,
+    cpu: Option<CpuMeter>,
 
     running: BTreeMap<DutyId, Running>,
     /// Keys this operator computed itself, by the duty that waits for them.
@@ -247,6 +249,7 @@ where
             mailbox,
             max_partials,
             fault: config.fault,
+            cpu: config.cpu,
             running: BTreeMap::new(),
             waiting: BTreeMap::new(),
             quorum: Quorum::new(threshold),
@@ -637,7 +640,9 @@ where
         let label = OperatorLabel {
             sender: operator as u64 + 1,
         };
-        let message = match PartialSignatures::decode_cfg(bytes, &self.max_partials) {
+        let message = match cpu::measure(&self.cpu, CryptoWork::Decode, || {
+            PartialSignatures::decode_cfg(bytes, &self.max_partials)
+        }) {
             Ok(message) => message,
             Err(err) => {
                 self.messages_invalid.inc();
@@ -685,7 +690,10 @@ where
         let Some(share) = self.shares.get(&key.validator_index) else {
             return;
         };
-        match self.quorum.try_recover(&key, &share.sharing) {
+        let recovery = cpu::measure(&self.cpu, CryptoWork::Recover, || {
+            self.quorum.try_recover(&key, &share.sharing)
+        });
+        match recovery {
             Recovery::Waiting | Recovery::Done => {}
             Recovery::Invalid { invalid } => self.report_invalid(&id, &key, &invalid),
             Recovery::Recovered { signature, invalid } => {
@@ -806,14 +814,14 @@ where
     /// [`Fault::WrongPartials`], another root).
     fn sign_share(&self, validator: u64, root: &[u8; 32]) -> Option<Signature> {
         let share = self.shares.get(&validator)?;
-        let signed = match self.fault {
+        let signed = cpu::measure(&self.cpu, CryptoWork::Sign, || match self.fault {
             Some(Fault::WrongPartials) => {
                 let mut wrong = *root;
                 wrong[0] ^= 0xff;
                 keys::sign_partial(&share.share, &wrong)
             }
             None => keys::sign_partial(&share.share, root),
-        };
+        });
         Some(signed.value)
     }
 

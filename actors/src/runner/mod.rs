@@ -15,6 +15,7 @@
 //! after the slashing-protection record for it is durable.
 
 mod actor;
+pub mod cpu;
 pub mod quorum;
 pub mod slashing;
 pub use actor::Actor;
@@ -56,6 +57,8 @@ pub struct Config<S: DutySource, K: DutySink, P: PublicKey> {
     pub events: Option<mpsc::UnboundedSender<DutyEvent>>,
     pub mailbox_size: usize,
     pub fault: Option<Fault>,
+    /// Adds up the real CPU of signing, decoding and recovery (see [`cpu`]); none in production.
+    pub cpu: Option<cpu::CpuMeter>,
 }
 
 impl<S: DutySource, K: DutySink, P: PublicKey> Config<S, K, P> {

@@ -1,0 +1,109 @@
+//! Real CPU the runner's cryptography costs, for simulation reports and benchmarks.
+//!
+//! Simulated time stands still while an actor computes, so it cannot say what signing,
+//! decoding and recovering cost a real machine. The harness that wants to know injects a
+//! [`CpuMeter`] whose clock reads the thread's CPU time; the runner only adds up what the meter
+//! reads and decides nothing on it, so a run replays the same with or without a meter. Without
+//! one (the default), nothing is read at all.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// The runner's CPU-bound steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CryptoWork {
+    /// This operator's share signing a root.
+    Sign,
+    /// Decoding peers' partial-signature messages (G2 decompression and subgroup checks).
+    Decode,
+    /// Lagrange recovery, the check of the recovered signature against the validator's key,
+    /// and, when that fails, the check of each partial against its share's key.
+    Recover,
+}
+
+const WORKS: [CryptoWork; 3] = [CryptoWork::Sign, CryptoWork::Decode, CryptoWork::Recover];
+
+/// A clock of CPU time (not wall time) for the thread running the actor.
+pub type CpuClock = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// Adds up CPU spent per [`CryptoWork`]; clones share the totals.
+#[derive(Clone)]
+pub struct CpuMeter {
+    clock: CpuClock,
+    spent_ns: Arc<[AtomicU64; 3]>,
+}
+
+impl CpuMeter {
+    pub fn new(clock: CpuClock) -> Self {
+        Self {
+            clock,
+            spent_ns: Arc::new(Default::default()),
+        }
+    }
+
+    /// Runs `f`, charging the CPU it took to `work`.
+    pub fn measure<R>(&self, work: CryptoWork, f: impl FnOnce() -> R) -> R {
+        let before = (self.clock)();
+        let result = f();
+        let spent = (self.clock)().saturating_sub(before);
+        self.spent_ns[index(work)].fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+        result
+    }
+
+    /// Everything charged to `work` so far.
+    pub fn spent(&self, work: CryptoWork) -> Duration {
+        Duration::from_nanos(self.spent_ns[index(work)].load(Ordering::Relaxed))
+    }
+
+    /// Everything charged so far.
+    pub fn total(&self) -> Duration {
+        WORKS.iter().map(|work| self.spent(*work)).sum()
+    }
+}
+
+fn index(work: CryptoWork) -> usize {
+    match work {
+        CryptoWork::Sign => 0,
+        CryptoWork::Decode => 1,
+        CryptoWork::Recover => 2,
+    }
+}
+
+/// Runs `f` under `meter` if there is one.
+pub(crate) fn measure<R>(meter: &Option<CpuMeter>, work: CryptoWork, f: impl FnOnce() -> R) -> R {
+    match meter {
+        Some(meter) => meter.measure(work, f),
+        None => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn work_is_charged_to_its_kind_and_shared_by_clones() {
+        // A scripted clock: each read advances it by 5 ms.
+        let now = Arc::new(Mutex::new(Duration::ZERO));
+        let clock_now = now.clone();
+        let meter = CpuMeter::new(Arc::new(move || {
+            let mut now = clock_now.lock().unwrap();
+            *now += Duration::from_millis(5);
+            *now
+        }));
+        let clone = meter.clone();
+        assert_eq!(clone.measure(CryptoWork::Sign, || 7), 7);
+        meter.measure(CryptoWork::Recover, || ());
+        meter.measure(CryptoWork::Recover, || ());
+        assert_eq!(meter.spent(CryptoWork::Sign), Duration::from_millis(5));
+        assert_eq!(meter.spent(CryptoWork::Decode), Duration::ZERO);
+        assert_eq!(meter.spent(CryptoWork::Recover), Duration::from_millis(10));
+        assert_eq!(meter.total(), Duration::from_millis(15));
+    }
+}
