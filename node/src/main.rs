@@ -3,7 +3,10 @@
 mod bench;
 
 use clap::{Parser, Subcommand};
-use cohort_simulation::{Crash, Report, SimConfig};
+use cohort_simulation::{
+    Crash, Partition, Report, SimConfig,
+    campaign::{self, CampaignReport, Plan},
+};
 use std::{process::ExitCode, time::Duration};
 
 #[derive(Parser)]
@@ -20,6 +23,118 @@ enum Command {
     /// Measure one operator's CPU per validator-duty (sign share, decode, recover, verify)
     /// against one plain blst sign + verify, and per slot at given validator counts.
     BenchSigning(BenchArgs),
+    /// Run many seeds of fault plans and report violations by invariant, with the command that
+    /// replays each failing seed.
+    Campaign(CampaignArgs),
+    /// Replay one seed of a fault plan bit for bit (the command a campaign prints).
+    Replay(ReplayArgs),
+    /// Shrink a failing seed of a fault plan to the fewest faults and slots that still fail.
+    Minimize(ReplayArgs),
+}
+
+/// The cluster shape a plan runs on.
+#[derive(clap::Args, Clone)]
+struct ShapeArgs {
+    /// Operators in the cluster (3f+1: 4, 7, 10, 13).
+    #[arg(long, default_value_t = 4)]
+    operators: usize,
+    /// Validators the cluster runs duties for.
+    #[arg(long, default_value_t = 64)]
+    validators: u64,
+    /// Slots each run simulates.
+    #[arg(long, default_value_t = 64)]
+    slots: u64,
+}
+
+impl ShapeArgs {
+    fn base(&self) -> SimConfig {
+        SimConfig {
+            operators: self.operators,
+            validators: self.validators,
+            slots: self.slots,
+            ..SimConfig::default()
+        }
+    }
+}
+
+#[derive(Parser)]
+struct CampaignArgs {
+    /// Seeds to run: `A..B` (inclusive), `N`, or a comma-separated list.
+    #[arg(long, default_value = "1..100", value_parser = parse_seeds)]
+    seeds: Seeds,
+    /// Fault plans, comma-separated, or `all`: calm, network, crash, partition, byzantine, mixed.
+    #[arg(long, default_value = "mixed", value_parser = parse_plans)]
+    plan: Plans,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Runs at once (each on its own thread); defaults to the machine's cores.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Shrink each failing seed to its smallest reproduction (slow: one run per attempt).
+    #[arg(long)]
+    minimize: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Parser)]
+struct ReplayArgs {
+    /// The fault plan: calm, network, crash, partition, byzantine, mixed.
+    #[arg(long, value_parser = Plan::parse)]
+    plan: Plan,
+    #[arg(long)]
+    seed: u64,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Log filter for the actors' logs (e.g. `info`, `cohort_actors=debug`); off by default.
+    #[arg(long)]
+    log: Option<String>,
+}
+
+/// One flag's list of seeds (a newtype, so clap takes the flag once rather than repeated).
+#[derive(Clone, Debug)]
+struct Seeds(Vec<u64>);
+
+#[derive(Clone, Debug)]
+struct Plans(Vec<Plan>);
+
+fn parse_seeds(value: &str) -> Result<Seeds, String> {
+    parse_seed_list(value).map(Seeds)
+}
+
+fn parse_plans(value: &str) -> Result<Plans, String> {
+    parse_plan_list(value).map(Plans)
+}
+
+fn parse_seed_list(value: &str) -> Result<Vec<u64>, String> {
+    let bad = || format!("seeds: '{value}' is not A..B, N or a comma-separated list");
+    if let Some((from, to)) = value.split_once("..") {
+        let from: u64 = from.trim().parse().map_err(|_| bad())?;
+        let to: u64 = to
+            .trim_start_matches('=')
+            .trim()
+            .parse()
+            .map_err(|_| bad())?;
+        if to < from {
+            return Err(format!("seeds: '{value}' is an empty range"));
+        }
+        return Ok((from..=to).collect());
+    }
+    value
+        .split(',')
+        .map(|seed| seed.trim().parse().map_err(|_| bad()))
+        .collect()
+}
+
+fn parse_plan_list(value: &str) -> Result<Vec<Plan>, String> {
+    if value == "all" {
+        return Ok(Plan::ALL.to_vec());
+    }
+    value.split(',').map(|p| Plan::parse(p.trim())).collect()
 }
 
 #[derive(Parser)]
@@ -72,6 +187,10 @@ struct SimulateArgs {
     /// Byzantine operator `I`: sends well-formed but wrong partial signatures. Repeatable.
     #[arg(long)]
     byzantine: Vec<usize>,
+    /// Network partition `I,J@S-H`: operators I and J cut off from the rest from the start of
+    /// slot S until slot H. Repeatable, not overlapping in time.
+    #[arg(long, value_parser = Partition::parse)]
+    partition: Vec<Partition>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -228,23 +347,242 @@ fn bench_signing(args: BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn init_logs(filter: Option<&str>) -> Result<(), ExitCode> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    let parsed = match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            eprintln!("error: --log '{filter}' is not a valid filter: {err}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(parsed)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), ExitCode> {
+    match serde_json::to_string(value) {
+        Ok(json) => {
+            println!("{json}");
+            Ok(())
+        }
+        Err(err) => {
+            eprintln!("error: cannot encode the report: {err}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Runs one simulation and prints it; exits 1 with the replay command on a violation.
+fn simulate(config: SimConfig, json: bool, replay: Option<String>) -> ExitCode {
+    if let Err(err) = config.validate() {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
+    let report = cohort_simulation::run(&config);
+    if json {
+        if let Err(code) = print_json(&report) {
+            return code;
+        }
+    } else {
+        print_summary(&report);
+    }
+    if report.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "simulation violated invariants; replay it with:\n  {}",
+            replay.unwrap_or(report.replay)
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn check_shape(shape: &ShapeArgs) -> Result<(), ExitCode> {
+    shape.base().validate().map_err(|err| {
+        eprintln!("error: {err}");
+        ExitCode::from(2)
+    })
+}
+
+fn print_campaign(report: &CampaignReport) {
+    println!(
+        "cohort campaign: {} operators | {} validators | {} slots per run | {:.1} s wall, {:.1} seeds per minute",
+        report.operators,
+        report.validators,
+        report.slots,
+        report.wall_ms as f64 / 1000.0,
+        report.seeds_per_minute
+    );
+    println!(
+        "  {:<10} {:>6} {:>7} {:>22}  violations by invariant",
+        "plan", "seeds", "failed", "attestations accepted"
+    );
+    for (plan, summary) in &report.plans {
+        let violations = if summary.violations_by_invariant.is_empty() {
+            "none".to_string()
+        } else {
+            summary
+                .violations_by_invariant
+                .iter()
+                .map(|(invariant, seeds)| format!("{invariant}: {seeds} seeds"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let accepted = format!(
+            "{} of {}",
+            summary.attestations_accepted, summary.attestations_expected
+        );
+        println!(
+            "  {:<10} {:>6} {:>7} {:>22}  {violations}",
+            plan.name(),
+            summary.seeds_run,
+            summary.seeds_failed,
+            accepted
+        );
+    }
+    for failure in &report.failures {
+        let first = failure
+            .first_violation
+            .as_ref()
+            .map(|v| format!("{} at slot {}: {}", v.invariant, v.slot, v.detail))
+            .unwrap_or_default();
+        println!("  FAILED {} seed {}: {first}", failure.plan, failure.seed);
+        println!("    replay: {}", failure.replay);
+    }
+}
+
+fn run_campaign(args: CampaignArgs) -> ExitCode {
+    if let Err(code) = check_shape(&args.shape) {
+        return code;
+    }
+    let base = args.shape.base();
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let json = args.json;
+    let report = campaign::campaign(&args.plan.0, &args.seeds.0, &base, jobs, |outcome| {
+        if !json && outcome.failed() {
+            eprintln!(
+                "  seed {} of {} failed ({} violations); replay: {}",
+                outcome.seed, outcome.plan, outcome.violations, outcome.replay
+            );
+        }
+    });
+    let mut minimized = Vec::new();
+    if args.minimize {
+        for failure in &report.failures {
+            let config = failure.plan.config(failure.seed, &base);
+            if let Some(found) = campaign::minimize(&config, |_, _| {}) {
+                minimized.push((failure.plan, failure.seed, found));
+            }
+        }
+    }
+    if json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            report: &'a CampaignReport,
+            minimized: Vec<(Plan, u64, campaign::Minimized)>,
+        }
+        if let Err(code) = print_json(&Out {
+            report: &report,
+            minimized,
+        }) {
+            return code;
+        }
+    } else {
+        print_campaign(&report);
+        for (plan, seed, found) in &minimized {
+            println!(
+                "  smallest reproduction of {plan} seed {seed} ({} violated, {} runs tried):\n    {}",
+                found.invariant, found.attempts, found.config_flags
+            );
+        }
+    }
+    if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::BenchSigning(args) => bench_signing(args),
-        Command::Simulate(args) => {
-            if let Some(filter) = &args.log {
-                let filter = match tracing_subscriber::EnvFilter::try_new(filter) {
-                    Ok(filter) => filter,
-                    Err(err) => {
-                        eprintln!("error: --log '{filter}' is not a valid filter: {err}");
-                        return ExitCode::from(2);
+        Command::Campaign(args) => run_campaign(args),
+        Command::Replay(args) => {
+            if let Err(code) = check_shape(&args.shape).and_then(|_| init_logs(args.log.as_deref()))
+            {
+                return code;
+            }
+            let base = args.shape.base();
+            let config = args.plan.config(args.seed, &base);
+            eprintln!(
+                "plan {} seed {} draws: {}",
+                args.plan,
+                args.seed,
+                config.replay_command()
+            );
+            let replay = campaign::replay_command(args.plan, args.seed, &base);
+            simulate(config, args.json, Some(replay))
+        }
+        Command::Minimize(args) => {
+            if let Err(code) = check_shape(&args.shape).and_then(|_| init_logs(args.log.as_deref()))
+            {
+                return code;
+            }
+            let config = args.plan.config(args.seed, &args.shape.base());
+            let found = campaign::minimize(&config, |candidate, fails| {
+                eprintln!(
+                    "  {} {}",
+                    if fails {
+                        "still fails:"
+                    } else {
+                        "passes:     "
+                    },
+                    candidate.replay_command()
+                );
+            });
+            match found {
+                None => {
+                    println!(
+                        "{} seed {} does not fail: nothing to shrink",
+                        args.plan, args.seed
+                    );
+                    ExitCode::SUCCESS
+                }
+                Some(found) => {
+                    if args.json {
+                        if let Err(code) = print_json(&found) {
+                            return code;
+                        }
+                    } else {
+                        println!(
+                            "smallest reproduction ({} violated after {} runs): {}\n  first violation at slot {}: {}\n  {}",
+                            found.invariant,
+                            found.attempts,
+                            args.plan,
+                            found.first_violation.slot,
+                            found.first_violation.detail,
+                            found.config_flags
+                        );
                     }
-                };
-                tracing_subscriber::fmt()
-                    .with_env_filter(filter)
-                    .with_writer(std::io::stderr)
-                    .init();
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Simulate(args) => {
+            if let Err(code) = init_logs(args.log.as_deref()) {
+                return code;
             }
             let config = SimConfig {
                 seed: args.seed,
@@ -258,32 +596,63 @@ fn main() -> ExitCode {
                 offline: args.offline,
                 crashes: args.crash,
                 byzantine: args.byzantine,
+                partitions: args.partition,
             };
-            if let Err(err) = config.validate() {
-                eprintln!("error: {err}");
-                return ExitCode::from(2);
-            }
-            let report = cohort_simulation::run(&config);
-            if args.json {
-                match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
-                    Err(err) => {
-                        eprintln!("error: cannot encode the report: {err}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                print_summary(&report);
-            }
-            if report.violations.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!(
-                    "simulation violated invariants; replay it with:\n  {}",
-                    report.replay
-                );
-                ExitCode::FAILURE
-            }
+            simulate(config, args.json, None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "cohort",
+            "campaign",
+            "--seeds",
+            "3..5",
+            "--plan",
+            "crash,mixed",
+            "--slots",
+            "16",
+        ])
+        .expect("a campaign command line parses");
+        let Command::Campaign(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.seeds.0, vec![3, 4, 5]);
+        assert_eq!(args.plan.0, vec![Plan::Crash, Plan::Mixed]);
+        assert_eq!(args.shape.slots, 16);
+    }
+
+    #[test]
+    fn bad_seeds_and_plans_are_refused_with_the_flag_named() {
+        assert!(parse_seed_list("9..3").unwrap_err().contains("empty range"));
+        assert!(parse_seed_list("x").unwrap_err().starts_with("seeds:"));
+        assert_eq!(parse_seed_list("1,4").unwrap(), vec![1, 4]);
+        assert_eq!(parse_plan_list("all").unwrap().len(), Plan::ALL.len());
+        assert!(
+            parse_plan_list("crash,chaos")
+                .unwrap_err()
+                .starts_with("plan:")
+        );
+        assert!(
+            Partition::parse("0,1@5")
+                .unwrap_err()
+                .starts_with("partition:")
+        );
+        assert_eq!(
+            Partition::parse("0,1@5-9").unwrap(),
+            Partition {
+                operators: vec![0, 1],
+                from_slot: 5,
+                heal_slot: 9
+            }
+        );
     }
 }

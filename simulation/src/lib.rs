@@ -3,6 +3,7 @@
 //! included): the same config gives the same `outcome_digest` and runtime audit, bit for bit.
 
 pub mod beacon;
+pub mod campaign;
 mod counting;
 pub mod devnet;
 mod operator;
@@ -51,7 +52,46 @@ pub struct SimConfig {
     pub crashes: Vec<Crash>,
     /// Byzantine operators that send well-formed but wrong partial signatures.
     pub byzantine: Vec<usize>,
+    /// Network partitions that cut a group of operators off from the rest, then heal.
+    pub partitions: Vec<Partition>,
 }
+
+/// The links between `operators` and everyone else are down from the start of `from_slot` to
+/// the start of `heal_slot`; messages sent meanwhile are lost, as on a real partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub operators: Vec<usize>,
+    pub from_slot: u64,
+    pub heal_slot: u64,
+}
+
+impl Partition {
+    /// Parses `I,J@S-H` (the command-line form).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("partition: expected `I,J@FROM-HEAL` (e.g. `0,1@5-9`), got `{text}`");
+        let (group, window) = text.split_once('@').ok_or_else(bad)?;
+        let (from, heal) = window.split_once('-').ok_or_else(bad)?;
+        let operators = group
+            .split(',')
+            .map(|i| i.trim().parse::<usize>().map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            operators,
+            from_slot: from.trim().parse().map_err(|_| bad())?,
+            heal_slot: heal.trim().parse().map_err(|_| bad())?,
+        })
+    }
+
+    fn flag(&self) -> String {
+        let group: Vec<String> = self.operators.iter().map(|i| i.to_string()).collect();
+        format!("{}@{}-{}", group.join(","), self.from_slot, self.heal_slot)
+    }
+}
+
+/// Slots the cluster may take to recover after its last fault heals: a restarted operator
+/// catches up through marshal, and each view led by a still-silent leader costs one leader
+/// timeout (a slot and two seconds) until simplex skips it.
+pub const LIVENESS_SLOTS: u64 = 4;
 
 /// One crash of one operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +115,7 @@ impl Default for SimConfig {
             offline: Vec::new(),
             crashes: Vec::new(),
             byzantine: Vec::new(),
+            partitions: Vec::new(),
         }
     }
 }
@@ -138,12 +179,77 @@ impl SimConfig {
                 return Err(format!("byzantine: operator {index} does not exist"));
             }
         }
+        for partition in &self.partitions {
+            if partition.operators.is_empty() || partition.operators.len() >= self.operators {
+                return Err(format!(
+                    "partition: `{}` must cut off at least one operator and leave at least one",
+                    partition.flag()
+                ));
+            }
+            if let Some(index) = partition.operators.iter().find(|i| **i >= self.operators) {
+                return Err(format!("partition: operator {index} does not exist"));
+            }
+            if partition.heal_slot <= partition.from_slot {
+                return Err(format!(
+                    "partition: `{}` must heal after it starts",
+                    partition.flag()
+                ));
+            }
+        }
+        let mut windows: Vec<(u64, u64)> = self
+            .partitions
+            .iter()
+            .map(|p| (p.from_slot, p.heal_slot))
+            .collect();
+        windows.sort_unstable();
+        if windows.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Err("partition: partitions must not overlap in time".into());
+        }
         let mut crashed: Vec<usize> = self.crashes.iter().map(|c| c.operator).collect();
         crashed.sort_unstable();
         if crashed.windows(2).any(|w| w[0] == w[1]) {
             return Err("crash: at most one crash per operator".into());
         }
         Ok(())
+    }
+
+    /// The first slot from which every attestation and proposal is owed: slot 0 when no
+    /// operator crashes, starts late or is partitioned (byzantine ones within `f` included),
+    /// else [`LIVENESS_SLOTS`] after the last of those faults healed. `None` when the faults that never heal (byzantine, offline
+    /// for good, crashed for good) exceed `f`, or when messages are lost all run long.
+    pub fn liveness_from(&self) -> Option<u64> {
+        if self.delivery < 1.0 {
+            return None;
+        }
+        let f = (self.operators - 1) / 3;
+        let mut permanent: BTreeSet<usize> = self.byzantine.iter().copied().collect();
+        // The last slot a fault began or ended in; none means every slot is owed, from 0.
+        let mut healed: Option<u64> = None;
+        let mut heal = |slot: u64| healed = Some(healed.map_or(slot, |h: u64| h.max(slot)));
+        for (index, until) in &self.offline {
+            match until {
+                Some(slot) => heal(*slot),
+                None => {
+                    permanent.insert(*index);
+                }
+            }
+        }
+        for crash in &self.crashes {
+            match crash.restart_slot {
+                Some(restart) => heal(restart),
+                None => {
+                    permanent.insert(crash.operator);
+                    heal(crash.slot + 1);
+                }
+            }
+        }
+        for partition in &self.partitions {
+            heal(partition.heal_slot);
+        }
+        if permanent.len() > f {
+            return None;
+        }
+        Some(healed.map_or(0, |slot| slot + LIVENESS_SLOTS))
     }
 
     /// The command that replays this run.
@@ -175,6 +281,9 @@ impl SimConfig {
         }
         for index in &self.byzantine {
             cmd.push_str(&format!(" --byzantine {index}"));
+        }
+        for partition in &self.partitions {
+            cmd.push_str(&format!(" --partition {}", partition.flag()));
         }
         if self.slot_duration != Duration::from_secs(12) {
             cmd.push_str(&format!(" --slot-seconds {}", self.slot_duration.as_secs()));
@@ -259,6 +368,8 @@ pub struct Report {
     /// Partial signatures the honest operators found invalid and dropped, by the simulation
     /// index of the operator that sent them (from the runners' `partials_invalid` metric).
     pub invalid_partials_by_operator: BTreeMap<usize, u64>,
+    /// The first slot the liveness invariant covered (`None`: the faults did not owe it).
+    pub liveness_from: Option<u64>,
     /// Restarts of crashed operators during the run.
     pub restarts: u64,
     /// Network messages received per live operator per slot, over every channel.
@@ -575,6 +686,43 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         }
     }
 
+    // Partitions: cut the group's links both ways at the start of a slot, restore them later.
+    for partition in config.partitions.clone() {
+        let group: Vec<PublicKey> = partition
+            .operators
+            .iter()
+            .map(|i| keys[*i].public_key())
+            .collect();
+        let rest: Vec<PublicKey> = participants
+            .iter()
+            .filter(|p| !group.contains(p))
+            .cloned()
+            .collect();
+        let oracle = oracle.clone();
+        let link = link.clone();
+        context.child("partition").spawn(move |context| async move {
+            context
+                .sleep_until(clock.slot_start(partition.from_slot))
+                .await;
+            for a in &group {
+                for b in &rest {
+                    // A link that is already down stays down; nothing to undo.
+                    let _ = oracle.remove_link(a.clone(), b.clone()).await;
+                    let _ = oracle.remove_link(b.clone(), a.clone()).await;
+                }
+            }
+            context
+                .sleep_until(clock.slot_start(partition.heal_slot))
+                .await;
+            for a in &group {
+                for b in &rest {
+                    let _ = oracle.add_link(a.clone(), b.clone(), link.clone()).await;
+                    let _ = oracle.add_link(b.clone(), a.clone(), link.clone()).await;
+                }
+            }
+        });
+    }
+
     let (observations, mut observed_receiver) = mpsc::unbounded_channel();
     let received = Arc::new(AtomicU64::new(0));
     let cpu = CpuMeter::new(Arc::new(thread_cpu_time));
@@ -685,7 +833,13 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         .started
         .keys()
         .filter(|(_, duty)| {
-            duty.slot + 1 + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS < config.slots
+            // A decided duty may wait for post-consensus partials this long after its
+            // slot's blocks stop; only duties whose every deadline passed owe an outcome.
+            duty.slot
+                + 1
+                + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS
+                + cohort_actors::runner::POST_CONSENSUS_SLOTS
+                < config.slots
         })
         .map(|(operator, duty)| format!("operator {operator}: {duty}"))
         .collect();
@@ -767,12 +921,26 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     attesters_by_slot.retain(|slot, _| *slot < config.slots);
     // A runner that ran since genesis reports what the cluster did: never "missed" for a duty
     // the agreed chain decided.
+    // A partitioned operator cannot learn in time what the others decided: for a duty whose
+    // window a partition overlapped, it is excused if it was cut off or left without a quorum.
+    let threshold = n - (n - 1) / 3;
+    let cut_off = |operator: &usize, duty: &cohort_ingress::DutyId| {
+        config.partitions.iter().any(|p| {
+            let overlaps = p.from_slot
+                <= duty.slot + 1 + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS
+                && p.heal_slot > duty.slot;
+            let no_quorum = n - p.operators.len() < threshold;
+            overlaps && (p.operators.contains(operator) || no_quorum)
+        })
+    };
     let always_up =
         |operator: &usize| !offline.contains_key(operator) && !crashes.contains_key(operator);
     let wrong: Vec<String> = observed
         .missed
         .iter()
-        .filter(|(operator, duty)| always_up(operator) && decided_duties.contains(duty))
+        .filter(|(operator, duty)| {
+            always_up(operator) && !cut_off(operator, duty) && decided_duties.contains(duty)
+        })
         .map(|(operator, duty)| format!("operator {operator} reported {duty} missed"))
         .collect();
     for detail in wrong {
@@ -831,6 +999,37 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             in_run(&chain_report.accepted, kind),
         );
         rejected.insert(kind.as_str().to_string(), stats.rejected);
+    }
+    // Liveness: once every fault healed (and at most f never heal), every attestation and
+    // proposal of a slot is accepted again within a bounded number of slots.
+    let liveness_from = config.liveness_from();
+    if let Some(from) = liveness_from {
+        let mut attested: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut proposed: BTreeSet<u64> = BTreeSet::new();
+        for (kind, slot, _) in &chain_report.accepted {
+            match kind {
+                Kind::Attestation => *attested.entry(*slot).or_default() += 1,
+                Kind::Proposal => {
+                    proposed.insert(*slot);
+                }
+                Kind::Aggregate => {}
+            }
+        }
+        for slot in from..config.slots {
+            let owed = attesters_by_slot.get(&slot).copied().unwrap_or(0);
+            let got = attested.get(&slot).copied().unwrap_or(0);
+            if got < owed || !proposed.contains(&slot) {
+                observed.violation(
+                    "liveness_after_heal",
+                    slot,
+                    format!(
+                        "slot {slot}: {got} of {owed} attestations and {} of 1 proposal accepted, \
+                         though liveness is owed from slot {from}",
+                        u64::from(proposed.contains(&slot)),
+                    ),
+                );
+            }
+        }
     }
     let scheduled: u64 = attesters_by_slot.values().sum();
     let decided: u64 = attesters_by_slot
@@ -945,6 +1144,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         share_signatures: observed.share_signatures,
         rejections: chain_report.rejections.clone(),
         invalid_partials_by_operator,
+        liveness_from,
         restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
         messages_per_operator_per_slot: received.load(std::sync::atomic::Ordering::Relaxed) as f64
             / (live.max(1) as f64 * config.slots as f64),

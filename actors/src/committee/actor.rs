@@ -241,17 +241,29 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             if pending.response.is_closed() {
                 continue; // Consensus abandoned the view.
             }
-            let block_slot = slot.max(pending.parent_slot);
-            let decisions: Vec<Decision> = self
-                .pool
-                .range(first_id_of_slot(block_slot)..)
-                .take_while(|(id, _)| id.slot == block_slot)
-                .filter(|(id, _)| !pending.included.contains(*id) && !self.decided.contains(*id))
-                .map(|(id, value)| Decision {
-                    duty: id.clone(),
-                    value: value.clone(),
-                })
-                .collect();
+            // The oldest slot that still has undecided values and may still get a block
+            // (a view lost to a timeout must not drop its slot's duties), else the current one.
+            let undecided = |block_slot: u64| -> Vec<Decision> {
+                self.pool
+                    .range(first_id_of_slot(block_slot)..)
+                    .take_while(|(id, _)| id.slot == block_slot)
+                    .filter(|(id, _)| {
+                        !pending.included.contains(*id) && !self.decided.contains(*id)
+                    })
+                    .map(|(id, value)| Decision {
+                        duty: id.clone(),
+                        value: value.clone(),
+                    })
+                    .collect()
+            };
+            let newest = slot.max(pending.parent_slot);
+            let oldest = slot
+                .saturating_sub(MAX_BLOCK_AGE_SLOTS)
+                .max(pending.parent_slot);
+            let (block_slot, decisions) = (oldest..newest)
+                .map(|s| (s, undecided(s)))
+                .find(|(_, decisions)| !decisions.is_empty())
+                .unwrap_or_else(|| (newest, undecided(newest)));
             if decisions.is_empty() && now < pending.heartbeat_at {
                 waiting.push(pending);
                 continue;

@@ -35,7 +35,7 @@ use std::{
 use tracing::{debug, error, info, warn};
 
 /// How many slots after its own a decided duty may still collect post-consensus partials.
-const POST_CONSENSUS_SLOTS: u64 = 2;
+pub const POST_CONSENSUS_SLOTS: u64 = 2;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RoleLabel {

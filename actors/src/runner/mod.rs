@@ -18,7 +18,7 @@ mod actor;
 pub mod cpu;
 pub mod quorum;
 pub mod slashing;
-pub use actor::Actor;
+pub use actor::{Actor, POST_CONSENSUS_SLOTS};
 
 use cohort_ingress::{
     DutySink, DutySource, SlotClock, committee,
