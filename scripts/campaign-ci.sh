@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# What CI runs after the tests: the failure corpus (tests/corpus.json, every run that ever
-# violated an invariant) and a short fresh campaign over every fault plan. The campaign's
-# seeds move with the commit, so each submission explores new runs; a failing seed prints
-# the command that replays it, and belongs in tests/corpus.json once its bug is fixed.
+# What CI runs after the tests: a short fresh campaign over every fault plan. (The failure
+# corpus, tests/corpus.json, is replayed by `tests/tests/corpus.rs` inside ./scripts/test.sh.)
+# The campaign's seeds move with the commit, so each submission explores new runs; a failing
+# seed prints the command that replays it, and belongs in tests/corpus.json once its bug is
+# fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test -p cohort-tests --test corpus
+# Built with the whole workspace's features, as ./scripts/test.sh built it: no rebuild.
+cargo build --workspace --bins
+cohort="${CARGO_TARGET_DIR:-target}/debug/cohort"
 commit=$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0)
 first=$(( (16#${commit} % 100000) * 10 + 1000 ))
 seeds="${CAMPAIGN_SEEDS:-${first}..$((first + 5))}"
 echo "fresh campaign: seeds ${seeds}, every plan, 16 slots"
-cargo run -p cohort-node -- campaign --seeds "${seeds}" --plan all --slots 16 --jobs 2
+"$cohort" campaign --seeds "${seeds}" --plan all --slots 16 --jobs 2

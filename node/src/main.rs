@@ -4,7 +4,7 @@ mod bench;
 
 use clap::{Parser, Subcommand};
 use cohort_simulation::{
-    Crash, Partition, Report, SimConfig,
+    Crash, InjectedBug, Partition, Report, SimConfig,
     campaign::{self, CampaignReport, Plan},
 };
 use std::{process::ExitCode, time::Duration};
@@ -44,6 +44,9 @@ struct ShapeArgs {
     /// Slots each run simulates.
     #[arg(long, default_value_t = 64)]
     slots: u64,
+    /// Inject a known bug on purpose (`decide-on-verify`), to see a campaign catch it.
+    #[arg(long, value_parser = InjectedBug::parse)]
+    inject_bug: Option<InjectedBug>,
 }
 
 impl ShapeArgs {
@@ -52,6 +55,7 @@ impl ShapeArgs {
             operators: self.operators,
             validators: self.validators,
             slots: self.slots,
+            injected_bug: self.inject_bug,
             ..SimConfig::default()
         }
     }
@@ -191,6 +195,9 @@ struct SimulateArgs {
     /// slot S until slot H. Repeatable, not overlapping in time.
     #[arg(long, value_parser = Partition::parse)]
     partition: Vec<Partition>,
+    /// Inject a known bug on purpose (`decide-on-verify`), to see the invariants catch it.
+    #[arg(long, value_parser = InjectedBug::parse)]
+    inject_bug: Option<InjectedBug>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -597,6 +604,7 @@ fn main() -> ExitCode {
                 crashes: args.crash,
                 byzantine: args.byzantine,
                 partitions: args.partition,
+                injected_bug: args.inject_bug,
             };
             simulate(config, args.json, None)
         }

@@ -308,10 +308,14 @@ impl SeedOutcome {
 
 /// The command that replays `(plan, seed)` on `base`'s cluster shape.
 pub fn replay_command(plan: Plan, seed: u64, base: &SimConfig) -> String {
-    format!(
+    let mut cmd = format!(
         "cargo run --release -p cohort-node -- replay --plan {plan} --seed {seed} --operators {} --validators {} --slots {}",
         base.operators, base.validators, base.slots
-    )
+    );
+    if let Some(bug) = base.injected_bug {
+        cmd.push_str(&format!(" --inject-bug {}", bug.name()));
+    }
+    cmd
 }
 
 /// One plan's line of the campaign table.
@@ -410,6 +414,9 @@ pub fn campaign(
 #[derive(Clone, Debug, Serialize)]
 pub struct Minimized {
     /// The smallest run found that still violates `invariant`.
+    #[serde(skip)]
+    pub config: SimConfig,
+    /// The same, as `cohort simulate` flags.
     pub config_flags: String,
     pub invariant: String,
     pub first_violation: Violation,
@@ -457,6 +464,7 @@ pub fn minimize(
     }
     Some(Minimized {
         config_flags: best.replay_command(),
+        config: best,
         invariant: best_violation.invariant.clone(),
         first_violation: best_violation,
         attempts,

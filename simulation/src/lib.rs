@@ -54,6 +54,35 @@ pub struct SimConfig {
     pub byzantine: Vec<usize>,
     /// Network partitions that cut a group of operators off from the rest, then heal.
     pub partitions: Vec<Partition>,
+    /// A deliberately injected bug, to prove campaigns find what they should.
+    pub injected_bug: Option<InjectedBug>,
+}
+
+/// Bugs a run can inject on purpose: each must be caught by an invariant within a bounded
+/// campaign, which a test checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InjectedBug {
+    /// Followers hand every block they vote for to their runner as if it were finalized, so
+    /// shares sign values the cluster may later replace.
+    DecideOnVerify,
+}
+
+impl InjectedBug {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "decide-on-verify" => Ok(Self::DecideOnVerify),
+            _ => Err(format!(
+                "inject-bug: unknown `{text}`; the only one is decide-on-verify"
+            )),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::DecideOnVerify => "decide-on-verify",
+        }
+    }
 }
 
 /// The links between `operators` and everyone else are down from the start of `from_slot` to
@@ -116,6 +145,7 @@ impl Default for SimConfig {
             crashes: Vec::new(),
             byzantine: Vec::new(),
             partitions: Vec::new(),
+            injected_bug: None,
         }
     }
 }
@@ -284,6 +314,9 @@ impl SimConfig {
         }
         for partition in &self.partitions {
             cmd.push_str(&format!(" --partition {}", partition.flag()));
+        }
+        if let Some(bug) = self.injected_bug {
+            cmd.push_str(&format!(" --inject-bug {}", bug.name()));
         }
         if self.slot_duration != Duration::from_secs(12) {
             cmd.push_str(&format!(" --slot-seconds {}", self.slot_duration.as_secs()));
@@ -759,6 +792,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 .contains(&index)
                 .then_some(cohort_actors::runner::Fault::WrongPartials),
             cpu: cpu.clone(),
+            injected_bug: config.injected_bug,
         };
         // Each life of an operator: (start, crash) times. Storage outlives every life.
         let mut lives: Vec<(SystemTime, Option<SystemTime>)> = Vec::new();
@@ -1000,6 +1034,62 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         );
         rejected.insert(kind.as_str().to_string(), stats.rejected);
     }
+    // Shares sign only what the cluster finalized: every attestation and block a share signed
+    // is the value of a decision on the agreed chain (signing on anything less, a notarized
+    // block say, could sign a value the cluster later replaces).
+    let mut finalized_attestation_roots: BTreeSet<[u8; 32]> = BTreeSet::new();
+    let mut finalized_block_roots: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
+    for block in &canonical {
+        for decision in &block.decisions {
+            match &decision.value {
+                cohort_ingress::DecidedValue::Attestation(data) => {
+                    finalized_attestation_roots.insert(signing::compute_signing_root(
+                        signing::attestation_data_root(data),
+                        fork.domain(signing::DOMAIN_BEACON_ATTESTER),
+                    ));
+                }
+                cohort_ingress::DecidedValue::Block(header) => {
+                    finalized_block_roots.insert(
+                        header.slot,
+                        signing::compute_signing_root(
+                            signing::block_header_root(
+                                header.slot,
+                                header.proposer_index,
+                                header.parent_root.0,
+                                header.state_root.0,
+                                header.body_root.0,
+                            ),
+                            fork.domain(signing::DOMAIN_BEACON_PROPOSER),
+                        ),
+                    );
+                }
+                cohort_ingress::DecidedValue::Aggregate(_) => {}
+            }
+        }
+    }
+    let mut unfinalized = Vec::new();
+    for ((operator, validator), history) in &observed.signed_attestations {
+        for (source, target, root) in history {
+            if !finalized_attestation_roots.contains(root) {
+                unfinalized.push(format!(
+                    "operator {operator}'s share of validator {validator} signed an attestation \
+                     ({source}, {target}) whose data no finalized block decided"
+                ));
+            }
+        }
+    }
+    for ((operator, validator, slot), root) in &observed.signed_blocks {
+        if finalized_block_roots.get(slot) != Some(root) {
+            unfinalized.push(format!(
+                "operator {operator}'s share of validator {validator} signed a block for slot \
+                 {slot} that no finalized block decided"
+            ));
+        }
+    }
+    for detail in unfinalized {
+        observed.violation("signed_only_finalized", config.slots, detail);
+    }
+
     // Liveness: once every fault healed (and at most f never heal), every attestation and
     // proposal of a slot is accepted again within a bounded number of slots.
     let liveness_from = config.liveness_from();

@@ -69,6 +69,7 @@ pub struct OperatorSetup {
     pub fault: Option<runner::Fault>,
     /// Shared by every operator of the run: the report divides by operators and slots.
     pub cpu: runner::cpu::CpuMeter,
+    pub injected_bug: Option<crate::InjectedBug>,
 }
 
 /// Starts every actor of one operator and returns their handles.
@@ -157,6 +158,7 @@ pub async fn start(
     let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
         .expect("operator key is in the participant set");
 
+    let injected_runner = runner_mailbox.clone();
     // The executor is marshal's reporter; marshal tells it what was already processed.
     let (executor_actor, executor_mailbox) = executor::init(
         context.child("executor"),
@@ -182,11 +184,14 @@ pub async fn start(
     )
     .await;
     let (proposal_sender, mut proposal_receiver) = mpsc::unbounded_channel();
-    let application = committee::Application::new(
+    let mut application = committee::Application::new(
         committee_mailbox,
         setup.participants.clone(),
         Some(proposal_sender),
     );
+    if setup.injected_bug == Some(crate::InjectedBug::DecideOnVerify) {
+        application = application.with_injected_decide_on_verify(injected_runner);
+    }
     let inline = Inline::new(
         context.child("inline"),
         application,

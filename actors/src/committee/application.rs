@@ -4,7 +4,7 @@
 //! are already checked there. What this adds is what only Cohort knows: which duty values go
 //! into a block, and whether this operator can vouch for the values in someone else's.
 
-use cohort_ingress::{DutyId, committee};
+use cohort_ingress::{DutyId, committee, runner};
 use cohort_marshal::{Block, ConsensusContext, Digest, PublicKey, Scheme};
 use commonware_consensus::marshal::ancestry::Ancestry;
 use commonware_cryptography::{Digested, Digestible};
@@ -27,6 +27,9 @@ pub struct Application {
     committee: committee::Mailbox,
     participants: Set<PublicKey>,
     proposals: Option<ProposalObserver>,
+    /// A deliberately injected bug, for proving that simulation campaigns catch it: hands
+    /// every block this follower votes for to the runner as if it were finalized.
+    decide_on_verify: Option<runner::Mailbox>,
 }
 
 impl Application {
@@ -39,7 +42,15 @@ impl Application {
             committee,
             participants,
             proposals,
+            decide_on_verify: None,
         }
+    }
+
+    /// Injects the "sign on a vote, not on finalization" bug (simulation campaigns only):
+    /// the runner signs values the cluster may later replace.
+    pub fn with_injected_decide_on_verify(mut self, runner: runner::Mailbox) -> Self {
+        self.decide_on_verify = Some(runner);
+        self
     }
 
     fn proposer_index(&self, leader: &PublicKey) -> Option<u32> {
@@ -144,9 +155,14 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
             return false;
         }
         let decisions = Arc::new(block.decisions.clone());
-        self.committee
-            .verify(block.slot, decisions)
+        let valid = self
+            .committee
+            .verify(block.slot, decisions.clone())
             .await
-            .unwrap_or(false)
+            .unwrap_or(false);
+        if valid && let Some(runner) = &mut self.decide_on_verify {
+            runner.finalized(block.height, block.slot, decisions).await;
+        }
+        valid
     }
 }
