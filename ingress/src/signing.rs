@@ -6,7 +6,7 @@
 //! genesis_validators_root))`. Containers are SSZ-merkleized with `tree_hash`; a nested
 //! container enters its parent as its own root, which is how SSZ merkleization composes.
 
-use crate::AttestationData;
+use crate::{AttestationData, BlockHeader};
 use commonware_cryptography::{Hasher, Sha256};
 use tree_hash::{Hash256, TreeHash};
 use tree_hash_derive::TreeHash;
@@ -44,6 +44,28 @@ pub struct ForkInfo {
 impl ForkInfo {
     pub fn domain(&self, domain_type: DomainType) -> Domain {
         compute_domain(domain_type, self.fork_version, self.genesis_validators_root)
+    }
+
+    /// What every attester of `data` signs on this fork.
+    pub fn attestation_signing_root(&self, data: &AttestationData) -> [u8; 32] {
+        compute_signing_root(
+            attestation_data_root(data),
+            self.domain(DOMAIN_BEACON_ATTESTER),
+        )
+    }
+
+    /// What the proposer of `header` signs on this fork.
+    pub fn block_signing_root(&self, header: &BlockHeader) -> [u8; 32] {
+        compute_signing_root(
+            block_header_root(
+                header.slot,
+                header.proposer_index,
+                header.parent_root.0,
+                header.state_root.0,
+                header.body_root.0,
+            ),
+            self.domain(DOMAIN_BEACON_PROPOSER),
+        )
     }
 
     /// The devnet's fork: version `0x10000038` and genesis validators root

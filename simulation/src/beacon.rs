@@ -218,10 +218,7 @@ impl DevnetChain {
             let epoch = self.beacon.epoch_of(slot);
             let data = attestation.data;
             let signature = compress(&attestation.signature);
-            let root = signing::compute_signing_root(
-                signing::attestation_data_root(&data),
-                self.fork.domain(signing::DOMAIN_BEACON_ATTESTER),
-            );
+            let root = self.fork.attestation_signing_root(&data);
             let scheduled = self.beacon.attester_slot(epoch, validator) == slot;
             let result = self.submit(Kind::Attestation, slot, validator, signature, |state| {
                 if !scheduled {
@@ -252,16 +249,7 @@ impl DevnetChain {
     pub fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
         let header = block.header;
         let signature = compress(&block.signature);
-        let root = signing::compute_signing_root(
-            signing::block_header_root(
-                header.slot,
-                header.proposer_index,
-                header.parent_root.0,
-                header.state_root.0,
-                header.body_root.0,
-            ),
-            self.fork.domain(signing::DOMAIN_BEACON_PROPOSER),
-        );
+        let root = self.fork.block_signing_root(&header);
         self.submit(
             Kind::Proposal,
             header.slot,

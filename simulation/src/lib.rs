@@ -1043,25 +1043,10 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         for decision in &block.decisions {
             match &decision.value {
                 cohort_ingress::DecidedValue::Attestation(data) => {
-                    finalized_attestation_roots.insert(signing::compute_signing_root(
-                        signing::attestation_data_root(data),
-                        fork.domain(signing::DOMAIN_BEACON_ATTESTER),
-                    ));
+                    finalized_attestation_roots.insert(fork.attestation_signing_root(data));
                 }
                 cohort_ingress::DecidedValue::Block(header) => {
-                    finalized_block_roots.insert(
-                        header.slot,
-                        signing::compute_signing_root(
-                            signing::block_header_root(
-                                header.slot,
-                                header.proposer_index,
-                                header.parent_root.0,
-                                header.state_root.0,
-                                header.body_root.0,
-                            ),
-                            fork.domain(signing::DOMAIN_BEACON_PROPOSER),
-                        ),
-                    );
+                    finalized_block_roots.insert(header.slot, fork.block_signing_root(header));
                 }
                 cohort_ingress::DecidedValue::Aggregate(_) => {}
             }

@@ -899,10 +899,7 @@ where
         };
         match (value, &id.target) {
             (DecidedValue::Attestation(data), _) => {
-                let root = signing::compute_signing_root(
-                    signing::attestation_data_root(data),
-                    self.fork.domain(signing::DOMAIN_BEACON_ATTESTER),
-                );
+                let root = self.fork.attestation_signing_root(data);
                 Ok(running
                     .duty
                     .attesters
@@ -923,16 +920,7 @@ where
                     .collect())
             }
             (DecidedValue::Block(header), DutyTarget::Validator(validator)) => {
-                let root = signing::compute_signing_root(
-                    signing::block_header_root(
-                        header.slot,
-                        header.proposer_index,
-                        header.parent_root.0,
-                        header.state_root.0,
-                        header.body_root.0,
-                    ),
-                    self.fork.domain(signing::DOMAIN_BEACON_PROPOSER),
-                );
+                let root = self.fork.block_signing_root(header);
                 Ok(vec![(
                     key(*validator, root),
                     Submission::Block(*header),
