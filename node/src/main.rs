@@ -44,7 +44,7 @@ struct ShapeArgs {
     /// Slots each run simulates.
     #[arg(long, default_value_t = 64)]
     slots: u64,
-    /// Inject a known bug on purpose (`decide-on-verify`), to see a campaign catch it.
+    /// Inject a known bug on purpose (`decide-on-verify`), to see the invariants catch it.
     #[arg(long, value_parser = InjectedBug::parse)]
     inject_bug: Option<InjectedBug>,
 }
@@ -97,6 +97,15 @@ struct ReplayArgs {
     /// Log filter for the actors' logs (e.g. `info`, `cohort_actors=debug`); off by default.
     #[arg(long)]
     log: Option<String>,
+}
+
+impl ReplayArgs {
+    /// Checks the shape, starts the logs and draws the plan's run for the seed.
+    fn prepare(&self) -> Result<SimConfig, ExitCode> {
+        check_shape(&self.shape)?;
+        init_logs(self.log.as_deref())?;
+        Ok(self.plan.config(self.seed, &self.shape.base()))
+    }
 }
 
 /// One flag's list of seeds (a newtype, so clap takes the flag once rather than repeated).
@@ -157,15 +166,8 @@ struct BenchArgs {
 
 #[derive(Parser)]
 struct SimulateArgs {
-    /// Operators in the cluster (3f+1: 4, 7, 10, 13).
-    #[arg(long, default_value_t = 4)]
-    operators: usize,
-    /// Validators the cluster runs duties for.
-    #[arg(long, default_value_t = 64)]
-    validators: u64,
-    /// Slots to simulate.
-    #[arg(long, default_value_t = 64)]
-    slots: u64,
+    #[command(flatten)]
+    shape: ShapeArgs,
     /// Seed of the run: the same seed and flags replay the same run bit for bit.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -195,9 +197,6 @@ struct SimulateArgs {
     /// slot S until slot H. Repeatable, not overlapping in time.
     #[arg(long, value_parser = Partition::parse)]
     partition: Vec<Partition>,
-    /// Inject a known bug on purpose (`decide-on-verify`), to see the invariants catch it.
-    #[arg(long, value_parser = InjectedBug::parse)]
-    inject_bug: Option<InjectedBug>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -527,12 +526,11 @@ fn main() -> ExitCode {
         Command::BenchSigning(args) => bench_signing(args),
         Command::Campaign(args) => run_campaign(args),
         Command::Replay(args) => {
-            if let Err(code) = check_shape(&args.shape).and_then(|_| init_logs(args.log.as_deref()))
-            {
-                return code;
-            }
+            let config = match args.prepare() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
             let base = args.shape.base();
-            let config = args.plan.config(args.seed, &base);
             eprintln!(
                 "plan {} seed {} draws: {}",
                 args.plan,
@@ -543,11 +541,10 @@ fn main() -> ExitCode {
             simulate(config, args.json, Some(replay))
         }
         Command::Minimize(args) => {
-            if let Err(code) = check_shape(&args.shape).and_then(|_| init_logs(args.log.as_deref()))
-            {
-                return code;
-            }
-            let config = args.plan.config(args.seed, &args.shape.base());
+            let config = match args.prepare() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
             let found = campaign::minimize(&config, |candidate, fails| {
                 eprintln!(
                     "  {} {}",
@@ -593,9 +590,6 @@ fn main() -> ExitCode {
             }
             let config = SimConfig {
                 seed: args.seed,
-                operators: args.operators,
-                validators: args.validators,
-                slots: args.slots,
                 latency: Duration::from_millis(args.latency_ms),
                 jitter: Duration::from_millis(args.jitter_ms),
                 delivery: args.delivery,
@@ -604,7 +598,7 @@ fn main() -> ExitCode {
                 crashes: args.crash,
                 byzantine: args.byzantine,
                 partitions: args.partition,
-                injected_bug: args.inject_bug,
+                ..args.shape.base()
             };
             simulate(config, args.json, None)
         }

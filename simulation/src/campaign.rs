@@ -214,26 +214,24 @@ pub struct CorpusEntry {
 }
 
 impl CorpusEntry {
-    /// The run this entry replays.
-    pub fn config(&self) -> SimConfig {
-        let base = SimConfig {
+    /// The cluster shape the entry's plan runs on.
+    fn base(&self) -> SimConfig {
+        SimConfig {
             operators: self.operators,
             validators: self.validators,
             slots: self.slots,
             ..SimConfig::default()
-        };
-        self.plan.config(self.seed, &base)
+        }
+    }
+
+    /// The run this entry replays.
+    pub fn config(&self) -> SimConfig {
+        self.plan.config(self.seed, &self.base())
     }
 
     /// The command that replays this entry.
     pub fn replay(&self) -> String {
-        let base = SimConfig {
-            operators: self.operators,
-            validators: self.validators,
-            slots: self.slots,
-            ..SimConfig::default()
-        };
-        replay_command(self.plan, self.seed, &base)
+        replay_command(self.plan, self.seed, &self.base())
     }
 }
 
@@ -475,26 +473,24 @@ pub fn minimize(
 /// network, fewer slots (cut to just past the violation, then halved).
 fn smaller(config: &SimConfig) -> Vec<SimConfig> {
     let mut out = Vec::new();
-    for i in 0..config.crashes.len() {
-        let mut c = config.clone();
-        c.crashes.remove(i);
-        out.push(c);
-    }
-    for i in 0..config.offline.len() {
-        let mut c = config.clone();
-        c.offline.remove(i);
-        out.push(c);
-    }
-    for i in 0..config.byzantine.len() {
-        let mut c = config.clone();
-        c.byzantine.remove(i);
-        out.push(c);
-    }
-    for i in 0..config.partitions.len() {
-        let mut c = config.clone();
-        c.partitions.remove(i);
-        out.push(c);
-    }
+    out.extend(each_without(&config.crashes).map(|crashes| SimConfig {
+        crashes,
+        ..config.clone()
+    }));
+    out.extend(each_without(&config.offline).map(|offline| SimConfig {
+        offline,
+        ..config.clone()
+    }));
+    out.extend(each_without(&config.byzantine).map(|byzantine| SimConfig {
+        byzantine,
+        ..config.clone()
+    }));
+    out.extend(
+        each_without(&config.partitions).map(|partitions| SimConfig {
+            partitions,
+            ..config.clone()
+        }),
+    );
     if config.delivery < 1.0 {
         out.push(SimConfig {
             delivery: 1.0,
@@ -531,6 +527,15 @@ fn smaller(config: &SimConfig) -> Vec<SimConfig> {
         }
     }
     out
+}
+
+/// `items` with one element left out, for each element in turn.
+fn each_without<T: Clone>(items: &[T]) -> impl Iterator<Item = Vec<T>> + '_ {
+    (0..items.len()).map(move |i| {
+        let mut fewer = items.to_vec();
+        fewer.remove(i);
+        fewer
+    })
 }
 
 #[cfg(test)]
