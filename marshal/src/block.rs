@@ -9,6 +9,8 @@ use commonware_consensus::{BoundedBlock, Heightable, types::Height};
 use commonware_cryptography::{Digestible, Hasher, Sha256};
 
 use crate::Digest;
+use cohort_engine::{ExecutionPayloadV3, ExecutionTip};
+use std::sync::Arc;
 
 /// Slot of the genesis block; real blocks start at slot 0 too, so genesis only differs by height.
 pub const GENESIS_SLOT: u64 = 0;
@@ -42,43 +44,55 @@ pub struct Block {
     pub proposer: u32,
     /// Duty values decided by this block, ordered by duty id, each duty at most once.
     pub decisions: Vec<Decision>,
-    /// Opaque execution payload; empty until the executor fills it.
-    pub payload: Bytes,
+    /// The execution chain's head once this block is applied: the payload's block if it
+    /// carries one, else its parent's. Lets a follower check a payload's linkage without
+    /// walking the chain back to the last block that carried one.
+    pub execution: ExecutionTip,
+    /// The execution payload of this block's slot, carried by the first block of a slot only.
+    pub payload: Option<Arc<ExecutionPayloadV3>>,
     digest: Digest,
 }
 
 impl Block {
+    /// A block on top of a parent whose execution head is `parent_execution`.
     pub fn new(
         parent: Digest,
         height: u64,
         slot: u64,
         proposer: u32,
         mut decisions: Vec<Decision>,
-        payload: Bytes,
+        parent_execution: ExecutionTip,
+        payload: Option<ExecutionPayloadV3>,
     ) -> Self {
         decisions.sort_by(|a, b| a.duty.cmp(&b.duty));
+        let execution = payload
+            .as_ref()
+            .map(ExecutionTip::of)
+            .unwrap_or(parent_execution);
         let mut block = Self {
             parent,
             height,
             slot,
             proposer,
             decisions,
-            payload,
+            execution,
+            payload: payload.map(Arc::new),
             digest: Digest::from([0u8; 32]),
         };
         block.digest = block.compute_digest();
         block
     }
 
-    /// The genesis block every operator starts from.
-    pub fn genesis() -> Self {
+    /// The genesis block every operator starts from, on the execution genesis `execution`.
+    pub fn genesis(execution: ExecutionTip) -> Self {
         Self::new(
             Sha256::hash(&[b"cohort-genesis-parent"]),
             0,
             GENESIS_SLOT,
             0,
             Vec::new(),
-            Bytes::new(),
+            execution,
+            None,
         )
     }
 
@@ -87,6 +101,27 @@ impl Block {
         self.write(&mut buf);
         Sha256::hash(&[&buf])
     }
+
+    fn payload_bytes(&self) -> Option<Bytes> {
+        self.payload
+            .as_ref()
+            .map(|p| Bytes::from(cohort_engine::encode_payload(p)))
+    }
+}
+
+fn write_tip(tip: &ExecutionTip, buf: &mut impl BufMut) {
+    buf.put_slice(tip.hash.as_slice());
+    tip.number.write(buf);
+    tip.timestamp.write(buf);
+}
+
+fn read_tip(buf: &mut impl Buf) -> Result<ExecutionTip, CodecError> {
+    let hash = <[u8; 32]>::read(buf)?;
+    Ok(ExecutionTip {
+        hash: hash.into(),
+        number: u64::read(buf)?,
+        timestamp: u64::read(buf)?,
+    })
 }
 
 impl Write for Block {
@@ -96,15 +131,24 @@ impl Write for Block {
         self.slot.write(buf);
         self.proposer.write(buf);
         self.decisions.write(buf);
-        self.payload.write(buf);
+        write_tip(&self.execution, buf);
+        self.payload_bytes().write(buf);
     }
 }
 
 impl EncodeSize for Block {
     fn encode_size(&self) -> usize {
-        32 + 8 + 8 + 4 + self.decisions.encode_size() + self.payload.encode_size()
+        32 + 8
+            + 8
+            + 4
+            + self.decisions.encode_size()
+            + TIP_SIZE
+            + self.payload_bytes().encode_size()
     }
 }
+
+/// Encoded size of an [`ExecutionTip`].
+const TIP_SIZE: usize = 32 + 8 + 8;
 
 impl Read for Block {
     type Cfg = BlockCfg;
@@ -124,13 +168,37 @@ impl Read for Block {
                 "decisions not ordered and unique",
             ));
         }
-        let payload = Bytes::read_cfg(buf, &RangeCfg::new(0..=cfg.max_payload_bytes))?;
+        let execution = read_tip(buf)?;
+        let payload_bytes =
+            Option::<Bytes>::read_cfg(buf, &RangeCfg::new(0..=cfg.max_payload_bytes))?;
+        let payload = match payload_bytes {
+            None => None,
+            Some(bytes) => {
+                let payload = cohort_engine::decode_payload(&bytes, cfg.max_payload_bytes)
+                    .map_err(|_| CodecError::Invalid("Block", "payload is not valid SSZ"))?;
+                // One encoding per block: the payload must re-encode to the bytes sent.
+                if cohort_engine::encode_payload(&payload) != bytes.as_ref() {
+                    return Err(CodecError::Invalid(
+                        "Block",
+                        "payload encoding not canonical",
+                    ));
+                }
+                if ExecutionTip::of(&payload) != execution {
+                    return Err(CodecError::Invalid(
+                        "Block",
+                        "execution head does not name the carried payload",
+                    ));
+                }
+                Some(Arc::new(payload))
+            }
+        };
         let mut block = Self {
             parent,
             height,
             slot,
             proposer,
             decisions,
+            execution,
             payload,
             digest: Digest::from([0u8; 32]),
         };
@@ -166,6 +234,8 @@ impl BoundedBlock for Block {
             + 4
             + 5
             + cfg.max_decisions * Decision::MAX_ENCODE_SIZE
+            + TIP_SIZE
+            + 1
             + 5
             + cfg.max_payload_bytes
     }
@@ -196,6 +266,60 @@ mod tests {
         }
     }
 
+    fn payload() -> ExecutionPayloadV3 {
+        let mut payload = ExecutionPayloadV3 {
+            payload_inner: cohort_engine::ExecutionPayloadV2 {
+                payload_inner: cohort_engine::ExecutionPayloadV1 {
+                    parent_hash: Default::default(),
+                    fee_recipient: Default::default(),
+                    state_root: Default::default(),
+                    receipts_root: Default::default(),
+                    logs_bloom: Default::default(),
+                    prev_randao: Default::default(),
+                    block_number: 1,
+                    gas_limit: 30_000_000,
+                    gas_used: 0,
+                    timestamp: 12,
+                    extra_data: Default::default(),
+                    base_fee_per_gas: Default::default(),
+                    block_hash: Default::default(),
+                    transactions: vec![cohort_engine::AlloyBytes::from_static(b"op")],
+                },
+                withdrawals: Vec::new(),
+            },
+            blob_gas_used: 0,
+            excess_blob_gas: 0,
+        };
+        payload.payload_inner.payload_inner.block_hash = [7u8; 32].into();
+        payload
+    }
+
+    #[test]
+    fn payload_roundtrips_and_must_match_the_execution_head() {
+        let b = Block::new(
+            Sha256::hash(&[b"p"]),
+            3,
+            7,
+            1,
+            vec![decision(7)],
+            ExecutionTip::default(),
+            Some(payload()),
+        );
+        assert_eq!(b.execution, ExecutionTip::of(&payload()));
+        let cfg = BlockCfg::default();
+        let decoded = Block::decode_cfg(b.encode(), &cfg).unwrap();
+        assert_eq!(decoded, b);
+        // A block whose execution head does not name its payload is malformed.
+        let mut lying = b.clone();
+        lying.execution.number = 9;
+        assert!(Block::decode_cfg(lying.encode(), &cfg).is_err());
+        // Bytes that are not a payload are malformed, not a panic.
+        let mut garbage = b.encode().to_vec();
+        let len = garbage.len();
+        garbage[len - 10] ^= 0xff;
+        let _ = Block::decode_cfg(Bytes::from(garbage), &cfg);
+    }
+
     #[test]
     fn roundtrip_keeps_digest() {
         let b = Block::new(
@@ -204,7 +328,8 @@ mod tests {
             7,
             1,
             vec![decision(7)],
-            Bytes::new(),
+            ExecutionTip::default(),
+            None,
         );
         let cfg = BlockCfg::default();
         let decoded = Block::decode_cfg(b.encode(), &cfg).unwrap();
@@ -221,7 +346,8 @@ mod tests {
             7,
             1,
             vec![decision(7)],
-            Bytes::new(),
+            ExecutionTip::default(),
+            None,
         );
         let variants = [
             Block::new(
@@ -230,7 +356,8 @@ mod tests {
                 7,
                 1,
                 vec![decision(7)],
-                Bytes::new(),
+                ExecutionTip::default(),
+                None,
             ),
             Block::new(
                 Sha256::hash(&[b"p"]),
@@ -238,7 +365,8 @@ mod tests {
                 7,
                 1,
                 vec![decision(7)],
-                Bytes::new(),
+                ExecutionTip::default(),
+                None,
             ),
             Block::new(
                 Sha256::hash(&[b"p"]),
@@ -246,7 +374,8 @@ mod tests {
                 8,
                 1,
                 vec![decision(7)],
-                Bytes::new(),
+                ExecutionTip::default(),
+                None,
             ),
             Block::new(
                 Sha256::hash(&[b"p"]),
@@ -254,16 +383,26 @@ mod tests {
                 7,
                 2,
                 vec![decision(7)],
-                Bytes::new(),
+                ExecutionTip::default(),
+                None,
             ),
-            Block::new(Sha256::hash(&[b"p"]), 3, 7, 1, vec![], Bytes::new()),
+            Block::new(
+                Sha256::hash(&[b"p"]),
+                3,
+                7,
+                1,
+                vec![],
+                ExecutionTip::default(),
+                None,
+            ),
             Block::new(
                 Sha256::hash(&[b"p"]),
                 3,
                 7,
                 1,
                 vec![decision(7)],
-                Bytes::from_static(b"x"),
+                ExecutionTip::default(),
+                Some(payload()),
             ),
         ];
         for v in variants {
@@ -283,7 +422,8 @@ mod tests {
             7,
             0,
             vec![decision(6), decision(7)],
-            Bytes::new(),
+            ExecutionTip::default(),
+            None,
         );
         assert!(Block::decode_cfg(two.encode(), &cfg).is_err());
         let big = Block::new(
@@ -292,7 +432,8 @@ mod tests {
             7,
             0,
             vec![],
-            Bytes::from(vec![0u8; 5]),
+            ExecutionTip::default(),
+            Some(payload()),
         );
         assert!(Block::decode_cfg(big.encode(), &cfg).is_err());
         // The same duty twice: constructed by hand, since `new` sorts but does not dedup.
@@ -302,7 +443,8 @@ mod tests {
             7,
             0,
             vec![decision(7), decision(7)],
-            Bytes::new(),
+            ExecutionTip::default(),
+            None,
         );
         assert!(Block::decode_cfg(dup.encode(), &BlockCfg::default()).is_err());
         // Truncated.
@@ -312,7 +454,8 @@ mod tests {
             7,
             0,
             vec![decision(7)],
-            Bytes::new(),
+            ExecutionTip::default(),
+            None,
         )
         .encode();
         assert!(Block::decode_cfg(one.slice(..one.len() - 3), &BlockCfg::default()).is_err());

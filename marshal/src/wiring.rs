@@ -21,6 +21,8 @@ use std::{
     time::Duration,
 };
 
+use cohort_engine::ExecutionTip;
+
 use crate::{Block, BlockCfg, Mailbox, PublicKey, Scheme, Update};
 
 /// One epoch for the life of the cluster: the operator set is static until resharing exists.
@@ -36,6 +38,9 @@ pub struct Config {
     /// How many finalized blocks may be delivered and not yet acknowledged.
     pub max_pending_acks: NonZeroUsize,
     pub fetch_timeout: Duration,
+    /// The execution genesis block the cluster's genesis block names: every operator's
+    /// engine must start from it.
+    pub execution_genesis: ExecutionTip,
 }
 
 impl Default for Config {
@@ -46,6 +51,7 @@ impl Default for Config {
             mailbox_size: NZUsize!(1024),
             max_pending_acks: NZUsize!(16),
             fetch_timeout: Duration::from_secs(2),
+            execution_genesis: ExecutionTip::default(),
         }
     }
 }
@@ -167,7 +173,7 @@ where
     let marshal_cfg = marshal::Config {
         provider: ConstantProvider::<Scheme, Epoch>::new(scheme),
         epocher: epocher(),
-        start: marshal::Start::Genesis(genesis()),
+        start: marshal::Start::Genesis(genesis(config.execution_genesis)),
         partition_prefix: prefix,
         mailbox_size: config.mailbox_size,
         view_retention: ViewDelta::new(10),
@@ -204,9 +210,9 @@ pub fn max_message_size(operators: u32, block_cfg: &BlockCfg) -> usize {
     marshal::max_payload_size::<Standard<Block>, Scheme>(operators, block_cfg)
 }
 
-/// The genesis block as marshal holds it (with its digest).
-pub fn genesis() -> Digested<Block> {
-    let block = Block::genesis();
+/// The genesis block as marshal holds it (with its digest), on the execution genesis `execution`.
+pub fn genesis(execution: ExecutionTip) -> Digested<Block> {
+    let block = Block::genesis(execution);
     let digest = commonware_cryptography::Digestible::digest(&block);
     Digested::precomputed(block, digest)
 }

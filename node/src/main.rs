@@ -4,7 +4,7 @@ mod bench;
 
 use clap::{Parser, Subcommand};
 use cohort_simulation::{
-    Crash, InjectedBug, Partition, Report, SimConfig,
+    Crash, EngineFault, InjectedBug, Partition, Report, SimConfig,
     campaign::{self, CampaignReport, Plan},
 };
 use std::{process::ExitCode, time::Duration};
@@ -197,6 +197,11 @@ struct SimulateArgs {
     /// slot S until slot H. Repeatable, not overlapping in time.
     #[arg(long, value_parser = Partition::parse)]
     partition: Vec<Partition>,
+    /// Execution engine fault `I:KIND@S-E`: operator I's engine answers SYNCING (`syncing`),
+    /// never answers (`hang`) or calls every payload INVALID (`invalid`, which stops that
+    /// operator's executor) from slot S until slot E. Repeatable.
+    #[arg(long = "engine-fault", value_parser = EngineFault::parse)]
+    engine_fault: Vec<EngineFault>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -294,6 +299,15 @@ fn print_summary(report: &Report) {
     if report.restarts > 0 {
         println!("  operator restarts: {}", report.restarts);
     }
+    println!(
+        "  execution: {} payload blocks finalized; every live engine at height >= {} (state root {}); pre-build hits {}, fallbacks {}, misses {}",
+        report.execution_blocks,
+        report.engine_finalized_height,
+        report.engine_state_root,
+        report.prebuild.hits,
+        report.prebuild.fallbacks,
+        report.prebuild.misses
+    );
     println!(
         "  messages per operator per slot: {:.1}",
         report.messages_per_operator_per_slot
@@ -598,6 +612,7 @@ fn main() -> ExitCode {
                 crashes: args.crash,
                 byzantine: args.byzantine,
                 partitions: args.partition,
+                engine_faults: args.engine_fault,
                 ..args.shape.base()
             };
             simulate(config, args.json, None)

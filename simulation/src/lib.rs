@@ -6,6 +6,7 @@ pub mod beacon;
 pub mod campaign;
 mod counting;
 pub mod devnet;
+pub mod engine_fault;
 mod operator;
 
 use beacon::{DevnetChain, Kind};
@@ -31,6 +32,7 @@ use std::{
 };
 
 pub use devnet::{DevnetBeacon, DevnetSource};
+pub use engine_fault::{EngineFault, EngineFaultKind};
 
 /// One simulation run's inputs.
 #[derive(Clone, Debug)]
@@ -56,6 +58,8 @@ pub struct SimConfig {
     pub partitions: Vec<Partition>,
     /// A deliberately injected bug, to prove campaigns find what they should.
     pub injected_bug: Option<InjectedBug>,
+    /// Execution engines that answer SYNCING, hang or call payloads INVALID for a while.
+    pub engine_faults: Vec<EngineFault>,
 }
 
 /// Bugs a run can inject on purpose: each must be caught by an invariant within a bounded
@@ -146,6 +150,7 @@ impl Default for SimConfig {
             byzantine: Vec::new(),
             partitions: Vec::new(),
             injected_bug: None,
+            engine_faults: Vec::new(),
         }
     }
 }
@@ -235,6 +240,14 @@ impl SimConfig {
         if windows.windows(2).any(|w| w[1].0 < w[0].1) {
             return Err("partition: partitions must not overlap in time".into());
         }
+        for fault in &self.engine_faults {
+            if fault.operator >= self.operators {
+                return Err(format!(
+                    "engine-fault: operator {} does not exist",
+                    fault.operator
+                ));
+            }
+        }
         let mut crashed: Vec<usize> = self.crashes.iter().map(|c| c.operator).collect();
         crashed.sort_unstable();
         if crashed.windows(2).any(|w| w[0] == w[1]) {
@@ -276,6 +289,16 @@ impl SimConfig {
         for partition in &self.partitions {
             heal(partition.heal_slot);
         }
+        for fault in &self.engine_faults {
+            match fault.kind {
+                // An executor that met INVALID for a finalized payload stays stopped.
+                EngineFaultKind::Invalid => {
+                    permanent.insert(fault.operator);
+                    heal(fault.from_slot + 1);
+                }
+                EngineFaultKind::Syncing | EngineFaultKind::Hang => heal(fault.to_slot),
+            }
+        }
         if permanent.len() > f {
             return None;
         }
@@ -315,6 +338,9 @@ impl SimConfig {
         for partition in &self.partitions {
             cmd.push_str(&format!(" --partition {}", partition.flag()));
         }
+        for fault in &self.engine_faults {
+            cmd.push_str(&format!(" --engine-fault {}", fault.flag()));
+        }
         if let Some(bug) = self.injected_bug {
             cmd.push_str(&format!(" --inject-bug {}", bug.name()));
         }
@@ -337,6 +363,17 @@ pub struct Percentiles {
     pub p50: u64,
     pub p99: u64,
     pub max: u64,
+}
+
+/// How leaders got their slots' payloads (see [`Report::prebuild`]).
+#[derive(Clone, Debug, Serialize, Default, PartialEq)]
+pub struct PrebuildCounts {
+    /// The payload pre-built at the previous slot's last interval was still on the head.
+    pub hits: u64,
+    /// A pre-build existed but the head had moved: rebuilt on the new head.
+    pub fallbacks: u64,
+    /// No pre-build for the slot (a late start or a restart): built at the slot.
+    pub misses: u64,
 }
 
 /// See [`Report::crypto_cpu_ms_per_operator_slot`].
@@ -405,6 +442,17 @@ pub struct Report {
     pub liveness_from: Option<u64>,
     /// Restarts of crashed operators during the run.
     pub restarts: u64,
+    /// Finalized cluster blocks that carried an execution payload.
+    pub execution_blocks: u64,
+    /// The lowest finalized execution height among the live operators' engines at the end.
+    pub engine_finalized_height: u64,
+    /// Each operator's engine's finalized execution height at the end (an operator whose
+    /// executor stopped shows where it stopped).
+    pub engine_finalized_by_operator: BTreeMap<usize, u64>,
+    /// The state root the engines hold at that height (they agree, or `engine_converged` fails).
+    pub engine_state_root: String,
+    /// Payloads leaders handed to consensus, by how they were built.
+    pub prebuild: PrebuildCounts,
     /// Network messages received per live operator per slot, over every channel.
     pub messages_per_operator_per_slot: f64,
     /// Real CPU one live operator's runner spent per slot on its share's cryptography, in
@@ -455,6 +503,9 @@ struct Observed {
     /// Per (operator, validator): attestations signed as (source, target, root), blocks by slot.
     signed_attestations: BTreeMap<(usize, u64), Vec<SignedVote>>,
     signed_blocks: BTreeMap<(usize, u64, u64), [u8; 32]>,
+    /// Per (operator, slot): the payload it handed to consensus.
+    built: BTreeMap<(usize, u64), cohort_engine::B256>,
+    prebuild: PrebuildCounts,
     share_signatures: u64,
     violations: Vec<Violation>,
 }
@@ -466,6 +517,32 @@ impl Observed {
             slot,
             detail,
         });
+    }
+
+    fn on_built(
+        &mut self,
+        operator: usize,
+        slot: u64,
+        payload_hash: cohort_engine::B256,
+        outcome: cohort_actors::executor::BuildOutcome,
+    ) {
+        use cohort_actors::executor::BuildOutcome;
+        match outcome {
+            BuildOutcome::Hit => self.prebuild.hits += 1,
+            BuildOutcome::Fallback => self.prebuild.fallbacks += 1,
+            BuildOutcome::Miss => self.prebuild.misses += 1,
+            BuildOutcome::Repeat => {}
+        }
+        match self.built.insert((operator, slot), payload_hash) {
+            Some(earlier) if earlier != payload_hash => self.violation(
+                "one_payload_per_slot",
+                slot,
+                format!(
+                    "operator {operator} handed out payloads {earlier} and {payload_hash} for slot {slot}"
+                ),
+            ),
+            _ => {}
+        }
     }
 
     /// A crashed operator's running duties end with it; they are not owed an outcome.
@@ -768,6 +845,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let offline: BTreeMap<usize, Option<u64>> = config.offline.iter().cloned().collect();
     let crashes: BTreeMap<usize, Crash> = config.crashes.iter().map(|c| (c.operator, *c)).collect();
     let restarts = Arc::new(AtomicU64::new(0));
+    let engines: operator::Engines = Default::default();
     for (index, key) in keys.iter().enumerate() {
         let setup = operator::OperatorSetup {
             index,
@@ -793,6 +871,13 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 .then_some(cohort_actors::runner::Fault::WrongPartials),
             cpu: cpu.clone(),
             injected_bug: config.injected_bug,
+            engines: engines.clone(),
+            engine_faults: config
+                .engine_faults
+                .iter()
+                .filter(|f| f.operator == index)
+                .copied()
+                .collect(),
         };
         // Each life of an operator: (start, crash) times. Storage outlives every life.
         let mut lives: Vec<(SystemTime, Option<SystemTime>)> = Vec::new();
@@ -811,6 +896,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         let oracle = oracle.clone();
         let crash_sender = crash_sender.clone();
         let restarts = restarts.clone();
+        let engines = engines.clone();
         context
             .child("lifecycle")
             .with_attribute("operator", index)
@@ -832,6 +918,10 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                             // Aborting the operator's task aborts every task it spawned.
                             operator.abort();
                             let _ = operator.await;
+                            // The engine's storage must be closed before the next life opens it.
+                            if let Ok(mut engines) = engines.lock() {
+                                engines.remove(&index);
+                            }
                             let _ = crash_sender.send(index);
                         }
                         None => {
@@ -855,6 +945,11 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 Observation::Proposed(digest, at) => {
                     observed.proposed.entry(digest).or_insert(at);
                 }
+                Observation::Built {
+                    slot: built_slot,
+                    payload_hash,
+                    outcome,
+                } => observed.on_built(operator, built_slot, payload_hash, outcome),
             }
         }
         while let Ok(operator) = crash_receiver.try_recv() {
@@ -862,10 +957,23 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         }
     }
 
+    // An operator whose engine misbehaved learns decisions late (syncing, hanging) or never
+    // (its executor stopped on INVALID): its own view of duties in that window is excused.
+    let duty_window = 1
+        + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS
+        + cohort_actors::runner::POST_CONSENSUS_SLOTS;
+    let engine_excused = |operator: &usize, duty: &cohort_ingress::DutyId| {
+        config.engine_faults.iter().any(|f| {
+            f.operator == *operator
+                && duty.slot + duty_window >= f.from_slot
+                && (f.kind == EngineFaultKind::Invalid || duty.slot <= f.to_slot + 1)
+        })
+    };
     // Every duty a runner started in the run's slots ended decided or reported missed.
     let open: Vec<String> = observed
         .started
         .keys()
+        .filter(|(operator, duty)| !engine_excused(operator, duty))
         .filter(|(_, duty)| {
             // A decided duty may wait for post-consensus partials this long after its
             // slot's blocks stop; only duties whose every deadline passed owe an outcome.
@@ -967,13 +1075,25 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             overlaps && (p.operators.contains(operator) || no_quorum)
         })
     };
-    let always_up =
-        |operator: &usize| !offline.contains_key(operator) && !crashes.contains_key(operator);
+    let engine_stopped = |operator: &usize| {
+        config
+            .engine_faults
+            .iter()
+            .any(|f| f.operator == *operator && f.kind == EngineFaultKind::Invalid)
+    };
+    let always_up = |operator: &usize| {
+        !offline.contains_key(operator)
+            && !crashes.contains_key(operator)
+            && !engine_stopped(operator)
+    };
     let wrong: Vec<String> = observed
         .missed
         .iter()
         .filter(|(operator, duty)| {
-            always_up(operator) && !cut_off(operator, duty) && decided_duties.contains(duty)
+            always_up(operator)
+                && !cut_off(operator, duty)
+                && !engine_excused(operator, duty)
+                && decided_duties.contains(duty)
         })
         .map(|(operator, duty)| format!("operator {operator} reported {duty} missed"))
         .collect();
@@ -1113,6 +1233,95 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         .map(|(_, count)| count)
         .sum();
 
+    // Execution: the finalized chain carries at most one payload per slot, and every live
+    // engine's finalized block is on it with the state root the payload claims.
+    let mut payload_at: BTreeMap<u64, (cohort_engine::B256, cohort_engine::B256, u64)> =
+        BTreeMap::new();
+    let mut payload_slots = BTreeSet::new();
+    for block in &canonical {
+        if let Some(payload) = &block.payload {
+            let inner = &payload.payload_inner.payload_inner;
+            payload_at.insert(
+                inner.block_number,
+                (inner.block_hash, inner.state_root, block.slot),
+            );
+            if !payload_slots.insert(block.slot) {
+                observed.violation(
+                    "one_payload_per_slot",
+                    block.slot,
+                    format!(
+                        "the finalized chain has two payloads for slot {}",
+                        block.slot
+                    ),
+                );
+            }
+        }
+    }
+    let genesis_root = cohort_engine::ops::State::default().root();
+    // Engines must have caught up with what was finalized a slot before the end when
+    // liveness is owed at all.
+    let settled = payload_at
+        .iter()
+        .rev()
+        .find(|(_, (_, _, slot))| *slot + 1 < config.slots)
+        .map(|(number, _)| *number)
+        .unwrap_or(0);
+    let live_at_end = |operator: &usize| {
+        !matches!(offline.get(operator), Some(None))
+            && crashes
+                .get(operator)
+                .is_none_or(|crash| crash.restart_slot.is_some_and(|r| r < config.slots))
+    };
+    let engine_handles: Vec<_> = engines
+        .lock()
+        .map(|engines| engines.clone().into_iter().collect())
+        .unwrap_or_default();
+    let mut engine_finalized_height = u64::MAX;
+    let mut engine_finalized_by_operator = BTreeMap::new();
+    for (operator, engine) in engine_handles {
+        let (tip, root) = engine.finalized().await;
+        engine_finalized_by_operator.insert(operator, tip.number);
+        if !live_at_end(&operator) || engine_stopped(&operator) {
+            continue;
+        }
+        engine_finalized_height = engine_finalized_height.min(tip.number);
+        let expected = if tip.number == 0 {
+            Some((operator::execution_genesis().hash, genesis_root))
+        } else {
+            payload_at
+                .get(&tip.number)
+                .map(|(hash, root, _)| (*hash, *root))
+        };
+        if expected != Some((tip.hash, root)) {
+            observed.violation(
+                "engine_converged",
+                config.slots,
+                format!(
+                    "operator {operator}'s engine finalized {} at number {} with state root {root}, \
+                     the finalized chain has {expected:?}",
+                    tip.hash, tip.number
+                ),
+            );
+        }
+        if liveness_from.is_some() && tip.number < settled {
+            observed.violation(
+                "engine_converged",
+                config.slots,
+                format!(
+                    "operator {operator}'s engine finalized number {} at the end, behind {settled}",
+                    tip.number
+                ),
+            );
+        }
+    }
+    if engine_finalized_height == u64::MAX {
+        engine_finalized_height = 0;
+    }
+    let engine_state_root = payload_at
+        .get(&engine_finalized_height)
+        .map(|(_, root, _)| *root)
+        .unwrap_or(genesis_root);
+
     let mut hasher_input = Vec::new();
     for (height, block) in &observed.canonical {
         hasher_input.extend_from_slice(&height.to_be_bytes());
@@ -1221,6 +1430,11 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         invalid_partials_by_operator,
         liveness_from,
         restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
+        execution_blocks: payload_at.len() as u64,
+        engine_finalized_height,
+        engine_finalized_by_operator,
+        engine_state_root: engine_state_root.to_string(),
+        prebuild: observed.prebuild.clone(),
         messages_per_operator_per_slot: received.load(std::sync::atomic::Ordering::Relaxed) as f64
             / (live.max(1) as f64 * config.slots as f64),
         crypto_cpu_ms_per_operator_slot: {

@@ -6,6 +6,7 @@ use crate::{
     devnet::{DevnetBeacon, DevnetSource},
 };
 use cohort_actors::{committee, executor, runner, scheduler};
+use cohort_engine::embedded::EmbeddedEngine;
 use cohort_ingress::{
     CommitteeId, SlotClock, keys::ValidatorShare, runner::DutyEvent, signing::ForkInfo,
 };
@@ -45,6 +46,12 @@ pub const CHANNEL_PARTIALS: u64 = 5;
 #[derive(Debug)]
 pub enum Observation {
     Finalized(executor::Finalized),
+    /// This operator handed a payload to consensus for a slot.
+    Built {
+        slot: u64,
+        payload_hash: cohort_engine::B256,
+        outcome: executor::BuildOutcome,
+    },
     Duty(DutyEvent),
     Proposed(cohort_marshal::Digest, std::time::SystemTime),
 }
@@ -70,6 +77,18 @@ pub struct OperatorSetup {
     /// Shared by every operator of the run: the report divides by operators and slots.
     pub cpu: runner::cpu::CpuMeter,
     pub injected_bug: Option<crate::InjectedBug>,
+    /// Where this operator's current life leaves its engine, for the end-of-run comparison.
+    pub engines: Engines,
+    /// This operator's engine misbehaving, if the run asks for it.
+    pub engine_faults: Vec<crate::EngineFault>,
+}
+
+/// Every operator's embedded engine, by index (the latest life's).
+pub type Engines = Arc<std::sync::Mutex<BTreeMap<usize, EmbeddedEngine<deterministic::Context>>>>;
+
+/// The execution genesis every simulated operator's engine starts from.
+pub fn execution_genesis() -> cohort_engine::ExecutionTip {
+    cohort_engine::embedded::genesis(0)
 }
 
 /// Starts every actor of one operator and returns their handles.
@@ -140,7 +159,47 @@ pub async fn start(
         },
     );
 
+    let engine = EmbeddedEngine::init(
+        context.child("engine"),
+        cohort_engine::embedded::Config {
+            partition: format!("operator-{}-engine", setup.index),
+            genesis_timestamp: 0,
+        },
+    )
+    .await
+    .expect("the simulated engine's storage opens");
+    if let Ok(mut engines) = setup.engines.lock() {
+        engines.insert(setup.index, engine.clone());
+    }
+
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
+    let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
+        .expect("operator key is in the participant set");
+
+    let injected_runner = runner_mailbox.clone();
+    // The executor is marshal's reporter; marshal tells it what was already processed.
+    let (executor_actor, executor_mailbox) = executor::init(
+        context.child("executor"),
+        executor::Config {
+            runner: runner_mailbox.clone(),
+            committee: committee_mailbox.clone(),
+            observer: Some(finalized_sender),
+            engine: crate::engine_fault::FaultyEngine::new(
+                engine,
+                context.child("engine_fault"),
+                setup.clock,
+                setup.engine_faults.clone(),
+            ),
+            clock: setup.clock,
+            operator: setup.index as u32,
+            fee_recipient: cohort_engine::Address::repeat_byte(setup.index as u8 + 1),
+            execution_genesis: execution_genesis(),
+            partition: format!("operator-{}-executor", setup.index),
+            engine_timeout: Duration::from_secs(2),
+            retry_delay: Duration::from_millis(500),
+            heartbeat: setup.clock.slot_duration,
+        },
+    );
     let (scheduler_actor, scheduler_mailbox) = scheduler::init(
         context.child("scheduler"),
         scheduler::Config {
@@ -152,26 +211,15 @@ pub async fn start(
             fetch_timeout: Duration::from_secs(2),
             late_threshold: Duration::from_millis(500),
             mailbox_size: 1024,
+            executor: Some(executor_mailbox.clone()),
         },
     );
 
-    let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
-        .expect("operator key is in the participant set");
-
-    let injected_runner = runner_mailbox.clone();
-    // The executor is marshal's reporter; marshal tells it what was already processed.
-    let (executor_actor, executor_mailbox) = executor::init(
-        context.child("executor"),
-        executor::Config {
-            runner: runner_mailbox,
-            committee: committee_mailbox.clone(),
-            observer: Some(finalized_sender),
-        },
-    );
     let marshal = cohort_marshal::start(
         context.child("marshal"),
         cohort_marshal::Config {
             partition_prefix: format!("operator-{}-marshal", setup.index),
+            execution_genesis: execution_genesis(),
             ..Default::default()
         },
         me.clone(),
@@ -180,12 +228,14 @@ pub async fn start(
         control.clone(),
         count(backfill),
         count(blocks),
-        executor_mailbox,
+        executor_mailbox.clone(),
     )
     .await;
     let (proposal_sender, mut proposal_receiver) = mpsc::unbounded_channel();
     let mut application = committee::Application::new(
         committee_mailbox,
+        executor_mailbox.clone(),
+        setup.clock,
         setup.participants.clone(),
         Some(proposal_sender),
     );
@@ -211,7 +261,9 @@ pub async fn start(
             partition: format!("operator-{}-simplex", setup.index),
             mailbox_size: NZUsize!(1024),
             epoch: Epoch::zero(),
-            floor: simplex::config::Floor::Genesis(cohort_marshal::genesis().digest()),
+            floor: simplex::config::Floor::Genesis(
+                cohort_marshal::genesis(execution_genesis()).digest(),
+            ),
             replay_buffer: NZUsize!(64 * 1024),
             write_buffer: NZUsize!(64 * 1024),
             page_cache: CacheRef::new(NZU16!(4096), NZUsize!(64)),
@@ -238,7 +290,7 @@ pub async fn start(
     handles.push(committee_actor.start());
     let (partial_sender, partial_receiver) = count(partials);
     handles.push(runner_actor.start(runner::Network::new(partial_sender, partial_receiver)));
-    handles.push(executor_actor.start(marshal.processed_height));
+    handles.push(executor_actor.start(marshal.processed_height, marshal.mailbox.clone()));
     handles.push(scheduler_actor.start());
 
     // The beacon node's head events.
@@ -266,7 +318,12 @@ pub async fn start(
     handles.push(context.child("observe").spawn(move |_| async move {
         loop {
             let observation = select! {
-                block = finalized_receiver.recv() => block.map(Observation::Finalized),
+                observed = finalized_receiver.recv() => observed.map(|observed| match observed {
+                    executor::Observed::Finalized(block) => Observation::Finalized(block),
+                    executor::Observed::Built { slot, payload_hash, outcome } => {
+                        Observation::Built { slot, payload_hash, outcome }
+                    }
+                }),
                 event = duty_receiver.recv() => event.map(Observation::Duty),
                 proposed = proposal_receiver.recv() => {
                     proposed.map(|(digest, at)| Observation::Proposed(digest, at))

@@ -4,7 +4,12 @@
 //! are already checked there. What this adds is what only Cohort knows: which duty values go
 //! into a block, and whether this operator can vouch for the values in someone else's.
 
-use cohort_ingress::{DutyId, committee, runner};
+use cohort_engine::ExecutionTip;
+use cohort_ingress::{
+    DutyId, SlotClock, committee,
+    executor::{self, PayloadVerdict, slot_randao},
+    runner,
+};
 use cohort_marshal::{Block, ConsensusContext, Digest, PublicKey, Scheme};
 use commonware_consensus::marshal::ancestry::Ancestry;
 use commonware_cryptography::{Digested, Digestible};
@@ -25,6 +30,8 @@ pub type ProposalObserver = mpsc::UnboundedSender<(Digest, SystemTime)>;
 #[derive(Clone)]
 pub struct Application {
     committee: committee::Mailbox,
+    executor: executor::Mailbox<Block>,
+    clock: SlotClock,
     participants: Set<PublicKey>,
     proposals: Option<ProposalObserver>,
     /// A deliberately injected bug, for proving that simulation campaigns catch it: hands
@@ -35,11 +42,15 @@ pub struct Application {
 impl Application {
     pub fn new(
         committee: committee::Mailbox,
+        executor: executor::Mailbox<Block>,
+        clock: SlotClock,
         participants: Set<PublicKey>,
         proposals: Option<ProposalObserver>,
     ) -> Self {
         Self {
             committee,
+            executor,
+            clock,
             participants,
             proposals,
             decide_on_verify: None,
@@ -56,22 +67,102 @@ impl Application {
     fn proposer_index(&self, leader: &PublicKey) -> Option<u32> {
         self.participants.index(leader).map(|p| p.get())
     }
+
+    /// Execution timestamp of `slot`'s payload: the slot's start, in seconds.
+    fn slot_timestamp(&self, slot: u64) -> u64 {
+        self.clock
+            .slot_start(slot)
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    /// Whether a block of `slot` on a parent with execution head `parent` should carry the
+    /// slot's payload: only the first block of a slot on a chain does.
+    fn wants_payload(&self, slot: u64, parent: &ExecutionTip) -> bool {
+        self.slot_timestamp(slot) > parent.timestamp
+    }
+
+    /// Checks a payload's place in the chain (what only the cluster block knows) before the
+    /// engine executes it.
+    fn check_payload_linkage(
+        &self,
+        block: &Block,
+        parent: &ExecutionTip,
+    ) -> Result<(), &'static str> {
+        let Some(payload) = &block.payload else {
+            return if block.execution == *parent {
+                Ok(())
+            } else {
+                Err("block without a payload moves the execution head")
+            };
+        };
+        let inner = &payload.payload_inner.payload_inner;
+        if !self.wants_payload(block.slot, parent) {
+            return Err("a payload for a slot whose payload the chain already has");
+        }
+        if inner.parent_hash != parent.hash || inner.block_number != parent.number + 1 {
+            return Err("payload does not extend the parent's execution head");
+        }
+        if inner.timestamp != self.slot_timestamp(block.slot) {
+            return Err("payload timestamp is not its slot's start");
+        }
+        if inner.prev_randao != slot_randao(block.slot) {
+            return Err("payload prev_randao is not its slot's");
+        }
+        Ok(())
+    }
 }
 
-/// Duties decided by the blocks the stream yields while they are in `slot`.
-async fn decided_in_slot(ancestry: &mut impl Ancestry<Block>, slot: u64) -> BTreeSet<DutyId> {
-    let mut included = BTreeSet::new();
+/// Ancestors pulled from a consensus ancestry stream, kept so one walk serves every check.
+#[derive(Default)]
+struct Walked {
+    /// Duties decided by the blocks still in the slot being checked.
+    included: BTreeSet<DutyId>,
+    /// Payloads of every block pulled, newest first, with their slots.
+    payloads: Vec<(u64, Arc<cohort_engine::ExecutionPayloadV3>)>,
+}
+
+impl Walked {
+    fn pull(&mut self, block: &Block) {
+        if let Some(payload) = &block.payload {
+            self.payloads.push((block.slot, payload.clone()));
+        }
+    }
+}
+
+/// Walks the stream while its blocks are in `slot`, collecting the duties they decided.
+async fn decided_in_slot(ancestry: &mut impl Ancestry<Block>, slot: u64) -> Walked {
+    let mut walked = Walked::default();
     for _ in 0..MAX_ANCESTRY_WALK {
         let Some(block) = ancestry.next().await else {
             break;
         };
         let block = block.inner();
+        walked.pull(block);
         if block.slot != slot || block.height == 0 {
             break;
         }
-        included.extend(block.decisions.iter().map(|d| d.duty.clone()));
+        walked
+            .included
+            .extend(block.decisions.iter().map(|d| d.duty.clone()));
     }
-    included
+    walked
+}
+
+/// Continues `walked` further back (bounded) and returns every payload seen, oldest first.
+async fn payloads_behind(
+    mut ancestry: impl Ancestry<Block>,
+    mut walked: Walked,
+) -> Vec<(u64, Arc<cohort_engine::ExecutionPayloadV3>)> {
+    for _ in 0..MAX_ANCESTRY_WALK {
+        let Some(block) = ancestry.next().await else {
+            break;
+        };
+        walked.pull(block.inner());
+    }
+    walked.payloads.reverse();
+    walked.payloads
 }
 
 impl<E: Clock> commonware_consensus::Application<E> for Application {
@@ -90,21 +181,32 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
         let proposer = self.proposer_index(&context.leader)?;
         // Duties already decided by not-yet-finalized blocks of the parent's slot must not be
         // decided again; the committee adds what is already finalized.
-        let included = decided_in_slot(&mut ancestry, parent.slot).await;
+        let included = decided_in_slot(&mut ancestry, parent.slot).await.included;
         let batch = self.committee.propose(parent.slot, included).await?;
+        // The first block of a slot carries the slot's execution payload; if none can be had
+        // in time the block still decides its duties, and the slot has no execution block.
+        let payload = if self.wants_payload(batch.slot, &parent.execution) {
+            self.executor
+                .canonicalize_and_build(batch.slot, parent.execution)
+                .await
+        } else {
+            None
+        };
         let block = Block::new(
             parent.digest(),
             parent.height + 1,
             batch.slot,
             proposer,
             batch.decisions,
-            bytes::Bytes::new(),
+            parent.execution,
+            payload,
         );
         let digest = block.digest();
         debug!(
             height = block.height,
             slot = block.slot,
             decisions = block.decisions.len(),
+            execution = block.execution.number,
             view = context.round.view().get(),
             "built cluster block"
         );
@@ -137,17 +239,23 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
             warn!(height = block.height, "block slot goes backwards");
             return false;
         }
-        if !block.payload.is_empty() {
+        if let Err(reason) = self.check_payload_linkage(&block, &parent.execution) {
             warn!(
                 height = block.height,
-                "block carries an execution payload this node cannot execute"
+                slot = block.slot,
+                reason,
+                "refusing block"
             );
             return false;
         }
         // No duty may be decided twice along one chain.
         let mut ancestry = ancestry;
-        let included = decided_in_slot(&mut ancestry, block.slot).await;
-        if block.decisions.iter().any(|d| included.contains(&d.duty)) {
+        let walked = decided_in_slot(&mut ancestry, block.slot).await;
+        if block
+            .decisions
+            .iter()
+            .any(|d| walked.included.contains(&d.duty))
+        {
             warn!(
                 height = block.height,
                 "block decides a duty its ancestry already decided"
@@ -160,9 +268,39 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
             .verify(block.slot, decisions.clone())
             .await
             .unwrap_or(false);
-        if valid && let Some(runner) = &mut self.decide_on_verify {
+        if !valid {
+            return false;
+        }
+        if let Some(payload) = &block.payload {
+            let mut verdict = self.executor.verify(block.slot, payload.clone()).await;
+            if verdict == PayloadVerdict::Unknown {
+                // The engine lacks an ancestor (a restart, or blocks this operator never voted
+                // on): hand it the unfinalized ancestors' payloads, oldest first, and ask again.
+                for (slot, ancestor) in payloads_behind(ancestry, walked).await {
+                    let _ = self.executor.verify(slot, ancestor).await;
+                }
+                verdict = self.executor.verify(block.slot, payload.clone()).await;
+            }
+            match verdict {
+                PayloadVerdict::Valid => {}
+                PayloadVerdict::Invalid(reason) => {
+                    warn!(height = block.height, slot = block.slot, %reason, "refusing block: its payload is invalid");
+                    return false;
+                }
+                PayloadVerdict::Unknown => {
+                    warn!(
+                        height = block.height,
+                        slot = block.slot,
+                        "cannot check the block's payload yet; not voting"
+                    );
+                    return false;
+                }
+            }
+        }
+        self.executor.canonicalize_head(block.execution);
+        if let Some(runner) = &mut self.decide_on_verify {
             runner.finalized(block.height, block.slot, decisions).await;
         }
-        valid
+        true
     }
 }

@@ -1,29 +1,77 @@
-//! The executor: consumes finalized cluster blocks from marshal, in order, and acknowledges
-//! each once every consumer has it.
+//! The executor: keeps an execution engine on the cluster chain through the Engine API.
 //!
-//! Today its consumers are the runner (decisions to complete duties), the committee (duties
-//! that leave its pool) and an optional observer (the simulation's recorder). Driving an
-//! execution engine's forkchoice from these blocks is the executor issue's work.
+//! It consumes finalized cluster blocks from marshal in order: each block's payload goes to the
+//! engine (`newPayload`), then forkchoice moves (head, safe, finalized, never finalized ahead
+//! of head), and only then is the block acknowledged to marshal, so an acknowledged block is
+//! one the engine has. The runner, the committee and an optional observer get each block's
+//! decisions once it is processed.
+//!
+//! For consensus it builds the slot's payload for a leader (`CanonicalizeAndBuild`, using the
+//! payload pre-built at the previous slot's last interval when it is still on the same head),
+//! checks a follower's payload (`Verify`), and moves the engine's head to the block being voted
+//! for (`CanonicalizeHead`). A forkchoice heartbeat repeats the last update when nothing moved.
+//!
+//! Failure policy: an engine that cannot be reached or times out is retried and logged at warn
+//! (the operator slows, the cluster does not wait for it); an engine that calls a finalized
+//! payload INVALID stops the executor with an error, because consensus and execution would
+//! otherwise diverge silently.
 
 mod actor;
-pub use actor::{Actor, Finalized};
+pub mod ops;
+#[cfg(test)]
+mod tests;
 
-use cohort_ingress::{committee, executor::Mailbox, runner};
+pub use actor::{Actor, BuildOutcome, Finalized, Observed};
+
+use cohort_engine::{Address, ExecutionEngine, ExecutionTip};
+use cohort_ingress::{SlotClock, committee, executor::Mailbox, runner};
 use cohort_marshal::Block;
-use commonware_runtime::{Clock, Metrics, Spawner};
+use commonware_consensus::types::Height;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use commonware_utils::channel::mpsc;
+use std::{future::Future, sync::Arc, time::Duration};
 
-pub struct Config {
-    pub runner: runner::Mailbox,
-    pub committee: committee::Mailbox,
-    /// Receives every finalized block once processed (duplicates after a restart removed).
-    pub observer: Option<mpsc::UnboundedSender<Finalized>>,
+/// Where a backfill reads finalized blocks by height: marshal in an operator, a map in tests.
+pub trait FinalizedBlocks: Send + Sync + 'static {
+    fn block(&self, height: u64) -> impl Future<Output = Option<Arc<Block>>> + Send;
 }
 
-pub fn init<E: Clock + Spawner + Metrics>(
+impl FinalizedBlocks for cohort_marshal::Mailbox {
+    async fn block(&self, height: u64) -> Option<Arc<Block>> {
+        self.get_block(Height::new(height))
+            .await
+            .map(|block| block.inner_shared())
+    }
+}
+
+pub struct Config<X: ExecutionEngine> {
+    pub runner: runner::Mailbox,
+    pub committee: committee::Mailbox,
+    /// Receives every finalized block once processed (duplicates after a restart removed) and
+    /// every payload this operator handed to consensus.
+    pub observer: Option<mpsc::UnboundedSender<Observed>>,
+    pub engine: X,
+    pub clock: SlotClock,
+    /// This operator's index in the cluster: blocks it proposed are counted when finalized.
+    pub operator: u32,
+    /// Where the payloads this operator builds pay their fees.
+    pub fee_recipient: Address,
+    /// The execution genesis the cluster's genesis block names; the engine must agree.
+    pub execution_genesis: ExecutionTip,
+    /// Storage partition of the record of payloads this operator handed to consensus.
+    pub partition: String,
+    /// How long one engine call may take before it counts as failed.
+    pub engine_timeout: Duration,
+    /// Wait between attempts of a call that must succeed (a finalized payload).
+    pub retry_delay: Duration,
+    /// Repeat the last forkchoice update after this long without one.
+    pub heartbeat: Duration,
+}
+
+pub fn init<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine>(
     context: E,
-    config: Config,
-) -> (Actor<E>, Mailbox<Block>) {
+    config: Config<X>,
+) -> (Actor<E, X>, Mailbox<Block>) {
     let (sender, receiver) = mpsc::unbounded_channel();
     (Actor::new(context, config, receiver), Mailbox::new(sender))
 }

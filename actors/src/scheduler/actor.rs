@@ -1,8 +1,9 @@
 use super::Config;
 use cohort_ingress::{
     AttesterDuty, CommitteeId, Duty, DutyId, DutySource, ProposerDuty, Role, SlotClock,
-    SourceError, committee, runner, scheduler::Message,
+    SourceError, committee, executor, runner, scheduler::Message,
 };
+use cohort_marshal::Block;
 use commonware_macros::select;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
 use commonware_utils::channel::mpsc;
@@ -36,6 +37,9 @@ pub struct Actor<E, S: DutySource> {
     fetch_timeout: Duration,
     late_threshold: Duration,
     mailbox: mpsc::Receiver<Message>,
+    executor: Option<executor::Mailbox<Block>>,
+    /// The last slot whose payload pre-build was requested.
+    prebuild_requested: Option<u64>,
 
     /// Duties of the cluster's validators, by epoch.
     duties: BTreeMap<u64, EpochDuties>,
@@ -81,6 +85,8 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             fetch_timeout: config.fetch_timeout,
             late_threshold: config.late_threshold,
             mailbox,
+            executor: config.executor,
+            prebuild_requested: None,
             duties: BTreeMap::new(),
             fetching: BTreeSet::new(),
             retry_at: BTreeMap::new(),
@@ -110,9 +116,15 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             let now = self.context.current();
             self.request_duties(now, &mut fetches);
             self.dispatch_due(now).await;
+            self.request_prebuild(now);
             self.prune(now);
 
-            let wake = self.clock.next_interval_boundary(now);
+            let mut wake = self.clock.next_interval_boundary(now);
+            // Slot 0's payload is pre-built one interval before genesis.
+            let before_genesis = self.clock.genesis - self.clock.interval_duration();
+            if now < before_genesis {
+                wake = before_genesis;
+            }
             let next_fetch = async {
                 if fetches.is_empty() {
                     futures::future::pending::<Option<FetchResult>>().await
@@ -280,6 +292,31 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             self.dispatched_total.inc();
             self.runner.start_duty(duty).await;
         }
+    }
+
+    /// At the last interval of a slot, asks the executor to pre-build the next slot's payload.
+    fn request_prebuild(&mut self, now: SystemTime) {
+        let Some(executor) = &self.executor else {
+            return;
+        };
+        // Before genesis the "previous slot" of slot 0 is the interval just before genesis.
+        let (next, last_interval) = match self.clock.slot_at(now) {
+            Some(slot) => (
+                slot + 1,
+                self.clock
+                    .interval_start(slot, self.clock.intervals_per_slot.saturating_sub(1)),
+            ),
+            None => (0, self.clock.genesis - self.clock.interval_duration()),
+        };
+        if now < last_interval || self.prebuild_requested.is_some_and(|r| r >= next) {
+            return;
+        }
+        self.prebuild_requested = Some(next);
+        debug!(
+            slot = next,
+            "asking the executor to pre-build the next slot's payload"
+        );
+        executor.prebuild(next);
     }
 
     /// Hands the current slot's committee duty to the runner once it is due.

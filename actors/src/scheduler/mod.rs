@@ -2,7 +2,8 @@
 //! each duty to the runner at its time.
 //!
 //! A committee duty starts at one third of its slot, or earlier when the beacon node reports a
-//! head block for that slot (attesting to a head that arrived is better than waiting).
+//! head block for that slot (attesting to a head that arrived is better than waiting). At the
+//! last interval of each slot it tells the executor to pre-build the next slot's payload.
 
 mod actor;
 pub use actor::Actor;
@@ -10,7 +11,10 @@ pub use actor::Actor;
 #[cfg(test)]
 mod tests;
 
-use cohort_ingress::{CommitteeId, DutySource, SlotClock, committee, runner, scheduler::Mailbox};
+use cohort_ingress::{
+    CommitteeId, DutySource, SlotClock, committee, executor, runner, scheduler::Mailbox,
+};
+use cohort_marshal::Block;
 use commonware_runtime::{Clock, Metrics, Spawner};
 use commonware_utils::channel::mpsc;
 use std::time::Duration;
@@ -28,6 +32,8 @@ pub struct Config<S: DutySource> {
     /// A duty that starts this much after its planned time is logged as late.
     pub late_threshold: Duration,
     pub mailbox_size: usize,
+    /// Told at the last interval of each slot to pre-build the next slot's payload.
+    pub executor: Option<executor::Mailbox<Block>>,
 }
 
 pub fn init<E: Clock + Spawner + Metrics, S: DutySource>(

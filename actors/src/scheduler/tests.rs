@@ -80,6 +80,18 @@ fn start(
     mpsc::Receiver<runner::Message>,
     SlotClock,
 ) {
+    start_with_executor(context, delay, None)
+}
+
+fn start_with_executor(
+    context: &deterministic::Context,
+    delay: Duration,
+    executor: Option<cohort_ingress::executor::Mailbox<cohort_marshal::Block>>,
+) -> (
+    cohort_ingress::scheduler::Mailbox,
+    mpsc::Receiver<runner::Message>,
+    SlotClock,
+) {
     let clock = SlotClock::mainnet(context.current());
     let (sender, receiver) = mpsc::channel(16);
     // The committee's inbox is dropped: what it is told is not under test here.
@@ -99,6 +111,7 @@ fn start(
             fetch_timeout: Duration::from_secs(30),
             late_threshold: Duration::from_millis(500),
             mailbox_size: 16,
+            executor,
         },
     );
     actor.start();
@@ -120,6 +133,28 @@ async fn next_duty(receiver: &mut mpsc::Receiver<runner::Message>) -> cohort_ing
             return duty;
         }
     }
+}
+
+#[test]
+fn the_next_slot_is_pre_built_at_the_last_interval_only() {
+    deterministic::Runner::default().start(|context| async move {
+        let (sender, mut executor) = mpsc::unbounded_channel();
+        let mailbox = cohort_ingress::executor::Mailbox::new(sender);
+        let (_mailbox, _receiver, clock) =
+            start_with_executor(&context, Duration::ZERO, Some(mailbox));
+        for slot in 1..4u64 {
+            let Some(cohort_ingress::executor::Message::Prebuild { slot: asked }) =
+                executor.recv().await
+            else {
+                panic!("expected a pre-build request");
+            };
+            assert_eq!(asked, slot);
+            // Asked at the start of the previous slot's last interval, once.
+            let due = clock.interval_start(slot - 1, 2);
+            assert!(context.current() >= due);
+            assert!(context.current() < due + Duration::from_millis(50));
+        }
+    });
 }
 
 #[test]

@@ -1,0 +1,257 @@
+use super::{Config, FinalizedBlocks, Observed, init};
+use crate::executor::BuildOutcome;
+use cohort_engine::{
+    Address, B256, BlockTag, EngineError, ExecutionEngine, ExecutionPayloadV3, ExecutionTip,
+    ForkchoiceState, ForkchoiceUpdated, PayloadAttributes, PayloadId, PayloadStatus,
+    PayloadStatusEnum,
+    embedded::{self, EmbeddedEngine},
+};
+use cohort_ingress::{SlotClock, committee, executor::Mailbox, runner};
+use cohort_marshal::Block;
+use commonware_runtime::{Clock, Runner as _, Supervisor as _, deterministic};
+use commonware_utils::channel::mpsc;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+type Engine = EmbeddedEngine<deterministic::Context>;
+
+/// Finalized blocks by height, as marshal would serve them.
+struct Blocks(BTreeMap<u64, Arc<Block>>);
+
+impl FinalizedBlocks for Blocks {
+    async fn block(&self, height: u64) -> Option<Arc<Block>> {
+        self.0.get(&height).cloned()
+    }
+}
+
+fn genesis() -> ExecutionTip {
+    embedded::genesis(0)
+}
+
+async fn engine(context: &deterministic::Context, name: &'static str) -> Engine {
+    EmbeddedEngine::init(
+        context.child(name),
+        embedded::Config {
+            partition: format!("{name}-engine"),
+            genesis_timestamp: 0,
+        },
+    )
+    .await
+    .expect("engine opens")
+}
+
+/// Starts an executor on `engine`; returns its mailbox, observer and slot clock.
+fn start<X: ExecutionEngine>(
+    context: &deterministic::Context,
+    engine: X,
+    processed: Option<u64>,
+    blocks: Blocks,
+) -> (
+    Mailbox<Block>,
+    mpsc::UnboundedReceiver<Observed>,
+    SlotClock,
+    commonware_runtime::Handle<()>,
+) {
+    let clock = SlotClock::mainnet(context.current() + Duration::from_secs(12));
+    // Nothing under test reads what the runner and committee are told.
+    let (runner_sender, _) = mpsc::channel(1024);
+    let (committee_sender, _) = mpsc::channel(1024);
+    let (observer, observed) = mpsc::unbounded_channel();
+    let (actor, mailbox) = init(
+        context.child("executor"),
+        Config {
+            runner: runner::Mailbox::new(runner_sender),
+            committee: committee::Mailbox::new(committee_sender),
+            observer: Some(observer),
+            engine,
+            clock,
+            operator: 0,
+            fee_recipient: Address::repeat_byte(1),
+            execution_genesis: genesis(),
+            partition: "executor-proposals".into(),
+            engine_timeout: Duration::from_secs(1),
+            retry_delay: Duration::from_millis(100),
+            heartbeat: Duration::from_secs(4),
+        },
+    );
+    let handle = actor.start(processed, blocks);
+    (mailbox, observed, clock, handle)
+}
+
+fn build_outcome(observed: &mut mpsc::UnboundedReceiver<Observed>) -> Option<BuildOutcome> {
+    while let Ok(event) = observed.try_recv() {
+        if let Observed::Built { outcome, .. } = event {
+            return Some(outcome);
+        }
+    }
+    None
+}
+
+fn tip(payload: &ExecutionPayloadV3) -> ExecutionTip {
+    ExecutionTip::of(payload)
+}
+
+#[test]
+fn a_pre_build_is_used_while_the_head_holds_and_a_slot_never_gets_two_payloads() {
+    deterministic::Runner::default().start(|context| async move {
+        let engine = engine(&context, "a").await;
+        let (mailbox, mut observed, _, _handle) =
+            start(&context, engine.clone(), None, Blocks(BTreeMap::new()));
+
+        // Pre-built on genesis, asked for on genesis: the pre-built payload is used.
+        mailbox.prebuild(0);
+        let first = mailbox
+            .canonicalize_and_build(0, genesis())
+            .await
+            .expect("a payload for slot 0");
+        assert_eq!(
+            first.payload_inner.payload_inner.parent_hash,
+            genesis().hash
+        );
+        assert_eq!(build_outcome(&mut observed), Some(BuildOutcome::Hit));
+
+        // A later view of the same slot on the same parent gets the same payload back.
+        let again = mailbox.canonicalize_and_build(0, genesis()).await;
+        assert_eq!(again.as_ref(), Some(&first));
+        assert_eq!(build_outcome(&mut observed), Some(BuildOutcome::Repeat));
+
+        // Pre-built for slot 1 on genesis, then the head moves to slot 0's payload: the
+        // leader of slot 1 builds again on the new head.
+        mailbox.prebuild(1);
+        mailbox.canonicalize_head(tip(&first));
+        let second = mailbox
+            .canonicalize_and_build(1, tip(&first))
+            .await
+            .expect("a payload for slot 1");
+        assert_eq!(
+            second.payload_inner.payload_inner.parent_hash,
+            tip(&first).hash
+        );
+        assert_eq!(build_outcome(&mut observed), Some(BuildOutcome::Fallback));
+
+        // Slot 1 on another parent would be a second, different payload for the slot.
+        assert_eq!(mailbox.canonicalize_and_build(1, genesis()).await, None);
+        // A slot whose payload the parent already carries gets none.
+        assert_eq!(mailbox.canonicalize_and_build(1, tip(&second)).await, None);
+        // The engine knows both builds: a follower of them can be checked here.
+        assert_eq!(
+            engine.block_by_number(BlockTag::Latest).await.unwrap(),
+            Some(tip(&first))
+        );
+    });
+}
+
+/// Builds `count` finalized blocks with payloads on `builder`, as a cluster would.
+async fn chain(builder: &Engine, count: u64) -> BTreeMap<u64, Arc<Block>> {
+    let mut blocks = BTreeMap::new();
+    let mut parent = Arc::new(Block::genesis(genesis()));
+    blocks.insert(0, parent.clone());
+    for height in 1..=count {
+        let slot = height;
+        let root = cohort_ingress::executor::slot_root(slot);
+        let update = builder
+            .forkchoice_updated(
+                ForkchoiceState {
+                    head_block_hash: parent.execution.hash,
+                    safe_block_hash: B256::ZERO,
+                    finalized_block_hash: B256::ZERO,
+                },
+                Some(PayloadAttributes {
+                    timestamp: 12 * (slot + 1),
+                    prev_randao: B256::ZERO,
+                    suggested_fee_recipient: Address::ZERO,
+                    withdrawals: Some(Vec::new()),
+                    parent_beacon_block_root: Some(root),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+        let payload = builder
+            .get_payload(update.payload_id.unwrap())
+            .await
+            .unwrap();
+        builder.new_payload(payload.clone(), root).await.unwrap();
+        let block = Arc::new(Block::new(
+            commonware_cryptography::Digestible::digest(parent.as_ref()),
+            height,
+            slot,
+            0,
+            Vec::new(),
+            parent.execution,
+            Some(payload),
+        ));
+        blocks.insert(height, block.clone());
+        parent = block;
+    }
+    blocks
+}
+
+#[test]
+fn a_start_backfills_what_the_engine_is_missing() {
+    deterministic::Runner::default().start(|context| async move {
+        let builder = engine(&context, "builder").await;
+        builder
+            .submit_ops(vec![
+                cohort_engine::ops::ClusterOp::new("COMMITTEE", 1, B256::repeat_byte(1)).unwrap(),
+            ])
+            .await;
+        let blocks = chain(&builder, 3).await;
+        let expected = blocks[&3].execution;
+        // A fresh engine under an operator whose marshal already processed height 3.
+        let fresh = engine(&context, "fresh").await;
+        let (_mailbox, _observed, _, _handle) =
+            start(&context, fresh.clone(), Some(3), Blocks(blocks.clone()));
+        context.sleep(Duration::from_secs(1)).await;
+        let (finalized, root) = fresh.finalized().await;
+        assert_eq!(finalized, expected);
+        let payload = blocks[&3].payload.clone().unwrap();
+        assert_eq!(root, payload.payload_inner.payload_inner.state_root);
+    });
+}
+
+/// An engine that calls every payload invalid.
+#[derive(Clone)]
+struct Refusing(Engine);
+
+impl ExecutionEngine for Refusing {
+    async fn new_payload(
+        &self,
+        _payload: ExecutionPayloadV3,
+        _root: B256,
+    ) -> Result<PayloadStatus, EngineError> {
+        Ok(PayloadStatus {
+            status: PayloadStatusEnum::Invalid {
+                validation_error: "refused by the test".into(),
+            },
+            latest_valid_hash: None,
+        })
+    }
+    async fn forkchoice_updated(
+        &self,
+        state: ForkchoiceState,
+        attributes: Option<PayloadAttributes>,
+    ) -> Result<ForkchoiceUpdated, EngineError> {
+        self.0.forkchoice_updated(state, attributes).await
+    }
+    async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
+        self.0.get_payload(id).await
+    }
+    async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
+        self.0.block_by_number(tag).await
+    }
+}
+
+#[test]
+fn an_invalid_finalized_payload_stops_the_executor() {
+    deterministic::Runner::default().start(|context| async move {
+        let builder = engine(&context, "builder").await;
+        let blocks = chain(&builder, 2).await;
+        let refusing = Refusing(engine(&context, "refusing").await);
+        let (mailbox, _observed, _, handle) =
+            start(&context, refusing.clone(), Some(2), Blocks(blocks));
+        // The executor stops instead of going on past a finalized payload it cannot execute.
+        assert!(handle.await.is_ok());
+        assert_eq!(mailbox.canonicalize_and_build(5, genesis()).await, None);
+        assert_eq!(refusing.0.finalized().await.0, genesis());
+    });
+}

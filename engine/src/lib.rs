@@ -1,0 +1,137 @@
+//! The execution engine the cluster chain drives, in Engine API terms.
+//!
+//! The executor speaks to an engine only through [`ExecutionEngine`], whose methods are the
+//! Engine API calls it needs (`engine_newPayloadV3`, `engine_forkchoiceUpdatedV3`,
+//! `engine_getPayloadV3`) plus the one `eth_getBlockByNumber` read it backfills from. Two
+//! engines implement it:
+//! - [`embedded::EmbeddedEngine`], the default: in-process, deterministic under the
+//!   simulation runtime, persisted through commonware storage;
+//! - [`remote::RemoteEngine`]: an external execution client over HTTP with a JWT secret.
+//!
+//! Every operator of one cluster must run the same kind of engine: block hashes are the
+//! engine's own (the embedded engine does not hash RLP headers), so a payload built by one
+//! kind is invalid to the other.
+
+pub mod embedded;
+pub mod ops;
+pub mod remote;
+
+pub use alloy_primitives::{Address, B256, Bytes as AlloyBytes, U256};
+pub use alloy_rpc_types_engine::{
+    ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3, ForkchoiceState, ForkchoiceUpdated,
+    PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
+};
+
+use std::future::Future;
+
+/// Why an engine call did not produce an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached or answered garbage; the call may be retried.
+    #[error("engine transport error: {0}")]
+    Transport(String),
+    /// The engine took longer than the call's timeout; the call may be retried.
+    #[error("engine call timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The engine refused the JWT (HTTP 401/403): retrying will not help until the secret
+    /// matches.
+    #[error("engine refused our JWT: {0}")]
+    Unauthorized(String),
+    /// The engine answered with a JSON-RPC error (for example -38001, unknown payload).
+    #[error("engine answered error {code}: {message}")]
+    Rpc { code: i64, message: String },
+    /// The engine's storage failed; the engine cannot go on safely.
+    #[error("engine storage failed: {0}")]
+    Storage(String),
+}
+
+impl EngineError {
+    /// Whether trying the same call again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transport(_) | Self::Timeout(_))
+    }
+}
+
+/// A block on the execution chain, as far as the cluster chain needs to name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExecutionTip {
+    pub hash: B256,
+    pub number: u64,
+    pub timestamp: u64,
+}
+
+impl ExecutionTip {
+    pub fn of(payload: &ExecutionPayloadV3) -> Self {
+        let inner = &payload.payload_inner.payload_inner;
+        Self {
+            hash: inner.block_hash,
+            number: inner.block_number,
+            timestamp: inner.timestamp,
+        }
+    }
+}
+
+/// Which block `eth_getBlockByNumber` should return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockTag {
+    Latest,
+    Finalized,
+    Number(u64),
+}
+
+/// The Engine API calls the executor makes. Implementations must be cheap to clone (the
+/// executor and the committee's block checks share one engine).
+pub trait ExecutionEngine: Clone + Send + Sync + 'static {
+    /// `engine_newPayloadV3`: validate and execute `payload` (no blobs, so no versioned
+    /// hashes) on top of its parent. VALID, INVALID, SYNCING (parent unknown) or ACCEPTED.
+    fn new_payload(
+        &self,
+        payload: ExecutionPayloadV3,
+        parent_beacon_block_root: B256,
+    ) -> impl Future<Output = Result<PayloadStatus, EngineError>> + Send;
+
+    /// `engine_forkchoiceUpdatedV3`: move head, safe and finalized; with `attributes`, start
+    /// building a payload on the new head and return its id.
+    fn forkchoice_updated(
+        &self,
+        state: ForkchoiceState,
+        attributes: Option<PayloadAttributes>,
+    ) -> impl Future<Output = Result<ForkchoiceUpdated, EngineError>> + Send;
+
+    /// `engine_getPayloadV3`: the payload built for `id`.
+    fn get_payload(
+        &self,
+        id: PayloadId,
+    ) -> impl Future<Output = Result<ExecutionPayloadV3, EngineError>> + Send;
+
+    /// `eth_getBlockByNumber`: the canonical block at `tag`, if the engine has one.
+    fn block_by_number(
+        &self,
+        tag: BlockTag,
+    ) -> impl Future<Output = Result<Option<ExecutionTip>, EngineError>> + Send;
+
+    /// Hands the engine the cluster operations a finalized block decided, for its pool: the
+    /// embedded engine includes them in the payloads it builds. An external client takes its
+    /// transactions from its own mempool instead, so the default ignores them.
+    fn submit_ops(&self, ops: Vec<ops::ClusterOp>) -> impl Future<Output = ()> + Send {
+        let _ = ops;
+        std::future::ready(())
+    }
+}
+
+/// Encodes a payload as SSZ, the form a cluster block carries it in.
+pub fn encode_payload(payload: &ExecutionPayloadV3) -> Vec<u8> {
+    ssz::Encode::as_ssz_bytes(payload)
+}
+
+/// Decodes a payload a peer sent, refusing anything over `max_bytes` before parsing it.
+pub fn decode_payload(bytes: &[u8], max_bytes: usize) -> Result<ExecutionPayloadV3, String> {
+    if bytes.len() > max_bytes {
+        return Err(format!(
+            "payload of {} bytes is over the {max_bytes}-byte limit",
+            bytes.len()
+        ));
+    }
+    <ExecutionPayloadV3 as ssz::Decode>::from_ssz_bytes(bytes)
+        .map_err(|e| format!("payload is not valid SSZ: {e:?}"))
+}
