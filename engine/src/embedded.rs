@@ -126,15 +126,8 @@ impl<E: Storage + Clock + Metrics> Clone for EmbeddedEngine<E> {
     }
 }
 
-fn status(status: PayloadStatusEnum, latest_valid_hash: Option<B256>) -> PayloadStatus {
-    PayloadStatus {
-        status,
-        latest_valid_hash,
-    }
-}
-
 fn invalid(reason: impl Into<String>, latest_valid_hash: Option<B256>) -> PayloadStatus {
-    status(
+    PayloadStatus::new(
         PayloadStatusEnum::Invalid {
             validation_error: reason.into(),
         },
@@ -491,7 +484,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         }
         if inner.blocks.contains_key(&tip.hash) || inner.canonical.get(&tip.number) == Some(&tip) {
             // Known: executed before (maybe before a restart); never execute twice.
-            return Ok(status(PayloadStatusEnum::Valid, Some(tip.hash)));
+            return Ok(PayloadStatus::new(PayloadStatusEnum::Valid, Some(tip.hash)));
         }
         if tip.number <= inner.finalized.number {
             return Ok(invalid(
@@ -503,12 +496,12 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
             ));
         }
         let Some((parent, parent_state)) = inner.lookup(&parent_hash) else {
-            return Ok(status(PayloadStatusEnum::Syncing, None));
+            return Ok(PayloadStatus::from_status(PayloadStatusEnum::Syncing));
         };
         match Inner::<E>::execute(&parent, &parent_state, &payload) {
             Ok(state) => {
                 inner.remember(tip, parent_hash, state);
-                Ok(status(PayloadStatusEnum::Valid, Some(tip.hash)))
+                Ok(PayloadStatus::new(PayloadStatusEnum::Valid, Some(tip.hash)))
             }
             Err(reason) => {
                 warn!(number = tip.number, hash = %tip.hash, %reason, "payload is invalid");
@@ -524,9 +517,8 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
     ) -> Result<ForkchoiceUpdated, EngineError> {
         let mut inner = self.inner.lock().await;
         let Some((head, head_state)) = inner.lookup(&state.head_block_hash) else {
-            return Ok(ForkchoiceUpdated::new(status(
+            return Ok(ForkchoiceUpdated::new(PayloadStatus::from_status(
                 PayloadStatusEnum::Syncing,
-                None,
             )));
         };
         let Some(path) = inner.path_to_finalized(&head.hash) else {
@@ -554,7 +546,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
             None => None,
         };
         Ok(ForkchoiceUpdated {
-            payload_status: status(PayloadStatusEnum::Valid, Some(head.hash)),
+            payload_status: PayloadStatus::new(PayloadStatusEnum::Valid, Some(head.hash)),
             payload_id,
         })
     }
@@ -665,10 +657,6 @@ mod tests {
         engine.get_payload(id).await.expect("payload built")
     }
 
-    fn is_valid(status: &PayloadStatus) -> bool {
-        status.status == PayloadStatusEnum::Valid
-    }
-
     #[test]
     fn a_built_payload_executes_identically_on_another_engine() {
         deterministic::Runner::default().start(|context| async move {
@@ -684,12 +672,20 @@ mod tests {
             assert_eq!(inner.parent_hash, genesis.hash);
             assert_eq!(inner.transactions.len(), 2);
             let root = B256::repeat_byte(3);
-            assert!(is_valid(
-                &builder.new_payload(payload.clone(), root).await.unwrap()
-            ));
-            assert!(is_valid(
-                &follower.new_payload(payload.clone(), root).await.unwrap()
-            ));
+            assert!(
+                builder
+                    .new_payload(payload.clone(), root)
+                    .await
+                    .unwrap()
+                    .is_valid()
+            );
+            assert!(
+                follower
+                    .new_payload(payload.clone(), root)
+                    .await
+                    .unwrap()
+                    .is_valid()
+            );
             let hash = inner.block_hash;
             for engine in [&builder, &follower] {
                 engine
@@ -767,9 +763,13 @@ mod tests {
             ));
 
             // Finalizing a block that is not an ancestor of head is refused.
-            assert!(is_valid(
-                &follower.new_payload(first.clone(), root).await.unwrap()
-            ));
+            assert!(
+                follower
+                    .new_payload(first.clone(), root)
+                    .await
+                    .unwrap()
+                    .is_valid()
+            );
             let refused = follower
                 .forkchoice_updated(choice(genesis.hash, first_hash), None)
                 .await;
@@ -813,7 +813,7 @@ mod tests {
                 .new_payload(payload.clone(), B256::repeat_byte(3))
                 .await
                 .unwrap();
-            assert!(is_valid(&answer));
+            assert!(answer.is_valid());
             assert_eq!(engine.finalized().await, finalized);
         });
     }

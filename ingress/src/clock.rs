@@ -55,6 +55,15 @@ impl SlotClock {
                 .saturating_mul(slot.min(u32::MAX as u64) as u32)
     }
 
+    /// The execution payload timestamp of `slot`: its start in whole Unix seconds, as the
+    /// Engine API counts time (0 for a clock set before the Unix epoch).
+    pub fn slot_timestamp(&self, slot: u64) -> u64 {
+        self.slot_start(slot)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
     pub fn interval_duration(&self) -> Duration {
         self.slot_duration / self.intervals_per_slot
     }
@@ -96,6 +105,7 @@ mod tests {
         assert_eq!(c.current_slot(genesis + Duration::from_millis(11_999)), 0);
         assert_eq!(c.current_slot(genesis + Duration::from_secs(12)), 1);
         assert_eq!(c.interval_start(2, 1), genesis + Duration::from_secs(28));
+        assert_eq!(c.slot_timestamp(2), 1024);
         assert_eq!(c.epoch_of(63), 1);
         assert_eq!(
             c.next_interval_boundary(genesis + Duration::from_secs(4)),

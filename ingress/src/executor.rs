@@ -110,14 +110,17 @@ impl<B: Block> Mailbox<B> {
 /// the cluster block that will carry it, so a payload pre-built before that block exists stays
 /// usable whichever cluster block ends up its parent.
 pub fn slot_root(slot: u64) -> B256 {
-    let digest = Sha256::hash(&[b"cohort-execution-slot".as_slice(), &slot.to_be_bytes()]);
-    B256::from_slice(digest.as_ref())
+    slot_hash(b"cohort-execution-slot", slot)
 }
 
 /// The `prev_randao` of `slot`'s payload: deterministic, since the cluster chain has no
 /// RANDAO of its own; every builder of the slot uses the same value.
 pub fn slot_randao(slot: u64) -> B256 {
-    let digest = Sha256::hash(&[b"cohort-execution-randao".as_slice(), &slot.to_be_bytes()]);
+    slot_hash(b"cohort-execution-randao", slot)
+}
+
+fn slot_hash(domain: &[u8], slot: u64) -> B256 {
+    let digest = Sha256::hash(&[domain, &slot.to_be_bytes()]);
     B256::from_slice(digest.as_ref())
 }
 

@@ -122,10 +122,7 @@ impl FaultyEngine {
 }
 
 fn syncing() -> PayloadStatus {
-    PayloadStatus {
-        status: PayloadStatusEnum::Syncing,
-        latest_valid_hash: None,
-    }
+    PayloadStatus::from_status(PayloadStatusEnum::Syncing)
 }
 
 impl ExecutionEngine for FaultyEngine {
@@ -136,12 +133,11 @@ impl ExecutionEngine for FaultyEngine {
     ) -> Result<PayloadStatus, EngineError> {
         match self.fault().await {
             Some(EngineFaultKind::Syncing) => Ok(syncing()),
-            Some(EngineFaultKind::Invalid) => Ok(PayloadStatus {
-                status: PayloadStatusEnum::Invalid {
+            Some(EngineFaultKind::Invalid) => {
+                Ok(PayloadStatus::from_status(PayloadStatusEnum::Invalid {
                     validation_error: "injected engine fault".into(),
-                },
-                latest_valid_hash: None,
-            }),
+                }))
+            }
             _ => {
                 self.inner
                     .new_payload(payload, parent_beacon_block_root)

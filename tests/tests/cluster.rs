@@ -1,6 +1,7 @@
 //! End-to-end checks of the cluster core, as a user of `cohort simulate` would make them.
 
-use cohort_simulation::{Report, SimConfig, run};
+use cohort_simulation::{SimConfig, run};
+use cohort_tests::assert_clean;
 
 fn config(seed: u64, slots: u64) -> SimConfig {
     SimConfig {
@@ -8,15 +9,6 @@ fn config(seed: u64, slots: u64) -> SimConfig {
         slots,
         ..SimConfig::default()
     }
-}
-
-fn assert_clean(report: &Report) {
-    assert!(
-        report.violations.is_empty(),
-        "violations: {:?}\nreplay: {}",
-        report.violations,
-        report.replay
-    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! (it verifies every signature with its own BLS), under crashes and a lying operator.
 
 use cohort_simulation::{Crash, Report, SimConfig, run};
+use cohort_tests::assert_clean;
 
 fn config(seed: u64, slots: u64) -> SimConfig {
     SimConfig {
@@ -9,15 +10,6 @@ fn config(seed: u64, slots: u64) -> SimConfig {
         slots,
         ..SimConfig::default()
     }
-}
-
-fn assert_clean(report: &Report) {
-    assert!(
-        report.violations.is_empty(),
-        "violations: {:?}\nreplay: {}",
-        report.violations,
-        report.replay
-    );
 }
 
 fn count(map: &std::collections::BTreeMap<String, u64>, kind: &str) -> u64 {

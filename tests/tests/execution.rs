@@ -3,16 +3,8 @@
 //! pre-built one interval early.
 
 use cohort_simulation::{Crash, EngineFault, Report, SimConfig, run};
+use cohort_tests::assert_clean;
 use std::time::Duration;
-
-fn assert_clean(report: &Report) {
-    assert!(
-        report.violations.is_empty(),
-        "violations: {:?}\nreplay: {}",
-        report.violations,
-        report.replay
-    );
-}
 
 /// Share of leaders' payloads that were the pre-built one.
 fn hit_rate(report: &Report) -> f64 {

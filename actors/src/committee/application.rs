@@ -68,19 +68,10 @@ impl Application {
         self.participants.index(leader).map(|p| p.get())
     }
 
-    /// Execution timestamp of `slot`'s payload: the slot's start, in seconds.
-    fn slot_timestamp(&self, slot: u64) -> u64 {
-        self.clock
-            .slot_start(slot)
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-
     /// Whether a block of `slot` on a parent with execution head `parent` should carry the
     /// slot's payload: only the first block of a slot on a chain does.
     fn wants_payload(&self, slot: u64, parent: &ExecutionTip) -> bool {
-        self.slot_timestamp(slot) > parent.timestamp
+        self.clock.slot_timestamp(slot) > parent.timestamp
     }
 
     /// Checks a payload's place in the chain (what only the cluster block knows) before the
@@ -104,7 +95,7 @@ impl Application {
         if inner.parent_hash != parent.hash || inner.block_number != parent.number + 1 {
             return Err("payload does not extend the parent's execution head");
         }
-        if inner.timestamp != self.slot_timestamp(block.slot) {
+        if inner.timestamp != self.clock.slot_timestamp(block.slot) {
             return Err("payload timestamp is not its slot's start");
         }
         if inner.prev_randao != slot_randao(block.slot) {
@@ -249,7 +240,6 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
             return false;
         }
         // No duty may be decided twice along one chain.
-        let mut ancestry = ancestry;
         let walked = decided_in_slot(&mut ancestry, block.slot).await;
         if block
             .decisions

@@ -482,17 +482,9 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         }
     }
 
-    fn slot_timestamp(&self, slot: u64) -> u64 {
-        self.clock
-            .slot_start(slot)
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-
     fn attributes(&self, slot: u64) -> PayloadAttributes {
         PayloadAttributes {
-            timestamp: self.slot_timestamp(slot),
+            timestamp: self.clock.slot_timestamp(slot),
             prev_randao: slot_randao(slot),
             suggested_fee_recipient: self.fee_recipient,
             withdrawals: Some(Vec::new()),
@@ -514,6 +506,15 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         self.head = head;
         self.heartbeat_at = self.context.current() + self.heartbeat;
         self.metrics.head_number.set(head.number as i64);
+    }
+
+    fn count_status(&self, status: &PayloadStatusEnum) {
+        self.metrics
+            .payload_status
+            .get_or_create(&StatusLabel {
+                status: status.as_str().into(),
+            })
+            .inc();
     }
 
     /// Sends `payload` of a finalized block and moves forkchoice onto it. Retries while the
@@ -545,12 +546,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
                     continue;
                 }
             };
-            self.metrics
-                .payload_status
-                .get_or_create(&StatusLabel {
-                    status: status.status.as_str().into(),
-                })
-                .inc();
+            self.count_status(&status.status);
             match status.status {
                 PayloadStatusEnum::Valid => break,
                 PayloadStatusEnum::Invalid { validation_error } => {
@@ -572,7 +568,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         // The head stays where consensus put it if that is further along; the engine says so
         // if it does not descend from the new finalized block, and then the head is pulled back.
         self.finalized = tip;
-        let head = if self.head.number > tip.number {
+        let mut head = if self.head.number > tip.number {
             self.head
         } else {
             tip
@@ -600,7 +596,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
                 Err(EngineError::Storage(reason)) => return Err(Fatal::Storage(reason)),
                 Err(e) if head != tip => {
                     debug!(error = %e, "head is off the finalized chain; moving it to the finalized block");
-                    return self.finalize_at(tip).await;
+                    head = tip;
                 }
                 Err(e) => {
                     return Err(Fatal::Invalid(format!(
@@ -612,28 +608,6 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         }
         self.metrics.finalized_number.set(tip.number as i64);
         Ok(())
-    }
-
-    /// Forkchoice with head, safe and finalized all at `tip`.
-    async fn finalize_at(&mut self, tip: ExecutionTip) -> Result<(), Fatal> {
-        let state = self.forkchoice(tip);
-        match self
-            .answered("engine_forkchoiceUpdatedV3", |engine| async move {
-                engine.forkchoice_updated(state, None).await
-            })
-            .await
-        {
-            Ok(_) => {
-                self.record_update(state, tip);
-                self.metrics.finalized_number.set(tip.number as i64);
-                Ok(())
-            }
-            Err(EngineError::Storage(reason)) => Err(Fatal::Storage(reason)),
-            Err(e) => Err(Fatal::Invalid(format!(
-                "engine refused to finalize {} (number {}): {e}",
-                tip.hash, tip.number
-            ))),
-        }
     }
 
     /// Processes marshal's update; `false` when the executor must stop.
@@ -716,7 +690,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
 
     /// The slot's payload for this operator as leader, on `parent`.
     async fn build(&mut self, slot: u64, parent: ExecutionTip) -> Option<ExecutionPayloadV3> {
-        let timestamp = self.slot_timestamp(slot);
+        let timestamp = self.clock.slot_timestamp(slot);
         if timestamp <= parent.timestamp {
             debug!(slot, "the parent already carries this slot's payload");
             return None;
@@ -878,12 +852,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
             .await;
         match status {
             Ok(status) => {
-                self.metrics
-                    .payload_status
-                    .get_or_create(&StatusLabel {
-                        status: status.status.as_str().into(),
-                    })
-                    .inc();
+                self.count_status(&status.status);
                 match status.status {
                     PayloadStatusEnum::Valid => PayloadVerdict::Valid,
                     PayloadStatusEnum::Invalid { validation_error } => {

@@ -219,12 +219,9 @@ impl ExecutionEngine for Refusing {
         _payload: ExecutionPayloadV3,
         _root: B256,
     ) -> Result<PayloadStatus, EngineError> {
-        Ok(PayloadStatus {
-            status: PayloadStatusEnum::Invalid {
-                validation_error: "refused by the test".into(),
-            },
-            latest_valid_hash: None,
-        })
+        Ok(PayloadStatus::from_status(PayloadStatusEnum::Invalid {
+            validation_error: "refused by the test".into(),
+        }))
     }
     async fn forkchoice_updated(
         &self,
