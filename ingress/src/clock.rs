@@ -10,6 +10,12 @@ pub struct SlotClock {
     /// Ethereum divides a slot in 3 intervals: attest at 1/3, aggregate at 2/3.
     pub intervals_per_slot: u32,
     pub slots_per_epoch: u64,
+    /// How far this node's clock reads ahead of the cluster's (negative: behind), in
+    /// milliseconds. Zero on a real node, whose clock simply is what it is; the simulation sets
+    /// it to give one operator a skewed clock on a runtime all operators share. Slot starts and
+    /// boundaries are when this node *believes* they happen; the agreed slot timestamp (what
+    /// goes into an execution payload) does not move with it.
+    pub skew_ms: i64,
 }
 
 impl SlotClock {
@@ -20,6 +26,17 @@ impl SlotClock {
             slot_duration: Duration::from_secs(12),
             intervals_per_slot: 3,
             slots_per_epoch: 32,
+            skew_ms: 0,
+        }
+    }
+
+    /// Genesis as this node's clock sees it: a clock that reads ahead reaches every slot early.
+    fn local_genesis(&self) -> SystemTime {
+        let skew = Duration::from_millis(self.skew_ms.unsigned_abs());
+        if self.skew_ms >= 0 {
+            self.genesis.checked_sub(skew).unwrap_or(self.genesis)
+        } else {
+            self.genesis + skew
         }
     }
 
@@ -39,7 +56,7 @@ impl SlotClock {
 
     /// The slot at `now`, or `None` before genesis.
     pub fn slot_at(&self, now: SystemTime) -> Option<u64> {
-        let since = now.duration_since(self.genesis).ok()?;
+        let since = now.duration_since(self.local_genesis()).ok()?;
         Some((since.as_nanos() / self.slot_duration.as_nanos()) as u64)
     }
 
@@ -48,17 +65,20 @@ impl SlotClock {
         self.slot_at(now).unwrap_or(0)
     }
 
+    /// When this node believes `slot` starts.
     pub fn slot_start(&self, slot: u64) -> SystemTime {
-        self.genesis
-            + self
-                .slot_duration
-                .saturating_mul(slot.min(u32::MAX as u64) as u32)
+        self.local_genesis() + self.since_genesis(slot)
+    }
+
+    fn since_genesis(&self, slot: u64) -> Duration {
+        self.slot_duration
+            .saturating_mul(slot.min(u32::MAX as u64) as u32)
     }
 
     /// The execution payload timestamp of `slot`: its start in whole Unix seconds, as the
     /// Engine API counts time (0 for a clock set before the Unix epoch).
     pub fn slot_timestamp(&self, slot: u64) -> u64 {
-        self.slot_start(slot)
+        (self.genesis + self.since_genesis(slot))
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
@@ -83,12 +103,13 @@ impl SlotClock {
 
     /// The first interval boundary strictly after `now`.
     pub fn next_interval_boundary(&self, now: SystemTime) -> SystemTime {
-        let Ok(since) = now.duration_since(self.genesis) else {
-            return self.genesis;
+        let genesis = self.local_genesis();
+        let Ok(since) = now.duration_since(genesis) else {
+            return genesis;
         };
         let interval = self.interval_duration().as_nanos();
         let next = (since.as_nanos() / interval + 1) * interval;
-        self.genesis + Duration::from_nanos(next as u64)
+        genesis + Duration::from_nanos(next as u64)
     }
 }
 
@@ -114,6 +135,38 @@ mod tests {
         assert_eq!(
             c.next_interval_boundary(genesis + Duration::from_millis(4100)),
             genesis + Duration::from_secs(8)
+        );
+    }
+
+    #[test]
+    fn a_skewed_clock_moves_slot_boundaries_but_not_the_slot_timestamp() {
+        let genesis = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let ahead = SlotClock {
+            skew_ms: 300,
+            ..SlotClock::mainnet(genesis)
+        };
+        let behind = SlotClock {
+            skew_ms: -300,
+            ..SlotClock::mainnet(genesis)
+        };
+        assert_eq!(ahead.slot_start(1), genesis + Duration::from_millis(11_700));
+        assert_eq!(
+            behind.slot_start(1),
+            genesis + Duration::from_millis(12_300)
+        );
+        assert_eq!(
+            ahead.current_slot(genesis + Duration::from_millis(11_800)),
+            1
+        );
+        assert_eq!(
+            behind.current_slot(genesis + Duration::from_millis(12_200)),
+            0
+        );
+        assert_eq!(ahead.slot_timestamp(2), 1024);
+        assert_eq!(behind.slot_timestamp(2), 1024);
+        assert_eq!(
+            behind.next_interval_boundary(genesis + Duration::from_secs(4)),
+            genesis + Duration::from_millis(4300)
         );
     }
 }

@@ -4,7 +4,7 @@ mod bench;
 
 use clap::{Parser, Subcommand};
 use cohort_simulation::{
-    Crash, EngineFault, InjectedBug, Partition, Report, SimConfig,
+    FaultArgs, InjectedBug, Report, SimConfig,
     campaign::{self, CampaignReport, Plan},
 };
 use std::{process::ExitCode, time::Duration};
@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a whole cluster in the deterministic simulator from one seed.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Measure one operator's CPU per validator-duty (sign share, decode, recover, verify)
     /// against one plain blst sign + verify, and per slot at given validator counts.
     BenchSigning(BenchArgs),
@@ -171,75 +171,14 @@ struct SimulateArgs {
     /// Seed of the run: the same seed and flags replay the same run bit for bit.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Mean one-way link latency in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    latency_ms: u64,
-    /// Link jitter (standard deviation) in milliseconds.
-    #[arg(long, default_value_t = 5)]
-    jitter_ms: u64,
-    /// Probability that a message is delivered (0..=1).
-    #[arg(long, default_value_t = 1.0)]
-    delivery: f64,
-    /// Slot length in seconds.
-    #[arg(long, default_value_t = 12)]
-    slot_seconds: u64,
-    /// Operator offline: `I` (never starts) or `I@S` (starts at slot S). Repeatable.
-    #[arg(long, value_parser = parse_offline)]
-    offline: Vec<(usize, Option<u64>)>,
-    /// Operator crash: `I@S` (crashes during slot S, never returns) or `I@S-R` (restarts with
-    /// its storage at slot R). Repeatable, one per operator.
-    #[arg(long, value_parser = parse_crash)]
-    crash: Vec<Crash>,
-    /// Byzantine operator `I`: sends well-formed but wrong partial signatures. Repeatable.
-    #[arg(long)]
-    byzantine: Vec<usize>,
-    /// Network partition `I,J@S-H`: operators I and J cut off from the rest from the start of
-    /// slot S until slot H. Repeatable, not overlapping in time.
-    #[arg(long, value_parser = Partition::parse)]
-    partition: Vec<Partition>,
-    /// Execution engine fault `I:KIND@S-E`: operator I's engine answers SYNCING (`syncing`),
-    /// never answers (`hang`) or calls every payload INVALID (`invalid`, which stops that
-    /// operator's executor) from slot S until slot E. Repeatable.
-    #[arg(long = "engine-fault", value_parser = EngineFault::parse)]
-    engine_fault: Vec<EngineFault>,
+    #[command(flatten)]
+    faults: FaultArgs,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
     /// Log filter for the actors' logs (e.g. `info`, `cohort_actors=debug`); off by default.
     #[arg(long)]
     log: Option<String>,
-}
-
-fn parse_offline(value: &str) -> Result<(usize, Option<u64>), String> {
-    let (index, slot) = match value.split_once('@') {
-        Some((i, s)) => (i, Some(s)),
-        None => (value, None),
-    };
-    let index = index
-        .parse()
-        .map_err(|_| format!("offline: '{value}' is not an operator index (I or I@SLOT)"))?;
-    let slot = slot
-        .map(|s| {
-            s.parse()
-                .map_err(|_| format!("offline: '{value}' has no valid slot after '@'"))
-        })
-        .transpose()?;
-    Ok((index, slot))
-}
-
-fn parse_crash(value: &str) -> Result<Crash, String> {
-    let bad = || format!("crash: '{value}' is not I@SLOT or I@SLOT-RESTART_SLOT");
-    let (operator, slots) = value.split_once('@').ok_or_else(bad)?;
-    let operator = operator.parse().map_err(|_| bad())?;
-    let (slot, restart_slot) = match slots.split_once('-') {
-        Some((slot, restart)) => (slot, Some(restart.parse().map_err(|_| bad())?)),
-        None => (slots, None),
-    };
-    Ok(Crash {
-        operator,
-        slot: slot.parse().map_err(|_| bad())?,
-        restart_slot,
-    })
 }
 
 fn print_summary(report: &Report) {
@@ -294,6 +233,17 @@ fn print_summary(report: &Report) {
     for (operator, count) in &report.invalid_partials_by_operator {
         println!(
             "  invalid partial signatures from operator {operator}: {count} (dropped by the others)"
+        );
+    }
+    if !report.blocked.is_empty() {
+        let pairs: Vec<String> = report
+            .blocked
+            .iter()
+            .map(|(by, peer)| format!("{peer} by {by}"))
+            .collect();
+        println!(
+            "  operators blocked for what they sent: {}",
+            pairs.join(", ")
         );
     }
     if report.restarts > 0 {
@@ -602,19 +552,10 @@ fn main() -> ExitCode {
             if let Err(code) = init_logs(args.log.as_deref()) {
                 return code;
             }
-            let config = SimConfig {
+            let config = args.faults.apply(SimConfig {
                 seed: args.seed,
-                latency: Duration::from_millis(args.latency_ms),
-                jitter: Duration::from_millis(args.jitter_ms),
-                delivery: args.delivery,
-                slot_duration: Duration::from_secs(args.slot_seconds),
-                offline: args.offline,
-                crashes: args.crash,
-                byzantine: args.byzantine,
-                partitions: args.partition,
-                engine_faults: args.engine_fault,
                 ..args.shape.base()
-            };
+            });
             simulate(config, args.json, None)
         }
     }
@@ -624,6 +565,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use cohort_simulation::Partition;
 
     #[test]
     fn the_command_line_is_consistent() {

@@ -2,7 +2,10 @@
 //! failure is one `(plan, seed)` pair away from a bit-for-bit replay, and a failing run can be
 //! shrunk to the smallest set of faults that still breaks it.
 
-use crate::{Crash, Partition, Report, SimConfig, Violation, run};
+use crate::{
+    ClockSkew, Crash, EngineFault, EngineFaultKind, FaultArgs, Partition, Report, SimConfig,
+    SourceFault, SourceFaultKind, Violation, run,
+};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
@@ -27,20 +30,30 @@ pub enum Plan {
     Crash,
     /// A group of operators (possibly more than `f`) is cut off for a few slots, then healed.
     Partition,
-    /// Up to `f` operators send well-formed but wrong partial signatures.
+    /// Up to `f` byzantine operators, each sending well-formed but wrong partial signatures,
+    /// flooding every channel with junk and replays, or equivocating in consensus.
     Byzantine,
-    /// Network faults plus up to `f` faulty operators, each crashed, late or byzantine, and
-    /// sometimes a partition.
+    /// Operators' clocks reading up to a twelfth of a slot ahead or behind.
+    Clock,
+    /// Up to `f` execution engines answering SYNCING, hanging or calling payloads INVALID.
+    Engine,
+    /// Up to `f` beacon nodes answering late or not at all for a few slots.
+    Source,
+    /// Network faults plus up to `f` faulty operators, each drawn from every kind above, skewed
+    /// clocks one run in two, and a partition one run in three.
     Mixed,
 }
 
 impl Plan {
-    pub const ALL: [Plan; 6] = [
+    pub const ALL: [Plan; 9] = [
         Plan::Calm,
         Plan::Network,
         Plan::Crash,
         Plan::Partition,
         Plan::Byzantine,
+        Plan::Clock,
+        Plan::Engine,
+        Plan::Source,
         Plan::Mixed,
     ];
 
@@ -51,6 +64,9 @@ impl Plan {
             Plan::Crash => "crash",
             Plan::Partition => "partition",
             Plan::Byzantine => "byzantine",
+            Plan::Clock => "clock",
+            Plan::Engine => "engine",
+            Plan::Source => "source",
             Plan::Mixed => "mixed",
         }
     }
@@ -68,13 +84,15 @@ impl Plan {
     /// The run this plan draws for `seed`: `base`'s cluster size, validators, slots and slot
     /// length, with faults drawn from the seed (and nothing else).
     pub fn config(&self, seed: u64, base: &SimConfig) -> SimConfig {
+        // The shape comes from `base`; every fault from the seed alone.
         let mut config = SimConfig {
             seed,
-            offline: Vec::new(),
-            crashes: Vec::new(),
-            byzantine: Vec::new(),
-            partitions: Vec::new(),
-            ..base.clone()
+            operators: base.operators,
+            validators: base.validators,
+            slots: base.slots,
+            slot_duration: base.slot_duration,
+            injected_bug: base.injected_bug,
+            ..SimConfig::default()
         };
         let mut draw = Draw::new(*self, seed);
         let n = config.operators;
@@ -92,22 +110,50 @@ impl Plan {
             Plan::Partition => config.partitions.push(partition(&mut draw, n, slots)),
             Plan::Byzantine => {
                 let count = 1 + draw.below(f as u64) as usize;
-                config.byzantine = draw.operators(n, count);
+                for operator in draw.operators(n, count) {
+                    byzantine(&mut draw, &mut config, operator);
+                }
+            }
+            Plan::Clock => skews(&mut draw, &mut config),
+            Plan::Engine => {
+                let count = 1 + draw.below(f as u64) as usize;
+                for operator in draw.operators(n, count) {
+                    config
+                        .engine_faults
+                        .push(engine_fault(&mut draw, operator, slots));
+                }
+            }
+            Plan::Source => {
+                let count = 1 + draw.below(f as u64) as usize;
+                for operator in draw.operators(n, count) {
+                    config
+                        .source_faults
+                        .push(source_fault(&mut draw, operator, slots));
+                }
             }
             Plan::Mixed => {
                 network(&mut draw, &mut config, false);
                 let faulty = draw.below(f as u64 + 1) as usize;
                 for operator in draw.operators(n, faulty) {
-                    match draw.below(4) {
+                    match draw.below(7) {
                         0 | 1 => config.crashes.push(crash(&mut draw, operator, slots)),
                         2 => config
                             .offline
                             .push((operator, Some(1 + draw.below(slots / 2)))),
-                        _ => config.byzantine.push(operator),
+                        3 | 4 => byzantine(&mut draw, &mut config, operator),
+                        5 => config
+                            .engine_faults
+                            .push(engine_fault(&mut draw, operator, slots)),
+                        _ => config
+                            .source_faults
+                            .push(source_fault(&mut draw, operator, slots)),
                     }
                 }
                 if draw.below(3) == 0 {
                     config.partitions.push(partition(&mut draw, n, slots));
+                }
+                if draw.below(2) == 0 {
+                    skews(&mut draw, &mut config);
                 }
             }
         }
@@ -144,6 +190,58 @@ fn crash(draw: &mut Draw, operator: usize, slots: u64) -> Crash {
         operator,
         slot,
         restart_slot,
+    }
+}
+
+/// One byzantine operator of a kind drawn from the seed.
+fn byzantine(draw: &mut Draw, config: &mut SimConfig, operator: usize) {
+    match draw.below(3) {
+        0 => config.byzantine.push(operator),
+        1 => config.noisy.push(operator),
+        _ => config.equivocators.push(operator),
+    }
+}
+
+/// Each operator's clock, one in two, up to a twelfth of a slot (1 s of 12) ahead or behind.
+fn skews(draw: &mut Draw, config: &mut SimConfig) {
+    let bound = (config.slot_duration.as_millis() / 12) as u64;
+    for operator in 0..config.operators {
+        if draw.below(2) == 0 {
+            let millis = draw.below(2 * bound + 1) as i64 - bound as i64;
+            config.skews.push(ClockSkew { operator, millis });
+        }
+    }
+}
+
+/// An engine that syncs or hangs for 1..=6 slots, or (one time in four) calls a payload
+/// INVALID, which stops that operator's executor for good.
+fn engine_fault(draw: &mut Draw, operator: usize, slots: u64) -> EngineFault {
+    let kind = match draw.below(4) {
+        0 => EngineFaultKind::Invalid,
+        1 => EngineFaultKind::Hang,
+        _ => EngineFaultKind::Syncing,
+    };
+    let from_slot = 1 + draw.below((slots * 2 / 3).max(1));
+    EngineFault {
+        operator,
+        kind,
+        from_slot,
+        to_slot: from_slot + 1 + draw.below(6),
+    }
+}
+
+/// A beacon node answering 0.5..3 s late, or not at all, for 1..=6 slots.
+fn source_fault(draw: &mut Draw, operator: usize, slots: u64) -> SourceFault {
+    let kind = match draw.below(2) {
+        0 => SourceFaultKind::Late(500 + 100 * draw.below(26)),
+        _ => SourceFaultKind::Absent,
+    };
+    let from_slot = 1 + draw.below((slots * 2 / 3).max(1));
+    SourceFault {
+        operator,
+        kind,
+        from_slot,
+        to_slot: from_slot + 1 + draw.below(6),
     }
 }
 
@@ -211,6 +309,10 @@ pub struct CorpusEntry {
     pub found: String,
     /// The bug it found, in one line.
     pub note: String,
+    /// The network and faults the plan drew for the seed when the entry was found, as
+    /// `simulate` flags: plans gain new faults over time, and the entry must keep replaying
+    /// the run that failed, not whatever the plan draws for its seed today.
+    pub faults: String,
 }
 
 impl CorpusEntry {
@@ -225,13 +327,17 @@ impl CorpusEntry {
     }
 
     /// The run this entry replays.
-    pub fn config(&self) -> SimConfig {
-        self.plan.config(self.seed, &self.base())
+    pub fn config(&self) -> Result<SimConfig, String> {
+        let faults = FaultArgs::parse(&self.faults)?;
+        Ok(faults.apply(SimConfig {
+            seed: self.seed,
+            ..self.base()
+        }))
     }
 
     /// The command that replays this entry.
-    pub fn replay(&self) -> String {
-        replay_command(self.plan, self.seed, &self.base())
+    pub fn replay(&self) -> Result<String, String> {
+        self.config().map(|config| config.replay_command())
     }
 }
 
@@ -242,7 +348,7 @@ pub fn parse_corpus(text: &str) -> Result<Vec<CorpusEntry>, String> {
     for entry in &entries {
         entry
             .config()
-            .validate()
+            .and_then(|config| config.validate())
             .map_err(|err| format!("corpus: {} seed {}: {err}", entry.plan, entry.seed))?;
         if entry.note.trim().is_empty() {
             return Err(format!(
@@ -485,12 +591,38 @@ fn smaller(config: &SimConfig) -> Vec<SimConfig> {
         byzantine,
         ..config.clone()
     }));
+    out.extend(each_without(&config.noisy).map(|noisy| SimConfig {
+        noisy,
+        ..config.clone()
+    }));
+    out.extend(
+        each_without(&config.equivocators).map(|equivocators| SimConfig {
+            equivocators,
+            ..config.clone()
+        }),
+    );
     out.extend(
         each_without(&config.partitions).map(|partitions| SimConfig {
             partitions,
             ..config.clone()
         }),
     );
+    out.extend(
+        each_without(&config.engine_faults).map(|engine_faults| SimConfig {
+            engine_faults,
+            ..config.clone()
+        }),
+    );
+    out.extend(
+        each_without(&config.source_faults).map(|source_faults| SimConfig {
+            source_faults,
+            ..config.clone()
+        }),
+    );
+    out.extend(each_without(&config.skews).map(|skews| SimConfig {
+        skews,
+        ..config.clone()
+    }));
     if config.delivery < 1.0 {
         out.push(SimConfig {
             delivery: 1.0,
@@ -516,6 +648,8 @@ fn smaller(config: &SimConfig) -> Vec<SimConfig> {
         .map(|c| c.restart_slot.unwrap_or(c.slot) + 1)
         .chain(config.offline.iter().filter_map(|(_, s)| s.map(|s| s + 1)))
         .chain(config.partitions.iter().map(|p| p.heal_slot + 1))
+        .chain(config.engine_faults.iter().map(|f| f.to_slot + 1))
+        .chain(config.source_faults.iter().map(|f| f.to_slot + 1))
         .max()
         .unwrap_or(1);
     for slots in [config.slots / 2, config.slots * 3 / 4, config.slots - 1] {

@@ -5,13 +5,17 @@
 //! not seen the slot's block yet and answers with the previous head, as real nodes do. The
 //! cluster must still agree on one value (the leader's) and followers must accept it.
 
-use crate::beacon::DevnetChain;
+use crate::{
+    beacon::DevnetChain,
+    faults::{SourceFault, SourceFaultKind},
+};
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
     ProposerDuty, Root, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SlotClock,
     SourceError, keys::Signature,
 };
 use commonware_cryptography::{Hasher, Sha256};
+use commonware_runtime::{Clock as _, deterministic};
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -37,6 +41,11 @@ impl DevnetBeacon {
             validators,
             clock,
         }
+    }
+
+    /// The beacon node's own clock.
+    pub fn clock(&self) -> &SlotClock {
+        &self.clock
     }
 
     /// The slot in `epoch` at which `validator` attests.
@@ -158,11 +167,23 @@ impl DevnetBeacon {
 /// One operator's devnet beacon node as a duty source and sink. The finalized checkpoint is
 /// that of the latest slot the node has been asked about, which is what a node following the
 /// chain would report. Blocks, aggregates and submissions go to the shared chain.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DevnetSource {
     beacon: DevnetBeacon,
     chain: DevnetChain,
     latest_slot: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Windows in which this beacon node answers late or not at all, with the runtime that
+    /// tells the time and sleeps.
+    faults: Option<(std::sync::Arc<deterministic::Context>, Vec<SourceFault>)>,
+}
+
+impl std::fmt::Debug for DevnetSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevnetSource")
+            .field("beacon", &self.beacon)
+            .field("faults", &self.faults.as_ref().map(|(_, faults)| faults))
+            .finish()
+    }
 }
 
 impl DevnetSource {
@@ -171,7 +192,53 @@ impl DevnetSource {
             beacon,
             chain,
             latest_slot: Default::default(),
+            faults: None,
         }
+    }
+
+    /// This source, answering late or not at all during `faults`' windows.
+    pub fn with_faults(
+        mut self,
+        context: deterministic::Context,
+        faults: Vec<SourceFault>,
+    ) -> Self {
+        if !faults.is_empty() {
+            self.faults = Some((std::sync::Arc::new(context), faults));
+        }
+        self
+    }
+
+    /// Waits out a late answer, or fails while the beacon node is down.
+    async fn answer(&self) -> Result<(), String> {
+        let Some((context, faults)) = &self.faults else {
+            return Ok(());
+        };
+        let slot = self.beacon.clock().current_slot(context.current());
+        match faults.iter().find(|fault| fault.covers(slot)) {
+            None => Ok(()),
+            Some(SourceFault {
+                kind: SourceFaultKind::Late(millis),
+                ..
+            }) => {
+                context.sleep(Duration::from_millis(*millis)).await;
+                Ok(())
+            }
+            Some(SourceFault {
+                kind: SourceFaultKind::Absent,
+                to_slot,
+                ..
+            }) => Err(format!(
+                "devnet beacon node is down until slot {to_slot} (injected fault)"
+            )),
+        }
+    }
+
+    async fn source(&self) -> Result<(), SourceError> {
+        self.answer().await.map_err(SourceError::Unavailable)
+    }
+
+    async fn sink(&self) -> Result<(), SinkError> {
+        self.answer().await.map_err(SinkError::Unavailable)
     }
 }
 
@@ -180,35 +247,42 @@ impl DutySink for DevnetSource {
         &self,
         attestations: Vec<SignedAttestation>,
     ) -> Result<(), SinkError> {
+        self.sink().await?;
         self.chain.submit_attestations(attestations)
     }
 
     async fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
+        self.sink().await?;
         self.chain.submit_block(block)
     }
 
     async fn submit_aggregate(&self, aggregate: SignedAggregate) -> Result<(), SinkError> {
+        self.sink().await?;
         self.chain.submit_aggregate(aggregate)
     }
 }
 
 impl DutySource for DevnetSource {
     async fn attester_duties(&self, epoch: u64) -> Result<Vec<AttesterDuty>, SourceError> {
+        self.source().await?;
         Ok(self.beacon.duties(epoch))
     }
 
     async fn attestation_data(&self, slot: u64) -> Result<AttestationData, SourceError> {
+        self.source().await?;
         self.latest_slot
             .fetch_max(slot, std::sync::atomic::Ordering::Relaxed);
         Ok(self.beacon.attestation_data_for(slot))
     }
 
     async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
+        self.source().await?;
         let slot = self.latest_slot.load(std::sync::atomic::Ordering::Relaxed);
         Ok(self.beacon.finalized_for(slot))
     }
 
     async fn proposer_duties(&self, epoch: u64) -> Result<Vec<ProposerDuty>, SourceError> {
+        self.source().await?;
         Ok(self.beacon.proposer_duties(epoch))
     }
 
@@ -218,10 +292,12 @@ impl DutySource for DevnetSource {
         proposer_index: u64,
         randao_reveal: Signature,
     ) -> Result<BlockHeader, SourceError> {
+        self.source().await?;
         self.chain.build_block(slot, proposer_index, &randao_reveal)
     }
 
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+        self.source().await?;
         self.chain.aggregate(&data)
     }
 }

@@ -3,10 +3,13 @@
 //! included): the same config gives the same `outcome_digest` and runtime audit, bit for bit.
 
 pub mod beacon;
+mod bounds;
+mod byzantine;
 pub mod campaign;
 mod counting;
 pub mod devnet;
 pub mod engine_fault;
+pub mod faults;
 mod operator;
 
 use beacon::{DevnetChain, Kind};
@@ -33,6 +36,7 @@ use std::{
 
 pub use devnet::{DevnetBeacon, DevnetSource};
 pub use engine_fault::{EngineFault, EngineFaultKind};
+pub use faults::{ClockSkew, FaultArgs, SourceFault, SourceFaultKind};
 
 /// One simulation run's inputs.
 #[derive(Clone, Debug)]
@@ -60,6 +64,15 @@ pub struct SimConfig {
     pub injected_bug: Option<InjectedBug>,
     /// Execution engines that answer SYNCING, hang or call payloads INVALID for a while.
     pub engine_faults: Vec<EngineFault>,
+    /// Byzantine operators that flood every channel with malformed, oversized, mutated and
+    /// replayed messages besides their honest work.
+    pub noisy: Vec<usize>,
+    /// Byzantine operators that send a second, conflicting consensus vote for each view.
+    pub equivocators: Vec<usize>,
+    /// Operators whose clock reads ahead of or behind the cluster's.
+    pub skews: Vec<ClockSkew>,
+    /// Operators whose beacon node answers late or not at all for a while.
+    pub source_faults: Vec<SourceFault>,
 }
 
 /// Bugs a run can inject on purpose: each must be caught by an invariant within a bounded
@@ -151,6 +164,10 @@ impl Default for SimConfig {
             partitions: Vec::new(),
             injected_bug: None,
             engine_faults: Vec::new(),
+            noisy: Vec::new(),
+            equivocators: Vec::new(),
+            skews: Vec::new(),
+            source_faults: Vec::new(),
         }
     }
 }
@@ -209,9 +226,37 @@ impl SimConfig {
                 ));
             }
         }
-        for index in &self.byzantine {
-            if *index >= self.operators {
-                return Err(format!("byzantine: operator {index} does not exist"));
+        for (flag, operators) in [
+            ("byzantine", &self.byzantine),
+            ("noise", &self.noisy),
+            ("equivocate", &self.equivocators),
+        ] {
+            if let Some(index) = operators.iter().find(|i| **i >= self.operators) {
+                return Err(format!("{flag}: operator {index} does not exist"));
+            }
+        }
+        for skew in &self.skews {
+            if skew.operator >= self.operators {
+                return Err(format!(
+                    "clock-skew: operator {} does not exist",
+                    skew.operator
+                ));
+            }
+            // Beyond a third of a slot an operator's view of "now" no longer shares an
+            // interval with the cluster's; that is a broken node, not a skewed clock.
+            if skew.millis.unsigned_abs() as u128 > self.slot_duration.as_millis() / 3 {
+                return Err(format!(
+                    "clock-skew: {} ms is more than a third of a slot",
+                    skew.millis
+                ));
+            }
+        }
+        for fault in &self.source_faults {
+            if fault.operator >= self.operators {
+                return Err(format!(
+                    "source-fault: operator {} does not exist",
+                    fault.operator
+                ));
             }
         }
         for partition in &self.partitions {
@@ -265,7 +310,15 @@ impl SimConfig {
             return None;
         }
         let f = (self.operators - 1) / 3;
-        let mut permanent: BTreeSet<usize> = self.byzantine.iter().copied().collect();
+        // Byzantine operators of every kind never heal. A skewed clock is not a fault the
+        // cluster is excused for: within a third of a slot it must not cost a duty.
+        let mut permanent: BTreeSet<usize> = self
+            .byzantine
+            .iter()
+            .chain(&self.noisy)
+            .chain(&self.equivocators)
+            .copied()
+            .collect();
         // The last slot a fault began or ended in; none means every slot is owed, from 0.
         let mut healed: Option<u64> = None;
         let mut heal = |slot: u64| healed = Some(healed.map_or(slot, |h: u64| h.max(slot)));
@@ -299,6 +352,15 @@ impl SimConfig {
                 EngineFaultKind::Syncing | EngineFaultKind::Hang => heal(fault.to_slot),
             }
         }
+        for fault in &self.source_faults {
+            heal(fault.to_slot);
+        }
+        // Peers block a noisy or equivocating operator once they see what it sends; until
+        // simplex skips a silent leader, each view it leads then costs a leader timeout, as a
+        // crash at slot 0 would.
+        if !self.noisy.is_empty() || !self.equivocators.is_empty() {
+            heal(0);
+        }
         if permanent.len() > f {
             return None;
         }
@@ -308,44 +370,15 @@ impl SimConfig {
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
         let mut cmd = format!(
-            "cargo run --release -p cohort-node -- simulate --operators {} --validators {} --slots {} --seed {} --latency-ms {} --jitter-ms {} --delivery {}",
+            "cargo run --release -p cohort-node -- simulate --operators {} --validators {} --slots {} --seed {} {}",
             self.operators,
             self.validators,
             self.slots,
             self.seed,
-            self.latency.as_millis(),
-            self.jitter.as_millis(),
-            self.delivery
+            self.fault_flags()
         );
-        for (index, until) in &self.offline {
-            match until {
-                Some(slot) => cmd.push_str(&format!(" --offline {index}@{slot}")),
-                None => cmd.push_str(&format!(" --offline {index}")),
-            }
-        }
-        for crash in &self.crashes {
-            match crash.restart_slot {
-                Some(restart) => cmd.push_str(&format!(
-                    " --crash {}@{}-{}",
-                    crash.operator, crash.slot, restart
-                )),
-                None => cmd.push_str(&format!(" --crash {}@{}", crash.operator, crash.slot)),
-            }
-        }
-        for index in &self.byzantine {
-            cmd.push_str(&format!(" --byzantine {index}"));
-        }
-        for partition in &self.partitions {
-            cmd.push_str(&format!(" --partition {}", partition.flag()));
-        }
-        for fault in &self.engine_faults {
-            cmd.push_str(&format!(" --engine-fault {}", fault.flag()));
-        }
         if let Some(bug) = self.injected_bug {
             cmd.push_str(&format!(" --inject-bug {}", bug.name()));
-        }
-        if self.slot_duration != Duration::from_secs(12) {
-            cmd.push_str(&format!(" --slot-seconds {}", self.slot_duration.as_secs()));
         }
         cmd
     }
@@ -442,6 +475,10 @@ pub struct Report {
     pub liveness_from: Option<u64>,
     /// Restarts of crashed operators during the run.
     pub restarts: u64,
+    /// `(by, peer)`: operator `by` blocked `peer` for a message it sent.
+    pub blocked: Vec<(usize, usize)>,
+    /// The most any operator held at once in each in-memory collection (`*_held` gauges).
+    pub max_held: BTreeMap<String, u64>,
     /// Finalized cluster blocks that carried an execution payload.
     pub execution_blocks: u64,
     /// The lowest finalized execution height among the live operators' engines at the end.
@@ -507,6 +544,10 @@ struct Observed {
     built: BTreeMap<(usize, u64), cohort_engine::B256>,
     prebuild: PrebuildCounts,
     share_signatures: u64,
+    /// The most any operator held at once, by `*_held` gauge.
+    max_held: BTreeMap<String, u64>,
+    /// `(operator, gauge)` pairs already reported over their bound, so a leak is one violation.
+    over_bound: BTreeSet<(usize, String)>,
     violations: Vec<Violation>,
 }
 
@@ -542,6 +583,30 @@ impl Observed {
                 ),
             ),
             _ => {}
+        }
+    }
+
+    /// No in-memory collection grows without bound: every `*_held` gauge stays within a bound
+    /// set by the cluster's shape alone.
+    fn on_held(&mut self, encoded: &str, validators: u64, operators: u64, slot_now: u64) {
+        for (operator, name, value) in bounds::held(encoded) {
+            let max = self.max_held.entry(name.clone()).or_default();
+            *max = (*max).max(value);
+            let bound = bounds::bound(&name, validators, operators);
+            if bound.is_some_and(|bound| value <= bound)
+                || !self.over_bound.insert((operator, name.clone()))
+            {
+                continue;
+            }
+            let detail = match bound {
+                Some(bound) => {
+                    format!("operator {operator}'s {name} is {value}, over its bound {bound}")
+                }
+                None => {
+                    format!("operator {operator}'s {name} has no bound in simulation/src/bounds.rs")
+                }
+            };
+            self.violation("bounded_in_memory_state", slot_now, detail);
         }
     }
 
@@ -727,6 +792,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         slot_duration: config.slot_duration,
         intervals_per_slot: 3,
         slots_per_epoch: 32,
+        skew_ms: 0,
     };
 
     let block_cfg = BlockCfg::default();
@@ -846,13 +912,20 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     let crashes: BTreeMap<usize, Crash> = config.crashes.iter().map(|c| (c.operator, *c)).collect();
     let restarts = Arc::new(AtomicU64::new(0));
     let engines: operator::Engines = Default::default();
+    let taps = byzantine::Taps::new(config.noisy.iter().map(|i| keys[*i].public_key()));
     for (index, key) in keys.iter().enumerate() {
+        let skew_ms = config
+            .skews
+            .iter()
+            .filter(|s| s.operator == index)
+            .map(|s| s.millis)
+            .sum();
         let setup = operator::OperatorSetup {
             index,
             key: key.clone(),
             participants: participants.clone(),
             committee: committee.clone(),
-            clock,
+            clock: SlotClock { skew_ms, ..clock },
             seed: config.seed,
             validators: config.validators,
             heartbeat,
@@ -878,6 +951,16 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 .filter(|f| f.operator == index)
                 .copied()
                 .collect(),
+            source_faults: config
+                .source_faults
+                .iter()
+                .filter(|f| f.operator == index)
+                .copied()
+                .collect(),
+            noisy: config.noisy.contains(&index),
+            equivocates: config.equivocators.contains(&index),
+            taps: taps.clone(),
+            max_message_size: max_size,
         };
         // Each life of an operator: (start, crash) times. Storage outlives every life.
         let mut lives: Vec<(SystemTime, Option<SystemTime>)> = Vec::new();
@@ -955,6 +1038,12 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         while let Ok(operator) = crash_receiver.try_recv() {
             observed.on_crash(operator);
         }
+        observed.on_held(
+            &commonware_runtime::Metrics::encode(&context),
+            config.validators,
+            n as u64,
+            slot,
+        );
     }
 
     // An operator whose engine misbehaved learns decisions late (syncing, hanging) or never
@@ -1081,8 +1170,16 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             .iter()
             .any(|f| f.operator == *operator && f.kind == EngineFaultKind::Invalid)
     };
+    // A byzantine operator's own actors are honest code, but its peers may block it for what
+    // it sends: what it learns of the cluster's duties and chain is not owed to anyone.
+    let byzantine = |operator: &usize| {
+        config.byzantine.contains(operator)
+            || config.noisy.contains(operator)
+            || config.equivocators.contains(operator)
+    };
     let always_up = |operator: &usize| {
-        !offline.contains_key(operator)
+        !byzantine(operator)
+            && !offline.contains_key(operator)
             && !crashes.contains_key(operator)
             && !engine_stopped(operator)
     };
@@ -1303,7 +1400,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
                 ),
             );
         }
-        if liveness_from.is_some() && tip.number < settled {
+        if liveness_from.is_some() && !byzantine(&operator) && tip.number < settled {
             observed.violation(
                 "engine_converged",
                 config.slots,
@@ -1369,6 +1466,25 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             by_position.insert(position, index);
         }
     }
+    // Who blocked whom for what it sent: only byzantine operators may ever be blocked.
+    let index_of = |key: &PublicKey| keys.iter().position(|k| k.public_key() == *key);
+    let mut blocked: Vec<(usize, usize)> = oracle
+        .blocked()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(by, peer)| Some((index_of(by)?, index_of(peer)?)))
+        .collect();
+    blocked.sort_unstable();
+    for (by, peer) in &blocked {
+        if !byzantine(peer) {
+            observed.violation(
+                "honest_operators_never_blocked",
+                config.slots,
+                format!("operator {by} blocked honest operator {peer}"),
+            );
+        }
+    }
     let mut invalid_partials_by_operator: BTreeMap<usize, u64> = BTreeMap::new();
     for line in commonware_runtime::Metrics::encode(&context).lines() {
         if line.starts_with('#') || !line.contains("partials_invalid_total{") {
@@ -1430,6 +1546,8 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         invalid_partials_by_operator,
         liveness_from,
         restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
+        blocked,
+        max_held: observed.max_held.clone(),
         execution_blocks: payload_at.len() as u64,
         engine_finalized_height,
         engine_finalized_by_operator,

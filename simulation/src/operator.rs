@@ -81,6 +81,16 @@ pub struct OperatorSetup {
     pub engines: Engines,
     /// This operator's engine misbehaving, if the run asks for it.
     pub engine_faults: Vec<crate::EngineFault>,
+    /// This operator's beacon node answering late or not at all, if the run asks for it.
+    pub source_faults: Vec<crate::SourceFault>,
+    /// Floods every channel with junk besides its honest work.
+    pub noisy: bool,
+    /// Sends a conflicting twin of its consensus votes to some peers.
+    pub equivocates: bool,
+    /// What noisy operators can replay; every receiver feeds it.
+    pub taps: crate::byzantine::Taps,
+    /// The network's largest message, which a noisy operator sends to test every limit.
+    pub max_message_size: usize,
 }
 
 /// Every operator's embedded engine, by index (the latest life's).
@@ -117,15 +127,41 @@ pub async fn start(
     let backfill = register(CHANNEL_BACKFILL).await;
     let blocks = register(CHANNEL_BLOCKS).await;
     let partials = register(CHANNEL_PARTIALS).await;
-    let count = |(s, r)| (s, Counting::new(r, setup.received.clone()));
+    let count = |channel, (s, r)| {
+        let receiver =
+            Counting::new(r, setup.received.clone()).tapped(me.clone(), channel, &setup.taps);
+        (s, receiver)
+    };
+    if setup.noisy
+        && let Some(tap) = setup.taps.tap(&me)
+    {
+        let senders = vec![
+            (CHANNEL_VOTES, votes.0.clone()),
+            (CHANNEL_CERTIFICATES, certificates.0.clone()),
+            (CHANNEL_RESOLVER, resolver.0.clone()),
+            (CHANNEL_BACKFILL, backfill.0.clone()),
+            (CHANNEL_BLOCKS, blocks.0.clone()),
+            (CHANNEL_PARTIALS, partials.0.clone()),
+        ];
+        let max_size = setup.max_message_size;
+        context
+            .child("saboteur")
+            .spawn(move |context| crate::byzantine::saboteur(context, senders, tap, max_size));
+    }
 
+    // The beacon node keeps its own time: a skewed operator clock does not move it.
+    let beacon_clock = SlotClock {
+        skew_ms: 0,
+        ..setup.clock
+    };
     let beacon = DevnetBeacon::new(
         setup.seed,
         setup.index as u64 + 1,
         setup.validators,
-        setup.clock,
+        beacon_clock,
     );
-    let source = DevnetSource::new(beacon.clone(), setup.chain.clone());
+    let source = DevnetSource::new(beacon.clone(), setup.chain.clone())
+        .with_faults(context.child("beacon_node"), setup.source_faults.clone());
 
     // Committee first: the runner and the application need its mailbox.
     let (committee_actor, committee_mailbox) = committee::init(
@@ -175,6 +211,7 @@ pub async fn start(
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
     let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
         .expect("operator key is in the participant set");
+    let vote_scheme = scheme.clone();
 
     let injected_runner = runner_mailbox.clone();
     // The executor is marshal's reporter; marshal tells it what was already processed.
@@ -226,8 +263,8 @@ pub async fn start(
         scheme.clone(),
         oracle.manager(),
         control.clone(),
-        count(backfill),
-        count(blocks),
+        count(CHANNEL_BACKFILL, backfill),
+        count(CHANNEL_BLOCKS, blocks),
         executor_mailbox.clone(),
     )
     .await;
@@ -286,24 +323,31 @@ pub async fn start(
     );
 
     let mut handles = marshal.handles;
-    handles.push(engine.start(count(votes), count(certificates), count(resolver)));
+    let certificates = count(CHANNEL_CERTIFICATES, certificates);
+    let resolver = count(CHANNEL_RESOLVER, resolver);
+    let (vote_sender, vote_receiver) = count(CHANNEL_VOTES, votes);
+    if setup.equivocates {
+        let vote_sender = crate::byzantine::Equivocating::new(vote_sender, vote_scheme);
+        handles.push(engine.start((vote_sender, vote_receiver), certificates, resolver));
+    } else {
+        handles.push(engine.start((vote_sender, vote_receiver), certificates, resolver));
+    }
     handles.push(committee_actor.start());
-    let (partial_sender, partial_receiver) = count(partials);
+    let (partial_sender, partial_receiver) = count(CHANNEL_PARTIALS, partials);
     handles.push(runner_actor.start(runner::Network::new(partial_sender, partial_receiver)));
     handles.push(executor_actor.start(marshal.processed_height, marshal.mailbox.clone()));
     handles.push(scheduler_actor.start());
 
     // The beacon node's head events.
-    let clock = setup.clock;
     let mut heads = scheduler_mailbox;
     let head_beacon = beacon;
     handles.push(
         context
             .child("beacon_heads")
             .spawn(move |context| async move {
-                let mut slot = clock.current_slot(context.current());
+                let mut slot = head_beacon.clock().current_slot(context.current());
                 loop {
-                    let at = clock.slot_start(slot) + head_beacon.head_delay(slot);
+                    let at = head_beacon.slot_start(slot) + head_beacon.head_delay(slot);
                     context.sleep_until(at).await;
                     let root = head_beacon.attestation_data_for(slot).beacon_block_root;
                     heads.head(slot, root).await;

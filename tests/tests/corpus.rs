@@ -11,7 +11,10 @@ fn every_corpus_entry_holds_every_invariant_now() {
     assert!(!entries.is_empty(), "{path} lists no runs");
     let mut failures = Vec::new();
     for entry in &entries {
-        let report = cohort_simulation::run(&entry.config());
+        let config = entry
+            .config()
+            .unwrap_or_else(|err| panic!("{path}: {} seed {}: {err}", entry.plan, entry.seed));
+        let report = cohort_simulation::run(&config);
         if !report.violations.is_empty() {
             failures.push(format!(
                 "{} seed {} (once: {}; {}) violates {:?}\n  replay: {}",
@@ -20,7 +23,7 @@ fn every_corpus_entry_holds_every_invariant_now() {
                 entry.invariant,
                 entry.note,
                 report.violations.first(),
-                entry.replay()
+                config.replay_command()
             ));
         }
     }

@@ -7,7 +7,7 @@ use cohort_ingress::{
 use commonware_macros::select;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
 use commonware_utils::channel::{mpsc, oneshot};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
@@ -30,6 +30,54 @@ struct PendingVerify {
     decisions: Arc<Vec<Decision>>,
     give_up_at: SystemTime,
     response: oneshot::Sender<bool>,
+}
+
+/// How much the committee holds in memory, set at every wake after pruning, so a long run can
+/// show that nothing grows with its length. Each help text says what bounds its gauge.
+struct Held {
+    pool: Registered<Gauge>,
+    known: Registered<Gauge>,
+    decided: Registered<Gauge>,
+    decided_data: Registered<Gauge>,
+    proposals: Registered<Gauge>,
+    verifications: Registered<Gauge>,
+}
+
+impl Held {
+    fn new(context: &impl Metrics) -> Self {
+        let gauge = |name: &str, help: &str| context.register(name, help, Gauge::default());
+        Self {
+            pool: gauge(
+                "pool_values_held",
+                "values waiting for agreement; only this operator's duties of the current and \
+                 previous slot",
+            ),
+            known: gauge(
+                "known_duties_held",
+                "duties this operator can vouch for; those of the last DECIDED_MEMORY_SLOTS \
+                 slots and of the epochs fetched ahead (up to the end of the next epoch)",
+            ),
+            decided: gauge(
+                "decided_duties_held",
+                "duties finalized in the last DECIDED_MEMORY_SLOTS slots (or the next one)",
+            ),
+            decided_data: gauge(
+                "decided_data_held",
+                "slots with finalized attestation data; the last DECIDED_MEMORY_SLOTS slots \
+                 and the next",
+            ),
+            proposals: gauge(
+                "pending_proposals_held",
+                "leader requests waiting for work or the heartbeat; consensus keeps one open at \
+                 a time, and one it abandoned is dropped at the next wake",
+            ),
+            verifications: gauge(
+                "pending_verifications_held",
+                "block checks waiting for this operator to learn a duty; consensus keeps one \
+                 open at a time, and one it abandoned is dropped at the next wake",
+            ),
+        }
+    }
 }
 
 /// Why a follower will not vote for a value.
@@ -67,6 +115,7 @@ pub struct Actor<E> {
     blocks_proposed: Registered<Counter>,
     empty_blocks_proposed: Registered<Counter>,
     values_rejected: Registered<Counter>,
+    held: Held,
 }
 
 impl<E: Clock + Spawner + Metrics> Actor<E> {
@@ -86,6 +135,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             "blocks this operator refused to vote for",
             Counter::default(),
         );
+        let held = Held::new(&context);
         Self {
             context,
             clock: config.clock,
@@ -103,6 +153,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             blocks_proposed,
             empty_blocks_proposed,
             values_rejected,
+            held,
         }
     }
 
@@ -117,6 +168,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             self.answer_proposals(now);
             self.answer_verifications(now);
             self.prune(now);
+            self.set_held();
 
             let wake = self.next_wake(now);
             let timer = async {
@@ -171,7 +223,8 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 decisions,
                 response,
             } => {
-                let give_up_at = self.clock.slot_start(slot + 1) + self.verify_grace;
+                // The slot is the leader's word: saturate rather than overflow on a wild one.
+                let give_up_at = self.clock.slot_start(slot.saturating_add(1)) + self.verify_grace;
                 self.verifications.push(PendingVerify {
                     slot,
                     decisions,
@@ -198,6 +251,18 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 }
             }
         }
+    }
+
+    fn set_held(&self) {
+        let set = |gauge: &Registered<Gauge>, len: usize| {
+            gauge.set(len.try_into().unwrap_or(i64::MAX));
+        };
+        set(&self.held.pool, self.pool.len());
+        set(&self.held.known, self.known.len());
+        set(&self.held.decided, self.decided.len());
+        set(&self.held.decided_data, self.decided_data.len());
+        set(&self.held.proposals, self.proposals.len());
+        set(&self.held.verifications, self.verifications.len());
     }
 
     /// When an idle leader stops waiting for work and proposes an empty block.

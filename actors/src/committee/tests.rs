@@ -5,7 +5,7 @@ use cohort_ingress::{
 };
 use commonware_cryptography::{Hasher, Sha256};
 use commonware_macros::select;
-use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Metrics as _, Runner, Supervisor as _, deterministic};
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 fn clock(context: &deterministic::Context) -> SlotClock {
@@ -241,5 +241,93 @@ fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
             Some(false)
         );
         assert!(context.current() >= asked + Duration::from_secs(12 + 4 - 1));
+    });
+}
+
+/// The value of the committee's gauge `name` in the runtime's metrics.
+fn held(context: &deterministic::Context, name: &str) -> i64 {
+    let metric = format!("committee_{name}");
+    context
+        .encode()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let rest = line.strip_prefix(metric.as_str())?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<i64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no gauge {metric}"))
+}
+
+#[test]
+fn what_the_committee_holds_stays_bounded_over_many_epochs() {
+    use cohort_ingress::BlockHeader;
+    deterministic::Runner::default().start(|context| async move {
+        const VALIDATORS: u64 = 4;
+        let mut mailbox = start(&context);
+        let clock = clock(&context);
+        let schedule = |epoch: u64| -> Vec<DutyId> {
+            let first = epoch * 32;
+            let mut duties = Vec::new();
+            for slot in first..first + 32 {
+                duties.push(decision(slot).duty);
+                duties.push(DutyId::validator(
+                    Role::Proposer,
+                    epoch,
+                    slot,
+                    slot % VALIDATORS,
+                ));
+            }
+            duties.extend(
+                (0..VALIDATORS)
+                    .map(|v| DutyId::validator(Role::Aggregator, epoch, first + (v * 7) % 32, v)),
+            );
+            duties
+        };
+        mailbox.expect(schedule(0)).await;
+        let epochs = 6;
+        for slot in 0..epochs * 32 {
+            context.sleep_until(clock.slot_start(slot)).await;
+            let epoch = slot / 32;
+            if slot % 32 == 0 {
+                // As the scheduler does: the next epoch's duties, one epoch ahead.
+                mailbox.expect(schedule(epoch + 1)).await;
+            }
+            // This operator's values for the slot: the committee duty's is decided, the
+            // proposer's never is.
+            let own = decision(slot);
+            mailbox
+                .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+                .await;
+            let proposer = DutyId::validator(Role::Proposer, epoch, slot, slot % VALIDATORS);
+            let root = Sha256::hash(&[b"block", &slot.to_le_bytes()]);
+            let block = DecidedValue::Block(BlockHeader {
+                slot,
+                proposer_index: slot % VALIDATORS,
+                parent_root: root,
+                state_root: root,
+                body_root: root,
+            });
+            mailbox.submit(proposer, block, checkpoint(0)).await;
+            mailbox.finalized(Arc::new(vec![own])).await;
+            context.sleep(Duration::from_secs(1)).await;
+            let memory = 4 * (VALIDATORS as i64 + 2 * 32);
+            let checks = [
+                ("pool_values_held", 2 * (VALIDATORS as i64 + 2)),
+                ("known_duties_held", memory),
+                ("decided_duties_held", memory),
+                ("decided_data_held", 2 * 32 + 3),
+                ("pending_proposals_held", 0),
+                ("pending_verifications_held", 0),
+            ];
+            for (name, bound) in checks {
+                let value = held(&context, name);
+                assert!(value <= bound, "slot {slot}: {name} = {value} > {bound}");
+            }
+        }
+        assert!(held(&context, "decided_duties_held") >= 60);
+        assert!(held(&context, "known_duties_held") >= 64);
     });
 }

@@ -102,6 +102,8 @@ struct Metered {
     prebuild_fallbacks: Registered<Counter>,
     proposed_finalized: Registered<Counter>,
     engine_errors: Registered<Counter>,
+    proposals_held: Registered<Gauge>,
+    deferred_held: Registered<Gauge>,
 }
 
 pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> {
@@ -169,6 +171,16 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
             "backfill_remaining",
             "finalized payloads still to send to the engine after a start",
         );
+        let proposals_held = gauge(
+            "proposed_payloads_held",
+            "payloads handed to consensus still remembered; those of the PROPOSALS_KEPT_SLOTS \
+             slots before the newest one recorded, and that one",
+        );
+        let deferred_held = gauge(
+            "deferred_updates_held",
+            "finalized blocks from marshal waiting for a backfill to end; marshal leaves at most \
+             max_pending_acks blocks unacknowledged",
+        );
         let counter = |name: &'static str, help: &'static str| {
             context.register(name, help, Counter::default())
         };
@@ -193,6 +205,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
                 "finalized cluster blocks this operator proposed",
             ),
             engine_errors: counter("engine_errors", "engine calls that failed or timed out"),
+            proposals_held,
+            deferred_held,
         };
         Self {
             context,
@@ -244,20 +258,24 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         )
         .await;
         match proposals {
-            Ok(proposals) => self.proposals = Some(proposals),
+            Ok(proposals) => {
+                set_len(&self.metrics.proposals_held, proposals.keys().count());
+                self.proposals = Some(proposals);
+            }
             Err(e) => {
                 error!(error = %e, "cannot open the record of proposed payloads; the executor stops");
                 return;
             }
         }
-        let deferred = match self.backfill(&marshal).await {
+        let mut deferred = match self.backfill(&marshal).await {
             Ok(deferred) => deferred,
             Err(reason) => {
                 error!(%reason, "executor cannot start; it stops and this operator executes nothing");
                 return;
             }
         };
-        for update in deferred {
+        while let Some(update) = deferred.pop_front() {
+            set_len(&self.metrics.deferred_held, deferred.len());
             if !self.on_update(update).await {
                 return;
             }
@@ -385,7 +403,15 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         deferred: &mut VecDeque<Update<Block>>,
     ) {
         match message {
-            Message::Update(update) => deferred.push_back(update),
+            // A tip is only logged, and one comes with every finalization however long the
+            // backfill takes: keeping them would grow the queue with the engine's outage.
+            Message::Update(Update::Tip(_, height, _)) => {
+                debug!(height = height.get(), "new finalized tip while backfilling");
+            }
+            Message::Update(update) => {
+                deferred.push_back(update);
+                set_len(&self.metrics.deferred_held, deferred.len());
+            }
             Message::CanonicalizeAndBuild { slot, response, .. } => {
                 info!(slot, "dropping a build request while backfilling");
                 let _ = response.send(None);
@@ -836,6 +862,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         for key in stale {
             proposals.remove(&key);
         }
+        set_len(&self.metrics.proposals_held, proposals.keys().count());
         let proposals = proposals.sync().await.map_err(|e| e.to_string())?;
         self.proposals = Some(proposals);
         Ok(())
@@ -944,4 +971,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
             )
             .await;
     }
+}
+
+fn set_len(gauge: &Gauge, len: usize) {
+    gauge.set(len.try_into().unwrap_or(i64::MAX));
 }

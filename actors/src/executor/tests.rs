@@ -8,7 +8,7 @@ use cohort_engine::{
 };
 use cohort_ingress::{SlotClock, committee, executor::Mailbox, runner};
 use cohort_marshal::Block;
-use commonware_runtime::{Clock, Runner as _, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Metrics as _, Runner as _, Supervisor as _, deterministic};
 use commonware_utils::channel::mpsc;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -250,5 +250,107 @@ fn an_invalid_finalized_payload_stops_the_executor() {
         assert!(handle.await.is_ok());
         assert_eq!(mailbox.canonicalize_and_build(5, genesis()).await, None);
         assert_eq!(refusing.0.finalized().await.0, genesis());
+    });
+}
+
+/// The value of the executor's gauge `name` in the runtime's metrics.
+fn held(context: &deterministic::Context, name: &str) -> i64 {
+    let metric = format!("executor_{name}");
+    context
+        .encode()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let rest = line.strip_prefix(metric.as_str())?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<i64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no gauge {metric}"))
+}
+
+/// An engine that answers SYNCING to payloads above a number it is told to reach.
+#[derive(Clone)]
+struct Lagging(Engine, Arc<std::sync::atomic::AtomicU64>);
+
+impl ExecutionEngine for Lagging {
+    async fn new_payload(
+        &self,
+        payload: ExecutionPayloadV3,
+        root: B256,
+    ) -> Result<PayloadStatus, EngineError> {
+        let number = payload.payload_inner.payload_inner.block_number;
+        if number > self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(PayloadStatus::from_status(PayloadStatusEnum::Syncing));
+        }
+        self.0.new_payload(payload, root).await
+    }
+    async fn forkchoice_updated(
+        &self,
+        state: ForkchoiceState,
+        attributes: Option<PayloadAttributes>,
+    ) -> Result<ForkchoiceUpdated, EngineError> {
+        self.0.forkchoice_updated(state, attributes).await
+    }
+    async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
+        self.0.get_payload(id).await
+    }
+    async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
+        self.0.block_by_number(tag).await
+    }
+}
+
+#[test]
+fn tips_reported_during_a_long_backfill_are_not_kept() {
+    use commonware_consensus::{
+        Reporter as _,
+        marshal::Update,
+        types::{Epoch, Height, Round, View},
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    deterministic::Runner::default().start(|context| async move {
+        let builder = engine(&context, "builder").await;
+        let blocks = chain(&builder, 3).await;
+        let expected = blocks[&3].execution;
+        let reachable = Arc::new(AtomicU64::new(1));
+        let lagging = Lagging(engine(&context, "lagging").await, reachable.clone());
+        let (mut mailbox, _observed, _, _handle) =
+            start(&context, lagging.clone(), Some(3), Blocks(blocks.clone()));
+        // The engine syncs for a long time on the second payload while the cluster goes on
+        // finalizing: marshal reports a new tip with every finalization.
+        let digest = commonware_cryptography::Digestible::digest(blocks[&3].as_ref());
+        for height in 4..1_000u64 {
+            let round = Round::new(Epoch::zero(), View::new(height));
+            let _ = mailbox.report(Update::Tip(round, Height::new(height), digest));
+            context.sleep(Duration::from_millis(50)).await;
+        }
+        // The backfill takes in what arrived before the third payload, which then syncs too.
+        reachable.store(2, Ordering::Relaxed);
+        context.sleep(Duration::from_secs(1)).await;
+        assert_eq!(lagging.0.finalized().await.0, blocks[&2].execution);
+        assert_eq!(held(&context, "deferred_updates_held"), 0);
+        reachable.store(3, Ordering::Relaxed);
+        context.sleep(Duration::from_secs(1)).await;
+        assert_eq!(lagging.0.finalized().await.0, expected);
+    });
+}
+
+#[test]
+fn payloads_handed_out_are_remembered_for_a_window_of_slots() {
+    deterministic::Runner::default().start(|context| async move {
+        let engine = engine(&context, "a").await;
+        let (mailbox, _observed, _, _handle) =
+            start(&context, engine, None, Blocks(BTreeMap::new()));
+        let mut parent = genesis();
+        for slot in 0..100 {
+            let payload = mailbox
+                .canonicalize_and_build(slot, parent)
+                .await
+                .expect("a payload for the slot");
+            parent = tip(&payload);
+            let held = held(&context, "proposed_payloads_held");
+            assert_eq!(held, (slot as i64 + 1).min(65), "slot {slot}");
+        }
     });
 }

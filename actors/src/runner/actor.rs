@@ -25,7 +25,7 @@ use commonware_utils::{channel::mpsc, ordered::Set};
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -141,6 +141,64 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     decide_latency: Registered<Histogram>,
     reconstruction_time: Registered<Histogram>,
     submission_delay: Registered<Histogram>,
+    held: Held,
+}
+
+/// How much the runner holds in memory, set after every handling step, so a long run can show
+/// that nothing grows with its length. Each help text says what bounds its gauge.
+struct Held {
+    running: Registered<Gauge>,
+    waiting: Registered<Gauge>,
+    quorum: Registered<Gauge>,
+    finalized_early: Registered<Gauge>,
+    decided_data: Registered<Gauge>,
+    step: Registered<Gauge>,
+    calls: Registered<Gauge>,
+}
+
+impl Held {
+    fn new(context: &impl Metrics) -> Self {
+        let gauge = |name: &str, help: &str| context.register(name, help, Gauge::default());
+        Self {
+            running: gauge(
+                "running_duties_held",
+                "duties in flight; a duty ends by 1 + MAX_BLOCK_AGE_SLOTS + \
+                 POST_CONSENSUS_SLOTS slots after its own, so at most the duties of that many slots",
+            ),
+            waiting: gauge(
+                "waiting_keys_held",
+                "signing roots this operator signed and waits to reconstruct; at most one per \
+                 running proposer or aggregator duty and one per attester of a running committee duty",
+            ),
+            quorum: gauge(
+                "quorum_entries_held",
+                "partial-signature keys held; only the cluster's validators, slots from \
+                 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS back to the next one, and at most \
+                 MAX_ROOTS_PER_SENDER roots per operator, validator and slot",
+            ),
+            finalized_early: gauge(
+                "finalized_early_held",
+                "decisions finalized before this runner started their duty; only duties of \
+                 slots from 1 + MAX_BLOCK_AGE_SLOTS back (their blocks may still be finalized) to \
+                 the next one",
+            ),
+            decided_data: gauge(
+                "decided_data_held",
+                "slots whose decided attestation data an aggregator may still need; slots \
+                 from 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS back to the next one",
+            ),
+            step: gauge(
+                "step_items_held",
+                "duties and objects queued within one handling step (signatures due, \
+                 reconstructions to submit, blocks and aggregates to fetch); empty between steps",
+            ),
+            calls: gauge(
+                "pending_calls_held",
+                "beacon-node and duty-sink calls and aggregation timers outstanding; each \
+                 ends within the fetch timeout or two thirds of its slot, a few per recent duty",
+            ),
+        }
+    }
 }
 
 fn role_label(role: Role) -> RoleLabel {
@@ -220,6 +278,7 @@ where
             "time from the start of the duty's slot to its submission",
             Histogram::new([0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 24.0]),
         );
+        let held = Held::new(&context);
         let max_partials = config.max_partials_per_message();
         let me = config
             .shares
@@ -272,6 +331,7 @@ where
             decide_latency,
             reconstruction_time,
             submission_delay,
+            held,
         }
     }
 
@@ -355,7 +415,32 @@ where
             }
             self.flush(&mut network.sender, &mut slashing, &mut work)
                 .await;
+            // Expiry alone would leave old slots' partials in place until some duty's deadline
+            // or a finalization, which an idle operator (no duties, a partition) may not see for
+            // many slots while peers keep sending; pruning every step keeps memory to the window.
+            self.forget_old(self.clock.current_slot(self.context.current()));
+            self.set_held(work.len());
         }
+    }
+
+    fn set_held(&self, calls: usize) {
+        let set = |gauge: &Registered<Gauge>, len: usize| {
+            gauge.set(len.try_into().unwrap_or(i64::MAX));
+        };
+        set(&self.held.running, self.running.len());
+        set(&self.held.waiting, self.waiting.len());
+        set(&self.held.quorum, self.quorum.keys());
+        set(&self.held.finalized_early, self.finalized_early.len());
+        set(&self.held.decided_data, self.decided_data.len());
+        set(
+            &self.held.step,
+            self.pre_ready.len()
+                + self.post_ready.len()
+                + self.reconstructed.len()
+                + self.pending_block.len()
+                + self.pending_aggregate.len(),
+        );
+        set(&self.held.calls, calls);
     }
 
     fn handle(&mut self, message: Message, work: &mut FuturesUnordered<BoxFuture<'static, Work>>) {

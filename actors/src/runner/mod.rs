@@ -18,6 +18,8 @@ mod actor;
 pub mod cpu;
 pub mod quorum;
 pub mod slashing;
+#[cfg(test)]
+mod tests;
 pub use actor::{Actor, POST_CONSENSUS_SLOTS};
 
 use cohort_ingress::{

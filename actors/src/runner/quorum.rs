@@ -14,6 +14,15 @@ use commonware_cryptography::bls12381::primitives::{sharing::Sharing, variant::M
 use commonware_utils::Participant;
 use std::collections::BTreeMap;
 
+/// The most signing roots one operator may have partials under for one validator in one slot.
+///
+/// An honest operator signs at most five there (RANDAO reveal, selection proof, attestation,
+/// block, aggregate and proof). Without a cap, a peer could send partials over fresh junk roots
+/// until the window of slots the runner accepts filled memory; with it, what one peer can make
+/// this container hold is bounded by validators and slots. The margin keeps an honest operator
+/// clear of it.
+pub const MAX_ROOTS_PER_SENDER: usize = 8;
+
 /// What a quorum forms on: one validator's signature over one signing root, in one slot (the
 /// slot is first so the container prunes by time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +44,13 @@ struct Entry {
     /// Operators whose partial for this key failed verification: never taken again.
     rejected: Vec<u32>,
     recovered: bool,
+}
+
+impl Entry {
+    /// Whether `operator` has a partial here, or had one rejected.
+    fn holds(&self, operator: u32) -> bool {
+        self.partials.contains_key(&operator) || self.rejected.contains(&operator)
+    }
 }
 
 /// What one recovery attempt gave. Returned by value and consumed at once, so the signature
@@ -71,19 +87,39 @@ impl Quorum {
     }
 
     /// Stores `operator`'s partial for `key`. The first partial of an operator for a key wins:
-    /// a second one (a replay, or an equivocating peer) is ignored. Returns whether it was new.
+    /// a second one (a replay, or an equivocating peer) is ignored, and so is a partial under
+    /// more than [`MAX_ROOTS_PER_SENDER`] roots for the key's validator and slot. Returns whether
+    /// it was new.
     pub fn add(&mut self, key: Key, operator: u32, signature: Signature) -> bool {
-        let entry = self.entries.entry(key).or_default();
-        if entry.recovered || entry.rejected.contains(&operator) {
+        if let Some(entry) = self.entries.get(&key)
+            && (entry.recovered || entry.holds(operator))
+        {
             return false;
         }
-        match entry.partials.entry(operator) {
-            std::collections::btree_map::Entry::Occupied(_) => false,
-            std::collections::btree_map::Entry::Vacant(vacant) => {
-                vacant.insert(signature);
-                true
-            }
+        if self.roots_held(&key, operator) >= MAX_ROOTS_PER_SENDER {
+            return false;
         }
+        self.entries
+            .entry(key)
+            .or_default()
+            .partials
+            .insert(operator, signature);
+        true
+    }
+
+    /// Under how many roots of `key`'s validator and slot `operator` has a partial (or had one
+    /// rejected). Recovered keys do not count: reaching a threshold takes honest operators, who
+    /// sign few roots, so those keys cannot pile up.
+    fn roots_held(&self, key: &Key, operator: u32) -> usize {
+        let bound = |byte: u8| Key {
+            slot: key.slot,
+            validator_index: key.validator_index,
+            signing_root: commonware_cryptography::sha256::Digest([byte; 32]),
+        };
+        self.entries
+            .range(bound(0x00)..=bound(0xff))
+            .filter(|(_, entry)| entry.holds(operator))
+            .count()
     }
 
     /// How many partials `key` holds (valid or not yet checked).
@@ -217,6 +253,55 @@ mod tests {
             }
             other => panic!("expected recovery, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_sender_floods_only_a_few_roots_per_validator_and_slot() {
+        let (split, key, root) = setup();
+        let mut quorum = Quorum::new(3);
+        let junk = sign_partial(&split.shares[1], &[9u8; 32]).value;
+        let other_root = |i: u8| Key {
+            signing_root: commonware_cryptography::sha256::Digest([i; 32]),
+            ..key
+        };
+        // Operator 1 sends partials under a hundred fresh roots: only the first few are kept.
+        let kept = (100..200u8)
+            .filter(|i| quorum.add(other_root(*i), 1, junk))
+            .count();
+        assert_eq!(kept, MAX_ROOTS_PER_SENDER);
+        assert_eq!(quorum.keys(), MAX_ROOTS_PER_SENDER);
+        // Joining a root another operator opened counts too.
+        assert!(quorum.add(other_root(0), 0, junk));
+        assert!(!quorum.add(other_root(0), 1, junk));
+        // Its cap is per validator and slot, and costs nobody else anything.
+        assert!(quorum.add(Key { slot: 4, ..key }, 1, junk));
+        assert!(quorum.add(
+            Key {
+                validator_index: 6,
+                ..key
+            },
+            1,
+            junk
+        ));
+        for share in [0, 2, 3] {
+            let partial = sign_partial(&split.shares[share], &root);
+            assert!(quorum.add(key, share as u32, partial.value));
+        }
+        assert!(matches!(
+            quorum.try_recover(&key, &split.sharing),
+            Recovery::Recovered { .. }
+        ));
+        // Pruning the slot frees the cap with the keys.
+        quorum.prune(4);
+        assert_eq!(quorum.keys(), 1);
+        assert!(quorum.add(
+            Key {
+                slot: 4,
+                ..other_root(100)
+            },
+            1,
+            junk
+        ));
     }
 
     #[test]

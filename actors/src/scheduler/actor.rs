@@ -8,7 +8,7 @@ use commonware_macros::select;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
 use commonware_utils::channel::mpsc;
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::{Duration, SystemTime},
@@ -26,6 +26,47 @@ struct EpochDuties {
 }
 
 type FetchResult = (u64, Result<EpochDuties, SourceError>);
+
+/// How much the scheduler holds in memory, set at every wake after pruning, so a long run can
+/// show that nothing grows with its length. Each help text says what bounds its gauge.
+struct Held {
+    epochs: Registered<Gauge>,
+    duties: Registered<Gauge>,
+    fetches: Registered<Gauge>,
+    dispatched: Registered<Gauge>,
+    heads: Registered<Gauge>,
+}
+
+impl Held {
+    fn new(context: &impl Metrics) -> Self {
+        let gauge = |name: &str, help: &str| context.register(name, help, Gauge::default());
+        Self {
+            epochs: gauge(
+                "duty_epochs_held",
+                "epochs whose duties are held; the previous, current and next epoch",
+            ),
+            duties: gauge(
+                "scheduled_duties_held",
+                "attester and proposer duties held; those of the previous, current and next \
+                 epoch",
+            ),
+            fetches: gauge(
+                "duty_fetches_held",
+                "epochs being fetched plus epochs waiting to retry a fetch; only epochs from the \
+                 previous to the one after next, each call ending within the fetch timeout",
+            ),
+            dispatched: gauge(
+                "dispatched_slots_held",
+                "slots whose committee duty or validator duties were handed to the runner; the \
+                 current and previous slot, once each",
+            ),
+            heads: gauge(
+                "head_slots_held",
+                "slots with a head event; the current and previous slot",
+            ),
+        }
+    }
+}
 
 pub struct Actor<E, S: DutySource> {
     context: E,
@@ -56,6 +97,7 @@ pub struct Actor<E, S: DutySource> {
     dispatched_total: Registered<Counter>,
     late_total: Registered<Counter>,
     fetch_failures: Registered<Counter>,
+    held: Held,
 }
 
 impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
@@ -75,6 +117,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             "failed or timed out duty-source calls",
             Counter::default(),
         );
+        let held = Held::new(&context);
         Self {
             context,
             clock: config.clock,
@@ -96,6 +139,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             dispatched_total,
             late_total,
             fetch_failures,
+            held,
         }
     }
 
@@ -118,10 +162,11 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             self.dispatch_due(now).await;
             self.request_prebuild(now);
             self.prune(now);
+            self.set_held();
 
             let mut wake = self.clock.next_interval_boundary(now);
             // Slot 0's payload is pre-built one interval before genesis.
-            let before_genesis = self.clock.genesis - self.clock.interval_duration();
+            let before_genesis = self.clock.slot_start(0) - self.clock.interval_duration();
             if now < before_genesis {
                 wake = before_genesis;
             }
@@ -306,7 +351,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 self.clock
                     .interval_start(slot, self.clock.intervals_per_slot.saturating_sub(1)),
             ),
-            None => (0, self.clock.genesis - self.clock.interval_duration()),
+            None => (0, self.clock.slot_start(0) - self.clock.interval_duration()),
         };
         if now < last_interval || self.prebuild_requested.is_some_and(|r| r >= next) {
             return;
@@ -376,6 +421,29 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         );
         self.dispatched_total.inc();
         self.runner.start_duty(Duty { id, attesters }).await;
+    }
+
+    fn set_held(&self) {
+        let set = |gauge: &Registered<Gauge>, len: usize| {
+            gauge.set(len.try_into().unwrap_or(i64::MAX));
+        };
+        set(&self.held.epochs, self.duties.len());
+        set(
+            &self.held.duties,
+            self.duties
+                .values()
+                .map(|epoch| epoch.attesters.len() + epoch.proposers.len())
+                .sum(),
+        );
+        set(
+            &self.held.fetches,
+            self.fetching.len() + self.retry_at.len(),
+        );
+        set(
+            &self.held.dispatched,
+            self.dispatched.len() + self.dispatched_validator.len(),
+        );
+        set(&self.held.heads, self.heads.len());
     }
 
     /// Forgets what no future decision depends on.

@@ -4,7 +4,9 @@ use cohort_ingress::{
     ProposerDuty, Role, SlotClock, SourceError, keys::Signature, runner,
 };
 use commonware_cryptography::{Hasher, Sha256};
-use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
+use commonware_runtime::{
+    Clock, Metrics as _, Runner, Spawner as _, Supervisor as _, deterministic,
+};
 use commonware_utils::channel::mpsc;
 use std::{sync::Arc, time::Duration};
 
@@ -237,5 +239,50 @@ fn late_duties_still_start_within_their_slot() {
         let at = context.current();
         assert!(at >= clock.slot_start(1) + Duration::from_secs(5));
         assert!(at < clock.slot_start(2));
+    });
+}
+
+/// The value of the scheduler's gauge `name` in the runtime's metrics.
+fn held(context: &deterministic::Context, name: &str) -> i64 {
+    let metric = format!("scheduler_{name}");
+    context
+        .encode()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let rest = line.strip_prefix(metric.as_str())?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.parse::<i64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no gauge {metric}"))
+}
+
+#[test]
+fn what_the_scheduler_holds_stays_bounded_over_many_epochs() {
+    deterministic::Runner::default().start(|context| async move {
+        let (mut mailbox, mut receiver, clock) = start(&context, Duration::from_millis(10));
+        // The runner takes every duty handed to it.
+        context
+            .child("runner")
+            .spawn(move |_| async move { while receiver.recv().await.is_some() {} });
+        for slot in 0..4 * 32 {
+            context.sleep_until(clock.slot_start(slot)).await;
+            mailbox.head(slot, Sha256::hash(&[b"head"])).await;
+            context.sleep(Duration::from_secs(5)).await;
+            let checks = [
+                ("duty_epochs_held", 3),
+                ("duty_fetches_held", 5),
+                ("dispatched_slots_held", 4),
+                ("head_slots_held", 2),
+            ];
+            for (name, bound) in checks {
+                let value = held(&context, name);
+                assert!(value <= bound, "slot {slot}: {name} = {value} > {bound}");
+            }
+        }
+        assert!(held(&context, "duty_epochs_held") >= 2);
+        assert!(held(&context, "dispatched_slots_held") >= 2);
     });
 }

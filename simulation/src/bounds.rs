@@ -1,0 +1,91 @@
+//! What every operator may hold in memory at once: each actor counts its growing collections in
+//! a `*_held` gauge, and the simulation reads them every slot. A bound depends on the cluster's
+//! shape, never on how many slots ran, so a leak shows as a violation however slowly it grows.
+
+use cohort_actors::runner::POST_CONSENSUS_SLOTS;
+use cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS;
+
+/// The prefix the simulation's operator contexts give every actor metric.
+const PREFIX: &str = "lifecycle_operator_";
+
+/// The bound of the gauge `name` (without [`PREFIX`]) for `validators` and `operators`, or
+/// `None` for a gauge nobody bounded yet (which is itself a violation: every gauge needs one).
+pub fn bound(name: &str, validators: u64, operators: u64) -> Option<u64> {
+    let v = validators;
+    let n = operators;
+    // The slots a duty's state lives for: its own, the block-age window, post-consensus.
+    let w = 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS;
+    let e = 32;
+    Some(match name {
+        "runner_running_duties_held" | "runner_finalized_early_held" | "runner_step_items_held" => {
+            2 * (w + 1) + 2 * v
+        }
+        "runner_waiting_keys_held" => 2 * (w + 1) + 4 * v,
+        "runner_quorum_entries_held" => {
+            cohort_actors::runner::quorum::MAX_ROOTS_PER_SENDER as u64 * (n + 1) * v * (w + 2)
+        }
+        "runner_decided_data_held" => w + 3,
+        "runner_pending_calls_held" => 3 * (w + 2) + 8 * v,
+        "committee_pool_values_held" => 2 * (v + 2),
+        "committee_known_duties_held" | "committee_decided_duties_held" => 4 * (v + 2 * e),
+        "committee_decided_data_held" => 2 * e + 3,
+        "committee_pending_proposals_held" | "committee_pending_verifications_held" => 4,
+        "scheduler_duty_epochs_held" => 3,
+        "scheduler_scheduled_duties_held" => 3 * (v + e),
+        "scheduler_duty_fetches_held" => 5,
+        "scheduler_dispatched_slots_held" => 4,
+        "scheduler_head_slots_held" => 2,
+        "executor_proposed_payloads_held" => 2 * e + 1,
+        "executor_deferred_updates_held" => 16,
+        _ => return None,
+    })
+}
+
+/// Every `*_held` gauge in a metrics encoding: `(operator, name without prefix, value)`.
+pub fn held(encoded: &str) -> Vec<(usize, String, u64)> {
+    encoded
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, rest) = line.split_once('{')?;
+            let name = name.strip_prefix(PREFIX)?;
+            if !name.ends_with("_held") {
+                return None;
+            }
+            let operator = rest
+                .split("operator=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()?;
+            let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((operator, name.to_string(), value as u64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_are_read_with_their_operator_and_bounded_by_shape_alone() {
+        let encoded = "# HELP x\nlifecycle_operator_runner_quorum_entries_held{operator=\"2\"} 12\n\
+                       lifecycle_operator_runner_partials_invalid_total{operator=\"1\",sender=\"2\"} 3\n\
+                       lifecycle_operator_scheduler_head_slots_held{operator=\"0\"} 1\n";
+        assert_eq!(
+            held(encoded),
+            vec![
+                (2, "runner_quorum_entries_held".to_string(), 12),
+                (0, "scheduler_head_slots_held".to_string(), 1)
+            ]
+        );
+        assert_eq!(bound("scheduler_head_slots_held", 64, 4), Some(2));
+        assert!(
+            bound("runner_running_duties_held", 64, 4)
+                < bound("runner_running_duties_held", 128, 4)
+        );
+        assert_eq!(bound("a_new_gauge_held", 64, 4), None);
+    }
+}

@@ -1,0 +1,94 @@
+//! The fault kinds a campaign draws, one at a time, with what a user would check: the cluster
+//! keeps its chain and its duties, and the misbehaving operator is the only one that pays.
+
+use cohort_simulation::{ClockSkew, SimConfig, SourceFault, SourceFaultKind, run};
+use cohort_tests::assert_clean;
+
+fn accepted(report: &cohort_simulation::Report, kind: &str) -> (u64, u64) {
+    (
+        report.accepted.get(kind).copied().unwrap_or(0),
+        report.expected.get(kind).copied().unwrap_or(0),
+    )
+}
+
+#[test]
+fn a_noisy_operator_is_blocked_by_every_peer_and_costs_no_attestation() {
+    let report = run(&SimConfig {
+        slots: 16,
+        noisy: vec![1],
+        ..SimConfig::default()
+    });
+    assert_clean(&report);
+    let (got, owed) = accepted(&report, "attestation");
+    assert_eq!(got, owed, "attestations accepted");
+    assert_eq!(report.blocked, vec![(0, 1), (2, 1), (3, 1)]);
+}
+
+#[test]
+fn an_equivocating_operator_is_caught_and_the_chain_stays_one() {
+    let report = run(&SimConfig {
+        slots: 16,
+        equivocators: vec![2],
+        ..SimConfig::default()
+    });
+    // `same_finalized_chain` and `no_two_finalized_blocks_at_one_height` hold.
+    assert_clean(&report);
+    assert!(
+        !report.blocked.is_empty() && report.blocked.iter().all(|(_, peer)| *peer == 2),
+        "the equivocator, and only it, is blocked: {:?}",
+        report.blocked
+    );
+    let (got, owed) = accepted(&report, "attestation");
+    assert_eq!(got, owed, "attestations accepted");
+}
+
+#[test]
+fn clocks_a_second_apart_cost_no_duty() {
+    let report = run(&SimConfig {
+        slots: 16,
+        skews: vec![
+            ClockSkew {
+                operator: 1,
+                millis: 1000,
+            },
+            ClockSkew {
+                operator: 2,
+                millis: -1000,
+            },
+        ],
+        ..SimConfig::default()
+    });
+    // Liveness is owed from slot 0: a skewed clock is not a fault the cluster is excused for.
+    assert_eq!(report.liveness_from, Some(0));
+    assert_clean(&report);
+    for kind in ["attestation", "proposal"] {
+        let (got, owed) = accepted(&report, kind);
+        assert_eq!(got, owed, "{kind}s accepted");
+    }
+}
+
+#[test]
+fn one_beacon_node_down_or_late_costs_the_cluster_no_attestation() {
+    let report = run(&SimConfig {
+        slots: 16,
+        source_faults: vec![
+            SourceFault {
+                operator: 3,
+                kind: SourceFaultKind::Absent,
+                from_slot: 3,
+                to_slot: 8,
+            },
+            SourceFault {
+                operator: 3,
+                kind: SourceFaultKind::Late(2500),
+                from_slot: 10,
+                to_slot: 13,
+            },
+        ],
+        ..SimConfig::default()
+    });
+    assert_clean(&report);
+    // Three operators with working beacon nodes are a quorum: nothing is lost.
+    let (got, owed) = accepted(&report, "attestation");
+    assert_eq!(got, owed, "attestations accepted");
+}
