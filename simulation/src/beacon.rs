@@ -96,9 +96,13 @@ pub struct ChainReport {
 pub struct DevnetChain {
     beacon: DevnetBeacon,
     fork: ForkInfo,
-    now: Arc<dyn Fn() -> SystemTime + Send + Sync>,
+    /// The chain's clock: replaced when the cluster's runtime restarts after a power cut (the
+    /// chain itself, like the real one, keeps running).
+    now: Arc<Mutex<Now>>,
     state: Arc<Mutex<State>>,
 }
+
+type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 const DST: &[u8] = MinPk::MESSAGE;
 
@@ -117,9 +121,26 @@ impl DevnetChain {
         Self {
             beacon,
             fork,
-            now,
+            now: Arc::new(Mutex::new(now)),
             state: Arc::new(Mutex::new(State::default())),
         }
+    }
+
+    /// Reads time from `now` from here on.
+    pub fn set_clock(&self, now: Now) {
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+    }
+
+    fn now(&self) -> SystemTime {
+        let now = self
+            .now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        now()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -161,7 +182,7 @@ impl DevnetChain {
         signature: [u8; 96],
         check: impl FnOnce(&mut State) -> Result<(), String>,
     ) -> Result<(), SinkError> {
-        let now = (self.now)();
+        let now = self.now();
         let mut state = self.lock();
         let key = (kind, slot, validator);
         state.submitted.insert(key);

@@ -3,8 +3,8 @@
 //! shrunk to the smallest set of faults that still breaks it.
 
 use crate::{
-    ClockSkew, Crash, EngineFault, EngineFaultKind, FaultArgs, Partition, Report, SimConfig,
-    SourceFault, SourceFaultKind, Violation, run,
+    ClockSkew, Crash, EngineFault, EngineFaultKind, FaultArgs, Partition, PowerCut, Report,
+    SimConfig, SourceFault, SourceFaultKind, Violation, run,
 };
 use serde::{Deserialize, Serialize};
 use std::{
@@ -26,7 +26,8 @@ pub enum Plan {
     Calm,
     /// Link latency, jitter and message loss.
     Network,
-    /// Up to `f` operators crash at a seed-drawn point and restart with their storage, or not.
+    /// Up to `f` operators crash at a seed-drawn point and restart with their storage, or not;
+    /// one run in three the whole cluster also loses power, unsynced writes cut mid-way.
     Crash,
     /// A group of operators (possibly more than `f`) is cut off for a few slots, then healed.
     Partition,
@@ -40,7 +41,7 @@ pub enum Plan {
     /// Up to `f` beacon nodes answering late or not at all for a few slots.
     Source,
     /// Network faults plus up to `f` faulty operators, each drawn from every kind above, skewed
-    /// clocks one run in two, and a partition one run in three.
+    /// clocks one run in two, a partition one run in three and a power cut one run in five.
     Mixed,
 }
 
@@ -106,6 +107,9 @@ impl Plan {
                 for operator in draw.operators(n, count) {
                     config.crashes.push(crash(&mut draw, operator, slots));
                 }
+                if draw.below(3) == 0 {
+                    config.power_cut = power_cut(&mut draw, slots);
+                }
             }
             Plan::Partition => config.partitions.push(partition(&mut draw, n, slots)),
             Plan::Byzantine => {
@@ -155,6 +159,9 @@ impl Plan {
                 if draw.below(2) == 0 {
                     skews(&mut draw, &mut config);
                 }
+                if draw.below(5) == 0 {
+                    config.power_cut = power_cut(&mut draw, slots);
+                }
             }
         }
         config.byzantine.sort_unstable();
@@ -191,6 +198,14 @@ fn crash(draw: &mut Draw, operator: usize, slots: u64) -> Crash {
         slot,
         restart_slot,
     }
+}
+
+/// The whole cluster losing power in the first two thirds of the run and coming back 1..=4
+/// slots later (within the run), or no cut when the run is too short for one.
+fn power_cut(draw: &mut Draw, slots: u64) -> Option<PowerCut> {
+    let slot = 1 + draw.below((slots * 2 / 3).max(1));
+    let restart_slot = slot + 1 + draw.below(4);
+    (restart_slot < slots).then_some(PowerCut { slot, restart_slot })
 }
 
 /// One byzantine operator of a kind drawn from the seed.
@@ -623,6 +638,12 @@ fn smaller(config: &SimConfig) -> Vec<SimConfig> {
         skews,
         ..config.clone()
     }));
+    if config.power_cut.is_some() {
+        out.push(SimConfig {
+            power_cut: None,
+            ..config.clone()
+        });
+    }
     if config.delivery < 1.0 {
         out.push(SimConfig {
             delivery: 1.0,
@@ -650,6 +671,7 @@ fn smaller(config: &SimConfig) -> Vec<SimConfig> {
         .chain(config.partitions.iter().map(|p| p.heal_slot + 1))
         .chain(config.engine_faults.iter().map(|f| f.to_slot + 1))
         .chain(config.source_faults.iter().map(|f| f.to_slot + 1))
+        .chain(config.power_cut.iter().map(|c| c.restart_slot + 1))
         .max()
         .unwrap_or(1);
     for slots in [config.slots / 2, config.slots * 3 / 4, config.slots - 1] {

@@ -98,6 +98,37 @@ impl SourceFault {
     }
 }
 
+/// Every operator loses power at once, at a seed-drawn point of `slot`, and comes back with
+/// its storage at the start of `restart_slot`. Writes not yet synced survive only in part (a
+/// seed-drawn subset of their bytes), as on a real disk whose cache was lost mid-write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PowerCut {
+    pub slot: u64,
+    pub restart_slot: u64,
+}
+
+impl PowerCut {
+    /// Parses `S-R`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let usage = || format!("power-cut `{text}`: expected S-R (e.g. 6-8)");
+        let (slot, restart) = text.split_once('-').ok_or_else(usage)?;
+        let cut = Self {
+            slot: slot.trim().parse().map_err(|_| usage())?,
+            restart_slot: restart.trim().parse().map_err(|_| usage())?,
+        };
+        if cut.restart_slot <= cut.slot {
+            return Err(format!(
+                "power-cut `{text}`: power must come back after the slot it is lost in"
+            ));
+        }
+        Ok(cut)
+    }
+
+    pub fn flag(&self) -> String {
+        format!("{}-{}", self.slot, self.restart_slot)
+    }
+}
+
 /// Parses `I` (never starts) or `I@S` (starts at slot S).
 pub fn parse_offline(value: &str) -> Result<(usize, Option<u64>), String> {
     let (index, slot) = match value.split_once('@') {
@@ -192,6 +223,10 @@ pub struct FaultArgs {
     /// MS milliseconds late, or not at all, from slot S until slot E. Repeatable.
     #[arg(long = "source-fault", value_parser = SourceFault::parse)]
     pub source_fault: Vec<SourceFault>,
+    /// Power cut `S-R`: every operator loses power during slot S, with unsynced writes cut
+    /// mid-way, and restarts from its storage at slot R.
+    #[arg(long = "power-cut", value_parser = PowerCut::parse)]
+    pub power_cut: Option<PowerCut>,
 }
 
 impl FaultArgs {
@@ -211,6 +246,7 @@ impl FaultArgs {
             engine_faults: self.engine_fault.clone(),
             skews: self.clock_skew.clone(),
             source_faults: self.source_fault.clone(),
+            power_cut: self.power_cut,
             ..base
         }
     }
@@ -274,6 +310,9 @@ impl SimConfig {
                 .iter()
                 .map(|f| format!("--source-fault {}", f.flag())),
         );
+        if let Some(cut) = &self.power_cut {
+            flags.push(format!("--power-cut {}", cut.flag()));
+        }
         flags.join(" ")
     }
 }
@@ -333,6 +372,10 @@ mod tests {
                     to_slot: 8,
                 },
             ],
+            power_cut: Some(PowerCut {
+                slot: 5,
+                restart_slot: 7,
+            }),
             ..SimConfig::default()
         };
         let flags = config.fault_flags();
@@ -343,6 +386,7 @@ mod tests {
         assert_eq!(parsed.skews, config.skews);
         assert_eq!(parsed.source_faults, config.source_faults);
         assert_eq!(parsed.crashes, config.crashes);
+        assert_eq!(parsed.power_cut, config.power_cut);
     }
 
     #[test]
@@ -363,5 +407,6 @@ mod tests {
                 .contains("must end")
         );
         assert!(FaultArgs::parse("--crash 1").unwrap_err().contains("crash"));
+        assert!(PowerCut::parse("6-6").unwrap_err().contains("come back"));
     }
 }

@@ -36,7 +36,7 @@ use std::{
 
 pub use devnet::{DevnetBeacon, DevnetSource};
 pub use engine_fault::{EngineFault, EngineFaultKind};
-pub use faults::{ClockSkew, FaultArgs, SourceFault, SourceFaultKind};
+pub use faults::{ClockSkew, FaultArgs, PowerCut, SourceFault, SourceFaultKind};
 
 /// One simulation run's inputs.
 #[derive(Clone, Debug)]
@@ -73,6 +73,8 @@ pub struct SimConfig {
     pub skews: Vec<ClockSkew>,
     /// Operators whose beacon node answers late or not at all for a while.
     pub source_faults: Vec<SourceFault>,
+    /// Every operator losing power at once, with unsynced writes cut mid-way.
+    pub power_cut: Option<PowerCut>,
 }
 
 /// Bugs a run can inject on purpose: each must be caught by an invariant within a bounded
@@ -168,6 +170,7 @@ impl Default for SimConfig {
             equivocators: Vec::new(),
             skews: Vec::new(),
             source_faults: Vec::new(),
+            power_cut: None,
         }
     }
 }
@@ -293,6 +296,15 @@ impl SimConfig {
                 ));
             }
         }
+        if let Some(cut) = &self.power_cut
+            && (cut.restart_slot <= cut.slot || cut.restart_slot >= self.slots)
+        {
+            return Err(format!(
+                "power-cut: `{}` must restart after its slot and before the run ends ({} slots)",
+                cut.flag(),
+                self.slots
+            ));
+        }
         let mut crashed: Vec<usize> = self.crashes.iter().map(|c| c.operator).collect();
         crashed.sort_unstable();
         if crashed.windows(2).any(|w| w[0] == w[1]) {
@@ -354,6 +366,9 @@ impl SimConfig {
         }
         for fault in &self.source_faults {
             heal(fault.to_slot);
+        }
+        if let Some(cut) = &self.power_cut {
+            heal(cut.restart_slot);
         }
         // Peers block a noisy or equivocating operator once they see what it sends; until
         // simplex skips a silent leader, each view it leads then costs a leader timeout, as a
@@ -768,25 +783,90 @@ fn crash_offset(seed: u64, operator: usize, slot: u64, slot_duration: Duration) 
 /// Runs one simulation to completion and reports what happened.
 pub fn run(config: &SimConfig) -> Report {
     let wall = Instant::now();
-    let runtime = deterministic::Runner::new(
-        deterministic::Config::new()
-            .with_seed(config.seed)
-            .with_timeout(None),
-    );
-    let config = config.clone();
-    let mut report = runtime.start(|context| async move { simulate(context, config).await });
+    let runtime = deterministic::Config::new()
+        .with_seed(config.seed)
+        .with_timeout(None);
+    let outcome = match config.power_cut {
+        None => {
+            let config = config.clone();
+            deterministic::Runner::new(runtime)
+                .start(|context| async move { simulate(context, config, Stage::Whole).await })
+        }
+        Some(_) => {
+            // Unsynced writes keep a seed-drawn half of their bytes when the power goes.
+            let storage = deterministic::FaultConfig::default().write(deterministic::WriteConfig {
+                failure_rate: Probability::from_f64(0.0).expect("0 is a probability"),
+                retention_rate: Probability::from_f64(0.5).expect("0.5 is a probability"),
+                mode: deterministic::PartialWriteMode::Subset,
+            });
+            let before = config.clone();
+            let (outcome, checkpoint) =
+                deterministic::Runner::new(runtime.with_storage_fault_config(storage))
+                    .start_and_recover(|context| async move {
+                        simulate(context, before, Stage::UntilCut).await
+                    });
+            let carried = match outcome {
+                Outcome::Cut(carried) => carried,
+                done @ Outcome::Done(_) => return finish(done, wall),
+            };
+            let after = config.clone();
+            deterministic::Runner::from(checkpoint).start(|context| async move {
+                simulate(context, after, Stage::AfterCut(carried)).await
+            })
+        }
+    };
+    finish(outcome, wall)
+}
+
+fn finish(outcome: Outcome, wall: Instant) -> Report {
+    let mut report = match outcome {
+        Outcome::Done(report) => *report,
+        // Only the stage before a power cut stops at it, and `run` restarts after that one.
+        Outcome::Cut(_) => unreachable!("a run stopped at its power cut after restarting"),
+    };
     report.wall_ms = wall.elapsed().as_millis() as u64;
     report
 }
 
-async fn simulate(context: deterministic::Context, config: SimConfig) -> Report {
+/// Which part of a run one runtime plays: all of it, or the part before or after a power cut
+/// (two runtimes, the second recovered from the first's storage).
+enum Stage {
+    Whole,
+    UntilCut,
+    AfterCut(Box<Carried>),
+}
+
+/// What outlives a power cut: the checker's record and the world outside the cluster. Nothing
+/// here may hold a runtime context, or the first runtime refuses to stop.
+struct Carried {
+    genesis: SystemTime,
+    observed: Observed,
+    chain: DevnetChain,
+    received: Arc<AtomicU64>,
+    cpu: CpuMeter,
+    restarts: u64,
+}
+
+enum Outcome {
+    Cut(Box<Carried>),
+    Done(Box<Report>),
+}
+
+async fn simulate(context: deterministic::Context, config: SimConfig, stage: Stage) -> Outcome {
     let n = config.operators;
     let keys: Vec<PrivateKey> = (0..n).map(|i| PrivateKey::from_seed(i as u64)).collect();
     let participants: Set<PublicKey> = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
     let committee = CommitteeId::new((1..=n as u64).collect()).expect("3f+1 operators fit");
     // Operators boot one slot before genesis, as a real cluster starts before its chain does:
     // the first views (and any dead first leader's timeout) pass before slot 0's duties.
-    let genesis = context.current() + config.slot_duration;
+    let (carried, until_cut) = match stage {
+        Stage::Whole => (None, false),
+        Stage::UntilCut => (None, true),
+        Stage::AfterCut(carried) => (Some(*carried), false),
+    };
+    let genesis = carried
+        .as_ref()
+        .map_or(context.current() + config.slot_duration, |c| c.genesis);
     let clock = SlotClock {
         genesis,
         slot_duration: config.slot_duration,
@@ -828,11 +908,18 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         per_operator.into_iter().map(Arc::new).collect();
     let fork = ForkInfo::devnet();
     let chain_clock = Arc::new(context.child("chain"));
-    let chain = DevnetChain::new(
-        DevnetBeacon::new(config.seed, 0, config.validators, clock),
-        fork,
-        Arc::new(move || chain_clock.current()),
-    );
+    let chain_now = Arc::new(move || chain_clock.current());
+    let chain = match &carried {
+        Some(carried) => {
+            carried.chain.set_clock(chain_now);
+            carried.chain.clone()
+        }
+        None => DevnetChain::new(
+            DevnetBeacon::new(config.seed, 0, config.validators, clock),
+            fork,
+            chain_now,
+        ),
+    };
     let (network, oracle) = Network::new_with_peers(
         context.child("network"),
         simulated::Config {
@@ -900,8 +987,13 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
     }
 
     let (observations, mut observed_receiver) = mpsc::unbounded_channel();
-    let received = Arc::new(AtomicU64::new(0));
-    let cpu = CpuMeter::new(Arc::new(thread_cpu_time));
+    let received = carried
+        .as_ref()
+        .map_or_else(|| Arc::new(AtomicU64::new(0)), |c| c.received.clone());
+    let cpu = carried.as_ref().map_or_else(
+        || CpuMeter::new(Arc::new(thread_cpu_time)),
+        |c| c.cpu.clone(),
+    );
     // Leaders wait up to one slot for work; views time out two seconds after that.
     let heartbeat = config.slot_duration;
     let leader_timeout = config.slot_duration + Duration::from_secs(2);
@@ -910,7 +1002,12 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
 
     let offline: BTreeMap<usize, Option<u64>> = config.offline.iter().cloned().collect();
     let crashes: BTreeMap<usize, Crash> = config.crashes.iter().map(|c| (c.operator, *c)).collect();
-    let restarts = Arc::new(AtomicU64::new(0));
+    let restarts = Arc::new(AtomicU64::new(carried.as_ref().map_or(0, |c| c.restarts)));
+    // After a power cut every life starts from storage, and none before power is back.
+    let back = carried
+        .as_ref()
+        .and(config.power_cut)
+        .map(|cut| clock.slot_start(cut.restart_slot));
     let engines: operator::Engines = Default::default();
     let taps = byzantine::Taps::new(config.noisy.iter().map(|i| keys[*i].public_key()));
     for (index, key) in keys.iter().enumerate() {
@@ -976,6 +1073,12 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             }
             (None, None) => lives.push((genesis, None)),
         }
+        if let Some(back) = back {
+            lives.retain(|(_, crash_at)| crash_at.is_none_or(|at| at > back));
+            for (start, _) in lives.iter_mut() {
+                *start = (*start).max(back);
+            }
+        }
         let oracle = oracle.clone();
         let crash_sender = crash_sender.clone();
         let restarts = restarts.clone();
@@ -986,7 +1089,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             .spawn(move |context| async move {
                 for (life, (start, crash_at)) in lives.into_iter().enumerate() {
                     context.sleep_until(start).await;
-                    if life > 0 {
+                    if life > 0 || back.is_some() {
                         restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     let setup = setup.clone();
@@ -1018,9 +1121,27 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
 
     // Check invariants slot by slot while the cluster runs; one extra slot lets the last
     // slot's decisions finalize.
-    let mut observed = Observed::default();
-    for slot in 0..=config.slots {
-        context.sleep_until(clock.slot_start(slot + 1)).await;
+    let (mut observed, first_slot) = match carried {
+        Some(carried) => {
+            let mut observed = carried.observed;
+            // Whatever ran when the power went ended with it; nothing of it is owed.
+            for operator in 0..n {
+                observed.on_crash(operator);
+            }
+            let cut = config.power_cut.map_or(0, |cut| cut.slot);
+            (observed, cut)
+        }
+        None => (Observed::default(), 0),
+    };
+    let cut_at = config.power_cut.filter(|_| until_cut).map(|cut| {
+        let offset = crash_offset(config.seed, usize::MAX, cut.slot, config.slot_duration);
+        (cut.slot, clock.slot_start(cut.slot) + offset)
+    });
+    for slot in first_slot..=config.slots {
+        match cut_at {
+            Some((cut_slot, at)) if slot == cut_slot => context.sleep_until(at).await,
+            _ => context.sleep_until(clock.slot_start(slot + 1)).await,
+        }
         while let Ok((operator, observation)) = observed_receiver.try_recv() {
             match observation {
                 Observation::Finalized(block) => observed.on_block(operator, block, slot),
@@ -1044,6 +1165,21 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
             n as u64,
             slot,
         );
+        if cut_at.is_some_and(|(cut_slot, _)| slot == cut_slot) {
+            // The power goes: hand the record on, holding nothing of this runtime.
+            if let Ok(mut engines) = engines.lock() {
+                engines.clear();
+            }
+            chain.set_clock(Arc::new(|| SystemTime::UNIX_EPOCH));
+            return Outcome::Cut(Box::new(Carried {
+                genesis,
+                observed,
+                chain,
+                received,
+                cpu,
+                restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
+            }));
+        }
     }
 
     // An operator whose engine misbehaved learns decisions late (syncing, hanging) or never
@@ -1503,7 +1639,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         }
     }
 
-    Report {
+    Outcome::Done(Box::new(Report {
         seed: config.seed,
         operators: n,
         validators: config.validators,
@@ -1571,7 +1707,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig) -> Report 
         violations: observed.violations,
         replay: config.replay_command(),
         wall_ms: 0,
-    }
+    }))
 }
 
 /// CPU time of the calling thread: the deterministic runtime runs every actor on it, so this is

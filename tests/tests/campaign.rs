@@ -51,6 +51,7 @@ fn an_injected_signing_bug_is_found_replayed_and_minimized() {
             + c.engine_faults.len()
             + c.source_faults.len()
             + c.skews.len()
+            + usize::from(c.power_cut.is_some())
             + c.partitions.len()
             + usize::from(c.delivery < 1.0)
             + usize::from(!c.jitter.is_zero())

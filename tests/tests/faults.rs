@@ -1,7 +1,9 @@
 //! The fault kinds a campaign draws, one at a time, with what a user would check: the cluster
 //! keeps its chain and its duties, and the misbehaving operator is the only one that pays.
 
-use cohort_simulation::{ClockSkew, SimConfig, SourceFault, SourceFaultKind, run};
+use cohort_simulation::{
+    ClockSkew, LIVENESS_SLOTS, PowerCut, SimConfig, SourceFault, SourceFaultKind, run,
+};
 use cohort_tests::assert_clean;
 
 fn accepted(report: &cohort_simulation::Report, kind: &str) -> (u64, u64) {
@@ -91,4 +93,29 @@ fn one_beacon_node_down_or_late_costs_the_cluster_no_attestation() {
     // Three operators with working beacon nodes are a quorum: nothing is lost.
     let (got, owed) = accepted(&report, "attestation");
     assert_eq!(got, owed, "attestations accepted");
+}
+
+#[test]
+fn a_power_cut_mid_write_loses_no_finalized_block_and_signs_nothing_twice() {
+    let config = SimConfig {
+        slots: 16,
+        power_cut: Some(PowerCut {
+            slot: 5,
+            restart_slot: 7,
+        }),
+        ..SimConfig::default()
+    };
+    let report = run(&config);
+    // `same_finalized_chain` across the cut, `no_conflicting_signatures` for every share, and
+    // liveness again from LIVENESS_SLOTS after power is back.
+    assert_clean(&report);
+    assert_eq!(report.restarts, 4, "every operator restarted from its storage");
+    assert_eq!(report.liveness_from, Some(7 + LIVENESS_SLOTS));
+    assert!(
+        report.engine_finalized_height >= 15,
+        "engines caught up: {}",
+        report.engine_finalized_height
+    );
+    // The two runtimes replay bit for bit, cut writes included.
+    assert_eq!(run(&config).outcome_digest, report.outcome_digest);
 }
