@@ -109,7 +109,10 @@ fn a_power_cut_mid_write_loses_no_finalized_block_and_signs_nothing_twice() {
     // `same_finalized_chain` across the cut, `no_conflicting_signatures` for every share, and
     // liveness again from LIVENESS_SLOTS after power is back.
     assert_clean(&report);
-    assert_eq!(report.restarts, 4, "every operator restarted from its storage");
+    assert_eq!(
+        report.restarts, 4,
+        "every operator restarted from its storage"
+    );
     assert_eq!(report.liveness_from, Some(7 + LIVENESS_SLOTS));
     assert!(
         report.engine_finalized_height >= 15,
