@@ -6,3 +6,25 @@ pub mod committee;
 pub mod executor;
 pub mod runner;
 pub mod scheduler;
+
+/// What the actors' tests share.
+#[cfg(test)]
+mod testing {
+    use commonware_runtime::Metrics as _;
+
+    /// The value of the gauge `metric` (its full name) in the runtime's metrics.
+    pub fn gauge(context: &commonware_runtime::deterministic::Context, metric: &str) -> i64 {
+        context
+            .encode()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let rest = line.strip_prefix(metric)?;
+                if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                    return None;
+                }
+                rest.rsplit(' ').next()?.parse::<i64>().ok()
+            })
+            .unwrap_or_else(|| panic!("no gauge {metric}"))
+    }
+}

@@ -236,13 +236,19 @@ fn engine_fault(draw: &mut Draw, operator: usize, slots: u64) -> EngineFault {
         1 => EngineFaultKind::Hang,
         _ => EngineFaultKind::Syncing,
     };
-    let from_slot = 1 + draw.below((slots * 2 / 3).max(1));
+    let (from_slot, to_slot) = window(draw, slots);
     EngineFault {
         operator,
         kind,
         from_slot,
-        to_slot: from_slot + 1 + draw.below(6),
+        to_slot,
     }
+}
+
+/// A window of 1..=6 slots starting in the first two thirds of the run.
+fn window(draw: &mut Draw, slots: u64) -> (u64, u64) {
+    let from_slot = 1 + draw.below((slots * 2 / 3).max(1));
+    (from_slot, from_slot + 1 + draw.below(6))
 }
 
 /// A beacon node answering 0.5..3 s late, or not at all, for 1..=6 slots.
@@ -251,12 +257,12 @@ fn source_fault(draw: &mut Draw, operator: usize, slots: u64) -> SourceFault {
         0 => SourceFaultKind::Late(500 + 100 * draw.below(26)),
         _ => SourceFaultKind::Absent,
     };
-    let from_slot = 1 + draw.below((slots * 2 / 3).max(1));
+    let (from_slot, to_slot) = window(draw, slots);
     SourceFault {
         operator,
         kind,
         from_slot,
-        to_slot: from_slot + 1 + draw.below(6),
+        to_slot,
     }
 }
 

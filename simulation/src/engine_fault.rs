@@ -48,26 +48,25 @@ impl EngineFault {
     /// Parses `I:KIND@S-E` (e.g. `1:syncing@10-20`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let usage = || format!("engine fault `{text}`: expected I:syncing|hang|invalid@S-E");
-        let (operator, rest) = text.split_once(':').ok_or_else(usage)?;
-        let (kind, window) = rest.split_once('@').ok_or_else(usage)?;
-        let (from, to) = window.split_once('-').ok_or_else(usage)?;
+        let (operator, kind, from_slot, to_slot) =
+            crate::faults::parse_operator_window(text).ok_or_else(usage)?;
         let kind = match kind {
             "syncing" => EngineFaultKind::Syncing,
             "hang" => EngineFaultKind::Hang,
             "invalid" => EngineFaultKind::Invalid,
             _ => return Err(usage()),
         };
-        let fault = Self {
-            operator: operator.parse().map_err(|_| usage())?,
-            kind,
-            from_slot: from.parse().map_err(|_| usage())?,
-            to_slot: to.parse().map_err(|_| usage())?,
-        };
-        if fault.to_slot <= fault.from_slot {
+        if to_slot <= from_slot {
             return Err(format!(
                 "engine fault `{text}`: the window must end after it starts"
             ));
         }
+        let fault = Self {
+            operator,
+            kind,
+            from_slot,
+            to_slot,
+        };
         Ok(fault)
     }
 

@@ -8,6 +8,20 @@ use crate::{Crash, EngineFault, Partition, SimConfig};
 use serde::Serialize;
 use std::time::Duration;
 
+/// Splits `I:KIND@S-E` into operator, kind and window: the form of every fault that hits one
+/// operator for a while.
+pub(crate) fn parse_operator_window(text: &str) -> Option<(usize, &str, u64, u64)> {
+    let (operator, rest) = text.split_once(':')?;
+    let (kind, window) = rest.split_once('@')?;
+    let (from, to) = window.split_once('-')?;
+    Some((
+        operator.trim().parse().ok()?,
+        kind,
+        from.trim().parse().ok()?,
+        to.trim().parse().ok()?,
+    ))
+}
+
 /// One operator's clock reading ahead of (or behind) the cluster's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ClockSkew {
@@ -59,25 +73,23 @@ impl SourceFault {
     /// Parses `I:late=MS@S-E` or `I:absent@S-E`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let usage = || format!("source-fault `{text}`: expected I:late=MS@S-E or I:absent@S-E");
-        let (operator, rest) = text.split_once(':').ok_or_else(usage)?;
-        let (kind, window) = rest.split_once('@').ok_or_else(usage)?;
-        let (from, to) = window.split_once('-').ok_or_else(usage)?;
+        let (operator, kind, from_slot, to_slot) = parse_operator_window(text).ok_or_else(usage)?;
         let kind = match kind.split_once('=') {
             Some(("late", millis)) => SourceFaultKind::Late(millis.parse().map_err(|_| usage())?),
             None if kind == "absent" => SourceFaultKind::Absent,
             _ => return Err(usage()),
         };
-        let fault = Self {
-            operator: operator.parse().map_err(|_| usage())?,
-            kind,
-            from_slot: from.parse().map_err(|_| usage())?,
-            to_slot: to.parse().map_err(|_| usage())?,
-        };
-        if fault.to_slot <= fault.from_slot {
+        if to_slot <= from_slot {
             return Err(format!(
                 "source-fault `{text}`: the window must end after it starts"
             ));
         }
+        let fault = Self {
+            operator,
+            kind,
+            from_slot,
+            to_slot,
+        };
         Ok(fault)
     }
 

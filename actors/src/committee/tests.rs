@@ -5,7 +5,7 @@ use cohort_ingress::{
 };
 use commonware_cryptography::{Hasher, Sha256};
 use commonware_macros::select;
-use commonware_runtime::{Clock, Metrics as _, Runner, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 fn clock(context: &deterministic::Context) -> SlotClock {
@@ -246,19 +246,7 @@ fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
 
 /// The value of the committee's gauge `name` in the runtime's metrics.
 fn held(context: &deterministic::Context, name: &str) -> i64 {
-    let metric = format!("committee_{name}");
-    context
-        .encode()
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let rest = line.strip_prefix(metric.as_str())?;
-            if !(rest.starts_with(' ') || rest.starts_with('{')) {
-                return None;
-            }
-            rest.rsplit(' ').next()?.parse::<i64>().ok()
-        })
-        .unwrap_or_else(|| panic!("no gauge {metric}"))
+    crate::testing::gauge(context, &format!("committee_{name}"))
 }
 
 #[test]

@@ -8,7 +8,7 @@ use cohort_engine::{
 };
 use cohort_ingress::{SlotClock, committee, executor::Mailbox, runner};
 use cohort_marshal::Block;
-use commonware_runtime::{Clock, Metrics as _, Runner as _, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Runner as _, Supervisor as _, deterministic};
 use commonware_utils::channel::mpsc;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -255,19 +255,7 @@ fn an_invalid_finalized_payload_stops_the_executor() {
 
 /// The value of the executor's gauge `name` in the runtime's metrics.
 fn held(context: &deterministic::Context, name: &str) -> i64 {
-    let metric = format!("executor_{name}");
-    context
-        .encode()
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let rest = line.strip_prefix(metric.as_str())?;
-            if !(rest.starts_with(' ') || rest.starts_with('{')) {
-                return None;
-            }
-            rest.rsplit(' ').next()?.parse::<i64>().ok()
-        })
-        .unwrap_or_else(|| panic!("no gauge {metric}"))
+    crate::testing::gauge(context, &format!("executor_{name}"))
 }
 
 /// An engine that answers SYNCING to payloads above a number it is told to reach.

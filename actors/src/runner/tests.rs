@@ -15,7 +15,7 @@ use commonware_p2p::{
     Recipients, Sender as _,
     simulated::{self, Link},
 };
-use commonware_runtime::{Clock, Metrics as _, Quota, Runner as _, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Quota, Runner as _, Supervisor as _, deterministic};
 use commonware_utils::{NZU32, NZUsize, channel::mpsc, ordered::Set, probability::Probability};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -180,19 +180,7 @@ async fn start(context: &deterministic::Context) -> Harness {
 
 /// The value of the runner's gauge `name` in the runtime's metrics.
 fn held(context: &deterministic::Context, name: &str) -> i64 {
-    let metric = format!("runner_{name}");
-    context
-        .encode()
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let rest = line.strip_prefix(metric.as_str())?;
-            if !(rest.starts_with(' ') || rest.starts_with('{')) {
-                return None;
-            }
-            rest.rsplit(' ').next()?.parse::<i64>().ok()
-        })
-        .unwrap_or_else(|| panic!("no gauge {metric}"))
+    crate::testing::gauge(context, &format!("runner_{name}"))
 }
 
 #[test]

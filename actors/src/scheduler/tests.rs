@@ -4,9 +4,7 @@ use cohort_ingress::{
     ProposerDuty, Role, SlotClock, SourceError, keys::Signature, runner,
 };
 use commonware_cryptography::{Hasher, Sha256};
-use commonware_runtime::{
-    Clock, Metrics as _, Runner, Spawner as _, Supervisor as _, deterministic,
-};
+use commonware_runtime::{Clock, Runner, Spawner as _, Supervisor as _, deterministic};
 use commonware_utils::channel::mpsc;
 use std::{sync::Arc, time::Duration};
 
@@ -244,19 +242,7 @@ fn late_duties_still_start_within_their_slot() {
 
 /// The value of the scheduler's gauge `name` in the runtime's metrics.
 fn held(context: &deterministic::Context, name: &str) -> i64 {
-    let metric = format!("scheduler_{name}");
-    context
-        .encode()
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let rest = line.strip_prefix(metric.as_str())?;
-            if !(rest.starts_with(' ') || rest.starts_with('{')) {
-                return None;
-            }
-            rest.rsplit(' ').next()?.parse::<i64>().ok()
-        })
-        .unwrap_or_else(|| panic!("no gauge {metric}"))
+    crate::testing::gauge(context, &format!("scheduler_{name}"))
 }
 
 #[test]
