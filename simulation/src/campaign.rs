@@ -103,8 +103,7 @@ impl Plan {
             Plan::Calm => {}
             Plan::Network => network(&mut draw, &mut config, true),
             Plan::Crash => {
-                let count = 1 + draw.below(f as u64) as usize;
-                for operator in draw.operators(n, count) {
+                for operator in draw.some_operators(n, f) {
                     config.crashes.push(crash(&mut draw, operator, slots));
                 }
                 if draw.below(3) == 0 {
@@ -113,23 +112,20 @@ impl Plan {
             }
             Plan::Partition => config.partitions.push(partition(&mut draw, n, slots)),
             Plan::Byzantine => {
-                let count = 1 + draw.below(f as u64) as usize;
-                for operator in draw.operators(n, count) {
+                for operator in draw.some_operators(n, f) {
                     byzantine(&mut draw, &mut config, operator);
                 }
             }
             Plan::Clock => skews(&mut draw, &mut config),
             Plan::Engine => {
-                let count = 1 + draw.below(f as u64) as usize;
-                for operator in draw.operators(n, count) {
+                for operator in draw.some_operators(n, f) {
                     config
                         .engine_faults
                         .push(engine_fault(&mut draw, operator, slots));
                 }
             }
             Plan::Source => {
-                let count = 1 + draw.below(f as u64) as usize;
-                for operator in draw.operators(n, count) {
+                for operator in draw.some_operators(n, f) {
                     config
                         .source_faults
                         .push(source_fault(&mut draw, operator, slots));
@@ -300,6 +296,12 @@ impl Draw {
     /// A number in `0..bound` (0 when `bound` is 0).
     fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 { 0 } else { self.next() % bound }
+    }
+
+    /// 1..=`f` distinct operators out of `n` (how many drawn first), in ascending order.
+    fn some_operators(&mut self, n: usize, f: usize) -> Vec<usize> {
+        let count = 1 + self.below(f as u64) as usize;
+        self.operators(n, count)
     }
 
     /// `count` distinct operators out of `n`, in ascending order.

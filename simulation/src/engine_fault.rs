@@ -49,18 +49,13 @@ impl EngineFault {
     pub fn parse(text: &str) -> Result<Self, String> {
         let usage = || format!("engine fault `{text}`: expected I:syncing|hang|invalid@S-E");
         let (operator, kind, from_slot, to_slot) =
-            crate::faults::parse_operator_window(text).ok_or_else(usage)?;
+            crate::faults::parse_operator_window("engine fault", text, usage)?;
         let kind = match kind {
             "syncing" => EngineFaultKind::Syncing,
             "hang" => EngineFaultKind::Hang,
             "invalid" => EngineFaultKind::Invalid,
             _ => return Err(usage()),
         };
-        if to_slot <= from_slot {
-            return Err(format!(
-                "engine fault `{text}`: the window must end after it starts"
-            ));
-        }
         let fault = Self {
             operator,
             kind,

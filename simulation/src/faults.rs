@@ -9,17 +9,30 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// Splits `I:KIND@S-E` into operator, kind and window: the form of every fault that hits one
-/// operator for a while.
-pub(crate) fn parse_operator_window(text: &str) -> Option<(usize, &str, u64, u64)> {
-    let (operator, rest) = text.split_once(':')?;
-    let (kind, window) = rest.split_once('@')?;
-    let (from, to) = window.split_once('-')?;
-    Some((
-        operator.trim().parse().ok()?,
-        kind,
-        from.trim().parse().ok()?,
-        to.trim().parse().ok()?,
-    ))
+/// operator for a while. `flag` names the fault in the errors; `usage` says what was expected.
+pub(crate) fn parse_operator_window<'a>(
+    flag: &str,
+    text: &'a str,
+    usage: impl Fn() -> String,
+) -> Result<(usize, &'a str, u64, u64), String> {
+    let parts = || {
+        let (operator, rest) = text.split_once(':')?;
+        let (kind, window) = rest.split_once('@')?;
+        let (from, to) = window.split_once('-')?;
+        Some((
+            operator.trim().parse().ok()?,
+            kind,
+            from.trim().parse().ok()?,
+            to.trim().parse().ok()?,
+        ))
+    };
+    let (operator, kind, from_slot, to_slot) = parts().ok_or_else(&usage)?;
+    if to_slot <= from_slot {
+        return Err(format!(
+            "{flag} `{text}`: the window must end after it starts"
+        ));
+    }
+    Ok((operator, kind, from_slot, to_slot))
 }
 
 /// One operator's clock reading ahead of (or behind) the cluster's.
@@ -73,17 +86,13 @@ impl SourceFault {
     /// Parses `I:late=MS@S-E` or `I:absent@S-E`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let usage = || format!("source-fault `{text}`: expected I:late=MS@S-E or I:absent@S-E");
-        let (operator, kind, from_slot, to_slot) = parse_operator_window(text).ok_or_else(usage)?;
+        let (operator, kind, from_slot, to_slot) =
+            parse_operator_window("source-fault", text, usage)?;
         let kind = match kind.split_once('=') {
             Some(("late", millis)) => SourceFaultKind::Late(millis.parse().map_err(|_| usage())?),
             None if kind == "absent" => SourceFaultKind::Absent,
             _ => return Err(usage()),
         };
-        if to_slot <= from_slot {
-            return Err(format!(
-                "source-fault `{text}`: the window must end after it starts"
-            ));
-        }
         let fault = Self {
             operator,
             kind,

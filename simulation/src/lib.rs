@@ -1692,7 +1692,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig, stage: Sta
         liveness_from,
         restarts: restarts.load(std::sync::atomic::Ordering::Relaxed),
         blocked,
-        max_held: observed.max_held.clone(),
+        max_held: observed.max_held,
         execution_blocks: payload_at.len() as u64,
         engine_finalized_height,
         engine_finalized_by_operator,

@@ -209,32 +209,49 @@ fn a_start_backfills_what_the_engine_is_missing() {
     });
 }
 
-/// An engine that calls every payload invalid.
+/// An engine that answers `beyond` (INVALID, SYNCING) to every payload numbered above
+/// `reachable`, and is the embedded engine for the rest.
 #[derive(Clone)]
-struct Refusing(Engine);
+struct Gated {
+    engine: Engine,
+    reachable: Arc<std::sync::atomic::AtomicU64>,
+    beyond: PayloadStatusEnum,
+}
 
-impl ExecutionEngine for Refusing {
+impl Gated {
+    fn new(engine: Engine, reachable: u64, beyond: PayloadStatusEnum) -> Self {
+        Self {
+            engine,
+            reachable: Arc::new(std::sync::atomic::AtomicU64::new(reachable)),
+            beyond,
+        }
+    }
+}
+
+impl ExecutionEngine for Gated {
     async fn new_payload(
         &self,
-        _payload: ExecutionPayloadV3,
-        _root: B256,
+        payload: ExecutionPayloadV3,
+        root: B256,
     ) -> Result<PayloadStatus, EngineError> {
-        Ok(PayloadStatus::from_status(PayloadStatusEnum::Invalid {
-            validation_error: "refused by the test".into(),
-        }))
+        let number = payload.payload_inner.payload_inner.block_number;
+        if number > self.reachable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(PayloadStatus::from_status(self.beyond.clone()));
+        }
+        self.engine.new_payload(payload, root).await
     }
     async fn forkchoice_updated(
         &self,
         state: ForkchoiceState,
         attributes: Option<PayloadAttributes>,
     ) -> Result<ForkchoiceUpdated, EngineError> {
-        self.0.forkchoice_updated(state, attributes).await
+        self.engine.forkchoice_updated(state, attributes).await
     }
     async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
-        self.0.get_payload(id).await
+        self.engine.get_payload(id).await
     }
     async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
-        self.0.block_by_number(tag).await
+        self.engine.block_by_number(tag).await
     }
 }
 
@@ -243,50 +260,26 @@ fn an_invalid_finalized_payload_stops_the_executor() {
     deterministic::Runner::default().start(|context| async move {
         let builder = engine(&context, "builder").await;
         let blocks = chain(&builder, 2).await;
-        let refusing = Refusing(engine(&context, "refusing").await);
+        // Every payload is numbered 1 or more: all are refused.
+        let refusing = Gated::new(
+            engine(&context, "refusing").await,
+            0,
+            PayloadStatusEnum::Invalid {
+                validation_error: "refused by the test".into(),
+            },
+        );
         let (mailbox, _observed, _, handle) =
             start(&context, refusing.clone(), Some(2), Blocks(blocks));
         // The executor stops instead of going on past a finalized payload it cannot execute.
         assert!(handle.await.is_ok());
         assert_eq!(mailbox.canonicalize_and_build(5, genesis()).await, None);
-        assert_eq!(refusing.0.finalized().await.0, genesis());
+        assert_eq!(refusing.engine.finalized().await.0, genesis());
     });
 }
 
 /// The value of the executor's gauge `name` in the runtime's metrics.
 fn held(context: &deterministic::Context, name: &str) -> i64 {
     crate::testing::gauge(context, &format!("executor_{name}"))
-}
-
-/// An engine that answers SYNCING to payloads above a number it is told to reach.
-#[derive(Clone)]
-struct Lagging(Engine, Arc<std::sync::atomic::AtomicU64>);
-
-impl ExecutionEngine for Lagging {
-    async fn new_payload(
-        &self,
-        payload: ExecutionPayloadV3,
-        root: B256,
-    ) -> Result<PayloadStatus, EngineError> {
-        let number = payload.payload_inner.payload_inner.block_number;
-        if number > self.1.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(PayloadStatus::from_status(PayloadStatusEnum::Syncing));
-        }
-        self.0.new_payload(payload, root).await
-    }
-    async fn forkchoice_updated(
-        &self,
-        state: ForkchoiceState,
-        attributes: Option<PayloadAttributes>,
-    ) -> Result<ForkchoiceUpdated, EngineError> {
-        self.0.forkchoice_updated(state, attributes).await
-    }
-    async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
-        self.0.get_payload(id).await
-    }
-    async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
-        self.0.block_by_number(tag).await
-    }
 }
 
 #[test]
@@ -296,13 +289,17 @@ fn tips_reported_during_a_long_backfill_are_not_kept() {
         marshal::Update,
         types::{Epoch, Height, Round, View},
     };
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::Ordering;
     deterministic::Runner::default().start(|context| async move {
         let builder = engine(&context, "builder").await;
         let blocks = chain(&builder, 3).await;
         let expected = blocks[&3].execution;
-        let reachable = Arc::new(AtomicU64::new(1));
-        let lagging = Lagging(engine(&context, "lagging").await, reachable.clone());
+        let lagging = Gated::new(
+            engine(&context, "lagging").await,
+            1,
+            PayloadStatusEnum::Syncing,
+        );
+        let reachable = lagging.reachable.clone();
         let (mut mailbox, _observed, _, _handle) =
             start(&context, lagging.clone(), Some(3), Blocks(blocks.clone()));
         // The engine syncs for a long time on the second payload while the cluster goes on
@@ -316,11 +313,11 @@ fn tips_reported_during_a_long_backfill_are_not_kept() {
         // The backfill takes in what arrived before the third payload, which then syncs too.
         reachable.store(2, Ordering::Relaxed);
         context.sleep(Duration::from_secs(1)).await;
-        assert_eq!(lagging.0.finalized().await.0, blocks[&2].execution);
+        assert_eq!(lagging.engine.finalized().await.0, blocks[&2].execution);
         assert_eq!(held(&context, "deferred_updates_held"), 0);
         reachable.store(3, Ordering::Relaxed);
         context.sleep(Duration::from_secs(1)).await;
-        assert_eq!(lagging.0.finalized().await.0, expected);
+        assert_eq!(lagging.engine.finalized().await.0, expected);
     });
 }
 
