@@ -1,7 +1,7 @@
 //! The runner's mailbox: duties to start and decisions the cluster finalized.
 
 use crate::{Decision, Duty};
-use commonware_utils::channel::mpsc;
+use commonware_utils::channel::{mpsc, oneshot};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -14,6 +14,8 @@ pub enum Message {
         block_slot: u64,
         decisions: Arc<Vec<Decision>>,
     },
+    /// How many duties are still running (a stopping node waits for them).
+    InFlight { response: oneshot::Sender<usize> },
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +41,13 @@ impl Mailbox {
                 decisions,
             })
             .await;
+    }
+
+    /// Duties still running, or `None` if the runner has stopped.
+    pub async fn in_flight(&mut self) -> Option<usize> {
+        let (response, answer) = oneshot::channel();
+        self.sender.send(Message::InFlight { response }).await.ok()?;
+        answer.await.ok()
     }
 }
 

@@ -1,12 +1,14 @@
 //! The scheduler's mailbox: head events from the beacon node.
 
 use crate::Root;
-use commonware_utils::channel::mpsc;
+use commonware_utils::channel::{mpsc, oneshot};
 
 #[derive(Debug)]
 pub enum Message {
     /// The beacon node saw a new head block for `slot` (its SSE `head` event).
     Head { slot: u64, block_root: Root },
+    /// Hand the runner no more duties: the node is stopping. Answered once it takes effect.
+    Drain { response: oneshot::Sender<()> },
 }
 
 #[derive(Clone, Debug)]
@@ -22,5 +24,13 @@ impl Mailbox {
     /// Reports a head event; a stopped scheduler drops it, which is harmless.
     pub async fn head(&mut self, slot: u64, block_root: Root) {
         let _ = self.sender.send(Message::Head { slot, block_root }).await;
+    }
+
+    /// Stops handing out duties; returns once the scheduler has stopped (or is gone).
+    pub async fn drain(&mut self) {
+        let (response, answer) = oneshot::channel();
+        if self.sender.send(Message::Drain { response }).await.is_ok() {
+            let _ = answer.await;
+        }
     }
 }

@@ -1,6 +1,12 @@
 //! `cohort`: the operator node's command line.
 
 mod bench;
+mod config;
+mod keys;
+mod net;
+mod operator_cli;
+mod run;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use cohort_simulation::{
@@ -18,6 +24,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run this operator: p2p with the cluster, duties from the beacon node, the execution
+    /// engine, /metrics and /health; SIGINT or SIGTERM stops it gracefully.
+    Run(operator_cli::RunArgs),
+    /// Check an operator config.
+    #[command(subcommand)]
+    Config(operator_cli::ConfigCommand),
+    /// Operator identity keys.
+    #[command(subcommand)]
+    Keys(operator_cli::KeysCommand),
+    /// Set up a cluster.
+    #[command(subcommand)]
+    Cluster(operator_cli::ClusterCommand),
     /// Run a whole cluster in the deterministic simulator from one seed.
     Simulate(Box<SimulateArgs>),
     /// Measure one operator's CPU per validator-duty (sign share, decode, recover, verify)
@@ -487,6 +505,10 @@ fn run_campaign(args: CampaignArgs) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => operator_cli::run(args),
+        Command::Config(command) => operator_cli::config(command),
+        Command::Keys(command) => operator_cli::keys(command),
+        Command::Cluster(command) => operator_cli::cluster(command),
         Command::BenchSigning(args) => bench_signing(args),
         Command::Campaign(args) => run_campaign(args),
         Command::Replay(args) => {

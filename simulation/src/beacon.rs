@@ -100,6 +100,11 @@ pub struct DevnetChain {
     /// chain itself, like the real one, keeps running).
     now: Arc<Mutex<Now>>,
     state: Arc<Mutex<State>>,
+    /// Accept a correctly signed block for the right slot and proposer that another beacon
+    /// node built. A simulation shares one chain, so every block it takes was built here; an
+    /// operator process runs its own devnet chain, and a follower's may not have built the
+    /// leader's block.
+    accepts_blocks_built_elsewhere: bool,
 }
 
 type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -123,7 +128,15 @@ impl DevnetChain {
             fork,
             now: Arc::new(Mutex::new(now)),
             state: Arc::new(Mutex::new(State::default())),
+            accepts_blocks_built_elsewhere: false,
         }
+    }
+
+    /// This chain, taking blocks another operator's devnet beacon node built (a node running
+    /// its own embedded devnet beacon).
+    pub fn accepting_blocks_built_elsewhere(mut self) -> Self {
+        self.accepts_blocks_built_elsewhere = true;
+        self
     }
 
     /// Reads time from `now` from here on.
@@ -281,7 +294,12 @@ impl DevnetChain {
                     .built
                     .get(&header.slot)
                     .is_some_and(|blocks| blocks.contains(&header));
-                if !built {
+                let built_elsewhere = self.accepts_blocks_built_elsewhere
+                    && self.beacon.proposer(header.slot) == header.proposer_index
+                    && header.parent_root
+                        == self.beacon.block_root(header.slot.saturating_sub(1))
+                    && header.state_root == Self::state_root(header.slot);
+                if !built && !built_elsewhere {
                     return Err("block was not built by this chain".into());
                 }
                 if !Self::verify(state, header.proposer_index, &root, &signature) {
@@ -359,7 +377,7 @@ impl DevnetChain {
             slot,
             proposer_index: proposer,
             parent_root: self.beacon.block_root(slot.saturating_sub(1)),
-            state_root: Sha256::hash(&[b"state", &slot.to_le_bytes()]),
+            state_root: Self::state_root(slot),
             body_root: Sha256::hash(&[b"body", &slot.to_le_bytes(), &reveal]),
         };
         let built = state.built.entry(slot).or_default();
@@ -367,6 +385,10 @@ impl DevnetChain {
             built.push(header);
         }
         Ok(header)
+    }
+
+    fn state_root(slot: u64) -> cohort_ingress::Root {
+        Sha256::hash(&[b"state", &slot.to_le_bytes()])
     }
 
     fn committee(&self, state: &mut State, slot: u64) -> BTreeMap<u64, u64> {

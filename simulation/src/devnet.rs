@@ -164,6 +164,23 @@ impl DevnetBeacon {
     }
 }
 
+/// Tells the scheduler of each slot's head block when this operator's beacon node sees it (its
+/// SSE `head` event), from the current slot on, for as long as the task runs.
+pub async fn head_events<E: commonware_runtime::Clock>(
+    context: E,
+    beacon: DevnetBeacon,
+    mut scheduler: cohort_ingress::scheduler::Mailbox,
+) {
+    let mut slot = beacon.clock().current_slot(context.current());
+    loop {
+        let at = beacon.slot_start(slot) + beacon.head_delay(slot);
+        context.sleep_until(at).await;
+        let root = beacon.attestation_data_for(slot).beacon_block_root;
+        scheduler.head(slot, root).await;
+        slot += 1;
+    }
+}
+
 /// One operator's devnet beacon node as a duty source and sink. The finalized checkpoint is
 /// that of the latest slot the node has been asked about, which is what a node following the
 /// chain would report. Blocks, aggregates and submissions go to the shared chain.

@@ -451,6 +451,9 @@ where
                 block_slot,
                 decisions,
             } => self.on_finalized(height, block_slot, &decisions, work),
+            Message::InFlight { response } => {
+                let _ = response.send(self.running.len());
+            }
         }
     }
 

@@ -93,6 +93,8 @@ pub struct Actor<E, S: DutySource> {
     dispatched_validator: BTreeSet<u64>,
     /// Slots whose head event arrived: their committee duty may start before one third.
     heads: BTreeSet<u64>,
+    /// The node is stopping: no duty is handed out any more.
+    draining: bool,
 
     dispatched_total: Registered<Counter>,
     late_total: Registered<Counter>,
@@ -136,6 +138,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             dispatched: BTreeSet::new(),
             dispatched_validator: BTreeSet::new(),
             heads: BTreeSet::new(),
+            draining: false,
             dispatched_total,
             late_total,
             fetch_failures,
@@ -159,8 +162,10 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         loop {
             let now = self.context.current();
             self.request_duties(now, &mut fetches);
-            self.dispatch_due(now).await;
-            self.request_prebuild(now);
+            if !self.draining {
+                self.dispatch_due(now).await;
+                self.request_prebuild(now);
+            }
             self.prune(now);
             self.set_held();
 
@@ -194,6 +199,17 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                                 debug!(slot, %block_root, "head event for the current slot");
                                 self.heads.insert(slot);
                             }
+                        }
+                        Message::Drain { response } => {
+                            if !self.draining {
+                                info!(
+                                    slot = self.clock.current_slot(self.context.current()),
+                                    "node stopping: handing out no more duties; duties already \
+                                     running finish"
+                                );
+                            }
+                            self.draining = true;
+                            let _ = response.send(());
                         }
                     }
                 },

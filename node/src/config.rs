@@ -1,0 +1,732 @@
+//! The operator's configuration: one TOML file (see `operator.example.toml`), with any field
+//! overridden by a `COHORT_…` environment variable, validated in full before anything starts.
+//!
+//! Validation collects every problem it finds rather than stopping at the first: an operator
+//! fixing a config file should see all of it at once, each problem naming its field.
+
+use cohort_ingress::SlotClock;
+use cohort_operator::{CHANNELS, channel_max_size, channel_name};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+/// Environment variables with this prefix override fields: `COHORT_DATA_DIR` sets `data_dir`,
+/// `COHORT_ENGINE__URL` sets `engine.url` (a double underscore steps into a table).
+pub const ENV_PREFIX: &str = "COHORT_";
+
+/// The file as written.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// This operator's ed25519 identity (`cohort keys generate`), mode 0600.
+    pub identity_key: PathBuf,
+    /// Where consensus, marshal, slashing protection and the embedded engine keep their state.
+    pub data_dir: PathBuf,
+    /// The p2p address this operator listens on.
+    pub listen: String,
+    /// Where `/metrics` and `/health` are served.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// How long a stopping node waits for running duties before it stops anyway.
+    #[serde(default = "default_stop_timeout_seconds")]
+    pub stop_timeout_seconds: u64,
+    pub cluster: Cluster,
+    pub shares: Shares,
+    #[serde(default)]
+    pub beacon: Beacon,
+    #[serde(default)]
+    pub engine: Engine,
+    #[serde(default)]
+    pub p2p: P2p,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9100".into()
+}
+
+fn default_stop_timeout_seconds() -> u64 {
+    30
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Names the cluster in the p2p handshake: operators of another cluster cannot connect.
+    pub name: String,
+    /// Unix time (seconds) at which slot 0 starts.
+    pub genesis_time: u64,
+    #[serde(default = "default_slot_seconds")]
+    pub slot_seconds: u64,
+    #[serde(default = "default_slots_per_epoch")]
+    pub slots_per_epoch: u64,
+    /// Every operator of the cluster, this one included.
+    pub operators: Vec<Operator>,
+}
+
+fn default_slot_seconds() -> u64 {
+    12
+}
+
+fn default_slots_per_epoch() -> u64 {
+    32
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// Hex of the operator's ed25519 public key.
+    pub public_key: String,
+    /// Where the operator listens for p2p connections.
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shares {
+    /// The cluster lock (`cohort cluster init`): every validator's public key and sharing.
+    pub lock: PathBuf,
+    /// One EIP-2335 keystore per validator, `share-<validator>.json`.
+    pub dir: PathBuf,
+    /// The keystores' password, mode 0600.
+    pub password_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Beacon {
+    /// `devnet`: the embedded devnet beacon node (the Beacon API comes later).
+    #[serde(default = "default_beacon_kind")]
+    pub kind: String,
+    /// Seeds the devnet's duties; every operator of the cluster must use the same.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl Default for Beacon {
+    fn default() -> Self {
+        Self {
+            kind: default_beacon_kind(),
+            seed: 0,
+        }
+    }
+}
+
+fn default_beacon_kind() -> String {
+    "devnet".into()
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Engine {
+    /// `embedded` (default) or `remote`.
+    #[serde(default = "default_engine_kind")]
+    pub kind: String,
+    /// The remote engine's authenticated Engine API endpoint (`http://host:8551`).
+    pub url: Option<String>,
+    /// File holding the remote engine's hex JWT secret.
+    pub jwt_secret: Option<PathBuf>,
+}
+
+fn default_engine_kind() -> String {
+    "embedded".into()
+}
+
+/// Per-channel limits, by channel name (`votes`, `certificates`, `resolver`, `backfill`,
+/// `blocks`, `partials`); unnamed channels keep their defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2p {
+    #[serde(default)]
+    pub rate_per_second: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub max_message_bytes: BTreeMap<String, usize>,
+}
+
+/// Messages per second a peer may send on each channel by default: far above what an honest
+/// operator sends (a few per slot per duty), low enough that a flood is cut off.
+pub fn default_rate(channel: u64) -> u32 {
+    match channel {
+        cohort_operator::CHANNEL_VOTES | cohort_operator::CHANNEL_CERTIFICATES => 256,
+        cohort_operator::CHANNEL_PARTIALS => 128,
+        _ => 64,
+    }
+}
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.field, self.problem)
+    }
+}
+
+/// Everything wrong with a config, or why it could not be read at all.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} has {} problem{}:",
+            self.path.display(),
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A config that passed every check, with paths resolved against the file's directory.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: File,
+    pub identity_key: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub stop_timeout: Duration,
+    pub clock: SlotClock,
+    /// Operators in the file's order, parsed.
+    pub operators: Vec<(commonware_cryptography::ed25519::PublicKey, SocketAddr)>,
+    pub lock: PathBuf,
+    pub shares_dir: PathBuf,
+    pub password_file: PathBuf,
+    pub engine: EngineChoice,
+    /// Rate and size limit of every channel, in channel order.
+    pub channels: Vec<ChannelLimits>,
+}
+
+#[derive(Clone, Debug)]
+pub enum EngineChoice {
+    Embedded,
+    Remote { url: String, jwt_secret: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLimits {
+    pub channel: u64,
+    pub rate_per_second: u32,
+    pub max_message_bytes: usize,
+}
+
+/// Reads `path`, applies `env` overrides and validates every field. Files the config names are
+/// checked to exist; their contents are checked when the node loads them (see `keys`).
+pub fn load(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let fail = |problems: Vec<Problem>| ConfigError {
+        path: path.to_path_buf(),
+        problems,
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        fail(vec![Problem {
+            field: "(file)".into(),
+            problem: format!("cannot read it: {err}"),
+        }])
+    })?;
+    let file = parse(&text, env).map_err(fail)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(file, base).map_err(fail)
+}
+
+/// Parses the text and applies overrides; the problems name the field or variable at fault.
+pub fn parse(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<File, Vec<Problem>> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|err| {
+        vec![Problem {
+            field: "(syntax)".into(),
+            problem: err.to_string().trim().replace('\n', " "),
+        }]
+    })?;
+    let mut overridden = Vec::new();
+    let mut problems = Vec::new();
+    let mut env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
+    env.sort();
+    for (name, value) in env {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|part| part.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(String::is_empty) {
+            problems.push(Problem {
+                field: name.clone(),
+                problem: "names no field (use COHORT_FIELD or COHORT_TABLE__FIELD)".into(),
+            });
+            continue;
+        }
+        match set_path(&mut table, &path, env_value(&value)) {
+            Ok(()) => overridden.push(name),
+            Err(problem) => problems.push(Problem {
+                field: name,
+                problem,
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if overridden.is_empty() {
+        // Straight from the text: serde's errors then carry line and column.
+        return toml::from_str::<File>(text).map_err(|err| vec![serde_problem(&err)]);
+    }
+    toml::Value::Table(table)
+        .try_into::<File>()
+        .map_err(|err| {
+            vec![Problem {
+                field: "(after environment overrides)".into(),
+                problem: format!("{} (set by {})", err.message(), overridden.join(", ")),
+            }]
+        })
+}
+
+fn serde_problem(err: &toml::de::Error) -> Problem {
+    Problem {
+        field: "(file)".into(),
+        problem: err.to_string().trim().replace('\n', " "),
+    }
+}
+
+/// A variable's text as TOML if it reads as a number, boolean or array; otherwise a string.
+fn env_value(text: &str) -> toml::Value {
+    let scalar = text.parse::<i64>().ok().map(toml::Value::Integer).or_else(|| {
+        text.parse::<bool>().ok().map(toml::Value::Boolean)
+    });
+    scalar.unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("names no field")?;
+    let mut current = table;
+    for (depth, part) in parents.iter().enumerate() {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| {
+            format!(
+                "`{}` is not a table, so it has no field `{}`",
+                path[..=depth].join("."),
+                path[depth + 1]
+            )
+        })?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+fn problem(problems: &mut Vec<Problem>, field: impl Into<String>, text: impl Into<String>) {
+    problems.push(Problem {
+        field: field.into(),
+        problem: text.into(),
+    });
+}
+
+fn socket(problems: &mut Vec<Problem>, field: &str, text: &str) -> Option<SocketAddr> {
+    match text.parse() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            problem(
+                problems,
+                field,
+                format!("`{text}` is not an address (expected IP:PORT, like 127.0.0.1:9000)"),
+            );
+            None
+        }
+    }
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn existing_file(problems: &mut Vec<Problem>, field: &str, path: &Path) {
+    if !path.is_file() {
+        problem(
+            problems,
+            field,
+            format!("{} does not exist or is not a file", path.display()),
+        );
+    }
+}
+
+/// Checks every field; relative paths are taken from `base`, the config file's directory.
+pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let p = &mut problems;
+
+    let identity_key = resolve(base, &file.identity_key);
+    existing_file(p, "identity_key", &identity_key);
+    let data_dir = resolve(base, &file.data_dir);
+    if file.data_dir.as_os_str().is_empty() {
+        problem(p, "data_dir", "is empty");
+    } else if data_dir.exists() && !data_dir.is_dir() {
+        problem(
+            p,
+            "data_dir",
+            format!("{} exists and is not a directory", data_dir.display()),
+        );
+    }
+    let listen = socket(p, "listen", &file.listen);
+    let metrics_listen = socket(p, "metrics_listen", &file.metrics_listen);
+    if listen.is_some() && listen == metrics_listen {
+        problem(p, "metrics_listen", "is the same address as `listen`");
+    }
+    if !(1..=600).contains(&file.stop_timeout_seconds) {
+        problem(p, "stop_timeout_seconds", "must be within 1..=600");
+    }
+
+    // The cluster.
+    let cluster = &file.cluster;
+    let name_ok = !cluster.name.is_empty()
+        && cluster.name.len() <= 64
+        && cluster
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        problem(
+            p,
+            "cluster.name",
+            "must be 1 to 64 characters of a-z, 0-9 and -",
+        );
+    }
+    if cluster.genesis_time == 0 {
+        problem(p, "cluster.genesis_time", "must be a unix time in seconds");
+    }
+    if !(1..=3_600).contains(&cluster.slot_seconds) {
+        problem(p, "cluster.slot_seconds", "must be within 1..=3600");
+    }
+    if !(1..=1_024).contains(&cluster.slots_per_epoch) {
+        problem(p, "cluster.slots_per_epoch", "must be within 1..=1024");
+    }
+    let n = cluster.operators.len();
+    if n < 4 || (n - 1) % 3 != 0 || n > cohort_ingress::MAX_OPERATORS {
+        problem(
+            p,
+            "cluster.operators",
+            format!(
+                "has {n} operators; a cluster has 3f+1 (4, 7, 10, 13) of at most {}",
+                cohort_ingress::MAX_OPERATORS
+            ),
+        );
+    }
+    let mut operators = Vec::new();
+    for (i, operator) in cluster.operators.iter().enumerate() {
+        let key = cohort_keystore::identity::parse_public_key(&operator.public_key)
+            .map_err(|err| {
+                problem(
+                    p,
+                    format!("cluster.operators[{i}].public_key"),
+                    format!("not an ed25519 public key: {err}"),
+                )
+            })
+            .ok();
+        let address = socket(
+            p,
+            &format!("cluster.operators[{i}].address"),
+            &operator.address,
+        );
+        if let (Some(key), Some(address)) = (key, address) {
+            if operators.iter().any(|(k, _)| *k == key) {
+                problem(
+                    p,
+                    format!("cluster.operators[{i}].public_key"),
+                    "appears twice",
+                );
+            }
+            if operators.iter().any(|(_, a)| *a == address) {
+                problem(p, format!("cluster.operators[{i}].address"), "appears twice");
+            }
+            operators.push((key, address));
+        }
+    }
+
+    // Keys.
+    let lock = resolve(base, &file.shares.lock);
+    existing_file(p, "shares.lock", &lock);
+    let shares_dir = resolve(base, &file.shares.dir);
+    if !shares_dir.is_dir() {
+        problem(
+            p,
+            "shares.dir",
+            format!("{} is not a directory", shares_dir.display()),
+        );
+    }
+    let password_file = resolve(base, &file.shares.password_file);
+    existing_file(p, "shares.password_file", &password_file);
+
+    if file.beacon.kind != "devnet" {
+        problem(
+            p,
+            "beacon.kind",
+            format!(
+                "`{}` is not supported; only `devnet` (the embedded devnet beacon) is",
+                file.beacon.kind
+            ),
+        );
+    }
+
+    let engine = match file.engine.kind.as_str() {
+        "embedded" => {
+            for (field, set) in [
+                ("engine.url", file.engine.url.is_some()),
+                ("engine.jwt_secret", file.engine.jwt_secret.is_some()),
+            ] {
+                if set {
+                    problem(p, field, "is only used with engine.kind = \"remote\"");
+                }
+            }
+            Some(EngineChoice::Embedded)
+        }
+        "remote" => {
+            let url = match &file.engine.url {
+                Some(url) if url.starts_with("http://") && url.len() > "http://".len() => {
+                    Some(url.clone())
+                }
+                Some(url) => {
+                    problem(
+                        p,
+                        "engine.url",
+                        format!("`{url}` is not an http:// URL (TLS is not supported)"),
+                    );
+                    None
+                }
+                None => {
+                    problem(p, "engine.url", "is required with engine.kind = \"remote\"");
+                    None
+                }
+            };
+            let jwt = match &file.engine.jwt_secret {
+                Some(path) => {
+                    let path = resolve(base, path);
+                    existing_file(p, "engine.jwt_secret", &path);
+                    Some(path)
+                }
+                None => {
+                    problem(
+                        p,
+                        "engine.jwt_secret",
+                        "is required with engine.kind = \"remote\"",
+                    );
+                    None
+                }
+            };
+            url.zip(jwt)
+                .map(|(url, jwt_secret)| EngineChoice::Remote { url, jwt_secret })
+        }
+        other => {
+            problem(
+                p,
+                "engine.kind",
+                format!("`{other}` is neither `embedded` nor `remote`"),
+            );
+            None
+        }
+    };
+
+    // Channel limits: names must be channels, sizes must fit what honest peers send.
+    let known: Vec<&str> = CHANNELS.iter().map(|c| channel_name(*c)).collect();
+    let rate_names = file.p2p.rate_per_second.keys();
+    let size_names = file.p2p.max_message_bytes.keys();
+    for (table, names) in [
+        ("p2p.rate_per_second", rate_names.collect::<Vec<_>>()),
+        ("p2p.max_message_bytes", size_names.collect::<Vec<_>>()),
+    ] {
+        for name in names {
+            if !known.contains(&name.as_str()) {
+                problem(
+                    p,
+                    format!("{table}.{name}"),
+                    format!("no such channel (channels: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+    let mut channels = Vec::new();
+    for channel in CHANNELS {
+        let name = channel_name(channel);
+        let rate = file
+            .p2p
+            .rate_per_second
+            .get(name)
+            .copied()
+            .unwrap_or(default_rate(channel));
+        if rate == 0 {
+            problem(p, format!("p2p.rate_per_second.{name}"), "must be above 0");
+        }
+        // Validators are known only from the lock; the size check there uses the real count.
+        channels.push(ChannelLimits {
+            channel,
+            rate_per_second: rate,
+            max_message_bytes: file.p2p.max_message_bytes.get(name).copied().unwrap_or(0),
+        });
+    }
+
+    let clock = SlotClock {
+        genesis: SystemTime::UNIX_EPOCH + Duration::from_secs(cluster.genesis_time),
+        slot_duration: Duration::from_secs(cluster.slot_seconds.max(1)),
+        intervals_per_slot: 3,
+        slots_per_epoch: cluster.slots_per_epoch.max(1),
+        skew_ms: 0,
+    };
+
+    match (problems.is_empty(), listen, metrics_listen, engine) {
+        (true, Some(listen), Some(metrics_listen), Some(engine)) => Ok(Config {
+            stop_timeout: Duration::from_secs(file.stop_timeout_seconds),
+            file,
+            identity_key,
+            data_dir,
+            listen,
+            metrics_listen,
+            clock,
+            operators,
+            lock,
+            shares_dir,
+            password_file,
+            engine,
+            channels,
+        }),
+        _ => Err(problems),
+    }
+}
+
+impl Config {
+    /// Fixes each channel's size limit for `validators`: the default is the largest message an
+    /// honest operator sends; a configured limit below that would cut honest peers off.
+    pub fn size_channels(&mut self, validators: usize) -> Result<(), Vec<Problem>> {
+        let operators = self.operators.len() as u32;
+        let mut problems = Vec::new();
+        for limits in &mut self.channels {
+            let honest = channel_max_size(limits.channel, operators, validators);
+            if limits.max_message_bytes == 0 {
+                limits.max_message_bytes = honest;
+            } else if limits.max_message_bytes < honest {
+                problem(
+                    &mut problems,
+                    format!("p2p.max_message_bytes.{}", channel_name(limits.channel)),
+                    format!(
+                        "{} is below {honest}, the largest message an honest operator sends \
+                         on this channel with {operators} operators and {validators} validators",
+                        limits.max_message_bytes
+                    ),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The network's own limit: the largest channel's.
+    pub fn max_message_size(&self) -> usize {
+        self.channels
+            .iter()
+            .map(|limits| limits.max_message_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../operator.example.toml");
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let file = parse(EXAMPLE, no_env()).expect("example parses");
+        assert_eq!(file.cluster.operators.len(), 4);
+        assert_eq!(file.engine.kind, "embedded");
+    }
+
+    #[test]
+    fn environment_overrides_fields_and_nested_fields() {
+        let env = vec![
+            ("COHORT_LISTEN".to_string(), "127.0.0.1:7777".to_string()),
+            ("COHORT_CLUSTER__SLOT_SECONDS".to_string(), "6".to_string()),
+            ("COHORT_ENGINE__KIND".to_string(), "remote".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let file = parse(EXAMPLE, env).expect("overrides apply");
+        assert_eq!(file.listen, "127.0.0.1:7777");
+        assert_eq!(file.cluster.slot_seconds, 6);
+        assert_eq!(file.engine.kind, "remote");
+    }
+
+    #[test]
+    fn an_unknown_override_names_the_variable() {
+        let env = vec![("COHORT_LISTN".to_string(), "x".to_string())];
+        let problems = parse(EXAMPLE, env).expect_err("unknown field");
+        let text = problems[0].to_string();
+        assert!(text.contains("listn") && text.contains("COHORT_LISTN"), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_field_in_the_file_is_refused_with_its_line() {
+        let text = format!("{EXAMPLE}\n[engine2]\nkind = 1\n");
+        let problems = parse(&text, no_env()).expect_err("unknown table");
+        let text = problems[0].to_string();
+        assert!(text.contains("engine2") && text.contains("line"), "{text}");
+    }
+
+    #[test]
+    fn every_bad_field_is_named_at_once() {
+        let mut file = parse(EXAMPLE, no_env()).expect("example parses");
+        file.listen = "nowhere".into();
+        file.cluster.name = "Bad Name".into();
+        file.cluster.operators.truncate(3);
+        file.engine.kind = "remote".into();
+        file.p2p.rate_per_second.insert("votes".into(), 0);
+        file.p2p.max_message_bytes.insert("gossip".into(), 10);
+        let problems = validate(file, Path::new("/nonexistent")).expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for field in [
+            "listen",
+            "cluster.name",
+            "cluster.operators",
+            "engine.url",
+            "engine.jwt_secret",
+            "p2p.rate_per_second.votes",
+            "p2p.max_message_bytes.gossip",
+            "identity_key",
+            "shares.lock",
+        ] {
+            assert!(fields.contains(&field), "{field} missing from {fields:?}");
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Operator keys at rest: `cohort keys generate`, `cohort cluster init`, and loading them at
+//! start.
+//!
+//! A cluster's public facts (operators, validators' public keys and sharings) live in one
+//! cluster lock every operator holds; each operator's secrets live in its own directory: its
+//! ed25519 identity and one EIP-2335 keystore per validator share, every file mode 0600. A
+//! key file any other user can read is refused, not just warned about: a share that leaked
+//! once has leaked for good.
+
+use crate::config::{self, Config};
+use cohort_ingress::keys::{self, ValidatorShare};
+use cohort_keystore::{
+    eip2335::{self, Kdf, Keystore},
+    files, identity,
+};
+use cohort_marshal::PublicKey;
+use commonware_codec::{Copying, Decode as _, DecodeExt as _, Encode as _};
+use commonware_cryptography::{
+    Signer as _,
+    bls12381::primitives::{
+        group::{Private, Share},
+        sharing::{ModeVersion, Sharing},
+        variant::MinPk,
+    },
+    ed25519::PrivateKey,
+};
+use commonware_utils::{Participant, TryCollect as _, ordered::Set};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::BTreeMap,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+/// The cluster lock: what every operator of a cluster must agree on, and nothing secret.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub name: String,
+    /// Partial signatures needed to sign for a validator (n - f).
+    pub threshold: u32,
+    /// Operators' ed25519 public keys (hex) in share order: the share at position i is
+    /// operator i's.
+    pub operators: Vec<String>,
+    pub validators: Vec<LockedValidator>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedValidator {
+    pub index: u64,
+    /// The validator's BLS public key (hex, 48 bytes).
+    pub public_key: String,
+    /// The public polynomial of its split (hex of commonware's `Sharing` encoding): every
+    /// share's public key follows from it.
+    pub sharing: String,
+}
+
+/// Everything secret and public the node needs from disk, checked against each other.
+pub struct Loaded {
+    pub key: PrivateKey,
+    /// This operator's position in `participants`.
+    pub index: usize,
+    pub participants: Set<PublicKey>,
+    pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
+}
+
+/// The keystore file of `validator`'s share.
+pub fn share_file(dir: &Path, validator: u64) -> PathBuf {
+    dir.join(format!("share-{validator}.json"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let text = text.strip_prefix("0x").unwrap_or(text);
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> {
+    let bytes = unhex(text).ok_or("is not hex")?;
+    let max = NonZeroU32::new(operators).ok_or("the cluster has no operators")?;
+    Sharing::<MinPk>::decode_cfg(bytes, &(max, ModeVersion::v0())).map_err(|err| err.to_string())
+}
+
+/// Reads every key the config names and checks they belong together; the error names the file
+/// and what is wrong.
+pub fn load(config: &Config) -> Result<Loaded, String> {
+    let key = identity::load(&config.identity_key)
+        .map_err(|err| format!("identity_key: {err}"))?;
+    let me = key.public_key();
+    let participants: Set<PublicKey> = config
+        .operators
+        .iter()
+        .map(|(key, _)| key.clone())
+        .try_collect()
+        .map_err(|_| "cluster.operators: an operator appears twice".to_string())?;
+    let index = participants.position(&me).ok_or_else(|| {
+        format!(
+            "identity_key {} is operator {}, which is not in cluster.operators",
+            config.identity_key.display(),
+            identity::public_key_hex(&me)
+        )
+    })?;
+
+    let lock_path = &config.lock;
+    let text = std::fs::read_to_string(lock_path)
+        .map_err(|err| format!("shares.lock {}: {err}", lock_path.display()))?;
+    let lock: Lock = serde_json::from_str(&text)
+        .map_err(|err| format!("shares.lock {}: not a cluster lock: {err}", lock_path.display()))?;
+    let in_order: Vec<String> = participants
+        .iter()
+        .map(identity::public_key_hex)
+        .collect();
+    if lock.operators != in_order {
+        return Err(format!(
+            "shares.lock {} lists other operators than cluster.operators (the lock: {}; the \
+             config, in share order: {})",
+            lock_path.display(),
+            lock.operators.join(", "),
+            in_order.join(", ")
+        ));
+    }
+    let n = participants.len() as u32;
+    let expected_threshold = n - (n - 1) / 3;
+    if lock.threshold != expected_threshold {
+        return Err(format!(
+            "shares.lock {}: threshold {} is not n - f = {expected_threshold}",
+            lock_path.display(),
+            lock.threshold
+        ));
+    }
+    if lock.validators.is_empty() {
+        return Err(format!("shares.lock {}: no validators", lock_path.display()));
+    }
+
+    let password = files::read_password(&config.password_file)
+        .map_err(|err| format!("shares.password_file: {err}"))?;
+    let participant = Participant::new(index as u32);
+    let mut shares = BTreeMap::new();
+    for validator in &lock.validators {
+        let at = |what: String| {
+            format!(
+                "validator {} in {}: {what}",
+                validator.index,
+                lock_path.display()
+            )
+        };
+        let sharing = decode_sharing(&validator.sharing, n).map_err(|err| at(format!("sharing {err}")))?;
+        if keys::to_hex(sharing.public()) != validator.public_key.trim_start_matches("0x") {
+            return Err(at("public_key is not the sharing's public key".into()));
+        }
+        if sharing.required() != lock.threshold {
+            return Err(at("sharing's threshold is not the lock's".into()));
+        }
+        let expected = sharing
+            .partial_public(participant)
+            .map_err(|err| at(format!("no share for this operator: {err}")))?;
+        let path = share_file(&config.shares_dir, validator.index);
+        let file = |what: String| format!("{}: {what}", path.display());
+        let text = files::read_secret(&path).map_err(|err| err.to_string())?;
+        let text = String::from_utf8(text).map_err(|_| file("not UTF-8".into()))?;
+        let keystore = Keystore::from_json(&text).map_err(|err| file(err.to_string()))?;
+        let secret =
+            eip2335::decrypt(&keystore, &password).map_err(|err| file(err.to_string()))?;
+        let private = Private::decode(Copying(secret.as_slice()))
+            .map_err(|err| file(format!("not a BLS secret: {err}")))?;
+        let share = Share::new(participant, private);
+        if share.public::<MinPk>() != expected {
+            return Err(file(format!(
+                "this share is not operator {index}'s share of validator {} (wrong keystore, \
+                 or a lock from another cluster)",
+                validator.index
+            )));
+        }
+        shares.insert(validator.index, ValidatorShare { sharing, share });
+    }
+    Ok(Loaded {
+        key,
+        index,
+        participants,
+        shares: Arc::new(shares),
+    })
+}
+
+/// What `cohort cluster init` builds.
+pub struct InitPlan {
+    pub out: PathBuf,
+    pub name: String,
+    pub operators: usize,
+    pub validators: u64,
+    pub host: String,
+    pub base_port: u16,
+    pub metrics_base_port: u16,
+    pub genesis_time: u64,
+    pub slot_seconds: u64,
+    pub kdf: Kdf,
+    pub seed: u64,
+}
+
+/// Writes a whole cluster's keys and configs under `plan.out`: `cluster-lock.json` and one
+/// `operator-<i>/` per operator with `operator.toml`, `identity.key`, `password.txt` and
+/// `shares/share-<v>.json`. Validators are the devnet's interop validators, split afresh.
+pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
+    let n = plan.operators;
+    if n < 4 || (n - 1) % 3 != 0 || n > cohort_ingress::MAX_OPERATORS {
+        return Err(format!(
+            "--operators {n}: a cluster has 3f+1 operators (4, 7, 10, 13)"
+        ));
+    }
+    if plan.validators == 0 {
+        return Err("--validators must be at least 1".into());
+    }
+    if plan.out.exists()
+        && std::fs::read_dir(&plan.out)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(format!(
+            "{} exists and is not empty; refusing to overwrite keys (choose another --out)",
+            plan.out.display()
+        ));
+    }
+    let mut rng = cohort_keystore::os_rng();
+    let identities: Vec<PrivateKey> = (0..n).map(|_| identity::generate(&mut rng)).collect();
+    // Share order is the sorted order of public keys (the order consensus uses).
+    let participants: Set<PublicKey> = identities
+        .iter()
+        .map(|key| key.public_key())
+        .try_collect()
+        .map_err(|_| "two generated identities collided".to_string())?;
+    let mut by_position: Vec<PrivateKey> = Vec::with_capacity(n);
+    for public in participants.iter() {
+        let key = identities
+            .iter()
+            .find(|key| key.public_key() == *public)
+            .ok_or("an identity went missing")?;
+        by_position.push(key.clone());
+    }
+    let threshold = (n - (n - 1) / 3) as u32;
+
+    let write = |path: &Path, bytes: &[u8]| {
+        files::write_secret(path, bytes).map_err(|err| format!("{}: {err}", path.display()))
+    };
+    let mkdir = |path: &Path| {
+        std::fs::create_dir_all(path).map_err(|err| format!("{}: {err}", path.display()))
+    };
+    mkdir(&plan.out)?;
+    let dirs: Vec<PathBuf> = (0..n).map(|i| plan.out.join(format!("operator-{i}"))).collect();
+    let mut passwords = Vec::with_capacity(n);
+    for (i, dir) in dirs.iter().enumerate() {
+        mkdir(&dir.join("shares"))?;
+        identity::save(&dir.join("identity.key"), &by_position[i])
+            .map_err(|err| format!("{}: {err}", dir.join("identity.key").display()))?;
+        let mut bytes = [0u8; 24];
+        rand::Rng::fill_bytes(&mut rng, &mut bytes);
+        let password = hex(&bytes);
+        write(&dir.join("password.txt"), format!("{password}\n").as_bytes())?;
+        passwords.push(password);
+    }
+
+    let mut validators = Vec::new();
+    for validator in 0..plan.validators {
+        let split = keys::split(&mut rng, &keys::interop_secret(validator), n as u32, threshold)
+            .map_err(|err| format!("splitting validator {validator}: {err}"))?;
+        validators.push(LockedValidator {
+            index: validator,
+            public_key: keys::to_hex(&split.public_key()),
+            sharing: hex(&split.sharing.encode()),
+        });
+        for (i, dir) in dirs.iter().enumerate() {
+            let share = &split.shares[i];
+            let secret = share.private.encode();
+            let keystore = eip2335::encrypt(
+                &secret,
+                &passwords[i],
+                &keys::to_hex(&share.public::<MinPk>()),
+                "",
+                plan.kdf,
+                &mut rng,
+            )
+            .map_err(|err| format!("encrypting validator {validator}'s share: {err}"))?;
+            write(
+                &share_file(&dir.join("shares"), validator),
+                keystore.to_json_pretty().as_bytes(),
+            )?;
+        }
+    }
+    let operators_hex: Vec<String> = participants.iter().map(identity::public_key_hex).collect();
+    let lock = Lock {
+        name: plan.name.clone(),
+        threshold,
+        operators: operators_hex.clone(),
+        validators,
+    };
+    let lock_text = serde_json::to_string_pretty(&lock).map_err(|err| err.to_string())?;
+    let lock_path = plan.out.join("cluster-lock.json");
+    std::fs::write(&lock_path, lock_text).map_err(|err| format!("{}: {err}", lock_path.display()))?;
+
+    let mut configs = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        std::fs::copy(&lock_path, dir.join("cluster-lock.json"))
+            .map_err(|err| format!("{}: {err}", dir.display()))?;
+        let file = config::File {
+            identity_key: "identity.key".into(),
+            data_dir: "data".into(),
+            listen: format!("{}:{}", plan.host, plan.base_port as usize + i),
+            metrics_listen: format!("{}:{}", plan.host, plan.metrics_base_port as usize + i),
+            stop_timeout_seconds: 30,
+            cluster: config::Cluster {
+                name: plan.name.clone(),
+                genesis_time: plan.genesis_time,
+                slot_seconds: plan.slot_seconds,
+                slots_per_epoch: 32,
+                operators: operators_hex
+                    .iter()
+                    .enumerate()
+                    .map(|(j, key)| config::Operator {
+                        public_key: key.clone(),
+                        address: format!("{}:{}", plan.host, plan.base_port as usize + j),
+                    })
+                    .collect(),
+            },
+            shares: config::Shares {
+                lock: "cluster-lock.json".into(),
+                dir: "shares".into(),
+                password_file: "password.txt".into(),
+            },
+            beacon: config::Beacon {
+                kind: "devnet".into(),
+                seed: plan.seed,
+            },
+            engine: config::Engine {
+                kind: "embedded".into(),
+                url: None,
+                jwt_secret: None,
+            },
+            p2p: Default::default(),
+        };
+        let text = toml::to_string_pretty(&file).map_err(|err| err.to_string())?;
+        let path = dir.join("operator.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "# Operator {i} of cluster `{}`, written by `cohort cluster init`.\n\
+                 # Every field is described in operator.example.toml.\n\n{text}",
+                plan.name
+            ),
+        )
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+        configs.push(path);
+    }
+    Ok(configs)
+}
+
+/// Now plus `delay`, in unix seconds: a fresh cluster's genesis.
+pub fn genesis_after(delay: Duration) -> u64 {
+    (SystemTime::now() + delay)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "cohort-keys-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn plan(out: PathBuf) -> InitPlan {
+        InitPlan {
+            out,
+            name: "test".into(),
+            operators: 4,
+            validators: 3,
+            host: "127.0.0.1".into(),
+            base_port: 19000,
+            metrics_base_port: 19100,
+            genesis_time: 1_800_000_000,
+            slot_seconds: 12,
+            kdf: Kdf::light(),
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn every_operator_of_a_fresh_cluster_loads_its_own_shares() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let out = temp("init");
+        let configs = init_cluster(&plan(out.clone())).expect("cluster init");
+        assert_eq!(configs.len(), 4);
+        let mut positions = Vec::new();
+        for path in &configs {
+            let config = config::load(path, Vec::new()).expect("written config is valid");
+            let loaded = load(&config).expect("keys load");
+            assert_eq!(loaded.shares.len(), 3);
+            positions.push(loaded.index);
+            let mode = std::fs::metadata(share_file(&config.shares_dir, 0))
+                .expect("share exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        positions.sort();
+        assert_eq!(positions, vec![0, 1, 2, 3], "each operator holds its own position");
+
+        // Threshold-many shares of any validator recover its interop key's signature.
+        let root = [7u8; 32];
+        let shares: Vec<ValidatorShare> = configs
+            .iter()
+            .take(3)
+            .map(|path| {
+                let config = config::load(path, Vec::new()).expect("valid");
+                load(&config).expect("keys load").shares[&2].clone()
+            })
+            .collect();
+        let partials: Vec<_> = shares
+            .iter()
+            .map(|s| keys::sign_partial(&s.share, &root))
+            .collect();
+        let signature = keys::recover(&shares[0].sharing, &partials).expect("quorum recovers");
+        assert_eq!(signature, keys::sign(&keys::interop_secret(2), &root));
+
+        assert!(
+            init_cluster(&plan(out.clone())).is_err(),
+            "a second init into the same directory must not overwrite keys"
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_world_readable_share_or_wrong_password_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let out = temp("refuse");
+        let configs = init_cluster(&plan(out.clone())).expect("cluster init");
+        let config = config::load(&configs[0], Vec::new()).expect("valid");
+        let share = share_file(&config.shares_dir, 1);
+        std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = load(&config).err().expect("world-readable share refused");
+        assert!(err.contains("chmod 600") && err.contains("share-1.json"), "{err}");
+        std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+        files::write_secret(&config.password_file, b"wrong\n").expect("write password");
+        let err = load(&config).err().expect("wrong password refused");
+        assert!(err.contains("share-0.json"), "{err}");
+
+        // Another operator's keystore in this operator's directory is caught.
+        let other = config::load(&configs[1], Vec::new()).expect("valid");
+        std::fs::copy(&other.password_file, &config.password_file).expect("copy password");
+        std::fs::copy(share_file(&other.shares_dir, 0), share_file(&config.shares_dir, 0))
+            .expect("copy share");
+        let err = load(&config).err().expect("foreign share refused");
+        assert!(err.contains("not operator"), "{err}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}

@@ -1,0 +1,202 @@
+//! The operator's p2p network: commonware's authenticated lookup network over TCP (every peer
+//! is a known operator at a known address), one channel per message kind, each with its own
+//! rate limit and size limit.
+//!
+//! The network enforces one size limit for all channels (the largest channel's). Each channel
+//! then drops anything above its own limit and blocks the sender: an honest operator never
+//! sends more than the limit, so a peer that does is lying or broken.
+
+use crate::config::{ChannelLimits, Config};
+use cohort_marshal::PublicKey;
+use cohort_operator::channel_name;
+use commonware_cryptography::{ChaCha20Poly1305, ed25519::PrivateKey};
+use commonware_p2p::{
+    AddressableManager as _, Blocker as _, Message, Receiver,
+    authenticated::lookup::{self, Network, Oracle},
+};
+use commonware_runtime::{Clock, Quota, Supervisor as _, tokio};
+use commonware_stream::{
+    SakeCups,
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{NZUsize, ordered::Map};
+use prometheus_client::metrics::{counter::Counter, family::Family};
+use std::{
+    collections::BTreeMap,
+    num::{NonZeroU32, NonZeroUsize},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+use tracing::warn;
+
+pub type Handshake = SakeCups<PrivateKey, ChaCha20Poly1305>;
+pub type NetSender = lookup::Sender<PublicKey, tokio::Context>;
+pub type NetReceiver = Limited<lookup::Receiver<PublicKey>>;
+
+/// When each peer was last heard from, on any channel: `/health` counts the peers heard
+/// within the last few seconds as connected.
+#[derive(Clone, Default)]
+pub struct Heard(Arc<Mutex<BTreeMap<PublicKey, SystemTime>>>);
+
+impl Heard {
+    fn record(&self, peer: &PublicKey, at: SystemTime) {
+        if let Ok(mut heard) = self.0.lock() {
+            heard.insert(peer.clone(), at);
+        }
+    }
+
+    /// Peers heard from since `since`.
+    pub fn since(&self, since: SystemTime) -> usize {
+        self.0
+            .lock()
+            .map(|heard| heard.values().filter(|at| **at >= since).count())
+            .unwrap_or(0)
+    }
+}
+
+/// A receiver that drops messages over its channel's limit and blocks their sender.
+pub struct Limited<R> {
+    inner: R,
+    channel: u64,
+    max_bytes: usize,
+    blocker: Oracle<PublicKey>,
+    clock: Arc<tokio::Context>,
+    heard: Heard,
+    oversized: Family<Vec<(String, String)>, Counter>,
+}
+
+impl std::fmt::Debug for Heard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Heard")
+    }
+}
+
+impl<R> std::fmt::Debug for Limited<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limited")
+            .field("channel", &channel_name(self.channel))
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
+}
+
+impl<R: Receiver<PublicKey = PublicKey>> Receiver for Limited<R> {
+    type Error = R::Error;
+    type PublicKey = PublicKey;
+
+    async fn recv(&mut self) -> Result<Message<PublicKey>, Self::Error> {
+        loop {
+            let (peer, message) = self.inner.recv().await?;
+            self.heard.record(&peer, self.clock.current());
+            if message.len() <= self.max_bytes {
+                return Ok((peer, message));
+            }
+            let channel = channel_name(self.channel);
+            warn!(
+                %peer,
+                channel,
+                bytes = message.len(),
+                limit = self.max_bytes,
+                "peer sent a message over the channel's size limit; dropping it and blocking the peer"
+            );
+            self.oversized
+                .get_or_create(&vec![("channel".into(), channel.into())])
+                .inc();
+            self.blocker.block(peer);
+        }
+    }
+
+    fn capacity(&self) -> NonZeroUsize {
+        self.inner.capacity()
+    }
+}
+
+/// The registered channels and what the node keeps of the network.
+pub struct Started {
+    pub channels: Vec<(NetSender, NetReceiver)>,
+    pub oracle: Oracle<PublicKey>,
+    pub heard: Heard,
+    /// Kept for as long as the network runs: dropping it unregisters the metric.
+    pub oversized: commonware_runtime::telemetry::metrics::Registered<
+        Family<Vec<(String, String)>, Counter>,
+    >,
+}
+
+/// Starts the network and registers every channel in `config.channels` order.
+pub fn start(context: &tokio::Context, config: &Config, key: PrivateKey) -> Started {
+    use commonware_runtime::Metrics as _;
+    let handshake: Handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: key,
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let namespace = format!("cohort/{}", config.file.cluster.name);
+    let mut p2p = lookup::Config::local(
+        handshake,
+        namespace.as_bytes(),
+        config.listen,
+        NZUsize!(config.operators.len().max(1)),
+        config.max_message_size() as u32,
+        NZUsize!(1024),
+    );
+    // Operators are few and known; a dropped connection should come back within a second.
+    p2p.peer_connection_cooldown = Duration::from_millis(500);
+    p2p.block_duration = Duration::from_secs(600);
+    let (mut network, mut oracle) = Network::new(context.child("p2p"), p2p);
+    let peers: Vec<(PublicKey, commonware_p2p::Address)> = config
+        .operators
+        .iter()
+        .map(|(key, address)| (key.clone(), (*address).into()))
+        .collect();
+    match Map::try_from(peers) {
+        Ok(peers) => {
+            let _ = oracle.track(0, peers);
+        }
+        Err(_) => unreachable!("config validation refuses duplicate operator keys"),
+    }
+
+    let oversized = Family::<Vec<(String, String)>, Counter>::default();
+    let registered = context.register(
+        "p2p_oversized_messages",
+        "messages dropped for exceeding their channel's size limit, by channel (the sender is blocked)",
+        oversized.clone(),
+    );
+
+    let heard = Heard::default();
+    let clock = Arc::new(context.child("p2p_clock"));
+    let channels = config
+        .channels
+        .iter()
+        .map(|ChannelLimits {
+                 channel,
+                 rate_per_second,
+                 max_message_bytes,
+             }| {
+            let rate = NonZeroU32::new(*rate_per_second).unwrap_or(NonZeroU32::MIN);
+            let (sender, receiver) = network.register(*channel, Quota::per_second(rate));
+            let receiver = Limited {
+                inner: receiver,
+                channel: *channel,
+                max_bytes: *max_message_bytes,
+                blocker: oracle.clone(),
+                clock: clock.clone(),
+                heard: heard.clone(),
+                oversized: oversized.clone(),
+            };
+            (sender, receiver)
+        })
+        .collect();
+    // The network runs until the runtime stops; its handle is not needed to stop it.
+    network.start();
+    Started {
+        channels,
+        oracle,
+        heard,
+        oversized: registered,
+    }
+}

@@ -1,0 +1,240 @@
+//! `cohort run`: one operator on the tokio runtime, the same actors the simulation runs.
+//!
+//! Stopping (SIGINT or SIGTERM) first tells the scheduler to hand out no more duties, then
+//! waits for the duties already running (the rest of the cluster completes any it cannot),
+//! then stops the runtime. Every signature was already preceded by a synced slashing-protection
+//! record and every finalized block by a synced archive write, so a node killed outright loses
+//! nothing either; the graceful path only avoids leaving duties to the others.
+
+use crate::{
+    config::{Config, EngineChoice},
+    keys::Loaded,
+    net,
+    telemetry::{self, HealthProbe, LastFinalized},
+};
+use cohort_actors::executor;
+use cohort_engine::{
+    ExecutionEngine,
+    embedded::EmbeddedEngine,
+    remote::{RemoteConfig, RemoteEngine, load_jwt_secret},
+};
+use cohort_ingress::{CommitteeId, signing::ForkInfo};
+use cohort_simulation::{
+    beacon::DevnetChain,
+    devnet::{DevnetBeacon, DevnetSource, head_events},
+};
+use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, tokio};
+use commonware_utils::channel::mpsc;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tracing::{info, warn};
+
+/// Runs the operator until a stop signal; the error says why it could not start.
+pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
+    let storage = config.data_dir.join("storage");
+    std::fs::create_dir_all(&storage)
+        .map_err(|err| format!("cannot create {}: {err}", storage.display()))?;
+    let runtime = tokio::Config::new()
+        .with_storage_directory(storage)
+        .with_catch_panics(false);
+    tokio::Runner::new(runtime).start(|context| async move {
+        match config.engine.clone() {
+            EngineChoice::Embedded => {
+                let engine = EmbeddedEngine::init(
+                    context.child("engine"),
+                    cohort_engine::embedded::Config {
+                        partition: "cohort-engine".into(),
+                        genesis_timestamp: 0,
+                    },
+                )
+                .await
+                .map_err(|err| format!("the embedded engine's storage did not open: {err}"))?;
+                operate(context, config, loaded, engine).await
+            }
+            EngineChoice::Remote { url, jwt_secret } => {
+                let secret = load_jwt_secret(&jwt_secret)
+                    .map_err(|err| format!("engine.jwt_secret: {err}"))?;
+                let mut remote = RemoteConfig::new(secret);
+                remote.url = url.clone();
+                let engine = RemoteEngine::new(remote)
+                    .map_err(|err| format!("engine.url `{url}`: {err}"))?;
+                operate(context, config, loaded, engine).await
+            }
+        }
+    })
+}
+
+async fn operate<X: ExecutionEngine>(
+    context: tokio::Context,
+    config: Config,
+    loaded: Loaded,
+    engine: X,
+) -> Result<(), String> {
+    let validators = loaded.shares.len() as u64;
+    // The cluster's genesis block names the execution genesis: take it from the engine, so an
+    // external client's own genesis works as the embedded engine's does.
+    let execution_genesis = engine
+        .block_by_number(cohort_engine::BlockTag::Number(0))
+        .await
+        .map_err(|err| format!("the execution engine did not answer for its genesis block: {err}"))?
+        .ok_or("the execution engine has no genesis block")?;
+    let seed = config.file.beacon.seed;
+    info!(
+        operator = loaded.index,
+        operators = loaded.participants.len(),
+        validators,
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        "operator starting"
+    );
+
+    let network = net::start(&context, &config, loaded.key.clone());
+    let mut channels = network.channels.into_iter();
+    let mut next = || {
+        channels
+            .next()
+            .expect("config.channels holds one entry per channel")
+    };
+    let wiring_network = cohort_operator::Network {
+        votes: next(),
+        certificates: next(),
+        resolver: next(),
+        backfill: next(),
+        blocks: next(),
+        partials: next(),
+        peers: network.oracle.clone(),
+        blocker: network.oracle.clone(),
+    };
+
+    // The embedded devnet beacon node: this operator's view of duties and the chain it submits
+    // to (every operator runs its own, as every operator runs its own beacon node).
+    let clock = config.clock;
+    let beacon = DevnetBeacon::new(seed, loaded.index as u64 + 1, validators, clock);
+    let chain_clock = context.child("devnet_chain");
+    let chain = DevnetChain::new(
+        DevnetBeacon::new(seed, 0, validators, clock),
+        ForkInfo::devnet(),
+        Arc::new(move || chain_clock.current()),
+    )
+    .accepting_blocks_built_elsewhere();
+    let source = DevnetSource::new(beacon.clone(), chain);
+
+    let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
+    let operators = loaded.participants.len();
+    let committee = CommitteeId::new((1..=operators as u64).collect())
+        .map_err(|err| format!("cluster.operators: {err}"))?;
+    let operator = cohort_operator::start(
+        context.child("operator"),
+        cohort_operator::Setup {
+            index: loaded.index,
+            key: loaded.key,
+            participants: loaded.participants,
+            committee,
+            clock,
+            heartbeat: clock.slot_duration,
+            leader_timeout: clock.slot_duration + Duration::from_secs(2),
+            shares: loaded.shares,
+            fork: ForkInfo::devnet(),
+            beacon: source,
+            engine,
+            execution_genesis,
+            partition_prefix: "cohort".into(),
+            fault: None,
+            cpu: None,
+            inject_decide_on_verify: false,
+            observers: cohort_operator::Observers {
+                duties: None,
+                executor: Some(finalized_sender),
+                proposals: None,
+            },
+        },
+        wiring_network,
+    )
+    .await;
+
+    let heads = operator.scheduler.clone();
+    context
+        .child("beacon_heads")
+        .spawn(move |context| head_events(context, beacon, heads));
+
+    // What `/health` needs of the finalized chain.
+    let last = Arc::new(Mutex::new(LastFinalized::default()));
+    let recorded = last.clone();
+    context.child("finalized").spawn(move |_| async move {
+        while let Some(observed) = finalized_receiver.recv().await {
+            if let executor::Observed::Finalized(finalized) = observed
+                && let Ok(mut last) = recorded.lock()
+            {
+                *last = LastFinalized {
+                    height: finalized.block.height,
+                    slot: finalized.block.slot,
+                    at: Some(finalized.at),
+                };
+            }
+        }
+    });
+    telemetry::serve(
+        &context,
+        config.metrics_listen,
+        HealthProbe {
+            clock,
+            operators,
+            heard: network.heard,
+            finalized: last,
+        },
+    );
+    info!(
+        metrics = %format!("http://{}/metrics", config.metrics_listen),
+        health = %format!("http://{}/health", config.metrics_listen),
+        "operator started; stop it with SIGINT or SIGTERM"
+    );
+
+    let signal = wait_for_stop_signal().await?;
+    info!(
+        signal,
+        "stop requested: handing out no more duties, then waiting for running duties"
+    );
+    let mut scheduler = operator.scheduler;
+    scheduler.drain().await;
+    let mut runner = operator.runner;
+    let deadline = context.current() + config.stop_timeout;
+    loop {
+        match runner.in_flight().await {
+            Some(0) | None => {
+                info!("no duty running; stopping");
+                break;
+            }
+            Some(running) if context.current() >= deadline => {
+                warn!(
+                    running,
+                    timeout_seconds = config.stop_timeout.as_secs(),
+                    "duties still running at the stop timeout; stopping anyway (the rest of the \
+                     cluster completes them)"
+                );
+                break;
+            }
+            Some(_) => context.sleep(Duration::from_millis(250)).await,
+        }
+    }
+    drop(network.oversized);
+    if let Err(err) = context.stop(0, Some(Duration::from_secs(5))).await {
+        warn!(?err, "some tasks did not stop within 5 s");
+    }
+    info!("operator stopped");
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM and names the one that came.
+async fn wait_for_stop_signal() -> Result<&'static str, String> {
+    use ::tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|err| format!("cannot listen for SIGTERM: {err}"))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|err| format!("cannot listen for SIGINT: {err}"))?;
+    ::tokio::select! {
+        _ = terminate.recv() => Ok("SIGTERM"),
+        _ = interrupt.recv() => Ok("SIGINT"),
+    }
+}

@@ -1,0 +1,176 @@
+//! Logs, `/metrics` and `/health`.
+//!
+//! Metrics are the runtime's registry, which every actor registers into through its context;
+//! `/health` answers 200 only when this operator hears from a quorum of the cluster and its
+//! finalized chain is moving, so a load balancer or supervisor can act on it.
+
+use crate::net::Heard;
+use axum::{
+    Router,
+    body::Body,
+    http::{Response, StatusCode, header},
+    routing::get,
+};
+use cohort_ingress::SlotClock;
+use commonware_runtime::{Clock as _, Metrics as _, Spawner as _, Supervisor as _, tokio};
+use serde::Serialize;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Installs the global logger: `RUST_LOG`-style directives (default `info`).
+pub fn init_logs(format: LogFormat, filter: Option<&str>) -> Result<(), String> {
+    let directives = filter
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(&directives)
+        .map_err(|err| format!("log filter `{directives}` is not valid: {err}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.with_target(false).try_init(),
+    };
+    result.map_err(|err| format!("could not install the logger: {err}"))
+}
+
+/// What `/health` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Health {
+    pub ready: bool,
+    /// Peers heard from within the last two slots.
+    pub peers_connected: usize,
+    /// Operators (this one included) a quorum needs.
+    pub quorum: usize,
+    pub current_slot: Option<u64>,
+    pub finalized_height: Option<u64>,
+    pub finalized_slot: Option<u64>,
+    /// Why the node is not ready, if it is not.
+    pub reasons: Vec<String>,
+}
+
+/// The last finalized block this operator processed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LastFinalized {
+    pub height: u64,
+    pub slot: u64,
+    pub at: Option<SystemTime>,
+}
+
+#[derive(Clone)]
+pub struct HealthProbe {
+    pub clock: SlotClock,
+    pub operators: usize,
+    pub heard: Heard,
+    pub finalized: Arc<Mutex<LastFinalized>>,
+}
+
+impl HealthProbe {
+    pub fn check(&self, now: SystemTime) -> Health {
+        let window = self.clock.slot_duration * 2;
+        let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+        let peers_connected = self.heard.since(since);
+        let f = (self.operators.saturating_sub(1)) / 3;
+        let quorum = self.operators - f;
+        let finalized = self
+            .finalized
+            .lock()
+            .map(|last| *last)
+            .unwrap_or_default();
+        let current_slot = self.clock.slot_at(now);
+        let mut reasons = Vec::new();
+        if peers_connected + 1 < quorum {
+            reasons.push(format!(
+                "hears {peers_connected} peers; a quorum needs {} besides this operator",
+                quorum - 1
+            ));
+        }
+        match finalized.at {
+            None => reasons.push("has processed no finalized block yet".into()),
+            Some(at) if now.duration_since(at).unwrap_or_default() > self.clock.slot_duration * 3 => {
+                reasons.push(format!(
+                    "last finalized block (height {}) was processed more than 3 slots ago",
+                    finalized.height
+                ))
+            }
+            Some(_) => {}
+        }
+        Health {
+            ready: reasons.is_empty(),
+            peers_connected,
+            quorum,
+            current_slot,
+            finalized_height: finalized.at.map(|_| finalized.height),
+            finalized_slot: finalized.at.map(|_| finalized.slot),
+            reasons,
+        }
+    }
+}
+
+/// Serves `/metrics` (the runtime's registry) and `/health` on `address`.
+pub fn serve(context: &tokio::Context, address: SocketAddr, probe: HealthProbe) {
+    context.child("http").spawn(move |context| async move {
+        // A tokio listener, not the runtime's: the runtime's network applies p2p timeouts and
+        // counts bandwidth, neither of which suits an HTTP endpoint.
+        let listener = match ::tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                error!(%address, %err, "cannot serve /metrics and /health; the node runs without them");
+                return;
+            }
+        };
+        info!(%address, "serving /metrics and /health");
+        let context = Arc::new(context);
+        let metrics_context = context.clone();
+        let app = Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let context = metrics_context.clone();
+                    async move {
+                        Response::builder()
+                            .status(StatusCode::OK)
+                            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                            .body(Body::from(context.encode()))
+                            .unwrap_or_default()
+                    }
+                }),
+            )
+            .route(
+                "/health",
+                get(move || {
+                    let health = probe.check(context.current());
+                    async move {
+                        let status = if health.ready {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        };
+                        let body = serde_json::to_string(&health).unwrap_or_default();
+                        Response::builder()
+                            .status(status)
+                            .header(header::CONTENT_TYPE, "application/json")
+                            .body(Body::from(body))
+                            .unwrap_or_default()
+                    }
+                }),
+            );
+        if let Err(err) = axum::serve(listener, app).await {
+            error!(%err, "the /metrics and /health server stopped");
+        }
+    });
+}
