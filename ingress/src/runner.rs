@@ -46,7 +46,10 @@ impl Mailbox {
     /// Duties still running, or `None` if the runner has stopped.
     pub async fn in_flight(&mut self) -> Option<usize> {
         let (response, answer) = oneshot::channel();
-        self.sender.send(Message::InFlight { response }).await.ok()?;
+        self.sender
+            .send(Message::InFlight { response })
+            .await
+            .ok()?;
         answer.await.ok()
     }
 }

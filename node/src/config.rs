@@ -292,30 +292,57 @@ pub fn parse(
     }
     if overridden.is_empty() {
         // Straight from the text: serde's errors then carry line and column.
-        return toml::from_str::<File>(text).map_err(|err| vec![serde_problem(&err)]);
+        return toml::from_str::<File>(text).map_err(|err| vec![serde_problem(text, &err)]);
     }
-    toml::Value::Table(table)
-        .try_into::<File>()
-        .map_err(|err| {
-            vec![Problem {
-                field: "(after environment overrides)".into(),
-                problem: format!("{} (set by {})", err.message(), overridden.join(", ")),
-            }]
-        })
+    toml::Value::Table(table).try_into::<File>().map_err(|err| {
+        vec![Problem {
+            field: "(after environment overrides)".into(),
+            problem: format!("{} (set by {})", err.message(), overridden.join(", ")),
+        }]
+    })
 }
 
-fn serde_problem(err: &toml::de::Error) -> Problem {
+/// Names the field a serde error points at: the key on the error's line, under the table
+/// header above it.
+fn serde_problem(text: &str, err: &toml::de::Error) -> Problem {
+    let Some(span) = err.span() else {
+        return Problem {
+            field: "(file)".into(),
+            problem: err.message().to_string(),
+        };
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|header| header.trim_matches(|c| c == '[' || c == ']').to_string());
+    let key = line_text
+        .split_once('=')
+        .map(|(key, _)| key.trim().to_string())
+        .filter(|key| !key.is_empty() && !key.starts_with('['));
+    let field = match (table, key) {
+        (Some(table), Some(key)) => format!("{table}.{key}"),
+        (None, Some(key)) => key,
+        (Some(table), None) => table,
+        (None, None) => "(file)".into(),
+    };
     Problem {
-        field: "(file)".into(),
-        problem: err.to_string().trim().replace('\n', " "),
+        field,
+        problem: format!("line {line}: {}", err.message()),
     }
 }
 
 /// A variable's text as TOML if it reads as a number, boolean or array; otherwise a string.
 fn env_value(text: &str) -> toml::Value {
-    let scalar = text.parse::<i64>().ok().map(toml::Value::Integer).or_else(|| {
-        text.parse::<bool>().ok().map(toml::Value::Boolean)
-    });
+    let scalar = text
+        .parse::<i64>()
+        .ok()
+        .map(toml::Value::Integer)
+        .or_else(|| text.parse::<bool>().ok().map(toml::Value::Boolean));
     scalar.unwrap_or_else(|| toml::Value::String(text.to_string()))
 }
 
@@ -463,7 +490,11 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
                 );
             }
             if operators.iter().any(|(_, a)| *a == address) {
-                problem(p, format!("cluster.operators[{i}].address"), "appears twice");
+                problem(
+                    p,
+                    format!("cluster.operators[{i}].address"),
+                    "appears twice",
+                );
             }
             operators.push((key, address));
         }
@@ -693,7 +724,10 @@ mod tests {
         let env = vec![("COHORT_LISTN".to_string(), "x".to_string())];
         let problems = parse(EXAMPLE, env).expect_err("unknown field");
         let text = problems[0].to_string();
-        assert!(text.contains("listn") && text.contains("COHORT_LISTN"), "{text}");
+        assert!(
+            text.contains("listn") && text.contains("COHORT_LISTN"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -702,6 +736,14 @@ mod tests {
         let problems = parse(&text, no_env()).expect_err("unknown table");
         let text = problems[0].to_string();
         assert!(text.contains("engine2") && text.contains("line"), "{text}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_named_with_its_table() {
+        let text = EXAMPLE.replace("slot_seconds = 12", "slot_seconds = \"twelve\"");
+        let problems = parse(&text, no_env()).expect_err("wrong type");
+        assert_eq!(problems[0].field, "cluster.slot_seconds", "{}", problems[0]);
+        assert!(problems[0].problem.starts_with("line "), "{}", problems[0]);
     }
 
     #[test]

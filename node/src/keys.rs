@@ -96,8 +96,7 @@ fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> 
 /// Reads every key the config names and checks they belong together; the error names the file
 /// and what is wrong.
 pub fn load(config: &Config) -> Result<Loaded, String> {
-    let key = identity::load(&config.identity_key)
-        .map_err(|err| format!("identity_key: {err}"))?;
+    let key = identity::load(&config.identity_key).map_err(|err| format!("identity_key: {err}"))?;
     let me = key.public_key();
     let participants: Set<PublicKey> = config
         .operators
@@ -116,12 +115,13 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
     let lock_path = &config.lock;
     let text = std::fs::read_to_string(lock_path)
         .map_err(|err| format!("shares.lock {}: {err}", lock_path.display()))?;
-    let lock: Lock = serde_json::from_str(&text)
-        .map_err(|err| format!("shares.lock {}: not a cluster lock: {err}", lock_path.display()))?;
-    let in_order: Vec<String> = participants
-        .iter()
-        .map(identity::public_key_hex)
-        .collect();
+    let lock: Lock = serde_json::from_str(&text).map_err(|err| {
+        format!(
+            "shares.lock {}: not a cluster lock: {err}",
+            lock_path.display()
+        )
+    })?;
+    let in_order: Vec<String> = participants.iter().map(identity::public_key_hex).collect();
     if lock.operators != in_order {
         return Err(format!(
             "shares.lock {} lists other operators than cluster.operators (the lock: {}; the \
@@ -141,7 +141,10 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         ));
     }
     if lock.validators.is_empty() {
-        return Err(format!("shares.lock {}: no validators", lock_path.display()));
+        return Err(format!(
+            "shares.lock {}: no validators",
+            lock_path.display()
+        ));
     }
 
     let password = files::read_password(&config.password_file)
@@ -156,7 +159,8 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
                 lock_path.display()
             )
         };
-        let sharing = decode_sharing(&validator.sharing, n).map_err(|err| at(format!("sharing {err}")))?;
+        let sharing =
+            decode_sharing(&validator.sharing, n).map_err(|err| at(format!("sharing {err}")))?;
         if keys::to_hex(sharing.public()) != validator.public_key.trim_start_matches("0x") {
             return Err(at("public_key is not the sharing's public key".into()));
         }
@@ -171,8 +175,7 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         let text = files::read_secret(&path).map_err(|err| err.to_string())?;
         let text = String::from_utf8(text).map_err(|_| file("not UTF-8".into()))?;
         let keystore = Keystore::from_json(&text).map_err(|err| file(err.to_string()))?;
-        let secret =
-            eip2335::decrypt(&keystore, &password).map_err(|err| file(err.to_string()))?;
+        let secret = eip2335::decrypt(&keystore, &password).map_err(|err| file(err.to_string()))?;
         let private = Private::decode(Copying(secret.as_slice()))
             .map_err(|err| file(format!("not a BLS secret: {err}")))?;
         let share = Share::new(participant, private);
@@ -256,23 +259,39 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
         std::fs::create_dir_all(path).map_err(|err| format!("{}: {err}", path.display()))
     };
     mkdir(&plan.out)?;
-    let dirs: Vec<PathBuf> = (0..n).map(|i| plan.out.join(format!("operator-{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..n)
+        .map(|i| plan.out.join(format!("operator-{i}")))
+        .collect();
     let mut passwords = Vec::with_capacity(n);
     for (i, dir) in dirs.iter().enumerate() {
         mkdir(&dir.join("shares"))?;
+        // Only the operator's own user may even list its secrets.
+        for private in [dir.clone(), dir.join("shares")] {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))
+                .map_err(|err| format!("{}: {err}", private.display()))?;
+        }
         identity::save(&dir.join("identity.key"), &by_position[i])
             .map_err(|err| format!("{}: {err}", dir.join("identity.key").display()))?;
         let mut bytes = [0u8; 24];
         rand::Rng::fill_bytes(&mut rng, &mut bytes);
         let password = hex(&bytes);
-        write(&dir.join("password.txt"), format!("{password}\n").as_bytes())?;
+        write(
+            &dir.join("password.txt"),
+            format!("{password}\n").as_bytes(),
+        )?;
         passwords.push(password);
     }
 
     let mut validators = Vec::new();
     for validator in 0..plan.validators {
-        let split = keys::split(&mut rng, &keys::interop_secret(validator), n as u32, threshold)
-            .map_err(|err| format!("splitting validator {validator}: {err}"))?;
+        let split = keys::split(
+            &mut rng,
+            &keys::interop_secret(validator),
+            n as u32,
+            threshold,
+        )
+        .map_err(|err| format!("splitting validator {validator}: {err}"))?;
         validators.push(LockedValidator {
             index: validator,
             public_key: keys::to_hex(&split.public_key()),
@@ -305,7 +324,8 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
     };
     let lock_text = serde_json::to_string_pretty(&lock).map_err(|err| err.to_string())?;
     let lock_path = plan.out.join("cluster-lock.json");
-    std::fs::write(&lock_path, lock_text).map_err(|err| format!("{}: {err}", lock_path.display()))?;
+    std::fs::write(&lock_path, lock_text)
+        .map_err(|err| format!("{}: {err}", lock_path.display()))?;
 
     let mut configs = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
@@ -353,8 +373,9 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             &path,
             format!(
                 "# Operator {i} of cluster `{}`, written by `cohort cluster init`.\n\
-                 # Every field is described in operator.example.toml.\n\n{text}",
-                plan.name
+                 # Every field is described in operator.example.toml.\n\n{}\n",
+                plan.name,
+                text.trim_end()
             ),
         )
         .map_err(|err| format!("{}: {err}", path.display()))?;
@@ -420,7 +441,11 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         positions.sort();
-        assert_eq!(positions, vec![0, 1, 2, 3], "each operator holds its own position");
+        assert_eq!(
+            positions,
+            vec![0, 1, 2, 3],
+            "each operator holds its own position"
+        );
 
         // Threshold-many shares of any validator recover its interop key's signature.
         let root = [7u8; 32];
@@ -436,7 +461,9 @@ mod tests {
             .iter()
             .map(|s| keys::sign_partial(&s.share, &root))
             .collect();
-        let signature = keys::recover(&shares[0].sharing, &partials).expect("quorum recovers");
+        let signature = keys::recover(&shares[0].sharing, &root, &partials)
+            .0
+            .expect("quorum recovers");
         assert_eq!(signature, keys::sign(&keys::interop_secret(2), &root));
 
         assert!(
@@ -455,7 +482,10 @@ mod tests {
         let share = share_file(&config.shares_dir, 1);
         std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = load(&config).err().expect("world-readable share refused");
-        assert!(err.contains("chmod 600") && err.contains("share-1.json"), "{err}");
+        assert!(
+            err.contains("chmod 600") && err.contains("share-1.json"),
+            "{err}"
+        );
         std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 
         files::write_secret(&config.password_file, b"wrong\n").expect("write password");
@@ -465,8 +495,11 @@ mod tests {
         // Another operator's keystore in this operator's directory is caught.
         let other = config::load(&configs[1], Vec::new()).expect("valid");
         std::fs::copy(&other.password_file, &config.password_file).expect("copy password");
-        std::fs::copy(share_file(&other.shares_dir, 0), share_file(&config.shares_dir, 0))
-            .expect("copy share");
+        std::fs::copy(
+            share_file(&other.shares_dir, 0),
+            share_file(&config.shares_dir, 0),
+        )
+        .expect("copy share");
         let err = load(&config).err().expect("foreign share refused");
         assert!(err.contains("not operator"), "{err}");
         let _ = std::fs::remove_dir_all(&out);

@@ -118,9 +118,8 @@ pub struct Started {
     pub oracle: Oracle<PublicKey>,
     pub heard: Heard,
     /// Kept for as long as the network runs: dropping it unregisters the metric.
-    pub oversized: commonware_runtime::telemetry::metrics::Registered<
-        Family<Vec<(String, String)>, Counter>,
-    >,
+    pub oversized:
+        commonware_runtime::telemetry::metrics::Registered<Family<Vec<(String, String)>, Counter>>,
 }
 
 /// Starts the network and registers every channel in `config.channels` order.
@@ -172,24 +171,26 @@ pub fn start(context: &tokio::Context, config: &Config, key: PrivateKey) -> Star
     let channels = config
         .channels
         .iter()
-        .map(|ChannelLimits {
+        .map(
+            |ChannelLimits {
                  channel,
                  rate_per_second,
                  max_message_bytes,
              }| {
-            let rate = NonZeroU32::new(*rate_per_second).unwrap_or(NonZeroU32::MIN);
-            let (sender, receiver) = network.register(*channel, Quota::per_second(rate));
-            let receiver = Limited {
-                inner: receiver,
-                channel: *channel,
-                max_bytes: *max_message_bytes,
-                blocker: oracle.clone(),
-                clock: clock.clone(),
-                heard: heard.clone(),
-                oversized: oversized.clone(),
-            };
-            (sender, receiver)
-        })
+                let rate = NonZeroU32::new(*rate_per_second).unwrap_or(NonZeroU32::MIN);
+                let (sender, receiver) = network.register(*channel, Quota::per_second(rate));
+                let receiver = Limited {
+                    inner: receiver,
+                    channel: *channel,
+                    max_bytes: *max_message_bytes,
+                    blocker: oracle.clone(),
+                    clock: clock.clone(),
+                    heard: heard.clone(),
+                    oversized: oversized.clone(),
+                };
+                (sender, receiver)
+            },
+        )
         .collect();
     // The network runs until the runtime stops; its handle is not needed to stop it.
     network.start();

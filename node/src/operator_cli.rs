@@ -210,7 +210,7 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                         println!("{}", path.display());
                     }
                     eprintln!(
-                        "wrote {} operators' configs (above), keys and {} validator shares each \
+                        "wrote {} operators' configs (printed on stdout), keys and {} validator shares each \
                          under {}; start one with `cohort run --config <config>`",
                         configs.len(),
                         args.validators,

@@ -33,6 +33,7 @@ use tracing::{info, warn};
 
 /// Runs the operator until a stop signal; the error says why it could not start.
 pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
+    let _lock = lock_data_dir(&config.data_dir)?;
     let storage = config.data_dir.join("storage");
     std::fs::create_dir_all(&storage)
         .map_err(|err| format!("cannot create {}: {err}", storage.display()))?;
@@ -64,6 +65,36 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
             }
         }
     })
+}
+
+/// Holds `data_dir` for this process: two nodes on one directory would corrupt each other's
+/// storage and could sign twice. The lock goes with the process, even on SIGKILL.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::{io::Write as _, os::fd::AsRawFd as _};
+    std::fs::create_dir_all(dir).map_err(|err| format!("data_dir {}: {err}", dir.display()))?;
+    let path = dir.join("cohort.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(format!(
+            "data_dir {} is in use by another cohort process (pid {}); one data directory \
+             serves one node",
+            dir.display(),
+            holder.trim()
+        ));
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+    Ok(file)
 }
 
 async fn operate<X: ExecutionEngine>(
@@ -119,7 +150,8 @@ async fn operate<X: ExecutionEngine>(
         Arc::new(move || chain_clock.current()),
     )
     .accepting_blocks_built_elsewhere();
-    let source = DevnetSource::new(beacon.clone(), chain);
+    let source = DevnetSource::new(beacon.clone(), chain.clone());
+    publish_chain_metrics(&context, chain);
 
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
     let operators = loaded.participants.len();
@@ -210,8 +242,8 @@ async fn operate<X: ExecutionEngine>(
                 warn!(
                     running,
                     timeout_seconds = config.stop_timeout.as_secs(),
-                    "duties still running at the stop timeout; stopping anyway (the rest of the \
-                     cluster completes them)"
+                    "duties still running at the stop timeout; stopping anyway (operators still \
+                     running complete them; a duty whose slot no operator reaches is missed)"
                 );
                 break;
             }
@@ -224,6 +256,48 @@ async fn operate<X: ExecutionEngine>(
     }
     info!("operator stopped");
     Ok(())
+}
+
+/// Publishes what the embedded devnet chain accepted, so `/metrics` shows duties reaching the
+/// beacon chain (not only leaving the runner) and any conflicting signature it ever saw.
+fn publish_chain_metrics(context: &tokio::Context, chain: DevnetChain) {
+    use commonware_runtime::Metrics as _;
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+    type ByKind = Family<Vec<(String, String)>, Gauge>;
+    let accepted = context.register(
+        "devnet_chain_accepted",
+        "signed objects the embedded devnet beacon chain accepted, by kind",
+        ByKind::default(),
+    );
+    let rejected = context.register(
+        "devnet_chain_rejected",
+        "signed objects the embedded devnet beacon chain refused, by kind",
+        ByKind::default(),
+    );
+    let conflicts = context.register(
+        "devnet_chain_conflicts",
+        "objects the embedded devnet beacon chain saw signed twice with different contents \
+         (a slashable double signature); must stay 0",
+        Gauge::<i64>::default(),
+    );
+    context
+        .child("chain_metrics")
+        .spawn(move |context| async move {
+            loop {
+                let report = chain.report();
+                for (kind, stats) in &report.stats {
+                    let label = vec![("kind".to_string(), kind.as_str().to_string())];
+                    accepted.get_or_create(&label).set(stats.accepted as i64);
+                    rejected.get_or_create(&label).set(stats.rejected as i64);
+                }
+                let seen = conflicts.get() as usize;
+                for conflict in report.conflicts.iter().skip(seen) {
+                    tracing::error!(conflict, "the devnet chain saw a conflicting signature");
+                }
+                conflicts.set(report.conflicts.len() as i64);
+                context.sleep(Duration::from_secs(1)).await;
+            }
+        });
 }
 
 /// Waits for SIGINT or SIGTERM and names the one that came.

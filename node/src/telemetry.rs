@@ -43,7 +43,13 @@ pub fn init_logs(format: LogFormat, filter: Option<&str>) -> Result<(), String> 
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.with_target(false).try_init(),
+        LogFormat::Pretty => {
+            use std::io::IsTerminal as _;
+            builder
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init()
+        }
     };
     result.map_err(|err| format!("could not install the logger: {err}"))
 }
@@ -86,11 +92,7 @@ impl HealthProbe {
         let peers_connected = self.heard.since(since);
         let f = (self.operators.saturating_sub(1)) / 3;
         let quorum = self.operators - f;
-        let finalized = self
-            .finalized
-            .lock()
-            .map(|last| *last)
-            .unwrap_or_default();
+        let finalized = self.finalized.lock().map(|last| *last).unwrap_or_default();
         let current_slot = self.clock.slot_at(now);
         let mut reasons = Vec::new();
         if peers_connected + 1 < quorum {
@@ -101,7 +103,9 @@ impl HealthProbe {
         }
         match finalized.at {
             None => reasons.push("has processed no finalized block yet".into()),
-            Some(at) if now.duration_since(at).unwrap_or_default() > self.clock.slot_duration * 3 => {
+            Some(at)
+                if now.duration_since(at).unwrap_or_default() > self.clock.slot_duration * 3 =>
+            {
                 reasons.push(format!(
                     "last finalized block (height {}) was processed more than 3 slots ago",
                     finalized.height

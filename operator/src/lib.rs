@@ -24,9 +24,7 @@ use commonware_consensus::{
 use commonware_cryptography::{Digestible, Sha256, ed25519::PrivateKey};
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
-use commonware_runtime::{
-    Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef,
-};
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_utils::{NZDuration, NZU16, NZUsize, channel::mpsc, ordered::Set};
 use rand::{CryptoRng, Rng};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};

@@ -296,8 +296,7 @@ impl DevnetChain {
                     .is_some_and(|blocks| blocks.contains(&header));
                 let built_elsewhere = self.accepts_blocks_built_elsewhere
                     && self.beacon.proposer(header.slot) == header.proposer_index
-                    && header.parent_root
-                        == self.beacon.block_root(header.slot.saturating_sub(1))
+                    && header.parent_root == self.beacon.block_root(header.slot.saturating_sub(1))
                     && header.state_root == Self::state_root(header.slot);
                 if !built && !built_elsewhere {
                     return Err("block was not built by this chain".into());

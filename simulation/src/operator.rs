@@ -212,9 +212,10 @@ pub async fn start(
     let mut handles = operator.handles;
 
     // The beacon node's head events.
-    handles.push(heads_context.spawn(move |context| {
-        crate::devnet::head_events(context, beacon, operator.scheduler)
-    }));
+    handles.push(
+        heads_context
+            .spawn(move |context| crate::devnet::head_events(context, beacon, operator.scheduler)),
+    );
 
     // Forward this operator's observations, tagged with its index.
     let index = setup.index;

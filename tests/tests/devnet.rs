@@ -1,0 +1,1014 @@
+//! End to end on real processes: four `cohort run` processes on 127.0.0.1, set up by
+//! `cohort cluster init`, checked only through what an operator of the node sees: `/health`,
+//! `/metrics`, the JSON logs and the exit status.
+//!
+//! One test, in phases (each waits on the live cluster, bounded by a timeout):
+//! (a) every operator becomes ready, the cluster finalizes and completes duties;
+//! (b) one operator is SIGKILLed, the other three keep finalizing, and the restarted process
+//!     (same config, same data dir) becomes ready, catches up and completes duties again;
+//! (c) garbage bytes on an operator's p2p port get the connection closed and nothing else;
+//! (d) no conflicting signature anywhere, and one finalized chain across every log;
+//! (e) SIGTERM stops every operator with exit status 0 within 30 s.
+//!
+//! The binary is `target/<profile>/cohort` next to this test's executable (rebuilt through
+//! `$CARGO` when the test runs under cargo, so it is never stale), or `$DEVNET_TEST_BIN`.
+//! On failure the tail of every operator's log is printed and the cluster directory is kept
+//! (set DEVNET_TEST_KEEP=1 to keep it on success too).
+
+use serde_json::Value;
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+const OPERATORS: usize = 4;
+/// 32 validators give about one attestation duty per slot (each validator attests once per
+/// 32-slot epoch), so COMMITTEE duties show up every slot or two.
+const VALIDATORS: u64 = 32;
+const SLOT_SECONDS: u64 = 4;
+const GENESIS_DELAY: u64 = 8;
+const SLOT: Duration = Duration::from_secs(SLOT_SECONDS);
+/// The operator that gets killed and restarted.
+const CRASHED: usize = 3;
+/// The operator whose p2p port gets garbage.
+const ATTACKED: usize = 0;
+
+#[test]
+fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
+    let started = Instant::now();
+    let bin = cohort_binary();
+    let mut cluster = Cluster::init(&bin);
+    for i in 0..OPERATORS {
+        cluster.start(i);
+    }
+
+    // (a) Ready, finalizing, completing duties.
+    cluster.wait_all_ready(SLOT * 2 + Duration::from_secs(GENESIS_DELAY + 40));
+    let before = cluster.snapshot_all();
+    cluster.wait(
+        "every operator finalizes blocks and completes COMMITTEE duties",
+        SLOT * 8,
+        |c| {
+            for (i, was) in before.iter().enumerate() {
+                let now = c.snapshot(i)?;
+                if now.committee_succeeded <= was.committee_succeeded {
+                    return Err(format!(
+                        "operator {i}: COMMITTEE succeeded still {}",
+                        now.committee_succeeded
+                    ));
+                }
+                if now.finalized_height <= was.finalized_height {
+                    return Err(format!(
+                        "operator {i}: finalized height still {}",
+                        now.finalized_height
+                    ));
+                }
+                if now.attestations_accepted == 0 {
+                    return Err(format!(
+                        "operator {i}: its chain accepted no attestation yet"
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+    // A calm cluster fails no attestation and no proposal. (Aggregations are not checked: one
+    // whose slot's attestation data is decided after two thirds of the slot asks the beacon
+    // node before the attestations reach it, and is missed; see the run's log for
+    // "does not know attestations".)
+    for (i, snapshot) in cluster.snapshot_all().iter().enumerate() {
+        if snapshot.failed_committee_or_proposer != 0 {
+            cluster.fail(&format!(
+                "operator {i} failed COMMITTEE or PROPOSER duties in a calm cluster: {snapshot}"
+            ));
+        }
+    }
+    cluster.check_second_process_is_refused(1);
+    eprintln!(
+        "[{:>5.1}s] (a) cluster ready, finalizing, completing duties",
+        secs(started)
+    );
+
+    // (b) SIGKILL one operator; the rest keep finalizing; the restarted one catches up.
+    cluster.sigkill(CRASHED);
+    let killed = Instant::now();
+    let at_kill = cluster.max_height_except(CRASHED);
+    cluster.wait(
+        "the three remaining operators keep finalizing",
+        SLOT * 6,
+        |c| {
+            for i in (0..OPERATORS).filter(|i| *i != CRASHED) {
+                let height = c.snapshot(i)?.finalized_height;
+                if height < at_kill + 3 {
+                    return Err(format!(
+                        "operator {i} at height {height}, was {at_kill} at the kill"
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+    // Down for at least two slots.
+    std::thread::sleep((SLOT * 2).saturating_sub(killed.elapsed()));
+    let at_restart = cluster.max_height_except(CRASHED);
+    cluster.start(CRASHED);
+    cluster.wait("the restarted operator is ready again", SLOT * 8, |c| {
+        c.ready(CRASHED).map(|_| ())
+    });
+    cluster.wait(
+        "the restarted operator catches up and completes duties",
+        SLOT * 10,
+        |c| {
+            let restarted = c.snapshot(CRASHED)?;
+            let others = c.max_height_except(CRASHED);
+            if restarted.finalized_height < at_restart || restarted.finalized_height + 3 < others {
+                return Err(format!(
+                    "restarted operator at height {}, others at {others} (at restart: {at_restart})",
+                    restarted.finalized_height
+                ));
+            }
+            if restarted.committee_succeeded == 0 || restarted.succeeded == 0 {
+                return Err(format!(
+                    "restarted operator: COMMITTEE succeeded {}, all roles {}",
+                    restarted.committee_succeeded, restarted.succeeded
+                ));
+            }
+            Ok(())
+        },
+    );
+    eprintln!(
+        "[{:>5.1}s] (b) operator {CRASHED} killed at height {at_kill}, restarted at {at_restart}, caught up",
+        secs(started)
+    );
+
+    // (c) Garbage on a p2p port: the connection is closed, and nothing else changes.
+    let before = cluster.snapshot_all();
+    let target = cluster.p2p_address(ATTACKED);
+    let silent = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+        .expect("connect to the p2p port");
+    let mut rng = XorShift::seeded();
+    let mut random = vec![0u8; 4096];
+    rng.fill(&mut random);
+    for (what, bytes) in [
+        ("4 KiB of 0xFF", vec![0xFF; 4096]),
+        ("4 KiB of random bytes", random),
+        ("a short frame of zeros", vec![0; 64]),
+    ] {
+        let closed_in = send_and_expect_close(target, &bytes, Duration::from_secs(5))
+            .unwrap_or_else(|err| cluster.fail(&format!("after {what}: {err}")));
+        eprintln!("  {what}: closed by the node after {closed_in:?}");
+    }
+    let (sent, closed_in) = stream_until_closed(target, &mut rng, Duration::from_secs(10))
+        .unwrap_or_else(|err| cluster.fail(&format!("long random stream: {err}")));
+    eprintln!("  a long random stream: closed after {sent} bytes, {closed_in:?}");
+    let closed_in = expect_closed(silent, Duration::from_secs(15))
+        .unwrap_or_else(|err| cluster.fail(&format!("a connection that sends nothing: {err}")));
+    eprintln!("  a connection that sends nothing: closed after {closed_in:?}");
+    cluster.wait(
+        "the cluster keeps finalizing and completing duties after the garbage",
+        SLOT * 8,
+        |c| {
+            for (i, was) in before.iter().enumerate() {
+                let now = c.snapshot(i)?;
+                if now.finalized_height < was.finalized_height + 3 {
+                    return Err(format!(
+                        "operator {i} at height {}, was {}",
+                        now.finalized_height, was.finalized_height
+                    ));
+                }
+                if now.succeeded <= was.succeeded
+                    || now.committee_succeeded <= was.committee_succeeded
+                {
+                    return Err(format!(
+                        "operator {i}: duties succeeded {} (COMMITTEE {}), was {} ({})",
+                        now.succeeded,
+                        now.committee_succeeded,
+                        was.succeeded,
+                        was.committee_succeeded
+                    ));
+                }
+                let health = c.ready(i)?;
+                let peers = health["peers_connected"].as_u64().unwrap_or(0);
+                if peers != OPERATORS as u64 - 1 {
+                    return Err(format!("operator {i} hears {peers} peers"));
+                }
+            }
+            Ok(())
+        },
+    );
+    eprintln!(
+        "[{:>5.1}s] (c) garbage connections closed, cluster unaffected",
+        secs(started)
+    );
+
+    // (d) No double signature, one finalized chain.
+    for i in 0..OPERATORS {
+        let snapshot = cluster.snapshot(i).unwrap_or_else(|err| cluster.fail(&err));
+        if snapshot.conflicts != 0 {
+            cluster.fail(&format!(
+                "operator {i}: devnet_chain_conflicts is {}",
+                snapshot.conflicts
+            ));
+        }
+        eprintln!("  operator {i}: {snapshot}");
+    }
+    let (checked, common) = cluster.check_one_finalized_chain();
+    eprintln!(
+        "[{:>5.1}s] (d) no conflicts; {checked} finalized heights agree across every log ({common} seen by all four)",
+        secs(started)
+    );
+
+    // (e) SIGTERM: every operator exits 0 within 30 s.
+    for (i, status, took) in cluster.sigterm_all(Duration::from_secs(30)) {
+        match status {
+            Some(status) if status.success() => {
+                eprintln!("  operator {i}: exited 0 {took:?} after SIGTERM")
+            }
+            Some(status) => {
+                cluster.fail(&format!("operator {i} exited with {status} after SIGTERM"))
+            }
+            None => cluster.fail(&format!("operator {i} still running 30 s after SIGTERM")),
+        }
+    }
+    eprintln!(
+        "[{:>5.1}s] (e) every operator stopped cleanly",
+        secs(started)
+    );
+}
+
+fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+// ---- the binary ----
+
+/// `target/<profile>/cohort` next to this test's executable (`target/<profile>/deps/…`),
+/// built first when the test runs under cargo (a no-op when it is up to date), or `$DEVNET_TEST_BIN`.
+fn cohort_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DEVNET_TEST_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let deps = exe.parent().expect("the test executable's directory");
+    let profile_dir = if deps.file_name().is_some_and(|name| name == "deps") {
+        deps.parent().expect("target/<profile>")
+    } else {
+        deps
+    };
+    let bin = profile_dir.join("cohort");
+    // Under `cargo test`, CARGO names the cargo running us; rebuild so the binary is never older
+    // than the source (cargo does not build other packages' binaries for this crate's tests).
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "cohort-node", "--bin", "cohort"]);
+        match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") | None => {}
+            Some("release") => {
+                build.arg("--release");
+            }
+            Some(profile) => {
+                build.args(["--profile", profile]);
+            }
+        }
+        // The target directory is the one this test was built in.
+        if let Some(target) = profile_dir.parent() {
+            build.env("CARGO_TARGET_DIR", target);
+        }
+        // Cargo runs this test with this package's CARGO_PKG_*, CARGO_MANIFEST_DIR, ... set. A
+        // build script that declares `rerun-if-env-changed` on one of them (ring does) would
+        // see them change and rebuild, and rebuild again in the next plain `cargo build`.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || matches!(
+                    key.as_str(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_MANIFEST_LINKS"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                )
+            {
+                build.env_remove(key);
+            }
+        }
+        build.current_dir(env!("CARGO_MANIFEST_DIR"));
+        let status = build
+            .status()
+            .expect("run cargo build for the cohort binary");
+        assert!(
+            status.success(),
+            "cargo build -p cohort-node --bin cohort failed: {status}"
+        );
+    }
+    assert!(
+        bin.is_file(),
+        "{} does not exist: build it with `cargo build -p cohort-node --bin cohort` or set DEVNET_TEST_BIN",
+        bin.display()
+    );
+    bin
+}
+
+// ---- ports ----
+
+/// A base port P with P..P+2n all free on 127.0.0.1: p2p on P+i, metrics on P+n+i. Drawn
+/// below the usual ephemeral range so outgoing connections do not take them meanwhile.
+fn free_port_block(n: u16) -> (u16, u16) {
+    let seed = std::process::id() as u64 ^ now_nanos();
+    for attempt in 0..500u64 {
+        let base = 20_000 + ((seed.wrapping_add(attempt * 7919)) % 1_200) as u16 * 10;
+        let listeners: Vec<_> = (base..base + 2 * n)
+            .map_while(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+            .collect();
+        if listeners.len() == 2 * n as usize {
+            return (base, base + n);
+        }
+    }
+    panic!("found no {} consecutive free ports on 127.0.0.1", 2 * n);
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+// ---- the cluster ----
+
+struct Operator {
+    config: PathBuf,
+    child: Option<Child>,
+    /// One log file per start, in order.
+    logs: Vec<PathBuf>,
+}
+
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    p2p_base: u16,
+    metrics_base: u16,
+    operators: Vec<Operator>,
+}
+
+/// What the tests read of one operator at one moment.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    finalized_height: u64,
+    committee_succeeded: u64,
+    succeeded: u64,
+    failed: u64,
+    failed_committee_or_proposer: u64,
+    attestations_accepted: u64,
+    rejected: u64,
+    conflicts: u64,
+}
+
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "finalized height {}, duties succeeded {} (COMMITTEE {}), failed or missed {}, attestations accepted {}, chain rejected {}, conflicts {}",
+            self.finalized_height,
+            self.succeeded,
+            self.committee_succeeded,
+            self.failed,
+            self.attestations_accepted,
+            self.rejected,
+            self.conflicts
+        )
+    }
+}
+
+impl Cluster {
+    fn init(bin: &Path) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cohort-devnet-test-{}-{}",
+            std::process::id(),
+            now_nanos() % 1_000_000_000
+        ));
+        let (p2p_base, metrics_base) = free_port_block(OPERATORS as u16);
+        let output = Command::new(bin)
+            .args(["cluster", "init", "--out"])
+            .arg(&dir)
+            .args(["--operators", &OPERATORS.to_string()])
+            .args(["--validators", &VALIDATORS.to_string()])
+            .args(["--kdf", "light"])
+            .args(["--genesis-delay", &GENESIS_DELAY.to_string()])
+            .args(["--slot-seconds", &SLOT_SECONDS.to_string()])
+            .args(["--base-port", &p2p_base.to_string()])
+            .args(["--metrics-base-port", &metrics_base.to_string()])
+            .output()
+            .expect("run cohort cluster init");
+        assert!(
+            output.status.success(),
+            "cohort cluster init failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let configs: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(configs.len(), OPERATORS, "cluster init printed {configs:?}");
+        for (i, config) in configs.iter().enumerate() {
+            assert_eq!(
+                config,
+                &dir.join(format!("operator-{i}")).join("operator.toml"),
+                "cluster init's config paths"
+            );
+        }
+        std::fs::create_dir_all(dir.join("logs")).expect("create the logs directory");
+        eprintln!(
+            "cluster in {} (p2p ports {p2p_base}.., metrics ports {metrics_base}..)",
+            dir.display()
+        );
+        Cluster {
+            bin: bin.to_path_buf(),
+            dir,
+            p2p_base,
+            metrics_base,
+            operators: configs
+                .into_iter()
+                .map(|config| Operator {
+                    config,
+                    child: None,
+                    logs: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn command(&self, i: usize) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
+            .args(["run", "--config"])
+            .arg(&self.operators[i].config)
+            .args(["--log-format", "json", "--log", "info"])
+            .stdin(Stdio::null());
+        // The config's fields can be overridden from the environment: keep the test's own.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("COHORT_") {
+                command.env_remove(key);
+            }
+        }
+        command
+    }
+
+    fn start(&mut self, i: usize) {
+        assert!(self.operators[i].child.is_none(), "operator {i} is running");
+        let log = self
+            .dir
+            .join("logs")
+            .join(format!("operator-{i}.{}.log", self.operators[i].logs.len()));
+        let file = File::create(&log).expect("create a log file");
+        let child = self
+            .command(i)
+            .stdout(file.try_clone().expect("clone a log file handle"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn cohort run");
+        self.operators[i].logs.push(log);
+        self.operators[i].child = Some(child);
+    }
+
+    fn sigkill(&mut self, i: usize) {
+        let mut child = self.operators[i].child.take().expect("operator is running");
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("reap the killed operator");
+        assert!(!status.success(), "operator {i} after SIGKILL: {status}");
+    }
+
+    /// A second process on a running operator's config (its data directory) is refused.
+    fn check_second_process_is_refused(&self, i: usize) {
+        let mut child = self
+            .command(i)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a second cohort run");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("poll the second process") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.fail(&format!(
+                    "a second process on operator {i}'s data directory is still running after 15 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        if status.success() || !stderr.contains("in use") {
+            self.fail(&format!(
+                "a second process on operator {i}'s data directory: {status}, stderr: {stderr}"
+            ));
+        }
+    }
+
+    /// SIGTERM every running operator, then waits up to `timeout` for each: (index, exit status
+    /// or None if still running, time to exit).
+    fn sigterm_all(&mut self, timeout: Duration) -> Vec<(usize, Option<ExitStatus>, Duration)> {
+        let sent = Instant::now();
+        for (i, operator) in self.operators.iter().enumerate() {
+            if let Some(child) = &operator.child {
+                let status = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .expect("run kill");
+                assert!(status.success(), "kill -TERM operator {i}: {status}");
+            }
+        }
+        let mut results = Vec::new();
+        for (i, operator) in self.operators.iter_mut().enumerate() {
+            let Some(child) = operator.child.as_mut() else {
+                continue;
+            };
+            let deadline = sent + timeout;
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Some(status),
+                    Ok(None) if Instant::now() >= deadline => break None,
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                    Err(err) => panic!("wait for operator {i}: {err}"),
+                }
+            };
+            if status.is_some() {
+                operator.child = None;
+            }
+            results.push((i, status, sent.elapsed()));
+        }
+        results
+    }
+
+    fn p2p_address(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.p2p_base + i as u16))
+    }
+
+    fn metrics_address(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.metrics_base + i as u16))
+    }
+
+    /// `/health` of operator i: its status and body.
+    fn health(&self, i: usize) -> Result<(u16, Value), String> {
+        let (status, body) = http_get(self.metrics_address(i), "/health")?;
+        let json = serde_json::from_str(&body)
+            .map_err(|err| format!("operator {i}: /health is not JSON ({err}): {body}"))?;
+        Ok((status, json))
+    }
+
+    /// The health JSON if operator i is ready, else why not.
+    fn ready(&self, i: usize) -> Result<Value, String> {
+        let (status, health) = self.health(i)?;
+        if status == 200 && health["ready"] == Value::Bool(true) {
+            Ok(health)
+        } else {
+            Err(format!("operator {i} not ready ({status}): {health}"))
+        }
+    }
+
+    fn metrics(&self, i: usize) -> Result<Metrics, String> {
+        let (status, body) = http_get(self.metrics_address(i), "/metrics")?;
+        if status != 200 {
+            return Err(format!("operator {i}: /metrics answered {status}"));
+        }
+        Ok(Metrics::parse(&body))
+    }
+
+    fn snapshot(&self, i: usize) -> Result<Snapshot, String> {
+        let metrics = self.metrics(i)?;
+        Ok(Snapshot {
+            finalized_height: metrics.get("operator_executor_finalized_height") as u64,
+            committee_succeeded: metrics
+                .get(r#"operator_runner_duties_succeeded_total{role="COMMITTEE"}"#)
+                as u64,
+            succeeded: metrics.sum("operator_runner_duties_succeeded_total") as u64,
+            failed: metrics.sum("operator_runner_duties_failed_total") as u64,
+            failed_committee_or_proposer: (metrics
+                .get(r#"operator_runner_duties_failed_total{role="COMMITTEE"}"#)
+                + metrics.get(r#"operator_runner_duties_failed_total{role="PROPOSER"}"#))
+                as u64,
+            attestations_accepted: metrics.get(r#"devnet_chain_accepted{kind="attestation"}"#)
+                as u64,
+            rejected: metrics.sum("devnet_chain_rejected") as u64,
+            conflicts: metrics.get("devnet_chain_conflicts") as u64,
+        })
+    }
+
+    fn snapshot_all(&self) -> Vec<Snapshot> {
+        (0..OPERATORS)
+            .map(|i| self.snapshot(i).unwrap_or_else(|err| self.fail(&err)))
+            .collect()
+    }
+
+    fn max_height_except(&self, except: usize) -> u64 {
+        (0..OPERATORS)
+            .filter(|i| *i != except)
+            .filter_map(|i| self.snapshot(i).ok())
+            .map(|s| s.finalized_height)
+            .max()
+            .unwrap_or_else(|| self.fail("no operator answers /metrics"))
+    }
+
+    fn wait_all_ready(&self, timeout: Duration) {
+        self.wait("every operator is ready", timeout, |c| {
+            let not_ready: Vec<String> = (0..OPERATORS).filter_map(|i| c.ready(i).err()).collect();
+            if not_ready.is_empty() {
+                Ok(())
+            } else {
+                Err(not_ready.join("; "))
+            }
+        });
+    }
+
+    /// Polls `check` until it passes; fails the test with its last complaint at `timeout`.
+    /// Also fails at once if an operator that should be running has exited.
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Result<(), String>,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_running();
+            match check(self) {
+                Ok(()) => return,
+                Err(err) if Instant::now() >= deadline => self.fail(&format!(
+                    "timed out after {timeout:?} waiting until {what}: {err}"
+                )),
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
+    fn check_running(&self) {
+        for (i, operator) in self.operators.iter().enumerate() {
+            if let Some(child) = &operator.child {
+                // try_wait needs &mut; /proc tells whether the process is still alive.
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                    .unwrap_or_default();
+                let state = stat
+                    .rsplit(") ")
+                    .next()
+                    .and_then(|rest| rest.chars().next());
+                if matches!(state, None | Some('Z' | 'X')) {
+                    self.fail(&format!("operator {i} exited unexpectedly"));
+                }
+            }
+        }
+    }
+
+    /// Every log's finalized blocks (height → digest): no height has two digests across
+    /// operators and restarts. Returns (heights checked, heights every operator logged).
+    fn check_one_finalized_chain(&self) -> (usize, usize) {
+        let mut chain: BTreeMap<u64, (String, String)> = BTreeMap::new();
+        let mut per_operator: Vec<BTreeMap<u64, String>> = Vec::new();
+        let mut problems = Vec::new();
+        for (i, operator) in self.operators.iter().enumerate() {
+            let mut mine = BTreeMap::new();
+            for log in &operator.logs {
+                let name = log
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                let blocks = finalized_blocks(log).unwrap_or_else(|err| self.fail(&err));
+                if blocks.is_empty() {
+                    problems.push(format!("{name} logs no finalized block"));
+                }
+                for (height, digest) in blocks {
+                    match chain.get(&height) {
+                        Some((known, from)) if *known != digest => problems.push(format!(
+                            "height {height}: {from} finalized {known}, {name} finalized {digest}"
+                        )),
+                        Some(_) => {}
+                        None => {
+                            chain.insert(height, (digest.clone(), name.clone()));
+                        }
+                    }
+                    mine.insert(height, digest);
+                }
+            }
+            // Each operator's own record has no gap: it processes every finalized height.
+            if let (Some(first), Some(last)) = (mine.keys().next(), mine.keys().last())
+                && (last - first + 1) as usize != mine.len()
+            {
+                let missing: Vec<u64> =
+                    (*first..=*last).filter(|h| !mine.contains_key(h)).collect();
+                problems.push(format!(
+                    "operator {i}'s logs skip finalized heights {missing:?}"
+                ));
+            }
+            per_operator.push(mine);
+        }
+        if !problems.is_empty() {
+            self.fail(&format!(
+                "the finalized chains differ:\n  {}",
+                problems.join("\n  ")
+            ));
+        }
+        let common = chain
+            .keys()
+            .filter(|h| per_operator.iter().all(|mine| mine.contains_key(h)))
+            .count();
+        if common < 10 {
+            self.fail(&format!(
+                "only {common} finalized heights are in every operator's log"
+            ));
+        }
+        (chain.len(), common)
+    }
+
+    /// Fails the test (the guard prints the logs).
+    fn fail(&self, message: &str) -> ! {
+        panic!("{message}");
+    }
+
+    fn print_log_tails(&self, lines: usize) {
+        for operator in &self.operators {
+            for log in &operator.logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                let tail = &all[all.len().saturating_sub(lines)..];
+                eprintln!("----- last {} lines of {} -----", tail.len(), log.display());
+                for line in tail {
+                    let line: String = line.chars().take(600).collect();
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if failed {
+            self.print_log_tails(40);
+        }
+        for operator in &mut self.operators {
+            if let Some(mut child) = operator.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if failed || std::env::var_os("DEVNET_TEST_KEEP").is_some() {
+            eprintln!("kept the cluster directory {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// (height, digest) of every `processed finalized block` line of a JSON log. A line cut short
+/// by SIGKILL is skipped; any other line that is not JSON fails.
+fn finalized_blocks(log: &Path) -> Result<Vec<(u64, String)>, String> {
+    let file = File::open(log).map_err(|err| format!("{}: {err}", log.display()))?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|err| format!("{}: {err}", log.display()))?;
+    let mut blocks = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            if n + 1 == lines.len() || line.starts_with("error:") {
+                continue;
+            }
+            return Err(format!(
+                "{} line {}: not JSON: {line}",
+                log.display(),
+                n + 1
+            ));
+        };
+        if entry["message"] != "processed finalized block" {
+            continue;
+        }
+        let height = entry["height"].as_u64();
+        let digest = entry["digest"].as_str();
+        match (height, digest) {
+            (Some(height), Some(digest)) => blocks.push((height, digest.to_string())),
+            _ => {
+                return Err(format!(
+                    "{} line {}: no height or digest: {line}",
+                    log.display(),
+                    n + 1
+                ));
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+// ---- HTTP and Prometheus text ----
+
+/// A plain HTTP/1.1 GET; the status and body.
+fn http_get(address: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let fail = |err: std::io::Error| format!("GET http://{address}{path}: {err}");
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(fail)?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .map_err(fail)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(fail)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET http://{address}{path}: no header end in {response:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("GET http://{address}{path}: bad status line in {head:?}"))?;
+    let chunked = head.lines().any(|line| {
+        line.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size =
+            usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Prometheus text exposition: series (name with labels, as printed) → value.
+struct Metrics(HashMap<String, f64>);
+
+impl Metrics {
+    fn parse(text: &str) -> Self {
+        Metrics(
+            text.lines()
+                .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+                .filter_map(|line| {
+                    let (series, value) = line.rsplit_once(' ')?;
+                    Some((series.to_string(), value.trim().parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// One series' value; an absent series (a family nothing was recorded in) is 0.
+    fn get(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// The sum over every label set of a metric.
+    fn sum(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|(series, _)| {
+                series
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+            })
+            .map(|(_, value)| value)
+            .sum()
+    }
+}
+
+// ---- garbage peers ----
+
+/// Connects, writes `bytes`, then waits for the node to close the connection (EOF or reset);
+/// returns how long that took after the write.
+fn send_and_expect_close(
+    target: SocketAddr,
+    bytes: &[u8],
+    within: Duration,
+) -> Result<Duration, String> {
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+        .map_err(|err| format!("connect: {err}"))?;
+    let sent = Instant::now();
+    match stream.write_all(bytes) {
+        Ok(()) => {}
+        // Already closed while we wrote.
+        Err(err) if is_closed(&err) => return Ok(sent.elapsed()),
+        Err(err) => return Err(format!("write: {err}")),
+    }
+    expect_closed(stream, within).map(|_| sent.elapsed())
+}
+
+/// Waits until the peer closes `stream` (reads EOF or a reset), ignoring any bytes it sends.
+fn expect_closed(mut stream: TcpStream, within: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    let deadline = start + within;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("the node kept the connection open for {within:?}"));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|err| format!("set_read_timeout: {err}"))?;
+        match stream.read(&mut buffer) {
+            Ok(0) => return Ok(start.elapsed()),
+            Ok(_) => continue,
+            Err(err) if is_closed(&err) => return Ok(start.elapsed()),
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                continue;
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+            Err(err) => return Err(format!("read: {err}")),
+        }
+    }
+}
+
+/// Streams random bytes in 64 KiB writes until the node closes the connection; returns the
+/// bytes written and the time it took.
+fn stream_until_closed(
+    target: SocketAddr,
+    rng: &mut XorShift,
+    within: Duration,
+) -> Result<(usize, Duration), String> {
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+        .map_err(|err| format!("connect: {err}"))?;
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .map_err(|err| format!("set_write_timeout: {err}"))?;
+    let start = Instant::now();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0usize;
+    while start.elapsed() < within {
+        rng.fill(&mut chunk);
+        match stream.write(&chunk) {
+            Ok(0) => return Ok((sent, start.elapsed())),
+            Ok(n) => sent += n,
+            Err(err) if is_closed(&err) => return Ok((sent, start.elapsed())),
+            // The node stopped reading but has not closed (yet): keep pushing until the deadline.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(err) => return Err(format!("write: {err}")),
+        }
+    }
+    Err(format!(
+        "the node kept the connection open for {within:?} ({sent} bytes written)"
+    ))
+}
+
+fn is_closed(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::BrokenPipe
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::UnexpectedEof
+    )
+}
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn seeded() -> Self {
+        XorShift(now_nanos() | 1)
+    }
+
+    fn fill(&mut self, bytes: &mut [u8]) {
+        for chunk in bytes.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            chunk.copy_from_slice(&self.0.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
