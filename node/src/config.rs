@@ -157,6 +157,11 @@ pub fn default_rate(channel: u64) -> u32 {
     }
 }
 
+/// Whether `n` operators make a cluster: 3f+1 with f >= 1, within what a committee id holds.
+pub fn is_cluster_size(n: usize) -> bool {
+    n >= 4 && (n - 1).is_multiple_of(3) && n <= cohort_ingress::MAX_OPERATORS
+}
+
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -455,7 +460,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         problem(p, "cluster.slots_per_epoch", "must be within 1..=1024");
     }
     let n = cluster.operators.len();
-    if n < 4 || (n - 1) % 3 != 0 || n > cohort_ingress::MAX_OPERATORS {
+    if !is_cluster_size(n) {
         problem(
             p,
             "cluster.operators",

@@ -216,7 +216,7 @@ pub struct InitPlan {
 /// `shares/share-<v>.json`. Validators are the devnet's interop validators, split afresh.
 pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
     let n = plan.operators;
-    if n < 4 || (n - 1) % 3 != 0 || n > cohort_ingress::MAX_OPERATORS {
+    if !config::is_cluster_size(n) {
         return Err(format!(
             "--operators {n}: a cluster has 3f+1 operators (4, 7, 10, 13)"
         ));
