@@ -232,7 +232,8 @@ pub fn signature_from_hex(hex: &str) -> Option<Signature> {
     Signature::decode(bytes).ok()
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+/// Bytes from hex (with or without `0x`); `None` for odd lengths or non-hex digits.
+pub fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     let hex = hex.strip_prefix("0x").unwrap_or(hex);
     if !hex.len().is_multiple_of(2) {
         return None;

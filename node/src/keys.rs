@@ -76,19 +76,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    let text = text.strip_prefix("0x").unwrap_or(text);
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> {
-    let bytes = unhex(text).ok_or("is not hex")?;
+    let bytes = keys::decode_hex(text).ok_or("is not hex")?;
     let max = NonZeroU32::new(operators).ok_or("the cluster has no operators")?;
     Sharing::<MinPk>::decode_cfg(bytes, &(max, ModeVersion::v0())).map_err(|err| err.to_string())
 }

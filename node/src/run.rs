@@ -196,7 +196,9 @@ async fn operate<X: ExecutionEngine>(
     let recorded = last.clone();
     context.child("finalized").spawn(move |_| async move {
         while let Some(observed) = finalized_receiver.recv().await {
+            // The genesis block is "processed" at every start: it says nothing of progress.
             if let executor::Observed::Finalized(finalized) = observed
+                && finalized.block.height > 0
                 && let Ok(mut last) = recorded.lock()
             {
                 *last = LastFinalized {
