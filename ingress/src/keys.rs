@@ -146,6 +146,22 @@ pub fn split(
     Ok(SplitKey { sharing, shares })
 }
 
+/// Splits interop validator `validator`'s key among `operators`, any n - f of whom can sign:
+/// the devnet's validators, as the simulation and `cohort cluster init` both hand them out.
+pub fn split_interop(
+    rng: &mut impl CryptoRng,
+    validator: u64,
+    operators: u32,
+) -> Result<SplitKey, KeyError> {
+    use commonware_utils::{Faults as _, N3f1};
+    split(
+        rng,
+        &interop_secret(validator),
+        operators,
+        N3f1::quorum(operators),
+    )
+}
+
 /// Signs a signing root with a whole key, as a single validator client would.
 pub fn sign(secret: &Private, signing_root: &[u8; 32]) -> Signature {
     ops::sign::<MinPk>(secret, MinPk::MESSAGE, signing_root)

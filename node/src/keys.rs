@@ -24,7 +24,7 @@ use commonware_cryptography::{
     },
     ed25519::PrivateKey,
 };
-use commonware_utils::{Participant, TryCollect as _, ordered::Set};
+use commonware_utils::{Faults as _, N3f1, Participant, TryCollect as _, ordered::Set};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
@@ -72,10 +72,6 @@ pub fn share_file(dir: &Path, validator: u64) -> PathBuf {
     dir.join(format!("share-{validator}.json"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> {
     let bytes = keys::decode_hex(text).ok_or("is not hex")?;
     let max = NonZeroU32::new(operators).ok_or("the cluster has no operators")?;
@@ -121,7 +117,7 @@ pub fn load(config: &Config) -> Result<Loaded, String> {
         ));
     }
     let n = participants.len() as u32;
-    let expected_threshold = n - (n - 1) / 3;
+    let expected_threshold = N3f1::quorum(n);
     if lock.threshold != expected_threshold {
         return Err(format!(
             "shares.lock {}: threshold {} is not n - f = {expected_threshold}",
@@ -239,7 +235,6 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             .ok_or("an identity went missing")?;
         by_position.push(key.clone());
     }
-    let threshold = (n - (n - 1) / 3) as u32;
 
     let write = |path: &Path, bytes: &[u8]| {
         files::write_secret(path, bytes).map_err(|err| format!("{}: {err}", path.display()))
@@ -264,7 +259,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             .map_err(|err| format!("{}: {err}", dir.join("identity.key").display()))?;
         let mut bytes = [0u8; 24];
         rand::Rng::fill_bytes(&mut rng, &mut bytes);
-        let password = hex(&bytes);
+        let password = keys::to_hex(&bytes);
         write(
             &dir.join("password.txt"),
             format!("{password}\n").as_bytes(),
@@ -274,17 +269,12 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
 
     let mut validators = Vec::new();
     for validator in 0..plan.validators {
-        let split = keys::split(
-            &mut rng,
-            &keys::interop_secret(validator),
-            n as u32,
-            threshold,
-        )
-        .map_err(|err| format!("splitting validator {validator}: {err}"))?;
+        let split = keys::split_interop(&mut rng, validator, n as u32)
+            .map_err(|err| format!("splitting validator {validator}: {err}"))?;
         validators.push(LockedValidator {
             index: validator,
             public_key: keys::to_hex(&split.public_key()),
-            sharing: hex(&split.sharing.encode()),
+            sharing: keys::to_hex(&split.sharing),
         });
         for (i, dir) in dirs.iter().enumerate() {
             let share = &split.shares[i];
@@ -307,7 +297,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
     let operators_hex: Vec<String> = participants.iter().map(identity::public_key_hex).collect();
     let lock = Lock {
         name: plan.name.clone(),
-        threshold,
+        threshold: N3f1::quorum(n as u32),
         operators: operators_hex.clone(),
         validators,
     };

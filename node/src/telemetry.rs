@@ -13,6 +13,7 @@ use axum::{
 };
 use cohort_ingress::SlotClock;
 use commonware_runtime::{Clock as _, Metrics as _, Spawner as _, Supervisor as _, tokio};
+use commonware_utils::{Faults as _, N3f1};
 use serde::Serialize;
 use std::{
     net::SocketAddr,
@@ -90,8 +91,7 @@ impl HealthProbe {
         let window = self.clock.slot_duration * 2;
         let since = now.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
         let peers_connected = self.heard.since(since);
-        let f = (self.operators.saturating_sub(1)) / 3;
-        let quorum = self.operators - f;
+        let quorum = N3f1::quorum(self.operators) as usize;
         let finalized = self.finalized.lock().map(|last| *last).unwrap_or_default();
         let current_slot = self.clock.slot_at(now);
         let mut reasons = Vec::new();

@@ -166,7 +166,6 @@ pub struct Operator {
     pub handles: Vec<Handle<()>>,
     pub scheduler: cohort_ingress::scheduler::Mailbox,
     pub runner: cohort_ingress::runner::Mailbox,
-    pub marshal: cohort_marshal::Mailbox,
 }
 
 /// Starts every actor of one operator.
@@ -330,12 +329,11 @@ where
     handles.push(committee_actor.start());
     let (partial_sender, partial_receiver) = network.partials;
     handles.push(runner_actor.start(runner::Network::new(partial_sender, partial_receiver)));
-    handles.push(executor_actor.start(marshal.processed_height, marshal.mailbox.clone()));
+    handles.push(executor_actor.start(marshal.processed_height, marshal.mailbox));
     handles.push(scheduler_actor.start());
     Operator {
         handles,
         scheduler: scheduler_mailbox,
         runner: runner_mailbox,
-        marshal: marshal.mailbox,
     }
 }

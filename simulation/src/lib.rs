@@ -21,7 +21,7 @@ use cohort_ingress::{
     runner::{DutyEvent, SignRequest},
     signing::{self, ForkInfo},
 };
-use cohort_marshal::{BlockCfg, PublicKey, Scheme};
+use cohort_marshal::PublicKey;
 use commonware_cryptography::{Digestible, Hasher, Sha256, Signer as _, ed25519::PrivateKey};
 use commonware_p2p::simulated::{self, Link, Network};
 use commonware_runtime::{Clock, Runner as _, Spawner as _, Supervisor as _, deterministic};
@@ -875,29 +875,15 @@ async fn simulate(context: deterministic::Context, config: SimConfig, stage: Sta
         skew_ms: 0,
     };
 
-    let block_cfg = BlockCfg::default();
-    let max_size = cohort_marshal::max_message_size(n as u32, &block_cfg)
-        .max(commonware_consensus::simplex::max_payload_size::<
-            Scheme,
-            cohort_marshal::Digest,
-        >(n as u32))
-        .max(cohort_ingress::partial::PartialSignatures::max_encode_size(
-            cohort_actors::runner::max_partials_per_message(config.validators as usize),
-        ));
+    let max_size = cohort_operator::max_message_size(n as u32, config.validators as usize);
 
     // Every validator's interop key split t-of-n; operator i holds the share at its position
     // in the participant set (the order consensus and the runner use).
-    let threshold = (n - (n - 1) / 3) as u32;
     let mut rng = commonware_utils::TestRng::new(config.seed);
     let mut per_operator: Vec<BTreeMap<u64, ValidatorShare>> = vec![BTreeMap::new(); n];
     for validator in 0..config.validators {
-        let split = keys::split(
-            &mut rng,
-            &keys::interop_secret(validator),
-            n as u32,
-            threshold,
-        )
-        .expect("interop keys are non-zero and 1 <= t <= n");
+        let split = keys::split_interop(&mut rng, validator, n as u32)
+            .expect("interop keys are non-zero and 1 <= t <= n");
         for (position, shares) in per_operator.iter_mut().enumerate() {
             if let Some(share) = split.for_operator(position) {
                 shares.insert(validator, share);
