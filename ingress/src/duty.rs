@@ -157,6 +157,19 @@ impl DutyId {
             target: DutyTarget::Validator(validator_index),
         }
     }
+
+    /// The smallest id of `slot`: `first_of_slot(s)..first_of_slot(s + 1)` ranges over every
+    /// duty of slot `s` in an ordered collection. It relies on the derived order (fields
+    /// compared in declaration order, slot first, then the smallest epoch, role and target);
+    /// the test `first_of_slot_bounds_every_duty_of_its_slot` keeps the two together.
+    pub const fn first_of_slot(slot: u64) -> Self {
+        Self {
+            slot,
+            epoch: 0,
+            role: Role::Committee,
+            target: DutyTarget::Validator(0),
+        }
+    }
 }
 
 impl fmt::Display for DutyId {
@@ -583,6 +596,24 @@ mod tests {
                 root: Sha256::hash(&[b"t"]),
             },
         }
+    }
+
+    #[test]
+    fn first_of_slot_bounds_every_duty_of_its_slot() {
+        let ids = [
+            DutyId::committee(committee(), 0, 9),
+            DutyId::committee(committee(), 3, 9),
+            DutyId::validator(Role::Proposer, 0, 9, 0),
+            DutyId::validator(Role::Aggregator, 2, 9, 7),
+            DutyId::validator(Role::SyncCommitteeContribution, 2, 9, u64::MAX),
+        ];
+        for id in &ids {
+            assert!(DutyId::first_of_slot(9) <= *id, "{id}");
+            assert!(*id < DutyId::first_of_slot(10), "{id}");
+            assert!(DutyId::first_of_slot(8) < *id, "{id}");
+        }
+        let previous = DutyId::committee(committee(), u64::MAX, 8);
+        assert!(previous < DutyId::first_of_slot(9));
     }
 
     #[test]

@@ -231,6 +231,13 @@ pub fn recover(
     }
 }
 
+/// The 96-byte compressed form of a signature, as SSZ containers and the beacon API hold it.
+pub fn signature_bytes(signature: &Signature) -> [u8; 96] {
+    let mut bytes = [0u8; 96];
+    bytes.copy_from_slice(&signature.encode()[..96]);
+    bytes
+}
+
 /// Hex of a compressed point or signature, as Ethereum tools print them.
 pub fn to_hex(value: &impl Encode) -> String {
     value.encode().iter().map(|b| format!("{b:02x}")).collect()
@@ -371,6 +378,7 @@ mod tests {
         for (message, expected) in cases {
             let signature = sign(&secret, &message);
             assert_eq!(to_hex(&signature), expected);
+            assert_eq!(decode_hex(expected).unwrap(), signature_bytes(&signature));
             let parsed = signature_from_hex(expected).unwrap();
             assert!(verify(&public, &message, &parsed));
             assert!(!verify(&public, &[0xab; 32], &parsed));

@@ -125,4 +125,15 @@ pub enum DutyEvent {
     /// No block of the duty's slot can be finalized any more (see
     /// [`crate::committee::MAX_BLOCK_AGE_SLOTS`]).
     Missed { duty: crate::DutyId },
+    /// A peer's partial signature was dropped as invalid: it failed verification against the
+    /// sender's share, or names a validator the cluster does not run. One event per partial,
+    /// as the runner's `partials_invalid{sender}` metric counts them, so an observer can tell
+    /// which operator misbehaves without reading metrics.
+    InvalidPartial {
+        /// The sending operator (share index + 1, as the metric's `sender` label).
+        sender: crate::OperatorId,
+        /// The slot the sender's message was for.
+        slot: u64,
+        validator_index: u64,
+    },
 }

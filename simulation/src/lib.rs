@@ -757,6 +757,8 @@ impl Observed {
                 self.started.remove(&(operator, duty));
             }
             DutyEvent::Submitted { .. } => {}
+            // Counted from the runners' `partials_invalid` metric at the end of the run.
+            DutyEvent::InvalidPartial { .. } => {}
             DutyEvent::Signed { requests } => self.on_signed(operator, requests, slot_now),
             DutyEvent::Missed { duty } => {
                 self.started.remove(&(operator, duty.clone()));

@@ -5,7 +5,10 @@ use cohort_ingress::{
     committee::{Batch, MAX_BLOCK_AGE_SLOTS, Message},
 };
 use commonware_macros::select;
-use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
+use commonware_runtime::{
+    Clock, Handle, Metrics, Spawner,
+    telemetry::metrics::{GaugeExt as _, Registered},
+};
 use commonware_utils::channel::{mpsc, oneshot};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use std::{
@@ -233,7 +236,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 });
             }
             Message::Expect { duties } => {
-                let oldest = first_id_of_slot(
+                let oldest = DutyId::first_of_slot(
                     self.clock
                         .current_slot(self.context.current())
                         .saturating_sub(DECIDED_MEMORY_SLOTS),
@@ -255,7 +258,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
 
     fn set_held(&self) {
         let set = |gauge: &Registered<Gauge>, len: usize| {
-            gauge.set(len.try_into().unwrap_or(i64::MAX));
+            let _ = gauge.try_set(len);
         };
         set(&self.held.pool, self.pool.len());
         set(&self.held.known, self.known.len());
@@ -277,7 +280,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         let slot = self.clock.current_slot(now);
         let outstanding = self
             .known
-            .range(first_id_of_slot(slot)..first_id_of_slot(slot + 1))
+            .range(DutyId::first_of_slot(slot)..DutyId::first_of_slot(slot + 1))
             .any(|duty| !self.decided.contains(duty) && !included.contains(duty));
         let mut due = self.clock.interval_start(slot, 1) + grace;
         if !outstanding || due <= now {
@@ -310,7 +313,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             // (a view lost to a timeout must not drop its slot's duties), else the current one.
             let undecided = |block_slot: u64| -> Vec<Decision> {
                 self.pool
-                    .range(first_id_of_slot(block_slot)..)
+                    .range(DutyId::first_of_slot(block_slot)..)
                     .take_while(|(id, _)| id.slot == block_slot)
                     .filter(|(id, _)| {
                         !pending.included.contains(*id) && !self.decided.contains(*id)
@@ -487,23 +490,13 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
     fn prune(&mut self, now: SystemTime) {
         let slot = self.clock.current_slot(now);
         // Values of past slots can no longer be decided in their slot's block.
-        let keep_from = first_id_of_slot(slot.saturating_sub(1));
+        let keep_from = DutyId::first_of_slot(slot.saturating_sub(1));
         self.pool = self.pool.split_off(&keep_from);
-        let memory = first_id_of_slot(slot.saturating_sub(DECIDED_MEMORY_SLOTS));
+        let memory = DutyId::first_of_slot(slot.saturating_sub(DECIDED_MEMORY_SLOTS));
         self.decided = self.decided.split_off(&memory);
         self.known = self.known.split_off(&memory);
         self.decided_data = self
             .decided_data
             .split_off(&slot.saturating_sub(DECIDED_MEMORY_SLOTS));
-    }
-}
-
-/// The smallest duty id of `slot` (ids order by slot first).
-fn first_id_of_slot(slot: u64) -> DutyId {
-    DutyId {
-        slot,
-        epoch: 0,
-        role: Role::Committee,
-        target: DutyTarget::Validator(0),
     }
 }

@@ -974,5 +974,6 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
 }
 
 fn set_len(gauge: &Gauge, len: usize) {
-    gauge.set(len.try_into().unwrap_or(i64::MAX));
+    use commonware_runtime::telemetry::metrics::GaugeExt as _;
+    let _ = gauge.try_set(len);
 }

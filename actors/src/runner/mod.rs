@@ -13,11 +13,31 @@
 //! Every partial signature this operator makes in one phase of one handling step (a slot's
 //! starts, a finalized block) leaves in one message. A share signs an attestation or block only
 //! after the slashing-protection record for it is durable.
+//!
+//! Where to look (one file per step of a duty):
+//!
+//! - `duty.rs`: a duty's state and what it waits for next (`Phase`); where a duty starts,
+//!   ends and expires;
+//! - `fetch.rs`: fetching a duty's value from the beacon node (attestation data, block,
+//!   aggregate);
+//! - `agree.rs`: handing the value to the committee, and taking back the finalized decision;
+//! - `sign.rs`: signing with this operator's share, pre- and post-consensus (after the
+//!   `slashing.rs` protection), and broadcasting the partials;
+//! - `partials.rs`: peers' partial signatures and reconstruction at threshold (`quorum.rs`);
+//! - `submit.rs`: handing the reconstructed objects to the duty sink;
+//! - `actor.rs`: the run loop and the handling step; `metrics.rs`: what the runner exports.
 
 mod actor;
+mod agree;
 pub mod cpu;
+mod duty;
+mod fetch;
+mod metrics;
+mod partials;
 pub mod quorum;
+mod sign;
 pub mod slashing;
+mod submit;
 #[cfg(test)]
 mod tests;
 pub use actor::{Actor, POST_CONSENSUS_SLOTS};

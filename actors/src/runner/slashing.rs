@@ -16,6 +16,7 @@
 //! validators) costs one durable write, and a torn write is detected on restart instead of
 //! silently rolling a watermark back.
 
+use cohort_ingress::keys::to_hex;
 use commonware_codec::{Copying, ReadExt as _, Write as _};
 use commonware_runtime::{Clock, Metrics, Storage, telemetry::metrics::Registered};
 use commonware_storage::metadata::{self, Metadata};
@@ -100,18 +101,6 @@ impl Refusal {
     }
 }
 
-struct Hex<'a>(&'a [u8]);
-
-impl fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("0x")?;
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
-    }
-}
-
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -140,10 +129,10 @@ impl fmt::Display for Refusal {
                 signing_root,
             } => write!(
                 f,
-                "validator {validator_index}: double vote for target epoch {target_epoch}: root {} \
-                 differs from the recorded root {}",
-                Hex(signing_root),
-                Hex(recorded_root)
+                "validator {validator_index}: double vote for target epoch {target_epoch}: root 0x{} \
+                 differs from the recorded root 0x{}",
+                to_hex(signing_root),
+                to_hex(recorded_root)
             ),
             Self::SurroundVote {
                 validator_index,
@@ -172,10 +161,10 @@ impl fmt::Display for Refusal {
                 signing_root,
             } => write!(
                 f,
-                "validator {validator_index}: double block for slot {slot}: root {} differs from \
-                 the recorded root {}",
-                Hex(signing_root),
-                Hex(recorded_root)
+                "validator {validator_index}: double block for slot {slot}: root 0x{} differs from \
+                 the recorded root 0x{}",
+                to_hex(signing_root),
+                to_hex(recorded_root)
             ),
         }
     }

@@ -5,7 +5,10 @@ use cohort_ingress::{
 };
 use cohort_marshal::Block;
 use commonware_macros::select;
-use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
+use commonware_runtime::{
+    Clock, Handle, Metrics, Spawner,
+    telemetry::metrics::{GaugeExt as _, Registered},
+};
 use commonware_utils::channel::mpsc;
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
@@ -441,7 +444,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
 
     fn set_held(&self) {
         let set = |gauge: &Registered<Gauge>, len: usize| {
-            gauge.set(len.try_into().unwrap_or(i64::MAX));
+            let _ = gauge.try_set(len);
         };
         set(&self.held.epochs, self.duties.len());
         set(

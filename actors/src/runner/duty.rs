@@ -1,0 +1,282 @@
+//! A duty between its start and its end: what it waits for next ([`Phase`]), where it starts
+//! ([`Actor::on_start`]), ends ([`Actor::finish`]) and runs out of time ([`Actor::expire`]).
+
+use super::{
+    POST_CONSENSUS_SLOTS,
+    actor::{Actor, Step},
+    metrics::RoleLabel,
+};
+use cohort_ingress::{
+    DecidedValue, Duty, DutyId, DutySink, DutySource, DutyTarget, Role,
+    committee::MAX_BLOCK_AGE_SLOTS,
+    keys::Signature,
+    runner::{DutyEvent, Outcome},
+};
+use commonware_cryptography::PublicKey;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use std::time::{Duration, SystemTime};
+use tracing::{Span, debug, info, warn};
+
+/// A duty between its start and its end.
+pub(super) struct Running {
+    pub(super) duty: Duty,
+    pub(super) started: SystemTime,
+    pub(super) phase: Phase,
+}
+
+/// What a running duty waits for next.
+///
+/// A committee duty goes `Agreement` → `Decided` → `PostConsensus`. A proposer or aggregator
+/// starts in `PreConsensus` (its RANDAO reveal or selection proof); the cluster may finalize
+/// another operator's value for it before that quorum forms, in which case it goes straight to
+/// `Decided` once the quorum is in.
+pub(super) enum Phase {
+    /// This operator's pre-consensus partial is due in this step (`signed` false) or out, and
+    /// the duty waits for the quorum. `decided` holds a value the cluster finalized meanwhile.
+    PreConsensus {
+        signed: bool,
+        decided: Option<DecidedValue>,
+    },
+    /// Waits for the cluster to finalize a value: this operator's own is being fetched from
+    /// the beacon node or is with the committee. `pre` is a proposer's or aggregator's
+    /// reconstructed pre-consensus signature; `aggregate` tracks an aggregator's wait for two
+    /// thirds of its slot (other roles stay at [`Aggregation::NotDue`]).
+    Agreement {
+        pre: Option<Signature>,
+        aggregate: Aggregation,
+    },
+    /// Finalized: its post-consensus partials are due in this step.
+    Decided {
+        value: DecidedValue,
+        pre: Option<Signature>,
+    },
+    /// Its post-consensus partials are out: waits for their quorum and for the duty sink to
+    /// take the `expected` objects (`submitted` so far).
+    PostConsensus {
+        expected: usize,
+        submitted: usize,
+        /// When this operator's partials left (for the reconstruction time).
+        signed_at: SystemTime,
+    },
+}
+
+impl Phase {
+    /// Whether the cluster finalized a value for the duty.
+    pub(super) fn is_decided(&self) -> bool {
+        match self {
+            Self::PreConsensus { decided, .. } => decided.is_some(),
+            Self::Agreement { .. } => false,
+            Self::Decided { .. } | Self::PostConsensus { .. } => true,
+        }
+    }
+}
+
+/// An aggregator's way to its aggregate, which the beacon node has only once two thirds of the
+/// slot passed and the cluster decided the slot's attestation data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Aggregation {
+    NotDue,
+    /// Two thirds of the slot passed; waits for the slot's decided attestation data.
+    Due,
+    Requested,
+}
+
+/// The span every log line about a duty carries: SSV's `duty_id`, `runner_role` and `slot`.
+/// At error level, so it is enabled whenever any line under it is.
+pub(super) fn span(id: &DutyId) -> Span {
+    tracing::error_span!("duty", duty_id = %id, runner_role = %id.role, slot = id.slot)
+}
+
+impl<E, S, K, P> Actor<E, S, K, P>
+where
+    E: Clock + Spawner + Metrics + Storage,
+    S: DutySource,
+    K: DutySink,
+    P: PublicKey,
+{
+    /// Where a duty starts: a committee duty fetches its value, a proposer or aggregator signs
+    /// its pre-consensus partial in this step, and a duty the cluster already finalized goes on
+    /// to sign the decided value.
+    pub(super) fn on_start(&mut self, duty: Duty, step: &mut Step) {
+        let id = duty.id.clone();
+        let span = span(&id);
+        if self.running.contains_key(&id) {
+            debug!(parent: &span, "duty already running; ignoring the second start");
+            return;
+        }
+        if let DutyTarget::Validator(v) = id.target
+            && !self.shares.contains_key(&v)
+        {
+            warn!(parent: &span, "no share of this validator; ignoring the duty");
+            return;
+        }
+        let now = self.context.current();
+        let message = if id.role == Role::Committee {
+            "executing committee duty"
+        } else {
+            "executing validator duty"
+        };
+        info!(parent: &span, validators = duty.attesters.len(), "{message}");
+        self.metrics
+            .started
+            .get_or_create(&RoleLabel::of(id.role))
+            .inc();
+        self.emit(DutyEvent::Started {
+            duty: id.clone(),
+            at: now,
+        });
+        let decided = self.finalized_early.remove(&id);
+        if decided.is_some() {
+            info!(
+                parent: &span,
+                "duty already decided and finalized by the cluster; going on to sign it"
+            );
+            self.metrics.decided.inc();
+            self.metrics.decide_latency.observe(0.0);
+            self.emit(DutyEvent::Decided {
+                duty: id.clone(),
+                latency: Duration::ZERO,
+            });
+        }
+        let phase = match (id.role, decided) {
+            (Role::Committee, Some(value)) => {
+                step.post_consensus.insert(id.clone());
+                Phase::Decided { value, pre: None }
+            }
+            (Role::Committee, None) => Phase::Agreement {
+                pre: None,
+                aggregate: Aggregation::NotDue,
+            },
+            (Role::Proposer | Role::Aggregator, decided) => {
+                step.pre_consensus.insert(id.clone());
+                Phase::PreConsensus {
+                    signed: false,
+                    decided,
+                }
+            }
+            (Role::SyncCommitteeContribution, _) => {
+                warn!(parent: &span, "sync committee contributions are not carried out yet; dropping the duty");
+                return;
+            }
+        };
+        let fetch = matches!(phase, Phase::Agreement { .. });
+        self.running.insert(
+            id.clone(),
+            Running {
+                duty,
+                started: now,
+                phase,
+            },
+        );
+        if fetch {
+            self.fetch_attestation(id);
+        }
+    }
+
+    /// Ends a duty: logs the SSV closing line, counts it, reports it.
+    pub(super) fn finish(&mut self, id: &DutyId, outcome: Outcome) {
+        if self.running.remove(id).is_none() {
+            return;
+        }
+        self.waiting.retain(|_, (waiting, _)| waiting != id);
+        let label = RoleLabel::of(id.role);
+        let span = span(id);
+        match &outcome {
+            Outcome::Success | Outcome::NotSelected => {
+                self.metrics.succeeded.get_or_create(&label).inc();
+                info!(parent: &span, "finished duty processing (100% success)");
+            }
+            Outcome::Partial {
+                submitted,
+                expected,
+            } => {
+                self.metrics.failed.get_or_create(&label).inc();
+                warn!(parent: &span, submitted, expected, "finished duty processing (partial success)");
+            }
+            Outcome::Failed { reason } => {
+                self.metrics.failed.get_or_create(&label).inc();
+                warn!(parent: &span, reason, "finished duty processing (failed)");
+            }
+        }
+        self.emit(DutyEvent::Finished {
+            duty: id.clone(),
+            outcome,
+        });
+    }
+
+    /// The earliest moment a running duty must end without new input: its slot's blocks can
+    /// no longer be voted for (undecided), or its post-consensus window closed (decided).
+    pub(super) fn next_deadline(&self) -> Option<SystemTime> {
+        self.running
+            .iter()
+            .map(|(id, running)| self.deadline_of(id, running))
+            .min()
+    }
+
+    fn deadline_of(&self, id: &DutyId, running: &Running) -> SystemTime {
+        let extra = if running.phase.is_decided() {
+            POST_CONSENSUS_SLOTS
+        } else {
+            0
+        };
+        self.clock
+            .slot_start(id.slot + 1 + MAX_BLOCK_AGE_SLOTS + extra)
+    }
+
+    /// Duties, values and partials no future decision or quorum depends on.
+    pub(super) fn forget_old(&mut self, slot: u64) {
+        self.finalized_early
+            .retain(|id, _| id.slot + 1 + MAX_BLOCK_AGE_SLOTS >= slot);
+        let keep = slot.saturating_sub(MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS + 1);
+        self.decided_data = self.decided_data.split_off(&keep);
+        self.quorum.prune(keep);
+    }
+
+    /// Ends the duties whose deadline passed: missed if undecided, partly or not submitted if
+    /// decided.
+    pub(super) fn expire(&mut self) {
+        let now = self.context.current();
+        let slot = self.clock.current_slot(now);
+        self.forget_old(slot);
+        let due: Vec<DutyId> = self
+            .running
+            .iter()
+            .filter(|(id, running)| self.deadline_of(id, running) <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(running) = self.running.get(&id) else {
+                continue;
+            };
+            if !running.phase.is_decided() {
+                self.running.remove(&id);
+                self.waiting.retain(|_, (waiting, _)| *waiting != id);
+                self.metrics.missed.inc();
+                self.metrics
+                    .failed
+                    .get_or_create(&RoleLabel::of(id.role))
+                    .inc();
+                warn!(
+                    parent: &span(&id),
+                    "duty missed: no block of its slot can be finalized any more"
+                );
+                self.emit(DutyEvent::Missed { duty: id });
+                continue;
+            }
+            let outcome = match running.phase {
+                Phase::PostConsensus {
+                    expected,
+                    submitted,
+                    ..
+                } if submitted > 0 => Outcome::Partial {
+                    submitted,
+                    expected,
+                },
+                _ => Outcome::Failed {
+                    reason: "no quorum of valid post-consensus partial signatures in time".into(),
+                },
+            };
+            self.finish(&id, outcome);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Fetching a duty's value from the beacon node: a committee's attestation data at its start, a
+//! proposer's block once its RANDAO reveal is reconstructed, an aggregator's aggregate at two
+//! thirds of its slot. Each call is bounded by the fetch timeout and comes back as
+//! [`Work::Value`], which [`agree`](super::agree) hands to the committee.
+
+use super::{
+    actor::{Actor, Work},
+    duty::{Aggregation, Phase},
+};
+use cohort_ingress::{
+    AttestationData, DecidedValue, DutyId, DutySink, DutySource, SourceError, keys::Signature,
+};
+use commonware_cryptography::PublicKey;
+use commonware_macros::select;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use futures::future::BoxFuture;
+
+impl<E, S, K, P> Actor<E, S, K, P>
+where
+    E: Clock + Spawner + Metrics + Storage,
+    S: DutySource,
+    K: DutySink,
+    P: PublicKey,
+{
+    /// `call`, failing as unavailable once the fetch timeout (counted from now) passes.
+    fn bounded<T: Send + 'static>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, SourceError>> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, SourceError>> {
+        let timeout = self.context.sleep(self.fetch_timeout);
+        Box::pin(async move {
+            select! {
+                result = call => result,
+                _ = timeout => Err(SourceError::Unavailable("timed out".into())),
+            }
+        })
+    }
+
+    pub(super) fn fetch_attestation(&mut self, id: DutyId) {
+        let source = self.source.clone();
+        let slot = id.slot;
+        let call = self.bounded(async move {
+            let data = source.attestation_data(slot).await?;
+            if data.slot != slot {
+                return Err(SourceError::Unavailable(format!(
+                    "attestation data for slot {} instead of {slot}",
+                    data.slot
+                )));
+            }
+            let finalized = source.finalized_checkpoint().await?;
+            Ok((DecidedValue::Attestation(data), finalized))
+        });
+        self.calls
+            .push(Box::pin(async move { Work::Value(id, call.await) }));
+    }
+
+    pub(super) fn fetch_block(&mut self, id: DutyId, validator: u64, randao: Signature) {
+        let source = self.source.clone();
+        let slot = id.slot;
+        let call = self.bounded(async move {
+            let header = source.block_proposal(slot, validator, randao).await?;
+            if header.slot != slot || header.proposer_index != validator {
+                return Err(SourceError::Unavailable(
+                    "beacon node built a block for another slot or proposer".into(),
+                ));
+            }
+            let finalized = source.finalized_checkpoint().await?;
+            Ok((DecidedValue::Block(header), finalized))
+        });
+        self.calls
+            .push(Box::pin(async move { Work::Value(id, call.await) }));
+    }
+
+    fn fetch_aggregate(&mut self, id: DutyId, data: AttestationData) {
+        let source = self.source.clone();
+        let call = self.bounded(async move {
+            let aggregate = source.aggregate_attestation(data).await?;
+            if aggregate.data != data {
+                return Err(SourceError::Unavailable(
+                    "beacon node aggregated other attestation data".into(),
+                ));
+            }
+            let finalized = source.finalized_checkpoint().await?;
+            Ok((DecidedValue::Aggregate(Box::new(aggregate)), finalized))
+        });
+        self.calls
+            .push(Box::pin(async move { Work::Value(id, call.await) }));
+    }
+
+    /// A selected aggregator waits for two thirds of its slot, when the beacon node has seen
+    /// the slot's attestations.
+    pub(super) fn wait_for_aggregate(&mut self, id: DutyId) {
+        let at = self.clock.interval_start(id.slot, 2);
+        let sleep = self.context.sleep_until(at);
+        self.calls.push(Box::pin(async move {
+            sleep.await;
+            Work::AggregateDue(id)
+        }));
+    }
+
+    pub(super) fn on_aggregate_due(&mut self, id: &DutyId) {
+        if let Some(running) = self.running.get_mut(id)
+            && let Phase::Agreement { aggregate, .. } = &mut running.phase
+            && *aggregate == Aggregation::NotDue
+        {
+            *aggregate = Aggregation::Due;
+        }
+        self.request_aggregate(id);
+    }
+
+    /// An aggregator asks for its aggregate once two thirds of the slot passed and the cluster
+    /// decided the slot's attestation data (unless it already decided the aggregate).
+    pub(super) fn request_aggregate(&mut self, id: &DutyId) {
+        let Some(data) = self.decided_data.get(&id.slot).copied() else {
+            return;
+        };
+        let Some(running) = self.running.get_mut(id) else {
+            return;
+        };
+        let Phase::Agreement { aggregate, .. } = &mut running.phase else {
+            return;
+        };
+        if *aggregate != Aggregation::Due {
+            return;
+        }
+        *aggregate = Aggregation::Requested;
+        self.fetch_aggregate(id.clone(), data);
+    }
+}

@@ -1,0 +1,180 @@
+//! What the runner exports: duty outcomes by role, partial signatures by sending operator,
+//! latencies, and `*_held` gauges showing that nothing it keeps grows with the length of a run.
+
+use cohort_ingress::{OperatorId, Role};
+use commonware_runtime::{Metrics as Registry, telemetry::metrics::Registered};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RoleLabel {
+    role: String,
+}
+
+impl RoleLabel {
+    pub(super) fn of(role: Role) -> Self {
+        Self {
+            role: role.as_str().to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SenderLabel {
+    /// The sending operator's id (share index + 1); `sender`, not `operator`, so it never
+    /// collides with a runtime attribute naming the receiving operator.
+    sender: OperatorId,
+}
+
+/// The operator id (share index + 1) of the operator at share index `operator`.
+pub(super) fn operator_id(operator: u32) -> OperatorId {
+    operator as OperatorId + 1
+}
+
+impl SenderLabel {
+    pub(super) fn of(operator: u32) -> Self {
+        Self {
+            sender: operator_id(operator),
+        }
+    }
+}
+
+pub(super) struct Metrics {
+    pub(super) started: Registered<Family<RoleLabel, Counter>>,
+    pub(super) succeeded: Registered<Family<RoleLabel, Counter>>,
+    pub(super) failed: Registered<Family<RoleLabel, Counter>>,
+    pub(super) partials_received: Registered<Family<SenderLabel, Counter>>,
+    pub(super) partials_invalid: Registered<Family<SenderLabel, Counter>>,
+    pub(super) messages_invalid: Registered<Counter>,
+    pub(super) slashing_refusals: Registered<Counter>,
+    pub(super) decided: Registered<Counter>,
+    pub(super) missed: Registered<Counter>,
+    pub(super) decide_latency: Registered<Histogram>,
+    pub(super) reconstruction_time: Registered<Histogram>,
+    pub(super) submission_delay: Registered<Histogram>,
+    pub(super) held: Held,
+}
+
+impl Metrics {
+    /// Registers every runner metric in `context` (the handles are kept: dropping one would
+    /// take its metric out of the registry).
+    pub(super) fn register(context: &impl Registry) -> Self {
+        let by_role = |name: &str, help: &str| {
+            context.register(name, help, Family::<RoleLabel, Counter>::default())
+        };
+        let by_sender = |name: &str, help: &str| {
+            context.register(name, help, Family::<SenderLabel, Counter>::default())
+        };
+        let counter = |name: &str, help: &str| context.register(name, help, Counter::default());
+        Self {
+            started: by_role("duties_started", "duties started, by role"),
+            succeeded: by_role(
+                "duties_succeeded",
+                "duties whose signed objects all reached the duty sink, by role",
+            ),
+            failed: by_role(
+                "duties_failed",
+                "duties missed or ended with objects not submitted, by role",
+            ),
+            partials_received: by_sender(
+                "partials_received",
+                "partial signatures received, by sending operator",
+            ),
+            partials_invalid: by_sender(
+                "partials_invalid",
+                "partial signatures that failed verification and were dropped, by operator",
+            ),
+            messages_invalid: counter(
+                "partial_messages_invalid",
+                "partial-signature messages that did not decode or came from outside the cluster",
+            ),
+            slashing_refusals: counter(
+                "slashing_refusals",
+                "signatures refused by slashing protection",
+            ),
+            decided: counter(
+                "duties_decided",
+                "duties finalized in a block of their slot",
+            ),
+            missed: counter(
+                "duties_missed",
+                "duties whose slot ended before a finalized decision",
+            ),
+            decide_latency: context.register(
+                "decide_latency_seconds",
+                "time from duty start to finalized decision",
+                Histogram::new([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8]),
+            ),
+            reconstruction_time: context.register(
+                "reconstruction_seconds",
+                "time from this operator's post-consensus partials to the reconstructed signature",
+                Histogram::new([0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2]),
+            ),
+            submission_delay: context.register(
+                "submission_delay_seconds",
+                "time from the start of the duty's slot to its submission",
+                Histogram::new([0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 24.0]),
+            ),
+            held: Held::register(context),
+        }
+    }
+}
+
+/// How much the runner holds in memory, set after every handling step, so a long run can show
+/// that nothing grows with its length. Each help text says what bounds its gauge.
+pub(super) struct Held {
+    pub(super) running: Registered<Gauge>,
+    pub(super) waiting: Registered<Gauge>,
+    pub(super) quorum: Registered<Gauge>,
+    pub(super) finalized_early: Registered<Gauge>,
+    pub(super) decided_data: Registered<Gauge>,
+    pub(super) step: Registered<Gauge>,
+    pub(super) calls: Registered<Gauge>,
+}
+
+impl Held {
+    fn register(context: &impl Registry) -> Self {
+        let gauge = |name: &str, help: &str| context.register(name, help, Gauge::default());
+        Self {
+            running: gauge(
+                "running_duties_held",
+                "duties in flight; a duty ends by 1 + MAX_BLOCK_AGE_SLOTS + \
+                 POST_CONSENSUS_SLOTS slots after its own, so at most the duties of that many slots",
+            ),
+            waiting: gauge(
+                "waiting_keys_held",
+                "signing roots this operator signed and waits to reconstruct; at most one per \
+                 running proposer or aggregator duty and one per attester of a running committee duty",
+            ),
+            quorum: gauge(
+                "quorum_entries_held",
+                "partial-signature keys held; only the cluster's validators, slots from \
+                 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS back to the next one, and at most \
+                 MAX_ROOTS_PER_SENDER roots per operator, validator and slot",
+            ),
+            finalized_early: gauge(
+                "finalized_early_held",
+                "decisions finalized before this runner started their duty; only duties of \
+                 slots from 1 + MAX_BLOCK_AGE_SLOTS back (their blocks may still be finalized) to \
+                 the next one",
+            ),
+            decided_data: gauge(
+                "decided_data_held",
+                "slots whose decided attestation data an aggregator may still need; slots \
+                 from 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS back to the next one",
+            ),
+            step: gauge(
+                "step_items_held",
+                "duties and objects queued within one handling step (signatures due, \
+                 reconstructions to submit, blocks and aggregates to fetch); empty between steps",
+            ),
+            calls: gauge(
+                "pending_calls_held",
+                "beacon-node and duty-sink calls and aggregation timers outstanding; each \
+                 ends within the fetch timeout or two thirds of its slot, a few per recent duty",
+            ),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Peers' partial signatures and the reconstruction they complete: a message is checked (a
+//! cluster member, well-formed, a slot in the window), its partials go to the [`Quorum`], and
+//! a key this operator waits for is recovered at threshold. A reconstructed pre-consensus
+//! signature moves its duty on (a block to fetch, an aggregate to wait for, a decided value to
+//! sign); a post-consensus one is queued for [`submit`](super::submit).
+//!
+//! [`Quorum`]: super::quorum::Quorum
+
+use super::{
+    POST_CONSENSUS_SLOTS,
+    actor::{Actor, Step},
+    cpu::{self, CryptoWork},
+    duty::{Aggregation, Phase, span},
+    metrics::{SenderLabel, operator_id},
+    quorum::{Key, Recovery},
+    submit::Submission,
+};
+use cohort_ingress::{
+    DutyId, DutySink, DutySource, Role,
+    committee::MAX_BLOCK_AGE_SLOTS,
+    keys::{self, Signature},
+    partial::PartialSignatures,
+    runner::{DutyEvent, Outcome},
+    signing,
+};
+use commonware_codec::Decode;
+use commonware_cryptography::PublicKey;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use tracing::{debug, info, warn};
+
+impl<E, S, K, P> Actor<E, S, K, P>
+where
+    E: Clock + Spawner + Metrics + Storage,
+    S: DutySource,
+    K: DutySink,
+    P: PublicKey,
+{
+    pub(super) fn on_partials(
+        &mut self,
+        peer: P,
+        bytes: impl commonware_codec::Buf,
+        step: &mut Step,
+    ) {
+        let Some(operator) = self.operators.position(&peer) else {
+            self.metrics.messages_invalid.inc();
+            warn!(%peer, "partial signatures from outside the cluster; dropped");
+            return;
+        };
+        let operator = operator as u32;
+        let label = SenderLabel::of(operator);
+        let message = match cpu::measure(&self.cpu, CryptoWork::Decode, || {
+            PartialSignatures::decode_cfg(bytes, &self.max_partials)
+        }) {
+            Ok(message) => message,
+            Err(err) => {
+                self.metrics.messages_invalid.inc();
+                warn!(operator = operator + 1, %err, "malformed partial-signature message; dropped");
+                return;
+            }
+        };
+        let current = self.clock.current_slot(self.context.current());
+        let oldest = current.saturating_sub(MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS + 1);
+        if message.slot < oldest || message.slot > current + 1 {
+            debug!(
+                operator = operator + 1,
+                slot = message.slot,
+                "partial signatures for a slot outside the window; dropped"
+            );
+            return;
+        }
+        let mut added = Vec::new();
+        for partial in message.signatures {
+            if !self.shares.contains_key(&partial.validator_index) {
+                self.count_invalid(operator, message.slot, partial.validator_index);
+                continue;
+            }
+            let key = Key {
+                slot: message.slot,
+                validator_index: partial.validator_index,
+                signing_root: partial.signing_root,
+            };
+            if self.quorum.add(key, operator, partial.signature) {
+                self.metrics.partials_received.get_or_create(&label).inc();
+                added.push(key);
+            }
+        }
+        for key in added {
+            self.try_recover(key, step);
+        }
+    }
+
+    /// Counts an invalid partial from `operator` (share index) and tells the observers.
+    fn count_invalid(&mut self, operator: u32, slot: u64, validator_index: u64) {
+        self.metrics
+            .partials_invalid
+            .get_or_create(&SenderLabel::of(operator))
+            .inc();
+        self.emit(DutyEvent::InvalidPartial {
+            sender: operator_id(operator),
+            slot,
+            validator_index,
+        });
+    }
+
+    /// Recovers `key` if this operator expects it and a threshold of partials is in.
+    pub(super) fn try_recover(&mut self, key: Key, step: &mut Step) {
+        let Some((id, _)) = self.waiting.get(&key) else {
+            return;
+        };
+        let id = id.clone();
+        let Some(share) = self.shares.get(&key.validator_index) else {
+            return;
+        };
+        let recovery = cpu::measure(&self.cpu, CryptoWork::Recover, || {
+            self.quorum.try_recover(&key, &share.sharing)
+        });
+        match recovery {
+            Recovery::Waiting | Recovery::Done => {}
+            Recovery::Invalid { invalid } => self.report_invalid(&id, &key, &invalid),
+            Recovery::Recovered { signature, invalid } => {
+                self.report_invalid(&id, &key, &invalid);
+                let Some((id, submission)) = self.waiting.remove(&key) else {
+                    return;
+                };
+                self.on_recovered(id, key, submission, signature, step);
+            }
+        }
+    }
+
+    fn report_invalid(&mut self, id: &DutyId, key: &Key, operators: &[u32]) {
+        for operator in operators {
+            self.count_invalid(*operator, key.slot, key.validator_index);
+            warn!(
+                parent: &span(id),
+                validator = key.validator_index,
+                operator = operator + 1,
+                "invalid partial signature dropped; reconstructing from the valid ones"
+            );
+        }
+    }
+
+    fn on_recovered(
+        &mut self,
+        id: DutyId,
+        key: Key,
+        submission: Option<Submission>,
+        signature: Signature,
+        step: &mut Step,
+    ) {
+        let now = self.context.current();
+        let Some(running) = self.running.get_mut(&id) else {
+            return;
+        };
+        let span = span(&id);
+        let Some(submission) = submission else {
+            // Pre-consensus: a RANDAO reveal or a selection proof.
+            info!(parent: &span, "got pre-consensus quorum");
+            debug!(parent: &span, validator = key.validator_index, "reconstructed partial signature");
+            let Phase::PreConsensus { decided, .. } = &mut running.phase else {
+                return; // Recovered once per key, and only pre-consensus keys have no submission.
+            };
+            if let Some(value) = decided.take() {
+                running.phase = Phase::Decided {
+                    value,
+                    pre: Some(signature),
+                };
+                step.post_consensus.insert(id);
+                return;
+            }
+            running.phase = Phase::Agreement {
+                pre: Some(signature),
+                aggregate: Aggregation::NotDue,
+            };
+            match id.role {
+                Role::Proposer => step.blocks.push((id, key.validator_index, signature)),
+                Role::Aggregator => {
+                    let committee_length = running
+                        .duty
+                        .attesters
+                        .first()
+                        .map_or(0, |a| a.committee_length);
+                    if !signing::is_aggregator(committee_length, &keys::signature_bytes(&signature))
+                    {
+                        info!(parent: &span, "selection proof does not select this validator; nothing to aggregate");
+                        self.finish(&id, Outcome::NotSelected);
+                        return;
+                    }
+                    step.aggregators.push(id);
+                }
+                _ => {}
+            }
+            return;
+        };
+        if let Phase::PostConsensus { signed_at, .. } = running.phase {
+            self.metrics.reconstruction_time.observe(
+                now.duration_since(signed_at)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
+        }
+        debug!(parent: &span, validator = key.validator_index, "reconstructed partial signature");
+        step.reconstructed
+            .entry(id)
+            .or_default()
+            .push((submission, signature));
+    }
+}

@@ -1,0 +1,342 @@
+//! Where a duty is signed with this operator's share: the pre-consensus partials (RANDAO
+//! reveal, selection proof) at its start, and the post-consensus partials of its finalized
+//! value after slashing protection durably allowed them. Every partial of one phase in one
+//! step leaves in one message per slot.
+
+use super::{
+    Fault,
+    actor::{Actor, Step, emit},
+    cpu::{self, CryptoWork},
+    duty::{Phase, span},
+    quorum::Key,
+    slashing::SlashingProtection,
+    submit::Submission,
+};
+use cohort_ingress::{
+    DecidedValue, Duty, DutyId, DutySink, DutySource, DutyTarget, Role,
+    keys::{self, Signature},
+    partial::{self, PartialSignature, PartialSignatures},
+    runner::{DutyEvent, Outcome, SignRequest},
+    signing,
+};
+use commonware_codec::Encode;
+use commonware_cryptography::{PublicKey, sha256::Digest};
+use commonware_p2p::{Recipients, Sender};
+use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use std::collections::BTreeMap;
+use tracing::{debug, error, warn};
+
+/// What one decided duty signs after consensus, per object: its key, what is submitted once
+/// the signature is reconstructed, and what slashing protection must allow first.
+type PostConsensusItems = Vec<(Key, Submission, Option<SignRequest>)>;
+
+impl<E, S, K, P> Actor<E, S, K, P>
+where
+    E: Clock + Spawner + Metrics + Storage,
+    S: DutySource,
+    K: DutySink,
+    P: PublicKey,
+{
+    /// Signs `root` with this operator's share of `validator` (or, under
+    /// [`Fault::WrongPartials`], another root).
+    fn sign_share(&self, validator: u64, root: &[u8; 32]) -> Option<Signature> {
+        let share = self.shares.get(&validator)?;
+        let signed = cpu::measure(&self.cpu, CryptoWork::Sign, || match self.fault {
+            Some(Fault::WrongPartials) => {
+                let mut wrong = *root;
+                wrong[0] ^= 0xff;
+                keys::sign_partial(&share.share, &wrong)
+            }
+            None => keys::sign_partial(&share.share, root),
+        });
+        Some(signed.value)
+    }
+
+    /// Signs the RANDAO reveals and selection proofs due in this step and broadcasts them.
+    pub(super) fn sign_pre_consensus<Tx: Sender<PublicKey = P>>(
+        &mut self,
+        sender: &mut Tx,
+        step: &mut Step,
+    ) {
+        let mut by_slot: BTreeMap<u64, Vec<PartialSignature>> = BTreeMap::new();
+        let mut keys = Vec::new();
+        for id in std::mem::take(&mut step.pre_consensus) {
+            let DutyTarget::Validator(validator) = id.target else {
+                continue;
+            };
+            let Some(running) = self.running.get(&id) else {
+                continue;
+            };
+            if !matches!(running.phase, Phase::PreConsensus { signed: false, .. }) {
+                continue;
+            }
+            let root = match id.role {
+                Role::Proposer => signing::compute_signing_root(
+                    signing::epoch_root(id.epoch),
+                    self.fork.domain(signing::DOMAIN_RANDAO),
+                ),
+                Role::Aggregator => signing::compute_signing_root(
+                    signing::slot_root(id.slot),
+                    self.fork.domain(signing::DOMAIN_SELECTION_PROOF),
+                ),
+                _ => continue,
+            };
+            let Some(signature) = self.sign_share(validator, &root) else {
+                continue;
+            };
+            let key = Key {
+                slot: id.slot,
+                validator_index: validator,
+                signing_root: Digest(root),
+            };
+            if let Some(running) = self.running.get_mut(&id)
+                && let Phase::PreConsensus { signed, .. } = &mut running.phase
+            {
+                *signed = true;
+            }
+            self.quorum.add(key, self.me, signature);
+            self.waiting.insert(key, (id.clone(), None));
+            by_slot.entry(id.slot).or_default().push(PartialSignature {
+                validator_index: validator,
+                signing_root: key.signing_root,
+                signature,
+            });
+            keys.push(key);
+        }
+        for (slot, signatures) in by_slot {
+            debug!(
+                slot,
+                partials = signatures.len(),
+                "broadcasting pre-consensus partial signatures"
+            );
+            self.broadcast(sender, slot, partial::Phase::PreConsensus, signatures);
+        }
+        for key in keys {
+            self.try_recover(key, step);
+        }
+    }
+
+    /// What a decided duty's post-consensus phase signs (see [`PostConsensusItems`]).
+    fn post_consensus_items(
+        &self,
+        id: &DutyId,
+        duty: &Duty,
+        value: &DecidedValue,
+        pre: Option<Signature>,
+    ) -> Result<PostConsensusItems, String> {
+        let key = |validator: u64, root: [u8; 32]| Key {
+            slot: id.slot,
+            validator_index: validator,
+            signing_root: Digest(root),
+        };
+        match (value, &id.target) {
+            (DecidedValue::Attestation(data), _) => {
+                let root = self.fork.attestation_signing_root(data);
+                Ok(duty
+                    .attesters
+                    .iter()
+                    .filter(|a| a.slot == id.slot && self.shares.contains_key(&a.validator_index))
+                    .map(|attester| {
+                        (
+                            key(attester.validator_index, root),
+                            Submission::Attestation(*attester, *data),
+                            Some(SignRequest::Attestation {
+                                validator_index: attester.validator_index,
+                                source_epoch: data.source.epoch,
+                                target_epoch: data.target.epoch,
+                                signing_root: root,
+                            }),
+                        )
+                    })
+                    .collect())
+            }
+            (DecidedValue::Block(header), DutyTarget::Validator(validator)) => {
+                let root = self.fork.block_signing_root(header);
+                Ok(vec![(
+                    key(*validator, root),
+                    Submission::Block(*header),
+                    Some(SignRequest::Block {
+                        validator_index: *validator,
+                        slot: header.slot,
+                        signing_root: root,
+                    }),
+                )])
+            }
+            (DecidedValue::Aggregate(aggregate), DutyTarget::Validator(validator)) => {
+                let Some(selection_proof) = pre else {
+                    return Err("selection proof not reconstructed".into());
+                };
+                let object = signing::aggregate_and_proof_root(
+                    *validator,
+                    &aggregate.aggregation_bits,
+                    &aggregate.data,
+                    &aggregate.signature,
+                    &keys::signature_bytes(&selection_proof),
+                )
+                .map_err(|err| err.to_string())?;
+                let root = signing::compute_signing_root(
+                    object,
+                    self.fork.domain(signing::DOMAIN_AGGREGATE_AND_PROOF),
+                );
+                Ok(vec![(
+                    key(*validator, root),
+                    Submission::Aggregate(Box::new((
+                        (**aggregate).clone(),
+                        *validator,
+                        selection_proof,
+                    ))),
+                    None,
+                )])
+            }
+            _ => Err("decided value does not fit the duty".into()),
+        }
+    }
+
+    /// Signs the decided values due in this step: one durable slashing-protection write for
+    /// all of them, then the allowed signatures, broadcast per slot.
+    pub(super) async fn sign_post_consensus<Tx: Sender<PublicKey = P>>(
+        &mut self,
+        sender: &mut Tx,
+        slashing: &mut SlashingProtection<E>,
+        step: &mut Step,
+    ) {
+        let mut plans = Vec::new();
+        for id in std::mem::take(&mut step.post_consensus) {
+            let Some(running) = self.running.get(&id) else {
+                continue;
+            };
+            let Phase::Decided { value, pre } = &running.phase else {
+                continue; // Signed in an earlier step.
+            };
+            match self.post_consensus_items(&id, &running.duty, value, *pre) {
+                Ok(items) => plans.push((id, items)),
+                Err(reason) => {
+                    warn!(parent: &span(&id), reason, "cannot sign the decided value; the duty fails");
+                    self.finish(&id, Outcome::Failed { reason });
+                }
+            }
+        }
+        // One durable slashing-protection write for the whole step, before any signature.
+        let requests: Vec<SignRequest> = plans
+            .iter()
+            .flat_map(|(_, items)| items.iter().filter_map(|(_, _, request)| *request))
+            .collect();
+        let verdicts = if requests.is_empty() {
+            Vec::new()
+        } else {
+            match slashing.check_and_record(&requests).await {
+                Ok(verdicts) => verdicts
+                    .into_iter()
+                    .map(|v| v.map_err(|r| r.to_string()))
+                    .collect(),
+                Err(err) => {
+                    error!(%err, requests = requests.len(), "slashing-protection record could not be written; signing nothing for these duties");
+                    requests
+                        .iter()
+                        .map(|_| Err(format!("slashing-protection record unavailable: {err}")))
+                        .collect()
+                }
+            }
+        };
+        let mut verdicts = verdicts.into_iter();
+        let mut by_slot: BTreeMap<u64, Vec<PartialSignature>> = BTreeMap::new();
+        let mut signed = Vec::new();
+        let mut keys = Vec::new();
+        let now = self.context.current();
+        for (id, items) in plans {
+            let mut expected = 0;
+            for (key, submission, request) in items {
+                if let Some(request) = request {
+                    match verdicts.next() {
+                        Some(Ok(())) => signed.push(request),
+                        Some(Err(refusal)) => {
+                            self.metrics.slashing_refusals.inc();
+                            warn!(
+                                parent: &span(&id),
+                                validator = key.validator_index,
+                                %refusal,
+                                "slashing protection refused to sign; this validator's object is dropped"
+                            );
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
+                let Some(signature) = self.sign_share(key.validator_index, &key.signing_root.0)
+                else {
+                    continue;
+                };
+                self.quorum.add(key, self.me, signature);
+                self.waiting.insert(key, (id.clone(), Some(submission)));
+                by_slot.entry(id.slot).or_default().push(PartialSignature {
+                    validator_index: key.validator_index,
+                    signing_root: key.signing_root,
+                    signature,
+                });
+                keys.push(key);
+                expected += 1;
+            }
+            let Some(running) = self.running.get_mut(&id) else {
+                continue;
+            };
+            running.phase = Phase::PostConsensus {
+                expected,
+                submitted: 0,
+                signed_at: now,
+            };
+            if expected == 0 {
+                self.finish(
+                    &id,
+                    Outcome::Failed {
+                        reason: "slashing protection refused every signature".into(),
+                    },
+                );
+            }
+        }
+        if !signed.is_empty() {
+            emit(&self.events, DutyEvent::Signed { requests: signed });
+        }
+        for (slot, signatures) in by_slot {
+            debug!(
+                slot,
+                partials = signatures.len(),
+                "broadcasting post-consensus partial signatures"
+            );
+            self.broadcast(sender, slot, partial::Phase::PostConsensus, signatures);
+        }
+        for key in keys {
+            self.try_recover(key, step);
+        }
+        if step
+            .reconstructed
+            .keys()
+            .any(|id| self.running.contains_key(id))
+        {
+            debug!("post-consensus quorum reached from buffered partials");
+        }
+    }
+
+    fn broadcast<Tx: Sender<PublicKey = P>>(
+        &self,
+        sender: &mut Tx,
+        slot: u64,
+        phase: partial::Phase,
+        signatures: Vec<PartialSignature>,
+    ) {
+        for chunk in signatures.chunks(self.max_partials.max(1)) {
+            let message = PartialSignatures {
+                slot,
+                phase,
+                signatures: chunk.to_vec(),
+            };
+            let sent = sender.send(Recipients::All, message.encode(), false);
+            if sent.is_empty() && self.operators.len() > 1 {
+                debug!(
+                    slot,
+                    phase = phase.as_str(),
+                    "no peer took the partial signatures (all offline or limited)"
+                );
+            }
+        }
+    }
+}
