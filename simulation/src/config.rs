@@ -169,7 +169,7 @@ impl SimConfig {
     }
 
     /// The largest number of operators the cluster tolerates losing.
-    pub fn f(&self) -> usize {
+    pub fn tolerated_faults(&self) -> usize {
         (self.operators - 1) / 3
     }
 
@@ -184,7 +184,7 @@ impl SimConfig {
         }
         let healings: Vec<_> = self.faults.iter().map(Fault::healing).collect();
         let lost: BTreeSet<usize> = healings.iter().filter_map(|h| h.lost).collect();
-        if lost.len() > self.f() {
+        if lost.len() > self.tolerated_faults() {
             return None;
         }
         // The last slot a fault began or ended in; none means every slot is owed, from 0.
@@ -304,7 +304,7 @@ impl SimConfig {
     /// window a partition overlapped, it is excused if it was cut off or left without a quorum.
     pub fn cut_off(&self, operator: usize, duty: &DutyId) -> bool {
         let n = self.operators;
-        let threshold = n - self.f();
+        let threshold = n - self.tolerated_faults();
         self.partitions().any(|p| {
             let overlaps = p.from_slot
                 <= duty.slot + 1 + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS

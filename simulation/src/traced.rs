@@ -26,11 +26,12 @@ pub struct Traced {
 }
 
 impl Traced {
-    /// `inner`, with its tasks logging as `operator=index`.
+    /// `inner`, with its tasks logging as `operator=index`. The span has no parent: tasks
+    /// outlive whatever span they were spawned in.
     pub fn operator(inner: deterministic::Context, index: usize) -> Self {
         Self {
             inner,
-            span: tracing::info_span!("operator", operator = index),
+            span: tracing::info_span!(parent: None, "operator", operator = index),
         }
     }
 

@@ -13,8 +13,7 @@ use crate::{
 use cohort_actors::runner::cpu::CryptoWork;
 use cohort_devnet::{ChainReport, Kind};
 use cohort_ingress::{
-    DutyId, Role,
-    keys::{self},
+    DutyId, Role, keys,
     signing::{self, ForkInfo},
 };
 use cohort_marshal::Block;
