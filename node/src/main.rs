@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod keys;
+mod log_lines;
 mod net;
 mod operator_cli;
 mod run;
@@ -10,7 +11,7 @@ mod telemetry;
 
 use clap::{Parser, Subcommand};
 use cohort_simulation::{
-    FaultArgs, InjectedBug, Report, SimConfig,
+    FaultArgs, InjectedBug, SimConfig,
     campaign::{self, CampaignReport, Plan},
 };
 use std::{process::ExitCode, time::Duration};
@@ -199,104 +200,6 @@ struct SimulateArgs {
     log: Option<String>,
 }
 
-fn print_summary(report: &Report) {
-    println!(
-        "cohort simulation: seed {} | {} operators | {} validators | {} slots",
-        report.seed, report.operators, report.validators, report.slots
-    );
-    println!(
-        "  finalized height {} ({} empty heartbeat blocks, {} of {} slots with a block)",
-        report.finalized_height, report.empty_blocks, report.slots_with_block, report.slots
-    );
-    println!(
-        "  attestation duties: {} scheduled, {} decided, {} missed ({} of {} committee duties decided)",
-        report.duties.scheduled,
-        report.duties.decided,
-        report.duties.missed,
-        report.duties.committee_decided,
-        report.duties.committee_scheduled
-    );
-    println!(
-        "  decide latency (simulated): p50 {} ms, p99 {} ms",
-        report.decide_latency_ms.p50, report.decide_latency_ms.p99
-    );
-    println!(
-        "    of which waiting for a block: p50 {} ms, p99 {} ms; consensus: p50 {} ms, p99 {} ms",
-        report.block_wait_ms.p50,
-        report.block_wait_ms.p99,
-        report.consensus_ms.p50,
-        report.consensus_ms.p99
-    );
-    let role = |map: &std::collections::BTreeMap<String, u64>, kind: &str| {
-        map.get(kind).copied().unwrap_or(0)
-    };
-    for kind in ["attestation", "proposal", "aggregate"] {
-        println!(
-            "  {kind}s: {} expected, {} submitted, {} accepted by the beacon chain, {} rejected",
-            role(&report.expected, kind),
-            role(&report.submitted, kind),
-            role(&report.accepted, kind),
-            role(&report.rejected, kind),
-        );
-    }
-    for (role, latency) in &report.submit_latency_ms_by_role {
-        println!(
-            "  {role} submission from slot start (simulated): p50 {} ms, p99 {} ms, max {} ms",
-            latency.p50, latency.p99, latency.max
-        );
-    }
-    for rejection in &report.rejections {
-        println!("    rejected: {rejection}");
-    }
-    for (operator, count) in &report.invalid_partials_by_operator {
-        println!(
-            "  invalid partial signatures from operator {operator}: {count} (dropped by the others)"
-        );
-    }
-    if !report.blocked.is_empty() {
-        let pairs: Vec<String> = report
-            .blocked
-            .iter()
-            .map(|(by, peer)| format!("{peer} by {by}"))
-            .collect();
-        println!(
-            "  operators blocked for what they sent: {}",
-            pairs.join(", ")
-        );
-    }
-    if report.restarts > 0 {
-        println!("  operator restarts: {}", report.restarts);
-    }
-    println!(
-        "  execution: {} payload blocks finalized; every live engine at height >= {} (state root {}); pre-build hits {}, fallbacks {}, misses {}",
-        report.execution_blocks,
-        report.engine_finalized_height,
-        report.engine_state_root,
-        report.prebuild.hits,
-        report.prebuild.fallbacks,
-        report.prebuild.misses
-    );
-    println!(
-        "  messages per operator per slot: {:.1}",
-        report.messages_per_operator_per_slot
-    );
-    let cpu = &report.crypto_cpu_ms_per_operator_slot;
-    println!(
-        "  crypto CPU per operator per slot (real, thread time): {:.1} ms (sign {:.1}, decode {:.1}, recover+verify {:.1})",
-        cpu.total, cpu.sign, cpu.decode, cpu.recover_and_verify
-    );
-    println!("  outcome digest: {}", report.outcome_digest);
-    println!("  wall time: {} ms", report.wall_ms);
-    if report.violations.is_empty() {
-        println!("  invariants: all held");
-    } else {
-        println!("  invariants: {} violations", report.violations.len());
-        for v in &report.violations {
-            println!("    [{}] slot {}: {}", v.invariant, v.slot, v.detail);
-        }
-    }
-}
-
 fn bench_signing(args: BenchArgs) -> ExitCode {
     if !(4..=13).contains(&args.operators) || args.samples == 0 {
         eprintln!("error: --operators must be within 4..=13 and --samples at least 1");
@@ -346,10 +249,25 @@ fn init_logs(filter: Option<&str>) -> Result<(), ExitCode> {
             return Err(ExitCode::from(2));
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(parsed)
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    // The deterministic runtime traces its clock moving while it holds the clock that stamps
+    // every line: formatting those lines would wait on itself.
+    let clock_safe = tracing_subscriber::filter::filter_fn(|metadata| {
+        *metadata.level() != tracing::Level::TRACE
+            || !metadata.target().starts_with("commonware_runtime")
+    });
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .event_format(log_lines::Lines {
+            timer: cohort_simulation::logs::SimulatedTime,
+            operator: None,
+            target: true,
+        })
+        .with_filter(parsed)
+        .with_filter(clock_safe);
+    tracing_subscriber::registry().with(lines).init();
     Ok(())
 }
 
@@ -378,7 +296,7 @@ fn simulate(config: SimConfig, json: bool, replay: Option<String>) -> ExitCode {
             return code;
         }
     } else {
-        print_summary(&report);
+        print!("{report}");
     }
     if report.violations.is_empty() {
         ExitCode::SUCCESS

@@ -116,10 +116,6 @@ fn load(path: &std::path::Path) -> Result<(config::Config, keys::Loaded), String
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
-    if let Err(err) = telemetry::init_logs(args.log_format, args.log.as_deref()) {
-        eprintln!("error: {err}");
-        return ExitCode::from(2);
-    }
     let (config, loaded) = match load(&args.config) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -127,6 +123,11 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // After loading: every line names this operator's index.
+    if let Err(err) = telemetry::init_logs(args.log_format, args.log.as_deref(), loaded.index) {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
     match run::run(config, loaded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -13,16 +13,13 @@ use crate::{
     telemetry::{self, HealthProbe, LastFinalized},
 };
 use cohort_actors::executor;
+use cohort_devnet::{DevnetBeacon, DevnetChain, DevnetSource, head_events};
 use cohort_engine::{
     ExecutionEngine,
     embedded::EmbeddedEngine,
     remote::{RemoteConfig, RemoteEngine, load_jwt_secret},
 };
 use cohort_ingress::{CommitteeId, signing::ForkInfo};
-use cohort_simulation::{
-    beacon::DevnetChain,
-    devnet::{DevnetBeacon, DevnetSource, head_events},
-};
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, tokio};
 use commonware_utils::channel::mpsc;
 use std::{

@@ -4,7 +4,10 @@
 //! `/health` answers 200 only when this operator hears from a quorum of the cluster and its
 //! finalized chain is moving, so a load balancer or supervisor can act on it.
 
-use crate::net::Heard;
+use crate::{
+    log_lines::{JsonWithOperator, Lines},
+    net::Heard,
+};
 use axum::{
     Router,
     body::Body,
@@ -31,8 +34,9 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Installs the global logger: `RUST_LOG`-style directives (default `info`).
-pub fn init_logs(format: LogFormat, filter: Option<&str>) -> Result<(), String> {
+/// Installs the global logger: `RUST_LOG`-style directives (default `info`); every line
+/// names `operator`, this process's index in the cluster.
+pub fn init_logs(format: LogFormat, filter: Option<&str>, operator: usize) -> Result<(), String> {
     let directives = filter
         .map(str::to_string)
         .or_else(|| std::env::var("RUST_LOG").ok())
@@ -43,12 +47,22 @@ pub fn init_logs(format: LogFormat, filter: Option<&str>) -> Result<(), String> 
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .event_format(JsonWithOperator {
+                inner: tracing_subscriber::fmt::format().json().flatten_event(true),
+                operator,
+            })
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .try_init(),
         LogFormat::Pretty => {
             use std::io::IsTerminal as _;
             builder
-                .with_target(false)
                 .with_ansi(std::io::stderr().is_terminal())
+                .event_format(Lines {
+                    timer: tracing_subscriber::fmt::time::SystemTime,
+                    operator: Some(operator),
+                    target: false,
+                })
                 .try_init()
         }
     };

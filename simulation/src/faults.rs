@@ -3,10 +3,258 @@
 //! A campaign draws faults from a seed; a failure is then printed, stored in the corpus and
 //! replayed as these flags. Keeping the flag set here, next to [`SimConfig`], means the node's
 //! command line, the corpus and the replay command can never disagree on what a flag means.
+//! Each [`Fault`] knows its flag, what makes it invalid for a cluster, and when it heals.
 
-use crate::{Crash, EngineFault, Partition, SimConfig};
+use crate::{
+    ConfigError, SimConfig,
+    engine_fault::{EngineFault, EngineFaultKind},
+    source_fault::SourceFault,
+};
 use serde::Serialize;
 use std::time::Duration;
+
+/// One thing a run does to the cluster. A run's faults are one list; their flags print grouped
+/// by kind, in the order of the variants here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// An operator that starts late, or never.
+    Offline(Offline),
+    /// An operator that crashes during a slot and restarts with its storage later, or never.
+    Crash(Crash),
+    /// A byzantine operator that sends well-formed but wrong partial signatures.
+    Byzantine(usize),
+    /// A byzantine operator that floods every channel with malformed, oversized, mutated and
+    /// replayed messages besides its honest work.
+    Noise(usize),
+    /// A byzantine operator that sends a second, conflicting consensus vote for each view.
+    Equivocate(usize),
+    /// A group of operators cut off from the rest for a while.
+    Partition(Partition),
+    /// An execution engine answering SYNCING, hanging or calling payloads INVALID for a while.
+    Engine(EngineFault),
+    /// An operator whose clock reads ahead of or behind the cluster's.
+    ClockSkew(ClockSkew),
+    /// An operator whose beacon node answers late or not at all for a while.
+    Source(SourceFault),
+    /// Every operator losing power at once, with unsynced writes cut mid-way.
+    PowerCut(PowerCut),
+}
+
+/// When a fault stops owing the cluster an excuse (see [`SimConfig::liveness_from`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Healing {
+    /// The operator the fault takes away for the rest of the run, if any.
+    pub lost: Option<usize>,
+    /// The last slot the fault began or ended in: liveness is owed again some slots after it.
+    /// `None` for a fault the cluster must absorb without losing a duty.
+    pub settled: Option<u64>,
+}
+
+impl Fault {
+    /// The operator the fault hits, for the faults that hit one.
+    pub fn operator(&self) -> Option<usize> {
+        match self {
+            Self::Offline(offline) => Some(offline.operator),
+            Self::Crash(crash) => Some(crash.operator),
+            Self::Byzantine(operator) | Self::Noise(operator) | Self::Equivocate(operator) => {
+                Some(*operator)
+            }
+            Self::Engine(fault) => Some(fault.operator),
+            Self::ClockSkew(skew) => Some(skew.operator),
+            Self::Source(fault) => Some(fault.operator),
+            Self::Partition(_) | Self::PowerCut(_) => None,
+        }
+    }
+
+    /// Whether the fault makes its operator byzantine: its own actors are honest code, but
+    /// its peers may block it for what it sends.
+    pub fn is_byzantine(&self) -> bool {
+        matches!(
+            self,
+            Self::Byzantine(_) | Self::Noise(_) | Self::Equivocate(_)
+        )
+    }
+
+    /// The flag's name, as `simulate` takes it and as errors name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Offline(_) => "offline",
+            Self::Crash(_) => "crash",
+            Self::Byzantine(_) => "byzantine",
+            Self::Noise(_) => "noise",
+            Self::Equivocate(_) => "equivocate",
+            Self::Partition(_) => "partition",
+            Self::Engine(_) => "engine-fault",
+            Self::ClockSkew(_) => "clock-skew",
+            Self::Source(_) => "source-fault",
+            Self::PowerCut(_) => "power-cut",
+        }
+    }
+
+    /// Where the fault's flag comes in a printed run: flags print grouped by kind.
+    pub(crate) fn flag_order(&self) -> u8 {
+        match self {
+            Self::Offline(_) => 0,
+            Self::Crash(_) => 1,
+            Self::Byzantine(_) => 2,
+            Self::Noise(_) => 3,
+            Self::Equivocate(_) => 4,
+            Self::Partition(_) => 5,
+            Self::Engine(_) => 6,
+            Self::ClockSkew(_) => 7,
+            Self::Source(_) => 8,
+            Self::PowerCut(_) => 9,
+        }
+    }
+
+    /// The `simulate` flag that gives a run this fault ([`FaultArgs`] parses it back).
+    pub fn flag(&self) -> String {
+        let value = match self {
+            Self::Offline(offline) => offline.flag(),
+            Self::Crash(crash) => crash.flag(),
+            Self::Byzantine(operator) | Self::Noise(operator) | Self::Equivocate(operator) => {
+                operator.to_string()
+            }
+            Self::Partition(partition) => partition.flag(),
+            Self::Engine(fault) => fault.flag(),
+            Self::ClockSkew(skew) => skew.flag(),
+            Self::Source(fault) => fault.flag(),
+            Self::PowerCut(cut) => cut.flag(),
+        };
+        format!("--{} {value}", self.name())
+    }
+
+    /// Rejects a fault `config`'s cluster cannot be given, naming the flag.
+    pub fn validate(&self, config: &SimConfig) -> Result<(), ConfigError> {
+        if let Some(operator) = self.operator()
+            && operator >= config.operators
+        {
+            return Err(ConfigError::NoSuchOperator {
+                flag: self.name(),
+                operator,
+            });
+        }
+        let invalid = |reason: String| {
+            Err(ConfigError::InvalidFault {
+                flag: self.name(),
+                reason,
+            })
+        };
+        match self {
+            Self::Crash(crash) if crash.restart_slot.is_some_and(|r| r <= crash.slot) => {
+                invalid(format!(
+                    "operator {} must restart after the slot it crashes in ({})",
+                    crash.operator, crash.slot
+                ))
+            }
+            Self::Partition(partition)
+                if partition.operators.is_empty()
+                    || partition.operators.len() >= config.operators =>
+            {
+                invalid(format!(
+                    "`{}` must cut off at least one operator and leave at least one",
+                    partition.flag()
+                ))
+            }
+            Self::Partition(partition) => {
+                if let Some(operator) = partition.operators.iter().find(|i| **i >= config.operators)
+                {
+                    return Err(ConfigError::NoSuchOperator {
+                        flag: self.name(),
+                        operator: *operator,
+                    });
+                }
+                if partition.heal_slot <= partition.from_slot {
+                    return invalid(format!("`{}` must heal after it starts", partition.flag()));
+                }
+                Ok(())
+            }
+            // Beyond a third of a slot an operator's view of "now" no longer shares an
+            // interval with the cluster's; that is a broken node, not a skewed clock.
+            Self::ClockSkew(skew)
+                if skew.millis.unsigned_abs() as u128 > config.slot_duration.as_millis() / 3 =>
+            {
+                invalid(format!("{} ms is more than a third of a slot", skew.millis))
+            }
+            Self::PowerCut(cut)
+                if cut.restart_slot <= cut.slot || cut.restart_slot >= config.slots =>
+            {
+                invalid(format!(
+                    "`{}` must restart after its slot and before the run ends ({} slots)",
+                    cut.flag(),
+                    config.slots
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// When the fault heals, as far as what the cluster owes is concerned.
+    pub fn healing(&self) -> Healing {
+        let heals_at = |slot| Healing {
+            lost: None,
+            settled: Some(slot),
+        };
+        match self {
+            Self::Offline(Offline {
+                operator,
+                start_slot,
+            }) => match start_slot {
+                Some(slot) => heals_at(*slot),
+                None => Healing {
+                    lost: Some(*operator),
+                    settled: None,
+                },
+            },
+            Self::Crash(crash) => match crash.restart_slot {
+                Some(restart) => heals_at(restart),
+                None => Healing {
+                    lost: Some(crash.operator),
+                    settled: Some(crash.slot + 1),
+                },
+            },
+            // A byzantine operator never heals. Peers block a noisy or equivocating one once
+            // they see what it sends; until simplex skips a silent leader, each view it leads
+            // then costs a leader timeout, as a crash at slot 0 would.
+            Self::Byzantine(operator) => Healing {
+                lost: Some(*operator),
+                settled: None,
+            },
+            Self::Noise(operator) | Self::Equivocate(operator) => Healing {
+                lost: Some(*operator),
+                settled: Some(0),
+            },
+            Self::Partition(partition) => heals_at(partition.heal_slot),
+            Self::Engine(fault) => match fault.kind {
+                // An executor that met INVALID for a finalized payload stays stopped.
+                EngineFaultKind::Invalid => Healing {
+                    lost: Some(fault.operator),
+                    settled: Some(fault.from_slot + 1),
+                },
+                EngineFaultKind::Syncing | EngineFaultKind::Hang => heals_at(fault.to_slot),
+            },
+            // A skewed clock is not a fault the cluster is excused for: within a third of a
+            // slot it must not cost a duty.
+            Self::ClockSkew(_) => Healing::default(),
+            Self::Source(fault) => heals_at(fault.to_slot),
+            Self::PowerCut(cut) => heals_at(cut.restart_slot),
+        }
+    }
+
+    /// The slot after which the fault no longer does anything, for shortening a run without
+    /// dropping the fault; `None` for faults that last the whole run whatever its length.
+    pub(crate) fn last_slot(&self) -> Option<u64> {
+        match self {
+            Self::Offline(offline) => offline.start_slot.map(|s| s + 1),
+            Self::Crash(crash) => Some(crash.restart_slot.unwrap_or(crash.slot) + 1),
+            Self::Partition(partition) => Some(partition.heal_slot + 1),
+            Self::Engine(fault) => Some(fault.to_slot + 1),
+            Self::Source(fault) => Some(fault.to_slot + 1),
+            Self::PowerCut(cut) => Some(cut.restart_slot + 1),
+            Self::Byzantine(_) | Self::Noise(_) | Self::Equivocate(_) | Self::ClockSkew(_) => None,
+        }
+    }
+}
 
 /// Splits `I:KIND@S-E` into operator, kind and window: the form of every fault that hits one
 /// operator for a while. `flag` names the fault in the errors; `usage` says what was expected.
@@ -35,6 +283,108 @@ pub(crate) fn parse_operator_window<'a>(
     Ok((operator, kind, from_slot, to_slot))
 }
 
+/// An operator that starts at the start of `start_slot`, or never (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offline {
+    pub operator: usize,
+    pub start_slot: Option<u64>,
+}
+
+impl Offline {
+    /// Parses `I` (never starts) or `I@S` (starts at slot S).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let (index, slot) = match value.split_once('@') {
+            Some((i, s)) => (i, Some(s)),
+            None => (value, None),
+        };
+        let operator = index
+            .parse()
+            .map_err(|_| format!("offline: '{value}' is not an operator index (I or I@SLOT)"))?;
+        let start_slot = slot
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| format!("offline: '{value}' has no valid slot after '@'"))
+            })
+            .transpose()?;
+        Ok(Self {
+            operator,
+            start_slot,
+        })
+    }
+
+    pub fn flag(&self) -> String {
+        match self.start_slot {
+            Some(slot) => format!("{}@{slot}", self.operator),
+            None => self.operator.to_string(),
+        }
+    }
+}
+
+/// One crash of one operator, at a point of `slot` drawn from the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crash {
+    pub operator: usize,
+    pub slot: u64,
+    pub restart_slot: Option<u64>,
+}
+
+impl Crash {
+    /// Parses `I@S` (crashes during slot S for good) or `I@S-R` (restarts at slot R).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let bad = || format!("crash: '{value}' is not I@SLOT or I@SLOT-RESTART_SLOT");
+        let (operator, slots) = value.split_once('@').ok_or_else(bad)?;
+        let operator = operator.parse().map_err(|_| bad())?;
+        let (slot, restart_slot) = match slots.split_once('-') {
+            Some((slot, restart)) => (slot, Some(restart.parse().map_err(|_| bad())?)),
+            None => (slots, None),
+        };
+        Ok(Crash {
+            operator,
+            slot: slot.parse().map_err(|_| bad())?,
+            restart_slot,
+        })
+    }
+
+    pub fn flag(&self) -> String {
+        match self.restart_slot {
+            Some(restart) => format!("{}@{}-{restart}", self.operator, self.slot),
+            None => format!("{}@{}", self.operator, self.slot),
+        }
+    }
+}
+
+/// The links between `operators` and everyone else are down from the start of `from_slot` to
+/// the start of `heal_slot`; messages sent meanwhile are lost, as on a real partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub operators: Vec<usize>,
+    pub from_slot: u64,
+    pub heal_slot: u64,
+}
+
+impl Partition {
+    /// Parses `I,J@S-H` (the command-line form).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("partition: expected `I,J@FROM-HEAL` (e.g. `0,1@5-9`), got `{text}`");
+        let (group, window) = text.split_once('@').ok_or_else(bad)?;
+        let (from, heal) = window.split_once('-').ok_or_else(bad)?;
+        let operators = group
+            .split(',')
+            .map(|i| i.trim().parse::<usize>().map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            operators,
+            from_slot: from.trim().parse().map_err(|_| bad())?,
+            heal_slot: heal.trim().parse().map_err(|_| bad())?,
+        })
+    }
+
+    pub fn flag(&self) -> String {
+        let group: Vec<String> = self.operators.iter().map(|i| i.to_string()).collect();
+        format!("{}@{}-{}", group.join(","), self.from_slot, self.heal_slot)
+    }
+}
+
 /// One operator's clock reading ahead of (or behind) the cluster's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ClockSkew {
@@ -60,62 +410,6 @@ impl ClockSkew {
 
     pub fn flag(&self) -> String {
         format!("{}:{:+}", self.operator, self.millis)
-    }
-}
-
-/// What a faulty duty source (the operator's beacon node) does during its window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum SourceFaultKind {
-    /// Answers every request this many milliseconds late.
-    Late(u64),
-    /// Answers no request at all: every call fails as unavailable.
-    Absent,
-}
-
-/// One operator's beacon node answering late or not at all from `from_slot` until `to_slot`
-/// (exclusive).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct SourceFault {
-    pub operator: usize,
-    pub kind: SourceFaultKind,
-    pub from_slot: u64,
-    pub to_slot: u64,
-}
-
-impl SourceFault {
-    /// Parses `I:late=MS@S-E` or `I:absent@S-E`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let usage = || format!("source-fault `{text}`: expected I:late=MS@S-E or I:absent@S-E");
-        let (operator, kind, from_slot, to_slot) =
-            parse_operator_window("source-fault", text, usage)?;
-        let kind = match kind.split_once('=') {
-            Some(("late", millis)) => SourceFaultKind::Late(millis.parse().map_err(|_| usage())?),
-            None if kind == "absent" => SourceFaultKind::Absent,
-            _ => return Err(usage()),
-        };
-        let fault = Self {
-            operator,
-            kind,
-            from_slot,
-            to_slot,
-        };
-        Ok(fault)
-    }
-
-    pub fn flag(&self) -> String {
-        let kind = match self.kind {
-            SourceFaultKind::Late(millis) => format!("late={millis}"),
-            SourceFaultKind::Absent => "absent".into(),
-        };
-        format!(
-            "{}:{kind}@{}-{}",
-            self.operator, self.from_slot, self.to_slot
-        )
-    }
-
-    /// Whether the fault is in force during `slot`.
-    pub fn covers(&self, slot: u64) -> bool {
-        (self.from_slot..self.to_slot).contains(&slot)
     }
 }
 
@@ -150,49 +444,6 @@ impl PowerCut {
     }
 }
 
-/// Parses `I` (never starts) or `I@S` (starts at slot S).
-pub fn parse_offline(value: &str) -> Result<(usize, Option<u64>), String> {
-    let (index, slot) = match value.split_once('@') {
-        Some((i, s)) => (i, Some(s)),
-        None => (value, None),
-    };
-    let index = index
-        .parse()
-        .map_err(|_| format!("offline: '{value}' is not an operator index (I or I@SLOT)"))?;
-    let slot = slot
-        .map(|s| {
-            s.parse()
-                .map_err(|_| format!("offline: '{value}' has no valid slot after '@'"))
-        })
-        .transpose()?;
-    Ok((index, slot))
-}
-
-impl Crash {
-    /// Parses `I@S` (crashes during slot S for good) or `I@S-R` (restarts at slot R).
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let bad = || format!("crash: '{value}' is not I@SLOT or I@SLOT-RESTART_SLOT");
-        let (operator, slots) = value.split_once('@').ok_or_else(bad)?;
-        let operator = operator.parse().map_err(|_| bad())?;
-        let (slot, restart_slot) = match slots.split_once('-') {
-            Some((slot, restart)) => (slot, Some(restart.parse().map_err(|_| bad())?)),
-            None => (slots, None),
-        };
-        Ok(Crash {
-            operator,
-            slot: slot.parse().map_err(|_| bad())?,
-            restart_slot,
-        })
-    }
-
-    pub fn flag(&self) -> String {
-        match self.restart_slot {
-            Some(restart) => format!("{}@{}-{restart}", self.operator, self.slot),
-            None => format!("{}@{}", self.operator, self.slot),
-        }
-    }
-}
-
 /// The network and fault flags of `cohort simulate`: everything about a run except its seed and
 /// cluster shape.
 #[derive(clap::Args, Clone, Debug)]
@@ -210,8 +461,8 @@ pub struct FaultArgs {
     #[arg(long, default_value_t = 12)]
     pub slot_seconds: u64,
     /// Operator offline: `I` (never starts) or `I@S` (starts at slot S). Repeatable.
-    #[arg(long, value_parser = parse_offline)]
-    pub offline: Vec<(usize, Option<u64>)>,
+    #[arg(long, value_parser = Offline::parse)]
+    pub offline: Vec<Offline>,
     /// Operator crash: `I@S` (crashes during slot S, never returns) or `I@S-R` (restarts with
     /// its storage at slot R). Repeatable, one per operator.
     #[arg(long, value_parser = Crash::parse)]
@@ -251,23 +502,25 @@ pub struct FaultArgs {
 }
 
 impl FaultArgs {
-    /// `base` with these faults.
+    /// `base` with these faults (in flag order) instead of its own.
     pub fn apply(&self, base: SimConfig) -> SimConfig {
+        let faults = (self.offline.iter().copied().map(Fault::Offline))
+            .chain(self.crash.iter().copied().map(Fault::Crash))
+            .chain(self.byzantine.iter().copied().map(Fault::Byzantine))
+            .chain(self.noise.iter().copied().map(Fault::Noise))
+            .chain(self.equivocate.iter().copied().map(Fault::Equivocate))
+            .chain(self.partition.iter().cloned().map(Fault::Partition))
+            .chain(self.engine_fault.iter().copied().map(Fault::Engine))
+            .chain(self.clock_skew.iter().copied().map(Fault::ClockSkew))
+            .chain(self.source_fault.iter().copied().map(Fault::Source))
+            .chain(self.power_cut.map(Fault::PowerCut))
+            .collect();
         SimConfig {
             latency: Duration::from_millis(self.latency_ms),
             jitter: Duration::from_millis(self.jitter_ms),
             delivery: self.delivery,
             slot_duration: Duration::from_secs(self.slot_seconds),
-            offline: self.offline.clone(),
-            crashes: self.crash.clone(),
-            byzantine: self.byzantine.clone(),
-            noisy: self.noise.clone(),
-            equivocators: self.equivocate.clone(),
-            partitions: self.partition.clone(),
-            engine_faults: self.engine_fault.clone(),
-            skews: self.clock_skew.clone(),
-            source_faults: self.source_fault.clone(),
-            power_cut: self.power_cut,
+            faults,
             ..base
         }
     }
@@ -297,43 +550,9 @@ impl SimConfig {
         if self.slot_duration != Duration::from_secs(12) {
             flags.push(format!("--slot-seconds {}", self.slot_duration.as_secs()));
         }
-        for (index, until) in &self.offline {
-            match until {
-                Some(slot) => flags.push(format!("--offline {index}@{slot}")),
-                None => flags.push(format!("--offline {index}")),
-            }
-        }
-        flags.extend(self.crashes.iter().map(|c| format!("--crash {}", c.flag())));
-        flags.extend(self.byzantine.iter().map(|i| format!("--byzantine {i}")));
-        flags.extend(self.noisy.iter().map(|i| format!("--noise {i}")));
-        flags.extend(
-            self.equivocators
-                .iter()
-                .map(|i| format!("--equivocate {i}")),
-        );
-        flags.extend(
-            self.partitions
-                .iter()
-                .map(|p| format!("--partition {}", p.flag())),
-        );
-        flags.extend(
-            self.engine_faults
-                .iter()
-                .map(|f| format!("--engine-fault {}", f.flag())),
-        );
-        flags.extend(
-            self.skews
-                .iter()
-                .map(|s| format!("--clock-skew {}", s.flag())),
-        );
-        flags.extend(
-            self.source_faults
-                .iter()
-                .map(|f| format!("--source-fault {}", f.flag())),
-        );
-        if let Some(cut) = &self.power_cut {
-            flags.push(format!("--power-cut {}", cut.flag()));
-        }
+        let mut faults: Vec<&Fault> = self.faults.iter().collect();
+        faults.sort_by_key(|fault| fault.flag_order());
+        flags.extend(faults.into_iter().map(Fault::flag));
         flags.join(" ")
     }
 }
@@ -341,7 +560,7 @@ impl SimConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EngineFaultKind;
+    use crate::source_fault::SourceFaultKind;
 
     #[test]
     fn every_fault_survives_a_round_trip_through_its_flags() {
@@ -349,54 +568,59 @@ mod tests {
             latency: Duration::from_millis(80),
             jitter: Duration::from_millis(9),
             delivery: 0.93,
-            offline: vec![(3, Some(5)), (2, None)],
-            crashes: vec![Crash {
-                operator: 1,
-                slot: 4,
-                restart_slot: Some(9),
-            }],
-            byzantine: vec![0],
-            noisy: vec![2],
-            equivocators: vec![3],
-            partitions: vec![Partition {
-                operators: vec![0, 1],
-                from_slot: 3,
-                heal_slot: 6,
-            }],
-            engine_faults: vec![EngineFault {
-                operator: 2,
-                kind: EngineFaultKind::Hang,
-                from_slot: 2,
-                to_slot: 4,
-            }],
-            skews: vec![
-                ClockSkew {
+            faults: vec![
+                Fault::Offline(Offline {
+                    operator: 3,
+                    start_slot: Some(5),
+                }),
+                Fault::Offline(Offline {
+                    operator: 2,
+                    start_slot: None,
+                }),
+                Fault::Crash(Crash {
+                    operator: 1,
+                    slot: 4,
+                    restart_slot: Some(9),
+                }),
+                Fault::Byzantine(0),
+                Fault::Noise(2),
+                Fault::Equivocate(3),
+                Fault::Partition(Partition {
+                    operators: vec![0, 1],
+                    from_slot: 3,
+                    heal_slot: 6,
+                }),
+                Fault::Engine(EngineFault {
+                    operator: 2,
+                    kind: EngineFaultKind::Hang,
+                    from_slot: 2,
+                    to_slot: 4,
+                }),
+                Fault::ClockSkew(ClockSkew {
                     operator: 1,
                     millis: -350,
-                },
-                ClockSkew {
+                }),
+                Fault::ClockSkew(ClockSkew {
                     operator: 2,
                     millis: 120,
-                },
-            ],
-            source_faults: vec![
-                SourceFault {
+                }),
+                Fault::Source(SourceFault {
                     operator: 0,
                     kind: SourceFaultKind::Late(900),
                     from_slot: 1,
                     to_slot: 3,
-                },
-                SourceFault {
+                }),
+                Fault::Source(SourceFault {
                     operator: 3,
                     kind: SourceFaultKind::Absent,
                     from_slot: 7,
                     to_slot: 8,
-                },
+                }),
+                Fault::PowerCut(PowerCut {
+                    slot: 5,
+                    restart_slot: 7,
+                }),
             ],
-            power_cut: Some(PowerCut {
-                slot: 5,
-                restart_slot: 7,
-            }),
             ..SimConfig::default()
         };
         let flags = config.fault_flags();
@@ -404,10 +628,7 @@ mod tests {
             .expect("printed flags parse")
             .apply(SimConfig::default());
         assert_eq!(parsed.fault_flags(), flags);
-        assert_eq!(parsed.skews, config.skews);
-        assert_eq!(parsed.source_faults, config.source_faults);
-        assert_eq!(parsed.crashes, config.crashes);
-        assert_eq!(parsed.power_cut, config.power_cut);
+        assert_eq!(parsed.faults, config.faults);
     }
 
     #[test]

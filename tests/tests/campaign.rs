@@ -43,18 +43,7 @@ fn an_injected_signing_bug_is_found_replayed_and_minimized() {
     assert_eq!(minimized.invariant, "signed_only_finalized");
     assert!(minimized.attempts > 1);
     let faults = |c: &SimConfig| {
-        c.crashes.len()
-            + c.offline.len()
-            + c.byzantine.len()
-            + c.noisy.len()
-            + c.equivocators.len()
-            + c.engine_faults.len()
-            + c.source_faults.len()
-            + c.skews.len()
-            + usize::from(c.power_cut.is_some())
-            + c.partitions.len()
-            + usize::from(c.delivery < 1.0)
-            + usize::from(!c.jitter.is_zero())
+        c.faults.len() + usize::from(c.delivery < 1.0) + usize::from(!c.jitter.is_zero())
     };
     let smaller = &minimized.config;
     assert!(

@@ -1,6 +1,6 @@
 //! End-to-end checks of the cluster core, as a user of `cohort simulate` would make them.
 
-use cohort_simulation::{SimConfig, run};
+use cohort_simulation::{Crash, Fault, Offline, SimConfig, run};
 use cohort_tests::assert_clean;
 
 fn config(seed: u64, slots: u64) -> SimConfig {
@@ -49,7 +49,10 @@ fn healthy_cluster_decides_every_duty_in_its_slot() {
 fn one_crashed_operator_does_not_stop_the_cluster() {
     for crashed in [0, 3] {
         let mut cfg = config(7, 32);
-        cfg.offline = vec![(crashed, None)];
+        cfg.faults = vec![Fault::Offline(Offline {
+            operator: crashed,
+            start_slot: None,
+        })];
         let report = run(&cfg);
         assert_clean(&report);
         assert_eq!(
@@ -66,13 +69,31 @@ fn one_crashed_operator_does_not_stop_the_cluster() {
 #[test]
 fn two_crashed_operators_finalize_nothing_and_recover_without_conflict() {
     let mut cfg = config(7, 24);
-    cfg.offline = vec![(2, None), (3, None)];
+    cfg.faults = vec![
+        Fault::Offline(Offline {
+            operator: 2,
+            start_slot: None,
+        }),
+        Fault::Offline(Offline {
+            operator: 3,
+            start_slot: None,
+        }),
+    ];
     let stuck = run(&cfg);
     assert_clean(&stuck);
     assert_eq!(stuck.finalized_height, 0);
     assert_eq!(stuck.duties.decided, 0);
 
-    cfg.offline = vec![(2, Some(8)), (3, Some(8))];
+    cfg.faults = vec![
+        Fault::Offline(Offline {
+            operator: 2,
+            start_slot: Some(8),
+        }),
+        Fault::Offline(Offline {
+            operator: 3,
+            start_slot: Some(8),
+        }),
+    ];
     let recovered = run(&cfg);
     // Invariants include: same finalized chain on every operator, one block per height.
     assert_clean(&recovered);
@@ -113,30 +134,37 @@ fn messages_per_slot_do_not_grow_with_validators() {
 fn bad_config_is_rejected_with_the_field_named() {
     let mut cfg = config(1, 4);
     cfg.operators = 3;
-    assert!(cfg.validate().unwrap_err().contains("operators"));
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("operators")
+    );
     cfg.operators = 4;
     cfg.delivery = 1.5;
-    assert!(cfg.validate().unwrap_err().contains("delivery"));
+    assert!(cfg.validate().unwrap_err().to_string().contains("delivery"));
     cfg.delivery = 1.0;
-    cfg.offline = vec![(9, None)];
-    assert!(cfg.validate().unwrap_err().contains("offline"));
-    cfg.offline = vec![];
-    cfg.crashes = vec![cohort_simulation::Crash {
+    cfg.faults = vec![Fault::Offline(Offline {
+        operator: 9,
+        start_slot: None,
+    })];
+    assert!(cfg.validate().unwrap_err().to_string().contains("offline"));
+    cfg.faults = vec![Fault::Crash(Crash {
         operator: 0,
         slot: 5,
         restart_slot: Some(5),
-    }];
-    assert!(cfg.validate().unwrap_err().contains("crash"));
+    })];
+    assert!(cfg.validate().unwrap_err().to_string().contains("crash"));
 }
 
 #[test]
 fn crashed_operator_restarts_from_storage_without_losing_or_reordering_blocks() {
     let mut cfg = config(21, 32);
-    cfg.crashes = vec![cohort_simulation::Crash {
+    cfg.faults = vec![Fault::Crash(Crash {
         operator: 1,
         slot: 8,
         restart_slot: Some(14),
-    }];
+    })];
     let report = run(&cfg);
     // `finalized_in_order` and `no_two_finalized_blocks_at_one_height` cover the restarted
     // operator's redelivered blocks; `same_finalized_chain` its agreement with the others.

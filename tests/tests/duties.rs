@@ -1,7 +1,7 @@
 //! End-to-end checks of the distributed-validator duties: what the devnet beacon chain accepts
 //! (it verifies every signature with its own BLS), under crashes and a lying operator.
 
-use cohort_simulation::{Crash, Report, SimConfig, run};
+use cohort_simulation::{Crash, Fault, Kind, Offline, Report, SimConfig, run};
 use cohort_tests::assert_clean;
 
 fn config(seed: u64, slots: u64) -> SimConfig {
@@ -12,14 +12,14 @@ fn config(seed: u64, slots: u64) -> SimConfig {
     }
 }
 
-fn count(map: &std::collections::BTreeMap<String, u64>, kind: &str) -> u64 {
-    map.get(kind).copied().unwrap_or(0)
+fn count(map: &std::collections::BTreeMap<Kind, u64>, kind: Kind) -> u64 {
+    map.get(&kind).copied().unwrap_or(0)
 }
 
 /// Every attestation, proposal and aggregate the run's slots owe was accepted, and the chain
 /// refused nothing.
 fn assert_all_accepted(report: &Report) {
-    for kind in ["attestation", "proposal", "aggregate"] {
+    for kind in Kind::ALL {
         let expected = count(&report.expected, kind);
         assert!(expected > 0, "no {kind} scheduled: {report:?}");
         assert_eq!(
@@ -47,11 +47,11 @@ fn every_attestation_proposal_and_aggregate_is_accepted() {
     // Each object leaves within one third of a slot of its due time: proposals from slot
     // start, attestations from one third, aggregates from two thirds.
     for (role, due_ms) in [
-        ("proposal", 0),
-        ("attestation", 4_000),
-        ("aggregate", 8_000),
+        (Kind::Proposal, 0),
+        (Kind::Attestation, 4_000),
+        (Kind::Aggregate, 8_000),
     ] {
-        let latency = &report.submit_latency_ms_by_role[role];
+        let latency = &report.submit_latency_ms_by_role[&role];
         assert!(
             latency.max < due_ms + 4_000,
             "{role} submitted too late after slot start: {latency:?}"
@@ -67,7 +67,10 @@ fn every_attestation_proposal_and_aggregate_is_accepted() {
 fn one_operator_down_still_gets_every_duty_accepted() {
     for down in [0, 3] {
         let mut cfg = config(7, 64);
-        cfg.offline = vec![(down, None)];
+        cfg.faults = vec![Fault::Offline(Offline {
+            operator: down,
+            start_slot: None,
+        })];
         let report = run(&cfg);
         assert_clean(&report);
         assert_all_accepted(&report);
@@ -77,7 +80,7 @@ fn one_operator_down_still_gets_every_duty_accepted() {
 #[test]
 fn wrong_partial_signatures_are_dropped_reported_and_duties_still_succeed() {
     let mut cfg = config(7, 64);
-    cfg.byzantine = vec![2];
+    cfg.faults = vec![Fault::Byzantine(2)];
     let report = run(&cfg);
     assert_clean(&report);
     assert_all_accepted(&report);
@@ -99,11 +102,20 @@ fn wrong_partial_signatures_are_dropped_reported_and_duties_still_succeed() {
 #[test]
 fn two_operators_down_miss_duties_and_sign_nothing_conflicting() {
     let mut cfg = config(7, 24);
-    cfg.offline = vec![(2, None), (3, None)];
+    cfg.faults = vec![
+        Fault::Offline(Offline {
+            operator: 2,
+            start_slot: None,
+        }),
+        Fault::Offline(Offline {
+            operator: 3,
+            start_slot: None,
+        }),
+    ];
     let report = run(&cfg);
     // `no_conflicting_signatures` is among the invariants checked.
     assert_clean(&report);
-    for kind in ["attestation", "proposal", "aggregate"] {
+    for kind in Kind::ALL {
         assert_eq!(count(&report.accepted, kind), 0, "{kind} without a quorum");
     }
 }
@@ -111,18 +123,18 @@ fn two_operators_down_miss_duties_and_sign_nothing_conflicting() {
 #[test]
 fn crashed_operator_restarts_with_its_slashing_record_and_signs_nothing_twice() {
     let mut cfg = config(9, 40);
-    cfg.crashes = vec![Crash {
+    cfg.faults = vec![Fault::Crash(Crash {
         operator: 1,
         slot: 10,
         restart_slot: Some(14),
-    }];
+    })];
     let report = run(&cfg);
     assert_clean(&report);
     assert_eq!(report.restarts, 1);
     // The cluster keeps going while it is down: nearly everything is accepted (a dead leader
     // can cost one slot's duties until the skip policy takes over).
-    let expected = count(&report.expected, "attestation");
-    let accepted = count(&report.accepted, "attestation");
+    let expected = count(&report.expected, Kind::Attestation);
+    let accepted = count(&report.accepted, Kind::Attestation);
     assert!(
         accepted * 100 >= expected * 90,
         "{accepted} of {expected} attestations accepted"

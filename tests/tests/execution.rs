@@ -2,7 +2,7 @@
 //! chain to the same block and state root, through crashes, and leaders use the payload they
 //! pre-built one interval early.
 
-use cohort_simulation::{Crash, EngineFault, Report, SimConfig, run};
+use cohort_simulation::{Crash, EngineFault, Fault, Kind, Report, SimConfig, run};
 use cohort_tests::assert_clean;
 use std::time::Duration;
 
@@ -37,11 +37,11 @@ fn an_operator_down_for_20_slots_backfills_and_converges() {
     let report = run(&SimConfig {
         seed: 5,
         slots: 64,
-        crashes: vec![Crash {
+        faults: vec![Fault::Crash(Crash {
             operator: 2,
             slot: 20,
             restart_slot: Some(40),
-        }],
+        })],
         ..SimConfig::default()
     });
     assert_clean(&report);
@@ -68,9 +68,9 @@ fn an_engine_that_syncs_or_hangs_for_a_while_slows_its_operator_only() {
     let report = run(&SimConfig {
         seed: 13,
         slots: 48,
-        engine_faults: vec![
-            EngineFault::parse("1:syncing@8-14").unwrap(),
-            EngineFault::parse("1:hang@20-24").unwrap(),
+        faults: vec![
+            Fault::Engine(EngineFault::parse("1:syncing@8-14").unwrap()),
+            Fault::Engine(EngineFault::parse("1:hang@20-24").unwrap()),
         ],
         ..SimConfig::default()
     });
@@ -86,16 +86,22 @@ fn an_engine_that_calls_a_finalized_payload_invalid_stops_only_that_executor() {
     let report = run(&SimConfig {
         seed: 17,
         slots: 32,
-        engine_faults: vec![EngineFault::parse("2:invalid@10-11").unwrap()],
+        faults: vec![Fault::Engine(
+            EngineFault::parse("2:invalid@10-11").unwrap(),
+        )],
         ..SimConfig::default()
     });
     // The other three keep deciding and signing every duty; operator 2's executor stopped
     // rather than go on past a payload its engine refused.
     assert_clean(&report);
-    let attestations = report.accepted.get("attestation").copied().unwrap_or(0);
+    let attestations = report
+        .accepted
+        .get(&Kind::Attestation)
+        .copied()
+        .unwrap_or(0);
     assert_eq!(
         Some(attestations),
-        report.expected.get("attestation").copied()
+        report.expected.get(&Kind::Attestation).copied()
     );
     let by_operator = &report.engine_finalized_by_operator;
     assert!(

@@ -2,14 +2,14 @@
 //! keeps its chain and its duties, and the misbehaving operator is the only one that pays.
 
 use cohort_simulation::{
-    ClockSkew, LIVENESS_SLOTS, PowerCut, SimConfig, SourceFault, SourceFaultKind, run,
+    ClockSkew, Fault, Kind, LIVENESS_SLOTS, PowerCut, SimConfig, SourceFault, SourceFaultKind, run,
 };
 use cohort_tests::assert_clean;
 
-fn accepted(report: &cohort_simulation::Report, kind: &str) -> (u64, u64) {
+fn accepted(report: &cohort_simulation::Report, kind: Kind) -> (u64, u64) {
     (
-        report.accepted.get(kind).copied().unwrap_or(0),
-        report.expected.get(kind).copied().unwrap_or(0),
+        report.accepted.get(&kind).copied().unwrap_or(0),
+        report.expected.get(&kind).copied().unwrap_or(0),
     )
 }
 
@@ -17,11 +17,11 @@ fn accepted(report: &cohort_simulation::Report, kind: &str) -> (u64, u64) {
 fn a_noisy_operator_is_blocked_by_every_peer_and_costs_no_attestation() {
     let report = run(&SimConfig {
         slots: 16,
-        noisy: vec![1],
+        faults: vec![Fault::Noise(1)],
         ..SimConfig::default()
     });
     assert_clean(&report);
-    let (got, owed) = accepted(&report, "attestation");
+    let (got, owed) = accepted(&report, Kind::Attestation);
     assert_eq!(got, owed, "attestations accepted");
     assert_eq!(report.blocked, vec![(0, 1), (2, 1), (3, 1)]);
 }
@@ -30,7 +30,7 @@ fn a_noisy_operator_is_blocked_by_every_peer_and_costs_no_attestation() {
 fn an_equivocating_operator_is_caught_and_the_chain_stays_one() {
     let report = run(&SimConfig {
         slots: 16,
-        equivocators: vec![2],
+        faults: vec![Fault::Equivocate(2)],
         ..SimConfig::default()
     });
     // `same_finalized_chain` and `no_two_finalized_blocks_at_one_height` hold.
@@ -40,7 +40,7 @@ fn an_equivocating_operator_is_caught_and_the_chain_stays_one() {
         "the equivocator, and only it, is blocked: {:?}",
         report.blocked
     );
-    let (got, owed) = accepted(&report, "attestation");
+    let (got, owed) = accepted(&report, Kind::Attestation);
     assert_eq!(got, owed, "attestations accepted");
 }
 
@@ -48,22 +48,22 @@ fn an_equivocating_operator_is_caught_and_the_chain_stays_one() {
 fn clocks_a_second_apart_cost_no_duty() {
     let report = run(&SimConfig {
         slots: 16,
-        skews: vec![
-            ClockSkew {
+        faults: vec![
+            Fault::ClockSkew(ClockSkew {
                 operator: 1,
                 millis: 1000,
-            },
-            ClockSkew {
+            }),
+            Fault::ClockSkew(ClockSkew {
                 operator: 2,
                 millis: -1000,
-            },
+            }),
         ],
         ..SimConfig::default()
     });
     // Liveness is owed from slot 0: a skewed clock is not a fault the cluster is excused for.
     assert_eq!(report.liveness_from, Some(0));
     assert_clean(&report);
-    for kind in ["attestation", "proposal"] {
+    for kind in [Kind::Attestation, Kind::Proposal] {
         let (got, owed) = accepted(&report, kind);
         assert_eq!(got, owed, "{kind}s accepted");
     }
@@ -73,25 +73,25 @@ fn clocks_a_second_apart_cost_no_duty() {
 fn one_beacon_node_down_or_late_costs_the_cluster_no_attestation() {
     let report = run(&SimConfig {
         slots: 16,
-        source_faults: vec![
-            SourceFault {
+        faults: vec![
+            Fault::Source(SourceFault {
                 operator: 3,
                 kind: SourceFaultKind::Absent,
                 from_slot: 3,
                 to_slot: 8,
-            },
-            SourceFault {
+            }),
+            Fault::Source(SourceFault {
                 operator: 3,
                 kind: SourceFaultKind::Late(2500),
                 from_slot: 10,
                 to_slot: 13,
-            },
+            }),
         ],
         ..SimConfig::default()
     });
     assert_clean(&report);
     // Three operators with working beacon nodes are a quorum: nothing is lost.
-    let (got, owed) = accepted(&report, "attestation");
+    let (got, owed) = accepted(&report, Kind::Attestation);
     assert_eq!(got, owed, "attestations accepted");
 }
 
@@ -99,10 +99,10 @@ fn one_beacon_node_down_or_late_costs_the_cluster_no_attestation() {
 fn a_power_cut_mid_write_loses_no_finalized_block_and_signs_nothing_twice() {
     let config = SimConfig {
         slots: 16,
-        power_cut: Some(PowerCut {
+        faults: vec![Fault::PowerCut(PowerCut {
             slot: 5,
             restart_slot: 7,
-        }),
+        })],
         ..SimConfig::default()
     };
     let report = run(&config);

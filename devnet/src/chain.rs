@@ -6,7 +6,7 @@
 //! submission latency from slot start), and keeps any second, different valid signature for
 //! one object as evidence of a conflicting signature.
 
-use crate::devnet::DevnetBeacon;
+use crate::DevnetBeacon;
 use cohort_ingress::{
     Aggregate, AttestationData, BlockHeader, SignedAggregate, SignedAttestation, SignedBlock,
     SinkError, SourceError,
@@ -23,8 +23,8 @@ use std::{
     time::SystemTime,
 };
 
-/// The kinds of signed objects the chain takes, as the report names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// The kinds of signed objects the chain takes, as reports and metrics name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Attestation,
@@ -33,12 +33,34 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Attestation, Kind::Proposal, Kind::Aggregate];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Attestation => "attestation",
             Self::Proposal => "proposal",
             Self::Aggregate => "aggregate",
         }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// By name: a map keyed by kind lists its entries (and serializes its keys) in the order a
+/// map keyed by the names would.
+impl Ord for Kind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Kind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

@@ -1,11 +1,15 @@
 //! Wires one operator's actors on the simulated network, as the node binary will on a real one.
 
 use crate::{
-    beacon::DevnetChain,
+    InjectedBug, byzantine,
     counting::Counting,
-    devnet::{DevnetBeacon, DevnetSource},
+    engine_fault::EngineFault,
+    engine_fault::FaultyEngine,
+    source_fault::{FaultySource, SourceFault},
+    traced::Traced,
 };
 use cohort_actors::{executor, runner};
+use cohort_devnet::{DevnetBeacon, DevnetChain, DevnetSource};
 use cohort_engine::embedded::EmbeddedEngine;
 use cohort_ingress::{
     CommitteeId, SlotClock, keys::ValidatorShare, runner::DutyEvent, signing::ForkInfo,
@@ -60,19 +64,19 @@ pub struct OperatorSetup {
     pub fault: Option<runner::Fault>,
     /// Shared by every operator of the run: the report divides by operators and slots.
     pub cpu: runner::cpu::CpuMeter,
-    pub injected_bug: Option<crate::InjectedBug>,
+    pub injected_bug: Option<InjectedBug>,
     /// Where this operator's current life leaves its engine, for the end-of-run comparison.
     pub engines: Engines,
     /// This operator's engine misbehaving, if the run asks for it.
-    pub engine_faults: Vec<crate::EngineFault>,
+    pub engine_faults: Vec<EngineFault>,
     /// This operator's beacon node answering late or not at all, if the run asks for it.
-    pub source_faults: Vec<crate::SourceFault>,
+    pub source_faults: Vec<SourceFault>,
     /// Floods every channel with junk besides its honest work.
     pub noisy: bool,
     /// Sends a conflicting twin of its consensus votes to some peers.
     pub equivocates: bool,
     /// What noisy operators can replay; every receiver feeds it.
-    pub taps: crate::byzantine::Taps,
+    pub taps: byzantine::Taps,
     /// The network's largest message, which a noisy operator sends to test every limit.
     pub max_message_size: usize,
 }
@@ -125,7 +129,7 @@ pub async fn start(
         let max_size = setup.max_message_size;
         context
             .child("saboteur")
-            .spawn(move |context| crate::byzantine::saboteur(context, senders, tap, max_size));
+            .spawn(move |context| byzantine::saboteur(context, senders, tap, max_size));
     }
 
     // The beacon node keeps its own time: a skewed operator clock does not move it.
@@ -139,8 +143,12 @@ pub async fn start(
         setup.validators,
         beacon_clock,
     );
-    let source = DevnetSource::new(beacon.clone(), setup.chain.clone())
-        .with_faults(context.child("beacon_node"), setup.source_faults.clone());
+    let source = FaultySource::new(
+        DevnetSource::new(beacon.clone(), setup.chain.clone()),
+        beacon_clock,
+        context.child("beacon_node"),
+        setup.source_faults.clone(),
+    );
 
     let engine = EmbeddedEngine::init(
         context.child("engine"),
@@ -154,7 +162,7 @@ pub async fn start(
     if let Ok(mut engines) = setup.engines.lock() {
         engines.insert(setup.index, engine.clone());
     }
-    let engine = crate::engine_fault::FaultyEngine::new(
+    let engine = FaultyEngine::new(
         engine,
         context.child("engine_fault"),
         setup.clock,
@@ -180,7 +188,7 @@ pub async fn start(
         partition_prefix: format!("operator-{}", setup.index),
         fault: setup.fault,
         cpu: Some(setup.cpu.clone()),
-        inject_decide_on_verify: setup.injected_bug == Some(crate::InjectedBug::DecideOnVerify),
+        inject_decide_on_verify: setup.injected_bug == Some(InjectedBug::DecideOnVerify),
         observers: cohort_operator::Observers {
             duties: Some(duty_sender),
             executor: Some(finalized_sender),
@@ -197,14 +205,15 @@ pub async fn start(
         peers: oracle.manager(),
         blocker: control.clone(),
     };
-    // The operator's own tasks take the context; these two are this harness's.
+    // Every task from here on logs as this operator. The operator's own tasks take the
+    // context; these two are this harness's.
+    let context = Traced::operator(context, setup.index);
     let heads_context = context.child("beacon_heads");
     let observe_context = context.child("observe");
     let operator = if setup.equivocates {
         let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
             .expect("operator key is in the participant set");
-        let network =
-            network.map_votes(|sender| crate::byzantine::Equivocating::new(sender, scheme));
+        let network = network.map_votes(|sender| byzantine::Equivocating::new(sender, scheme));
         cohort_operator::start(context, wiring, network).await
     } else {
         cohort_operator::start(context, wiring, network).await
@@ -214,7 +223,7 @@ pub async fn start(
     // The beacon node's head events.
     handles.push(
         heads_context
-            .spawn(move |context| crate::devnet::head_events(context, beacon, operator.scheduler)),
+            .spawn(move |context| cohort_devnet::head_events(context, beacon, operator.scheduler)),
     );
 
     // Forward this operator's observations, tagged with its index.

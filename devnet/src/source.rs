@@ -1,0 +1,82 @@
+//! One operator's devnet beacon node behind the traits the scheduler and runner speak.
+
+use crate::{DevnetBeacon, DevnetChain};
+use cohort_ingress::{
+    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
+    ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SourceError,
+    keys::Signature,
+};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+/// One operator's devnet beacon node as a duty source and sink. The finalized checkpoint is
+/// that of the latest slot the node has been asked about, which is what a node following the
+/// chain would report. Blocks, aggregates and submissions go to the shared chain.
+#[derive(Clone, Debug)]
+pub struct DevnetSource {
+    beacon: DevnetBeacon,
+    chain: DevnetChain,
+    latest_slot: Arc<AtomicU64>,
+}
+
+impl DevnetSource {
+    pub fn new(beacon: DevnetBeacon, chain: DevnetChain) -> Self {
+        Self {
+            beacon,
+            chain,
+            latest_slot: Default::default(),
+        }
+    }
+}
+
+impl DutySink for DevnetSource {
+    async fn submit_attestations(
+        &self,
+        attestations: Vec<SignedAttestation>,
+    ) -> Result<(), SinkError> {
+        self.chain.submit_attestations(attestations)
+    }
+
+    async fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
+        self.chain.submit_block(block)
+    }
+
+    async fn submit_aggregate(&self, aggregate: SignedAggregate) -> Result<(), SinkError> {
+        self.chain.submit_aggregate(aggregate)
+    }
+}
+
+impl DutySource for DevnetSource {
+    async fn attester_duties(&self, epoch: u64) -> Result<Vec<AttesterDuty>, SourceError> {
+        Ok(self.beacon.duties(epoch))
+    }
+
+    async fn attestation_data(&self, slot: u64) -> Result<AttestationData, SourceError> {
+        self.latest_slot.fetch_max(slot, Ordering::Relaxed);
+        Ok(self.beacon.attestation_data_for(slot))
+    }
+
+    async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
+        let slot = self.latest_slot.load(Ordering::Relaxed);
+        Ok(self.beacon.finalized_for(slot))
+    }
+
+    async fn proposer_duties(&self, epoch: u64) -> Result<Vec<ProposerDuty>, SourceError> {
+        Ok(self.beacon.proposer_duties(epoch))
+    }
+
+    async fn block_proposal(
+        &self,
+        slot: u64,
+        proposer_index: u64,
+        randao_reveal: Signature,
+    ) -> Result<BlockHeader, SourceError> {
+        self.chain.build_block(slot, proposer_index, &randao_reveal)
+    }
+
+    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+        self.chain.aggregate(&data)
+    }
+}

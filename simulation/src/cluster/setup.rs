@@ -1,0 +1,428 @@
+//! Building the cluster a run plays on: keys and shares, the simulated network and its links,
+//! partitions, and each operator's lives (start, crash, restart) as one task per operator.
+
+use super::{
+    Carried,
+    operator::{self, Engines, Observation, OperatorSetup},
+};
+use crate::{SimConfig, byzantine::Taps, faults::Partition};
+use cohort_actors::runner::cpu::CpuMeter;
+use cohort_devnet::{DevnetBeacon, DevnetChain};
+use cohort_ingress::{
+    CommitteeId, SlotClock,
+    keys::{self, ValidatorShare},
+    signing::ForkInfo,
+};
+use cohort_marshal::PublicKey;
+use commonware_cryptography::{Hasher, Sha256, Signer as _, ed25519::PrivateKey};
+use commonware_p2p::simulated::{self, Link, Network, Oracle};
+use commonware_runtime::{Clock, Spawner as _, Supervisor as _, deterministic};
+use commonware_utils::{NZUsize, channel::mpsc, ordered::Set, probability::Probability};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+use tracing::Instrument as _;
+
+/// A started cluster: what the run loop and the end-of-run checks need of it.
+pub(crate) struct Cluster {
+    pub keys: Vec<PrivateKey>,
+    pub participants: Set<PublicKey>,
+    pub committee: CommitteeId,
+    pub genesis: SystemTime,
+    pub clock: SlotClock,
+    pub fork: ForkInfo,
+    pub chain: DevnetChain,
+    pub oracle: Oracle<PublicKey, deterministic::Context>,
+    pub engines: Engines,
+    /// Network messages every operator received, over every channel.
+    pub received: Arc<AtomicU64>,
+    pub cpu: CpuMeter,
+    pub restarts: Arc<AtomicU64>,
+    /// What every operator reports, tagged with its index.
+    pub observations: mpsc::UnboundedReceiver<(usize, Observation)>,
+    /// Operators whose life just ended in a crash, in band with their observations.
+    pub crashes: mpsc::UnboundedReceiver<usize>,
+}
+
+impl Cluster {
+    /// Builds the cluster and starts every operator's lives. After a power cut (`carried`),
+    /// the world outside the cluster comes back as it was and every life starts from storage.
+    pub async fn start(
+        context: &deterministic::Context,
+        config: &SimConfig,
+        carried: Option<&Carried>,
+    ) -> Self {
+        let n = config.operators;
+        let keys: Vec<PrivateKey> = (0..n).map(|i| PrivateKey::from_seed(i as u64)).collect();
+        let participants: Set<PublicKey> =
+            Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
+        let committee = CommitteeId::new((1..=n as u64).collect()).expect("3f+1 operators fit");
+        // Operators boot one slot before genesis, as a real cluster starts before its chain
+        // does: the first views (and any dead first leader's timeout) pass before slot 0's
+        // duties.
+        let genesis = carried.map_or(context.current() + config.slot_duration, |c| c.genesis);
+        let clock = SlotClock {
+            genesis,
+            slot_duration: config.slot_duration,
+            intervals_per_slot: 3,
+            slots_per_epoch: 32,
+            skew_ms: 0,
+        };
+        let max_size = cohort_operator::max_message_size(n as u32, config.validators as usize);
+        let shares = split_shares(config, &participants, &keys);
+        let fork = ForkInfo::devnet();
+        let chain_clock = Arc::new(context.child("chain"));
+        let chain_now = Arc::new(move || chain_clock.current());
+        let chain = match carried {
+            Some(carried) => {
+                carried.chain.set_clock(chain_now);
+                carried.chain.clone()
+            }
+            None => DevnetChain::new(
+                DevnetBeacon::new(config.seed, 0, config.validators, clock),
+                fork,
+                chain_now,
+            ),
+        };
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size: max_size as u32,
+                max_peers_per_set: NZUsize!(n),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            participants.iter().cloned(),
+        )
+        .await;
+        network.start();
+        let link = Link {
+            latency: config.latency,
+            jitter: config.jitter,
+            success_rate: Probability::from_f64(config.delivery)
+                .unwrap_or(Probability::from_f64(1.0).expect("1.0 is a probability")),
+        };
+        for a in participants.iter() {
+            for b in participants.iter() {
+                if a != b {
+                    oracle
+                        .add_link(a.clone(), b.clone(), link.clone())
+                        .await
+                        .expect("links between distinct peers are accepted");
+                }
+            }
+        }
+        for partition in config.partitions().cloned() {
+            spawn_partition(
+                context,
+                &oracle,
+                &link,
+                &keys,
+                &participants,
+                clock,
+                partition,
+            );
+        }
+
+        let (observations_sender, observations) = mpsc::unbounded_channel();
+        let received = carried.map_or_else(|| Arc::new(AtomicU64::new(0)), |c| c.received.clone());
+        let cpu = carried.map_or_else(
+            || CpuMeter::new(Arc::new(thread_cpu_time)),
+            |c| c.cpu.clone(),
+        );
+        // Leaders wait up to one slot for work; views time out two seconds after that.
+        let heartbeat = config.slot_duration;
+        let leader_timeout = config.slot_duration + Duration::from_secs(2);
+        // The checker learns of crashes in band, so it never waits on a crashed runner's duties.
+        let (crash_sender, crashes) = mpsc::unbounded_channel::<usize>();
+        let restarts = Arc::new(AtomicU64::new(carried.map_or(0, |c| c.restarts)));
+        // After a power cut every life starts from storage, and none before power is back.
+        let back = carried
+            .and(config.power_cut())
+            .map(|cut| clock.slot_start(cut.restart_slot));
+        let engines: Engines = Default::default();
+        let noisy = (0..n).filter(|i| config.is_noisy(*i));
+        let taps = Taps::new(noisy.map(|i| keys[i].public_key()));
+        for (index, key) in keys.iter().enumerate() {
+            let setup = OperatorSetup {
+                index,
+                key: key.clone(),
+                participants: participants.clone(),
+                committee: committee.clone(),
+                clock: SlotClock {
+                    skew_ms: config
+                        .skews()
+                        .filter(|s| s.operator == index)
+                        .map(|s| s.millis)
+                        .sum(),
+                    ..clock
+                },
+                seed: config.seed,
+                validators: config.validators,
+                heartbeat,
+                leader_timeout,
+                observations: observations_sender.clone(),
+                received: received.clone(),
+                shares: shares[participants
+                    .position(&key.public_key())
+                    .expect("every operator is a participant")]
+                .clone(),
+                chain: chain.clone(),
+                fork,
+                fault: config
+                    .sends_wrong_partials(index)
+                    .then_some(cohort_actors::runner::Fault::WrongPartials),
+                cpu: cpu.clone(),
+                injected_bug: config.injected_bug,
+                engines: engines.clone(),
+                engine_faults: config
+                    .engine_faults()
+                    .filter(|f| f.operator == index)
+                    .copied()
+                    .collect(),
+                source_faults: config
+                    .source_faults()
+                    .filter(|f| f.operator == index)
+                    .copied()
+                    .collect(),
+                noisy: config.is_noisy(index),
+                equivocates: config.equivocates(index),
+                taps: taps.clone(),
+                max_message_size: max_size,
+            };
+            let mut lives = lives(config, index, genesis, clock);
+            if lives.is_empty() {
+                continue;
+            }
+            if let Some(back) = back {
+                lives.retain(|(_, crash_at)| crash_at.is_none_or(|at| at > back));
+                for (start, _) in lives.iter_mut() {
+                    *start = (*start).max(back);
+                }
+            }
+            spawn_lifecycle(
+                context,
+                setup,
+                lives,
+                back.is_some(),
+                &oracle,
+                &crash_sender,
+                &restarts,
+                &engines,
+            );
+        }
+        Self {
+            keys,
+            participants,
+            committee,
+            genesis,
+            clock,
+            fork,
+            chain,
+            oracle,
+            engines,
+            received,
+            cpu,
+            restarts,
+            observations,
+            crashes,
+        }
+    }
+
+    /// The operator's index (its position in the run's keys) for a network peer.
+    pub fn index_of(&self, key: &PublicKey) -> Option<usize> {
+        self.keys.iter().position(|k| k.public_key() == *key)
+    }
+}
+
+/// Every validator's interop key split t-of-n; operator i holds the share at its position in
+/// the participant set (the order consensus and the runner use).
+fn split_shares(
+    config: &SimConfig,
+    participants: &Set<PublicKey>,
+    keys: &[PrivateKey],
+) -> Vec<Arc<BTreeMap<u64, ValidatorShare>>> {
+    let n = keys.len();
+    debug_assert_eq!(participants.len(), n);
+    let mut rng = commonware_utils::TestRng::new(config.seed);
+    let mut per_operator: Vec<BTreeMap<u64, ValidatorShare>> = vec![BTreeMap::new(); n];
+    for validator in 0..config.validators {
+        let split = keys::split_interop(&mut rng, validator, n as u32)
+            .expect("interop keys are non-zero and 1 <= t <= n");
+        for (position, shares) in per_operator.iter_mut().enumerate() {
+            if let Some(share) = split.for_operator(position) {
+                shares.insert(validator, share);
+            }
+        }
+    }
+    per_operator.into_iter().map(Arc::new).collect()
+}
+
+/// Cuts the group's links both ways at the start of a slot and restores them later.
+fn spawn_partition(
+    context: &deterministic::Context,
+    oracle: &Oracle<PublicKey, deterministic::Context>,
+    link: &Link,
+    keys: &[PrivateKey],
+    participants: &Set<PublicKey>,
+    clock: SlotClock,
+    partition: Partition,
+) {
+    let group: Vec<PublicKey> = partition
+        .operators
+        .iter()
+        .map(|i| keys[*i].public_key())
+        .collect();
+    let rest: Vec<PublicKey> = participants
+        .iter()
+        .filter(|p| !group.contains(p))
+        .cloned()
+        .collect();
+    let oracle = oracle.clone();
+    let link = link.clone();
+    context.child("partition").spawn(move |context| async move {
+        context
+            .sleep_until(clock.slot_start(partition.from_slot))
+            .await;
+        for a in &group {
+            for b in &rest {
+                // A link that is already down stays down; nothing to undo.
+                let _ = oracle.remove_link(a.clone(), b.clone()).await;
+                let _ = oracle.remove_link(b.clone(), a.clone()).await;
+            }
+        }
+        context
+            .sleep_until(clock.slot_start(partition.heal_slot))
+            .await;
+        for a in &group {
+            for b in &rest {
+                let _ = oracle.add_link(a.clone(), b.clone(), link.clone()).await;
+                let _ = oracle.add_link(b.clone(), a.clone(), link.clone()).await;
+            }
+        }
+    });
+}
+
+/// Each life of an operator: (start, crash) times; none for an operator that never starts.
+/// Storage outlives every life.
+fn lives(
+    config: &SimConfig,
+    index: usize,
+    genesis: SystemTime,
+    clock: SlotClock,
+) -> Vec<(SystemTime, Option<SystemTime>)> {
+    let offline = config.offline().filter(|o| o.operator == index).last();
+    let crash = config.crashes().filter(|c| c.operator == index).last();
+    match (offline, crash) {
+        (Some(offline), _) => offline
+            .start_slot
+            .map(|slot| (clock.slot_start(slot), None))
+            .into_iter()
+            .collect(),
+        (None, Some(crash)) => {
+            let offset = crash_offset(config.seed, index, crash.slot, config.slot_duration);
+            let mut lives = vec![(genesis, Some(clock.slot_start(crash.slot) + offset))];
+            if let Some(restart) = crash.restart_slot {
+                lives.push((clock.slot_start(restart), None));
+            }
+            lives
+        }
+        (None, None) => vec![(genesis, None)],
+    }
+}
+
+/// Runs one operator's lives in turn: each starts the operator from its storage, and a crash
+/// aborts every task of the life.
+#[allow(clippy::too_many_arguments)]
+fn spawn_lifecycle(
+    context: &deterministic::Context,
+    setup: OperatorSetup,
+    lives: Vec<(SystemTime, Option<SystemTime>)>,
+    after_power_cut: bool,
+    oracle: &Oracle<PublicKey, deterministic::Context>,
+    crash_sender: &mpsc::UnboundedSender<usize>,
+    restarts: &Arc<AtomicU64>,
+    engines: &Engines,
+) {
+    let index = setup.index;
+    let oracle = oracle.clone();
+    let crash_sender = crash_sender.clone();
+    let restarts = restarts.clone();
+    let engines = engines.clone();
+    context
+        .child("lifecycle")
+        .with_attribute("operator", index)
+        .spawn(move |context| async move {
+            for (life, (start, crash_at)) in lives.into_iter().enumerate() {
+                context.sleep_until(start).await;
+                if life > 0 || after_power_cut {
+                    restarts.fetch_add(1, Ordering::Relaxed);
+                }
+                let setup = setup.clone();
+                let oracle = oracle.clone();
+                let operator = context.child("operator").spawn(move |context| {
+                    async move {
+                        let _handles = operator::start(context, &oracle, setup).await;
+                        futures::future::pending::<()>().await;
+                    }
+                    .instrument(tracing::info_span!("operator", operator = index))
+                });
+                match crash_at {
+                    Some(at) => {
+                        context.sleep_until(at).await;
+                        // Aborting the operator's task aborts every task it spawned.
+                        operator.abort();
+                        let _ = operator.await;
+                        // The engine's storage must be closed before the next life opens it.
+                        if let Ok(mut engines) = engines.lock() {
+                            engines.remove(&index);
+                        }
+                        let _ = crash_sender.send(index);
+                    }
+                    None => {
+                        let _ = operator.await;
+                    }
+                }
+            }
+        });
+}
+
+/// Where in its slot an operator crashes (or, for `usize::MAX`, the whole cluster loses
+/// power): drawn from the seed, anywhere in the slot.
+pub(crate) fn crash_offset(
+    seed: u64,
+    operator: usize,
+    slot: u64,
+    slot_duration: Duration,
+) -> Duration {
+    let digest = Sha256::hash(&[
+        b"crash",
+        &seed.to_le_bytes(),
+        &(operator as u64).to_le_bytes(),
+        &slot.to_le_bytes(),
+    ]);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    let millis = slot_duration.as_millis().max(1) as u64;
+    Duration::from_millis(u64::from_le_bytes(bytes) % millis)
+}
+
+/// CPU time of the calling thread: the deterministic runtime runs every actor on it, so this is
+/// what the cryptography costs, whatever else the machine is doing.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the call only writes into it.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if result != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}

@@ -1,0 +1,357 @@
+//! What a run is: the cluster's shape, its network, its faults, and what the faults excuse.
+//!
+//! The checker and the liveness bound both ask the configuration what a fault excuses, so the
+//! excuses live here, next to the faults they come from.
+
+use crate::{
+    engine_fault::{EngineFault, EngineFaultKind},
+    faults::{ClockSkew, Crash, Fault, Offline, Partition, PowerCut},
+    source_fault::SourceFault,
+};
+use cohort_ingress::DutyId;
+use serde::Serialize;
+use std::{collections::BTreeSet, time::Duration};
+
+/// Slots the cluster may take to recover after its last fault heals: a restarted operator
+/// catches up through marshal, and each view led by a still-silent leader costs one leader
+/// timeout (a slot and two seconds) until simplex skips it.
+pub const LIVENESS_SLOTS: u64 = 4;
+
+/// The slots a duty may still change after its own: the block-age window and post-consensus.
+const DUTY_WINDOW: u64 = 1
+    + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS
+    + cohort_actors::runner::POST_CONSENSUS_SLOTS;
+
+/// One simulation run's inputs.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub operators: usize,
+    pub validators: u64,
+    pub slots: u64,
+    /// Mean one-way link latency.
+    pub latency: Duration,
+    pub jitter: Duration,
+    /// Probability that a message is delivered.
+    pub delivery: f64,
+    pub slot_duration: Duration,
+    /// Everything the run does to the cluster besides its network.
+    pub faults: Vec<Fault>,
+    /// A deliberately injected bug, to prove campaigns find what they should.
+    pub injected_bug: Option<InjectedBug>,
+}
+
+/// Why a run cannot be run, naming the field or flag at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("operators: need at least 4 (3f+1), got {0}")]
+    TooFewOperators(usize),
+    #[error("operators: at most {max} supported, got {got}")]
+    TooManyOperators { max: usize, got: usize },
+    #[error("validators: need at least 1")]
+    NoValidators,
+    #[error("slots: need at least 1")]
+    NoSlots,
+    #[error("delivery: must be within 0..=1, got {0}")]
+    Delivery(f64),
+    #[error("slot_duration: must be at least 1s")]
+    SlotTooShort,
+    #[error("{flag}: operator {operator} does not exist")]
+    NoSuchOperator { flag: &'static str, operator: usize },
+    #[error("{flag}: {reason}")]
+    InvalidFault { flag: &'static str, reason: String },
+    #[error("crash: operator {0} is already offline; give it one fault")]
+    CrashOfOffline(usize),
+    #[error("crash: at most one crash per operator")]
+    TwoCrashes,
+    #[error("partition: partitions must not overlap in time")]
+    OverlappingPartitions,
+    #[error("power-cut: at most one power cut per run")]
+    TwoPowerCuts,
+}
+
+/// Bugs a run can inject on purpose: each must be caught by an invariant within a bounded
+/// campaign, which a test checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InjectedBug {
+    /// Followers hand every block they vote for to their runner as if it were finalized, so
+    /// shares sign values the cluster may later replace.
+    DecideOnVerify,
+}
+
+impl InjectedBug {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "decide-on-verify" => Ok(Self::DecideOnVerify),
+            _ => Err(format!(
+                "inject-bug: unknown `{text}`; the only one is decide-on-verify"
+            )),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::DecideOnVerify => "decide-on-verify",
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 7,
+            operators: 4,
+            validators: 64,
+            slots: 64,
+            latency: Duration::from_millis(50),
+            jitter: Duration::from_millis(5),
+            delivery: 1.0,
+            slot_duration: Duration::from_secs(12),
+            faults: Vec::new(),
+            injected_bug: None,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Rejects configs the cluster cannot run with a message naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Any n >= 4 tolerates f = (n - 1) / 3 faults; 4, 7, 10 and 13 waste no operator.
+        if self.operators < 4 {
+            return Err(ConfigError::TooFewOperators(self.operators));
+        }
+        if self.operators > cohort_ingress::MAX_OPERATORS {
+            return Err(ConfigError::TooManyOperators {
+                max: cohort_ingress::MAX_OPERATORS,
+                got: self.operators,
+            });
+        }
+        if self.validators == 0 {
+            return Err(ConfigError::NoValidators);
+        }
+        if self.slots == 0 {
+            return Err(ConfigError::NoSlots);
+        }
+        if !(0.0..=1.0).contains(&self.delivery) {
+            return Err(ConfigError::Delivery(self.delivery));
+        }
+        if self.slot_duration < Duration::from_secs(1) {
+            return Err(ConfigError::SlotTooShort);
+        }
+        let mut faults: Vec<&Fault> = self.faults.iter().collect();
+        faults.sort_by_key(|fault| fault.flag_order());
+        for fault in faults {
+            fault.validate(self)?;
+        }
+        for crash in self.crashes() {
+            if self.offline().any(|o| o.operator == crash.operator) {
+                return Err(ConfigError::CrashOfOffline(crash.operator));
+            }
+        }
+        let mut windows: Vec<(u64, u64)> = self
+            .partitions()
+            .map(|p| (p.from_slot, p.heal_slot))
+            .collect();
+        windows.sort_unstable();
+        if windows.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Err(ConfigError::OverlappingPartitions);
+        }
+        let mut crashed: Vec<usize> = self.crashes().map(|c| c.operator).collect();
+        crashed.sort_unstable();
+        if crashed.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError::TwoCrashes);
+        }
+        if self.power_cuts().nth(1).is_some() {
+            return Err(ConfigError::TwoPowerCuts);
+        }
+        Ok(())
+    }
+
+    /// The largest number of operators the cluster tolerates losing.
+    pub fn tolerated_faults(&self) -> usize {
+        (self.operators - 1) / 3
+    }
+
+    /// The first slot from which every attestation and proposal is owed: slot 0 when no
+    /// operator crashes, starts late or is partitioned (byzantine ones within `f` included),
+    /// else [`LIVENESS_SLOTS`] after the last of those faults healed. `None` when the faults
+    /// that never heal (byzantine, offline for good, crashed for good, an executor stopped on
+    /// INVALID) exceed `f`, or when messages are lost all run long.
+    pub fn liveness_from(&self) -> Option<u64> {
+        if self.delivery < 1.0 {
+            return None;
+        }
+        let healings: Vec<_> = self.faults.iter().map(Fault::healing).collect();
+        let lost: BTreeSet<usize> = healings.iter().filter_map(|h| h.lost).collect();
+        if lost.len() > self.tolerated_faults() {
+            return None;
+        }
+        // The last slot a fault began or ended in; none means every slot is owed, from 0.
+        let settled = healings.iter().filter_map(|h| h.settled).max();
+        Some(settled.map_or(0, |slot| slot + LIVENESS_SLOTS))
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut cmd = format!(
+            "cargo run --release -p cohort-node -- simulate --operators {} --validators {} --slots {} --seed {} {}",
+            self.operators,
+            self.validators,
+            self.slots,
+            self.seed,
+            self.fault_flags()
+        );
+        if let Some(bug) = self.injected_bug {
+            cmd.push_str(&format!(" --inject-bug {}", bug.name()));
+        }
+        cmd
+    }
+}
+
+/// Each kind of fault, as the cluster and the checker look them up.
+impl SimConfig {
+    pub fn offline(&self) -> impl Iterator<Item = &Offline> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::Offline(offline) => Some(offline),
+            _ => None,
+        })
+    }
+
+    pub fn crashes(&self) -> impl Iterator<Item = &Crash> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::Crash(crash) => Some(crash),
+            _ => None,
+        })
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = &Partition> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::Partition(partition) => Some(partition),
+            _ => None,
+        })
+    }
+
+    pub fn engine_faults(&self) -> impl Iterator<Item = &EngineFault> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::Engine(engine) => Some(engine),
+            _ => None,
+        })
+    }
+
+    pub fn source_faults(&self) -> impl Iterator<Item = &SourceFault> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::Source(source) => Some(source),
+            _ => None,
+        })
+    }
+
+    pub fn skews(&self) -> impl Iterator<Item = &ClockSkew> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::ClockSkew(skew) => Some(skew),
+            _ => None,
+        })
+    }
+
+    fn power_cuts(&self) -> impl Iterator<Item = &PowerCut> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::PowerCut(cut) => Some(cut),
+            _ => None,
+        })
+    }
+
+    /// The power cut, if the run has one (it has at most one).
+    pub fn power_cut(&self) -> Option<PowerCut> {
+        self.power_cuts().next().copied()
+    }
+
+    /// Operators that send well-formed but wrong partial signatures.
+    pub fn sends_wrong_partials(&self, operator: usize) -> bool {
+        self.faults.contains(&Fault::Byzantine(operator))
+    }
+
+    /// Operators that flood every channel with junk besides their honest work.
+    pub fn is_noisy(&self, operator: usize) -> bool {
+        self.faults.contains(&Fault::Noise(operator))
+    }
+
+    /// Operators that send a conflicting twin of their consensus votes.
+    pub fn equivocates(&self, operator: usize) -> bool {
+        self.faults.contains(&Fault::Equivocate(operator))
+    }
+
+    /// Operators that never start.
+    pub fn never_starts(&self, operator: usize) -> bool {
+        self.offline()
+            .any(|o| o.operator == operator && o.start_slot.is_none())
+    }
+}
+
+/// What the faults excuse: an operator's word on a duty it could not know the truth of is not
+/// held against the cluster.
+impl SimConfig {
+    /// An operator whose engine misbehaved learns decisions late (syncing, hanging) or never
+    /// (its executor stopped on INVALID): its own view of duties in that window is excused.
+    pub fn engine_excused(&self, operator: usize, duty: &DutyId) -> bool {
+        self.engine_faults().any(|f| {
+            f.operator == operator
+                && duty.slot + DUTY_WINDOW >= f.from_slot
+                && (f.kind == EngineFaultKind::Invalid || duty.slot <= f.to_slot + 1)
+        })
+    }
+
+    /// A partitioned operator cannot learn in time what the others decided: for a duty whose
+    /// window a partition overlapped, it is excused if it was cut off or left without a quorum.
+    pub fn cut_off(&self, operator: usize, duty: &DutyId) -> bool {
+        let n = self.operators;
+        let threshold = n - self.tolerated_faults();
+        self.partitions().any(|p| {
+            let overlaps = p.from_slot
+                <= duty.slot + 1 + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS
+                && p.heal_slot > duty.slot;
+            let no_quorum = n - p.operators.len() < threshold;
+            overlaps && (p.operators.contains(&operator) || no_quorum)
+        })
+    }
+
+    /// An operator whose executor met INVALID for a finalized payload and stopped for good.
+    pub fn engine_stopped(&self, operator: usize) -> bool {
+        self.engine_faults()
+            .any(|f| f.operator == operator && f.kind == EngineFaultKind::Invalid)
+    }
+
+    /// A byzantine operator's own actors are honest code, but its peers may block it for what
+    /// it sends: what it learns of the cluster's duties and chain is not owed to anyone.
+    pub fn is_byzantine(&self, operator: usize) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.is_byzantine() && f.operator() == Some(operator))
+    }
+
+    /// An operator that ran since genesis with nothing in its way: it must report what the
+    /// cluster did.
+    pub fn always_up(&self, operator: usize) -> bool {
+        !self.is_byzantine(operator)
+            && !self.offline().any(|o| o.operator == operator)
+            && !self.crashes().any(|c| c.operator == operator)
+            && !self.engine_stopped(operator)
+    }
+
+    /// A power cut restarts every runner: one whose clock is behind starts, after the restart,
+    /// duties of the slot before it that the cluster already finalized, and never sees their
+    /// decision again. Like a crashed operator's, its word on duties around the cut is excused.
+    pub fn around_power_cut(&self, duty: &DutyId) -> bool {
+        self.power_cut()
+            .is_some_and(|cut| duty.slot + DUTY_WINDOW >= cut.slot && duty.slot <= cut.restart_slot)
+    }
+
+    /// Whether the operator runs when the run ends: started at some point and not crashed for
+    /// good (a crash restarting after the last slot counts as for good).
+    pub fn live_at_end(&self, operator: usize) -> bool {
+        !self.never_starts(operator)
+            && self
+                .crashes()
+                .filter(|crash| crash.operator == operator)
+                .all(|crash| crash.restart_slot.is_some_and(|r| r < self.slots))
+    }
+}
