@@ -980,9 +980,8 @@ async fn simulate(context: deterministic::Context, config: SimConfig, stage: Sta
         || CpuMeter::new(Arc::new(thread_cpu_time)),
         |c| c.cpu.clone(),
     );
-    // Leaders wait up to one slot for work; views time out two seconds after that.
-    let heartbeat = config.slot_duration;
-    let leader_timeout = config.slot_duration + Duration::from_secs(2);
+    let heartbeat = cohort_operator::Pacing::of(&clock).heartbeat;
+    let leader_timeout = cohort_operator::Pacing::of(&clock).leader_timeout;
     // The checker learns of crashes in band, so it never waits on a crashed runner's duties.
     let (crash_sender, mut crash_receiver) = mpsc::unbounded_channel::<usize>();
 

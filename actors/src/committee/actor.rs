@@ -5,7 +5,9 @@ use cohort_ingress::{
     committee::{Batch, MAX_BLOCK_AGE_SLOTS, Message},
 };
 use commonware_macros::select;
-use commonware_runtime::{Clock, Handle, Metrics, Spawner, telemetry::metrics::Registered};
+use commonware_runtime::{
+    Clock, ContextCell, Handle, Metrics, Spawner, spawn_cell, telemetry::metrics::Registered,
+};
 use commonware_utils::channel::{mpsc, oneshot};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use std::{
@@ -90,7 +92,7 @@ enum Verdict {
 }
 
 pub struct Actor<E> {
-    context: E,
+    context: ContextCell<E>,
     clock: SlotClock,
     committee: CommitteeId,
     heartbeat: Duration,
@@ -137,7 +139,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         );
         let held = Held::new(&context);
         Self {
-            context,
+            context: ContextCell::new(context),
             clock: config.clock,
             committee: config.committee,
             heartbeat: config.heartbeat,
@@ -157,9 +159,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         }
     }
 
-    pub fn start(self) -> Handle<()> {
-        let context = self.context.child("committee");
-        context.spawn(move |_| self.run())
+    /// Runs the actor under the context the wiring named it with.
+    pub fn start(mut self) -> Handle<()> {
+        spawn_cell!(self.context, self.run())
     }
 
     async fn run(mut self) {
