@@ -2,14 +2,17 @@
 //!
 //! Delivery is commonware's marshal ([`commonware_consensus::marshal`]): it persists every
 //! finalized block in immutable archives before reporting it, reports blocks in height order
-//! without gaps, and redelivers whatever was not acknowledged before a crash. [`start`] wires it
-//! with its broadcast buffer and backfill resolver, so every operator builds it the same way.
+//! without gaps, and redelivers whatever was not acknowledged before a crash. [`init`] opens it
+//! with its broadcast buffer and backfill resolver, so every operator builds it the same way, and
+//! [`Marshal::start`] hands it the application it reports to.
 
 mod block;
 mod wiring;
 
 pub use block::{Block, BlockCfg, GENESIS_SLOT};
-pub use wiring::{Config, Marshal, epocher, genesis, max_message_size, start};
+pub use wiring::{
+    Config, IO_BUFFER, Marshal, epocher, genesis, init, max_message_size, page_cache,
+};
 
 use commonware_consensus::{
     marshal::{self, standard::Standard},

@@ -3,7 +3,13 @@
 use commonware_broadcast::buffered;
 use commonware_consensus::{
     Reporter,
-    marshal::{self, core::Actor, resolver::p2p as resolver, standard::Standard},
+    marshal::{
+        self,
+        core::Actor,
+        resolver::{handler::Receiver as HandlerReceiver, p2p as resolver},
+        standard::Standard,
+    },
+    simplex::types::Finalization,
     types::{Epoch, FixedEpocher, ViewDelta},
 };
 use commonware_cryptography::{
@@ -14,19 +20,39 @@ use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::archive::immutable;
-use commonware_utils::{NZU16, NZU64, NZUsize};
+use commonware_utils::{NZDuration, NZU16, NZU64, NZUsize, NonZeroDuration};
 use rand::{CryptoRng, Rng};
 use std::{
-    num::{NonZeroU64, NonZeroUsize},
+    num::{NonZeroU16, NonZeroU64, NonZeroUsize},
+    sync::Arc,
     time::Duration,
 };
 
 use cohort_engine::ExecutionTip;
 
-use crate::{Block, BlockCfg, Mailbox, PublicKey, Scheme, Update};
+use crate::{Block, BlockCfg, Digest, Mailbox, PublicKey, Scheme, Update};
 
 /// One epoch for the life of the cluster: the operator set is static until resharing exists.
 pub const EPOCH_LENGTH: NonZeroU64 = NZU64!(u64::MAX / 2);
+
+/// Bytes a journal reads or writes per storage call when it replays or appends.
+pub const IO_BUFFER: NonZeroUsize = NZUsize!(64 * 1024);
+/// Page size and page count of an archive's or journal's read cache.
+const PAGE_SIZE: NonZeroU16 = NZU16!(4096);
+const PAGE_CACHE_PAGES: NonZeroUsize = NZUsize!(64);
+/// Wait before asking another peer for a block the previous one did not serve.
+const FETCH_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Blocks the broadcast buffer keeps per peer: a few slots' worth of proposals.
+const BROADCAST_DEQUE: usize = 16;
+/// Views marshal keeps unfinalized blocks for after the application processed a later one.
+const VIEW_RETENTION: u64 = 10;
+/// Gaps in the finalized chain repaired at once after a restart.
+const MAX_REPAIR: NonZeroUsize = NZUsize!(16);
+
+/// A fresh read cache for one storage user; sized as every cohort journal's is.
+pub fn page_cache() -> CacheRef {
+    CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES)
+}
 
 /// Marshal settings an operator may tune.
 #[derive(Clone, Debug)]
@@ -37,7 +63,8 @@ pub struct Config {
     pub mailbox_size: NonZeroUsize,
     /// How many finalized blocks may be delivered and not yet acknowledged.
     pub max_pending_acks: NonZeroUsize,
-    pub fetch_timeout: Duration,
+    /// How long one peer has to serve a block before marshal asks another.
+    pub fetch_timeout: NonZeroDuration,
     /// The execution genesis block the cluster's genesis block names: every operator's
     /// engine must start from it.
     pub execution_genesis: ExecutionTip,
@@ -50,19 +77,46 @@ impl Default for Config {
             block_cfg: BlockCfg::default(),
             mailbox_size: NZUsize!(1024),
             max_pending_acks: NZUsize!(16),
-            fetch_timeout: Duration::from_secs(2),
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
             execution_genesis: ExecutionTip::default(),
         }
     }
 }
 
-/// A started marshal: its mailbox and the handles of its tasks.
-pub struct Marshal {
+/// Marshal's actor as this crate builds it.
+type MarshalActor<E> = Actor<
+    E,
+    Standard<Block>,
+    ConstantProvider<Scheme, Epoch>,
+    immutable::Archive<E, Digest, Finalization<Scheme, Digest>>,
+    immutable::Archive<E, Digest, Arc<Block>>,
+    FixedEpocher,
+    Sequential,
+>;
+
+/// Marshal opened from storage but not yet delivering. Its mailbox and processed height exist
+/// before it runs, so the application it reports to (the executor) can be built with them and
+/// then handed to [`Marshal::start`] as its reporter: the wiring goes one way.
+pub struct Marshal<E: Spawner + Metrics + Clock + Storage + Rng + CryptoRng> {
     pub mailbox: Mailbox,
-    pub epocher: FixedEpocher,
     /// Height of the last block the application acknowledged before this start, if any.
     pub processed_height: Option<u64>,
-    pub handles: Vec<Handle<()>>,
+    actor: MarshalActor<E>,
+    buffer: buffered::Mailbox<PublicKey, Block>,
+    resolver: (
+        HandlerReceiver<Digest>,
+        resolver::Mailbox<Digest, PublicKey>,
+    ),
+    buffer_handle: Handle<()>,
+}
+
+impl<E: Spawner + Metrics + Clock + Storage + Rng + CryptoRng> Marshal<E> {
+    /// Starts delivery: `reporter` receives finalized blocks in order and must acknowledge each.
+    /// Returns the handles of marshal's tasks.
+    pub fn start(self, reporter: impl Reporter<Activity = Update>) -> Vec<Handle<()>> {
+        let actor_handle = self.actor.start(reporter, self.buffer, self.resolver);
+        vec![self.buffer_handle, actor_handle]
+    }
 }
 
 /// The epocher every operator must share.
@@ -90,19 +144,18 @@ fn archive_config<C>(
         ordinal_partition: format!("{prefix}-{name}-ordinal"),
         items_per_section: NZU64!(1024),
         codec_config,
-        replay_buffer: NZUsize!(64 * 1024),
-        freezer_key_write_buffer: NZUsize!(64 * 1024),
-        freezer_value_write_buffer: NZUsize!(64 * 1024),
-        ordinal_write_buffer: NZUsize!(64 * 1024),
+        replay_buffer: IO_BUFFER,
+        freezer_key_write_buffer: IO_BUFFER,
+        freezer_value_write_buffer: IO_BUFFER,
+        ordinal_write_buffer: IO_BUFFER,
     }
 }
 
-/// Starts marshal for one operator.
+/// Opens marshal for one operator: its archives, broadcast buffer and backfill resolver.
 ///
 /// `backfill` and `broadcast` are two dedicated network channels; both must admit
-/// [`max_message_size`]. `reporter` receives finalized blocks in order and must acknowledge each.
-#[allow(clippy::too_many_arguments)]
-pub async fn start<E, P, B, S1, R1, S2, R2>(
+/// [`max_message_size`]. Nothing is delivered until [`Marshal::start`].
+pub async fn init<E, P, B, S1, R1, S2, R2>(
     context: E,
     config: Config,
     me: PublicKey,
@@ -111,8 +164,7 @@ pub async fn start<E, P, B, S1, R1, S2, R2>(
     blocker: B,
     backfill: (S1, R1),
     broadcast: (S2, R2),
-    reporter: impl Reporter<Activity = Update>,
-) -> Marshal
+) -> Marshal<E>
 where
     E: Spawner + Metrics + Clock + Storage + Rng + CryptoRng,
     P: Provider<PublicKey = PublicKey>,
@@ -122,7 +174,7 @@ where
     S2: Sender<PublicKey = PublicKey>,
     R2: Receiver<PublicKey = PublicKey>,
 {
-    let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(64));
+    let page_cache = page_cache();
     let prefix = config.partition_prefix.clone();
 
     let resolver_cfg = resolver::Config {
@@ -130,9 +182,8 @@ where
         peer_provider: peers.clone(),
         blocker,
         mailbox_size: config.mailbox_size,
-        fetch_timeout: commonware_utils::NonZeroDuration::new(config.fetch_timeout)
-            .unwrap_or(commonware_utils::NZDuration!(Duration::from_secs(2))),
-        fetch_retry_delay: Duration::from_millis(100),
+        fetch_timeout: config.fetch_timeout,
+        fetch_retry_delay: FETCH_RETRY_DELAY,
         priority_requests: false,
         priority_responses: false,
     };
@@ -143,7 +194,7 @@ where
         buffered::Config {
             public_key: me,
             mailbox_size: config.mailbox_size,
-            deque_size: 16,
+            deque_size: BROADCAST_DEQUE,
             priority: false,
             codec_config: config.block_cfg,
             peer_provider: peers,
@@ -176,14 +227,14 @@ where
         start: marshal::Start::Genesis(genesis(config.execution_genesis)),
         partition_prefix: prefix,
         mailbox_size: config.mailbox_size,
-        view_retention: ViewDelta::new(10),
+        view_retention: ViewDelta::new(VIEW_RETENTION),
         prunable_items_per_section: NZU64!(64),
         page_cache,
-        replay_buffer: NZUsize!(64 * 1024),
-        key_write_buffer: NZUsize!(64 * 1024),
-        value_write_buffer: NZUsize!(64 * 1024),
+        replay_buffer: IO_BUFFER,
+        key_write_buffer: IO_BUFFER,
+        value_write_buffer: IO_BUFFER,
         block_codec_config: config.block_cfg,
-        max_repair: NZUsize!(16),
+        max_repair: MAX_REPAIR,
         max_pending_acks: config.max_pending_acks,
         strategy: Sequential,
     };
@@ -195,13 +246,14 @@ where
     )
     .await;
     let processed_height = floor.processed().map(|p| p.height().get());
-    let actor_handle = actor.start(reporter, buffer, resolver);
 
     Marshal {
         mailbox,
-        epocher: epocher(),
         processed_height,
-        handles: vec![buffer_handle, actor_handle],
+        actor,
+        buffer,
+        resolver,
+        buffer_handle,
     }
 }
 

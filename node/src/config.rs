@@ -5,12 +5,13 @@
 //! fixing a config file should see all of it at once, each problem naming its field.
 
 use cohort_ingress::SlotClock;
-use cohort_operator::{CHANNELS, channel_max_size, channel_name};
+use cohort_operator::Channel;
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
     fmt,
     net::SocketAddr,
+    num::NonZeroU32,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -147,16 +148,6 @@ pub struct P2p {
     pub max_message_bytes: BTreeMap<String, usize>,
 }
 
-/// Messages per second a peer may send on each channel by default: far above what an honest
-/// operator sends (a few per slot per duty), low enough that a flood is cut off.
-pub fn default_rate(channel: u64) -> u32 {
-    match channel {
-        cohort_operator::CHANNEL_VOTES | cohort_operator::CHANNEL_CERTIFICATES => 256,
-        cohort_operator::CHANNEL_PARTIALS => 128,
-        _ => 64,
-    }
-}
-
 /// Whether `n` operators make a cluster: 3f+1 with f >= 1, within what a committee id holds.
 pub fn is_cluster_size(n: usize) -> bool {
     n >= 4 && (n - 1).is_multiple_of(3) && n <= cohort_ingress::MAX_OPERATORS
@@ -216,7 +207,7 @@ pub struct Config {
     pub shares_dir: PathBuf,
     pub password_file: PathBuf,
     pub engine: EngineChoice,
-    /// Rate and size limit of every channel, in channel order.
+    /// Rate and size limit of every channel, in [`Channel::ALL`] order.
     pub channels: Vec<ChannelLimits>,
 }
 
@@ -228,9 +219,19 @@ pub enum EngineChoice {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelLimits {
-    pub channel: u64,
-    pub rate_per_second: u32,
-    pub max_message_bytes: usize,
+    pub channel: Channel,
+    pub rate_per_second: NonZeroU32,
+    /// The configured size limit; unset, it is the largest message an honest operator sends,
+    /// which depends on the validator count the lock holds ([`ChannelLimits::max_bytes`]).
+    pub max_message_bytes: Option<usize>,
+}
+
+impl ChannelLimits {
+    /// The size limit for a cluster of `operators` running duties for `validators`.
+    pub fn max_bytes(&self, operators: u32, validators: usize) -> usize {
+        self.max_message_bytes
+            .unwrap_or_else(|| self.channel.max_size(operators, validators))
+    }
 }
 
 /// Reads `path`, applies `env` overrides and validates every field. Files the config names are
@@ -589,7 +590,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
     };
 
     // Channel limits: names must be channels, sizes must fit what honest peers send.
-    let known: Vec<&str> = CHANNELS.iter().map(|c| channel_name(*c)).collect();
+    let known: Vec<&str> = Channel::ALL.iter().map(|c| c.name()).collect();
     let rate_names = file.p2p.rate_per_second.keys();
     let size_names = file.p2p.max_message_bytes.keys();
     for (table, names) in [
@@ -597,7 +598,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         ("p2p.max_message_bytes", size_names.collect::<Vec<_>>()),
     ] {
         for name in names {
-            if !known.contains(&name.as_str()) {
+            if Channel::from_name(name).is_none() {
                 problem(
                     p,
                     format!("{table}.{name}"),
@@ -607,22 +608,20 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         }
     }
     let mut channels = Vec::new();
-    for channel in CHANNELS {
-        let name = channel_name(channel);
-        let rate = file
-            .p2p
-            .rate_per_second
-            .get(name)
-            .copied()
-            .unwrap_or(default_rate(channel));
-        if rate == 0 {
-            problem(p, format!("p2p.rate_per_second.{name}"), "must be above 0");
-        }
+    for channel in Channel::ALL {
+        let name = channel.name();
+        let rate = match file.p2p.rate_per_second.get(name) {
+            None => channel.default_rate(),
+            Some(rate) => NonZeroU32::new(*rate).unwrap_or_else(|| {
+                problem(p, format!("p2p.rate_per_second.{name}"), "must be above 0");
+                NonZeroU32::MIN
+            }),
+        };
         // Validators are known only from the lock; the size check there uses the real count.
         channels.push(ChannelLimits {
             channel,
             rate_per_second: rate,
-            max_message_bytes: file.p2p.max_message_bytes.get(name).copied().unwrap_or(0),
+            max_message_bytes: file.p2p.max_message_bytes.get(name).copied(),
         });
     }
 
@@ -655,23 +654,23 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
 }
 
 impl Config {
-    /// Fixes each channel's size limit for `validators`: the default is the largest message an
-    /// honest operator sends; a configured limit below that would cut honest peers off.
-    pub fn size_channels(&mut self, validators: usize) -> Result<(), Vec<Problem>> {
+    /// Checks each configured size limit against `validators`: a limit below the largest
+    /// message an honest operator sends would cut honest peers off.
+    pub fn check_channel_sizes(&self, validators: usize) -> Result<(), Vec<Problem>> {
         let operators = self.operators.len() as u32;
         let mut problems = Vec::new();
-        for limits in &mut self.channels {
-            let honest = channel_max_size(limits.channel, operators, validators);
-            if limits.max_message_bytes == 0 {
-                limits.max_message_bytes = honest;
-            } else if limits.max_message_bytes < honest {
+        for limits in &self.channels {
+            let honest = limits.channel.max_size(operators, validators);
+            if let Some(configured) = limits.max_message_bytes
+                && configured < honest
+            {
                 problem(
                     &mut problems,
-                    format!("p2p.max_message_bytes.{}", channel_name(limits.channel)),
+                    format!("p2p.max_message_bytes.{}", limits.channel),
                     format!(
-                        "{} is below {honest}, the largest message an honest operator sends \
-                         on this channel with {operators} operators and {validators} validators",
-                        limits.max_message_bytes
+                        "{configured} is below {honest}, the largest message an honest operator \
+                         sends on this channel with {operators} operators and {validators} \
+                         validators"
                     ),
                 );
             }
@@ -683,11 +682,25 @@ impl Config {
         }
     }
 
-    /// The network's own limit: the largest channel's.
-    pub fn max_message_size(&self) -> usize {
+    /// The limits of `channel`: as configured, or its defaults.
+    pub fn limits(&self, channel: Channel) -> ChannelLimits {
         self.channels
             .iter()
-            .map(|limits| limits.max_message_bytes)
+            .find(|limits| limits.channel == channel)
+            .copied()
+            .unwrap_or(ChannelLimits {
+                channel,
+                rate_per_second: channel.default_rate(),
+                max_message_bytes: None,
+            })
+    }
+
+    /// The network's own limit for `validators`: the largest channel's.
+    pub fn max_message_size(&self, validators: usize) -> usize {
+        let operators = self.operators.len() as u32;
+        self.channels
+            .iter()
+            .map(|limits| limits.max_bytes(operators, validators))
             .max()
             .unwrap_or(0)
     }

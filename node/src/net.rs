@@ -6,9 +6,9 @@
 //! then drops anything above its own limit and blocks the sender: an honest operator never
 //! sends more than the limit, so a peer that does is lying or broken.
 
-use crate::config::{ChannelLimits, Config};
+use crate::config::Config;
 use cohort_marshal::PublicKey;
-use cohort_operator::channel_name;
+use cohort_operator::Channel;
 use commonware_cryptography::{ChaCha20Poly1305, ed25519::PrivateKey};
 use commonware_p2p::{
     AddressableManager as _, Blocker as _, Message, Receiver,
@@ -24,7 +24,7 @@ use commonware_utils::{NZUsize, ordered::Map};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use std::{
     collections::BTreeMap,
-    num::{NonZeroU32, NonZeroUsize},
+    num::NonZeroUsize,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -33,6 +33,15 @@ use tracing::warn;
 pub type Handshake = SakeCups<PrivateKey, ChaCha20Poly1305>;
 pub type NetSender = lookup::Sender<PublicKey, tokio::Context>;
 pub type NetReceiver = Limited<lookup::Receiver<PublicKey>>;
+
+/// Operators are few and known: a dropped connection should come back within a second.
+const PEER_CONNECTION_COOLDOWN: Duration = Duration::from_millis(500);
+/// How long a peer that sent something invalid stays blocked.
+const BLOCK_DURATION: Duration = Duration::from_secs(600);
+/// Clock difference between two operators a handshake tolerates.
+const HANDSHAKE_SYNCHRONY_BOUND: Duration = Duration::from_secs(5);
+/// Oldest handshake accepted.
+const MAX_HANDSHAKE_AGE: Duration = Duration::from_secs(10);
 
 /// When each peer was last heard from, on any channel: `/health` counts the peers heard
 /// within the last few seconds as connected.
@@ -58,7 +67,7 @@ impl Heard {
 /// A receiver that drops messages over its channel's limit and blocks their sender.
 pub struct Limited<R> {
     inner: R,
-    channel: u64,
+    channel: Channel,
     max_bytes: usize,
     blocker: Oracle<PublicKey>,
     clock: Arc<tokio::Context>,
@@ -75,7 +84,7 @@ impl std::fmt::Debug for Heard {
 impl<R> std::fmt::Debug for Limited<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limited")
-            .field("channel", &channel_name(self.channel))
+            .field("channel", &self.channel.name())
             .field("max_bytes", &self.max_bytes)
             .finish()
     }
@@ -92,7 +101,7 @@ impl<R: Receiver<PublicKey = PublicKey>> Receiver for Limited<R> {
             if message.len() <= self.max_bytes {
                 return Ok((peer, message));
             }
-            let channel = channel_name(self.channel);
+            let channel = self.channel.name();
             warn!(
                 %peer,
                 channel,
@@ -101,7 +110,7 @@ impl<R: Receiver<PublicKey = PublicKey>> Receiver for Limited<R> {
                 "peer sent a message over the channel's size limit; dropping it and blocking the peer"
             );
             self.oversized
-                .get_or_create(&vec![("channel".into(), channel.into())])
+                .get_or_create(&channel_label(self.channel))
                 .inc();
             self.blocker.block(peer);
         }
@@ -112,24 +121,42 @@ impl<R: Receiver<PublicKey = PublicKey>> Receiver for Limited<R> {
     }
 }
 
+/// The operator's network with every channel registered.
+pub type OperatorNetwork = cohort_operator::Network<
+    NetSender,
+    NetSender,
+    NetReceiver,
+    Oracle<PublicKey>,
+    Oracle<PublicKey>,
+>;
+
+fn channel_label(channel: Channel) -> Vec<(String, String)> {
+    vec![("channel".into(), channel.name().into())]
+}
+
 /// The registered channels and what the node keeps of the network.
 pub struct Started {
-    pub channels: Vec<(NetSender, NetReceiver)>,
-    pub oracle: Oracle<PublicKey>,
+    pub network: OperatorNetwork,
     pub heard: Heard,
     /// Kept for as long as the network runs: dropping it unregisters the metric.
     pub oversized:
         commonware_runtime::telemetry::metrics::Registered<Family<Vec<(String, String)>, Counter>>,
 }
 
-/// Starts the network and registers every channel in `config.channels` order.
-pub fn start(context: &tokio::Context, config: &Config, key: PrivateKey) -> Started {
+/// Starts the network and registers every channel, each with its limits from `config` for a
+/// cluster running duties for `validators`.
+pub fn start(
+    context: &tokio::Context,
+    config: &Config,
+    key: PrivateKey,
+    validators: usize,
+) -> Started {
     use commonware_runtime::Metrics as _;
     let handshake: Handshake = Cups::<_, ChaCha20Poly1305>::new(
         Sake {
             signer: key,
-            synchrony_bound: Duration::from_secs(5),
-            max_handshake_age: Duration::from_secs(10),
+            synchrony_bound: HANDSHAKE_SYNCHRONY_BOUND,
+            max_handshake_age: MAX_HANDSHAKE_AGE,
             version: sake::Version::V1,
         },
         cups::Version::V1,
@@ -140,12 +167,11 @@ pub fn start(context: &tokio::Context, config: &Config, key: PrivateKey) -> Star
         namespace.as_bytes(),
         config.listen,
         NZUsize!(config.operators.len().max(1)),
-        config.max_message_size() as u32,
-        NZUsize!(1024),
+        config.max_message_size(validators) as u32,
+        NZUsize!(cohort_operator::MAILBOX_SIZE),
     );
-    // Operators are few and known; a dropped connection should come back within a second.
-    p2p.peer_connection_cooldown = Duration::from_millis(500);
-    p2p.block_duration = Duration::from_secs(600);
+    p2p.peer_connection_cooldown = PEER_CONNECTION_COOLDOWN;
+    p2p.block_duration = BLOCK_DURATION;
     let (mut network, mut oracle) = Network::new(context.child("p2p"), p2p);
     let peers: Vec<(PublicKey, commonware_p2p::Address)> = config
         .operators
@@ -165,38 +191,37 @@ pub fn start(context: &tokio::Context, config: &Config, key: PrivateKey) -> Star
         "messages dropped for exceeding their channel's size limit, by channel (the sender is blocked)",
         oversized.clone(),
     );
+    // Every channel's series exists from the start: a dashboard sees 0, not nothing.
+    for channel in Channel::ALL {
+        let _ = oversized.get_or_create(&channel_label(channel));
+    }
 
     let heard = Heard::default();
     let clock = Arc::new(context.child("p2p_clock"));
-    let channels = config
-        .channels
-        .iter()
-        .map(
-            |ChannelLimits {
-                 channel,
-                 rate_per_second,
-                 max_message_bytes,
-             }| {
-                let rate = NonZeroU32::new(*rate_per_second).unwrap_or(NonZeroU32::MIN);
-                let (sender, receiver) = network.register(*channel, Quota::per_second(rate));
-                let receiver = Limited {
-                    inner: receiver,
-                    channel: *channel,
-                    max_bytes: *max_message_bytes,
-                    blocker: oracle.clone(),
-                    clock: clock.clone(),
-                    heard: heard.clone(),
-                    oversized: oversized.clone(),
-                };
-                (sender, receiver)
-            },
-        )
-        .collect();
+    let operators = config.operators.len() as u32;
+    let channels = cohort_operator::Network::from_channels(
+        |channel| {
+            let limits = config.limits(channel);
+            let quota = Quota::per_second(limits.rate_per_second);
+            let (sender, receiver) = network.register(channel.id(), quota);
+            let receiver = Limited {
+                inner: receiver,
+                channel,
+                max_bytes: limits.max_bytes(operators, validators),
+                blocker: oracle.clone(),
+                clock: clock.clone(),
+                heard: heard.clone(),
+                oversized: oversized.clone(),
+            };
+            (sender, receiver)
+        },
+        oracle.clone(),
+        oracle.clone(),
+    );
     // The network runs until the runtime stops; its handle is not needed to stop it.
     network.start();
     Started {
-        channels,
-        oracle,
+        network: channels,
         heard,
         oversized: registered,
     }

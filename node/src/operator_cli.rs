@@ -101,10 +101,10 @@ fn env() -> Vec<(String, String)> {
 
 /// Loads the config and every key it names; the error lists everything wrong.
 fn load(path: &std::path::Path) -> Result<(config::Config, keys::Loaded), String> {
-    let mut config = config::load(path, env()).map_err(|err| err.to_string())?;
+    let config = config::load(path, env()).map_err(|err| err.to_string())?;
     let loaded = keys::load(&config)?;
     config
-        .size_channels(loaded.shares.len())
+        .check_channel_sizes(loaded.shares.len())
         .map_err(|problems| {
             config::ConfigError {
                 path: path.to_path_buf(),

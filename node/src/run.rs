@@ -28,6 +28,13 @@ use std::{
 };
 use tracing::{info, warn};
 
+/// How often a stopping node asks the runner whether duties are still running.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(250);
+/// How long the runtime's tasks get to stop once every duty is done.
+const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the devnet chain's counts are copied into `/metrics`.
+const CHAIN_METRICS_PERIOD: Duration = Duration::from_secs(1);
+
 /// Runs the operator until a stop signal; the error says why it could not start.
 pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -118,23 +125,11 @@ async fn operate<X: ExecutionEngine>(
         "operator starting"
     );
 
-    let network = net::start(&context, &config, loaded.key.clone());
-    let mut channels = network.channels.into_iter();
-    let mut next = || {
-        channels
-            .next()
-            .expect("config.channels holds one entry per channel")
-    };
-    let wiring_network = cohort_operator::Network {
-        votes: next(),
-        certificates: next(),
-        resolver: next(),
-        backfill: next(),
-        blocks: next(),
-        partials: next(),
-        peers: network.oracle.clone(),
-        blocker: network.oracle.clone(),
-    };
+    let net::Started {
+        network,
+        heard,
+        oversized,
+    } = net::start(&context, &config, loaded.key.clone(), validators as usize);
 
     // The embedded devnet beacon node: this operator's view of duties and the chain it submits
     // to (every operator runs its own, as every operator runs its own beacon node).
@@ -154,6 +149,7 @@ async fn operate<X: ExecutionEngine>(
     let operators = loaded.participants.len();
     let committee = CommitteeId::new((1..=operators as u64).collect())
         .map_err(|err| format!("cluster.operators: {err}"))?;
+    let pacing = cohort_operator::Pacing::of(&clock);
     let operator = cohort_operator::start(
         context.child("operator"),
         cohort_operator::Setup {
@@ -162,24 +158,22 @@ async fn operate<X: ExecutionEngine>(
             participants: loaded.participants,
             committee,
             clock,
-            heartbeat: clock.slot_duration,
-            leader_timeout: clock.slot_duration + Duration::from_secs(2),
+            heartbeat: pacing.heartbeat,
+            leader_timeout: pacing.leader_timeout,
             shares: loaded.shares,
             fork: ForkInfo::devnet(),
             beacon: source,
             engine,
             execution_genesis,
             partition_prefix: "cohort".into(),
-            fault: None,
-            cpu: None,
-            inject_decide_on_verify: false,
+            hooks: cohort_operator::Hooks::default(),
             observers: cohort_operator::Observers {
                 duties: None,
                 executor: Some(finalized_sender),
                 proposals: None,
             },
         },
-        wiring_network,
+        network,
     )
     .await;
 
@@ -212,7 +206,7 @@ async fn operate<X: ExecutionEngine>(
         HealthProbe {
             clock,
             operators,
-            heard: network.heard,
+            heard,
             finalized: last,
         },
     );
@@ -246,12 +240,12 @@ async fn operate<X: ExecutionEngine>(
                 );
                 break;
             }
-            Some(_) => context.sleep(Duration::from_millis(250)).await,
+            Some(_) => context.sleep(IN_FLIGHT_POLL).await,
         }
     }
-    drop(network.oversized);
-    if let Err(err) = context.stop(0, Some(Duration::from_secs(5))).await {
-        warn!(?err, "some tasks did not stop within 5 s");
+    drop(oversized);
+    if let Err(err) = context.stop(0, Some(TASK_STOP_TIMEOUT)).await {
+        warn!(?err, timeout = ?TASK_STOP_TIMEOUT, "some tasks did not stop in time");
     }
     info!("operator stopped");
     Ok(())
@@ -294,7 +288,7 @@ fn publish_chain_metrics(context: &tokio::Context, chain: DevnetChain) {
                     tracing::error!(conflict, "the devnet chain saw a conflicting signature");
                 }
                 conflicts.set(report.conflicts.len() as i64);
-                context.sleep(Duration::from_secs(1)).await;
+                context.sleep(CHAIN_METRICS_PERIOD).await;
             }
         });
 }

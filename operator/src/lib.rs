@@ -24,66 +24,62 @@ use commonware_consensus::{
 use commonware_cryptography::{Digestible, Sha256, ed25519::PrivateKey};
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
-use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
-use commonware_utils::{NZDuration, NZU16, NZUsize, channel::mpsc, ordered::Set};
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage};
+use commonware_utils::{NZDuration, NZUsize, channel::mpsc, ordered::Set};
 use rand::{CryptoRng, Rng};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-/// Network channels, one per message kind: each has its own rate and size limit.
-pub const CHANNEL_VOTES: u64 = 0;
-pub const CHANNEL_CERTIFICATES: u64 = 1;
-pub const CHANNEL_RESOLVER: u64 = 2;
-pub const CHANNEL_BACKFILL: u64 = 3;
-pub const CHANNEL_BLOCKS: u64 = 4;
-pub const CHANNEL_PARTIALS: u64 = 5;
+mod channel;
 
-/// Every channel, in registration order.
-pub const CHANNELS: [u64; 6] = [
-    CHANNEL_VOTES,
-    CHANNEL_CERTIFICATES,
-    CHANNEL_RESOLVER,
-    CHANNEL_BACKFILL,
-    CHANNEL_BLOCKS,
-    CHANNEL_PARTIALS,
-];
+pub use channel::{Channel, max_message_size};
 
-/// The name a channel has in logs, metrics and config.
-pub fn channel_name(channel: u64) -> &'static str {
-    match channel {
-        CHANNEL_VOTES => "votes",
-        CHANNEL_CERTIFICATES => "certificates",
-        CHANNEL_RESOLVER => "resolver",
-        CHANNEL_BACKFILL => "backfill",
-        CHANNEL_BLOCKS => "blocks",
-        CHANNEL_PARTIALS => "partials",
-        _ => "unknown",
-    }
+/// Mailbox size of every actor this wiring starts and of consensus: far more than a slot's
+/// messages, so a full mailbox means an actor is stuck, not busy.
+pub const MAILBOX_SIZE: usize = 1024;
+/// How long one beacon-node call for duties or duty data may take before it is retried.
+pub const DUTY_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// A duty that starts this much after its planned time is logged as late.
+pub const LATE_DUTY_THRESHOLD: Duration = Duration::from_millis(500);
+/// How long one Engine API call may take before it counts as failed.
+pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait between attempts of an engine call that must succeed (a finalized payload).
+pub const ENGINE_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// How long a leader with no work waits and how long a view waits for its leader, derived
+/// from the slot clock in one place so the node and the simulation pace consensus alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    /// A leader with nothing to propose waits this long before an empty block: one slot, so an
+    /// idle cluster makes about one block per slot.
+    pub heartbeat: Duration,
+    /// A view whose leader proposed nothing times out after this long: past the heartbeat, so
+    /// an idle leader's empty block lands before its view times out.
+    pub leader_timeout: Duration,
 }
 
-/// The largest message an honest operator sends on `channel`, for a cluster of `operators`
-/// running duties for `validators`: anything larger is a peer misbehaving.
-pub fn channel_max_size(channel: u64, operators: u32, validators: usize) -> usize {
-    let block_cfg = cohort_marshal::BlockCfg::default();
-    let consensus = simplex::max_payload_size::<Scheme, cohort_marshal::Digest>(operators);
-    let blocks = cohort_marshal::max_message_size(operators, &block_cfg);
-    let partials = cohort_ingress::partial::PartialSignatures::max_encode_size(
-        runner::max_partials_per_message(validators),
-    );
-    match channel {
-        CHANNEL_VOTES | CHANNEL_CERTIFICATES | CHANNEL_RESOLVER => consensus,
-        CHANNEL_BACKFILL | CHANNEL_BLOCKS => blocks,
-        CHANNEL_PARTIALS => partials,
-        _ => 0,
-    }
-}
+/// How much longer than the heartbeat a view waits for its leader.
+const LEADER_GRACE: Duration = Duration::from_secs(2);
+/// How much longer than the leader timeout a view waits for a notarized block to be certified.
+const CERTIFICATION_GRACE: Duration = Duration::from_secs(2);
+/// How much longer than the leader timeout a leader may stay silent while a quorum votes before
+/// its views are skipped (nullified at once). Must exceed the certification grace.
+const SKIP_GRACE: Duration = Duration::from_secs(6);
+/// Wait before a timed-out view is announced again.
+const VIEW_TIMEOUT_RETRY: Duration = Duration::from_secs(2);
+/// How long consensus waits for a peer to serve a missing certificate, and before it asks
+/// another.
+const CONSENSUS_FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+const CONSENSUS_FETCH_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Views of votes consensus keeps behind the finalized one.
+const VIEW_RETENTION: u64 = 16;
 
-/// The largest message on any channel: the network's own limit.
-pub fn max_message_size(operators: u32, validators: usize) -> usize {
-    CHANNELS
-        .iter()
-        .map(|channel| channel_max_size(*channel, operators, validators))
-        .max()
-        .unwrap_or(0)
+impl Pacing {
+    pub fn of(clock: &SlotClock) -> Self {
+        Self {
+            heartbeat: clock.slot_duration,
+            leader_timeout: clock.slot_duration + LEADER_GRACE,
+        }
+    }
 }
 
 /// The execution genesis every embedded engine of a cluster starts from.
@@ -104,6 +100,26 @@ pub struct Network<VS, S, R, P, B> {
     pub peers: P,
     /// Where consensus and marshal report a peer that misbehaved.
     pub blocker: B,
+}
+
+impl<S, R, P, B> Network<S, S, R, P, B> {
+    /// The network whose channels `register` gives, asked for in [`Channel::ALL`] order.
+    pub fn from_channels(
+        mut register: impl FnMut(Channel) -> (S, R),
+        peers: P,
+        blocker: B,
+    ) -> Self {
+        Network {
+            votes: register(Channel::Votes),
+            certificates: register(Channel::Certificates),
+            resolver: register(Channel::Resolver),
+            backfill: register(Channel::Backfill),
+            blocks: register(Channel::Blocks),
+            partials: register(Channel::Partials),
+            peers,
+            blocker,
+        }
+    }
 }
 
 impl<VS, S, R, P, B> Network<VS, S, R, P, B> {
@@ -139,8 +155,9 @@ pub struct Setup<Src, X> {
     pub participants: Set<PublicKey>,
     pub committee: CommitteeId,
     pub clock: SlotClock,
-    /// How often the committee re-proposes a waiting value and the executor repeats forkchoice.
+    /// How long an idle leader waits before an empty block (see [`Pacing`]).
     pub heartbeat: Duration,
+    /// How long a view waits for its leader (see [`Pacing`]).
     pub leader_timeout: Duration,
     /// This operator's share of every validator.
     pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
@@ -154,11 +171,20 @@ pub struct Setup<Src, X> {
     /// Prefix of every storage partition this operator writes (unique per operator when
     /// operators share one storage, as in a simulation).
     pub partition_prefix: String,
+    pub hooks: Hooks,
+    pub observers: Observers,
+}
+
+/// What a simulation switches on in an operator to test the cluster around it; all off by
+/// default, as in a production node.
+#[derive(Default)]
+pub struct Hooks {
+    /// Makes this operator's runner misbehave (a byzantine operator).
     pub fault: Option<runner::Fault>,
+    /// Measures the CPU time the runner's cryptography takes.
     pub cpu: Option<runner::cpu::CpuMeter>,
     /// A known bug switched on to prove the simulation's invariants catch it.
     pub inject_decide_on_verify: bool,
-    pub observers: Observers,
 }
 
 /// A started operator: its tasks and the mailboxes the embedding process still talks to.
@@ -169,6 +195,10 @@ pub struct Operator {
 }
 
 /// Starts every actor of one operator.
+///
+/// Each actor's context is named here, once (`committee`, `runner`, `executor`, `scheduler`,
+/// `marshal`, `simplex`): the actors do not name themselves again, so a metric is
+/// `<context>_<actor>_<name>` and a task `<context>_<actor>`.
 pub async fn start<E, Src, X, VS, S, R, P, B>(
     context: E,
     setup: Setup<Src, X>,
@@ -196,7 +226,7 @@ where
             committee: setup.committee.clone(),
             heartbeat: setup.heartbeat,
             verify_grace: setup.clock.interval_duration(),
-            mailbox_size: 1024,
+            mailbox_size: MAILBOX_SIZE,
         },
     );
 
@@ -211,51 +241,20 @@ where
             shares: setup.shares.clone(),
             fork: setup.fork,
             slashing_partition: format!("{prefix}-slashing"),
-            fetch_timeout: Duration::from_secs(2),
+            fetch_timeout: DUTY_FETCH_TIMEOUT,
             events: setup.observers.duties,
-            mailbox_size: 1024,
-            fault: setup.fault,
-            cpu: setup.cpu,
+            mailbox_size: MAILBOX_SIZE,
+            fault: setup.hooks.fault,
+            cpu: setup.hooks.cpu,
         },
     );
 
     let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
         .expect("operator key is in the participant set");
 
-    // The executor is marshal's reporter; marshal tells it what was already processed.
-    let (executor_actor, executor_mailbox) = executor::init(
-        context.child("executor"),
-        executor::Config {
-            runner: runner_mailbox.clone(),
-            committee: committee_mailbox.clone(),
-            observer: setup.observers.executor,
-            engine: setup.engine,
-            clock: setup.clock,
-            operator: setup.index as u32,
-            fee_recipient: cohort_engine::Address::repeat_byte(setup.index as u8 + 1),
-            execution_genesis: setup.execution_genesis,
-            partition: format!("{prefix}-executor"),
-            engine_timeout: Duration::from_secs(2),
-            retry_delay: Duration::from_millis(500),
-            heartbeat: setup.clock.slot_duration,
-        },
-    );
-    let (scheduler_actor, scheduler_mailbox) = scheduler::init(
-        context.child("scheduler"),
-        scheduler::Config {
-            clock: setup.clock,
-            committee_id: setup.committee.clone(),
-            committee: committee_mailbox.clone(),
-            source: setup.beacon,
-            runner: runner_mailbox.clone(),
-            fetch_timeout: Duration::from_secs(2),
-            late_threshold: Duration::from_millis(500),
-            mailbox_size: 1024,
-            executor: Some(executor_mailbox.clone()),
-        },
-    );
-
-    let marshal = cohort_marshal::start(
+    // Marshal opens first; the executor, its reporter, is built with its mailbox and what it
+    // already processed, and marshal starts delivering to it only then.
+    let marshal = cohort_marshal::init(
         context.child("marshal"),
         cohort_marshal::Config {
             partition_prefix: format!("{prefix}-marshal"),
@@ -268,24 +267,59 @@ where
         network.blocker.clone(),
         network.backfill,
         network.blocks,
-        executor_mailbox.clone(),
     )
     .await;
+    let marshal_mailbox = marshal.mailbox.clone();
+    let (executor_actor, executor_mailbox) = executor::init(
+        context.child("executor"),
+        executor::Config {
+            marshal: marshal.mailbox.clone(),
+            processed_height: marshal.processed_height,
+            runner: runner_mailbox.clone(),
+            committee: committee_mailbox.clone(),
+            observer: setup.observers.executor,
+            engine: setup.engine,
+            clock: setup.clock,
+            operator: setup.index as u32,
+            fee_recipient: cohort_engine::Address::repeat_byte(setup.index as u8 + 1),
+            execution_genesis: setup.execution_genesis,
+            partition: format!("{prefix}-executor"),
+            engine_timeout: ENGINE_TIMEOUT,
+            retry_delay: ENGINE_RETRY_DELAY,
+            heartbeat: setup.clock.slot_duration,
+        },
+    );
+    let (scheduler_actor, scheduler_mailbox) = scheduler::init(
+        context.child("scheduler"),
+        scheduler::Config {
+            clock: setup.clock,
+            committee_id: setup.committee.clone(),
+            committee: committee_mailbox.clone(),
+            source: setup.beacon,
+            runner: runner_mailbox.clone(),
+            fetch_timeout: DUTY_FETCH_TIMEOUT,
+            late_threshold: LATE_DUTY_THRESHOLD,
+            mailbox_size: MAILBOX_SIZE,
+            executor: Some(executor_mailbox.clone()),
+        },
+    );
+    let mut handles = marshal.start(executor_mailbox.clone());
+
     let mut application = committee::Application::new(
         committee_mailbox,
-        executor_mailbox.clone(),
+        executor_mailbox,
         setup.clock,
         setup.participants.clone(),
         setup.observers.proposals,
     );
-    if setup.inject_decide_on_verify {
+    if setup.hooks.inject_decide_on_verify {
         application = application.with_injected_decide_on_verify(runner_mailbox.clone());
     }
     let inline = Inline::new(
         context.child("inline"),
         application,
-        marshal.mailbox.clone(),
-        marshal.epocher.clone(),
+        marshal_mailbox,
+        cohort_marshal::epocher(),
     );
     let consensus = simplex::Engine::new(
         context.child("simplex"),
@@ -298,38 +332,37 @@ where
             reporter: inline,
             strategy: Sequential,
             partition: format!("{prefix}-simplex"),
-            mailbox_size: NZUsize!(1024),
+            mailbox_size: NZUsize!(MAILBOX_SIZE),
             epoch: Epoch::zero(),
             floor: simplex::config::Floor::Genesis(
                 cohort_marshal::genesis(setup.execution_genesis).digest(),
             ),
-            replay_buffer: NZUsize!(64 * 1024),
-            write_buffer: NZUsize!(64 * 1024),
-            page_cache: CacheRef::new(NZU16!(4096), NZUsize!(64)),
+            replay_buffer: cohort_marshal::IO_BUFFER,
+            write_buffer: cohort_marshal::IO_BUFFER,
+            page_cache: cohort_marshal::page_cache(),
             leader_timeout: setup.leader_timeout,
-            certification_timeout: setup.leader_timeout + Duration::from_secs(2),
-            timeout_retry: Duration::from_secs(2),
-            view_retention: ViewDelta::new(16),
+            certification_timeout: setup.leader_timeout + CERTIFICATION_GRACE,
+            timeout_retry: VIEW_TIMEOUT_RETRY,
+            view_retention: ViewDelta::new(VIEW_RETENTION),
             // A leader silent for longer than an idle gap between blocks (one slot) while a
             // quorum votes is down: its views are nullified at once instead of each costing a
-            // full leader timeout. Must exceed the certification timeout.
+            // full leader timeout.
             skip: SkipPolicy::Enabled {
-                timeout: setup.leader_timeout + Duration::from_secs(6),
+                timeout: setup.leader_timeout + SKIP_GRACE,
                 budget: SkipBudget::Participants,
             },
-            fetch_timeout: NZDuration!(Duration::from_secs(1)),
-            fetch_retry_delay: Duration::from_millis(100),
+            fetch_timeout: NZDuration!(CONSENSUS_FETCH_TIMEOUT),
+            fetch_retry_delay: CONSENSUS_FETCH_RETRY_DELAY,
             forward: ForwardPolicy::SilentVoters,
             track_historical_votes: false,
         },
     );
 
-    let mut handles = marshal.handles;
     handles.push(consensus.start(network.votes, network.certificates, network.resolver));
     handles.push(committee_actor.start());
     let (partial_sender, partial_receiver) = network.partials;
     handles.push(runner_actor.start(runner::Network::new(partial_sender, partial_receiver)));
-    handles.push(executor_actor.start(marshal.processed_height, marshal.mailbox));
+    handles.push(executor_actor.start());
     handles.push(scheduler_actor.start());
     Operator {
         handles,

@@ -3,7 +3,8 @@
 //! `/metrics`, the JSON logs and the exit status.
 //!
 //! One test, in phases (each waits on the live cluster, bounded by a timeout):
-//! (a) every operator becomes ready, the cluster finalizes and completes duties;
+//! (a) every operator becomes ready, the cluster finalizes and completes duties, and its
+//!     `/metrics` exports exactly the metrics README.md's table documents;
 //! (b) one operator is SIGKILLed, the other three keep finalizing, and the restarted process
 //!     (same config, same data dir) becomes ready, catches up and completes duties again;
 //! (c) garbage bytes on an operator's p2p port get the connection closed and nothing else;
@@ -89,8 +90,14 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
         }
     }
     cluster.check_second_process_is_refused(1);
+    let exported = cluster
+        .metric_types(0)
+        .unwrap_or_else(|err| cluster.fail(&err));
+    if let Err(err) = check_documented_metrics(&documented_metrics(), &exported) {
+        cluster.fail(&err);
+    }
     eprintln!(
-        "[{:>5.1}s] (a) cluster ready, finalizing, completing duties",
+        "[{:>5.1}s] (a) cluster ready, finalizing, completing duties, metrics as documented",
         secs(started)
     );
 
@@ -590,6 +597,26 @@ impl Cluster {
         Ok(Metrics::parse(&body))
     }
 
+    /// Every metric operator `i` exports, as queried (a counter with its `_total`), and its type.
+    fn metric_types(&self, i: usize) -> Result<BTreeMap<String, String>, String> {
+        let (status, body) = http_get(self.metrics_address(i), "/metrics")?;
+        if status != 200 {
+            return Err(format!("operator {i}: /metrics answered {status}"));
+        }
+        Ok(body
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(name, kind)| {
+                let name = match kind {
+                    "counter" => format!("{name}_total"),
+                    _ => name.to_string(),
+                };
+                (name, kind.trim().to_string())
+            })
+            .collect())
+    }
+
     fn snapshot(&self, i: usize) -> Result<Snapshot, String> {
         let metrics = self.metrics(i)?;
         Ok(Snapshot {
@@ -1011,4 +1038,114 @@ impl XorShift {
             chunk.copy_from_slice(&self.0.to_le_bytes()[..chunk.len()]);
         }
     }
+}
+
+// ---- the README's metric table ----
+
+/// Prefixes of the metrics cohort itself defines: every exported metric under one of them must
+/// be in the README's table (the rest come from the commonware libraries).
+const OWN_PREFIXES: [&str; 6] = [
+    "operator_committee_",
+    "operator_executor_",
+    "operator_runner_",
+    "operator_scheduler_",
+    "devnet_chain_",
+    "p2p_oversized_",
+];
+
+/// One row of the README's metric table.
+#[derive(Debug)]
+struct Documented {
+    name: String,
+    kind: String,
+    /// Labelled: exported only once a first series is counted.
+    labelled: bool,
+}
+
+/// The rows between `<!-- metrics -->` and `<!-- /metrics -->` in README.md.
+fn documented_metrics() -> Vec<Documented> {
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split_once("<!-- metrics -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- /metrics -->"))
+        .map(|(table, _)| table)
+        .expect("README.md has a metric table between <!-- metrics --> and <!-- /metrics -->");
+    table
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let metric = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let (name, labelled) = match metric.split_once('{') {
+                Some((name, _)) => (name, true),
+                None => (metric, false),
+            };
+            Some(Documented {
+                name: name.to_string(),
+                kind: cells.get(2)?.to_string(),
+                labelled,
+            })
+        })
+        .collect()
+}
+
+/// Every documented metric is exported with its type (a labelled one once it has a series),
+/// and every exported metric under [`OWN_PREFIXES`] is documented.
+fn check_documented_metrics(
+    documented: &[Documented],
+    exported: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for metric in documented {
+        match exported.get(&metric.name) {
+            Some(kind) if *kind == metric.kind => {}
+            Some(kind) => problems.push(format!(
+                "{} is a {kind}, the README says {}",
+                metric.name, metric.kind
+            )),
+            None if metric.labelled => {}
+            None => problems.push(format!("{} is documented but not exported", metric.name)),
+        }
+    }
+    for name in exported.keys() {
+        if OWN_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+            && !documented.iter().any(|metric| metric.name == *name)
+        {
+            problems.push(format!("{name} is exported but not in README.md's table"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "/metrics and README.md disagree:\n  {}",
+            problems.join("\n  ")
+        ))
+    }
+}
+
+#[test]
+fn the_readme_metric_table_is_well_formed() {
+    let documented = documented_metrics();
+    assert!(documented.len() > 40, "{} rows", documented.len());
+    for metric in &documented {
+        assert!(
+            ["counter", "gauge", "histogram"].contains(&metric.kind.as_str()),
+            "{metric:?}"
+        );
+        assert_eq!(
+            metric.kind == "counter",
+            metric.name.ends_with("_total"),
+            "a counter is queried with its _total: {metric:?}"
+        );
+        assert!(
+            OWN_PREFIXES
+                .iter()
+                .any(|prefix| metric.name.starts_with(prefix)),
+            "{metric:?} is not under a prefix cohort owns"
+        );
+    }
+    let mut names: Vec<&str> = documented.iter().map(|m| m.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), documented.len(), "a metric is listed twice");
 }

@@ -6,7 +6,7 @@ use cohort_ingress::{
 };
 use commonware_macros::select;
 use commonware_runtime::{
-    Clock, Handle, Metrics, Spawner,
+    Clock, ContextCell, Handle, Metrics, Spawner, spawn_cell,
     telemetry::metrics::{GaugeExt as _, Registered},
 };
 use commonware_utils::channel::{mpsc, oneshot};
@@ -93,7 +93,7 @@ enum Verdict {
 }
 
 pub struct Actor<E> {
-    context: E,
+    context: ContextCell<E>,
     clock: SlotClock,
     committee: CommitteeId,
     heartbeat: Duration,
@@ -140,7 +140,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         );
         let held = Held::new(&context);
         Self {
-            context,
+            context: ContextCell::new(context),
             clock: config.clock,
             committee: config.committee,
             heartbeat: config.heartbeat,
@@ -160,9 +160,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         }
     }
 
-    pub fn start(self) -> Handle<()> {
-        let context = self.context.child("committee");
-        context.spawn(move |_| self.run())
+    /// Runs the actor under the context the wiring named it with.
+    pub fn start(mut self) -> Handle<()> {
+        spawn_cell!(self.context, self.run())
     }
 
     async fn run(mut self) {

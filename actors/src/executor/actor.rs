@@ -13,7 +13,8 @@ use commonware_consensus::marshal::Update;
 use commonware_cryptography::Digestible;
 use commonware_macros::select;
 use commonware_runtime::{
-    Clock, Handle, Metrics, Spawner, Storage, telemetry::metrics::Registered,
+    Clock, ContextCell, Handle, Metrics, Spawner, Storage, spawn_cell,
+    telemetry::metrics::Registered,
 };
 use commonware_storage::metadata::{self, Metadata};
 use commonware_utils::{Acknowledgement as _, channel::mpsc, sequence::U64};
@@ -106,9 +107,10 @@ struct Metered {
     deferred_held: Registered<Gauge>,
 }
 
-pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> {
-    context: E,
+pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks> {
+    context: ContextCell<E>,
     engine: X,
+    marshal: M,
     clock: SlotClock,
     operator: u32,
     fee_recipient: Address,
@@ -135,10 +137,12 @@ pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> {
     metrics: Metered,
 }
 
-impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
+impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>
+    Actor<E, X, M>
+{
     pub(super) fn new(
         context: E,
-        config: Config<X>,
+        config: Config<X, M>,
         mailbox: mpsc::UnboundedReceiver<Message<Block>>,
     ) -> Self {
         let call_seconds = context.register(
@@ -209,8 +213,9 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
             deferred_held,
         };
         Self {
-            context,
+            context: ContextCell::new(context),
             engine: config.engine,
+            marshal: config.marshal,
             clock: config.clock,
             operator: config.operator,
             fee_recipient: config.fee_recipient,
@@ -223,7 +228,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
             committee: config.committee,
             observer: config.observer,
             mailbox,
-            processed: None,
+            processed: config.processed_height,
             head: config.execution_genesis,
             finalized: config.execution_genesis,
             last_update: None,
@@ -234,21 +239,12 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         }
     }
 
-    /// Starts the executor. `processed_height` is what marshal reports as already processed
-    /// before this start (known only once marshal, which needs this actor's mailbox, exists);
-    /// redeliveries at or below it are acknowledged and skipped. `marshal` serves the blocks a
-    /// backfill needs.
-    pub fn start(
-        mut self,
-        processed_height: Option<u64>,
-        marshal: impl FinalizedBlocks,
-    ) -> Handle<()> {
-        self.processed = processed_height;
-        let context = self.context.child("executor");
-        context.spawn(move |_| self.run(marshal))
+    /// Runs the actor under the context the wiring named it with.
+    pub fn start(mut self) -> Handle<()> {
+        spawn_cell!(self.context, self.run())
     }
 
-    async fn run(mut self, marshal: impl FinalizedBlocks) {
+    async fn run(mut self) {
         let proposals = Metadata::<_, U64, Vec<u8>>::init(
             self.context.child("proposals"),
             metadata::Config {
@@ -267,7 +263,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
                 return;
             }
         }
-        let mut deferred = match self.backfill(&marshal).await {
+        let mut deferred = match self.backfill().await {
             Ok(deferred) => deferred,
             Err(reason) => {
                 error!(%reason, "executor cannot start; it stops and this operator executes nothing");
@@ -303,10 +299,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
 
     /// Brings the engine up to the finalized height marshal has processed, before serving
     /// anything else. Returns marshal updates that arrived meanwhile, to process in order.
-    async fn backfill(
-        &mut self,
-        marshal: &impl FinalizedBlocks,
-    ) -> Result<VecDeque<Update<Block>>, String> {
+    async fn backfill(&mut self) -> Result<VecDeque<Update<Block>>, String> {
         let genesis = self
             .answered("eth_getBlockByNumber", |engine| async move {
                 engine.block_by_number(BlockTag::Number(0)).await
@@ -336,7 +329,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine> Actor<E, X> {
         let mut missing: Vec<(u64, Arc<ExecutionPayloadV3>)> = Vec::new();
         let mut height = self.processed;
         while let Some(h) = height {
-            let Some(block) = marshal.block(h).await else {
+            let Some(block) = self.marshal.block(h).await else {
                 return Err(format!("marshal does not have processed block {h}"));
             };
             if block.execution.number <= engine_finalized.number {

@@ -44,7 +44,12 @@ impl FinalizedBlocks for cohort_marshal::Mailbox {
     }
 }
 
-pub struct Config<X: ExecutionEngine> {
+pub struct Config<X: ExecutionEngine, M: FinalizedBlocks> {
+    /// Serves the finalized blocks a backfill after a restart re-sends to the engine.
+    pub marshal: M,
+    /// The height marshal reports as already processed before this start: redeliveries at or
+    /// below it are acknowledged and skipped.
+    pub processed_height: Option<u64>,
     pub runner: runner::Mailbox,
     pub committee: committee::Mailbox,
     /// Receives every finalized block once processed (duplicates after a restart removed) and
@@ -68,10 +73,10 @@ pub struct Config<X: ExecutionEngine> {
     pub heartbeat: Duration,
 }
 
-pub fn init<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine>(
+pub fn init<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>(
     context: E,
-    config: Config<X>,
-) -> (Actor<E, X>, Mailbox<Block>) {
+    config: Config<X, M>,
+) -> (Actor<E, X, M>, Mailbox<Block>) {
     let (sender, receiver) = mpsc::unbounded_channel();
     (Actor::new(context, config, receiver), Mailbox::new(sender))
 }

@@ -59,6 +59,8 @@ fn start<X: ExecutionEngine>(
     let (actor, mailbox) = init(
         context.child("executor"),
         Config {
+            marshal: blocks,
+            processed_height: processed,
             runner: runner::Mailbox::new(runner_sender),
             committee: committee::Mailbox::new(committee_sender),
             observer: Some(observer),
@@ -73,7 +75,7 @@ fn start<X: ExecutionEngine>(
             heartbeat: Duration::from_secs(4),
         },
     );
-    let handle = actor.start(processed, blocks);
+    let handle = actor.start();
     (mailbox, observed, clock, handle)
 }
 

@@ -6,7 +6,7 @@ use cohort_ingress::{
 use cohort_marshal::Block;
 use commonware_macros::select;
 use commonware_runtime::{
-    Clock, Handle, Metrics, Spawner,
+    Clock, ContextCell, Handle, Metrics, Spawner, spawn_cell,
     telemetry::metrics::{GaugeExt as _, Registered},
 };
 use commonware_utils::channel::mpsc;
@@ -72,7 +72,7 @@ impl Held {
 }
 
 pub struct Actor<E, S: DutySource> {
-    context: E,
+    context: ContextCell<E>,
     clock: SlotClock,
     committee: CommitteeId,
     source: S,
@@ -124,7 +124,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         );
         let held = Held::new(&context);
         Self {
-            context,
+            context: ContextCell::new(context),
             clock: config.clock,
             committee: config.committee_id,
             source: config.source,
@@ -149,9 +149,9 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         }
     }
 
-    pub fn start(self) -> Handle<()> {
-        let context = self.context.child("scheduler");
-        context.spawn(move |_| self.run())
+    /// Runs the actor under the context the wiring named it with.
+    pub fn start(mut self) -> Handle<()> {
+        spawn_cell!(self.context, self.run())
     }
 
     async fn run(mut self) {

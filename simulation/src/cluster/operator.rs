@@ -15,10 +15,7 @@ use cohort_ingress::{
     CommitteeId, SlotClock, keys::ValidatorShare, runner::DutyEvent, signing::ForkInfo,
 };
 use cohort_marshal::{PublicKey, Scheme};
-pub use cohort_operator::{
-    CHANNEL_BACKFILL, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_PARTIALS, CHANNEL_RESOLVER,
-    CHANNEL_VOTES, execution_genesis,
-};
+pub use cohort_operator::{Channel, execution_genesis};
 use commonware_cryptography::ed25519::PrivateKey;
 use commonware_macros::select;
 use commonware_p2p::simulated::Oracle;
@@ -94,37 +91,37 @@ pub async fn start(
     let me = setup.key.public_key();
     let control = oracle.control(me.clone());
     let quota = Quota::per_second(NZU32!(100_000));
-    let register = |channel| {
+    let register = |channel: Channel| {
         let control = control.clone();
         async move {
             let (sender, receiver) = control
-                .register(channel, quota)
+                .register(channel.id(), quota)
                 .await
                 .expect("simulated network refused a channel registration");
             (sender, receiver)
         }
     };
-    let votes = register(CHANNEL_VOTES).await;
-    let certificates = register(CHANNEL_CERTIFICATES).await;
-    let resolver = register(CHANNEL_RESOLVER).await;
-    let backfill = register(CHANNEL_BACKFILL).await;
-    let blocks = register(CHANNEL_BLOCKS).await;
-    let partials = register(CHANNEL_PARTIALS).await;
-    let count = |channel, (s, r)| {
+    let votes = register(Channel::Votes).await;
+    let certificates = register(Channel::Certificates).await;
+    let resolver = register(Channel::Resolver).await;
+    let backfill = register(Channel::Backfill).await;
+    let blocks = register(Channel::Blocks).await;
+    let partials = register(Channel::Partials).await;
+    let count = |channel: Channel, (s, r)| {
         let receiver =
-            Counting::new(r, setup.received.clone()).tapped(me.clone(), channel, &setup.taps);
+            Counting::new(r, setup.received.clone()).tapped(me.clone(), channel.id(), &setup.taps);
         (s, receiver)
     };
     if setup.noisy
         && let Some(tap) = setup.taps.tap(&me)
     {
         let senders = vec![
-            (CHANNEL_VOTES, votes.0.clone()),
-            (CHANNEL_CERTIFICATES, certificates.0.clone()),
-            (CHANNEL_RESOLVER, resolver.0.clone()),
-            (CHANNEL_BACKFILL, backfill.0.clone()),
-            (CHANNEL_BLOCKS, blocks.0.clone()),
-            (CHANNEL_PARTIALS, partials.0.clone()),
+            (Channel::Votes.id(), votes.0.clone()),
+            (Channel::Certificates.id(), certificates.0.clone()),
+            (Channel::Resolver.id(), resolver.0.clone()),
+            (Channel::Backfill.id(), backfill.0.clone()),
+            (Channel::Blocks.id(), blocks.0.clone()),
+            (Channel::Partials.id(), partials.0.clone()),
         ];
         let max_size = setup.max_message_size;
         context
@@ -186,9 +183,11 @@ pub async fn start(
         engine,
         execution_genesis: execution_genesis(),
         partition_prefix: format!("operator-{}", setup.index),
-        fault: setup.fault,
-        cpu: Some(setup.cpu.clone()),
-        inject_decide_on_verify: setup.injected_bug == Some(InjectedBug::DecideOnVerify),
+        hooks: cohort_operator::Hooks {
+            fault: setup.fault,
+            cpu: Some(setup.cpu.clone()),
+            inject_decide_on_verify: setup.injected_bug == Some(InjectedBug::DecideOnVerify),
+        },
         observers: cohort_operator::Observers {
             duties: Some(duty_sender),
             executor: Some(finalized_sender),
@@ -196,12 +195,12 @@ pub async fn start(
         },
     };
     let network = cohort_operator::Network {
-        votes: count(CHANNEL_VOTES, votes),
-        certificates: count(CHANNEL_CERTIFICATES, certificates),
-        resolver: count(CHANNEL_RESOLVER, resolver),
-        backfill: count(CHANNEL_BACKFILL, backfill),
-        blocks: count(CHANNEL_BLOCKS, blocks),
-        partials: count(CHANNEL_PARTIALS, partials),
+        votes: count(Channel::Votes, votes),
+        certificates: count(Channel::Certificates, certificates),
+        resolver: count(Channel::Resolver, resolver),
+        backfill: count(Channel::Backfill, backfill),
+        blocks: count(Channel::Blocks, blocks),
+        partials: count(Channel::Partials, partials),
         peers: oracle.manager(),
         blocker: control.clone(),
     };

@@ -135,9 +135,10 @@ impl Cluster {
             || CpuMeter::new(Arc::new(thread_cpu_time)),
             |c| c.cpu.clone(),
         );
-        // Leaders wait up to one slot for work; views time out two seconds after that.
-        let heartbeat = config.slot_duration;
-        let leader_timeout = config.slot_duration + Duration::from_secs(2);
+        let cohort_operator::Pacing {
+            heartbeat,
+            leader_timeout,
+        } = cohort_operator::Pacing::of(&clock);
         // The checker learns of crashes in band, so it never waits on a crashed runner's duties.
         let (crash_sender, crashes) = mpsc::unbounded_channel::<usize>();
         let restarts = Arc::new(AtomicU64::new(carried.map_or(0, |c| c.restarts)));
