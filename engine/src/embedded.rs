@@ -19,7 +19,7 @@
 
 use crate::{
     BlockTag, EngineError, ExecutionEngine, ExecutionTip, ForkchoiceState, ForkchoiceUpdated,
-    PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
+    InvalidPayload, PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
     ops::{ClusterOp, OP_GAS, State},
 };
 use alloy_primitives::{B64, B256, Bloom, Bytes, U256, keccak256};
@@ -181,7 +181,7 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
                 let state = metadata
                     .get(&U64::new(KEY_STATE))
                     .ok_or_else(|| corrupt("state missing"))
-                    .and_then(|b| State::from_bytes(b).map_err(|e| corrupt(&e)))?;
+                    .and_then(|b| State::from_bytes(b).map_err(|e| corrupt(&e.to_string())))?;
                 let mut canonical = BTreeMap::new();
                 for chunk in metadata
                     .get(&U64::new(KEY_CANONICAL))
@@ -254,60 +254,67 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
         parent: &ExecutionTip,
         parent_state: &State,
         payload: &ExecutionPayloadV3,
-    ) -> Result<State, String> {
+    ) -> Result<State, InvalidPayload> {
         let v2 = &payload.payload_inner;
         let v1 = &v2.payload_inner;
         if v1.block_number != parent.number + 1 {
-            return Err(format!(
-                "block number {} does not follow parent number {}",
-                v1.block_number, parent.number
-            ));
+            return Err(InvalidPayload::Number {
+                number: v1.block_number,
+                parent: parent.number,
+            });
         }
         if v1.timestamp <= parent.timestamp {
-            return Err(format!(
-                "timestamp {} is not after parent timestamp {}",
-                v1.timestamp, parent.timestamp
-            ));
+            return Err(InvalidPayload::Timestamp {
+                timestamp: v1.timestamp,
+                parent: parent.timestamp,
+            });
         }
         if !v2.withdrawals.is_empty() {
-            return Err("the cluster chain has no withdrawals".into());
+            return Err(InvalidPayload::Withdrawals);
         }
         if payload.blob_gas_used != 0 || payload.excess_blob_gas != 0 {
-            return Err("the cluster chain has no blobs".into());
+            return Err(InvalidPayload::Blobs);
         }
         if v1.gas_limit != GAS_LIMIT {
-            return Err(format!("gas limit {} is not {GAS_LIMIT}", v1.gas_limit));
+            return Err(InvalidPayload::GasLimit {
+                found: v1.gas_limit,
+                expected: GAS_LIMIT,
+            });
         }
         if v1.base_fee_per_gas != U256::from(BASE_FEE) {
-            return Err(format!(
-                "base fee {} is not {BASE_FEE}",
-                v1.base_fee_per_gas
-            ));
+            return Err(InvalidPayload::BaseFee {
+                found: v1.base_fee_per_gas,
+                expected: BASE_FEE,
+            });
         }
         if v1.transactions.len() > MAX_OPS_PER_PAYLOAD {
-            return Err(format!(
-                "{} transactions, more than {MAX_OPS_PER_PAYLOAD}",
-                v1.transactions.len()
-            ));
+            return Err(InvalidPayload::TooManyTransactions {
+                count: v1.transactions.len(),
+                max: MAX_OPS_PER_PAYLOAD,
+            });
         }
         let gas_used = v1.transactions.len() as u64 * OP_GAS;
         if v1.gas_used != gas_used {
-            return Err(format!("gas used {} is not {gas_used}", v1.gas_used));
+            return Err(InvalidPayload::GasUsed {
+                found: v1.gas_used,
+                expected: gas_used,
+            });
         }
         let mut state = parent_state.clone();
         for (index, tx) in v1.transactions.iter().enumerate() {
-            let op = ClusterOp::decode(tx).map_err(|e| format!("transaction {index}: {e}"))?;
+            let op = ClusterOp::decode(tx)
+                .map_err(|source| InvalidPayload::Transaction { index, source })?;
             state.apply(&op);
         }
         if receipts_root(&v1.transactions) != v1.receipts_root {
-            return Err("receipts root does not match the transactions".into());
+            return Err(InvalidPayload::ReceiptsRoot);
         }
-        let root = state.root();
-        if root != v1.state_root {
-            return Err(format!(
-                "state root {} does not match the executed state {root}",
-                v1.state_root
-            ));
+        let executed = state.root();
+        if executed != v1.state_root {
+            return Err(InvalidPayload::StateRoot {
+                claimed: v1.state_root,
+                executed,
+            });
         }
         Ok(state)
     }
@@ -505,7 +512,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
             }
             Err(reason) => {
                 warn!(number = tip.number, hash = %tip.hash, %reason, "payload is invalid");
-                Ok(invalid(reason, Some(parent.hash)))
+                Ok(invalid(reason.to_string(), Some(parent.hash)))
             }
         }
     }
@@ -728,9 +735,15 @@ mod tests {
             let resealed = block_hash(&lying, root);
             lying.payload_inner.payload_inner.block_hash = resealed;
             let answer = follower.new_payload(lying, root).await.unwrap();
-            assert!(
-                matches!(answer.status, PayloadStatusEnum::Invalid { .. }),
-                "{answer:?}"
+            let expected = InvalidPayload::StateRoot {
+                claimed: B256::repeat_byte(9),
+                executed: first.payload_inner.payload_inner.state_root,
+            };
+            assert_eq!(
+                answer.status,
+                PayloadStatusEnum::Invalid {
+                    validation_error: expected.to_string()
+                }
             );
 
             // A changed field without resealing breaks the hash.
@@ -745,7 +758,16 @@ mod tests {
             garbage.payload_inner.payload_inner.gas_used = OP_GAS;
             garbage.payload_inner.payload_inner.block_hash = block_hash(&garbage, root);
             let answer = follower.new_payload(garbage, root).await.unwrap();
-            assert!(matches!(answer.status, PayloadStatusEnum::Invalid { .. }));
+            let expected = InvalidPayload::Transaction {
+                index: 0,
+                source: crate::ops::OpError::NoKeyLength,
+            };
+            assert_eq!(
+                answer.status,
+                PayloadStatusEnum::Invalid {
+                    validation_error: expected.to_string()
+                }
+            );
 
             // Attributes that do not move time forward are refused.
             let refused = builder

@@ -13,6 +13,7 @@
 //! kind is invalid to the other.
 
 pub mod embedded;
+mod error;
 pub mod ops;
 pub mod remote;
 
@@ -22,35 +23,9 @@ pub use alloy_rpc_types_engine::{
     PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
 };
 
+pub use error::{EngineError, InvalidPayload, PayloadDecodeError};
+
 use std::future::Future;
-
-/// Why an engine call did not produce an answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    /// The engine could not be reached or answered garbage; the call may be retried.
-    #[error("engine transport error: {0}")]
-    Transport(String),
-    /// The engine took longer than the call's timeout; the call may be retried.
-    #[error("engine call timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    /// The engine refused the JWT (HTTP 401/403): retrying will not help until the secret
-    /// matches.
-    #[error("engine refused our JWT: {0}")]
-    Unauthorized(String),
-    /// The engine answered with a JSON-RPC error (for example -38001, unknown payload).
-    #[error("engine answered error {code}: {message}")]
-    Rpc { code: i64, message: String },
-    /// The engine's storage failed; the engine cannot go on safely.
-    #[error("engine storage failed: {0}")]
-    Storage(String),
-}
-
-impl EngineError {
-    /// Whether trying the same call again later can succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Transport(_) | Self::Timeout(_))
-    }
-}
 
 /// A block on the execution chain, as far as the cluster chain needs to name it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,13 +100,15 @@ pub fn encode_payload(payload: &ExecutionPayloadV3) -> Vec<u8> {
 }
 
 /// Decodes a payload a peer sent, refusing anything over `max_bytes` before parsing it.
-pub fn decode_payload(bytes: &[u8], max_bytes: usize) -> Result<ExecutionPayloadV3, String> {
+pub fn decode_payload(
+    bytes: &[u8],
+    max_bytes: usize,
+) -> Result<ExecutionPayloadV3, PayloadDecodeError> {
     if bytes.len() > max_bytes {
-        return Err(format!(
-            "payload of {} bytes is over the {max_bytes}-byte limit",
-            bytes.len()
-        ));
+        return Err(PayloadDecodeError::TooLarge {
+            len: bytes.len(),
+            max: max_bytes,
+        });
     }
-    <ExecutionPayloadV3 as ssz::Decode>::from_ssz_bytes(bytes)
-        .map_err(|e| format!("payload is not valid SSZ: {e:?}"))
+    <ExecutionPayloadV3 as ssz::Decode>::from_ssz_bytes(bytes).map_err(PayloadDecodeError::Ssz)
 }

@@ -51,34 +51,56 @@ impl ClusterOp {
 
     /// Parses a transaction; anything but one well-formed op is an error (the payload carrying
     /// it is then INVALID).
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let (&version, rest) = bytes.split_first().ok_or("empty transaction")?;
+    pub fn decode(bytes: &[u8]) -> Result<Self, OpError> {
+        let (&version, rest) = bytes.split_first().ok_or(OpError::Empty)?;
         if version != OP_VERSION {
-            return Err(format!("unknown op version {version}"));
+            return Err(OpError::Version(version));
         }
-        let (&key_len, rest) = rest.split_first().ok_or("op has no key length")?;
+        let (&key_len, rest) = rest.split_first().ok_or(OpError::NoKeyLength)?;
         let key_len = key_len as usize;
         if key_len == 0 || key_len > MAX_KEY_BYTES {
-            return Err(format!(
-                "op key length {key_len} outside 1..={MAX_KEY_BYTES}"
-            ));
+            return Err(OpError::KeyLength(key_len));
         }
-        if rest.len() != key_len + 8 + 32 {
-            return Err(format!(
-                "op is {} bytes after its header, expected {}",
-                rest.len(),
-                key_len + 40
-            ));
+        let expected = key_len + 8 + 32;
+        let wrong_length = OpError::Length {
+            found: rest.len(),
+            expected,
+        };
+        if rest.len() != expected {
+            return Err(wrong_length);
         }
         let (key, rest) = rest.split_at(key_len);
-        let (slot, value) = rest.split_at(8);
-        let slot = u64::from_be_bytes(slot.try_into().map_err(|_| "op slot is not 8 bytes")?);
+        let (slot, value) = rest.split_first_chunk::<8>().ok_or(wrong_length)?;
         Ok(Self {
             key: key.to_vec(),
-            slot,
+            slot: u64::from_be_bytes(*slot),
             value: B256::from_slice(value),
         })
     }
+}
+
+/// Why a transaction is not a cluster op.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("empty transaction")]
+    Empty,
+    #[error("unknown op version {0}")]
+    Version(u8),
+    #[error("op has no key length")]
+    NoKeyLength,
+    #[error("op key length {0} outside 1..={MAX_KEY_BYTES}")]
+    KeyLength(usize),
+    #[error("op is {found} bytes after its header, expected {expected}")]
+    Length { found: usize, expected: usize },
+}
+
+/// Why persisted bytes are not an engine state: the storage under the engine is corrupt.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("truncated state entry")]
+    Truncated,
+    #[error("state lists a key twice")]
+    DuplicateKey,
 }
 
 /// The engine's state: per key, the newest `(slot, value)` recorded.
@@ -137,22 +159,24 @@ impl State {
         self.encode_entries(Vec::new())
     }
 
-    pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_bytes(mut bytes: &[u8]) -> Result<Self, StateError> {
         let mut entries = BTreeMap::new();
         while let Some((&key_len, rest)) = bytes.split_first() {
             let key_len = key_len as usize;
             if key_len == 0 || rest.len() < key_len + 40 {
-                return Err("truncated state entry".into());
+                return Err(StateError::Truncated);
             }
             let (key, rest) = rest.split_at(key_len);
-            let (slot, rest) = rest.split_at(8);
+            let (slot, rest) = rest.split_first_chunk::<8>().ok_or(StateError::Truncated)?;
             let (value, rest) = rest.split_at(32);
-            let slot = u64::from_be_bytes(slot.try_into().map_err(|_| "bad slot")?);
             if entries
-                .insert(key.to_vec(), (slot, B256::from_slice(value)))
+                .insert(
+                    key.to_vec(),
+                    (u64::from_be_bytes(*slot), B256::from_slice(value)),
+                )
                 .is_some()
             {
-                return Err("state lists a key twice".into());
+                return Err(StateError::DuplicateKey);
             }
             bytes = rest;
         }
@@ -173,14 +197,22 @@ mod tests {
         let original = op("PROPOSER-v7", 42, 9);
         let bytes = original.encode();
         assert_eq!(ClusterOp::decode(&bytes), Ok(original));
-        assert!(ClusterOp::decode(&[]).is_err());
-        assert!(ClusterOp::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(ClusterOp::decode(&[]), Err(OpError::Empty));
+        let length = |found| -> Result<ClusterOp, OpError> {
+            Err(OpError::Length {
+                found,
+                expected: 11 + 40,
+            })
+        };
+        assert_eq!(ClusterOp::decode(&bytes[..bytes.len() - 1]), length(50));
         let mut long = bytes.to_vec();
         long.push(0);
-        assert!(ClusterOp::decode(&long).is_err());
+        assert_eq!(ClusterOp::decode(&long), length(52));
         let mut version = bytes.to_vec();
         version[0] = 2;
-        assert!(ClusterOp::decode(&version).is_err());
+        assert_eq!(ClusterOp::decode(&version), Err(OpError::Version(2)));
+        assert_eq!(ClusterOp::decode(&[1]), Err(OpError::NoKeyLength));
+        assert_eq!(ClusterOp::decode(&[1, 0]), Err(OpError::KeyLength(0)));
         assert!(ClusterOp::new("", 1, B256::ZERO).is_none());
         assert!(ClusterOp::new(vec![b'k'; MAX_KEY_BYTES + 1], 1, B256::ZERO).is_none());
     }
@@ -210,6 +242,8 @@ mod tests {
         assert_eq!(a.root(), b.root());
         assert_ne!(a.root(), State::default().root());
         assert_eq!(State::from_bytes(&a.to_bytes()), Ok(a));
-        assert!(State::from_bytes(&[3, b'a']).is_err());
+        assert_eq!(State::from_bytes(&[3, b'a']), Err(StateError::Truncated));
+        let twice = [b.to_bytes(), b.to_bytes()].concat();
+        assert_eq!(State::from_bytes(&twice), Err(StateError::DuplicateKey));
     }
 }

@@ -23,7 +23,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use std::{
     fmt,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -62,28 +62,23 @@ impl JwtSecret {
 
     /// Parses the `jwt.hex` form: 64 hex characters, optionally `0x`-prefixed, surrounding
     /// whitespace allowed (files usually end with a newline).
-    pub fn from_hex(text: &str) -> Result<Self, String> {
+    pub fn from_hex(text: &str) -> Result<Self, JwtSecretError> {
         let trimmed = text.trim();
         let digits = trimmed
             .strip_prefix("0x")
             .or_else(|| trimmed.strip_prefix("0X"))
             .unwrap_or(trimmed);
         if digits.is_empty() {
-            return Err("is empty, expected 64 hex characters (32 bytes)".into());
+            return Err(JwtSecretError::Empty);
         }
         if let Some((at, bad)) = digits.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
-            return Err(format!(
-                "is not hex: character {bad:?} at position {at}, expected 64 hex characters"
-            ));
+            return Err(JwtSecretError::NotHex { bad, at });
         }
         if digits.len() != 64 {
-            return Err(format!(
-                "has {} hex characters, expected 64 (32 bytes)",
-                digits.len()
-            ));
+            return Err(JwtSecretError::Length(digits.len()));
         }
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(digits, &mut bytes).map_err(|e| format!("is not hex: {e}"))?;
+        hex::decode_to_slice(digits, &mut bytes).map_err(JwtSecretError::Hex)?;
         Ok(Self(bytes))
     }
 
@@ -112,13 +107,60 @@ fn hs256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// Why text is not a JWT secret; the text follows the file's name in [`JwtFileError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtSecretError {
+    #[error("is empty, expected 64 hex characters (32 bytes)")]
+    Empty,
+    #[error("is not hex: character {bad:?} at position {at}, expected 64 hex characters")]
+    NotHex { bad: char, at: usize },
+    #[error("has {0} hex characters, expected 64 (32 bytes)")]
+    Length(usize),
+    #[error("is not hex: {0}")]
+    Hex(hex::FromHexError),
+}
+
+/// Why the `jwt.hex` file gave no secret. Both variants name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtFileError {
+    #[error("jwt secret file {} cannot be read: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("jwt secret file {} {source}", path.display())]
+    Malformed {
+        path: PathBuf,
+        source: JwtSecretError,
+    },
+}
+
 /// Reads the standard `jwt.hex` file that execution clients write or are given. The error
 /// names the file and what is wrong with it, since a bad secret otherwise surfaces only as
 /// a 401 at the first call.
-pub fn load_jwt_secret(path: &Path) -> Result<JwtSecret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("jwt secret file {} cannot be read: {e}", path.display()))?;
-    JwtSecret::from_hex(&text).map_err(|e| format!("jwt secret file {} {e}", path.display()))
+pub fn load_jwt_secret(path: &Path) -> Result<JwtSecret, JwtFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| JwtFileError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    JwtSecret::from_hex(&text).map_err(|source| JwtFileError::Malformed {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Why a [`RemoteEngine`] could not be set up; found at start-up, before any call.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteSetupError {
+    #[error("engine url {url:?} is not a URL: {reason}")]
+    NotAUrl { url: String, reason: String },
+    #[error(
+        "engine url {0:?}: only http:// is supported (the Engine API is served to a local or \
+         private peer)"
+    )]
+    NotHttp(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
 }
 
 /// How to reach the execution client.
@@ -201,21 +243,19 @@ struct BlockHeader {
 
 impl RemoteEngine {
     /// Checks the URL now so a typo fails at start-up, not at the first finalized block.
-    pub fn new(config: RemoteConfig) -> Result<Self, String> {
-        let url = Url::parse(&config.url)
-            .map_err(|e| format!("engine url {:?} is not a URL: {e}", config.url))?;
+    pub fn new(config: RemoteConfig) -> Result<Self, RemoteSetupError> {
+        let url = Url::parse(&config.url).map_err(|e| RemoteSetupError::NotAUrl {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
         if url.scheme() != "http" {
-            return Err(format!(
-                "engine url {:?}: only http:// is supported (the Engine API is served to a \
-                 local or private peer)",
-                config.url
-            ));
+            return Err(RemoteSetupError::NotHttp(config.url));
         }
         // No proxy: HTTP(S)_PROXY in the environment must not redirect the Engine API.
         let client = reqwest::Client::builder()
             .no_proxy()
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(RemoteSetupError::Client)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -267,7 +307,7 @@ impl RemoteEngine {
             }
         };
         serde_json::from_value(result).map_err(|e| {
-            EngineError::Transport(format!("{method}: result has an unexpected shape: {e}"))
+            EngineError::Malformed(format!("{method}: result has an unexpected shape: {e}"))
         })
     }
 
@@ -360,7 +400,7 @@ fn parse_response(
     let json: Value = match serde_json::from_slice(body) {
         Ok(json) => json,
         Err(e) if status.is_success() => {
-            return Err(EngineError::Transport(format!(
+            return Err(EngineError::Malformed(format!(
                 "{method}: response is not JSON ({e}): {}",
                 snippet(body)
             )));
@@ -373,7 +413,7 @@ fn parse_response(
         }
     };
     let Value::Object(mut object) = json else {
-        return Err(EngineError::Transport(format!(
+        return Err(EngineError::Malformed(format!(
             "{method}: response is not a JSON-RPC object: {}",
             snippet(body)
         )));
@@ -387,7 +427,7 @@ fn parse_response(
                 code,
                 message: message.to_string(),
             }),
-            _ => Err(EngineError::Transport(format!(
+            _ => Err(EngineError::Malformed(format!(
                 "{method}: malformed JSON-RPC error object: {}",
                 snippet(error.to_string().as_bytes())
             ))),
@@ -402,14 +442,14 @@ fn parse_response(
     match object.get("id") {
         Some(answered) if answered.as_u64() == Some(id) => {}
         answered => {
-            return Err(EngineError::Transport(format!(
+            return Err(EngineError::Malformed(format!(
                 "{method}: response id {} does not match request id {id}",
                 answered.map_or_else(|| "(missing)".to_string(), Value::to_string)
             )));
         }
     }
     object.remove("result").ok_or_else(|| {
-        EngineError::Transport(format!(
+        EngineError::Malformed(format!(
             "{method}: response has neither result nor error: {}",
             snippet(body)
         ))
@@ -488,9 +528,10 @@ mod tests {
         path
     }
 
+    /// The file's secret, or its error as the operator reads it.
     fn load(contents: Option<&str>) -> (Result<JwtSecret, String>, std::path::PathBuf) {
         let path = temp_file("jwt.hex", contents);
-        let result = load_jwt_secret(&path);
+        let result = load_jwt_secret(&path).map_err(|error| error.to_string());
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
         (result, path)
     }
@@ -529,6 +570,12 @@ mod tests {
 
         let (result, _) = load(Some("\n"));
         assert!(result.unwrap_err().contains("is empty"));
+
+        assert_eq!(
+            JwtSecret::from_hex(&SECRET_HEX[..62]),
+            Err(JwtSecretError::Length(62))
+        );
+        assert_eq!(JwtSecret::from_hex(" 0x \n"), Err(JwtSecretError::Empty));
     }
 
     #[test]
@@ -543,6 +590,10 @@ mod tests {
         // Whitespace inside the secret is not "surrounding" whitespace.
         let text = format!("{} {}", &SECRET_HEX[..32], &SECRET_HEX[32..]);
         assert!(load(Some(&text)).0.unwrap_err().contains("is not hex"));
+        assert_eq!(
+            JwtSecret::from_hex(&text),
+            Err(JwtSecretError::NotHex { bad: ' ', at: 32 })
+        );
     }
 
     #[test]
@@ -551,6 +602,10 @@ mod tests {
         let error = result.unwrap_err();
         assert!(error.contains(&path.display().to_string()), "{error}");
         assert!(error.contains("cannot be read"), "{error}");
+        assert!(matches!(
+            load_jwt_secret(&path),
+            Err(JwtFileError::Unreadable { .. })
+        ));
     }
 
     #[test]
@@ -650,17 +705,27 @@ mod tests {
             }
             other => panic!("expected a transport error with {needle:?}, got {other:?}"),
         };
-        transport(ok("<html>"), "not JSON");
-        transport(ok("[1,2]"), "not a JSON-RPC object");
-        transport(
+        let malformed = |result: Result<Value, EngineError>, needle: &str| match result {
+            Err(error @ EngineError::Malformed(_)) => {
+                assert!(error.is_retryable(), "{error}");
+                let EngineError::Malformed(message) = error else {
+                    unreachable!()
+                };
+                assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+            }
+            other => panic!("expected a malformed response with {needle:?}, got {other:?}"),
+        };
+        malformed(ok("<html>"), "not JSON");
+        malformed(ok("[1,2]"), "not a JSON-RPC object");
+        malformed(
             ok(r#"{"jsonrpc":"2.0","id":7}"#),
             "neither result nor error",
         );
-        transport(
+        malformed(
             ok(r#"{"jsonrpc":"2.0","id":8,"result":1}"#),
             "does not match",
         );
-        transport(
+        malformed(
             ok(r#"{"jsonrpc":"2.0","id":7,"error":{"code":"x"}}"#),
             "malformed",
         );
@@ -686,12 +751,15 @@ mod tests {
                 ..RemoteConfig::new(expected_secret())
             })
         };
-        assert!(with("not a url").unwrap_err().contains("not a URL"));
+        let not_a_url = with("not a url").unwrap_err();
         assert!(
-            with("https://127.0.0.1:8551")
-                .unwrap_err()
-                .contains("only http://")
+            matches!(not_a_url, RemoteSetupError::NotAUrl { .. }),
+            "{not_a_url}"
         );
+        assert!(not_a_url.to_string().contains("not a URL"), "{not_a_url}");
+        let https = with("https://127.0.0.1:8551").unwrap_err();
+        assert!(matches!(https, RemoteSetupError::NotHttp(_)), "{https}");
+        assert!(https.to_string().contains("only http://"), "{https}");
         assert!(with(DEFAULT_URL).is_ok());
     }
 

@@ -60,20 +60,42 @@ pub fn public_key_hex(key: &PublicKey) -> String {
     hex::encode(key.encode())
 }
 
+/// Why text is not an operator's ed25519 public key. Every variant quotes the text, since a
+/// config lists several keys.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicKeyError {
+    #[error("ed25519 public key {text:?} is not hex: {source}")]
+    NotHex {
+        text: String,
+        source: hex::FromHexError,
+    },
+    #[error("ed25519 public key {text:?} is {len} bytes, expected 32")]
+    Length { text: String, len: usize },
+    #[error("ed25519 public key {text:?} is not a valid point: {source}")]
+    NotAPoint {
+        text: String,
+        source: commonware_codec::Error,
+    },
+}
+
 /// Accepts the `0x` prefix too, since operators paste keys from explorers and configs.
-pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
+pub fn parse_public_key(text: &str) -> Result<PublicKey, PublicKeyError> {
     let text = text.trim();
     let hex_part = text.strip_prefix("0x").unwrap_or(text);
-    let bytes = hex::decode(hex_part)
-        .map_err(|e| format!("ed25519 public key {text:?} is not hex: {e}"))?;
+    let bytes = hex::decode(hex_part).map_err(|source| PublicKeyError::NotHex {
+        text: text.into(),
+        source,
+    })?;
     if bytes.len() != 32 {
-        return Err(format!(
-            "ed25519 public key {text:?} is {} bytes, expected 32",
-            bytes.len()
-        ));
+        return Err(PublicKeyError::Length {
+            text: text.into(),
+            len: bytes.len(),
+        });
     }
-    PublicKey::decode(Copying(&bytes[..]))
-        .map_err(|e| format!("ed25519 public key {text:?} is not a valid point: {e}"))
+    PublicKey::decode(Copying(&bytes[..])).map_err(|source| PublicKeyError::NotAPoint {
+        text: text.into(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -103,8 +125,16 @@ mod tests {
             parse_public_key(&format!("0x{hex}")).unwrap(),
             key.public_key()
         );
-        assert!(parse_public_key("abcd").unwrap_err().contains("2 bytes"));
-        assert!(parse_public_key("zz").is_err());
+        let short = parse_public_key("abcd").unwrap_err();
+        assert!(
+            matches!(short, PublicKeyError::Length { len: 2, .. }),
+            "{short}"
+        );
+        assert!(short.to_string().contains("2 bytes"), "{short}");
+        assert!(matches!(
+            parse_public_key("zz"),
+            Err(PublicKeyError::NotHex { .. })
+        ));
     }
 
     #[test]

@@ -121,20 +121,29 @@ fn default_beacon_kind() -> String {
     "devnet".into()
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Engine {
-    /// `embedded` (default) or `remote`.
-    #[serde(default = "default_engine_kind")]
-    pub kind: String,
-    /// The remote engine's authenticated Engine API endpoint (`http://host:8551`).
-    pub url: Option<String>,
-    /// File holding the remote engine's hex JWT secret.
-    pub jwt_secret: Option<PathBuf>,
+/// The execution engine this operator drives, chosen by `kind`: the remote engine's fields
+/// exist only in its variant, so no code has to ask whether an unused URL was set.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Engine {
+    /// In-process, keeping its state under `data_dir`. A struct variant, not a unit one: serde
+    /// ignores every other field of a unit variant, and `url` with `kind = "embedded"` is a
+    /// mistake to report.
+    Embedded {},
+    /// An execution client's authenticated Engine API.
+    Remote {
+        /// The endpoint, `http://host:8551`.
+        url: String,
+        /// File holding the client's hex JWT secret; in a validated [`Config`], resolved
+        /// against the config file's directory.
+        jwt_secret: PathBuf,
+    },
 }
 
-fn default_engine_kind() -> String {
-    "embedded".into()
+impl Default for Engine {
+    fn default() -> Self {
+        Self::Embedded {}
+    }
 }
 
 /// Per-channel limits, by channel name (`votes`, `certificates`, `resolver`, `backfill`,
@@ -206,15 +215,9 @@ pub struct Config {
     pub lock: PathBuf,
     pub shares_dir: PathBuf,
     pub password_file: PathBuf,
-    pub engine: EngineChoice,
+    pub engine: Engine,
     /// Rate and size limit of every channel, in [`Channel::ALL`] order.
     pub channels: Vec<ChannelLimits>,
-}
-
-#[derive(Clone, Debug)]
-pub enum EngineChoice {
-    Embedded,
-    Remote { url: String, jwt_secret: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,8 +296,19 @@ pub fn parse(
             }),
         }
     }
+    let kind_defaulted = default_engine_kind(&mut table);
+    problems.extend(engine_problems(&table));
     if !problems.is_empty() {
         return Err(problems);
+    }
+    if kind_defaulted && overridden.is_empty() {
+        // The text lacks the tag serde needs; only the table has it.
+        return toml::Value::Table(table).try_into::<File>().map_err(|err| {
+            vec![Problem {
+                field: "(file)".into(),
+                problem: err.message().to_string(),
+            }]
+        });
     }
     if overridden.is_empty() {
         // Straight from the text: serde's errors then carry line and column.
@@ -308,8 +322,70 @@ pub fn parse(
     })
 }
 
+/// An `[engine]` table without `kind` means the embedded engine, as a missing table does.
+/// Returns whether the kind was filled in.
+fn default_engine_kind(table: &mut toml::Table) -> bool {
+    match table.get_mut("engine").and_then(toml::Value::as_table_mut) {
+        Some(engine) if !engine.contains_key("kind") => {
+            engine.insert("kind".into(), toml::Value::String("embedded".into()));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The engine's own rules, checked on the table so that each problem names its field: serde's
+/// errors for a tagged enum name none (it reads the whole table before it knows the variant).
+/// Field types are left to serde.
+fn engine_problems(table: &toml::Table) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let Some(engine) = table.get("engine").and_then(toml::Value::as_table) else {
+        return problems;
+    };
+    let (needed, unused): (&[&str], &[&str]) = match engine.get("kind") {
+        Some(toml::Value::String(kind)) if kind == "embedded" => (&[], &["url", "jwt_secret"]),
+        Some(toml::Value::String(kind)) if kind == "remote" => (&["url", "jwt_secret"], &[]),
+        other => {
+            let kind = match other {
+                Some(toml::Value::String(kind)) => kind.clone(),
+                Some(value) => value.to_string(),
+                None => String::new(),
+            };
+            problem(
+                &mut problems,
+                "engine.kind",
+                format!("`{kind}` is neither `embedded` nor `remote`"),
+            );
+            return problems;
+        }
+    };
+    for field in needed {
+        match engine.get(*field) {
+            None => problem(
+                &mut problems,
+                format!("engine.{field}"),
+                "is required with engine.kind = \"remote\"",
+            ),
+            Some(toml::Value::String(_)) => {}
+            Some(other) => problem(
+                &mut problems,
+                format!("engine.{field}"),
+                format!("must be a string, not the {} `{other}`", other.type_str()),
+            ),
+        }
+    }
+    for field in unused.iter().filter(|field| engine.contains_key(**field)) {
+        problem(
+            &mut problems,
+            format!("engine.{field}"),
+            "is only used with engine.kind = \"remote\"",
+        );
+    }
+    problems
+}
+
 /// Names the field a serde error points at: the key on the error's line, under the table
-/// header above it.
+/// header above it (or on that line: an error in a whole table points at its header).
 fn serde_problem(text: &str, err: &toml::de::Error) -> Problem {
     let Some(span) = err.span() else {
         return Problem {
@@ -320,7 +396,11 @@ fn serde_problem(text: &str, err: &toml::de::Error) -> Problem {
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let line_text = text.lines().nth(line - 1).unwrap_or("");
-    let table = before
+    let line_end = text[before.len()..]
+        .find('\n')
+        .map_or(text.len(), |at| before.len() + at);
+    let through_line = &text[..line_end];
+    let table = through_line
         .lines()
         .rev()
         .map(str::trim)
@@ -531,61 +611,22 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         );
     }
 
-    let engine = match file.engine.kind.as_str() {
-        "embedded" => {
-            for (field, set) in [
-                ("engine.url", file.engine.url.is_some()),
-                ("engine.jwt_secret", file.engine.jwt_secret.is_some()),
-            ] {
-                if set {
-                    problem(p, field, "is only used with engine.kind = \"remote\"");
-                }
-            }
-            Some(EngineChoice::Embedded)
-        }
-        "remote" => {
-            let url = match &file.engine.url {
-                Some(url) if url.starts_with("http://") && url.len() > "http://".len() => {
-                    Some(url.clone())
-                }
-                Some(url) => {
-                    problem(
-                        p,
-                        "engine.url",
-                        format!("`{url}` is not an http:// URL (TLS is not supported)"),
-                    );
-                    None
-                }
-                None => {
-                    problem(p, "engine.url", "is required with engine.kind = \"remote\"");
-                    None
-                }
+    let engine = match &file.engine {
+        Engine::Embedded {} => Some(Engine::Embedded {}),
+        Engine::Remote { url, jwt_secret } => {
+            let url = if url.starts_with("http://") && url.len() > "http://".len() {
+                Some(url.clone())
+            } else {
+                problem(
+                    p,
+                    "engine.url",
+                    format!("`{url}` is not an http:// URL (TLS is not supported)"),
+                );
+                None
             };
-            let jwt = match &file.engine.jwt_secret {
-                Some(path) => {
-                    let path = resolve(base, path);
-                    existing_file(p, "engine.jwt_secret", &path);
-                    Some(path)
-                }
-                None => {
-                    problem(
-                        p,
-                        "engine.jwt_secret",
-                        "is required with engine.kind = \"remote\"",
-                    );
-                    None
-                }
-            };
-            url.zip(jwt)
-                .map(|(url, jwt_secret)| EngineChoice::Remote { url, jwt_secret })
-        }
-        other => {
-            problem(
-                p,
-                "engine.kind",
-                format!("`{other}` is neither `embedded` nor `remote`"),
-            );
-            None
+            let jwt_secret = resolve(base, jwt_secret);
+            existing_file(p, "engine.jwt_secret", &jwt_secret);
+            url.map(|url| Engine::Remote { url, jwt_secret })
         }
     };
 
@@ -720,7 +761,7 @@ mod tests {
     fn the_example_parses() {
         let file = parse(EXAMPLE, no_env()).expect("example parses");
         assert_eq!(file.cluster.operators.len(), 4);
-        assert_eq!(file.engine.kind, "embedded");
+        assert_eq!(file.engine, Engine::Embedded {});
     }
 
     #[test]
@@ -729,12 +770,97 @@ mod tests {
             ("COHORT_LISTEN".to_string(), "127.0.0.1:7777".to_string()),
             ("COHORT_CLUSTER__SLOT_SECONDS".to_string(), "6".to_string()),
             ("COHORT_ENGINE__KIND".to_string(), "remote".to_string()),
+            (
+                "COHORT_ENGINE__URL".to_string(),
+                "http://10.0.0.9:8551".to_string(),
+            ),
+            (
+                "COHORT_ENGINE__JWT_SECRET".to_string(),
+                "jwt.hex".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let file = parse(EXAMPLE, env).expect("overrides apply");
         assert_eq!(file.listen, "127.0.0.1:7777");
         assert_eq!(file.cluster.slot_seconds, 6);
-        assert_eq!(file.engine.kind, "remote");
+        assert_eq!(
+            file.engine,
+            Engine::Remote {
+                url: "http://10.0.0.9:8551".into(),
+                jwt_secret: "jwt.hex".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn each_engine_kind_takes_only_its_own_fields() {
+        let remote = vec![("COHORT_ENGINE__KIND".to_string(), "remote".to_string())];
+        let problems = parse(EXAMPLE, remote).expect_err("remote without url or secret");
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["engine.url", "engine.jwt_secret"], "{problems:?}");
+        assert!(
+            problems[0]
+                .problem
+                .contains("is required with engine.kind = \"remote\""),
+            "{}",
+            problems[0]
+        );
+
+        let text = EXAMPLE.replace(
+            "kind = \"embedded\"",
+            "kind = \"embedded\"\nurl = \"http://127.0.0.1:8551\"",
+        );
+        let problems = parse(&text, no_env()).expect_err("a url for the embedded engine");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "engine.url");
+        assert!(
+            problems[0]
+                .problem
+                .contains("only used with engine.kind = \"remote\""),
+            "{}",
+            problems[0]
+        );
+
+        let text = EXAMPLE.replace("kind = \"embedded\"", "kind = \"external\"");
+        let problems = parse(&text, no_env()).expect_err("unknown kind");
+        assert_eq!(problems[0].field, "engine.kind", "{}", problems[0]);
+        assert!(
+            problems[0].problem.contains("`external`"),
+            "{}",
+            problems[0]
+        );
+
+        // A table without `kind` is the embedded engine, as a missing table is.
+        let text = EXAMPLE.replace("kind = \"embedded\"", "");
+        assert_eq!(
+            parse(&text, no_env()).expect("default kind").engine,
+            Engine::Embedded {}
+        );
+        let text = EXAMPLE
+            .replace("[engine]", "")
+            .replace("kind = \"embedded\"", "");
+        assert_eq!(
+            parse(&text, no_env()).expect("no table").engine,
+            Engine::Embedded {}
+        );
+    }
+
+    #[test]
+    fn a_wrongly_typed_engine_field_is_named() {
+        let text = EXAMPLE.replace(
+            "kind = \"embedded\"",
+            "kind = \"remote\"\nurl = 8551\njwt_secret = \"jwt.hex\"",
+        );
+        let problems = parse(&text, no_env()).expect_err("wrong type");
+        assert_eq!(problems[0].field, "engine.url", "{}", problems[0]);
+        assert!(problems[0].problem.contains("string"), "{}", problems[0]);
+
+        // Serde's own errors inside the table name the table, not the one above it.
+        let text = EXAMPLE.replace("kind = \"embedded\"", "kind = \"embedded\"\nport = 8551");
+        let problems = parse(&text, no_env()).expect_err("unknown field");
+        assert_eq!(problems[0].field, "engine", "{}", problems[0]);
+        let text = problems[0].to_string();
+        assert!(text.contains("port") && text.contains("line"), "{text}");
     }
 
     #[test]
@@ -770,7 +896,10 @@ mod tests {
         file.listen = "nowhere".into();
         file.cluster.name = "Bad Name".into();
         file.cluster.operators.truncate(3);
-        file.engine.kind = "remote".into();
+        file.engine = Engine::Remote {
+            url: "https://127.0.0.1:8551".into(),
+            jwt_secret: "jwt.hex".into(),
+        };
         file.p2p.rate_per_second.insert("votes".into(), 0);
         file.p2p.max_message_bytes.insert("gossip".into(), 10);
         let problems = validate(file, Path::new("/nonexistent")).expect_err("invalid");

@@ -10,8 +10,9 @@
 use crate::config::{self, Config};
 use cohort_ingress::keys::{self, ValidatorShare};
 use cohort_keystore::{
-    eip2335::{self, Kdf, Keystore},
-    files, identity,
+    eip2335::{self, Kdf, Keystore, KeystoreError},
+    files::{self, SecretFileError},
+    identity::{self, IdentityError},
 };
 use cohort_marshal::PublicKey;
 use commonware_codec::{Copying, Decode as _, DecodeExt as _, Encode as _};
@@ -78,98 +79,183 @@ fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> 
     Sharing::<MinPk>::decode_cfg(bytes, &(max, ModeVersion::v0())).map_err(|err| err.to_string())
 }
 
+/// Why the keys a config names cannot run this operator. Each variant names the config field
+/// or the file at fault, since an operator fixes one file at a time.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("identity_key: {0}")]
+    Identity(#[from] IdentityError),
+    #[error("cluster.operators: an operator appears twice")]
+    DuplicateOperator,
+    #[error(
+        "identity_key {} is operator {operator}, which is not in cluster.operators",
+        path.display()
+    )]
+    NotAnOperator { path: PathBuf, operator: String },
+    #[error("shares.lock {}: {source}", path.display())]
+    LockUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("shares.lock {}: not a cluster lock: {source}", path.display())]
+    LockMalformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "shares.lock {} lists other operators than cluster.operators (the lock: {}; the \
+         config, in share order: {})",
+        path.display(),
+        locked.join(", "),
+        configured.join(", ")
+    )]
+    LockOperators {
+        path: PathBuf,
+        locked: Vec<String>,
+        configured: Vec<String>,
+    },
+    #[error("shares.lock {}: threshold {found} is not n - f = {expected}", path.display())]
+    LockThreshold {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("shares.lock {}: no validators", path.display())]
+    NoValidators { path: PathBuf },
+    #[error("shares.password_file: {0}")]
+    Password(SecretFileError),
+    #[error("validator {validator} in {}: {problem}", lock.display())]
+    Validator {
+        validator: u64,
+        lock: PathBuf,
+        problem: ValidatorProblem,
+    },
+    /// The share's keystore file is missing, unreadable or readable by other users.
+    #[error(transparent)]
+    ShareFile(SecretFileError),
+    #[error("{}: {problem}", path.display())]
+    Share {
+        path: PathBuf,
+        problem: ShareProblem,
+    },
+}
+
+/// What is wrong with one validator's entry in the cluster lock.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidatorProblem {
+    #[error("sharing {0}")]
+    Sharing(String),
+    #[error("public_key is not the sharing's public key")]
+    PublicKey,
+    #[error("sharing's threshold is not the lock's")]
+    Threshold,
+    #[error("no share for this operator: {0}")]
+    NoShare(String),
+}
+
+/// What is wrong with a share's keystore once read.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareProblem {
+    #[error("not UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    #[error("not a BLS secret: {0}")]
+    NotBls(commonware_codec::Error),
+    #[error(
+        "this share is not operator {operator}'s share of validator {validator} (wrong \
+         keystore, or a lock from another cluster)"
+    )]
+    Foreign { operator: usize, validator: u64 },
+}
+
 /// Reads every key the config names and checks they belong together; the error names the file
 /// and what is wrong.
-pub fn load(config: &Config) -> Result<Loaded, String> {
-    let key = identity::load(&config.identity_key).map_err(|err| format!("identity_key: {err}"))?;
+pub fn load(config: &Config) -> Result<Loaded, KeysError> {
+    let key = identity::load(&config.identity_key)?;
     let me = key.public_key();
     let participants: Set<PublicKey> = config
         .operators
         .iter()
         .map(|(key, _)| key.clone())
         .try_collect()
-        .map_err(|_| "cluster.operators: an operator appears twice".to_string())?;
-    let index = participants.position(&me).ok_or_else(|| {
-        format!(
-            "identity_key {} is operator {}, which is not in cluster.operators",
-            config.identity_key.display(),
-            identity::public_key_hex(&me)
-        )
-    })?;
+        .map_err(|_| KeysError::DuplicateOperator)?;
+    let index = participants
+        .position(&me)
+        .ok_or_else(|| KeysError::NotAnOperator {
+            path: config.identity_key.clone(),
+            operator: identity::public_key_hex(&me),
+        })?;
 
     let lock_path = &config.lock;
-    let text = std::fs::read_to_string(lock_path)
-        .map_err(|err| format!("shares.lock {}: {err}", lock_path.display()))?;
-    let lock: Lock = serde_json::from_str(&text).map_err(|err| {
-        format!(
-            "shares.lock {}: not a cluster lock: {err}",
-            lock_path.display()
-        )
+    let text = std::fs::read_to_string(lock_path).map_err(|source| KeysError::LockUnreadable {
+        path: lock_path.clone(),
+        source,
+    })?;
+    let lock: Lock = serde_json::from_str(&text).map_err(|source| KeysError::LockMalformed {
+        path: lock_path.clone(),
+        source,
     })?;
     let in_order: Vec<String> = participants.iter().map(identity::public_key_hex).collect();
     if lock.operators != in_order {
-        return Err(format!(
-            "shares.lock {} lists other operators than cluster.operators (the lock: {}; the \
-             config, in share order: {})",
-            lock_path.display(),
-            lock.operators.join(", "),
-            in_order.join(", ")
-        ));
+        return Err(KeysError::LockOperators {
+            path: lock_path.clone(),
+            locked: lock.operators,
+            configured: in_order,
+        });
     }
     let n = participants.len() as u32;
     let expected_threshold = N3f1::quorum(n);
     if lock.threshold != expected_threshold {
-        return Err(format!(
-            "shares.lock {}: threshold {} is not n - f = {expected_threshold}",
-            lock_path.display(),
-            lock.threshold
-        ));
+        return Err(KeysError::LockThreshold {
+            path: lock_path.clone(),
+            found: lock.threshold,
+            expected: expected_threshold,
+        });
     }
     if lock.validators.is_empty() {
-        return Err(format!(
-            "shares.lock {}: no validators",
-            lock_path.display()
-        ));
+        return Err(KeysError::NoValidators {
+            path: lock_path.clone(),
+        });
     }
 
-    let password = files::read_password(&config.password_file)
-        .map_err(|err| format!("shares.password_file: {err}"))?;
+    let password = files::read_password(&config.password_file).map_err(KeysError::Password)?;
     let participant = Participant::new(index as u32);
     let mut shares = BTreeMap::new();
     for validator in &lock.validators {
-        let at = |what: String| {
-            format!(
-                "validator {} in {}: {what}",
-                validator.index,
-                lock_path.display()
-            )
+        let at = |problem| KeysError::Validator {
+            validator: validator.index,
+            lock: lock_path.clone(),
+            problem,
         };
-        let sharing =
-            decode_sharing(&validator.sharing, n).map_err(|err| at(format!("sharing {err}")))?;
+        let sharing = decode_sharing(&validator.sharing, n)
+            .map_err(|err| at(ValidatorProblem::Sharing(err)))?;
         if keys::to_hex(sharing.public()) != validator.public_key.trim_start_matches("0x") {
-            return Err(at("public_key is not the sharing's public key".into()));
+            return Err(at(ValidatorProblem::PublicKey));
         }
         if sharing.required() != lock.threshold {
-            return Err(at("sharing's threshold is not the lock's".into()));
+            return Err(at(ValidatorProblem::Threshold));
         }
         let expected = sharing
             .partial_public(participant)
-            .map_err(|err| at(format!("no share for this operator: {err}")))?;
+            .map_err(|err| at(ValidatorProblem::NoShare(err.to_string())))?;
         let path = share_file(&config.shares_dir, validator.index);
-        let file = |what: String| format!("{}: {what}", path.display());
-        let text = files::read_secret(&path).map_err(|err| err.to_string())?;
-        let text = String::from_utf8(text).map_err(|_| file("not UTF-8".into()))?;
-        let keystore = Keystore::from_json(&text).map_err(|err| file(err.to_string()))?;
-        let secret = eip2335::decrypt(&keystore, &password).map_err(|err| file(err.to_string()))?;
+        let file = |problem| KeysError::Share {
+            path: path.clone(),
+            problem,
+        };
+        let text = files::read_secret(&path).map_err(KeysError::ShareFile)?;
+        let text = String::from_utf8(text).map_err(|_| file(ShareProblem::NotUtf8))?;
+        let keystore = Keystore::from_json(&text).map_err(|err| file(err.into()))?;
+        let secret = eip2335::decrypt(&keystore, &password).map_err(|err| file(err.into()))?;
         let private = Private::decode(Copying(secret.as_slice()))
-            .map_err(|err| file(format!("not a BLS secret: {err}")))?;
+            .map_err(|err| file(ShareProblem::NotBls(err)))?;
         let share = Share::new(participant, private);
         if share.public::<MinPk>() != expected {
-            return Err(file(format!(
-                "this share is not operator {index}'s share of validator {} (wrong keystore, \
-                 or a lock from another cluster)",
-                validator.index
-            )));
+            return Err(file(ShareProblem::Foreign {
+                operator: index,
+                validator: validator.index,
+            }));
         }
         shares.insert(validator.index, ValidatorShare { sharing, share });
     }
@@ -339,11 +425,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
                 kind: "devnet".into(),
                 seed: plan.seed,
             },
-            engine: config::Engine {
-                kind: "embedded".into(),
-                url: None,
-                jwt_secret: None,
-            },
+            engine: config::Engine::Embedded {},
             p2p: Default::default(),
         };
         let text = toml::to_string_pretty(&file).map_err(|err| err.to_string())?;
@@ -462,6 +544,11 @@ mod tests {
         std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = load(&config).err().expect("world-readable share refused");
         assert!(
+            matches!(err, KeysError::ShareFile(SecretFileError::Exposed { .. })),
+            "{err}"
+        );
+        let err = err.to_string();
+        assert!(
             err.contains("chmod 600") && err.contains("share-1.json"),
             "{err}"
         );
@@ -469,6 +556,17 @@ mod tests {
 
         files::write_secret(&config.password_file, b"wrong\n").expect("write password");
         let err = load(&config).err().expect("wrong password refused");
+        assert!(
+            matches!(
+                err,
+                KeysError::Share {
+                    problem: ShareProblem::Keystore(KeystoreError::WrongPassword),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(err.contains("share-0.json"), "{err}");
 
         // Another operator's keystore in this operator's directory is caught.
@@ -480,6 +578,17 @@ mod tests {
         )
         .expect("copy share");
         let err = load(&config).err().expect("foreign share refused");
+        assert!(
+            matches!(
+                err,
+                KeysError::Share {
+                    problem: ShareProblem::Foreign { validator: 0, .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = err.to_string();
         assert!(err.contains("not operator"), "{err}");
         let _ = std::fs::remove_dir_all(&out);
     }

@@ -99,18 +99,24 @@ fn env() -> Vec<(String, String)> {
     std::env::vars().collect()
 }
 
+/// Why `run` or `config check` stops before starting anything.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Keys(#[from] keys::KeysError),
+}
+
 /// Loads the config and every key it names; the error lists everything wrong.
-fn load(path: &std::path::Path) -> Result<(config::Config, keys::Loaded), String> {
-    let config = config::load(path, env()).map_err(|err| err.to_string())?;
+fn load(path: &std::path::Path) -> Result<(config::Config, keys::Loaded), LoadError> {
+    let config = config::load(path, env())?;
     let loaded = keys::load(&config)?;
     config
         .check_channel_sizes(loaded.shares.len())
-        .map_err(|problems| {
-            config::ConfigError {
-                path: path.to_path_buf(),
-                problems,
-            }
-            .to_string()
+        .map_err(|problems| config::ConfigError {
+            path: path.to_path_buf(),
+            problems,
         })?;
     Ok((config, loaded))
 }

@@ -7,7 +7,7 @@
 //! nothing either; the graceful path only avoids leaving duties to the others.
 
 use crate::{
-    config::{Config, EngineChoice},
+    config::{Config, Engine},
     keys::Loaded,
     net,
     telemetry::{self, HealthProbe, LastFinalized},
@@ -46,7 +46,7 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
         .with_catch_panics(false);
     tokio::Runner::new(runtime).start(|context| async move {
         match config.engine.clone() {
-            EngineChoice::Embedded => {
+            Engine::Embedded {} => {
                 let engine = EmbeddedEngine::init(
                     context.child("engine"),
                     cohort_engine::embedded::Config {
@@ -58,7 +58,7 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
                 .map_err(|err| format!("the embedded engine's storage did not open: {err}"))?;
                 operate(context, config, loaded, engine).await
             }
-            EngineChoice::Remote { url, jwt_secret } => {
+            Engine::Remote { url, jwt_secret } => {
                 let secret = load_jwt_secret(&jwt_secret)
                     .map_err(|err| format!("engine.jwt_secret: {err}"))?;
                 let mut remote = RemoteConfig::new(secret);

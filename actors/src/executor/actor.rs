@@ -86,9 +86,56 @@ struct Prebuilt {
 }
 
 /// Why processing a finalized block stopped the executor.
+#[derive(Debug, thiserror::Error)]
 enum Fatal {
-    Invalid(String),
+    /// Consensus finalized a payload the engine calls INVALID.
+    #[error("engine says finalized payload {hash} (number {number}) is INVALID: {reason}")]
+    Invalid {
+        hash: B256,
+        number: u64,
+        reason: String,
+    },
+    /// The engine took the payload but refuses the forkchoice that finalizes it.
+    #[error("engine refused to finalize {hash} (number {number}): {source}")]
+    Unfinalizable {
+        hash: B256,
+        number: u64,
+        source: EngineError,
+    },
+    /// The engine's own storage failed.
+    #[error("{0}")]
     Storage(String),
+}
+
+/// Why the executor could not start: it stops, and this operator executes nothing.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(
+        "the engine's genesis {engine:?} is not the cluster's execution genesis {cluster}; \
+         the engine belongs to another chain"
+    )]
+    ForeignGenesis { engine: Option<B256>, cluster: B256 },
+    #[error("marshal does not have processed block {0}")]
+    MissingBlock(u64),
+    #[error("the engine finalized {engine} at number {number}, the cluster chain has {cluster}")]
+    FinalizedConflict {
+        engine: B256,
+        number: u64,
+        cluster: B256,
+    },
+    #[error(transparent)]
+    Backfill(#[from] Fatal),
+}
+
+/// Why a payload handed to consensus could not be recorded first.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("an earlier write of the proposal record failed")]
+    Unavailable,
+    #[error(transparent)]
+    Storage(#[from] metadata::Error),
 }
 
 struct Metered {
@@ -299,27 +346,23 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
 
     /// Brings the engine up to the finalized height marshal has processed, before serving
     /// anything else. Returns marshal updates that arrived meanwhile, to process in order.
-    async fn backfill(&mut self) -> Result<VecDeque<Update<Block>>, String> {
+    async fn backfill(&mut self) -> Result<VecDeque<Update<Block>>, StartError> {
         let genesis = self
             .answered("eth_getBlockByNumber", |engine| async move {
                 engine.block_by_number(BlockTag::Number(0)).await
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if genesis.map(|g| g.hash) != Some(self.execution_genesis.hash) {
-            return Err(format!(
-                "the engine's genesis {:?} is not the cluster's execution genesis {}; \
-                 the engine belongs to another chain",
-                genesis.map(|g| g.hash),
-                self.execution_genesis.hash
-            ));
+            return Err(StartError::ForeignGenesis {
+                engine: genesis.map(|g| g.hash),
+                cluster: self.execution_genesis.hash,
+            });
         }
         let engine_finalized = self
             .answered("eth_getBlockByNumber", |engine| async move {
                 engine.block_by_number(BlockTag::Finalized).await
             })
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .unwrap_or(self.execution_genesis);
         self.finalized = engine_finalized;
         self.head = engine_finalized;
@@ -330,16 +373,17 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         let mut height = self.processed;
         while let Some(h) = height {
             let Some(block) = self.marshal.block(h).await else {
-                return Err(format!("marshal does not have processed block {h}"));
+                return Err(StartError::MissingBlock(h));
             };
             if block.execution.number <= engine_finalized.number {
                 if block.execution.number == engine_finalized.number
                     && block.execution.hash != engine_finalized.hash
                 {
-                    return Err(format!(
-                        "the engine finalized {} at number {}, the cluster chain has {}",
-                        engine_finalized.hash, engine_finalized.number, block.execution.hash
-                    ));
+                    return Err(StartError::FinalizedConflict {
+                        engine: engine_finalized.hash,
+                        number: engine_finalized.number,
+                        cluster: block.execution.hash,
+                    });
                 }
                 break;
             }
@@ -365,11 +409,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 self.while_backfilling(message, &mut deferred);
             }
             let tip = ExecutionTip::of(&payload);
-            if let Err(fatal) = self.execute_finalized(slot, payload).await {
-                return Err(match fatal {
-                    Fatal::Invalid(reason) | Fatal::Storage(reason) => reason,
-                });
-            }
+            self.execute_finalized(slot, payload).await?;
             debug!(
                 number = tip.number,
                 remaining = total - done - 1,
@@ -569,10 +609,11 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             match status.status {
                 PayloadStatusEnum::Valid => break,
                 PayloadStatusEnum::Invalid { validation_error } => {
-                    return Err(Fatal::Invalid(format!(
-                        "engine says finalized payload {} (number {}) is INVALID: {validation_error}",
-                        tip.hash, tip.number
-                    )));
+                    return Err(Fatal::Invalid {
+                        hash: tip.hash,
+                        number: tip.number,
+                        reason: validation_error,
+                    });
                 }
                 PayloadStatusEnum::Syncing | PayloadStatusEnum::Accepted => {
                     warn!(
@@ -617,11 +658,12 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                     debug!(error = %e, "head is off the finalized chain; moving it to the finalized block");
                     head = tip;
                 }
-                Err(e) => {
-                    return Err(Fatal::Invalid(format!(
-                        "engine refused to finalize {} (number {}): {e}",
-                        tip.hash, tip.number
-                    )));
+                Err(source) => {
+                    return Err(Fatal::Unfinalizable {
+                        hash: tip.hash,
+                        number: tip.number,
+                        source,
+                    });
                 }
             }
         }
@@ -657,7 +699,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 if let Some(payload) = &block.payload {
                     match self.execute_finalized(block.slot, payload.clone()).await {
                         Ok(()) => {}
-                        Err(Fatal::Invalid(reason)) => {
+                        Err(reason @ (Fatal::Invalid { .. } | Fatal::Unfinalizable { .. })) => {
                             error!(
                                 height,
                                 slot = block.slot,
@@ -667,7 +709,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                             );
                             return false;
                         }
-                        Err(Fatal::Storage(reason)) => {
+                        Err(reason @ Fatal::Storage(_)) => {
                             error!(height, %reason, "stopping the executor: engine storage failed");
                             return false;
                         }
@@ -839,11 +881,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         slot: u64,
         parent: B256,
         payload: &ExecutionPayloadV3,
-    ) -> Result<(), String> {
-        let mut proposals = self
-            .proposals
-            .take()
-            .ok_or("an earlier write of the proposal record failed")?;
+    ) -> Result<(), RecordError> {
+        let mut proposals = self.proposals.take().ok_or(RecordError::Unavailable)?;
         let mut bytes = parent.to_vec();
         bytes.extend_from_slice(&cohort_engine::encode_payload(payload));
         proposals.put(U64::new(slot), bytes);
@@ -856,7 +895,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             proposals.remove(&key);
         }
         set_len(&self.metrics.proposals_held, proposals.keys().count());
-        let proposals = proposals.sync().await.map_err(|e| e.to_string())?;
+        let proposals = proposals.sync().await?;
         self.proposals = Some(proposals);
         Ok(())
     }
