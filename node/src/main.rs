@@ -238,6 +238,29 @@ fn bench_signing(args: BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Stamps a simulation's lines with its simulated time (seconds since its runtime started;
+/// genesis is one slot later), and other lines with the wall clock.
+struct SimulatedTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimulatedTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match cohort_simulation::logs::simulated_now() {
+            Some(now) => {
+                let since = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                write!(
+                    w,
+                    "sim {:>5}.{:03}s",
+                    since.as_secs(),
+                    since.subsec_millis()
+                )
+            }
+            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
+        }
+    }
+}
+
 fn init_logs(filter: Option<&str>) -> Result<(), ExitCode> {
     let Some(filter) = filter else {
         return Ok(());
@@ -261,7 +284,7 @@ fn init_logs(filter: Option<&str>) -> Result<(), ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .event_format(log_lines::Lines {
-            timer: cohort_simulation::logs::SimulatedTime,
+            timer: SimulatedTime,
             operator: None,
             target: true,
         })
