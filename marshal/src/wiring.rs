@@ -155,6 +155,7 @@ fn archive_config<C>(
 ///
 /// `backfill` and `broadcast` are two dedicated network channels; both must admit
 /// [`max_message_size`]. Nothing is delivered until [`Marshal::start`].
+#[allow(clippy::too_many_arguments)]
 pub async fn init<E, P, B, S1, R1, S2, R2>(
     context: E,
     config: Config,

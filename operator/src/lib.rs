@@ -252,6 +252,11 @@ where
     let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
         .expect("operator key is in the participant set");
 
+    // Named before marshal's: a crash aborts an operator's tasks in the order of this
+    // supervision tree, and a simulation replays bit for bit only if that order stays.
+    let executor_context = context.child("executor");
+    let scheduler_context = context.child("scheduler");
+
     // Marshal opens first; the executor, its reporter, is built with its mailbox and what it
     // already processed, and marshal starts delivering to it only then.
     let marshal = cohort_marshal::init(
@@ -271,7 +276,7 @@ where
     .await;
     let marshal_mailbox = marshal.mailbox.clone();
     let (executor_actor, executor_mailbox) = executor::init(
-        context.child("executor"),
+        executor_context,
         executor::Config {
             marshal: marshal.mailbox.clone(),
             processed_height: marshal.processed_height,
@@ -290,7 +295,7 @@ where
         },
     );
     let (scheduler_actor, scheduler_mailbox) = scheduler::init(
-        context.child("scheduler"),
+        scheduler_context,
         scheduler::Config {
             clock: setup.clock,
             committee_id: setup.committee.clone(),
