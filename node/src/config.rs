@@ -4,6 +4,10 @@
 //! Validation collects every problem it finds rather than stopping at the first: an operator
 //! fixing a config file should see all of it at once, each problem naming its field.
 
+mod engine;
+
+pub use engine::Engine;
+
 use cohort_ingress::SlotClock;
 use cohort_operator::Channel;
 use serde::{Deserialize, Serialize};
@@ -119,31 +123,6 @@ impl Default for Beacon {
 
 fn default_beacon_kind() -> String {
     "devnet".into()
-}
-
-/// The execution engine this operator drives, chosen by `kind`: the remote engine's fields
-/// exist only in its variant, so no code has to ask whether an unused URL was set.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Engine {
-    /// In-process, keeping its state under `data_dir`. A struct variant, not a unit one: serde
-    /// ignores every other field of a unit variant, and `url` with `kind = "embedded"` is a
-    /// mistake to report.
-    Embedded {},
-    /// An execution client's authenticated Engine API.
-    Remote {
-        /// The endpoint, `http://host:8551`.
-        url: String,
-        /// File holding the client's hex JWT secret; in a validated [`Config`], resolved
-        /// against the config file's directory.
-        jwt_secret: PathBuf,
-    },
-}
-
-impl Default for Engine {
-    fn default() -> Self {
-        Self::Embedded {}
-    }
 }
 
 /// Per-channel limits, by channel name (`votes`, `certificates`, `resolver`, `backfill`,
@@ -296,8 +275,8 @@ pub fn parse(
             }),
         }
     }
-    let kind_defaulted = default_engine_kind(&mut table);
-    problems.extend(engine_problems(&table));
+    let kind_defaulted = engine::default_kind(&mut table);
+    problems.extend(engine::problems(&table));
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -320,68 +299,6 @@ pub fn parse(
             problem: format!("{} (set by {})", err.message(), overridden.join(", ")),
         }]
     })
-}
-
-/// An `[engine]` table without `kind` means the embedded engine, as a missing table does.
-/// Returns whether the kind was filled in.
-fn default_engine_kind(table: &mut toml::Table) -> bool {
-    match table.get_mut("engine").and_then(toml::Value::as_table_mut) {
-        Some(engine) if !engine.contains_key("kind") => {
-            engine.insert("kind".into(), toml::Value::String("embedded".into()));
-            true
-        }
-        _ => false,
-    }
-}
-
-/// The engine's own rules, checked on the table so that each problem names its field: serde's
-/// errors for a tagged enum name none (it reads the whole table before it knows the variant).
-/// Field types are left to serde.
-fn engine_problems(table: &toml::Table) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let Some(engine) = table.get("engine").and_then(toml::Value::as_table) else {
-        return problems;
-    };
-    let (needed, unused): (&[&str], &[&str]) = match engine.get("kind") {
-        Some(toml::Value::String(kind)) if kind == "embedded" => (&[], &["url", "jwt_secret"]),
-        Some(toml::Value::String(kind)) if kind == "remote" => (&["url", "jwt_secret"], &[]),
-        other => {
-            let kind = match other {
-                Some(toml::Value::String(kind)) => kind.clone(),
-                Some(value) => value.to_string(),
-                None => String::new(),
-            };
-            problem(
-                &mut problems,
-                "engine.kind",
-                format!("`{kind}` is neither `embedded` nor `remote`"),
-            );
-            return problems;
-        }
-    };
-    for field in needed {
-        match engine.get(*field) {
-            None => problem(
-                &mut problems,
-                format!("engine.{field}"),
-                "is required with engine.kind = \"remote\"",
-            ),
-            Some(toml::Value::String(_)) => {}
-            Some(other) => problem(
-                &mut problems,
-                format!("engine.{field}"),
-                format!("must be a string, not the {} `{other}`", other.type_str()),
-            ),
-        }
-    }
-    for field in unused.iter().filter(|field| engine.contains_key(**field)) {
-        problem(
-            &mut problems,
-            format!("engine.{field}"),
-            "is only used with engine.kind = \"remote\"",
-        );
-    }
-    problems
 }
 
 /// Names the field a serde error points at: the key on the error's line, under the table
@@ -611,24 +528,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         );
     }
 
-    let engine = match &file.engine {
-        Engine::Embedded {} => Some(Engine::Embedded {}),
-        Engine::Remote { url, jwt_secret } => {
-            let url = if url.starts_with("http://") && url.len() > "http://".len() {
-                Some(url.clone())
-            } else {
-                problem(
-                    p,
-                    "engine.url",
-                    format!("`{url}` is not an http:// URL (TLS is not supported)"),
-                );
-                None
-            };
-            let jwt_secret = resolve(base, jwt_secret);
-            existing_file(p, "engine.jwt_secret", &jwt_secret);
-            url.map(|url| Engine::Remote { url, jwt_secret })
-        }
-    };
+    let engine = engine::validate(p, base, &file.engine);
 
     // Channel limits: names must be channels, sizes must fit what honest peers send.
     let known: Vec<&str> = Channel::ALL.iter().map(|c| c.name()).collect();

@@ -1,4 +1,8 @@
-use super::{Config, FinalizedBlocks, ops::op_for};
+use super::{
+    Config, FinalizedBlocks,
+    error::{Fatal, RecordError, StartError},
+    ops::op_for,
+};
 use cohort_engine::{
     Address, B256, BlockTag, EngineError, ExecutionEngine, ExecutionPayloadV3, ExecutionTip,
     ForkchoiceState, PayloadAttributes, PayloadId, PayloadStatusEnum,
@@ -83,59 +87,6 @@ struct Prebuilt {
     slot: u64,
     parent: B256,
     id: PayloadId,
-}
-
-/// Why processing a finalized block stopped the executor.
-#[derive(Debug, thiserror::Error)]
-enum Fatal {
-    /// Consensus finalized a payload the engine calls INVALID.
-    #[error("engine says finalized payload {hash} (number {number}) is INVALID: {reason}")]
-    Invalid {
-        hash: B256,
-        number: u64,
-        reason: String,
-    },
-    /// The engine took the payload but refuses the forkchoice that finalizes it.
-    #[error("engine refused to finalize {hash} (number {number}): {source}")]
-    Unfinalizable {
-        hash: B256,
-        number: u64,
-        source: EngineError,
-    },
-    /// The engine's own storage failed.
-    #[error("{0}")]
-    Storage(String),
-}
-
-/// Why the executor could not start: it stops, and this operator executes nothing.
-#[derive(Debug, thiserror::Error)]
-enum StartError {
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(
-        "the engine's genesis {engine:?} is not the cluster's execution genesis {cluster}; \
-         the engine belongs to another chain"
-    )]
-    ForeignGenesis { engine: Option<B256>, cluster: B256 },
-    #[error("marshal does not have processed block {0}")]
-    MissingBlock(u64),
-    #[error("the engine finalized {engine} at number {number}, the cluster chain has {cluster}")]
-    FinalizedConflict {
-        engine: B256,
-        number: u64,
-        cluster: B256,
-    },
-    #[error(transparent)]
-    Backfill(#[from] Fatal),
-}
-
-/// Why a payload handed to consensus could not be recorded first.
-#[derive(Debug, thiserror::Error)]
-enum RecordError {
-    #[error("an earlier write of the proposal record failed")]
-    Unavailable,
-    #[error(transparent)]
-    Storage(#[from] metadata::Error),
 }
 
 struct Metered {

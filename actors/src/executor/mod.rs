@@ -17,6 +17,7 @@
 //! otherwise diverge silently.
 
 mod actor;
+mod error;
 pub mod ops;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,115 @@
+//! The `[engine]` table: which execution engine this operator drives, and the checks that name
+//! each of its fields.
+
+use super::{Problem, existing_file, problem, resolve};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The execution engine this operator drives, chosen by `kind`: the remote engine's fields
+/// exist only in its variant, so no code has to ask whether an unused URL was set.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Engine {
+    /// In-process, keeping its state under `data_dir`. A struct variant, not a unit one: serde
+    /// ignores every other field of a unit variant, and `url` with `kind = "embedded"` is a
+    /// mistake to report.
+    Embedded {},
+    /// An execution client's authenticated Engine API.
+    Remote {
+        /// The endpoint, `http://host:8551`.
+        url: String,
+        /// File holding the client's hex JWT secret; in a validated [`Config`], resolved
+        /// against the config file's directory.
+        jwt_secret: PathBuf,
+    },
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::Embedded {}
+    }
+}
+
+/// An `[engine]` table without `kind` means the embedded engine, as a missing table does.
+/// Returns whether the kind was filled in.
+pub(super) fn default_kind(table: &mut toml::Table) -> bool {
+    match table.get_mut("engine").and_then(toml::Value::as_table_mut) {
+        Some(engine) if !engine.contains_key("kind") => {
+            engine.insert("kind".into(), toml::Value::String("embedded".into()));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The engine's own rules, checked on the table so that each problem names its field: serde's
+/// errors inside a tagged enum point at the table, not the field (serde reads the whole table
+/// before it knows the variant). Unknown fields are left to serde.
+pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
+    let mut found = Vec::new();
+    let Some(engine) = table.get("engine").and_then(toml::Value::as_table) else {
+        return found;
+    };
+    let (needed, unused): (&[&str], &[&str]) = match engine.get("kind") {
+        Some(toml::Value::String(kind)) if kind == "embedded" => (&[], &["url", "jwt_secret"]),
+        Some(toml::Value::String(kind)) if kind == "remote" => (&["url", "jwt_secret"], &[]),
+        other => {
+            let kind = match other {
+                Some(toml::Value::String(kind)) => kind.clone(),
+                Some(value) => value.to_string(),
+                None => String::new(),
+            };
+            problem(
+                &mut found,
+                "engine.kind",
+                format!("`{kind}` is neither `embedded` nor `remote`"),
+            );
+            return found;
+        }
+    };
+    for field in needed {
+        match engine.get(*field) {
+            None => problem(
+                &mut found,
+                format!("engine.{field}"),
+                "is required with engine.kind = \"remote\"",
+            ),
+            Some(toml::Value::String(_)) => {}
+            Some(other) => problem(
+                &mut found,
+                format!("engine.{field}"),
+                format!("must be a string, not the {} `{other}`", other.type_str()),
+            ),
+        }
+    }
+    for field in unused.iter().filter(|field| engine.contains_key(**field)) {
+        problem(
+            &mut found,
+            format!("engine.{field}"),
+            "is only used with engine.kind = \"remote\"",
+        );
+    }
+    found
+}
+
+/// Checks the fields the variant has; the jwt secret's path is resolved against `base`.
+pub(super) fn validate(p: &mut Vec<Problem>, base: &Path, engine: &Engine) -> Option<Engine> {
+    match engine {
+        Engine::Embedded {} => Some(Engine::Embedded {}),
+        Engine::Remote { url, jwt_secret } => {
+            let url = if url.starts_with("http://") && url.len() > "http://".len() {
+                Some(url.clone())
+            } else {
+                problem(
+                    p,
+                    "engine.url",
+                    format!("`{url}` is not an http:// URL (TLS is not supported)"),
+                );
+                None
+            };
+            let jwt_secret = resolve(base, jwt_secret);
+            existing_file(p, "engine.jwt_secret", &jwt_secret);
+            url.map(|url| Engine::Remote { url, jwt_secret })
+        }
+    }
+}
