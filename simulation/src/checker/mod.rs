@@ -8,7 +8,7 @@ pub(crate) mod end;
 use crate::{Violation, bounds, cluster::operator::Observation};
 use cohort_actors::executor::{BuildOutcome, Finalized};
 use cohort_ingress::{
-    DutyId, Role,
+    DutyId, OperatorId, Role,
     runner::{DutyEvent, SignRequest},
 };
 use commonware_cryptography::{Digestible, sha256::Digest};
@@ -48,6 +48,8 @@ pub(crate) struct Observed {
     pub(crate) built: BTreeMap<(usize, u64), cohort_engine::B256>,
     pub(crate) prebuild: PrebuildCounts,
     pub(crate) share_signatures: u64,
+    /// Invalid partial signatures the runners caught, by sender (share index + 1).
+    pub(crate) invalid_partials: BTreeMap<OperatorId, u64>,
     /// The most any operator held at once, by `*_held` gauge.
     pub(crate) max_held: BTreeMap<String, u64>,
     /// `(operator, gauge)` pairs already reported over their bound, so a leak is one violation.
@@ -267,8 +269,9 @@ impl Observed {
                 self.started.remove(&(operator, duty));
             }
             DutyEvent::Submitted { .. } => {}
-            // Counted from the runners' `partials_invalid` metric at the end of the run.
-            DutyEvent::InvalidPartial { .. } => {}
+            DutyEvent::InvalidPartial { sender, .. } => {
+                *self.invalid_partials.entry(sender).or_default() += 1;
+            }
             DutyEvent::Signed { requests } => self.on_signed(operator, requests, slot_now),
             DutyEvent::Missed { duty } => {
                 self.started.remove(&(operator, duty.clone()));

@@ -64,8 +64,7 @@ pub(crate) async fn build(
         .collect();
     blocked.sort_unstable();
     end::honest_operators_never_blocked(&mut observed, config, &blocked);
-    let invalid_partials_by_operator =
-        invalid_partials_by_sender(&commonware_runtime::Metrics::encode(context), cluster);
+    let invalid_partials_by_operator = invalid_partials_by_sender(&observed, cluster);
 
     let decided_slots: BTreeSet<u64> = decided_duties
         .iter()
@@ -266,31 +265,21 @@ fn expected(
     ])
 }
 
-/// The runners' own count of invalid partials (their `partials_invalid` metric), by the
-/// simulation index of the sender (share index + 1 in the metric's label).
-fn invalid_partials_by_sender(encoded: &str, cluster: &Cluster) -> BTreeMap<usize, u64> {
+/// The runners' count of invalid partials, by the simulation index of the sender (the
+/// events name it by share index + 1).
+fn invalid_partials_by_sender(observed: &Observed, cluster: &Cluster) -> BTreeMap<usize, u64> {
+    use commonware_cryptography::Signer as _;
     let mut by_position: BTreeMap<usize, usize> = BTreeMap::new();
     for (index, key) in cluster.keys.iter().enumerate() {
-        use commonware_cryptography::Signer as _;
         if let Some(position) = cluster.participants.position(&key.public_key()) {
             by_position.insert(position, index);
         }
     }
     let mut invalid: BTreeMap<usize, u64> = BTreeMap::new();
-    for line in encoded.lines() {
-        if line.starts_with('#') || !line.contains("partials_invalid_total{") {
-            continue;
-        }
-        let operator = line
-            .split("sender=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|id| id.parse::<usize>().ok());
-        let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        if let (Some(operator), Some(value)) = (operator, value)
-            && let Some(index) = operator.checked_sub(1).and_then(|p| by_position.get(&p))
-        {
-            *invalid.entry(*index).or_default() += value as u64;
+    for (sender, count) in &observed.invalid_partials {
+        let position = usize::try_from(*sender).ok().and_then(|s| s.checked_sub(1));
+        if let Some(index) = position.and_then(|p| by_position.get(&p)) {
+            *invalid.entry(*index).or_default() += count;
         }
     }
     invalid

@@ -95,7 +95,7 @@ pub struct Report {
     /// The first rejections the chain logged, if any.
     pub rejections: Vec<String>,
     /// Partial signatures the honest operators found invalid and dropped, by the simulation
-    /// index of the operator that sent them (from the runners' `partials_invalid` metric).
+    /// index of the operator that sent them (from the runners' `InvalidPartial` events).
     pub invalid_partials_by_operator: BTreeMap<usize, u64>,
     /// The first slot the liveness invariant covered (`None`: the faults did not owe it).
     pub liveness_from: Option<u64>,
