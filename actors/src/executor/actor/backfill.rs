@@ -1,0 +1,129 @@
+//! Start-up: bringing the engine up to the finalized height marshal already processed,
+//! before the executor serves proposals and verifications.
+
+use super::*;
+
+impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>
+    Actor<E, X, M>
+{
+    /// Brings the engine up to the finalized height marshal has processed, before serving
+    /// anything else. Returns marshal updates that arrived meanwhile, to process in order.
+    pub(super) async fn backfill(&mut self) -> Result<VecDeque<Update<Block>>, StartError> {
+        let genesis = self
+            .answered("eth_getBlockByNumber", |engine| async move {
+                engine.block_by_number(BlockTag::Number(0)).await
+            })
+            .await?;
+        if genesis.map(|g| g.hash) != Some(self.execution_genesis.hash) {
+            return Err(StartError::ForeignGenesis {
+                engine: genesis.map(|g| g.hash),
+                cluster: self.execution_genesis.hash,
+            });
+        }
+        let engine_finalized = self
+            .answered("eth_getBlockByNumber", |engine| async move {
+                engine.block_by_number(BlockTag::Finalized).await
+            })
+            .await?
+            .unwrap_or(self.execution_genesis);
+        self.finalized = engine_finalized;
+        self.head = engine_finalized;
+
+        // Walk marshal's processed blocks down to the engine's finalized block, collecting the
+        // payloads it is missing.
+        let mut missing: Vec<(u64, Arc<ExecutionPayloadV3>)> = Vec::new();
+        let mut height = self.processed;
+        while let Some(h) = height {
+            let Some(block) = self.marshal.block(h).await else {
+                return Err(StartError::MissingBlock(h));
+            };
+            if block.execution.number <= engine_finalized.number {
+                if block.execution.number == engine_finalized.number
+                    && block.execution.hash != engine_finalized.hash
+                {
+                    return Err(StartError::FinalizedConflict {
+                        engine: engine_finalized.hash,
+                        number: engine_finalized.number,
+                        cluster: block.execution.hash,
+                    });
+                }
+                break;
+            }
+            if let Some(payload) = &block.payload {
+                missing.push((block.slot, payload.clone()));
+            }
+            height = h.checked_sub(1);
+        }
+        missing.reverse();
+        let mut deferred = VecDeque::new();
+        if !missing.is_empty() {
+            info!(
+                payloads = missing.len(),
+                from = engine_finalized.number,
+                "engine is behind the finalized chain; backfilling before serving head requests"
+            );
+        }
+        let total = missing.len();
+        for (done, (slot, payload)) in missing.into_iter().enumerate() {
+            self.metrics.backfill_remaining.set((total - done) as i64);
+            // Head requests are meaningless until the engine has caught up: drop them.
+            while let Ok(message) = self.mailbox.try_recv() {
+                self.while_backfilling(message, &mut deferred);
+            }
+            let tip = ExecutionTip::of(&payload);
+            self.execute_finalized(slot, payload).await?;
+            debug!(
+                number = tip.number,
+                remaining = total - done - 1,
+                "backfilled payload"
+            );
+        }
+        self.metrics.backfill_remaining.set(0);
+        if total > 0 {
+            while let Ok(message) = self.mailbox.try_recv() {
+                self.while_backfilling(message, &mut deferred);
+            }
+            info!(
+                payloads = total,
+                finalized = self.finalized.number,
+                "backfill done; serving head requests again"
+            );
+        }
+        Ok(deferred)
+    }
+
+    pub(super) fn while_backfilling(
+        &mut self,
+        message: Message<Block>,
+        deferred: &mut VecDeque<Update<Block>>,
+    ) {
+        match message {
+            // A tip is only logged, and one comes with every finalization however long the
+            // backfill takes: keeping them would grow the queue with the engine's outage.
+            Message::Update(Update::Tip(_, height, _)) => {
+                debug!(height = height.get(), "new finalized tip while backfilling");
+            }
+            Message::Update(update) => {
+                deferred.push_back(update);
+                set_len(&self.metrics.deferred_held, deferred.len());
+            }
+            Message::CanonicalizeAndBuild { slot, response, .. } => {
+                info!(slot, "dropping a build request while backfilling");
+                let _ = response.send(None);
+            }
+            Message::Verify { slot, response, .. } => {
+                info!(slot, "cannot check a payload while backfilling");
+                let _ = response.send(PayloadVerdict::Unknown);
+            }
+            Message::CanonicalizeHead { head } => {
+                info!(
+                    number = head.number,
+                    "dropping a head update while backfilling"
+                );
+            }
+            Message::Prebuild { slot } => {
+                info!(slot, "dropping a pre-build while backfilling");
+            }
+        }
+    }
+}
