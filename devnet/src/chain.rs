@@ -133,12 +133,6 @@ type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 const DST: &[u8] = MinPk::MESSAGE;
 
-fn compress(signature: &Signature) -> [u8; 96] {
-    let mut bytes = [0u8; 96];
-    bytes.copy_from_slice(&signature.encode()[..96]);
-    bytes
-}
-
 impl DevnetChain {
     pub fn new(
         beacon: DevnetBeacon,
@@ -273,7 +267,7 @@ impl DevnetChain {
             let slot = attestation.data.slot;
             let epoch = self.beacon.epoch_of(slot);
             let data = attestation.data;
-            let signature = compress(&attestation.signature);
+            let signature = keys::signature_bytes(&attestation.signature);
             let root = self.fork.attestation_signing_root(&data);
             let scheduled = self.beacon.attester_slot(epoch, validator) == slot;
             let result = self.submit(Kind::Attestation, slot, validator, signature, |state| {
@@ -304,7 +298,7 @@ impl DevnetChain {
 
     pub fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
         let header = block.header;
-        let signature = compress(&block.signature);
+        let signature = keys::signature_bytes(&block.signature);
         let root = self.fork.block_signing_root(&header);
         self.submit(
             Kind::Proposal,
@@ -335,8 +329,8 @@ impl DevnetChain {
         let validator = signed.aggregator_index;
         let slot = signed.aggregate.data.slot;
         let epoch = self.beacon.epoch_of(slot);
-        let selection_proof = compress(&signed.selection_proof);
-        let signature = compress(&signed.signature);
+        let selection_proof = keys::signature_bytes(&signed.selection_proof);
+        let signature = keys::signature_bytes(&signed.signature);
         let selection_root = signing::compute_signing_root(
             signing::slot_root(slot),
             self.fork.domain(signing::DOMAIN_SELECTION_PROOF),
@@ -385,7 +379,7 @@ impl DevnetChain {
                 "validator {proposer} does not propose slot {slot}"
             )));
         }
-        let reveal = compress(randao_reveal);
+        let reveal = keys::signature_bytes(randao_reveal);
         let root = signing::compute_signing_root(
             signing::epoch_root(self.beacon.epoch_of(slot)),
             self.fork.domain(signing::DOMAIN_RANDAO),

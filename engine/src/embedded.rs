@@ -34,6 +34,9 @@ use std::{
 };
 use tracing::{debug, info, warn};
 
+mod record;
+use record::{KEY_CANONICAL, KEY_FINALIZED, KEY_STATE, corrupt, decode_tip, encode_tip};
+
 /// Gas limit of every payload this engine builds and accepts.
 pub const GAS_LIMIT: u64 = 30_000_000;
 /// Most ops one payload carries: keeps a payload well inside a cluster block's size limit.
@@ -55,10 +58,6 @@ const MAX_POOL: usize = 65_536;
 const INVALID_FORKCHOICE_STATE: i64 = -38002;
 const INVALID_PAYLOAD_ATTRIBUTES: i64 = -38003;
 const UNKNOWN_PAYLOAD: i64 = -38001;
-
-const KEY_FINALIZED: u64 = 0;
-const KEY_STATE: u64 = 1;
-const KEY_CANONICAL: u64 = 2;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -133,29 +132,6 @@ fn invalid(reason: impl Into<String>, latest_valid_hash: Option<B256>) -> Payloa
         },
         latest_valid_hash,
     )
-}
-
-fn encode_tip(tip: &ExecutionTip, out: &mut Vec<u8>) {
-    out.extend_from_slice(tip.hash.as_slice());
-    out.extend_from_slice(&tip.number.to_be_bytes());
-    out.extend_from_slice(&tip.timestamp.to_be_bytes());
-}
-
-fn decode_tip(bytes: &[u8]) -> Option<ExecutionTip> {
-    if bytes.len() != 48 {
-        return None;
-    }
-    Some(ExecutionTip {
-        hash: B256::from_slice(&bytes[..32]),
-        number: u64::from_be_bytes(bytes[32..40].try_into().ok()?),
-        timestamp: u64::from_be_bytes(bytes[40..48].try_into().ok()?),
-    })
-}
-
-fn corrupt(what: &str) -> EngineError {
-    EngineError::Storage(format!(
-        "embedded engine storage is corrupt ({what}); the data directory cannot be used"
-    ))
 }
 
 impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {

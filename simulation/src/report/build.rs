@@ -251,9 +251,7 @@ fn expected(
                     fork.domain(signing::DOMAIN_SELECTION_PROOF),
                 ),
             );
-            let mut bytes = [0u8; 96];
-            bytes.copy_from_slice(&commonware_codec::Encode::encode(&proof)[..96]);
-            if signing::is_aggregator(duty.committee_length, &bytes) {
+            if signing::is_aggregator(duty.committee_length, &keys::signature_bytes(&proof)) {
                 aggregators += 1;
             }
         }
