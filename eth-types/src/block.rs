@@ -136,8 +136,85 @@ pub struct BeaconBlockBodyElectra<P: Preset> {
     pub execution_requests: ExecutionRequests<P>,
 }
 
+// Blinded bodies (`execution_payload_header` instead of `execution_payload`), as the produce
+// endpoints return when a builder's payload wins (`execution_payload_blinded: true`). Their
+// root equals the full body's.
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct BlindedBeaconBlockBodyBellatrix<P: Preset> {
+    pub randao_reveal: BlsSignature,
+    pub eth1_data: Eth1Data,
+    pub graffiti: Root,
+    pub proposer_slashings: VariableList<ProposerSlashing, P::MaxProposerSlashings>,
+    pub attester_slashings: VariableList<AttesterSlashing<P>, P::MaxAttesterSlashings>,
+    pub attestations: VariableList<Attestation<P>, P::MaxAttestations>,
+    pub deposits: VariableList<Deposit, P::MaxDeposits>,
+    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::MaxVoluntaryExits>,
+    pub sync_aggregate: SyncAggregate<P>,
+    pub execution_payload_header: ExecutionPayloadHeaderBellatrix<P>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct BlindedBeaconBlockBodyCapella<P: Preset> {
+    pub randao_reveal: BlsSignature,
+    pub eth1_data: Eth1Data,
+    pub graffiti: Root,
+    pub proposer_slashings: VariableList<ProposerSlashing, P::MaxProposerSlashings>,
+    pub attester_slashings: VariableList<AttesterSlashing<P>, P::MaxAttesterSlashings>,
+    pub attestations: VariableList<Attestation<P>, P::MaxAttestations>,
+    pub deposits: VariableList<Deposit, P::MaxDeposits>,
+    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::MaxVoluntaryExits>,
+    pub sync_aggregate: SyncAggregate<P>,
+    pub execution_payload_header: ExecutionPayloadHeaderCapella<P>,
+    pub bls_to_execution_changes:
+        VariableList<SignedBlsToExecutionChange, P::MaxBlsToExecutionChanges>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct BlindedBeaconBlockBodyDeneb<P: Preset> {
+    pub randao_reveal: BlsSignature,
+    pub eth1_data: Eth1Data,
+    pub graffiti: Root,
+    pub proposer_slashings: VariableList<ProposerSlashing, P::MaxProposerSlashings>,
+    pub attester_slashings: VariableList<AttesterSlashing<P>, P::MaxAttesterSlashings>,
+    pub attestations: VariableList<Attestation<P>, P::MaxAttestations>,
+    pub deposits: VariableList<Deposit, P::MaxDeposits>,
+    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::MaxVoluntaryExits>,
+    pub sync_aggregate: SyncAggregate<P>,
+    pub execution_payload_header: ExecutionPayloadHeaderDeneb<P>,
+    pub bls_to_execution_changes:
+        VariableList<SignedBlsToExecutionChange, P::MaxBlsToExecutionChanges>,
+    pub blob_kzg_commitments: VariableList<KzgCommitment, P::MaxBlobCommitmentsPerBlock>,
+}
+
+/// Electra's (and Fulu's) blinded body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct BlindedBeaconBlockBodyElectra<P: Preset> {
+    pub randao_reveal: BlsSignature,
+    pub eth1_data: Eth1Data,
+    pub graffiti: Root,
+    pub proposer_slashings: VariableList<ProposerSlashing, P::MaxProposerSlashings>,
+    pub attester_slashings:
+        VariableList<AttesterSlashingElectra<P>, P::MaxAttesterSlashingsElectra>,
+    pub attestations: VariableList<AttestationElectra<P>, P::MaxAttestationsElectra>,
+    pub deposits: VariableList<Deposit, P::MaxDeposits>,
+    pub voluntary_exits: VariableList<SignedVoluntaryExit, P::MaxVoluntaryExits>,
+    pub sync_aggregate: SyncAggregate<P>,
+    pub execution_payload_header: ExecutionPayloadHeaderDeneb<P>,
+    pub bls_to_execution_changes:
+        VariableList<SignedBlsToExecutionChange, P::MaxBlsToExecutionChanges>,
+    pub blob_kzg_commitments: VariableList<KzgCommitment, P::MaxBlobCommitmentsPerBlock>,
+    pub execution_requests: ExecutionRequests<P>,
+}
+
 /// Fulu modifies only the state, not the block body.
 pub type BeaconBlockBodyFulu<P> = BeaconBlockBodyElectra<P>;
+/// Fulu's blinded body is Electra's.
+pub type BlindedBeaconBlockBodyFulu<P> = BlindedBeaconBlockBodyElectra<P>;
 
 /// The block JSON as the produce-block endpoints return it, reduced to the `BeaconBlock`
 /// object: the response's `data` when given the whole response, and, from Deneb on, the
@@ -163,21 +240,27 @@ fn parse_header<B: DeserializeOwned + TreeHash>(block: &Value) -> Result<BeaconB
     Ok(block.header())
 }
 
+/// A blinded body: `execution_payload_header` where a full body has `execution_payload`.
+fn is_blinded(block: &Value) -> bool {
+    block_object(block).get("body").is_some_and(|body| {
+        body.get("execution_payload").is_none() && body.get("execution_payload_header").is_some()
+    })
+}
+
 fn header_for<P: Preset>(fork: Fork, block: &Value) -> Result<BeaconBlockHeader, Error> {
-    if block_object(block)
-        .get("body")
-        .and_then(|body| body.get("execution_payload_header"))
-        .is_some()
-    {
-        return Err(Error::Blinded);
-    }
-    match fork {
-        Fork::Phase0 => parse_header::<BeaconBlockBodyPhase0<P>>(block),
-        Fork::Altair => parse_header::<BeaconBlockBodyAltair<P>>(block),
-        Fork::Bellatrix => parse_header::<BeaconBlockBodyBellatrix<P>>(block),
-        Fork::Capella => parse_header::<BeaconBlockBodyCapella<P>>(block),
-        Fork::Deneb => parse_header::<BeaconBlockBodyDeneb<P>>(block),
-        Fork::Electra | Fork::Fulu => parse_header::<BeaconBlockBodyElectra<P>>(block),
+    match (fork, is_blinded(block)) {
+        (Fork::Phase0, _) => parse_header::<BeaconBlockBodyPhase0<P>>(block),
+        (Fork::Altair, _) => parse_header::<BeaconBlockBodyAltair<P>>(block),
+        (Fork::Bellatrix, false) => parse_header::<BeaconBlockBodyBellatrix<P>>(block),
+        (Fork::Bellatrix, true) => parse_header::<BlindedBeaconBlockBodyBellatrix<P>>(block),
+        (Fork::Capella, false) => parse_header::<BeaconBlockBodyCapella<P>>(block),
+        (Fork::Capella, true) => parse_header::<BlindedBeaconBlockBodyCapella<P>>(block),
+        (Fork::Deneb, false) => parse_header::<BeaconBlockBodyDeneb<P>>(block),
+        (Fork::Deneb, true) => parse_header::<BlindedBeaconBlockBodyDeneb<P>>(block),
+        (Fork::Electra | Fork::Fulu, false) => parse_header::<BeaconBlockBodyElectra<P>>(block),
+        (Fork::Electra | Fork::Fulu, true) => {
+            parse_header::<BlindedBeaconBlockBodyElectra<P>>(block)
+        }
     }
 }
 
@@ -186,9 +269,10 @@ fn header_for<P: Preset>(fork: Fork, block: &Value) -> Result<BeaconBlockHeader,
 /// body's `hash_tree_root` for `fork` and `preset`. Also accepts the whole response (with
 /// `data`) and Deneb's `BlockContents` (with `block`).
 ///
-/// Every field of the fork's body must be present with its exact length and within its list
-/// limits; anything else (including a blinded body, for which see [`Error::Blinded`]) is an
-/// error.
+/// A blinded block (`execution_payload_header` in place of `execution_payload`, as v3 returns
+/// with `execution_payload_blinded: true`) is read as the fork's blinded body, whose root equals
+/// the full body's. Every field of the fork's body must be present with its exact length and
+/// within its list limits; anything else is an error.
 pub fn block_header(
     fork: Fork,
     preset: PresetKind,

@@ -336,6 +336,98 @@ pub struct ExecutionPayloadDeneb<P: Preset> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Execution payload headers: what a blinded block body carries instead of the payload. A
+// header's root equals its payload's root (the lists enter as their roots), so a blinded body
+// has the same root as the full one.
+
+/// Bellatrix `ExecutionPayloadHeader`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct ExecutionPayloadHeaderBellatrix<P: Preset> {
+    pub parent_hash: Root,
+    pub fee_recipient: ExecutionAddress,
+    pub state_root: Root,
+    pub receipts_root: Root,
+    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
+    pub logs_bloom: FixedVector<u8, P::BytesPerLogsBloom>,
+    pub prev_randao: Root,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub block_number: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub gas_limit: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub gas_used: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub timestamp: u64,
+    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
+    pub extra_data: VariableList<u8, P::MaxExtraDataBytes>,
+    #[serde(with = "serde_utils::quoted_u256")]
+    pub base_fee_per_gas: U256,
+    pub block_hash: Root,
+    pub transactions_root: Root,
+}
+
+/// Capella `ExecutionPayloadHeader`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct ExecutionPayloadHeaderCapella<P: Preset> {
+    pub parent_hash: Root,
+    pub fee_recipient: ExecutionAddress,
+    pub state_root: Root,
+    pub receipts_root: Root,
+    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
+    pub logs_bloom: FixedVector<u8, P::BytesPerLogsBloom>,
+    pub prev_randao: Root,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub block_number: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub gas_limit: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub gas_used: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub timestamp: u64,
+    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
+    pub extra_data: VariableList<u8, P::MaxExtraDataBytes>,
+    #[serde(with = "serde_utils::quoted_u256")]
+    pub base_fee_per_gas: U256,
+    pub block_hash: Root,
+    pub transactions_root: Root,
+    pub withdrawals_root: Root,
+}
+
+/// Deneb `ExecutionPayloadHeader` (Electra and Fulu keep it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+#[serde(bound = "")]
+pub struct ExecutionPayloadHeaderDeneb<P: Preset> {
+    pub parent_hash: Root,
+    pub fee_recipient: ExecutionAddress,
+    pub state_root: Root,
+    pub receipts_root: Root,
+    #[serde(with = "ssz_types::serde_utils::hex_fixed_vec")]
+    pub logs_bloom: FixedVector<u8, P::BytesPerLogsBloom>,
+    pub prev_randao: Root,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub block_number: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub gas_limit: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub gas_used: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub timestamp: u64,
+    #[serde(with = "ssz_types::serde_utils::hex_var_list")]
+    pub extra_data: VariableList<u8, P::MaxExtraDataBytes>,
+    #[serde(with = "serde_utils::quoted_u256")]
+    pub base_fee_per_gas: U256,
+    pub block_hash: Root,
+    pub transactions_root: Root,
+    pub withdrawals_root: Root,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub blob_gas_used: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub excess_blob_gas: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
 // electra
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]

@@ -23,7 +23,9 @@ pub mod signing;
 pub use block::{
     BeaconBlock, BeaconBlockBodyAltair, BeaconBlockBodyBellatrix, BeaconBlockBodyCapella,
     BeaconBlockBodyDeneb, BeaconBlockBodyElectra, BeaconBlockBodyFulu, BeaconBlockBodyPhase0,
-    block_header, block_header_from_slice, block_root, body_root, body_root_from_slice,
+    BlindedBeaconBlockBodyBellatrix, BlindedBeaconBlockBodyCapella, BlindedBeaconBlockBodyDeneb,
+    BlindedBeaconBlockBodyElectra, BlindedBeaconBlockBodyFulu, block_header,
+    block_header_from_slice, block_root, body_root, body_root_from_slice,
 };
 pub use containers::*;
 pub use fork::{FAR_FUTURE_EPOCH, Fork, ForkSchedule, ScheduledFork};
@@ -46,8 +48,4 @@ pub enum Error {
     UnknownPreset(String),
     #[error("fork schedule: {0}")]
     ForkSchedule(String),
-    /// A blinded block (`execution_payload_header` in the body): the client asks for full
-    /// blocks, and a blinded body is a different container.
-    #[error("blinded block bodies are not supported")]
-    Blinded,
 }

@@ -171,7 +171,7 @@ fn malformed_blocks_are_errors() {
             mutated(|b| b["body"] = Value::Array(vec![])),
         ),
         (
-            "blinded body",
+            "a full payload where the blinded header belongs",
             mutated(|b| {
                 let payload = b["body"]["execution_payload"].take();
                 let body = b["body"].as_object_mut().expect("object");
@@ -203,4 +203,37 @@ fn more_attestations_than_max_attestations_is_an_error() {
         b["body"]["attestations"] = Value::Array(vec![attestation; 128]);
     });
     assert!(body_root(Fork::Capella, PresetKind::Minimal, &block).is_ok());
+}
+
+/// The same real blocks blinded (the payload replaced by its header, as a builder's block comes
+/// back from v3): the body root must still be the one in the node's header.
+#[test]
+fn blinded_real_blocks_have_the_same_body_root() {
+    use cohort_eth_types::{ExecutionPayloadCapella, Minimal};
+    use tree_hash::TreeHash;
+    for entry in fixtures() {
+        let mut block = entry["block"].clone();
+        let payload: ExecutionPayloadCapella<Minimal> =
+            serde_json::from_value(block["body"]["execution_payload"].clone()).expect("payload");
+        let mut header = block["body"]["execution_payload"].take();
+        let fields = header.as_object_mut().expect("object");
+        fields.remove("transactions");
+        fields.remove("withdrawals");
+        fields.insert(
+            "transactions_root".into(),
+            Value::from(root_hex(&payload.transactions.tree_hash_root().0)),
+        );
+        fields.insert(
+            "withdrawals_root".into(),
+            Value::from(root_hex(&payload.withdrawals.tree_hash_root().0)),
+        );
+        let body = block["body"].as_object_mut().expect("object");
+        body.remove("execution_payload");
+        body.insert("execution_payload_header".into(), header);
+        let root = body_root(Fork::Capella, PresetKind::Minimal, &block).expect("blinded parses");
+        assert_eq!(
+            root_hex(&root),
+            entry["header"]["body_root"].as_str().expect("body_root")
+        );
+    }
 }

@@ -81,8 +81,19 @@ fn check_case<P: Preset>(name: &str, case: &Value) -> Result<(), String> {
         "BeaconBlockBodyCapella" => check::<BeaconBlockBodyCapella<P>>(case),
         "BeaconBlockBodyDeneb" => check::<BeaconBlockBodyDeneb<P>>(case),
         "BeaconBlockBodyElectra" => check::<BeaconBlockBodyElectra<P>>(case),
-        block if block.starts_with("BeaconBlock/") => {
-            let fork: Fork = block["BeaconBlock/".len()..]
+        "ExecutionPayloadHeaderBellatrix" => check::<ExecutionPayloadHeaderBellatrix<P>>(case),
+        "ExecutionPayloadHeaderCapella" => check::<ExecutionPayloadHeaderCapella<P>>(case),
+        "ExecutionPayloadHeaderDeneb" => check::<ExecutionPayloadHeaderDeneb<P>>(case),
+        "BlindedBeaconBlockBodyBellatrix" => check::<BlindedBeaconBlockBodyBellatrix<P>>(case),
+        "BlindedBeaconBlockBodyCapella" => check::<BlindedBeaconBlockBodyCapella<P>>(case),
+        "BlindedBeaconBlockBodyDeneb" => check::<BlindedBeaconBlockBodyDeneb<P>>(case),
+        "BlindedBeaconBlockBodyElectra" => check::<BlindedBeaconBlockBodyElectra<P>>(case),
+        block if block.starts_with("BeaconBlock/") || block.starts_with("BlindedBeaconBlock/") => {
+            let blinded = block.starts_with("Blinded");
+            let fork: Fork = block
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
                 .parse()
                 .map_err(|e: Error| e.to_string())?;
             let json = &case["json"];
@@ -99,14 +110,28 @@ fn check_case<P: Preset>(name: &str, case: &Value) -> Result<(), String> {
                 return Err(format!("block root {root}, remerkleable {}", case["root"]));
             }
             // And as the typed block of that fork.
-            match fork {
-                Fork::Phase0 => check::<BeaconBlock<BeaconBlockBodyPhase0<P>>>(case),
-                Fork::Altair => check::<BeaconBlock<BeaconBlockBodyAltair<P>>>(case),
-                Fork::Bellatrix => check::<BeaconBlock<BeaconBlockBodyBellatrix<P>>>(case),
-                Fork::Capella => check::<BeaconBlock<BeaconBlockBodyCapella<P>>>(case),
-                Fork::Deneb => check::<BeaconBlock<BeaconBlockBodyDeneb<P>>>(case),
-                Fork::Electra => check::<BeaconBlock<BeaconBlockBodyElectra<P>>>(case),
-                Fork::Fulu => check::<BeaconBlock<BeaconBlockBodyFulu<P>>>(case),
+            match (fork, blinded) {
+                (Fork::Bellatrix, true) => {
+                    check::<BeaconBlock<BlindedBeaconBlockBodyBellatrix<P>>>(case)
+                }
+                (Fork::Capella, true) => {
+                    check::<BeaconBlock<BlindedBeaconBlockBodyCapella<P>>>(case)
+                }
+                (Fork::Deneb, true) => check::<BeaconBlock<BlindedBeaconBlockBodyDeneb<P>>>(case),
+                (Fork::Electra, true) => {
+                    check::<BeaconBlock<BlindedBeaconBlockBodyElectra<P>>>(case)
+                }
+                (Fork::Fulu, true) => check::<BeaconBlock<BlindedBeaconBlockBodyFulu<P>>>(case),
+                (Fork::Phase0 | Fork::Altair, true) => {
+                    Err("no blinded body before bellatrix".into())
+                }
+                (Fork::Phase0, false) => check::<BeaconBlock<BeaconBlockBodyPhase0<P>>>(case),
+                (Fork::Altair, false) => check::<BeaconBlock<BeaconBlockBodyAltair<P>>>(case),
+                (Fork::Bellatrix, false) => check::<BeaconBlock<BeaconBlockBodyBellatrix<P>>>(case),
+                (Fork::Capella, false) => check::<BeaconBlock<BeaconBlockBodyCapella<P>>>(case),
+                (Fork::Deneb, false) => check::<BeaconBlock<BeaconBlockBodyDeneb<P>>>(case),
+                (Fork::Electra, false) => check::<BeaconBlock<BeaconBlockBodyElectra<P>>>(case),
+                (Fork::Fulu, false) => check::<BeaconBlock<BeaconBlockBodyFulu<P>>>(case),
             }
         }
         other => Err(format!("no Rust type for {other}")),
@@ -138,7 +163,8 @@ fn every_container_matches_remerkleable() {
         failures.len(),
         failures.join("\n")
     );
-    // 43 containers and 7 blocks, in both presets.
-    assert_eq!(names.len(), 2 * 50, "every container in both presets");
-    assert_eq!(cases.len(), 3 * 2 * 50);
+    // 50 containers, 7 blocks and 5 blinded blocks, in both presets; three instances of each,
+    // and each full block with an execution payload once more, blinded.
+    assert_eq!(names.len(), 2 * 62, "every container in both presets");
+    assert_eq!(cases.len(), 3 * 2 * 62 + 3 * 2 * 5);
 }

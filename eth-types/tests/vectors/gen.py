@@ -258,6 +258,58 @@ def containers(p):
         blob_gas_used: uint64
         excess_blob_gas: uint64
 
+    class ExecutionPayloadHeaderBellatrix(Container):
+        parent_hash: Bytes32
+        fee_recipient: Bytes20
+        state_root: Bytes32
+        receipts_root: Bytes32
+        logs_bloom: LogsBloom
+        prev_randao: Bytes32
+        block_number: uint64
+        gas_limit: uint64
+        gas_used: uint64
+        timestamp: uint64
+        extra_data: ExtraData
+        base_fee_per_gas: uint256
+        block_hash: Bytes32
+        transactions_root: Bytes32
+
+    class ExecutionPayloadHeaderCapella(Container):
+        parent_hash: Bytes32
+        fee_recipient: Bytes20
+        state_root: Bytes32
+        receipts_root: Bytes32
+        logs_bloom: LogsBloom
+        prev_randao: Bytes32
+        block_number: uint64
+        gas_limit: uint64
+        gas_used: uint64
+        timestamp: uint64
+        extra_data: ExtraData
+        base_fee_per_gas: uint256
+        block_hash: Bytes32
+        transactions_root: Bytes32
+        withdrawals_root: Bytes32
+
+    class ExecutionPayloadHeaderDeneb(Container):
+        parent_hash: Bytes32
+        fee_recipient: Bytes20
+        state_root: Bytes32
+        receipts_root: Bytes32
+        logs_bloom: LogsBloom
+        prev_randao: Bytes32
+        block_number: uint64
+        gas_limit: uint64
+        gas_used: uint64
+        timestamp: uint64
+        extra_data: ExtraData
+        base_fee_per_gas: uint256
+        block_hash: Bytes32
+        transactions_root: Bytes32
+        withdrawals_root: Bytes32
+        blob_gas_used: uint64
+        excess_blob_gas: uint64
+
     class IndexedAttestationElectra(Container):
         attesting_indices: List[uint64, MVPC * MCPS]
         data: AttestationData
@@ -393,6 +445,25 @@ def containers(p):
         blob_kzg_commitments: Commitments
         execution_requests: ExecutionRequests
 
+    def blinded(name, full, header):
+        fields = dict(full.fields())
+        annotations = {}
+        for f, ft in fields.items():
+            if f == "execution_payload":
+                annotations["execution_payload_header"] = header
+            else:
+                annotations[f] = ft
+        return type(name, (Container,), {"__annotations__": annotations})
+
+    BlindedBeaconBlockBodyBellatrix = blinded(
+        "BlindedBeaconBlockBodyBellatrix", BeaconBlockBodyBellatrix, ExecutionPayloadHeaderBellatrix)
+    BlindedBeaconBlockBodyCapella = blinded(
+        "BlindedBeaconBlockBodyCapella", BeaconBlockBodyCapella, ExecutionPayloadHeaderCapella)
+    BlindedBeaconBlockBodyDeneb = blinded(
+        "BlindedBeaconBlockBodyDeneb", BeaconBlockBodyDeneb, ExecutionPayloadHeaderDeneb)
+    BlindedBeaconBlockBodyElectra = blinded(
+        "BlindedBeaconBlockBodyElectra", BeaconBlockBodyElectra, ExecutionPayloadHeaderDeneb)
+
     out = {name: value for name, value in locals().items()
            if isinstance(value, type) and issubclass(value, Container)}
     bodies = {
@@ -405,6 +476,19 @@ def containers(p):
         # Fulu modifies no block container.
         "fulu": BeaconBlockBodyElectra,
     }
+    blinded_bodies = {
+        "bellatrix": BlindedBeaconBlockBodyBellatrix,
+        "capella": BlindedBeaconBlockBodyCapella,
+        "deneb": BlindedBeaconBlockBodyDeneb,
+        "electra": BlindedBeaconBlockBodyElectra,
+        "fulu": BlindedBeaconBlockBodyElectra,
+    }
+    for fork, body in blinded_bodies.items():
+        out["BlindedBeaconBlock/" + fork] = type(
+            "BlindedBeaconBlock" + fork.capitalize(), (Container,),
+            {"__annotations__": {
+                "slot": uint64, "proposer_index": uint64, "parent_root": Bytes32,
+                "state_root": Bytes32, "body": body}})
     for fork, body in bodies.items():
         out["BeaconBlock/" + fork] = type(
             "BeaconBlock" + fork.capitalize(), (Container,),
@@ -455,19 +539,53 @@ def to_json(v):
     raise TypeError(type(v))
 
 
+def blind_block(blinded_block_type, block):
+    """`block` with its execution payload replaced by the payload's header."""
+    body_type = blinded_block_type.fields()["body"]
+    header_type = body_type.fields()["execution_payload_header"]
+    payload = block.body.execution_payload
+    header = {}
+    for f in header_type.fields():
+        if f == "transactions_root":
+            header[f] = payload.transactions.hash_tree_root()
+        elif f == "withdrawals_root":
+            header[f] = payload.withdrawals.hash_tree_root()
+        else:
+            header[f] = getattr(payload, f)
+    body = {}
+    for f in body_type.fields():
+        if f == "execution_payload_header":
+            body[f] = header_type(**header)
+        else:
+            body[f] = getattr(block.body, f)
+    return blinded_block_type(slot=block.slot, proposer_index=block.proposer_index,
+                              parent_root=block.parent_root, state_root=block.state_root,
+                              body=body_type(**body))
+
+
 def main():
     rng = random.Random(0xC0407)
     cases = []
     for preset, values in PRESETS.items():
-        for name, t in containers(values).items():
+        types = containers(values)
+        for name, t in types.items():
             instances = [("default", t()), ("sample-1", sample(t, rng, False)),
                          ("sample-2", sample(t, rng, True))]
             for label, value in instances:
                 case = {"preset": preset, "name": name, "instance": label,
                         "json": to_json(value), "root": "0x" + value.hash_tree_root().hex()}
-                if name.startswith("BeaconBlock/"):
+                if name.startswith("BeaconBlock/") or name.startswith("BlindedBeaconBlock/"):
                     case["body_root"] = "0x" + value.body.hash_tree_root().hex()
                 cases.append(case)
+                fork = name.split("/")[-1]
+                if name.startswith("BeaconBlock/") and "BlindedBeaconBlock/" + fork in types:
+                    # The same block blinded: its header's lists enter as their roots, so the
+                    # body root (and the block root) must not change.
+                    blind = blind_block(types["BlindedBeaconBlock/" + fork], value)
+                    assert blind.hash_tree_root() == value.hash_tree_root()
+                    cases.append({"preset": preset, "name": "BlindedBeaconBlock/" + fork,
+                                  "instance": label + "-blinded", "json": to_json(blind),
+                                  "root": case["root"], "body_root": case["body_root"]})
     json.dump({"generator": "eth-types/tests/vectors/gen.py (remerkleable 0.1.28)",
                "cases": cases}, sys.stdout, indent=None, separators=(",", ":"))
     sys.stdout.write("\n")
