@@ -3,8 +3,9 @@
 use crate::{DevnetBeacon, DevnetChain};
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
-    ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SourceError,
-    keys::Signature,
+    ProposerDuty, Root, SignedAggregate, SignedAttestation, SignedBlock,
+    SignedContributionAndProof, SignedSyncCommitteeMessage, SinkError, SourceError,
+    SyncCommitteeContribution, SyncDuty, keys::Signature,
 };
 use std::sync::{
     Arc,
@@ -46,6 +47,24 @@ impl DutySink for DevnetSource {
     async fn submit_aggregate(&self, aggregate: SignedAggregate) -> Result<(), SinkError> {
         self.chain.submit_aggregate(aggregate)
     }
+
+    async fn submit_sync_committee_messages(
+        &self,
+        _messages: Vec<SignedSyncCommitteeMessage>,
+    ) -> Result<(), SinkError> {
+        Err(SinkError::Unavailable(
+            "the devnet chain takes no sync committee messages yet".into(),
+        ))
+    }
+
+    async fn submit_contributions(
+        &self,
+        _contributions: Vec<SignedContributionAndProof>,
+    ) -> Result<(), SinkError> {
+        Err(SinkError::Unavailable(
+            "the devnet chain takes no contributions yet".into(),
+        ))
+    }
 }
 
 impl DutySource for DevnetSource {
@@ -78,5 +97,20 @@ impl DutySource for DevnetSource {
 
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
         self.chain.aggregate(&data)
+    }
+
+    async fn sync_duties(&self, _epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        Ok(Vec::new())
+    }
+
+    async fn sync_committee_contribution(
+        &self,
+        _slot: u64,
+        _subcommittee_index: u64,
+        _beacon_block_root: Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        Err(SourceError::NotYet {
+            what: "sync committee contributions",
+        })
     }
 }

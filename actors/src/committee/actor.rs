@@ -484,6 +484,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     None => Verdict::Unknown,
                 }
             }
+            DecidedValue::Contributions(_) => {
+                Verdict::Invalid("sync committee contributions are not carried out yet")
+            }
         }
     }
 

@@ -327,6 +327,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             .map(|d| Duty {
                 id: DutyId::validator(Role::Proposer, epoch, slot, d.validator_index),
                 attesters: Vec::new(),
+                sync: Vec::new(),
             })
             .collect();
         duties.extend(
@@ -337,6 +338,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 .map(|d| Duty {
                     id: DutyId::validator(Role::Aggregator, epoch, slot, d.validator_index),
                     attesters: vec![*d],
+                    sync: Vec::new(),
                 }),
         );
         let delay = now
@@ -439,7 +441,13 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             "dispatching committee duty"
         );
         self.dispatched_total.inc();
-        self.runner.start_duty(Duty { id, attesters }).await;
+        self.runner
+            .start_duty(Duty {
+                id,
+                attesters,
+                sync: Vec::new(),
+            })
+            .await;
     }
 
     fn set_held(&self) {

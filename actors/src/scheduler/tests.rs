@@ -1,7 +1,8 @@
 use super::{Config, init};
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, CommitteeId, DutySource,
-    ProposerDuty, Role, SlotClock, SourceError, keys::Signature, runner,
+    ProposerDuty, Role, Root, SlotClock, SourceError, SyncCommitteeContribution, SyncDuty,
+    keys::Signature, runner,
 };
 use commonware_cryptography::{Hasher, Sha256};
 use commonware_runtime::{Clock, Runner, Spawner as _, Supervisor as _, deterministic};
@@ -68,6 +69,19 @@ impl<E: Clock + Send + Sync + 'static> DutySource for Source<E> {
         _data: AttestationData,
     ) -> Result<Aggregate, SourceError> {
         Err(SourceError::NotYet { what: "aggregate" })
+    }
+    async fn sync_duties(&self, _epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        Ok(Vec::new())
+    }
+    async fn sync_committee_contribution(
+        &self,
+        _slot: u64,
+        _subcommittee_index: u64,
+        _beacon_block_root: Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        Err(SourceError::NotYet {
+            what: "contribution",
+        })
     }
 }
 

@@ -202,7 +202,7 @@ pub(crate) fn signed_only_finalized(
                 DecidedValue::Block(header) => {
                     block_roots.insert(header.slot, fork.block_signing_root(header));
                 }
-                DecidedValue::Aggregate(_) => {}
+                DecidedValue::Aggregate(_) | DecidedValue::Contributions(_) => {}
             }
         }
     }

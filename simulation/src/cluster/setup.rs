@@ -9,7 +9,7 @@ use crate::{SimConfig, byzantine::Taps, faults::Partition};
 use cohort_actors::runner::cpu::CpuMeter;
 use cohort_devnet::{DevnetBeacon, DevnetChain};
 use cohort_ingress::{
-    CommitteeId, SlotClock,
+    CommitteeId, SlotClock, SyncCommitteeSpec,
     keys::{self, ValidatorShare},
     signing::ForkInfo,
 };
@@ -27,6 +27,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 use tracing::Instrument as _;
+
+/// The simulated chain's sync committee: the minimal preset's size and subnets, so every
+/// member aggregates its subcommittee, with a one-epoch period so a run of a few epochs
+/// crosses period boundaries (where the committee signing in a slot is the next epoch's).
+pub const SYNC_COMMITTEE: SyncCommitteeSpec = SyncCommitteeSpec {
+    epochs_per_period: 1,
+    ..SyncCommitteeSpec::MINIMAL
+};
 
 /// A started cluster: what the run loop and the end-of-run checks need of it.
 pub(crate) struct Cluster {
@@ -71,6 +79,7 @@ impl Cluster {
             slot_duration: config.slot_duration,
             intervals_per_slot: 3,
             slots_per_epoch: 32,
+            sync_committee: SYNC_COMMITTEE,
             skew_ms: 0,
         };
         let max_size = cohort_operator::max_message_size(n as u32, config.validators as usize);
