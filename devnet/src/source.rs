@@ -50,20 +50,16 @@ impl DutySink for DevnetSource {
 
     async fn submit_sync_committee_messages(
         &self,
-        _messages: Vec<SignedSyncCommitteeMessage>,
+        messages: Vec<SignedSyncCommitteeMessage>,
     ) -> Result<(), SinkError> {
-        Err(SinkError::Unavailable(
-            "the devnet chain takes no sync committee messages yet".into(),
-        ))
+        self.chain.submit_sync_committee_messages(messages)
     }
 
     async fn submit_contributions(
         &self,
-        _contributions: Vec<SignedContributionAndProof>,
+        contributions: Vec<SignedContributionAndProof>,
     ) -> Result<(), SinkError> {
-        Err(SinkError::Unavailable(
-            "the devnet chain takes no contributions yet".into(),
-        ))
+        self.chain.submit_contributions(contributions)
     }
 }
 
@@ -99,18 +95,17 @@ impl DutySource for DevnetSource {
         self.chain.aggregate(&data)
     }
 
-    async fn sync_duties(&self, _epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
-        Ok(Vec::new())
+    async fn sync_duties(&self, epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        Ok(self.beacon.sync_duties(epoch))
     }
 
     async fn sync_committee_contribution(
         &self,
-        _slot: u64,
-        _subcommittee_index: u64,
-        _beacon_block_root: Root,
+        slot: u64,
+        subcommittee_index: u64,
+        beacon_block_root: Root,
     ) -> Result<SyncCommitteeContribution, SourceError> {
-        Err(SourceError::NotYet {
-            what: "sync committee contributions",
-        })
+        self.chain
+            .contribution(slot, subcommittee_index, beacon_block_root)
     }
 }

@@ -500,7 +500,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                         return Verdict::Invalid("contribution for another slot");
                     }
                     if contribution.subcommittee_index >= spec.subnet_count {
-                        return Verdict::Invalid("contribution for a subcommittee index out of range");
+                        return Verdict::Invalid(
+                            "contribution for a subcommittee index out of range",
+                        );
                     }
                     if contribution.aggregation_bits.len() != bits {
                         return Verdict::Invalid("contribution bits do not fit the subcommittee");

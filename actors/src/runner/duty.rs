@@ -13,9 +13,9 @@ use cohort_ingress::{
     runner::{DutyEvent, Outcome},
     signing,
 };
-use std::collections::BTreeMap;
 use commonware_cryptography::PublicKey;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 use tracing::{Span, debug, info, warn};
 

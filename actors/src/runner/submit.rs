@@ -15,10 +15,10 @@ use cohort_ingress::{
     keys::Signature,
     runner::{DutyEvent, Outcome},
 };
-use futures::future::BoxFuture;
 use commonware_cryptography::PublicKey;
 use commonware_macros::select;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use tracing::{info, warn};
 
@@ -94,11 +94,13 @@ impl Batches {
         let mut batches = Self::default();
         for (submission, signature) in objects {
             match submission {
-                Submission::Attestation(duty, data) => batches.attestations.push(SignedAttestation {
-                    duty,
-                    data,
-                    signature,
-                }),
+                Submission::Attestation(duty, data) => {
+                    batches.attestations.push(SignedAttestation {
+                        duty,
+                        data,
+                        signature,
+                    })
+                }
                 Submission::SyncMessage {
                     validator_index,
                     beacon_block_root,
@@ -108,9 +110,7 @@ impl Batches {
                     validator_index,
                     signature,
                 }),
-                Submission::Block(header) => {
-                    batches.blocks.push(SignedBlock { header, signature })
-                }
+                Submission::Block(header) => batches.blocks.push(SignedBlock { header, signature }),
                 Submission::Aggregate(boxed) => {
                     let (aggregate, aggregator_index, selection_proof) = *boxed;
                     batches.aggregates.push(SignedAggregate {

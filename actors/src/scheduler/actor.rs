@@ -336,7 +336,8 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         let clock = self.clock;
         let first = clock.first_slot(epoch);
         let end = first + clock.slots_per_epoch;
-        (first.saturating_sub(1)..end).filter(move |slot| clock.sync_committee_epoch(*slot) == epoch)
+        (first.saturating_sub(1)..end)
+            .filter(move |slot| clock.sync_committee_epoch(*slot) == epoch)
     }
 
     /// The sync committee duties of the members who sign in `slot`, if that epoch is fetched.
