@@ -461,6 +461,60 @@ pub struct SyncCommitteeSubscription {
     pub until_epoch: u64,
 }
 
+/// A sync committee contribution as the API writes it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ContributionJson {
+    #[serde(with = "quoted")]
+    pub slot: u64,
+    #[serde(with = "root")]
+    pub beacon_block_root: Root,
+    #[serde(with = "quoted")]
+    pub subcommittee_index: u64,
+    #[serde(with = "bytes_vec")]
+    pub aggregation_bits: Vec<u8>,
+    #[serde(with = "bytes_n")]
+    pub signature: [u8; 96],
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContributionAndProofJson {
+    #[serde(with = "quoted")]
+    pub aggregator_index: u64,
+    pub contribution: ContributionJson,
+    #[serde(with = "bytes_n")]
+    pub selection_proof: [u8; 96],
+}
+
+#[derive(Debug, Serialize)]
+pub struct SyncCommitteeMessageJson {
+    #[serde(with = "quoted")]
+    pub slot: u64,
+    #[serde(with = "root")]
+    pub beacon_block_root: Root,
+    #[serde(with = "quoted")]
+    pub validator_index: u64,
+    #[serde(with = "bytes_n")]
+    pub signature: [u8; 96],
+}
+
+/// Bits of an SSZ bitvector of `length` bits; fails on a wrong byte count or stray high bits.
+pub fn bitvector_from_bytes(bytes: &[u8], length: usize) -> Result<Vec<bool>, String> {
+    if bytes.len() != length.div_ceil(8) {
+        return Err(format!(
+            "a bitvector of {length} bits has {} bytes, not {}",
+            length.div_ceil(8),
+            bytes.len()
+        ));
+    }
+    let bits: Vec<bool> = (0..bytes.len() * 8)
+        .map(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
+        .collect();
+    if bits[length..].iter().any(|bit| *bit) {
+        return Err("a bitvector has bits set past its length".into());
+    }
+    Ok(bits[..length].to_vec())
+}
+
 #[derive(Debug, Serialize)]
 pub struct ProposerPreparation {
     #[serde(with = "quoted")]

@@ -16,8 +16,9 @@ use crate::{
 };
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, DutySink, DutySource,
-    ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SlotClock,
-    SourceError,
+    ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SignedContributionAndProof,
+    SignedSyncCommitteeMessage, SinkError, SlotClock, SourceError, SyncCommitteeContribution,
+    SyncDuty,
     keys::{self, Signature},
     signing,
 };
@@ -385,6 +386,107 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
         blocks::check(&self.chain, proposal)
     }
 
+    async fn sync_duties(&self, epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        if self.settings.validators.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = self.indices_body();
+        let path = format!("/eth/v1/validator/duties/sync/{epoch}");
+        let answer: Data<Vec<api::SyncDutyJson>> = self
+            .nodes
+            .read("sync committee duties", |node| {
+                let (path, body) = (&path, &body);
+                async move { node.post("validator/duties/sync", path, body).await }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        let wanted: std::collections::BTreeSet<u64> =
+            self.settings.validators.iter().copied().collect();
+        let duties: Vec<SyncDuty> = answer
+            .data
+            .into_iter()
+            .filter(|duty| wanted.contains(&duty.validator_index))
+            .map(|duty| SyncDuty {
+                validator_index: duty.validator_index,
+                validator_sync_committee_indices: duty.validator_sync_committee_indices,
+            })
+            .collect();
+        // Members must be subscribed to their subnets for the period, or their messages travel
+        // only through the node's own pool.
+        let period = self.chain.epochs_per_sync_committee_period.max(1);
+        let until_epoch = (epoch / period + 1) * period;
+        let subscriptions: Vec<api::SyncCommitteeSubscription> = duties
+            .iter()
+            .map(|duty| api::SyncCommitteeSubscription {
+                validator_index: duty.validator_index,
+                sync_committee_indices: duty.validator_sync_committee_indices.clone(),
+                until_epoch,
+            })
+            .collect();
+        if !subscriptions.is_empty()
+            && let Err(err) = self
+                .nodes
+                .publish("the sync committee subscriptions", |node| {
+                    let subscriptions = &subscriptions;
+                    async move {
+                        node.submit(
+                            "validator/sync_committee_subscriptions",
+                            "/eth/v1/validator/sync_committee_subscriptions",
+                            subscriptions,
+                            HeaderMap::new(),
+                        )
+                        .await
+                    }
+                })
+                .await
+        {
+            warn!(%err, "no beacon node took the sync committee subscriptions");
+        }
+        Ok(duties)
+    }
+
+    async fn sync_committee_contribution(
+        &self,
+        slot: u64,
+        subcommittee_index: u64,
+        beacon_block_root: cohort_ingress::Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        let path = format!(
+            "/eth/v1/validator/sync_committee_contribution?slot={slot}&subcommittee_index={subcommittee_index}&beacon_block_root={}",
+            api::hex(&beacon_block_root.0)
+        );
+        let answer: Data<api::ContributionJson> = self
+            .nodes
+            .read("a sync committee contribution", |node| {
+                let path = &path;
+                async move {
+                    node.get("validator/sync_committee_contribution", path)
+                        .await
+                }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        let size = self.clock.sync_committee.subcommittee_size() as usize;
+        let aggregation_bits = api::bitvector_from_bytes(&answer.data.aggregation_bits, size)
+            .map_err(|err| SourceError::Unavailable(format!("the node's contribution: {err}")))?;
+        let contribution = SyncCommitteeContribution {
+            slot: answer.data.slot,
+            beacon_block_root: answer.data.beacon_block_root,
+            subcommittee_index: answer.data.subcommittee_index,
+            aggregation_bits,
+            signature: answer.data.signature,
+        };
+        if contribution.slot != slot
+            || contribution.subcommittee_index != subcommittee_index
+            || contribution.beacon_block_root != beacon_block_root
+        {
+            return Err(SourceError::Unavailable(
+                "the node's contribution is for another slot, subcommittee or block".into(),
+            ));
+        }
+        Ok(contribution)
+    }
+
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
         let root = api::hex(&signing::attestation_data_root(&data));
         let slot = data.slot;
@@ -542,6 +644,92 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
             }
             Err(err) => Err(SinkError::Refused(err)),
         }
+    }
+
+    async fn submit_sync_committee_messages(
+        &self,
+        messages: Vec<SignedSyncCommitteeMessage>,
+    ) -> Result<(), SinkError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let count = messages.len();
+        let body: Vec<api::SyncCommitteeMessageJson> = messages
+            .iter()
+            .map(|message| api::SyncCommitteeMessageJson {
+                slot: message.slot,
+                beacon_block_root: message.beacon_block_root,
+                validator_index: message.validator_index,
+                signature: keys::signature_bytes(&message.signature),
+            })
+            .collect();
+        self.nodes
+            .publish("sync committee messages", |node| {
+                let body = &body;
+                async move {
+                    node.submit(
+                        "beacon/pool/sync_committees",
+                        "/eth/v1/beacon/pool/sync_committees",
+                        body,
+                        HeaderMap::new(),
+                    )
+                    .await
+                }
+            })
+            .await
+            .map_err(SinkError::Refused)?;
+        for _ in 0..count {
+            self.counted("sync_committee_message");
+        }
+        Ok(())
+    }
+
+    async fn submit_contributions(
+        &self,
+        contributions: Vec<SignedContributionAndProof>,
+    ) -> Result<(), SinkError> {
+        if contributions.is_empty() {
+            return Ok(());
+        }
+        let count = contributions.len();
+        let body: Vec<api::Signed<api::ContributionAndProofJson>> = contributions
+            .iter()
+            .map(|signed| api::Signed {
+                message: api::ContributionAndProofJson {
+                    aggregator_index: signed.aggregator_index,
+                    contribution: api::ContributionJson {
+                        slot: signed.contribution.slot,
+                        beacon_block_root: signed.contribution.beacon_block_root,
+                        subcommittee_index: signed.contribution.subcommittee_index,
+                        aggregation_bits: api::bitvector_to_bytes(
+                            &signed.contribution.aggregation_bits,
+                        ),
+                        signature: signed.contribution.signature,
+                    },
+                    selection_proof: keys::signature_bytes(&signed.selection_proof),
+                },
+                signature: keys::signature_bytes(&signed.signature),
+            })
+            .collect();
+        self.nodes
+            .publish("sync committee contributions", |node| {
+                let body = &body;
+                async move {
+                    node.submit(
+                        "validator/contribution_and_proofs",
+                        "/eth/v1/validator/contribution_and_proofs",
+                        body,
+                        HeaderMap::new(),
+                    )
+                    .await
+                }
+            })
+            .await
+            .map_err(SinkError::Refused)?;
+        for _ in 0..count {
+            self.counted("contribution");
+        }
+        Ok(())
     }
 
     async fn submit_aggregate(&self, aggregate: SignedAggregate) -> Result<(), SinkError> {

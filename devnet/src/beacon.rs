@@ -5,7 +5,9 @@
 //! not seen the slot's block yet and answers with the previous head, as real nodes do. The
 //! cluster must still agree on one value (the leader's) and followers must accept it.
 
-use cohort_ingress::{AttestationData, AttesterDuty, Checkpoint, ProposerDuty, Root, SlotClock};
+use cohort_ingress::{
+    AttestationData, AttesterDuty, Checkpoint, ProposerDuty, Root, SlotClock, SyncDuty,
+};
 use commonware_cryptography::{Hasher, Sha256};
 use std::time::Duration;
 
@@ -14,6 +16,9 @@ pub struct DevnetBeacon {
     seed: u64,
     operator: u64,
     validators: u64,
+    /// How many validators the chain has for its sync committees to be drawn from: the
+    /// cluster's (the first `validators`) and, above them, validators nobody here runs.
+    sync_population: u64,
     clock: SlotClock,
 }
 
@@ -30,8 +35,17 @@ impl DevnetBeacon {
             seed,
             operator,
             validators,
+            sync_population: validators,
             clock,
         }
+    }
+
+    /// This beacon with sync committees drawn from `population` validators (at least the
+    /// cluster's), of which the cluster runs only the first `validators`: on a real chain the
+    /// cluster holds a few of the committee's positions, not all of them.
+    pub fn with_sync_population(mut self, population: u64) -> Self {
+        self.sync_population = population.max(self.validators);
+        self
     }
 
     /// The beacon node's own clock.
@@ -153,6 +167,59 @@ impl DevnetBeacon {
     pub fn finalized_for(&self, slot: u64) -> Checkpoint {
         self.checkpoint(self.clock.epoch_of(slot).saturating_sub(2))
     }
+
+    /// The sync committee of `period`: the validator at each of its positions, drawn from the
+    /// seed per period out of the sync population (with repeats, as the beacon chain's
+    /// sampling allows).
+    pub fn sync_committee(&self, period: u64) -> Vec<u64> {
+        (0..self.clock.sync_committee.size)
+            .map(|position| {
+                hash_u64(&[
+                    b"sync committee",
+                    &self.seed.to_le_bytes(),
+                    &period.to_le_bytes(),
+                    &position.to_le_bytes(),
+                ]) % self.sync_population.max(1)
+            })
+            .collect()
+    }
+
+    /// The sync committee whose members sign in `slot` (that of `slot + 1`'s epoch).
+    pub fn sync_committee_at(&self, slot: u64) -> Vec<u64> {
+        let epoch = self.clock.sync_committee_epoch(slot);
+        self.sync_committee(self.clock.sync_committee.period_of(epoch))
+    }
+
+    /// The sync duties of the cluster's validators in the period that contains `epoch`, one
+    /// per member, as the Beacon API answers them.
+    pub fn sync_duties(&self, epoch: u64) -> Vec<SyncDuty> {
+        let period = self.clock.sync_committee.period_of(epoch);
+        let mut positions: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+        for (position, validator) in self.sync_committee(period).into_iter().enumerate() {
+            if validator >= self.validators {
+                continue;
+            }
+            positions
+                .entry(validator)
+                .or_default()
+                .push(position as u64);
+        }
+        positions
+            .into_iter()
+            .map(
+                |(validator_index, validator_sync_committee_indices)| SyncDuty {
+                    validator_index,
+                    validator_sync_committee_indices,
+                },
+            )
+            .collect()
+    }
+
+    /// Whether `root` is a head a node of this devnet may report in `slot` (the slot's block,
+    /// or the previous one for a node that has not seen it yet).
+    pub fn is_head_of(&self, slot: u64, root: &Root) -> bool {
+        *root == self.block_root(slot) || (slot > 0 && *root == self.block_root(slot - 1))
+    }
 }
 
 /// Tells the scheduler of each slot's head block when this operator's beacon node sees it (its
@@ -187,5 +254,47 @@ mod tests {
         let other = DevnetBeacon::new(7, 2, 100, clock);
         assert_eq!(other.duties(3), duties, "operators agree on duties");
         assert_ne!(DevnetBeacon::new(8, 1, 100, clock).duties(3), duties);
+    }
+
+    #[test]
+    fn sync_committees_change_per_period_and_sign_one_slot_early() {
+        let clock = SlotClock {
+            sync_committee: cohort_ingress::SyncCommitteeSpec::MINIMAL,
+            ..SlotClock::mainnet(SystemTime::UNIX_EPOCH)
+        };
+        let beacon = DevnetBeacon::new(7, 1, 100, clock);
+        let committee = beacon.sync_committee(0);
+        assert_eq!(committee.len(), 32);
+        assert_eq!(beacon.sync_committee(0), committee, "deterministic");
+        assert_ne!(beacon.sync_committee(1), committee);
+        // Every position appears once among the duties, under its validator.
+        let duties = beacon.sync_duties(3);
+        let positions: usize = duties
+            .iter()
+            .map(|d| d.validator_sync_committee_indices.len())
+            .sum();
+        assert_eq!(positions, 32);
+        for duty in &duties {
+            for position in &duty.validator_sync_committee_indices {
+                assert_eq!(committee[*position as usize], duty.validator_index);
+            }
+        }
+        // Period 1 starts at epoch 8 (slot 256): its committee signs from slot 255 on.
+        assert_eq!(beacon.sync_committee_at(254), committee);
+        assert_eq!(beacon.sync_committee_at(255), beacon.sync_committee(1));
+        assert_eq!(
+            DevnetBeacon::new(7, 2, 100, clock).sync_duties(3),
+            duties,
+            "operators agree"
+        );
+        // From a larger population the cluster holds only some positions.
+        let wide = DevnetBeacon::new(7, 1, 100, clock).with_sync_population(1_000);
+        let held: usize = wide
+            .sync_duties(3)
+            .iter()
+            .map(|d| d.validator_sync_committee_indices.len())
+            .sum();
+        assert!(held < 32);
+        assert!(wide.sync_duties(3).iter().all(|d| d.validator_index < 100));
     }
 }

@@ -8,8 +8,9 @@
 
 use crate::DevnetBeacon;
 use cohort_ingress::{
-    Aggregate, AttestationData, BlockHeader, SignedAggregate, SignedAttestation, SignedBlock,
-    SinkError, SourceError,
+    Aggregate, AttestationData, BlockHeader, Root, SignedAggregate, SignedAttestation, SignedBlock,
+    SignedContributionAndProof, SignedSyncCommitteeMessage, SinkError, SourceError,
+    SyncCommitteeContribution,
     keys::{self, Signature},
     signing::{self, ForkInfo},
 };
@@ -30,16 +31,26 @@ pub enum Kind {
     Attestation,
     Proposal,
     Aggregate,
+    SyncMessage,
+    Contribution,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Attestation, Kind::Proposal, Kind::Aggregate];
+    pub const ALL: [Kind; 5] = [
+        Kind::Attestation,
+        Kind::Proposal,
+        Kind::Aggregate,
+        Kind::SyncMessage,
+        Kind::Contribution,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Attestation => "attestation",
             Self::Proposal => "proposal",
             Self::Aggregate => "aggregate",
+            Self::SyncMessage => "sync_message",
+            Self::Contribution => "contribution",
         }
     }
 }
@@ -66,7 +77,8 @@ impl PartialOrd for Kind {
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct KindStats {
-    /// Distinct objects (validator, slot) submitted at least once.
+    /// Distinct objects (validator, slot; and subcommittee for a contribution) submitted at
+    /// least once.
     pub submitted: u64,
     /// Of those, accepted: a valid signature from the validator's key over the right root.
     pub accepted: u64,
@@ -80,10 +92,14 @@ struct Accepted {
     signature: [u8; 96],
 }
 
+/// One signed object as the chain tells them apart: kind, slot, validator, and the
+/// subcommittee for a contribution (0 for every other kind).
+type ObjectKey = (Kind, u64, u64, u64);
+
 #[derive(Default)]
 struct State {
     public_keys: BTreeMap<u64, blst::min_pk::PublicKey>,
-    accepted: BTreeMap<(Kind, u64, u64), Accepted>,
+    accepted: BTreeMap<ObjectKey, Accepted>,
     stats: BTreeMap<Kind, KindStats>,
     /// Accepted attestations per slot: what aggregates are built from.
     attestations: BTreeMap<u64, Vec<(u64, AttestationData, [u8; 96])>>,
@@ -91,9 +107,13 @@ struct State {
     built: BTreeMap<u64, Vec<BlockHeader>>,
     /// Committee positions per slot (validator -> position), computed once per epoch.
     committees: BTreeMap<u64, BTreeMap<u64, u64>>,
+    /// Sync committees by period, computed once each.
+    sync_committees: BTreeMap<u64, Vec<u64>>,
+    /// Accepted sync committee messages per slot: what contributions are built from.
+    sync_messages: BTreeMap<u64, Vec<(u64, Root, [u8; 96])>>,
     latencies: BTreeMap<Kind, Vec<u64>>,
-    /// (kind, slot, validator) of everything submitted, accepted or not.
-    submitted: BTreeSet<(Kind, u64, u64)>,
+    /// Everything submitted, accepted or not.
+    submitted: BTreeSet<ObjectKey>,
     conflicts: Vec<String>,
     rejections: Vec<String>,
 }
@@ -107,9 +127,11 @@ pub struct ChainReport {
     pub conflicts: Vec<String>,
     /// The first few rejections, for the report's reader.
     pub rejections: Vec<String>,
-    /// (kind, slot, validator) of every object submitted at least once.
+    /// (kind, slot, validator) of every object submitted at least once (a contribution once
+    /// per subcommittee).
     pub submitted: Vec<(Kind, u64, u64)>,
-    /// (kind, slot, validator) of every accepted object.
+    /// (kind, slot, validator) of every accepted object (a contribution once per
+    /// subcommittee).
     pub accepted: Vec<(Kind, u64, u64)>,
 }
 
@@ -202,18 +224,16 @@ impl DevnetChain {
         signature.verify(true, root, DST, &[], &key, false) == blst::BLST_ERROR::BLST_SUCCESS
     }
 
-    /// Records one submission of `(kind, slot, validator)`; `check` verifies it when it is new.
+    /// Records one submission of `key`; `check` verifies it when it is new.
     fn submit(
         &self,
-        kind: Kind,
-        slot: u64,
-        validator: u64,
+        key: ObjectKey,
         signature: [u8; 96],
         check: impl FnOnce(&mut State) -> Result<(), String>,
     ) -> Result<(), SinkError> {
         let now = self.now();
         let mut state = self.lock();
-        let key = (kind, slot, validator);
+        let (kind, slot, validator, _) = key;
         state.submitted.insert(key);
         if let Some(existing) = state.accepted.get(&key) {
             if existing.signature == signature {
@@ -270,7 +290,8 @@ impl DevnetChain {
             let signature = keys::signature_bytes(&attestation.signature);
             let root = self.fork.attestation_signing_root(&data);
             let scheduled = self.beacon.attester_slot(epoch, validator) == slot;
-            let result = self.submit(Kind::Attestation, slot, validator, signature, |state| {
+            let key = (Kind::Attestation, slot, validator, 0);
+            let result = self.submit(key, signature, |state| {
                 if !scheduled {
                     return Err("validator does not attest in this slot".into());
                 }
@@ -301,9 +322,7 @@ impl DevnetChain {
         let signature = keys::signature_bytes(&block.signature);
         let root = self.fork.block_signing_root(&header);
         self.submit(
-            Kind::Proposal,
-            header.slot,
-            header.proposer_index,
+            (Kind::Proposal, header.slot, header.proposer_index, 0),
             signature,
             |state| {
                 let built = state
@@ -345,7 +364,7 @@ impl DevnetChain {
         );
         let committee_length = self.committee_length(slot);
         let scheduled = self.beacon.attester_slot(epoch, validator) == slot;
-        self.submit(Kind::Aggregate, slot, validator, signature, |state| {
+        self.submit((Kind::Aggregate, slot, validator, 0), signature, |state| {
             if !scheduled {
                 return Err("aggregator does not attest in this slot".into());
             }
@@ -365,6 +384,199 @@ impl DevnetChain {
             }
             Ok(())
         })
+    }
+
+    /// The sync committee signing in `slot`, cached per period.
+    fn sync_committee(&self, state: &mut State, slot: u64) -> Vec<u64> {
+        let clock = self.beacon.clock();
+        let period = clock
+            .sync_committee
+            .period_of(clock.sync_committee_epoch(slot));
+        state
+            .sync_committees
+            .entry(period)
+            .or_insert_with(|| self.beacon.sync_committee(period))
+            .clone()
+    }
+
+    pub fn submit_sync_committee_messages(
+        &self,
+        messages: Vec<SignedSyncCommitteeMessage>,
+    ) -> Result<(), SinkError> {
+        let mut refused = 0;
+        for message in messages {
+            let validator = message.validator_index;
+            let slot = message.slot;
+            let root = message.beacon_block_root;
+            let signature = keys::signature_bytes(&message.signature);
+            let signing_root = self.fork.sync_committee_message_signing_root(&root);
+            let key = (Kind::SyncMessage, slot, validator, 0);
+            let result = self.submit(key, signature, |state| {
+                if !self.sync_committee(state, slot).contains(&validator) {
+                    return Err("validator is not in the sync committee of this slot".into());
+                }
+                if !self.beacon.is_head_of(slot, &root) {
+                    return Err("message for a block root this chain does not know".into());
+                }
+                if !Self::verify(state, validator, &signing_root, &signature) {
+                    return Err("invalid signature".into());
+                }
+                state
+                    .sync_messages
+                    .entry(slot)
+                    .or_default()
+                    .push((validator, root, signature));
+                Ok(())
+            });
+            if result.is_err() {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            return Err(SinkError::Refused(format!(
+                "{refused} sync committee messages refused"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The aggregate of every accepted sync committee message of `slot` for
+    /// `beacon_block_root` from the members of `subcommittee_index`: one bit, and one copy of
+    /// the member's signature, per position the member holds there.
+    pub fn contribution(
+        &self,
+        slot: u64,
+        subcommittee_index: u64,
+        beacon_block_root: Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        let spec = self.beacon.clock().sync_committee;
+        if subcommittee_index >= spec.subnet_count {
+            return Err(SourceError::Unavailable(format!(
+                "no sync subcommittee {subcommittee_index}"
+            )));
+        }
+        let mut state = self.lock();
+        let committee = self.sync_committee(&mut state, slot);
+        let size = spec.subcommittee_size() as usize;
+        let start = subcommittee_index as usize * size;
+        let members = committee.get(start..start + size).unwrap_or_default();
+        let mut bits = vec![false; size];
+        let mut signatures = Vec::new();
+        for (validator, root, signature) in state.sync_messages.get(&slot).into_iter().flatten() {
+            if *root != beacon_block_root {
+                continue;
+            }
+            let Ok(signature) = blst::min_pk::Signature::from_bytes(signature) else {
+                continue;
+            };
+            for (position, member) in members.iter().enumerate() {
+                if member == validator {
+                    bits[position] = true;
+                    signatures.push(signature);
+                }
+            }
+        }
+        let references: Vec<&blst::min_pk::Signature> = signatures.iter().collect();
+        let aggregate =
+            blst::min_pk::AggregateSignature::aggregate(&references, false).map_err(|_| {
+                SourceError::NotYet {
+                    what: "sync committee messages to aggregate",
+                }
+            })?;
+        Ok(SyncCommitteeContribution {
+            slot,
+            beacon_block_root,
+            subcommittee_index,
+            aggregation_bits: bits,
+            signature: aggregate.to_signature().compress(),
+        })
+    }
+
+    pub fn submit_contributions(
+        &self,
+        contributions: Vec<SignedContributionAndProof>,
+    ) -> Result<(), SinkError> {
+        let spec = self.beacon.clock().sync_committee;
+        let mut refused = 0;
+        for signed in contributions {
+            let validator = signed.aggregator_index;
+            let contribution = &signed.contribution;
+            let slot = contribution.slot;
+            let subcommittee = contribution.subcommittee_index;
+            let selection_proof = keys::signature_bytes(&signed.selection_proof);
+            let signature = keys::signature_bytes(&signed.signature);
+            let selection_root = self
+                .fork
+                .sync_selection_proof_signing_root(slot, subcommittee);
+            let object = self.fork.contribution_and_proof_signing_root(
+                validator,
+                contribution,
+                &selection_proof,
+                &spec,
+            );
+            let message_root = self
+                .fork
+                .sync_committee_message_signing_root(&contribution.beacon_block_root);
+            let key = (Kind::Contribution, slot, validator, subcommittee);
+            let result = self.submit(key, signature, |state| {
+                let root = object.map_err(|err| err.to_string())?;
+                if subcommittee >= spec.subnet_count {
+                    return Err("no such sync subcommittee".into());
+                }
+                let committee = self.sync_committee(state, slot);
+                let size = spec.subcommittee_size() as usize;
+                let start = subcommittee as usize * size;
+                let members = committee.get(start..start + size).unwrap_or_default();
+                if !members.contains(&validator) {
+                    return Err("aggregator is not in this sync subcommittee".into());
+                }
+                if !self
+                    .beacon
+                    .is_head_of(slot, &contribution.beacon_block_root)
+                {
+                    return Err("contribution for a block root this chain does not know".into());
+                }
+                if !Self::verify(state, validator, &selection_root, &selection_proof) {
+                    return Err("invalid selection proof".into());
+                }
+                if !signing::is_sync_committee_aggregator(&spec, &selection_proof) {
+                    return Err("selection proof does not select this aggregator".into());
+                }
+                let mut participants = Vec::new();
+                for (member, bit) in members.iter().zip(&contribution.aggregation_bits) {
+                    if *bit {
+                        let key = Self::public_key(state, *member)
+                            .ok_or_else(|| "participant without a public key".to_string())?;
+                        participants.push(key);
+                    }
+                }
+                if participants.is_empty() {
+                    return Err("contribution without participants".into());
+                }
+                let references: Vec<&blst::min_pk::PublicKey> = participants.iter().collect();
+                let aggregate =
+                    blst::min_pk::Signature::sig_validate(&contribution.signature, true)
+                        .map_err(|_| "invalid contribution signature".to_string())?;
+                if aggregate.fast_aggregate_verify(true, &message_root, DST, &references)
+                    != blst::BLST_ERROR::BLST_SUCCESS
+                {
+                    return Err("contribution signature does not verify for its bits".into());
+                }
+                if !Self::verify(state, validator, &root, &signature) {
+                    return Err("invalid signature".into());
+                }
+                Ok(())
+            });
+            if result.is_err() {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            return Err(SinkError::Refused(format!(
+                "{refused} contributions refused"
+            )));
+        }
+        Ok(())
     }
 
     /// Builds `proposer`'s block for `slot` once its RANDAO reveal checks out.
@@ -472,8 +684,16 @@ impl DevnetChain {
             submit_latencies_ms: state.latencies.clone(),
             conflicts: state.conflicts.clone(),
             rejections: state.rejections.clone(),
-            submitted: state.submitted.iter().copied().collect(),
-            accepted: state.accepted.keys().copied().collect(),
+            submitted: state
+                .submitted
+                .iter()
+                .map(|(kind, slot, validator, _)| (*kind, *slot, *validator))
+                .collect(),
+            accepted: state
+                .accepted
+                .keys()
+                .map(|(kind, slot, validator, _)| (*kind, *slot, *validator))
+                .collect(),
         }
     }
 }

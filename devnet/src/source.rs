@@ -3,8 +3,9 @@
 use crate::{DevnetBeacon, DevnetChain};
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, DutySink, DutySource,
-    ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SourceError,
-    keys::Signature,
+    ProposerDuty, Root, SignedAggregate, SignedAttestation, SignedBlock,
+    SignedContributionAndProof, SignedSyncCommitteeMessage, SinkError, SourceError,
+    SyncCommitteeContribution, SyncDuty, keys::Signature,
 };
 use std::sync::{
     Arc,
@@ -48,6 +49,20 @@ impl DutySink for DevnetSource {
 
     async fn submit_aggregate(&self, aggregate: SignedAggregate) -> Result<(), SinkError> {
         self.chain.submit_aggregate(aggregate)
+    }
+
+    async fn submit_sync_committee_messages(
+        &self,
+        messages: Vec<SignedSyncCommitteeMessage>,
+    ) -> Result<(), SinkError> {
+        self.chain.submit_sync_committee_messages(messages)
+    }
+
+    async fn submit_contributions(
+        &self,
+        contributions: Vec<SignedContributionAndProof>,
+    ) -> Result<(), SinkError> {
+        self.chain.submit_contributions(contributions)
     }
 }
 
@@ -98,5 +113,19 @@ impl DutySource for DevnetSource {
 
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
         self.chain.aggregate(&data)
+    }
+
+    async fn sync_duties(&self, epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        Ok(self.beacon.sync_duties(epoch))
+    }
+
+    async fn sync_committee_contribution(
+        &self,
+        slot: u64,
+        subcommittee_index: u64,
+        beacon_block_root: Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        self.chain
+            .contribution(slot, subcommittee_index, beacon_block_root)
     }
 }

@@ -1,5 +1,6 @@
 //! The beacon chain's slot clock, shared by every actor that reasons about time.
 
+use crate::SyncCommitteeSpec;
 use std::time::{Duration, SystemTime};
 
 /// Genesis time, slot length and intervals: everything needed to map time to slots.
@@ -10,6 +11,8 @@ pub struct SlotClock {
     /// Ethereum divides a slot in 3 intervals: attest at 1/3, aggregate at 2/3.
     pub intervals_per_slot: u32,
     pub slots_per_epoch: u64,
+    /// The sync committee's size, subnets and period, which differ between presets.
+    pub sync_committee: SyncCommitteeSpec,
     /// How far this node's clock reads ahead of the cluster's (negative: behind), in
     /// milliseconds. Zero on a real node, whose clock simply is what it is; the simulation sets
     /// it to give one operator a skewed clock on a runtime all operators share. Slot starts and
@@ -19,15 +22,37 @@ pub struct SlotClock {
 }
 
 impl SlotClock {
-    /// Mainnet timing from `genesis`: 12 s slots, 3 intervals, 32 slots per epoch.
+    /// Mainnet timing from `genesis`: 12 s slots, 3 intervals, 32 slots per epoch, mainnet's
+    /// sync committee.
     pub fn mainnet(genesis: SystemTime) -> Self {
         Self {
             genesis,
             slot_duration: Duration::from_secs(12),
             intervals_per_slot: 3,
             slots_per_epoch: 32,
+            sync_committee: SyncCommitteeSpec::MAINNET,
             skew_ms: 0,
         }
+    }
+
+    /// The minimal preset's chain parameters from `genesis` with `slot_duration` slots: 8 slots
+    /// per epoch and the minimal sync committee (what local dev chains run).
+    pub fn minimal(genesis: SystemTime, slot_duration: Duration) -> Self {
+        Self {
+            genesis,
+            slot_duration,
+            intervals_per_slot: 3,
+            slots_per_epoch: 8,
+            sync_committee: SyncCommitteeSpec::MINIMAL,
+            skew_ms: 0,
+        }
+    }
+
+    /// The epoch whose sync committee signs in `slot`: that of `slot + 1`, since a committee
+    /// signs from the last slot before its period to the second-to-last slot of it (the head
+    /// its messages sign is the block the next slot builds on).
+    pub fn sync_committee_epoch(&self, slot: u64) -> u64 {
+        self.epoch_of(slot.saturating_add(1))
     }
 
     /// Genesis as this node's clock sees it: a clock that reads ahead reaches every slot early.
@@ -51,7 +76,7 @@ impl SlotClock {
         if self.slots_per_epoch == 0 {
             return Err("slots_per_epoch must be greater than zero");
         }
-        Ok(())
+        self.sync_committee.validate()
     }
 
     /// The slot at `now`, or `None` before genesis.

@@ -5,7 +5,10 @@ use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use std::fmt;
 
-use crate::MAX_OPERATORS;
+use crate::{
+    MAX_OPERATORS,
+    sync::{MAX_SYNC_COMMITTEE_SUBNETS, SyncCommitteeContribution, SyncDuty},
+};
 
 /// A 32-byte SSZ root (block root, checkpoint root, signing root).
 pub type Root = commonware_cryptography::sha256::Digest;
@@ -334,6 +337,11 @@ pub struct Duty {
     /// an aggregator duty: the aggregator's own attester duty (its committee's length decides
     /// whether its selection proof makes it an aggregator). Empty for a proposer duty.
     pub attesters: Vec<AttesterDuty>,
+    /// For a committee duty: the sync committee duties of the cluster's validators that sign
+    /// a sync committee message in the slot. For a sync committee contribution duty: the
+    /// contributor's own sync duty (its positions name the subcommittees it may aggregate).
+    /// Empty otherwise.
+    pub sync: Vec<SyncDuty>,
 }
 
 impl Duty {
@@ -466,23 +474,60 @@ pub struct Aggregate {
 
 impl Write for Aggregate {
     fn write(&self, buf: &mut impl BufMut) {
-        (self.aggregation_bits.len() as u16).write(buf);
-        let mut byte = 0u8;
-        for (i, bit) in self.aggregation_bits.iter().enumerate() {
-            if *bit {
-                byte |= 1 << (i % 8);
-            }
-            if i % 8 == 7 {
-                buf.put_u8(byte);
-                byte = 0;
-            }
-        }
-        if !self.aggregation_bits.len().is_multiple_of(8) {
-            buf.put_u8(byte);
-        }
+        write_bits(&self.aggregation_bits, buf);
         self.data.write(buf);
         buf.put_slice(&self.signature);
     }
+}
+
+/// Writes a bit list as its length (`u16`) and the bits packed little-endian into bytes, the
+/// last byte's unused bits zero.
+pub(crate) fn write_bits(bits: &[bool], buf: &mut impl BufMut) {
+    (bits.len() as u16).write(buf);
+    let mut byte = 0u8;
+    for (i, bit) in bits.iter().enumerate() {
+        if *bit {
+            byte |= 1 << (i % 8);
+        }
+        if i % 8 == 7 {
+            buf.put_u8(byte);
+            byte = 0;
+        }
+    }
+    if !bits.len().is_multiple_of(8) {
+        buf.put_u8(byte);
+    }
+}
+
+/// Reads what [`write_bits`] wrote, refusing an empty list, more than `max` bits (before
+/// allocating), and set padding bits (so one list has one encoding).
+pub(crate) fn read_bits(
+    buf: &mut impl Buf,
+    max: usize,
+    what: &'static str,
+) -> Result<Vec<bool>, CodecError> {
+    let length = u16::read(buf)? as usize;
+    if length == 0 || length > max {
+        return Err(CodecError::InvalidLength(length));
+    }
+    let bytes = length.div_ceil(8);
+    if buf.remaining() < bytes {
+        return Err(CodecError::EndOfBuffer);
+    }
+    let mut bits = Vec::with_capacity(length);
+    for i in 0..bytes {
+        let byte = buf.get_u8();
+        for bit in 0..8 {
+            let position = i * 8 + bit;
+            let set = byte & (1 << bit) != 0;
+            if position < length {
+                bits.push(set);
+            } else if set {
+                return Err(CodecError::Invalid(what, "padding bits set"));
+            }
+        }
+    }
+    Ok(bits)
 }
 
 impl EncodeSize for Aggregate {
@@ -494,28 +539,7 @@ impl EncodeSize for Aggregate {
 impl Read for Aggregate {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let length = u16::read(buf)? as usize;
-        if length == 0 || length > MAX_COMMITTEE_MEMBERS {
-            return Err(CodecError::InvalidLength(length));
-        }
-        let bytes = length.div_ceil(8);
-        if buf.remaining() < bytes {
-            return Err(CodecError::EndOfBuffer);
-        }
-        let mut aggregation_bits = Vec::with_capacity(length);
-        for i in 0..bytes {
-            let byte = buf.get_u8();
-            for bit in 0..8 {
-                let position = i * 8 + bit;
-                let set = byte & (1 << bit) != 0;
-                if position < length {
-                    aggregation_bits.push(set);
-                } else if set {
-                    // Padding bits must be zero, so one aggregate has one encoding.
-                    return Err(CodecError::Invalid("Aggregate", "padding bits set"));
-                }
-            }
-        }
+        let aggregation_bits = read_bits(buf, MAX_COMMITTEE_MEMBERS, "Aggregate")?;
         let data = AttestationData::read(buf)?;
         if buf.remaining() < 96 {
             return Err(CodecError::EndOfBuffer);
@@ -543,6 +567,15 @@ pub enum DecidedValue {
     Block(Box<BlockProposal>),
     /// An aggregator duty: the aggregate the cluster's aggregator publishes.
     Aggregate(Box<Aggregate>),
+    /// A sync committee contribution duty: one contribution per subcommittee the validator
+    /// aggregates for, ascending by subcommittee index.
+    Contributions(Vec<SyncCommitteeContribution>),
+}
+
+impl DecidedValue {
+    /// The largest encoding of a contribution list.
+    const MAX_CONTRIBUTIONS_SIZE: usize =
+        5 + MAX_SYNC_COMMITTEE_SUBNETS as usize * SyncCommitteeContribution::MAX_ENCODE_SIZE;
 }
 
 impl Write for DecidedValue {
@@ -560,6 +593,10 @@ impl Write for DecidedValue {
                 2u8.write(buf);
                 aggregate.write(buf);
             }
+            Self::Contributions(contributions) => {
+                3u8.write(buf);
+                contributions.write(buf);
+            }
         }
     }
 }
@@ -570,6 +607,7 @@ impl EncodeSize for DecidedValue {
             Self::Attestation(data) => data.encode_size(),
             Self::Block(block) => block.encode_size(),
             Self::Aggregate(aggregate) => aggregate.encode_size(),
+            Self::Contributions(contributions) => contributions.encode_size(),
         }
     }
 }
@@ -581,6 +619,10 @@ impl Read for DecidedValue {
             0 => Ok(Self::Attestation(AttestationData::read(buf)?)),
             1 => Ok(Self::Block(Box::new(BlockProposal::read(buf)?))),
             2 => Ok(Self::Aggregate(Box::new(Aggregate::read(buf)?))),
+            3 => Ok(Self::Contributions(Vec::read_cfg(
+                buf,
+                &(RangeCfg::new(1..=MAX_SYNC_COMMITTEE_SUBNETS as usize), ()),
+            )?)),
             other => Err(CodecError::InvalidEnum(other)),
         }
     }
@@ -619,6 +661,13 @@ impl Read for Decision {
             (Role::Aggregator, _, DecidedValue::Aggregate(aggregate)) => {
                 aggregate.data.slot == duty.slot
             }
+            // Ascending subcommittees: one contribution each, and one encoding per list.
+            (Role::SyncCommitteeContribution, _, DecidedValue::Contributions(contributions)) => {
+                contributions.iter().all(|c| c.slot == duty.slot)
+                    && contributions
+                        .windows(2)
+                        .all(|w| w[0].subcommittee_index < w[1].subcommittee_index)
+            }
             _ => false,
         };
         if !fits {
@@ -636,9 +685,16 @@ impl Decision {
     const MAX_DUTY_SIZE: usize = 8 + 8 + 1 + 1 + 1 + 8 * MAX_OPERATORS;
 
     /// Largest encoding of one decision that is not a block proposal: the largest duty id with
-    /// the largest such value (a full committee's aggregate). Blocks are bounded apart, by
-    /// [`Decision::MAX_PROPOSAL_ENCODE_SIZE`], and a cluster block carries few of them.
-    pub const MAX_ENCODE_SIZE: usize = Self::MAX_DUTY_SIZE + 1 + Aggregate::MAX_ENCODE_SIZE;
+    /// the largest such value (a full committee's aggregate, or a slot's contributions). Blocks
+    /// are bounded apart, by [`Decision::MAX_PROPOSAL_ENCODE_SIZE`], and a cluster block carries
+    /// few of them.
+    pub const MAX_ENCODE_SIZE: usize = Self::MAX_DUTY_SIZE
+        + 1
+        + if Aggregate::MAX_ENCODE_SIZE > DecidedValue::MAX_CONTRIBUTIONS_SIZE {
+            Aggregate::MAX_ENCODE_SIZE
+        } else {
+            DecidedValue::MAX_CONTRIBUTIONS_SIZE
+        };
 
     /// Largest encoding of a block proposal's decision.
     pub const MAX_PROPOSAL_ENCODE_SIZE: usize =
@@ -743,6 +799,58 @@ mod tests {
         vec![2u64, 1u64].write(&mut bad);
         DecidedValue::Attestation(data(9)).write(&mut bad);
         assert!(Decision::decode(bad).is_err());
+    }
+
+    fn contribution(slot: u64, subcommittee_index: u64) -> SyncCommitteeContribution {
+        SyncCommitteeContribution {
+            slot,
+            beacon_block_root: Sha256::hash(&[b"head"]),
+            subcommittee_index,
+            aggregation_bits: vec![true; 128],
+            signature: [7; 96],
+        }
+    }
+
+    #[test]
+    fn contribution_decisions_roundtrip_and_must_fit_their_duty() {
+        let duty = DutyId::validator(Role::SyncCommitteeContribution, 0, 9, 3);
+        let full = Decision {
+            duty: duty.clone(),
+            value: DecidedValue::Contributions((0..4).map(|i| contribution(9, i)).collect()),
+        };
+        let bytes = full.encode();
+        assert_eq!(bytes.len(), full.encode_size());
+        assert!(bytes.len() <= Decision::MAX_ENCODE_SIZE);
+        assert_eq!(Decision::decode(bytes).unwrap(), full);
+        let refused = |value: DecidedValue| {
+            let decision = Decision {
+                duty: duty.clone(),
+                value,
+            };
+            Decision::decode(decision.encode()).is_err()
+        };
+        // Another slot, a repeated or unordered subcommittee, none at all, too many.
+        assert!(refused(DecidedValue::Contributions(vec![contribution(
+            10, 0
+        )])));
+        assert!(refused(DecidedValue::Contributions(vec![
+            contribution(9, 1),
+            contribution(9, 1)
+        ])));
+        assert!(refused(DecidedValue::Contributions(vec![
+            contribution(9, 2),
+            contribution(9, 1)
+        ])));
+        assert!(refused(DecidedValue::Contributions(Vec::new())));
+        let mut five: Vec<_> = (0..4).map(|i| contribution(9, i)).collect();
+        five.push(contribution(9, 3));
+        assert!(refused(DecidedValue::Contributions(five)));
+        // Contributions for another role's duty.
+        let other = Decision {
+            duty: DutyId::validator(Role::Aggregator, 0, 9, 3),
+            value: DecidedValue::Contributions(vec![contribution(9, 0)]),
+        };
+        assert!(Decision::decode(other.encode()).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod signing;
 pub mod source;
+pub mod sync;
 
 pub use clock::SlotClock;
 pub use duty::{
@@ -25,6 +26,10 @@ pub use duty::{
 };
 pub use source::{
     DutySink, DutySource, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SourceError,
+};
+pub use sync::{
+    SignedContributionAndProof, SignedSyncCommitteeMessage, SyncCommitteeContribution,
+    SyncCommitteeSpec, SyncDuty,
 };
 
 /// Most operators one cluster may have (13 = 3f+1 with f = 4).

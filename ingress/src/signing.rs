@@ -6,7 +6,7 @@
 //! genesis_validators_root))`. Containers are SSZ-merkleized with `tree_hash`; a nested
 //! container enters its parent as its own root, which is how SSZ merkleization composes.
 
-use crate::{AttestationData, BlockHeader};
+use crate::{AttestationData, BlockHeader, Root, SyncCommitteeContribution, SyncCommitteeSpec};
 use commonware_cryptography::{Hasher, Sha256};
 use tree_hash::{Hash256, TreeHash};
 use tree_hash_derive::TreeHash;
@@ -31,6 +31,8 @@ pub const MAX_VALIDATORS_PER_COMMITTEE: usize = 2048;
 pub enum SigningError {
     #[error("aggregation bits: {length} bits is outside 1..={max}")]
     AggregationBits { length: usize, max: usize },
+    #[error("contribution bits: {length} bits where the subcommittee has {expected} members")]
+    ContributionBits { length: usize, expected: usize },
 }
 
 /// The fork a cluster signs for. Signatures from another fork (or chain) never verify here,
@@ -86,7 +88,40 @@ impl ForkInfo {
         )
     }
 
-    /// The devnet's fork (Electra's attestation shape from genesis): version `0x10000038` and genesis validators root
+    /// What a sync committee member signs in a slot: the head block root, under the sync
+    /// committee domain of this fork (the slot's epoch's fork: one fork per cluster here).
+    pub fn sync_committee_message_signing_root(&self, beacon_block_root: &Root) -> [u8; 32] {
+        compute_signing_root(beacon_block_root.0, self.domain(DOMAIN_SYNC_COMMITTEE))
+    }
+
+    /// What a sync committee member's selection proof for `subcommittee_index` signs.
+    pub fn sync_selection_proof_signing_root(
+        &self,
+        slot: u64,
+        subcommittee_index: u64,
+    ) -> [u8; 32] {
+        compute_signing_root(
+            sync_aggregator_selection_data_root(slot, subcommittee_index),
+            self.domain(DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF),
+        )
+    }
+
+    /// What a contribution's aggregator signs: its `ContributionAndProof`.
+    pub fn contribution_and_proof_signing_root(
+        &self,
+        aggregator_index: u64,
+        contribution: &SyncCommitteeContribution,
+        selection_proof: &[u8; 96],
+        spec: &SyncCommitteeSpec,
+    ) -> Result<[u8; 32], SigningError> {
+        Ok(compute_signing_root(
+            contribution_and_proof_root(aggregator_index, contribution, selection_proof, spec)?,
+            self.domain(DOMAIN_CONTRIBUTION_AND_PROOF),
+        ))
+    }
+
+    /// The devnet's fork (Electra's attestation shape from genesis): version `0x10000038` and
+    /// genesis validators root
     /// `sha256("cohort devnet")`, distinct from every public network's.
     pub fn devnet() -> Self {
         let digest = Sha256::hash(&[b"cohort devnet"]);
@@ -147,6 +182,29 @@ struct Attestation {
 struct AggregateAndProof {
     aggregator_index: u64,
     aggregate: Hash256,
+    selection_proof: [u8; 96],
+}
+
+#[derive(TreeHash)]
+struct SyncAggregatorSelectionData {
+    slot: u64,
+    subcommittee_index: u64,
+}
+
+/// `SyncCommitteeContribution`, with its bitvector entering as its root.
+#[derive(TreeHash)]
+struct Contribution {
+    slot: u64,
+    beacon_block_root: Hash256,
+    subcommittee_index: u64,
+    aggregation_bits: Hash256,
+    signature: [u8; 96],
+}
+
+#[derive(TreeHash)]
+struct ContributionAndProof {
+    aggregator_index: u64,
+    contribution: Hash256,
     selection_proof: [u8; 96],
 }
 
@@ -279,6 +337,78 @@ pub fn aggregate_and_proof_root(
     }
     .tree_hash_root()
     .0)
+}
+
+/// `hash_tree_root(Bitvector[N])` with `N` the bits' length: the packed bits merkleized over
+/// `N`'s chunk count, no length mixed in (a vector's length is part of its type).
+fn bitvector_root(bits: &[bool]) -> Hash256 {
+    let mut packed = vec![0u8; bits.len().div_ceil(8)];
+    for (i, bit) in bits.iter().enumerate() {
+        if *bit {
+            packed[i / 8] |= 1 << (i % 8);
+        }
+    }
+    tree_hash::merkle_root(&packed, bits.len().div_ceil(256))
+}
+
+/// `hash_tree_root(SyncAggregatorSelectionData(slot, subcommittee_index))`.
+pub fn sync_aggregator_selection_data_root(slot: u64, subcommittee_index: u64) -> [u8; 32] {
+    SyncAggregatorSelectionData {
+        slot,
+        subcommittee_index,
+    }
+    .tree_hash_root()
+    .0
+}
+
+/// `hash_tree_root(SyncCommitteeContribution)`. Its bits are a `Bitvector` of the
+/// subcommittee's size, so a contribution with another length has no root on this chain.
+pub fn contribution_root(
+    contribution: &SyncCommitteeContribution,
+    spec: &SyncCommitteeSpec,
+) -> Result<[u8; 32], SigningError> {
+    let expected = spec.subcommittee_size() as usize;
+    if contribution.aggregation_bits.len() != expected {
+        return Err(SigningError::ContributionBits {
+            length: contribution.aggregation_bits.len(),
+            expected,
+        });
+    }
+    Ok(Contribution {
+        slot: contribution.slot,
+        beacon_block_root: hash(contribution.beacon_block_root.0),
+        subcommittee_index: contribution.subcommittee_index,
+        aggregation_bits: bitvector_root(&contribution.aggregation_bits),
+        signature: contribution.signature,
+    }
+    .tree_hash_root()
+    .0)
+}
+
+/// `hash_tree_root(ContributionAndProof)` of a contribution the cluster agreed on.
+pub fn contribution_and_proof_root(
+    aggregator_index: u64,
+    contribution: &SyncCommitteeContribution,
+    selection_proof: &[u8; 96],
+    spec: &SyncCommitteeSpec,
+) -> Result<[u8; 32], SigningError> {
+    Ok(ContributionAndProof {
+        aggregator_index,
+        contribution: hash(contribution_root(contribution, spec)?),
+        selection_proof: *selection_proof,
+    }
+    .tree_hash_root()
+    .0)
+}
+
+/// `is_sync_committee_aggregator`: about `TARGET_AGGREGATORS_PER_SYNC_SUBCOMMITTEE` members
+/// of each subcommittee are selected by their selection proof (all of them when subcommittees
+/// are small, as in the minimal preset).
+pub fn is_sync_committee_aggregator(spec: &SyncCommitteeSpec, selection_proof: &[u8; 96]) -> bool {
+    let digest = Sha256::hash(&[selection_proof]);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.0[..8]);
+    u64::from_le_bytes(bytes).is_multiple_of(spec.aggregator_modulo())
 }
 
 /// `is_aggregator`: about `TARGET_AGGREGATORS_PER_COMMITTEE` members of a committee are
@@ -424,6 +554,130 @@ mod tests {
         );
         assert!(aggregate_and_proof_root(42, &[], &data, &signature, &proof).is_err());
         assert!(aggregate_and_proof_root(42, &[true; 2049], &data, &signature, &proof).is_err());
+    }
+
+    fn vector96(bytes: &[u8; 96]) -> [u8; 32] {
+        let mut parts = Vec::new();
+        for part in bytes.chunks(32) {
+            let mut chunk = [0u8; 32];
+            chunk.copy_from_slice(part);
+            parts.push(chunk);
+        }
+        merkleize(parts)
+    }
+
+    #[test]
+    fn sync_committee_roots_match_hand_merkleization() {
+        let fork = ForkInfo::devnet();
+        // A sync committee message signs the block root itself (a Bytes32 is its own root).
+        let block_root = Digest([4; 32]);
+        assert_eq!(
+            fork.sync_committee_message_signing_root(&block_root),
+            sha(&[&[4u8; 32], &fork.domain(DOMAIN_SYNC_COMMITTEE)])
+        );
+        // SyncAggregatorSelectionData: two uint64 fields.
+        let selection = merkleize(vec![chunk_u64(99), chunk_u64(3)]);
+        assert_eq!(sync_aggregator_selection_data_root(99, 3), selection);
+        assert_eq!(
+            fork.sync_selection_proof_signing_root(99, 3),
+            sha(&[
+                &selection,
+                &fork.domain(DOMAIN_SYNC_COMMITTEE_SELECTION_PROOF)
+            ])
+        );
+
+        // Mainnet: Bitvector[128] fits one chunk, which is its root (no length mixed in).
+        let mut bits = vec![false; 128];
+        bits[0] = true;
+        bits[9] = true;
+        bits[127] = true;
+        let contribution = SyncCommitteeContribution {
+            slot: 99,
+            beacon_block_root: block_root,
+            subcommittee_index: 3,
+            aggregation_bits: bits,
+            signature: [5; 96],
+        };
+        let mut bits_chunk = [0u8; 32];
+        bits_chunk[0] = 0b1;
+        bits_chunk[1] = 0b10;
+        bits_chunk[15] = 0b1000_0000;
+        let contribution_expected = merkleize(vec![
+            chunk_u64(99),
+            [4; 32],
+            chunk_u64(3),
+            bits_chunk,
+            vector96(&[5; 96]),
+        ]);
+        let mainnet = SyncCommitteeSpec::MAINNET;
+        assert_eq!(
+            contribution_root(&contribution, &mainnet),
+            Ok(contribution_expected)
+        );
+        let proof = [6u8; 96];
+        let and_proof = merkleize(vec![chunk_u64(12), contribution_expected, vector96(&proof)]);
+        assert_eq!(
+            contribution_and_proof_root(12, &contribution, &proof, &mainnet),
+            Ok(and_proof)
+        );
+        assert_eq!(
+            fork.contribution_and_proof_signing_root(12, &contribution, &proof, &mainnet),
+            Ok(sha(&[
+                &and_proof,
+                &fork.domain(DOMAIN_CONTRIBUTION_AND_PROOF)
+            ]))
+        );
+        // The minimal preset's subcommittee has 8 members: 128 bits have no root there.
+        assert_eq!(
+            contribution_root(&contribution, &SyncCommitteeSpec::MINIMAL),
+            Err(SigningError::ContributionBits {
+                length: 128,
+                expected: 8
+            })
+        );
+        let minimal = SyncCommitteeContribution {
+            aggregation_bits: vec![false, true, false, false, false, false, false, true],
+            ..contribution
+        };
+        let mut minimal_bits = [0u8; 32];
+        minimal_bits[0] = 0b1000_0010;
+        assert_eq!(
+            contribution_root(&minimal, &SyncCommitteeSpec::MINIMAL),
+            Ok(merkleize(vec![
+                chunk_u64(99),
+                [4; 32],
+                chunk_u64(3),
+                minimal_bits,
+                vector96(&[5; 96]),
+            ]))
+        );
+    }
+
+    #[test]
+    fn sync_aggregator_selection_follows_the_subcommittee_size() {
+        // Minimal: 32 / 4 / 16 = 0, so the modulo is one and every member aggregates.
+        assert!(
+            (0..=255u8)
+                .all(|b| is_sync_committee_aggregator(&SyncCommitteeSpec::MINIMAL, &[b; 96]))
+        );
+        // Mainnet: 512 / 4 / 16 = 8; check each proof by hand.
+        let selected = (0..=255u8)
+            .filter(|b| {
+                let digest = sha(&[&[*b; 96]]);
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&digest[..8]);
+                let expected = u64::from_le_bytes(bytes) % 8 == 0;
+                assert_eq!(
+                    is_sync_committee_aggregator(&SyncCommitteeSpec::MAINNET, &[*b; 96]),
+                    expected
+                );
+                expected
+            })
+            .count();
+        assert!(
+            (8..64).contains(&selected),
+            "about one in eight, got {selected}"
+        );
     }
 
     #[test]

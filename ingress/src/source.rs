@@ -1,11 +1,12 @@
 //! Where duties and the data to carry them out come from, and where signed objects go.
 //!
-//! The simulation's devnet beacon implements both traits; a Beacon-API client comes later.
+//! The devnet beacon (`cohort-devnet`) implements both traits; a Beacon-API client comes later.
 //! Every call can fail or be slow: callers bound them with the runtime's timeout and treat a
 //! failure as "try again later", never as "no duties".
 
 use crate::{
-    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, ProposerDuty,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, ProposerDuty, Root,
+    SignedContributionAndProof, SignedSyncCommitteeMessage, SyncCommitteeContribution, SyncDuty,
     keys::Signature,
 };
 use std::future::Future;
@@ -59,6 +60,25 @@ pub trait DutySource: Clone + Send + Sync + 'static {
         &self,
         data: AttestationData,
     ) -> impl Future<Output = Result<Aggregate, SourceError>> + Send;
+
+    /// The sync committee duties of the cluster's validators in the sync committee period
+    /// that contains `epoch` (the Beacon API's `POST /eth/v1/validator/duties/sync/{epoch}`):
+    /// only validators in that period's committee appear. The scheduler asks for every epoch
+    /// it schedules, so a period boundary needs nothing special from the source.
+    fn sync_duties(
+        &self,
+        epoch: u64,
+    ) -> impl Future<Output = Result<Vec<SyncDuty>, SourceError>> + Send;
+
+    /// This beacon node's aggregate of the sync committee messages it has seen for
+    /// `beacon_block_root` in `slot` from subcommittee `subcommittee_index` (the Beacon API's
+    /// `GET /eth/v1/validator/sync_committee_contribution`).
+    fn sync_committee_contribution(
+        &self,
+        slot: u64,
+        subcommittee_index: u64,
+        beacon_block_root: Root,
+    ) -> impl Future<Output = Result<SyncCommitteeContribution, SourceError>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,5 +129,17 @@ pub trait DutySink: Clone + Send + Sync + 'static {
     fn submit_aggregate(
         &self,
         aggregate: SignedAggregate,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A slot's sync committee messages (`POST /eth/v1/beacon/pool/sync_committees`).
+    fn submit_sync_committee_messages(
+        &self,
+        messages: Vec<SignedSyncCommitteeMessage>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Signed contributions (`POST /eth/v1/validator/contribution_and_proofs`).
+    fn submit_contributions(
+        &self,
+        contributions: Vec<SignedContributionAndProof>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

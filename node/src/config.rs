@@ -545,6 +545,9 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         slot_duration: Duration::from_secs(cluster.slot_seconds.max(1)),
         intervals_per_slot: 3,
         slots_per_epoch: cluster.slots_per_epoch.max(1),
+        // The embedded devnet beacon signs mainnet-shaped sync committees; a beacon node's
+        // `config/spec` decides it once the node talks to one.
+        sync_committee: cohort_ingress::SyncCommitteeSpec::MAINNET,
         skew_ms: 0,
     };
 

@@ -152,6 +152,19 @@ async fn operate<X: ExecutionEngine>(
             let nodes = cohort_beacon::Nodes::new(beacon_clock.clone(), &nodes, &metrics, attempt)?;
             let chain = cohort_beacon::chain::discover(&nodes).await?;
             check_chain_timing(&config, &chain)?;
+            // The sync committee's size and period are the chain's preset, not a default.
+            let mut config = config;
+            config.clock.sync_committee = cohort_ingress::SyncCommitteeSpec {
+                size: chain.sync_committee_size,
+                // SYNC_COMMITTEE_SUBNET_COUNT is the same constant in every preset.
+                subnet_count: cohort_ingress::SyncCommitteeSpec::MAINNET.subnet_count,
+                epochs_per_period: chain.epochs_per_sync_committee_period,
+            };
+            config
+                .clock
+                .sync_committee
+                .validate()
+                .map_err(|err| format!("the beacon chain's sync committee: {err}"))?;
             let fork = ForkInfo {
                 fork_version: chain.fork.current_version,
                 genesis_validators_root: chain.genesis_validators_root,

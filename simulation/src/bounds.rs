@@ -3,7 +3,10 @@
 //! shape, never on how many slots ran, so a leak shows as a violation however slowly it grows.
 
 use cohort_actors::runner::POST_CONSENSUS_SLOTS;
-use cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS;
+use cohort_ingress::{
+    committee::MAX_BLOCK_AGE_SLOTS,
+    sync::{MAX_SYNC_COMMITTEE_SUBNETS, MAX_SYNC_SUBCOMMITTEE_SIZE},
+};
 
 /// The prefix the simulation's operator contexts give every actor metric.
 const PREFIX: &str = "lifecycle_operator_";
@@ -16,22 +19,33 @@ pub fn bound(name: &str, validators: u64, operators: u64) -> Option<u64> {
     // The slots a duty's state lives for: its own, the block-age window, post-consensus.
     let w = 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS;
     let e = 32;
+    // Sync committee members who sign in one slot (at most the committee's positions), and
+    // (member, subcommittee) pairs among them.
+    let (positions, subnets) = (
+        MAX_SYNC_SUBCOMMITTEE_SIZE * MAX_SYNC_COMMITTEE_SUBNETS,
+        MAX_SYNC_COMMITTEE_SUBNETS,
+    );
+    let sync = v.min(positions);
+    let pairs = (subnets * v).min(positions);
     Some(match name {
         "runner_running_duties_held" | "runner_finalized_early_held" | "runner_step_items_held" => {
-            2 * (w + 1) + 2 * v
+            2 * (w + 1) + 2 * v + (w + 1) * (sync + pairs)
         }
-        "runner_waiting_keys_held" => 2 * (w + 1) + 4 * v,
+        "runner_waiting_keys_held" => 2 * (w + 1) + 4 * v + 2 * (w + 1) * (sync + pairs),
         "runner_quorum_entries_held" => {
             cohort_actors::runner::quorum::MAX_ROOTS_PER_SENDER as u64 * (n + 1) * v * (w + 2)
         }
         "runner_decided_data_held" => w + 3,
-        "runner_pending_calls_held" => 3 * (w + 2) + 8 * v,
-        "committee_pool_values_held" => 2 * (v + 2),
-        "committee_known_duties_held" | "committee_decided_duties_held" => 4 * (v + 2 * e),
+        "runner_pending_calls_held" => 3 * (w + 2) + 8 * v + 3 * (w + 2) * sync,
+        "committee_pool_values_held" => 2 * (v + 2) + 2 * sync,
+        // Decided duties are remembered 64 slots, known ones until the end of the next epoch.
+        "committee_known_duties_held" | "committee_decided_duties_held" => {
+            4 * (v + 2 * e) + (64 + 2 * e + 1) * sync
+        }
         "committee_decided_data_held" => 2 * e + 3,
         "committee_pending_proposals_held" | "committee_pending_verifications_held" => 4,
         "scheduler_duty_epochs_held" => 3,
-        "scheduler_scheduled_duties_held" => 3 * (v + e),
+        "scheduler_scheduled_duties_held" => 3 * (v + e) + 3 * sync,
         "scheduler_duty_fetches_held" => 5,
         "scheduler_dispatched_slots_held" => 4,
         "scheduler_head_slots_held" => 2,

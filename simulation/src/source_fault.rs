@@ -6,8 +6,9 @@
 use cohort_devnet::DevnetSource;
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, DutySink, DutySource,
-    ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SlotClock,
-    SourceError, keys::Signature,
+    ProposerDuty, Root, SignedAggregate, SignedAttestation, SignedBlock,
+    SignedContributionAndProof, SignedSyncCommitteeMessage, SinkError, SlotClock, SourceError,
+    SyncCommitteeContribution, SyncDuty, keys::Signature,
 };
 use commonware_runtime::{Clock as _, deterministic};
 use serde::Serialize;
@@ -154,6 +155,22 @@ impl DutySink for FaultySource {
         self.sink().await?;
         self.inner.submit_aggregate(aggregate).await
     }
+
+    async fn submit_sync_committee_messages(
+        &self,
+        messages: Vec<SignedSyncCommitteeMessage>,
+    ) -> Result<(), SinkError> {
+        self.sink().await?;
+        self.inner.submit_sync_committee_messages(messages).await
+    }
+
+    async fn submit_contributions(
+        &self,
+        contributions: Vec<SignedContributionAndProof>,
+    ) -> Result<(), SinkError> {
+        self.sink().await?;
+        self.inner.submit_contributions(contributions).await
+    }
 }
 
 impl DutySource for FaultySource {
@@ -196,5 +213,22 @@ impl DutySource for FaultySource {
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
         self.source().await?;
         self.inner.aggregate_attestation(data).await
+    }
+
+    async fn sync_duties(&self, epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        self.source().await?;
+        self.inner.sync_duties(epoch).await
+    }
+
+    async fn sync_committee_contribution(
+        &self,
+        slot: u64,
+        subcommittee_index: u64,
+        beacon_block_root: Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        self.source().await?;
+        self.inner
+            .sync_committee_contribution(slot, subcommittee_index, beacon_block_root)
+            .await
     }
 }

@@ -4,6 +4,7 @@ use cohort_ingress::{
     SlotClock,
     committee::{Batch, MAX_BLOCK_AGE_SLOTS, Message},
 };
+use cohort_marshal::BlockCfg;
 use commonware_macros::select;
 use commonware_runtime::{
     Clock, ContextCell, Handle, Metrics, Spawner, spawn_cell,
@@ -313,6 +314,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             }
             // The oldest slot that still has undecided values and may still get a block
             // (a view lost to a timeout must not drop its slot's duties), else the current one.
+            let max_decisions = BlockCfg::default().max_decisions;
             let undecided = |block_slot: u64| -> Vec<Decision> {
                 self.pool
                     .range(DutyId::first_of_slot(block_slot)..)
@@ -324,6 +326,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                         duty: id.clone(),
                         value: value.clone(),
                     })
+                    // What a block may carry (what peers decode); the rest, last in duty order
+                    // (aggregates, then contributions), waits for the next block.
+                    .take(max_decisions)
                     .collect()
             };
             let newest = slot.max(pending.parent_slot);
@@ -429,7 +434,10 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         match (&duty.role, &duty.target) {
             (Role::Committee, DutyTarget::Committee(c)) if *c == self.committee => {}
             // Whether the validator is the cluster's is what `known` (its schedule) answers.
-            (Role::Proposer | Role::Aggregator, DutyTarget::Validator(_)) => {}
+            (
+                Role::Proposer | Role::Aggregator | Role::SyncCommitteeContribution,
+                DutyTarget::Validator(_),
+            ) => {}
             _ => {
                 return Verdict::Invalid(
                     "duty is neither this cluster's committee duty nor a validator duty",
@@ -496,6 +504,41 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     Some(_) => {
                         Verdict::Invalid("aggregate of other data than the cluster attested")
                     }
+                    None => Verdict::Unknown,
+                }
+            }
+            DecidedValue::Contributions(contributions) => {
+                let spec = &self.clock.sync_committee;
+                let bits = spec.subcommittee_size() as usize;
+                for contribution in contributions {
+                    if contribution.slot != slot {
+                        return Verdict::Invalid("contribution for another slot");
+                    }
+                    if contribution.subcommittee_index >= spec.subnet_count {
+                        return Verdict::Invalid(
+                            "contribution for a subcommittee index out of range",
+                        );
+                    }
+                    if contribution.aggregation_bits.len() != bits {
+                        return Verdict::Invalid("contribution bits do not fit the subcommittee");
+                    }
+                    if !contribution.aggregation_bits.iter().any(|bit| *bit) {
+                        return Verdict::Invalid("contribution covers no sync committee member");
+                    }
+                }
+                // Contributions aggregate messages over the head the cluster decided for the
+                // slot; until that is finalized here, wait. Whether a subcommittee is the
+                // validator's own is each runner's to check: it signs only those its
+                // reconstructed selection proofs select it for.
+                match self.decided_data.get(&slot) {
+                    Some(data)
+                        if contributions
+                            .iter()
+                            .all(|c| c.beacon_block_root == data.beacon_block_root) =>
+                    {
+                        Verdict::Valid
+                    }
+                    Some(_) => Verdict::Invalid("contribution for another head than the cluster's"),
                     None => Verdict::Unknown,
                 }
             }

@@ -1,7 +1,7 @@
 use super::{Config, init};
 use cohort_ingress::{
     AttestationData, BlockProposal, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, Role,
-    SlotClock, committee::Mailbox,
+    SlotClock, SyncCommitteeContribution, committee::Mailbox,
 };
 use commonware_cryptography::{Hasher, Sha256};
 use commonware_macros::select;
@@ -321,5 +321,78 @@ fn what_the_committee_holds_stays_bounded_over_many_epochs() {
         }
         assert!(held(&context, "decided_duties_held") >= 60);
         assert!(held(&context, "known_duties_held") >= 64);
+    });
+}
+
+fn contribution(slot: u64, subcommittee_index: u64, bits: usize) -> SyncCommitteeContribution {
+    SyncCommitteeContribution {
+        slot,
+        beacon_block_root: Sha256::hash(&[b"head", &slot.to_le_bytes()]),
+        subcommittee_index,
+        aggregation_bits: (0..bits).map(|i| i == 0).collect(),
+        signature: [0; 96],
+    }
+}
+
+fn contributions(slot: u64, list: Vec<SyncCommitteeContribution>) -> Arc<Vec<Decision>> {
+    Arc::new(vec![Decision {
+        duty: DutyId::validator(Role::SyncCommitteeContribution, slot / 32, slot, 5),
+        value: DecidedValue::Contributions(list),
+    }])
+}
+
+#[test]
+fn follower_checks_contributions_against_the_decided_head() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        // Mainnet's subcommittees have 128 members.
+        let bits = SlotClock::mainnet(context.current())
+            .sync_committee
+            .subcommittee_size() as usize;
+        context.sleep(Duration::from_secs(4)).await;
+        let duty = DutyId::validator(Role::SyncCommitteeContribution, 0, 0, 5);
+        mailbox.expect(vec![duty]).await;
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await;
+
+        // Until the slot's head is decided here, a contribution cannot be checked.
+        let pending = {
+            let mut mailbox = mailbox.clone();
+            async move {
+                mailbox
+                    .verify(0, contributions(0, vec![contribution(0, 1, bits)]))
+                    .await
+            }
+        };
+        let early = select! {
+            _ = context.sleep(Duration::from_millis(500)) => None,
+            verdict = pending => Some(verdict),
+        };
+        assert_eq!(early, None, "answered before the slot's head was decided");
+        mailbox.finalized(Arc::new(vec![decision(0)])).await;
+        assert_eq!(
+            mailbox
+                .verify(0, contributions(0, vec![contribution(0, 1, bits)]))
+                .await,
+            Some(true)
+        );
+
+        // Another head, a bit count that is not the subcommittee's, no participant, a
+        // subcommittee out of range: refused.
+        let mut other_head = contribution(0, 1, bits);
+        other_head.beacon_block_root = Sha256::hash(&[b"another head"]);
+        let mut nobody = contribution(0, 1, bits);
+        nobody.aggregation_bits = vec![false; bits];
+        for bad in [
+            other_head,
+            contribution(0, 1, 8),
+            nobody,
+            contribution(0, 4, bits),
+        ] {
+            let verdict = mailbox.verify(0, contributions(0, vec![bad.clone()])).await;
+            assert_eq!(verdict, Some(false), "{bad:?}");
+        }
     });
 }

@@ -10,7 +10,7 @@ use super::{
     metrics::Metrics,
     quorum::{Key, Quorum},
     slashing::SlashingProtection,
-    submit::{Reconstructed, Submission},
+    submit::{Object, Reconstructed, Submission},
 };
 use cohort_ingress::{
     AttestationData, Checkpoint, DecidedValue, DutyId, DutySink, DutySource, SinkError, SlotClock,
@@ -41,10 +41,11 @@ pub const POST_CONSENSUS_SLOTS: u64 = 2;
 pub(super) enum Work {
     /// A value to submit for agreement, with the finalized checkpoint the beacon node knows.
     Value(DutyId, Result<(DecidedValue, Checkpoint), SourceError>),
-    /// An aggregator's two-thirds mark: time to ask for the aggregate.
+    /// An aggregator's (or sync committee aggregator's) two-thirds mark: time to ask for the
+    /// aggregate (or contributions).
     AggregateDue(DutyId),
-    /// A submission to the duty sink finished.
-    Submitted(DutyId, usize, Result<(), SinkError>),
+    /// A submission of `usize` objects of one kind to the duty sink finished.
+    Submitted(DutyId, Object, usize, Result<(), SinkError>),
 }
 
 /// What one handling step made due, carried out together at its end by [`Actor::flush`].
@@ -56,7 +57,8 @@ pub(super) struct Step {
     pub(super) post_consensus: BTreeSet<DutyId>,
     /// Proposers whose RANDAO reveal was reconstructed: their block is due.
     pub(super) blocks: Vec<(DutyId, u64, Signature)>,
-    /// Aggregators whose selection proof selects them: they wait for two thirds of the slot.
+    /// Aggregators and sync committee aggregators whose selection proofs select them: they
+    /// wait for two thirds of the slot.
     pub(super) aggregators: Vec<DutyId>,
     /// Reconstructed objects, by duty, to submit together.
     pub(super) reconstructed: Reconstructed,
@@ -282,7 +284,9 @@ where
         match done {
             Work::Value(id, result) => self.on_value(id, result).await,
             Work::AggregateDue(id) => self.on_aggregate_due(&id),
-            Work::Submitted(id, count, result) => self.on_submitted(id, count, result),
+            Work::Submitted(id, object, count, result) => {
+                self.on_submitted(id, object, count, result)
+            }
         }
     }
 

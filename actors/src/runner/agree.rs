@@ -72,7 +72,9 @@ where
                             DutyId::first_of_slot(block_slot)
                                 ..DutyId::first_of_slot(block_slot + 1),
                         )
-                        .filter(|(id, _)| id.role == Role::Aggregator)
+                        .filter(|(id, _)| {
+                            matches!(id.role, Role::Aggregator | Role::SyncCommitteeContribution)
+                        })
                         .map(|(id, _)| id.clone()),
                 );
             }

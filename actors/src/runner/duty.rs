@@ -7,13 +7,15 @@ use super::{
     metrics::RoleLabel,
 };
 use cohort_ingress::{
-    DecidedValue, Duty, DutyId, DutySink, DutySource, DutyTarget, Role,
+    DecidedValue, Duty, DutyId, DutySink, DutySource, DutyTarget, Role, SyncCommitteeSpec,
     committee::MAX_BLOCK_AGE_SLOTS,
-    keys::Signature,
+    keys::{self, Signature},
     runner::{DutyEvent, Outcome},
+    signing,
 };
 use commonware_cryptography::PublicKey;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 use tracing::{Span, debug, info, warn};
 
@@ -22,14 +24,48 @@ pub(super) struct Running {
     pub(super) duty: Duty,
     pub(super) started: SystemTime,
     pub(super) phase: Phase,
+    /// A sync committee contribution duty's reconstructed selection proofs, by subcommittee
+    /// (one per subcommittee its positions fall in). Empty for every other role.
+    pub(super) selection: BTreeMap<u64, Signature>,
+}
+
+impl Running {
+    /// The subcommittees a contribution duty's validator has positions in (none for other
+    /// roles): one selection proof and at most one contribution each.
+    pub(super) fn subcommittees(&self, spec: &SyncCommitteeSpec) -> Vec<u64> {
+        subcommittees(&self.duty, spec)
+    }
+
+    /// The subcommittees whose reconstructed selection proof makes the validator their
+    /// aggregator.
+    pub(super) fn selected(&self, spec: &SyncCommitteeSpec) -> Vec<u64> {
+        self.selection
+            .iter()
+            .filter(|(_, proof)| {
+                signing::is_sync_committee_aggregator(spec, &keys::signature_bytes(proof))
+            })
+            .map(|(subcommittee, _)| *subcommittee)
+            .collect()
+    }
+}
+
+/// See [`Running::subcommittees`].
+pub(super) fn subcommittees(duty: &Duty, spec: &SyncCommitteeSpec) -> Vec<u64> {
+    if duty.id.role != Role::SyncCommitteeContribution {
+        return Vec::new();
+    }
+    duty.sync
+        .first()
+        .map(|sync| sync.subcommittees(spec))
+        .unwrap_or_default()
 }
 
 /// What a running duty waits for next.
 ///
-/// A committee duty goes `Agreement` → `Decided` → `PostConsensus`. A proposer or aggregator
-/// starts in `PreConsensus` (its RANDAO reveal or selection proof); the cluster may finalize
-/// another operator's value for it before that quorum forms, in which case it goes straight to
-/// `Decided` once the quorum is in.
+/// A committee duty goes `Agreement` → `Decided` → `PostConsensus`. A proposer, aggregator or
+/// sync committee contributor starts in `PreConsensus` (its RANDAO reveal or selection
+/// proofs); the cluster may finalize another operator's value for it before that quorum forms,
+/// in which case it goes straight to `Decided` once the quorum is in.
 pub(super) enum Phase {
     /// This operator's pre-consensus partial is due in this step (`signed` false) or out, and
     /// the duty waits for the quorum. `decided` holds a value the cluster finalized meanwhile.
@@ -71,8 +107,10 @@ impl Phase {
     }
 }
 
-/// An aggregator's way to its aggregate, which the beacon node has only once two thirds of the
-/// slot passed and the cluster decided the slot's attestation data.
+/// An aggregator's way to its aggregate (or a sync committee aggregator's to its
+/// contributions), which the beacon node has only once two thirds of the slot passed and the
+/// cluster decided the slot's attestation data (whose head block root the sync committee
+/// messages sign).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Aggregation {
     NotDue,
@@ -94,9 +132,9 @@ where
     K: DutySink,
     P: PublicKey,
 {
-    /// Where a duty starts: a committee duty fetches its value, a proposer or aggregator signs
-    /// its pre-consensus partial in this step, and a duty the cluster already finalized goes on
-    /// to sign the decided value.
+    /// Where a duty starts: a committee duty fetches its value, a proposer, aggregator or sync
+    /// committee contributor signs its pre-consensus partials in this step, and a duty the
+    /// cluster already finalized goes on to sign the decided value.
     pub(super) fn on_start(&mut self, duty: Duty, step: &mut Step) {
         let id = duty.id.clone();
         let span = span(&id);
@@ -110,13 +148,24 @@ where
             warn!(parent: &span, "no share of this validator; ignoring the duty");
             return;
         }
+        if id.role == Role::SyncCommitteeContribution
+            && subcommittees(&duty, &self.clock.sync_committee).is_empty()
+        {
+            warn!(parent: &span, "contribution duty without a sync committee position; ignoring the duty");
+            return;
+        }
         let now = self.context.current();
         let message = if id.role == Role::Committee {
             "executing committee duty"
         } else {
             "executing validator duty"
         };
-        info!(parent: &span, validators = duty.attesters.len(), "{message}");
+        info!(
+            parent: &span,
+            validators = duty.attesters.len(),
+            sync_committee_members = duty.sync.len(),
+            "{message}"
+        );
         self.metrics
             .started
             .get_or_create(&RoleLabel::of(id.role))
@@ -147,16 +196,12 @@ where
                 pre: None,
                 aggregate: Aggregation::NotDue,
             },
-            (Role::Proposer | Role::Aggregator, decided) => {
+            (Role::Proposer | Role::Aggregator | Role::SyncCommitteeContribution, decided) => {
                 step.pre_consensus.insert(id.clone());
                 Phase::PreConsensus {
                     signed: false,
                     decided,
                 }
-            }
-            (Role::SyncCommitteeContribution, _) => {
-                warn!(parent: &span, "sync committee contributions are not carried out yet; dropping the duty");
-                return;
             }
         };
         let fetch = matches!(phase, Phase::Agreement { .. });
@@ -166,6 +211,7 @@ where
                 duty,
                 started: now,
                 phase,
+                selection: BTreeMap::new(),
             },
         );
         if fetch {

@@ -1,6 +1,6 @@
 //! Fetching a duty's value from the beacon node: a committee's attestation data at its start, a
-//! proposer's block once its RANDAO reveal is reconstructed, an aggregator's aggregate at two
-//! thirds of its slot. Each call is bounded by the fetch timeout and comes back as
+//! proposer's block once its RANDAO reveal is reconstructed, an aggregator's aggregate and a
+//! sync committee aggregator's contributions at two thirds of its slot. Each call is bounded by the fetch timeout and comes back as
 //! [`Work::Value`], which [`agree`](super::agree) hands to the committee.
 
 use super::{
@@ -8,7 +8,8 @@ use super::{
     duty::{Aggregation, Phase},
 };
 use cohort_ingress::{
-    AttestationData, DecidedValue, DutyId, DutySink, DutySource, SourceError, keys::Signature,
+    AttestationData, DecidedValue, DutyId, DutySink, DutySource, Role, Root, SourceError,
+    keys::Signature,
 };
 use commonware_cryptography::PublicKey;
 use commonware_macros::select;
@@ -92,8 +93,60 @@ where
             .push(Box::pin(async move { Work::Value(id, call.await) }));
     }
 
+    /// The contributions of the `subcommittees` this validator aggregates, for the block root
+    /// the cluster decided. A subcommittee the beacon node has nothing usable for (no messages
+    /// seen yet, or an answer that does not fit) is left out; the duty fails to fetch only if
+    /// none is left.
+    fn fetch_contributions(&mut self, id: DutyId, subcommittees: Vec<u64>, root: Root) {
+        let source = self.source.clone();
+        let slot = id.slot;
+        let bits = self.clock.sync_committee.subcommittee_size() as usize;
+        let call = self.bounded(async move {
+            let mut contributions = Vec::new();
+            let mut problems = Vec::new();
+            for subcommittee in subcommittees {
+                let contribution = match source
+                    .sync_committee_contribution(slot, subcommittee, root)
+                    .await
+                {
+                    Ok(contribution) => contribution,
+                    Err(err) => {
+                        problems.push(format!("subcommittee {subcommittee}: {err}"));
+                        continue;
+                    }
+                };
+                let fits = contribution.slot == slot
+                    && contribution.subcommittee_index == subcommittee
+                    && contribution.beacon_block_root == root
+                    && contribution.aggregation_bits.len() == bits;
+                if !fits {
+                    problems.push(format!(
+                        "subcommittee {subcommittee}: contribution for another slot, \
+                         subcommittee, block root or bit count"
+                    ));
+                    continue;
+                }
+                if !contribution.aggregation_bits.iter().any(|bit| *bit) {
+                    problems.push(format!("subcommittee {subcommittee}: no participant"));
+                    continue;
+                }
+                contributions.push(contribution);
+            }
+            if contributions.is_empty() {
+                return Err(SourceError::Unavailable(format!(
+                    "no usable contribution ({})",
+                    problems.join("; ")
+                )));
+            }
+            let finalized = source.finalized_checkpoint().await?;
+            Ok((DecidedValue::Contributions(contributions), finalized))
+        });
+        self.calls
+            .push(Box::pin(async move { Work::Value(id, call.await) }));
+    }
+
     /// A selected aggregator waits for two thirds of its slot, when the beacon node has seen
-    /// the slot's attestations.
+    /// the slot's attestations (or sync committee messages).
     pub(super) fn wait_for_aggregate(&mut self, id: DutyId) {
         let at = self.clock.interval_start(id.slot, 2);
         let sleep = self.context.sleep_until(at);
@@ -113,8 +166,9 @@ where
         self.request_aggregate(id);
     }
 
-    /// An aggregator asks for its aggregate once two thirds of the slot passed and the cluster
-    /// decided the slot's attestation data (unless it already decided the aggregate).
+    /// An aggregator asks for its aggregate (a sync committee aggregator for its
+    /// contributions) once two thirds of the slot passed and the cluster decided the slot's
+    /// attestation data (unless it already decided the value).
     pub(super) fn request_aggregate(&mut self, id: &DutyId) {
         let Some(vote) = self.decided_data.get(&id.slot).copied() else {
             return;
@@ -137,6 +191,11 @@ where
             return;
         }
         *aggregate = Aggregation::Requested;
-        self.fetch_aggregate(id.clone(), data);
+        if id.role == Role::SyncCommitteeContribution {
+            let selected = running.selected(&self.clock.sync_committee);
+            self.fetch_contributions(id.clone(), selected, data.beacon_block_root);
+        } else {
+            self.fetch_aggregate(id.clone(), data);
+        }
     }
 }

@@ -21,6 +21,21 @@ impl RoleLabel {
     }
 }
 
+/// The kind of signed object handed to the duty sink (`attestation`, `sync_message`,
+/// `proposal`, `aggregate`, `contribution`), as the devnet chain names them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct KindLabel {
+    kind: &'static str,
+}
+
+impl KindLabel {
+    pub(super) fn of(object: super::submit::Object) -> Self {
+        Self {
+            kind: object.as_str(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct SenderLabel {
     /// The sending operator's id (share index + 1); `sender`, not `operator`, so it never
@@ -45,6 +60,8 @@ pub(super) struct Metrics {
     pub(super) started: Registered<Family<RoleLabel, Counter>>,
     pub(super) succeeded: Registered<Family<RoleLabel, Counter>>,
     pub(super) failed: Registered<Family<RoleLabel, Counter>>,
+    pub(super) submitted: Registered<Family<KindLabel, Counter>>,
+    pub(super) submissions_failed: Registered<Family<KindLabel, Counter>>,
     pub(super) partials_received: Registered<Family<SenderLabel, Counter>>,
     pub(super) partials_invalid: Registered<Family<SenderLabel, Counter>>,
     pub(super) messages_invalid: Registered<Counter>,
@@ -77,6 +94,16 @@ impl Metrics {
             failed: by_role(
                 "duties_failed",
                 "duties missed or ended with objects not submitted, by role",
+            ),
+            submitted: context.register(
+                "objects_submitted",
+                "signed objects the duty sink took, by kind",
+                Family::<KindLabel, Counter>::default(),
+            ),
+            submissions_failed: context.register(
+                "objects_submission_failed",
+                "signed objects the duty sink refused or did not answer for in time, by kind",
+                Family::<KindLabel, Counter>::default(),
             ),
             partials_received: by_sender(
                 "partials_received",

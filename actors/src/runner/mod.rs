@@ -2,24 +2,31 @@
 //! duty from its start to signed objects at the duty sink.
 //!
 //! - committee duty: attestation data fetched, agreed through the committee, then (on
-//!   finalization only) a post-consensus partial signature per attesting validator, quorum,
-//!   reconstruction, submission of the slot's attestations;
+//!   finalization only) a post-consensus partial signature per attesting validator and per
+//!   sync committee member (over the decided head block root), quorum, reconstruction,
+//!   submission of the slot's attestations and sync committee messages;
 //! - proposer duty: a partial RANDAO reveal at slot start, quorum, reconstruction, a block
 //!   built with the reveal, agreed, then post-consensus signatures over the block root;
 //! - aggregator duty: a partial selection proof, quorum, and, if the proof selects the
 //!   validator, the aggregate at two thirds of the slot, agreed, then post-consensus
-//!   signatures over the `AggregateAndProof`.
+//!   signatures over the `AggregateAndProof`;
+//! - sync committee contribution duty: a partial selection proof per subcommittee the member
+//!   has positions in, quorum, and for each subcommittee the proof selects it for, the
+//!   contribution for the decided head block root at two thirds of the slot, agreed (all of
+//!   the duty's contributions in one value), then post-consensus signatures over each
+//!   `ContributionAndProof`.
 //!
 //! Every partial signature this operator makes in one phase of one handling step (a slot's
 //! starts, a finalized block) leaves in one message. A share signs an attestation or block only
-//! after the slashing-protection record for it is durable.
+//! after the slashing-protection record for it is durable; sync committee messages and
+//! contributions are not slashable and need no record.
 //!
 //! Where to look (one file per step of a duty):
 //!
 //! - `duty.rs`: a duty's state and what it waits for next (`Phase`); where a duty starts,
 //!   ends and expires;
 //! - `fetch.rs`: fetching a duty's value from the beacon node (attestation data, block,
-//!   aggregate);
+//!   aggregate, contributions);
 //! - `agree.rs`: handing the value to the committee, and taking back the finalized decision;
 //! - `sign.rs`: signing with this operator's share, pre- and post-consensus (after the
 //!   `slashing.rs` protection), and broadcasting the partials;
@@ -84,8 +91,10 @@ pub struct Config<S: DutySource, K: DutySink, P: PublicKey> {
 }
 
 impl<S: DutySource, K: DutySink, P: PublicKey> Config<S, K, P> {
-    /// The most partial signatures one message may carry: one per validator for its committee
-    /// duty and one for an aggregator duty, plus a proposal.
+    /// The most partial signatures one message may carry: per validator, an attestation (or
+    /// a selection proof) and an aggregate, plus a proposal (or RANDAO reveal); and the sync
+    /// committee's: a message per member, a selection proof (or a contribution) per member and
+    /// subcommittee, which the committee's size caps whatever the cluster's size.
     pub fn max_partials_per_message(&self) -> usize {
         max_partials_per_message(self.shares.len())
     }
@@ -93,7 +102,13 @@ impl<S: DutySource, K: DutySink, P: PublicKey> Config<S, K, P> {
 
 /// See [`Config::max_partials_per_message`].
 pub fn max_partials_per_message(validators: usize) -> usize {
-    2 * validators + 1
+    use cohort_ingress::sync::{MAX_SYNC_COMMITTEE_SUBNETS, MAX_SYNC_SUBCOMMITTEE_SIZE};
+    let positions = (MAX_SYNC_SUBCOMMITTEE_SIZE * MAX_SYNC_COMMITTEE_SUBNETS) as usize;
+    let subnets = MAX_SYNC_COMMITTEE_SUBNETS as usize;
+    2 * validators
+        + 1
+        + validators.min(positions)
+        + validators.saturating_mul(subnets).min(positions)
 }
 
 pub fn init<E, S, K, P>(context: E, config: Config<S, K, P>) -> (Actor<E, S, K, P>, Mailbox)

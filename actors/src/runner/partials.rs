@@ -148,16 +148,40 @@ where
         step: &mut Step,
     ) {
         let now = self.context.current();
+        let fork = self.fork;
+        let spec = self.clock.sync_committee;
         let Some(running) = self.running.get_mut(&id) else {
             return;
         };
         let span = span(&id);
         let Some(submission) = submission else {
             // Pre-consensus: a RANDAO reveal or a selection proof.
-            info!(parent: &span, "got pre-consensus quorum");
             debug!(parent: &span, validator = key.validator_index, "reconstructed partial signature");
-            let Phase::PreConsensus { decided, .. } = &mut running.phase else {
+            if !matches!(running.phase, Phase::PreConsensus { .. }) {
                 return; // Recovered once per key, and only pre-consensus keys have no submission.
+            }
+            if id.role == Role::SyncCommitteeContribution {
+                // One selection proof per subcommittee: the duty moves on once all are in.
+                let subcommittees = running.subcommittees(&spec);
+                let Some(subcommittee) = subcommittees.iter().copied().find(|subcommittee| {
+                    fork.sync_selection_proof_signing_root(id.slot, *subcommittee)
+                        == key.signing_root.0
+                }) else {
+                    return;
+                };
+                running.selection.insert(subcommittee, signature);
+                if running.selection.len() < subcommittees.len() {
+                    debug!(
+                        parent: &span,
+                        subcommittee,
+                        "selection proof reconstructed; waiting for the other subcommittees'"
+                    );
+                    return;
+                }
+            }
+            info!(parent: &span, "got pre-consensus quorum");
+            let Phase::PreConsensus { decided, .. } = &mut running.phase else {
+                return;
             };
             if let Some(value) = decided.take() {
                 running.phase = Phase::Decided {
@@ -187,7 +211,17 @@ where
                     }
                     step.aggregators.push(id);
                 }
-                _ => {}
+                Role::SyncCommitteeContribution => {
+                    let selected = running.selected(&spec);
+                    if selected.is_empty() {
+                        info!(parent: &span, "no selection proof selects this validator; no contribution to aggregate");
+                        self.finish(&id, Outcome::NotSelected);
+                        return;
+                    }
+                    debug!(parent: &span, ?selected, "selected to aggregate sync subcommittees; waiting for two thirds of the slot");
+                    step.aggregators.push(id);
+                }
+                Role::Committee => {}
             }
             return;
         };

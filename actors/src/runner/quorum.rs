@@ -16,12 +16,13 @@ use std::collections::BTreeMap;
 
 /// The most signing roots one operator may have partials under for one validator in one slot.
 ///
-/// An honest operator signs at most five there (RANDAO reveal, selection proof, attestation,
-/// block, aggregate and proof). Without a cap, a peer could send partials over fresh junk roots
-/// until the window of slots the runner accepts filled memory; with it, what one peer can make
-/// this container hold is bounded by validators and slots. The margin keeps an honest operator
-/// clear of it.
-pub const MAX_ROOTS_PER_SENDER: usize = 8;
+/// An honest operator signs at most fourteen there: RANDAO reveal, selection proof,
+/// attestation, block, aggregate and proof, sync committee message, and a sync selection proof
+/// and a contribution and proof for each of the (at most four) sync subcommittees. Without a
+/// cap, a peer could send partials over fresh junk roots until the window of slots the runner
+/// accepts filled memory; with it, what one peer can make this container hold is bounded by
+/// validators and slots. The margin keeps an honest operator clear of it.
+pub const MAX_ROOTS_PER_SENDER: usize = 16;
 
 /// What a quorum forms on: one validator's signature over one signing root, in one slot (the
 /// slot is first so the container prunes by time).

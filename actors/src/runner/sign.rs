@@ -52,7 +52,8 @@ where
         Some(signed.value)
     }
 
-    /// Signs the RANDAO reveals and selection proofs due in this step and broadcasts them.
+    /// Signs the RANDAO reveals and selection proofs (one per subcommittee for a sync committee
+    /// contributor) due in this step and broadcasts them.
     pub(super) fn sign_pre_consensus<Tx: Sender<PublicKey = P>>(
         &mut self,
         sender: &mut Tx,
@@ -70,38 +71,51 @@ where
             if !matches!(running.phase, Phase::PreConsensus { signed: false, .. }) {
                 continue;
             }
-            let root = match id.role {
-                Role::Proposer => signing::compute_signing_root(
+            let roots = match id.role {
+                Role::Proposer => vec![signing::compute_signing_root(
                     signing::epoch_root(id.epoch),
                     self.fork.domain(signing::DOMAIN_RANDAO),
-                ),
-                Role::Aggregator => signing::compute_signing_root(
+                )],
+                Role::Aggregator => vec![signing::compute_signing_root(
                     signing::slot_root(id.slot),
                     self.fork.domain(signing::DOMAIN_SELECTION_PROOF),
-                ),
-                _ => continue,
+                )],
+                Role::SyncCommitteeContribution => running
+                    .subcommittees(&self.clock.sync_committee)
+                    .into_iter()
+                    .map(|subcommittee| {
+                        self.fork
+                            .sync_selection_proof_signing_root(id.slot, subcommittee)
+                    })
+                    .collect(),
+                Role::Committee => continue,
             };
-            let Some(signature) = self.sign_share(validator, &root) else {
-                continue;
-            };
-            let key = Key {
-                slot: id.slot,
-                validator_index: validator,
-                signing_root: Digest(root),
-            };
-            if let Some(running) = self.running.get_mut(&id)
+            let mut any = false;
+            for root in roots {
+                let Some(signature) = self.sign_share(validator, &root) else {
+                    continue;
+                };
+                let key = Key {
+                    slot: id.slot,
+                    validator_index: validator,
+                    signing_root: Digest(root),
+                };
+                self.quorum.add(key, self.me, signature);
+                self.waiting.insert(key, (id.clone(), None));
+                by_slot.entry(id.slot).or_default().push(PartialSignature {
+                    validator_index: validator,
+                    signing_root: key.signing_root,
+                    signature,
+                });
+                keys.push(key);
+                any = true;
+            }
+            if any
+                && let Some(running) = self.running.get_mut(&id)
                 && let Phase::PreConsensus { signed, .. } = &mut running.phase
             {
                 *signed = true;
             }
-            self.quorum.add(key, self.me, signature);
-            self.waiting.insert(key, (id.clone(), None));
-            by_slot.entry(id.slot).or_default().push(PartialSignature {
-                validator_index: validator,
-                signing_root: key.signing_root,
-                signature,
-            });
-            keys.push(key);
         }
         for (slot, signatures) in by_slot {
             debug!(
@@ -117,12 +131,14 @@ where
     }
 
     /// What a decided duty's post-consensus phase signs (see [`PostConsensusItems`]).
+    /// `selection` holds a contribution duty's reconstructed selection proofs by subcommittee.
     fn post_consensus_items(
         &self,
         id: &DutyId,
         duty: &Duty,
         value: &DecidedValue,
         pre: Option<Signature>,
+        selection: &BTreeMap<u64, Signature>,
     ) -> Result<PostConsensusItems, String> {
         let key = |validator: u64, root: [u8; 32]| Key {
             slot: id.slot,
@@ -130,27 +146,52 @@ where
             signing_root: Digest(root),
         };
         match (value, &id.target) {
-            (DecidedValue::Attestation(vote), _) => Ok(duty
-                .attesters
-                .iter()
-                .filter(|a| a.slot == id.slot && self.shares.contains_key(&a.validator_index))
-                .map(|attester| {
-                    let data = self
-                        .fork
-                        .attester_data(vote, attester.committee_index, id.epoch);
-                    let root = self.fork.attestation_signing_root(&data);
-                    (
-                        key(attester.validator_index, root),
-                        Submission::Attestation(*attester, data),
-                        Some(SignRequest::Attestation {
-                            validator_index: attester.validator_index,
-                            source_epoch: data.source.epoch,
-                            target_epoch: data.target.epoch,
-                            signing_root: root,
+            (DecidedValue::Attestation(vote), _) => {
+                let mut items: PostConsensusItems = duty
+                    .attesters
+                    .iter()
+                    .filter(|a| a.slot == id.slot && self.shares.contains_key(&a.validator_index))
+                    .map(|attester| {
+                        // Before Electra each attester signs its own committee's index.
+                        let data =
+                            self.fork
+                                .attester_data(vote, attester.committee_index, id.epoch);
+                        let root = self.fork.attestation_signing_root(&data);
+                        (
+                            key(attester.validator_index, root),
+                            Submission::Attestation(*attester, data),
+                            Some(SignRequest::Attestation {
+                                validator_index: attester.validator_index,
+                                source_epoch: data.source.epoch,
+                                target_epoch: data.target.epoch,
+                                signing_root: root,
+                            }),
+                        )
+                    })
+                    .collect();
+                // The slot's sync committee messages sign the decided head block root (as
+                // SSV's committee duty signs both from one BeaconVote). A sync committee
+                // message is not slashable, so slashing protection has nothing to allow.
+                let sync_root = self
+                    .fork
+                    .sync_committee_message_signing_root(&vote.beacon_block_root);
+                items.extend(
+                    duty.sync
+                        .iter()
+                        .filter(|member| self.shares.contains_key(&member.validator_index))
+                        .map(|member| {
+                            (
+                                key(member.validator_index, sync_root),
+                                Submission::SyncMessage {
+                                    validator_index: member.validator_index,
+                                    beacon_block_root: vote.beacon_block_root,
+                                },
+                                None,
+                            )
                         }),
-                    )
-                })
-                .collect()),
+                );
+                Ok(items)
+            }
             (DecidedValue::Block(proposal), DutyTarget::Validator(validator)) => {
                 let header = &proposal.header;
                 let root = self.fork.block_signing_root(header);
@@ -190,6 +231,47 @@ where
                     None,
                 )])
             }
+            (DecidedValue::Contributions(contributions), DutyTarget::Validator(validator)) => {
+                let spec = self.clock.sync_committee;
+                let mut items = Vec::new();
+                for contribution in contributions {
+                    // Only subcommittees this validator's own selection proof made it the
+                    // aggregator of: a leader's contribution for any other is not signed.
+                    // Contributions are not slashable: nothing for slashing protection.
+                    let Some(proof) = selection.get(&contribution.subcommittee_index) else {
+                        continue;
+                    };
+                    let proof_bytes = keys::signature_bytes(proof);
+                    if !signing::is_sync_committee_aggregator(&spec, &proof_bytes) {
+                        continue;
+                    }
+                    let root = self
+                        .fork
+                        .contribution_and_proof_signing_root(
+                            *validator,
+                            contribution,
+                            &proof_bytes,
+                            &spec,
+                        )
+                        .map_err(|err| err.to_string())?;
+                    items.push((
+                        key(*validator, root),
+                        Submission::Contribution(Box::new((
+                            contribution.clone(),
+                            *validator,
+                            *proof,
+                        ))),
+                        None,
+                    ));
+                }
+                if items.is_empty() {
+                    return Err(
+                        "no decided contribution is for a subcommittee this validator aggregates"
+                            .into(),
+                    );
+                }
+                Ok(items)
+            }
             _ => Err("decided value does not fit the duty".into()),
         }
     }
@@ -210,7 +292,7 @@ where
             let Phase::Decided { value, pre } = &running.phase else {
                 continue; // Signed in an earlier step.
             };
-            match self.post_consensus_items(&id, &running.duty, value, *pre) {
+            match self.post_consensus_items(&id, &running.duty, value, *pre, &running.selection) {
                 Ok(items) => plans.push((id, items)),
                 Err(reason) => {
                     warn!(parent: &span(&id), reason, "cannot sign the decided value; the duty fails");

@@ -1,8 +1,9 @@
 use super::{Config, Network, POST_CONSENSUS_SLOTS, init, quorum::MAX_ROOTS_PER_SENDER};
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, CommitteeId, Duty, DutyId,
-    DutySink, DutySource, ProposerDuty, Role, SignedAggregate, SignedAttestation, SignedBlock,
-    SinkError, SlotClock, SourceError,
+    DutySink, DutySource, ProposerDuty, Role, Root, SignedAggregate, SignedAttestation,
+    SignedBlock, SignedContributionAndProof, SignedSyncCommitteeMessage, SinkError, SlotClock,
+    SourceError, SyncCommitteeContribution, SyncDuty,
     committee::{self, MAX_BLOCK_AGE_SLOTS},
     keys::{self, Signature, ValidatorShare},
     partial::{PartialSignature, PartialSignatures, Phase},
@@ -60,6 +61,17 @@ impl DutySource for Silent {
     async fn aggregate_attestation(&self, _: AttestationData) -> Result<Aggregate, SourceError> {
         Err(unavailable())
     }
+    async fn sync_duties(&self, _: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        Err(unavailable())
+    }
+    async fn sync_committee_contribution(
+        &self,
+        _: u64,
+        _: u64,
+        _: Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        Err(unavailable())
+    }
 }
 
 impl DutySink for Silent {
@@ -70,6 +82,18 @@ impl DutySink for Silent {
         Err(SinkError::Unavailable("silent beacon node".into()))
     }
     async fn submit_aggregate(&self, _: SignedAggregate) -> Result<(), SinkError> {
+        Err(SinkError::Unavailable("silent beacon node".into()))
+    }
+    async fn submit_sync_committee_messages(
+        &self,
+        _: Vec<SignedSyncCommitteeMessage>,
+    ) -> Result<(), SinkError> {
+        Err(SinkError::Unavailable("silent beacon node".into()))
+    }
+    async fn submit_contributions(
+        &self,
+        _: Vec<SignedContributionAndProof>,
+    ) -> Result<(), SinkError> {
         Err(SinkError::Unavailable("silent beacon node".into()))
     }
 }
@@ -266,6 +290,7 @@ fn duties_that_never_decide_end_and_their_state_goes() {
                 .start_duty(Duty {
                     id: DutyId::validator(Role::Proposer, epoch, slot, slot % VALIDATORS),
                     attesters: Vec::new(),
+                    sync: Vec::new(),
                 })
                 .await;
             for attester in &attesters {
@@ -279,6 +304,7 @@ fn duties_that_never_decide_end_and_their_state_goes() {
                             attester.validator_index,
                         ),
                         attesters: vec![*attester],
+                        sync: Vec::new(),
                     })
                     .await;
             }
@@ -287,6 +313,7 @@ fn duties_that_never_decide_end_and_their_state_goes() {
                 .start_duty(Duty {
                     id: DutyId::committee(committee.clone(), epoch, slot),
                     attesters,
+                    sync: Vec::new(),
                 })
                 .await;
             context.sleep(Duration::from_secs(6)).await;

@@ -1,7 +1,7 @@
 use super::Config;
 use cohort_ingress::{
     AttesterDuty, CommitteeId, Duty, DutyId, DutySource, ProposerDuty, Role, SlotClock,
-    SourceError, committee, executor, runner, scheduler::Message,
+    SourceError, SyncDuty, committee, executor, runner, scheduler::Message,
 };
 use cohort_marshal::Block;
 use commonware_macros::select;
@@ -30,6 +30,10 @@ struct EpochDuties {
     /// the epoch starts): they are fetched again then, and no proposer duty of the epoch is
     /// handed out before.
     proposers_pending: bool,
+    /// The sync committee members of the epoch's period, one entry per validator, each with
+    /// at least one position in the committee. They sign in the slots whose next slot is in
+    /// this epoch ([`SlotClock::sync_committee_epoch`]).
+    sync: Vec<SyncDuty>,
 }
 
 type FetchResult = (u64, Result<EpochDuties, SourceError>);
@@ -54,8 +58,8 @@ impl Held {
             ),
             duties: gauge(
                 "scheduled_duties_held",
-                "attester and proposer duties held; those of the previous, current and next \
-                 epoch",
+                "attester, proposer and sync committee duties held; those of the previous, \
+                 current and next epoch",
             ),
             fetches: gauge(
                 "duty_fetches_held",
@@ -270,10 +274,12 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                         Err(SourceError::NotYet { .. }) => (Vec::new(), true),
                         Err(err) => return Err(err),
                     };
+                    let sync = source.sync_duties(epoch).await?;
                     Ok(EpochDuties {
                         attesters,
                         proposers,
                         proposers_pending,
+                        sync,
                     })
                 };
                 select! {
@@ -297,10 +303,12 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 duties
                     .proposers
                     .retain(|d| self.clock.epoch_of(d.slot) == epoch);
+                duties.sync = sanitize_sync_duties(duties.sync, &self.clock);
                 info!(
                     epoch,
                     attester_duties = duties.attesters.len(),
                     proposer_duties = duties.proposers.len(),
+                    sync_committee_members = duties.sync.len(),
                     "fetched duties"
                 );
                 self.retry_at.remove(&epoch);
@@ -325,6 +333,22 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 expected.extend(duties.attesters.iter().map(|d| {
                     DutyId::validator(Role::Aggregator, epoch, d.slot, d.validator_index)
                 }));
+                // The slots this epoch's sync committee signs in: a committee duty each (its
+                // sync committee messages ride on it) and a contribution duty per member.
+                if !duties.sync.is_empty() {
+                    for slot in self.sync_slots(epoch) {
+                        let slot_epoch = self.clock.epoch_of(slot);
+                        expected.push(DutyId::committee(self.committee.clone(), slot_epoch, slot));
+                        expected.extend(duties.sync.iter().map(|d| {
+                            DutyId::validator(
+                                Role::SyncCommitteeContribution,
+                                slot_epoch,
+                                slot,
+                                d.validator_index,
+                            )
+                        }));
+                    }
+                }
                 self.committee_mailbox.expect(expected).await;
                 self.duties.insert(epoch, duties);
             }
@@ -337,8 +361,26 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         }
     }
 
-    /// Hands the current slot's proposer and aggregator duties to the runner at the slot's
-    /// start: their pre-consensus signatures (RANDAO reveal, selection proof) need no data.
+    /// The slots in which `epoch`'s sync committee signs: from the one before the epoch to the
+    /// epoch's second-to-last.
+    fn sync_slots(&self, epoch: u64) -> impl Iterator<Item = u64> + use<E, S> {
+        let clock = self.clock;
+        let first = clock.first_slot(epoch);
+        let end = first + clock.slots_per_epoch;
+        (first.saturating_sub(1)..end)
+            .filter(move |slot| clock.sync_committee_epoch(*slot) == epoch)
+    }
+
+    /// The sync committee duties of the members who sign in `slot`, if that epoch is fetched.
+    fn sync_duties_of(&self, slot: u64) -> Option<&[SyncDuty]> {
+        self.duties
+            .get(&self.clock.sync_committee_epoch(slot))
+            .map(|epoch| epoch.sync.as_slice())
+    }
+
+    /// Hands the current slot's proposer, aggregator and sync committee contribution duties to
+    /// the runner at the slot's start: their pre-consensus signatures (RANDAO reveal, selection
+    /// proofs) need no data.
     async fn dispatch_validator_duties(&mut self, now: SystemTime) {
         let Some(slot) = self.clock.slot_at(now) else {
             return;
@@ -361,6 +403,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             .map(|d| Duty {
                 id: DutyId::validator(Role::Proposer, epoch, slot, d.validator_index),
                 attesters: Vec::new(),
+                sync: Vec::new(),
             })
             .collect();
         duties.extend(
@@ -371,8 +414,26 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 .map(|d| Duty {
                     id: DutyId::validator(Role::Aggregator, epoch, slot, d.validator_index),
                     attesters: vec![*d],
+                    sync: Vec::new(),
                 }),
         );
+        match self.sync_duties_of(slot) {
+            Some(sync) => duties.extend(sync.iter().map(|d| Duty {
+                id: DutyId::validator(
+                    Role::SyncCommitteeContribution,
+                    epoch,
+                    slot,
+                    d.validator_index,
+                ),
+                attesters: Vec::new(),
+                sync: vec![d.clone()],
+            })),
+            None => warn!(
+                slot,
+                sync_committee_epoch = self.clock.sync_committee_epoch(slot),
+                "sync committee duties for this slot not fetched; no contributions this slot"
+            ),
+        }
         let delay = now
             .duration_since(self.clock.slot_start(slot))
             .unwrap_or_default();
@@ -444,7 +505,19 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             .filter(|d| d.slot == slot)
             .copied()
             .collect();
-        if attesters.is_empty() {
+        let sync = match self.sync_duties_of(slot) {
+            Some(sync) => sync.to_vec(),
+            None => {
+                warn!(
+                    slot,
+                    sync_committee_epoch = self.clock.sync_committee_epoch(slot),
+                    "sync committee duties for this slot not fetched; no sync committee \
+                     messages this slot"
+                );
+                Vec::new()
+            }
+        };
+        if attesters.is_empty() && sync.is_empty() {
             return;
         }
         let id = DutyId::committee(self.committee.clone(), epoch, slot);
@@ -469,11 +542,18 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             runner_role = %id.role,
             slot,
             validators = attesters.len(),
+            sync_committee_members = sync.len(),
             early = head_seen && now < one_third,
             "dispatching committee duty"
         );
         self.dispatched_total.inc();
-        self.runner.start_duty(Duty { id, attesters }).await;
+        self.runner
+            .start_duty(Duty {
+                id,
+                attesters,
+                sync,
+            })
+            .await;
     }
 
     fn set_held(&self) {
@@ -485,7 +565,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             &self.held.duties,
             self.duties
                 .values()
-                .map(|epoch| epoch.attesters.len() + epoch.proposers.len())
+                .map(|epoch| epoch.attesters.len() + epoch.proposers.len() + epoch.sync.len())
                 .sum(),
         );
         set(
@@ -509,4 +589,27 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         self.dispatched_validator = self.dispatched_validator.split_off(&slot.saturating_sub(1));
         self.heads = self.heads.split_off(&slot.saturating_sub(1));
     }
+}
+
+/// A beacon node's sync duties as the scheduler keeps them: one per validator (positions of
+/// repeated entries merged), only positions inside the committee, sorted, and validators with
+/// no position left dropped. The answer is trusted no further than that.
+fn sanitize_sync_duties(duties: Vec<SyncDuty>, clock: &SlotClock) -> Vec<SyncDuty> {
+    let size = clock.sync_committee.size;
+    let mut merged: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for duty in duties {
+        merged.entry(duty.validator_index).or_default().extend(
+            duty.validator_sync_committee_indices
+                .into_iter()
+                .filter(|index| *index < size),
+        );
+    }
+    merged
+        .into_iter()
+        .filter(|(_, indices)| !indices.is_empty())
+        .map(|(validator_index, indices)| SyncDuty {
+            validator_index,
+            validator_sync_committee_indices: indices.into_iter().collect(),
+        })
+        .collect()
 }

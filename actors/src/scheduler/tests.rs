@@ -1,14 +1,17 @@
 use super::{Config, init};
 use cohort_ingress::{
     Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, CommitteeId, DutySource,
-    ProposerDuty, Role, SlotClock, SourceError, keys::Signature, runner,
+    DutyTarget, ProposerDuty, Role, Root, SlotClock, SourceError, SyncCommitteeContribution,
+    SyncDuty, keys::Signature, runner,
 };
 use commonware_cryptography::{Hasher, Sha256};
+use commonware_macros::select;
 use commonware_runtime::{Clock, Runner, Spawner as _, Supervisor as _, deterministic};
 use commonware_utils::channel::mpsc;
 use std::{sync::Arc, time::Duration};
 
-/// Slot 1 has two attesters, slot 2 one; every answer comes after `delay`.
+/// Slot 1 has two attesters, slot 2 one, validator 11 proposes slot 1, and validator 20 is in
+/// epoch 1's sync committee; every duty answer comes after `delay`.
 struct Source<E: Clock + Send + Sync + 'static> {
     context: Arc<E>,
     delay: Duration,
@@ -71,6 +74,32 @@ impl<E: Clock + Send + Sync + 'static> DutySource for Source<E> {
         _data: AttestationData,
     ) -> Result<Aggregate, SourceError> {
         Err(SourceError::NotYet { what: "aggregate" })
+    }
+    /// Validator 20 is in epoch 1's sync committee (positions in subcommittees 0 and 1, one
+    /// answer repeating it with a position out of range); validator 21 only out of range.
+    async fn sync_duties(&self, epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {
+        if epoch != 1 {
+            return Ok(Vec::new());
+        }
+        let duty = |validator_index, validator_sync_committee_indices| SyncDuty {
+            validator_index,
+            validator_sync_committee_indices,
+        };
+        Ok(vec![
+            duty(20, vec![200, 0]),
+            duty(21, vec![512]),
+            duty(20, vec![511, 600]),
+        ])
+    }
+    async fn sync_committee_contribution(
+        &self,
+        _slot: u64,
+        _subcommittee_index: u64,
+        _beacon_block_root: Root,
+    ) -> Result<SyncCommitteeContribution, SourceError> {
+        Err(SourceError::NotYet {
+            what: "contribution",
+        })
     }
 }
 
@@ -273,5 +302,57 @@ fn what_the_scheduler_holds_stays_bounded_over_many_epochs() {
         }
         assert!(held(&context, "duty_epochs_held") >= 2);
         assert!(held(&context, "dispatched_slots_held") >= 2);
+    });
+}
+
+#[test]
+fn sync_committee_members_sign_from_the_slot_before_their_epoch() {
+    deterministic::Runner::default().start(|context| async move {
+        let (_mailbox, mut receiver, clock) = start(&context, Duration::ZERO);
+        let mut seen = Vec::new();
+        loop {
+            select! {
+                duty = next_any_duty(&mut receiver) => seen.push(duty),
+                _ = context.sleep_until(clock.slot_start(64)) => break,
+            }
+        }
+        let member = SyncDuty {
+            validator_index: 20,
+            validator_sync_committee_indices: vec![0, 200, 511],
+        };
+        // Epoch 1's committee signs in slots 31..=62: the one before the epoch, up to its
+        // second-to-last. Each of those slots has a committee duty carrying the member (slot
+        // 31 has no attester, and is still a duty) and a contribution duty of the member.
+        let contributions: Vec<u64> = seen
+            .iter()
+            .filter(|duty| duty.id.role == Role::SyncCommitteeContribution)
+            .map(|duty| {
+                assert_eq!(duty.id.target, DutyTarget::Validator(20));
+                assert_eq!(duty.sync, vec![member.clone()]);
+                assert!(duty.attesters.is_empty());
+                duty.id.slot
+            })
+            .collect();
+        assert_eq!(contributions, (31..=62).collect::<Vec<_>>());
+        let with_sync: Vec<u64> = seen
+            .iter()
+            .filter(|duty| duty.id.role == Role::Committee && !duty.sync.is_empty())
+            .map(|duty| {
+                assert_eq!(duty.sync, vec![member.clone()]);
+                duty.id.slot
+            })
+            .collect();
+        assert_eq!(with_sync, (31..=62).collect::<Vec<_>>());
+        let slot_31 = seen
+            .iter()
+            .find(|duty| duty.id.role == Role::Committee && duty.id.slot == 31)
+            .map(|duty| duty.id.to_string());
+        assert_eq!(slot_31.as_deref(), Some("COMMITTEE-1_2_3_4-e0-s31"));
+        // Slots 1 and 2 attest without sync committee members.
+        assert!(
+            seen.iter()
+                .filter(|duty| duty.id.role == Role::Committee && duty.id.slot < 3)
+                .all(|duty| duty.sync.is_empty() && !duty.attesters.is_empty())
+        );
     });
 }

@@ -7,7 +7,7 @@ use crate::{SimConfig, cluster::operator::Engines};
 use cohort_devnet::{ChainReport, DevnetBeacon, Kind};
 use cohort_engine::B256;
 use cohort_ingress::{
-    CommitteeId, DecidedValue, DutyId, DutyTarget, Role, SlotClock, signing::ForkInfo,
+    CommitteeId, DecidedValue, DutyId, DutyTarget, Role, SlotClock, SyncDuty, signing::ForkInfo,
 };
 use cohort_marshal::Block;
 use std::{
@@ -15,18 +15,21 @@ use std::{
     sync::Arc,
 };
 
-/// What the devnet scheduled: attesters per slot of the run and its one extra observed slot.
+/// What the devnet scheduled: attesters and sync committee members per slot of the run and
+/// its one extra observed slot.
 pub(crate) struct Schedule {
     pub beacon: DevnetBeacon,
     pub clock: SlotClock,
     /// The run's last epoch, counting the extra slot.
     pub epochs: u64,
     pub attesters_by_slot: BTreeMap<u64, u64>,
+    /// The sync committee members who sign in each slot, with their duties.
+    pub sync_by_slot: BTreeMap<u64, Vec<SyncDuty>>,
 }
 
 impl Schedule {
     pub fn new(config: &SimConfig, clock: SlotClock) -> Self {
-        let beacon = DevnetBeacon::new(config.seed, 0, config.validators, clock);
+        let beacon = crate::cluster::setup::devnet_beacon(config, 0, clock);
         // The run observes one extra slot, whose duties may be decided but are not counted.
         let epochs = clock.epoch_of(config.slots);
         let mut attesters_by_slot: BTreeMap<u64, u64> = BTreeMap::new();
@@ -37,12 +40,30 @@ impl Schedule {
                 }
             }
         }
+        let mut sync_by_epoch: BTreeMap<u64, Vec<SyncDuty>> = BTreeMap::new();
+        let sync_by_slot = (0..=config.slots)
+            .map(|slot| {
+                let epoch = clock.sync_committee_epoch(slot);
+                let duties = sync_by_epoch
+                    .entry(epoch)
+                    .or_insert_with(|| beacon.sync_duties(epoch))
+                    .clone();
+                (slot, duties)
+            })
+            .collect();
         Self {
             beacon,
             clock,
             epochs,
             attesters_by_slot,
+            sync_by_slot,
         }
+    }
+
+    fn is_sync_member(&self, slot: u64, validator: u64) -> bool {
+        self.sync_by_slot
+            .get(&slot)
+            .is_some_and(|duties| duties.iter().any(|d| d.validator_index == validator))
     }
 
     /// Attesters per slot of the run proper (the extra slot left out).
@@ -56,12 +77,17 @@ impl Schedule {
         let slot = duty.slot;
         match (&duty.role, &duty.target) {
             (Role::Committee, DutyTarget::Committee(c)) => {
-                c == committee && self.attesters_by_slot.contains_key(&slot)
+                c == committee
+                    && (self.attesters_by_slot.contains_key(&slot)
+                        || self.sync_by_slot.get(&slot).is_some_and(|d| !d.is_empty()))
             }
             (Role::Proposer, DutyTarget::Validator(v)) => self.beacon.proposer(slot) == *v,
             (Role::Aggregator, DutyTarget::Validator(v)) => {
                 *v < config.validators
                     && self.beacon.attester_slot(self.clock.epoch_of(slot), *v) == slot
+            }
+            (Role::SyncCommitteeContribution, DutyTarget::Validator(v)) => {
+                self.is_sync_member(slot, *v)
             }
             _ => false,
         }
@@ -203,7 +229,7 @@ pub(crate) fn signed_only_finalized(
                     let header = &proposal.header;
                     block_roots.insert(header.slot, fork.block_signing_root(header));
                 }
-                DecidedValue::Aggregate(_) => {}
+                DecidedValue::Aggregate(_) | DecidedValue::Contributions(_) => {}
             }
         }
     }
@@ -250,7 +276,8 @@ pub(crate) fn liveness_after_heal(
             Kind::Proposal => {
                 proposed.insert(*slot);
             }
-            Kind::Aggregate => {}
+            // Liveness is owed for attestations and proposals; the rest follow them.
+            Kind::Aggregate | Kind::SyncMessage | Kind::Contribution => {}
         }
     }
     for slot in from..config.slots {

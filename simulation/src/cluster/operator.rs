@@ -139,6 +139,11 @@ pub async fn start(
         setup.index as u64 + 1,
         setup.validators,
         beacon_clock,
+    )
+    .with_sync_population(
+        setup
+            .validators
+            .saturating_mul(super::setup::SYNC_POPULATION_FACTOR),
     );
     let source = FaultySource::new(
         DevnetSource::new(beacon.clone(), setup.chain.clone()),

@@ -9,7 +9,7 @@ use crate::{SimConfig, byzantine::Taps, faults::Partition};
 use cohort_actors::runner::cpu::CpuMeter;
 use cohort_devnet::{DevnetBeacon, DevnetChain};
 use cohort_ingress::{
-    CommitteeId, SlotClock,
+    CommitteeId, SlotClock, SyncCommitteeSpec,
     keys::{self, ValidatorShare},
     signing::ForkInfo,
 };
@@ -27,6 +27,27 @@ use std::{
     time::{Duration, SystemTime},
 };
 use tracing::Instrument as _;
+
+/// The simulated chain's sync committee: 128 positions in 4 subcommittees of 32, so that a
+/// selection proof selects its member about one time in two (both outcomes happen), with
+/// one-epoch periods so a run of a few epochs crosses period boundaries (where the committee
+/// signing in a slot is the next epoch's).
+pub const SYNC_COMMITTEE: SyncCommitteeSpec = SyncCommitteeSpec {
+    size: 128,
+    subnet_count: 4,
+    epochs_per_period: 1,
+};
+
+/// Sync committees are drawn from this many chain validators per cluster validator: the
+/// cluster holds about one position in sixteen (8 of 128), as a cluster holds a few positions
+/// of a real chain's committee, and a slot costs a few sync duties, not one per validator.
+pub const SYNC_POPULATION_FACTOR: u64 = 16;
+
+/// The devnet beacon node of `operator` (0 for the chain's and the checker's own view).
+pub fn devnet_beacon(config: &SimConfig, operator: u64, clock: SlotClock) -> DevnetBeacon {
+    DevnetBeacon::new(config.seed, operator, config.validators, clock)
+        .with_sync_population(config.validators.saturating_mul(SYNC_POPULATION_FACTOR))
+}
 
 /// A started cluster: what the run loop and the end-of-run checks need of it.
 pub(crate) struct Cluster {
@@ -71,6 +92,7 @@ impl Cluster {
             slot_duration: config.slot_duration,
             intervals_per_slot: 3,
             slots_per_epoch: 32,
+            sync_committee: SYNC_COMMITTEE,
             skew_ms: 0,
         };
         let max_size = cohort_operator::max_message_size(n as u32, config.validators as usize);
@@ -83,11 +105,7 @@ impl Cluster {
                 carried.chain.set_clock(chain_now);
                 carried.chain.clone()
             }
-            None => DevnetChain::new(
-                DevnetBeacon::new(config.seed, 0, config.validators, clock),
-                fork,
-                chain_now,
-            ),
+            None => DevnetChain::new(devnet_beacon(config, 0, clock), fork, chain_now),
         };
         let (network, oracle) = Network::new_with_peers(
             context.child("network"),

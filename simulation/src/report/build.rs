@@ -104,7 +104,7 @@ pub(crate) async fn build(
             scheduled,
             decided,
             missed: scheduled - decided,
-            committee_scheduled: attesters_by_slot.len() as u64,
+            committee_scheduled: committee_slots(config, &schedule),
             committee_decided: decided_slots.len() as u64,
         },
         decide_latency_ms: percentiles(observed.latencies),
@@ -208,6 +208,19 @@ fn latency_split(observed: &Observed, canonical: &[Arc<Block>]) -> (Vec<u64>, Ve
     (waits, consensus)
 }
 
+/// Slots of the run with a committee duty: attesters or sync committee members in them.
+fn committee_slots(config: &SimConfig, schedule: &Schedule) -> u64 {
+    (0..config.slots)
+        .filter(|slot| {
+            schedule.attesters_by_slot.contains_key(slot)
+                || schedule
+                    .sync_by_slot
+                    .get(slot)
+                    .is_some_and(|members| !members.is_empty())
+        })
+        .count() as u64
+}
+
 /// What the beacon chain saw of the run's slots, by kind: (submitted, accepted, rejected).
 type ByKind = BTreeMap<Kind, u64>;
 
@@ -230,8 +243,10 @@ fn chain_counts(config: &SimConfig, chain: &ChainReport) -> (ByKind, ByKind, ByK
     (submitted, accepted, rejected)
 }
 
-/// What the run's slots scheduled, by kind: every attester, one proposal per slot, and every
-/// attester whose selection proof makes it an aggregator.
+/// What the run's slots scheduled, by kind: every attester, one proposal per slot, every
+/// attester whose selection proof makes it an aggregator, a sync committee message per member
+/// and slot, and a contribution per member, slot and subcommittee whose selection proof makes
+/// the member its aggregator.
 fn expected(
     config: &SimConfig,
     schedule: &Schedule,
@@ -256,10 +271,33 @@ fn expected(
             }
         }
     }
+    let spec = schedule.clock.sync_committee;
+    let mut sync_messages = 0;
+    let mut contributions = 0;
+    for (slot, members) in schedule.sync_by_slot.range(..config.slots) {
+        sync_messages += members.len() as u64;
+        for member in members {
+            for subcommittee in member.subcommittees(&spec) {
+                // With a modulo of one every proof selects: no need to sign it here.
+                let selected = spec.aggregator_modulo() == 1 || {
+                    let proof = keys::sign(
+                        &keys::interop_secret(member.validator_index),
+                        &fork.sync_selection_proof_signing_root(*slot, subcommittee),
+                    );
+                    signing::is_sync_committee_aggregator(&spec, &keys::signature_bytes(&proof))
+                };
+                if selected {
+                    contributions += 1;
+                }
+            }
+        }
+    }
     ByKind::from([
         (Kind::Attestation, attesters_by_slot.values().sum()),
         (Kind::Proposal, config.slots),
         (Kind::Aggregate, aggregators),
+        (Kind::SyncMessage, sync_messages),
+        (Kind::Contribution, contributions),
     ])
 }
 
