@@ -216,20 +216,18 @@ pub type BeaconBlockBodyFulu<P> = BeaconBlockBodyElectra<P>;
 /// Fulu's blinded body is Electra's.
 pub type BlindedBeaconBlockBodyFulu<P> = BlindedBeaconBlockBodyElectra<P>;
 
-/// The block JSON as the produce-block endpoints return it, reduced to the `BeaconBlock`
-/// object: the response's `data` when given the whole response, and, from Deneb on, the
-/// `block` inside `BlockContents` (`{block, kzg_proofs, blobs}`).
+/// The block JSON reduced to the `BeaconBlock` object: the response's `data` when given a
+/// whole response; from Deneb on, the `block` inside `BlockContents` (`{block, kzg_proofs,
+/// blobs}`, what the produce endpoints return); and the `message` of a signed block (what
+/// `GET /eth/v2/beacon/blocks/{id}` returns).
 fn block_object(value: &Value) -> &Value {
     let mut value = value;
-    if value.get("body").is_none()
-        && let Some(data) = value.get("data")
-    {
-        value = data;
-    }
-    if value.get("body").is_none()
-        && let Some(block) = value.get("block")
-    {
-        value = block;
+    for wrapper in ["data", "block", "message"] {
+        if value.get("body").is_none()
+            && let Some(inner) = value.get(wrapper)
+        {
+            value = inner;
+        }
     }
     value
 }
@@ -265,9 +263,9 @@ fn header_for<P: Preset>(fork: Fork, block: &Value) -> Result<BeaconBlockHeader,
 }
 
 /// The header of a block in the Beacon API's JSON (`data` of `GET /eth/v2/validator/blocks` or
-/// `/eth/v3/validator/blocks`, `message` of a signed block), with `body_root` computed as the
-/// body's `hash_tree_root` for `fork` and `preset`. Also accepts the whole response (with
-/// `data`) and Deneb's `BlockContents` (with `block`).
+/// `/eth/v3/validator/blocks`), with `body_root` computed as the body's `hash_tree_root` for
+/// `fork` and `preset`. Also accepts the whole response (with `data`), Deneb's `BlockContents`
+/// (with `block`) and a signed block (with `message`).
 ///
 /// A blinded block (`execution_payload_header` in place of `execution_payload`, as v3 returns
 /// with `execution_payload_blinded: true`) is read as the fork's blinded body, whose root equals

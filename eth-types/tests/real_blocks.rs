@@ -55,6 +55,13 @@ fn lodestar_capella_minimal_body_roots_match_the_headers() {
         // The whole response shape (`{"version", "data": block}`) and raw bytes work too.
         let response = serde_json::json!({"version": "capella", "data": block});
         assert_eq!(body_root(fork, PresetKind::Minimal, &response), Ok(root));
+        // As `GET /eth/v2/beacon/blocks/{id}` returns it: a signed block.
+        let signed = serde_json::json!({
+            "version": "capella",
+            "execution_optimistic": false,
+            "data": {"message": block, "signature": format!("0x{}", "00".repeat(96))},
+        });
+        assert_eq!(body_root(fork, PresetKind::Minimal, &signed), Ok(root));
         let bytes = serde_json::to_vec(block).expect("serializes");
         assert_eq!(
             block_header_from_slice(fork, PresetKind::Minimal, &bytes),
