@@ -44,6 +44,11 @@ fn lodestar_capella_minimal_body_roots_match_the_headers() {
             "slot {}",
             header["slot"]
         );
+        assert_eq!(
+            cohort_eth_types::root_of_body(fork, PresetKind::Minimal, &block["body"]),
+            Ok(root),
+            "the body alone"
+        );
         let parsed = block_header(fork, PresetKind::Minimal, block).expect("block parses");
         let expected: cohort_eth_types::BeaconBlockHeader =
             serde_json::from_value(header.clone()).expect("header parses");
