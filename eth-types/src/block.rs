@@ -216,58 +216,73 @@ pub type BeaconBlockBodyFulu<P> = BeaconBlockBodyElectra<P>;
 /// Fulu's blinded body is Electra's.
 pub type BlindedBeaconBlockBodyFulu<P> = BlindedBeaconBlockBodyElectra<P>;
 
-/// The block JSON as the produce-block endpoints return it, reduced to the `BeaconBlock`
-/// object: the response's `data` when given the whole response, and, from Deneb on, the
-/// `block` inside `BlockContents` (`{block, kzg_proofs, blobs}`).
+/// The block JSON reduced to the `BeaconBlock` object: the response's `data` when given a
+/// whole response; from Deneb on, the `block` inside `BlockContents` (`{block, kzg_proofs,
+/// blobs}`, what the produce endpoints return); and the `message` of a signed block (what
+/// `GET /eth/v2/beacon/blocks/{id}` returns).
 fn block_object(value: &Value) -> &Value {
     let mut value = value;
-    if value.get("body").is_none()
-        && let Some(data) = value.get("data")
-    {
-        value = data;
-    }
-    if value.get("body").is_none()
-        && let Some(block) = value.get("block")
-    {
-        value = block;
+    for wrapper in ["data", "block", "message"] {
+        if value.get("body").is_none()
+            && let Some(inner) = value.get(wrapper)
+        {
+            value = inner;
+        }
     }
     value
 }
 
-fn parse_header<B: DeserializeOwned + TreeHash>(block: &Value) -> Result<BeaconBlockHeader, Error> {
-    let block = BeaconBlock::<B>::deserialize(block_object(block))
-        .map_err(|e| Error::Json(e.to_string()))?;
-    Ok(block.header())
+/// The block's own fields; the body is required but read separately, so that it is not copied.
+#[derive(Deserialize)]
+struct BlockFields {
+    #[serde(with = "serde_utils::quoted_u64")]
+    slot: u64,
+    #[serde(with = "serde_utils::quoted_u64")]
+    proposer_index: u64,
+    parent_root: Root,
+    state_root: Root,
+    #[allow(dead_code)]
+    body: serde::de::IgnoredAny,
+}
+
+fn parse_root<B: DeserializeOwned + TreeHash>(body: &Value) -> Result<[u8; 32], Error> {
+    let body = B::deserialize(body).map_err(|e| Error::Json(format!("body: {e}")))?;
+    Ok(body.tree_hash_root().0)
 }
 
 /// A blinded body: `execution_payload_header` where a full body has `execution_payload`.
-fn is_blinded(block: &Value) -> bool {
-    block_object(block).get("body").is_some_and(|body| {
-        body.get("execution_payload").is_none() && body.get("execution_payload_header").is_some()
-    })
+fn is_blinded(body: &Value) -> bool {
+    body.get("execution_payload").is_none() && body.get("execution_payload_header").is_some()
 }
 
-fn header_for<P: Preset>(fork: Fork, block: &Value) -> Result<BeaconBlockHeader, Error> {
-    match (fork, is_blinded(block)) {
-        (Fork::Phase0, _) => parse_header::<BeaconBlockBodyPhase0<P>>(block),
-        (Fork::Altair, _) => parse_header::<BeaconBlockBodyAltair<P>>(block),
-        (Fork::Bellatrix, false) => parse_header::<BeaconBlockBodyBellatrix<P>>(block),
-        (Fork::Bellatrix, true) => parse_header::<BlindedBeaconBlockBodyBellatrix<P>>(block),
-        (Fork::Capella, false) => parse_header::<BeaconBlockBodyCapella<P>>(block),
-        (Fork::Capella, true) => parse_header::<BlindedBeaconBlockBodyCapella<P>>(block),
-        (Fork::Deneb, false) => parse_header::<BeaconBlockBodyDeneb<P>>(block),
-        (Fork::Deneb, true) => parse_header::<BlindedBeaconBlockBodyDeneb<P>>(block),
-        (Fork::Electra | Fork::Fulu, false) => parse_header::<BeaconBlockBodyElectra<P>>(block),
-        (Fork::Electra | Fork::Fulu, true) => {
-            parse_header::<BlindedBeaconBlockBodyElectra<P>>(block)
-        }
+fn body_root_for<P: Preset>(fork: Fork, body: &Value) -> Result<[u8; 32], Error> {
+    match (fork, is_blinded(body)) {
+        (Fork::Phase0, _) => parse_root::<BeaconBlockBodyPhase0<P>>(body),
+        (Fork::Altair, _) => parse_root::<BeaconBlockBodyAltair<P>>(body),
+        (Fork::Bellatrix, false) => parse_root::<BeaconBlockBodyBellatrix<P>>(body),
+        (Fork::Bellatrix, true) => parse_root::<BlindedBeaconBlockBodyBellatrix<P>>(body),
+        (Fork::Capella, false) => parse_root::<BeaconBlockBodyCapella<P>>(body),
+        (Fork::Capella, true) => parse_root::<BlindedBeaconBlockBodyCapella<P>>(body),
+        (Fork::Deneb, false) => parse_root::<BeaconBlockBodyDeneb<P>>(body),
+        (Fork::Deneb, true) => parse_root::<BlindedBeaconBlockBodyDeneb<P>>(body),
+        (Fork::Electra | Fork::Fulu, false) => parse_root::<BeaconBlockBodyElectra<P>>(body),
+        (Fork::Electra | Fork::Fulu, true) => parse_root::<BlindedBeaconBlockBodyElectra<P>>(body),
+    }
+}
+
+/// The `hash_tree_root` of a block body alone (the `body` object of a block), full or blinded,
+/// in `fork`'s shape for `preset`.
+pub fn root_of_body(fork: Fork, preset: PresetKind, body: &Value) -> Result<[u8; 32], Error> {
+    match preset {
+        PresetKind::Mainnet => body_root_for::<Mainnet>(fork, body),
+        PresetKind::Minimal => body_root_for::<Minimal>(fork, body),
     }
 }
 
 /// The header of a block in the Beacon API's JSON (`data` of `GET /eth/v2/validator/blocks` or
-/// `/eth/v3/validator/blocks`, `message` of a signed block), with `body_root` computed as the
-/// body's `hash_tree_root` for `fork` and `preset`. Also accepts the whole response (with
-/// `data`) and Deneb's `BlockContents` (with `block`).
+/// `/eth/v3/validator/blocks`), with `body_root` computed as the body's `hash_tree_root` for
+/// `fork` and `preset`. Also accepts the whole response (with `data`), Deneb's `BlockContents`
+/// (with `block`) and a signed block (with `message`).
 ///
 /// A blinded block (`execution_payload_header` in place of `execution_payload`, as v3 returns
 /// with `execution_payload_blinded: true`) is read as the fork's blinded body, whose root equals
@@ -278,10 +293,18 @@ pub fn block_header(
     preset: PresetKind,
     block: &Value,
 ) -> Result<BeaconBlockHeader, Error> {
-    match preset {
-        PresetKind::Mainnet => header_for::<Mainnet>(fork, block),
-        PresetKind::Minimal => header_for::<Minimal>(fork, block),
-    }
+    let block = block_object(block);
+    let fields = BlockFields::deserialize(block).map_err(|e| Error::Json(e.to_string()))?;
+    let body = block
+        .get("body")
+        .ok_or_else(|| Error::Json("missing field `body`".into()))?;
+    Ok(BeaconBlockHeader {
+        slot: fields.slot,
+        proposer_index: fields.proposer_index,
+        parent_root: fields.parent_root,
+        state_root: fields.state_root,
+        body_root: root_of_body(fork, preset, body)?.into(),
+    })
 }
 
 /// [`block_header`] from the raw JSON bytes.

@@ -584,3 +584,176 @@ impl From<&BeaconBlockHeader> for cohort_ingress::BlockHeader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::{Mainnet, Minimal};
+    use serde_json::json;
+
+    fn data() -> AttestationData {
+        AttestationData {
+            slot: 18446744073709551615,
+            index: 0,
+            beacon_block_root: B256::from([0x11; 32]),
+            source: Checkpoint {
+                epoch: 1,
+                root: B256::from([0x22; 32]),
+            },
+            target: Checkpoint {
+                epoch: 2,
+                root: B256::from([0x33; 32]),
+            },
+        }
+    }
+
+    fn hex_of(byte: &str, count: usize) -> String {
+        format!("0x{}", byte.repeat(count))
+    }
+
+    /// What the client posts, in the exact shape of the Beacon API: decimal strings (even past
+    /// 2^53), lowercase 0x hex, bitfields as their SSZ bytes.
+    #[test]
+    fn submissions_serialize_in_the_api_shape() {
+        let single = SingleAttestation {
+            committee_index: 3,
+            attester_index: 12,
+            data: data(),
+            signature: [0xab; 96].into(),
+        };
+        let data_json = json!({
+            "slot": "18446744073709551615",
+            "index": "0",
+            "beacon_block_root": hex_of("11", 32),
+            "source": {"epoch": "1", "root": hex_of("22", 32)},
+            "target": {"epoch": "2", "root": hex_of("33", 32)},
+        });
+        assert_eq!(
+            serde_json::to_value(&single).expect("serializes"),
+            json!({
+                "committee_index": "3",
+                "attester_index": "12",
+                "data": data_json,
+                "signature": hex_of("ab", 96),
+            })
+        );
+
+        // Electra aggregate: 9 bits (the ninth is 1), committee 2 of 64.
+        let mut bits = ssz_types::BitList::with_capacity(9).expect("within limit");
+        bits.set(8, true).expect("in range");
+        let mut committees = ssz_types::BitVector::new();
+        committees.set(2, true).expect("in range");
+        let aggregate = AttestationElectra::<Mainnet> {
+            aggregation_bits: bits,
+            data: data(),
+            signature: [0xcd; 96].into(),
+            committee_bits: committees,
+        };
+        let value = serde_json::to_value(&aggregate).expect("serializes");
+        // Bit 8 set, then the length bit at 9: 0x00, 0b11.
+        assert_eq!(value["aggregation_bits"], "0x0003");
+        assert_eq!(value["committee_bits"], "0x0400000000000000");
+
+        let mut sub_bits = ssz_types::BitVector::new();
+        sub_bits.set(0, true).expect("in range");
+        sub_bits.set(7, true).expect("in range");
+        let signed = SignedContributionAndProof::<Minimal> {
+            message: ContributionAndProof {
+                aggregator_index: 5,
+                contribution: SyncCommitteeContribution {
+                    slot: 9,
+                    beacon_block_root: B256::from([0x44; 32]),
+                    subcommittee_index: 1,
+                    aggregation_bits: sub_bits,
+                    signature: [0x01; 96].into(),
+                },
+                selection_proof: [0x02; 96].into(),
+            },
+            signature: [0x03; 96].into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&signed).expect("serializes"),
+            json!({
+                "message": {
+                    "aggregator_index": "5",
+                    "contribution": {
+                        "slot": "9",
+                        "beacon_block_root": hex_of("44", 32),
+                        "subcommittee_index": "1",
+                        "aggregation_bits": "0x81",
+                        "signature": hex_of("01", 96),
+                    },
+                    "selection_proof": hex_of("02", 96),
+                },
+                "signature": hex_of("03", 96),
+            })
+        );
+    }
+
+    /// Reading is lenient where nodes differ (bare numbers, unknown fields, upper-case hex) and
+    /// strict where the root depends on it (lengths, limits, bitfield padding).
+    #[test]
+    fn parsing_is_lenient_on_form_and_strict_on_content() {
+        let parsed: Checkpoint = serde_json::from_value(json!({
+            "epoch": 7,
+            "root": hex_of("AB", 32),
+            "extra": "ignored",
+        }))
+        .expect("parses");
+        assert_eq!(parsed.epoch, 7);
+        assert_eq!(parsed.root, B256::from([0xab; 32]));
+        for bad in [
+            json!({"epoch": "7", "root": hex_of("ab", 31)}),
+            json!({"epoch": "-7", "root": hex_of("ab", 32)}),
+            json!({"epoch": "7.5", "root": hex_of("ab", 32)}),
+            json!({"epoch": null, "root": hex_of("ab", 32)}),
+            json!({"root": hex_of("ab", 32)}),
+        ] {
+            assert!(serde_json::from_value::<Checkpoint>(bad).is_err());
+        }
+        // A minimal sync subcommittee has 8 bits: one byte, and nothing else.
+        let contribution = |bits: &str| {
+            json!({
+                "slot": "1", "beacon_block_root": hex_of("00", 32), "subcommittee_index": "0",
+                "aggregation_bits": bits, "signature": hex_of("00", 96),
+            })
+        };
+        assert!(
+            serde_json::from_value::<SyncCommitteeContribution<Minimal>>(contribution("0xff"))
+                .is_ok()
+        );
+        for bad in ["0xff00", "0x", "ff"] {
+            assert!(
+                serde_json::from_value::<SyncCommitteeContribution<Minimal>>(contribution(bad))
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        // Electra's committee bits: 4 on minimal, so a set fifth bit is invalid.
+        let attestation = |committee_bits: &str| {
+            json!({
+                "aggregation_bits": "0x01", "data": serde_json::to_value(data()).expect("json"),
+                "signature": hex_of("00", 96), "committee_bits": committee_bits,
+            })
+        };
+        assert!(serde_json::from_value::<AttestationElectra<Minimal>>(attestation("0x0f")).is_ok());
+        assert!(
+            serde_json::from_value::<AttestationElectra<Minimal>>(attestation("0x1f")).is_err()
+        );
+        // Electra's indexed attestation limit is per slot: 8192 on minimal.
+        let indexed = |count: usize| {
+            json!({
+                "attesting_indices": vec!["1"; count],
+                "data": serde_json::to_value(data()).expect("json"),
+                "signature": hex_of("00", 96),
+            })
+        };
+        assert!(
+            serde_json::from_value::<IndexedAttestationElectra<Minimal>>(indexed(8192)).is_ok()
+        );
+        assert!(
+            serde_json::from_value::<IndexedAttestationElectra<Minimal>>(indexed(8193)).is_err()
+        );
+        assert!(serde_json::from_value::<IndexedAttestation<Minimal>>(indexed(2049)).is_err());
+    }
+}

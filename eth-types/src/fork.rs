@@ -219,12 +219,13 @@ impl ForkSchedule {
         self.scheduled_at_epoch(epoch).fork
     }
 
-    /// The scheduled fork (with its version, when known) active at `epoch`.
+    /// The scheduled fork (with its version, when known) active at `epoch`. A fork at
+    /// [`FAR_FUTURE_EPOCH`] is never active, not even at that epoch.
     pub fn scheduled_at_epoch(&self, epoch: u64) -> ScheduledFork {
         self.forks
             .iter()
             .rev()
-            .find(|scheduled| scheduled.epoch <= epoch)
+            .find(|scheduled| scheduled.epoch != FAR_FUTURE_EPOCH && scheduled.epoch <= epoch)
             .copied()
             // Phase0 at epoch 0 is always present (see `from_scheduled`).
             .unwrap_or(ScheduledFork {
@@ -232,6 +233,23 @@ impl ForkSchedule {
                 version: None,
                 epoch: 0,
             })
+    }
+
+    /// What a validator signs with at `epoch`: the version of the fork active then, with the
+    /// chain's `genesis_validators_root` (from `beacon/genesis`). `None` when the schedule came
+    /// without versions ([`ForkSchedule::new`]). The spec's `get_domain` takes the fork at the
+    /// signed object's epoch, so a duty just past a fork boundary signs with the new version.
+    pub fn fork_info(
+        &self,
+        epoch: u64,
+        genesis_validators_root: [u8; 32],
+    ) -> Option<cohort_ingress::signing::ForkInfo> {
+        self.scheduled_at_epoch(epoch).version.map(|fork_version| {
+            cohort_ingress::signing::ForkInfo {
+                fork_version,
+                genesis_validators_root,
+            }
+        })
     }
 
     /// Every fork of the schedule, oldest first.
@@ -297,10 +315,22 @@ mod tests {
         assert_eq!(schedule.fork_at_epoch(1), Fork::Bellatrix);
         assert_eq!(schedule.fork_at_epoch(2), Fork::Capella);
         assert_eq!(schedule.fork_at_epoch(u64::MAX - 1), Fork::Capella);
+        // Unscheduled forks (deneb here at FAR_FUTURE_EPOCH, the later ones absent) never
+        // activate.
+        assert_eq!(schedule.fork_at_epoch(FAR_FUTURE_EPOCH), Fork::Capella);
         assert_eq!(
             schedule.scheduled_at_epoch(5).version,
             Some([3, 0, 0, 1]),
             "the version comes along"
+        );
+        let info = schedule.fork_info(1, [9; 32]).expect("versions known");
+        assert_eq!(info.fork_version, [2, 0, 0, 1]);
+        assert_eq!(info.genesis_validators_root, [9; 32]);
+        assert_eq!(
+            ForkSchedule::new([(Fork::Altair, 0)])
+                .expect("valid")
+                .fork_info(0, [0; 32]),
+            None
         );
         // A bad epoch is an error, not a panic.
         let bad = json!({"ALTAIR_FORK_EPOCH": "soon"});

@@ -8,7 +8,7 @@
 //! - [`PresetKind`] (parsed from `PRESET_BASE`), or the [`Mainnet`]/[`Minimal`] types;
 //! - [`block_header`] / [`body_root`]: the header a produced block commits to, with the body
 //!   root computed here from the block's JSON, so a follower checks a proposer's block
-//!   instead of trusting it;
+//!   instead of trusting it; [`root_of_body`] for a body alone;
 //! - the containers in [`containers`] and the roots in [`signing`].
 //!
 //! Everything that reads input returns an [`Error`]; nothing panics on malformed, wrongly sized
@@ -25,7 +25,7 @@ pub use block::{
     BeaconBlockBodyDeneb, BeaconBlockBodyElectra, BeaconBlockBodyFulu, BeaconBlockBodyPhase0,
     BlindedBeaconBlockBodyBellatrix, BlindedBeaconBlockBodyCapella, BlindedBeaconBlockBodyDeneb,
     BlindedBeaconBlockBodyElectra, BlindedBeaconBlockBodyFulu, block_header,
-    block_header_from_slice, block_root, body_root, body_root_from_slice,
+    block_header_from_slice, block_root, body_root, body_root_from_slice, root_of_body,
 };
 pub use containers::*;
 pub use fork::{FAR_FUTURE_EPOCH, Fork, ForkSchedule, ScheduledFork};

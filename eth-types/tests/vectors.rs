@@ -105,6 +105,10 @@ fn check_case<P: Preset>(name: &str, case: &Value) -> Result<(), String> {
                     case["body_root"]
                 ));
             }
+            let alone = root_of_body(fork, P::KIND, &json["body"]).map_err(|e| e.to_string())?;
+            if hex(&alone) != body_root {
+                return Err("root_of_body differs from block_header's body root".into());
+            }
             let root = hex(&block_root(fork, P::KIND, json).map_err(|e| e.to_string())?);
             if Some(root.as_str()) != case["root"].as_str() {
                 return Err(format!("block root {root}, remerkleable {}", case["root"]));
