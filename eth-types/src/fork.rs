@@ -248,6 +248,12 @@ impl ForkSchedule {
             cohort_ingress::signing::ForkInfo {
                 fork_version,
                 genesis_validators_root,
+                electra_epoch: self
+                    .forks()
+                    .iter()
+                    .find(|scheduled| scheduled.fork == Fork::Electra)
+                    .map(|scheduled| scheduled.epoch)
+                    .filter(|epoch| *epoch != FAR_FUTURE_EPOCH),
             }
         })
     }

@@ -175,10 +175,12 @@ fn every_signed_object_verifies_with_an_independent_implementation() {
     let capella = ForkInfo {
         fork_version: [3, 0, 0, 1],
         genesis_validators_root,
+        electra_epoch: None,
     };
     let electra = ForkInfo {
         fork_version: [5, 0, 0, 1],
         genesis_validators_root,
+        electra_epoch: Some(0),
     };
     let signer = Signer::interop(7);
     let other = Signer::interop(8);
