@@ -7,6 +7,9 @@ use commonware_utils::channel::{mpsc, oneshot};
 pub enum Message {
     /// The beacon node saw a new head block for `slot` (its SSE `head` event).
     Head { slot: u64, block_root: Root },
+    /// The duties of `epoch` may have changed (the block they depend on is no longer canonical):
+    /// fetch them again.
+    Refetch { epoch: u64 },
     /// Hand the runner no more duties: the node is stopping. Answered once it takes effect.
     Drain { response: oneshot::Sender<()> },
 }
@@ -24,6 +27,11 @@ impl Mailbox {
     /// Reports a head event; a stopped scheduler drops it, which is harmless.
     pub async fn head(&mut self, slot: u64, block_root: Root) {
         let _ = self.sender.send(Message::Head { slot, block_root }).await;
+    }
+
+    /// Asks for `epoch`'s duties to be fetched again; a stopped scheduler drops it.
+    pub async fn refetch(&mut self, epoch: u64) {
+        let _ = self.sender.send(Message::Refetch { epoch }).await;
     }
 
     /// Stops handing out duties; returns once the scheduler has stopped (or is gone).

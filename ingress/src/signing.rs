@@ -39,11 +39,29 @@ pub enum SigningError {
 pub struct ForkInfo {
     pub fork_version: [u8; 4],
     pub genesis_validators_root: [u8; 32],
+    /// The first Electra epoch, if scheduled. Before it an attestation's data names the
+    /// attester's committee; from it on the index is 0 and the committee travels beside it.
+    pub electra_epoch: Option<u64>,
 }
 
 impl ForkInfo {
     pub fn domain(&self, domain_type: DomainType) -> Domain {
         compute_domain(domain_type, self.fork_version, self.genesis_validators_root)
+    }
+
+    /// The data an attester in committee `committee_index` signs, from the cluster's decided
+    /// vote (whose index is 0): before Electra the index is the attester's committee.
+    pub fn attester_data(
+        &self,
+        data: &AttestationData,
+        committee_index: u64,
+        epoch: u64,
+    ) -> AttestationData {
+        let electra = self.electra_epoch.is_some_and(|first| epoch >= first);
+        AttestationData {
+            index: if electra { 0 } else { committee_index },
+            ..*data
+        }
     }
 
     /// What every attester of `data` signs on this fork.
@@ -68,13 +86,15 @@ impl ForkInfo {
         )
     }
 
-    /// The devnet's fork: version `0x10000038` and genesis validators root
+    /// The devnet's fork (Electra's attestation shape from genesis): version `0x10000038` and genesis validators root
     /// `sha256("cohort devnet")`, distinct from every public network's.
     pub fn devnet() -> Self {
         let digest = Sha256::hash(&[b"cohort devnet"]);
         Self {
             fork_version: [0x10, 0, 0, 0x38],
             genesis_validators_root: digest.0,
+            // The devnet's attestations have always carried index 0, as Electra's do.
+            electra_epoch: Some(0),
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct File {
     /// How long a stopping node waits for running duties before it stops anyway.
     #[serde(default = "default_stop_timeout_seconds")]
     pub stop_timeout_seconds: u64,
+    /// Beacon nodes (standard Beacon node API URLs) to take duties from and submit to, best
+    /// first. Empty: the embedded devnet beacon.
+    #[serde(default)]
+    pub beacon_nodes: Vec<String>,
     pub cluster: Cluster,
     pub shares: Shares,
     #[serde(default)]
@@ -108,25 +112,150 @@ pub struct Shares {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Beacon {
-    /// `devnet`: the embedded devnet beacon node (the Beacon API comes later).
-    #[serde(default = "default_beacon_kind")]
-    pub kind: String,
+    /// `devnet` (the embedded devnet beacon) or `api` (the nodes of `beacon_nodes`). Unset: `api`
+    /// when `beacon_nodes` names any node, else `devnet`.
+    #[serde(default)]
+    pub kind: Option<String>,
     /// Seeds the devnet's duties; every operator of the cluster must use the same.
     #[serde(default)]
     pub seed: u64,
+    /// Where the cluster's validators' execution rewards go (`0x` + 40 hex), told to the beacon
+    /// nodes every epoch. Required with `api`.
+    #[serde(default)]
+    pub fee_recipient: Option<String>,
+    /// Per-validator fee recipients, by validator index, overriding `fee_recipient`.
+    #[serde(default)]
+    pub fee_recipients: BTreeMap<String, String>,
+    /// Up to 32 bytes of text written into every block the cluster proposes.
+    #[serde(default)]
+    pub graffiti: Option<String>,
 }
 
 impl Default for Beacon {
     fn default() -> Self {
         Self {
-            kind: default_beacon_kind(),
+            kind: None,
             seed: 0,
+            fee_recipient: None,
+            fee_recipients: BTreeMap::new(),
+            graffiti: None,
         }
     }
 }
 
-fn default_beacon_kind() -> String {
-    "devnet".into()
+/// Where duties come from, as validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BeaconSource {
+    /// The embedded devnet beacon, seeded.
+    Devnet { seed: u64 },
+    /// Real beacon nodes over the standard Beacon node API.
+    Api {
+        nodes: Vec<String>,
+        fee_recipient: String,
+        fee_recipients: BTreeMap<u64, String>,
+        graffiti: [u8; 32],
+    },
+}
+
+fn is_address(text: &str) -> bool {
+    text.len() == 42 && text.starts_with("0x") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn validate_beacon(p: &mut Vec<Problem>, file: &File) -> BeaconSource {
+    let beacon = &file.beacon;
+    let kind = beacon.kind.clone().unwrap_or_else(|| {
+        if file.beacon_nodes.is_empty() {
+            "devnet".into()
+        } else {
+            "api".into()
+        }
+    });
+    match kind.as_str() {
+        "devnet" => {
+            if !file.beacon_nodes.is_empty() {
+                problem(
+                    p,
+                    "beacon_nodes",
+                    "names beacon nodes, but beacon.kind is `devnet`; remove one of the two",
+                );
+            }
+            BeaconSource::Devnet { seed: beacon.seed }
+        }
+        "api" => {
+            if file.beacon_nodes.is_empty() {
+                problem(
+                    p,
+                    "beacon_nodes",
+                    "must name at least one beacon node with `api`",
+                );
+            }
+            for (i, url) in file.beacon_nodes.iter().enumerate() {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problem(
+                        p,
+                        format!("beacon_nodes[{i}]"),
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    );
+                }
+                if file.beacon_nodes[..i].contains(url) {
+                    problem(p, format!("beacon_nodes[{i}]"), "appears twice");
+                }
+            }
+            let fee_recipient = match &beacon.fee_recipient {
+                Some(address) if is_address(address) => address.clone(),
+                Some(address) => {
+                    problem(
+                        p,
+                        "beacon.fee_recipient",
+                        format!("`{address}` is not an address (0x + 40 hex)"),
+                    );
+                    String::new()
+                }
+                None => {
+                    problem(
+                        p,
+                        "beacon.fee_recipient",
+                        "is required with beacon nodes: proposals would otherwise pay nobody \
+                         the operators chose",
+                    );
+                    String::new()
+                }
+            };
+            let mut fee_recipients = BTreeMap::new();
+            for (index, address) in &beacon.fee_recipients {
+                let field = format!("beacon.fee_recipients.{index}");
+                match index.parse::<u64>() {
+                    Ok(index) if is_address(address) => {
+                        fee_recipients.insert(index, address.clone());
+                    }
+                    Ok(_) => problem(p, field, format!("`{address}` is not an address")),
+                    Err(_) => problem(p, field, "keys are validator indices"),
+                }
+            }
+            let mut graffiti = [0u8; 32];
+            if let Some(text) = &beacon.graffiti {
+                if text.len() > 32 {
+                    problem(p, "beacon.graffiti", "is longer than 32 bytes");
+                } else {
+                    graffiti[..text.len()].copy_from_slice(text.as_bytes());
+                }
+            }
+            BeaconSource::Api {
+                nodes: file.beacon_nodes.clone(),
+                fee_recipient,
+                fee_recipients,
+                graffiti,
+            }
+        }
+        other => {
+            problem(
+                p,
+                "beacon.kind",
+                format!("`{other}` is neither `devnet` nor `api`"),
+            );
+            BeaconSource::Devnet { seed: beacon.seed }
+        }
+    }
 }
 
 /// Per-channel limits, by channel name (`votes`, `certificates`, `resolver`, `backfill`,
@@ -199,6 +328,8 @@ pub struct Config {
     pub shares_dir: PathBuf,
     pub password_file: PathBuf,
     pub engine: Engine,
+    /// Where duties come from: the embedded devnet beacon or real beacon nodes.
+    pub beacon: BeaconSource,
     /// Rate and size limit of every channel, in [`Channel::ALL`] order.
     pub channels: Vec<ChannelLimits>,
 }
@@ -369,16 +500,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
     let password_file = resolve(base, &file.shares.password_file);
     existing_file(p, "shares.password_file", &password_file);
 
-    if file.beacon.kind != "devnet" {
-        problem(
-            p,
-            "beacon.kind",
-            format!(
-                "`{}` is not supported; only `devnet` (the embedded devnet beacon) is",
-                file.beacon.kind
-            ),
-        );
-    }
+    let beacon = validate_beacon(p, &file);
 
     let engine = engine::validate(p, base, &file.engine);
 
@@ -440,6 +562,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
             shares_dir,
             password_file,
             engine,
+            beacon,
             channels,
         }),
         _ => Err(problems),

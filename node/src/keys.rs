@@ -272,14 +272,17 @@ pub struct InitPlan {
     pub out: PathBuf,
     pub name: String,
     pub operators: usize,
-    pub validators: u64,
+    /// Interop validator indices, split afresh (on a dev chain their index is their position).
+    pub validators: std::ops::Range<u64>,
     pub host: String,
     pub base_port: u16,
     pub metrics_base_port: u16,
     pub genesis_time: u64,
     pub slot_seconds: u64,
+    pub slots_per_epoch: u64,
     pub kdf: Kdf,
-    pub seed: u64,
+    pub beacon: config::Beacon,
+    pub beacon_nodes: Vec<String>,
 }
 
 /// Writes a whole cluster's keys and configs under `plan.out`: `cluster-lock.json` and one
@@ -292,8 +295,8 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             "--operators {n}: a cluster has 3f+1 operators (4, 7, 10, 13)"
         ));
     }
-    if plan.validators == 0 {
-        return Err("--validators must be at least 1".into());
+    if plan.validators.is_empty() {
+        return Err("--validators must name at least one validator".into());
     }
     if plan.out.exists()
         && std::fs::read_dir(&plan.out)
@@ -354,7 +357,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
     }
 
     let mut validators = Vec::new();
-    for validator in 0..plan.validators {
+    for validator in plan.validators.clone() {
         let split = keys::split_interop(&mut rng, validator, n as u32)
             .map_err(|err| format!("splitting validator {validator}: {err}"))?;
         validators.push(LockedValidator {
@@ -406,7 +409,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
                 name: plan.name.clone(),
                 genesis_time: plan.genesis_time,
                 slot_seconds: plan.slot_seconds,
-                slots_per_epoch: 32,
+                slots_per_epoch: plan.slots_per_epoch,
                 operators: operators_hex
                     .iter()
                     .enumerate()
@@ -421,10 +424,8 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
                 dir: "shares".into(),
                 password_file: "password.txt".into(),
             },
-            beacon: config::Beacon {
-                kind: "devnet".into(),
-                seed: plan.seed,
-            },
+            beacon_nodes: plan.beacon_nodes.clone(),
+            beacon: plan.beacon.clone(),
             engine: config::Engine::Embedded {},
             p2p: Default::default(),
         };
@@ -472,14 +473,19 @@ mod tests {
             out,
             name: "test".into(),
             operators: 4,
-            validators: 3,
+            validators: 0..3,
             host: "127.0.0.1".into(),
             base_port: 19000,
             metrics_base_port: 19100,
             genesis_time: 1_800_000_000,
             slot_seconds: 12,
+            slots_per_epoch: 32,
             kdf: Kdf::light(),
-            seed: 1,
+            beacon: config::Beacon {
+                seed: 1,
+                ..Default::default()
+            },
+            beacon_nodes: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `cohort`: the operator node's command line.
 
+mod beacon_cli;
 mod bench;
 mod config;
 mod keys;

@@ -55,9 +55,10 @@ pub struct InitArgs {
     /// Operators in the cluster (3f+1: 4, 7, 10, 13).
     #[arg(long, default_value_t = 4)]
     pub operators: usize,
-    /// Validators the cluster runs duties for.
-    #[arg(long, default_value_t = 64)]
-    pub validators: u64,
+    /// Validators the cluster runs duties for: `N` (interop validators 0..N) or `A..B` (A to
+    /// B-1, as on a dev chain whose first validators others run).
+    #[arg(long, default_value = "64", value_parser = parse_validators)]
+    pub validators: std::ops::Range<u64>,
     /// Directory to write into; must not exist or be empty.
     #[arg(long, default_value = "cluster")]
     pub out: PathBuf,
@@ -85,6 +86,37 @@ pub struct InitArgs {
     /// Seeds the devnet beacon's duties.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A beacon node (standard Beacon node API) the operators take duties from; repeat for
+    /// several. With it, genesis and slot timing come from the node (not --genesis-delay and
+    /// --slot-seconds) and the embedded devnet beacon is not used.
+    #[arg(long = "beacon-node")]
+    pub beacon_nodes: Vec<String>,
+    /// Where the validators' execution rewards go (0x + 40 hex); required with --beacon-node.
+    #[arg(long)]
+    pub fee_recipient: Option<String>,
+}
+
+fn parse_validators(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let range = match text.split_once("..") {
+        Some((first, end)) => {
+            let first: u64 = first
+                .parse()
+                .map_err(|_| format!("`{first}` is not an index"))?;
+            let end: u64 = end
+                .parse()
+                .map_err(|_| format!("`{end}` is not an index"))?;
+            first..end
+        }
+        None => {
+            0..text
+                .parse()
+                .map_err(|_| format!("`{text}` is neither N nor A..B"))?
+        }
+    };
+    if range.is_empty() {
+        return Err(format!("`{text}` names no validator"));
+    }
+    Ok(range)
 }
 
 fn parse_kdf(text: &str) -> Result<Kdf, String> {
@@ -160,6 +192,9 @@ pub fn config(command: ConfigCommand) -> ExitCode {
                     config.metrics_listen,
                     config.engine,
                 );
+                if let config::BeaconSource::Api { nodes, .. } = &config.beacon {
+                    return check_beacon_nodes(nodes);
+                }
                 ExitCode::SUCCESS
             }
             Err(err) => {
@@ -168,6 +203,56 @@ pub fn config(command: ConfigCommand) -> ExitCode {
             }
         },
     }
+}
+
+/// Reaches every beacon node and reports its version, genesis and sync state; fails if none
+/// answers (a node that does not answer is reported, and tolerated while another does).
+fn check_beacon_nodes(urls: &[String]) -> ExitCode {
+    let reports = match crate::beacon_cli::describe(urls) {
+        Ok(reports) => reports,
+        Err(err) => {
+            eprintln!("error: beacon_nodes: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut reachable = 0;
+    for report in &reports {
+        match &report.outcome {
+            Ok(facts) => {
+                reachable += 1;
+                println!(
+                    "beacon node {}: {}, genesis {} (fork version {}, validators root {}), head \
+                     slot {}, {}",
+                    report.url,
+                    facts.version,
+                    facts.genesis_time,
+                    cohort_beacon::api::hex(&facts.genesis_fork_version),
+                    cohort_beacon::api::hex(&facts.genesis_validators_root),
+                    facts.head_slot,
+                    if facts.is_syncing {
+                        format!("syncing ({} slots behind)", facts.sync_distance)
+                    } else {
+                        "synced".to_string()
+                    }
+                );
+            }
+            Err(err) => println!("beacon node {}: does not answer: {err}", report.url),
+        }
+    }
+    let genesis: std::collections::BTreeSet<_> = reports
+        .iter()
+        .filter_map(|report| report.outcome.as_ref().ok())
+        .map(|facts| (facts.genesis_validators_root, facts.genesis_fork_version))
+        .collect();
+    if genesis.len() > 1 {
+        eprintln!("error: beacon_nodes: the nodes are on different chains (see above)");
+        return ExitCode::from(2);
+    }
+    if reachable == 0 {
+        eprintln!("error: beacon_nodes: no beacon node answers");
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
 }
 
 pub fn keys(command: KeysCommand) -> ExitCode {
@@ -198,18 +283,53 @@ pub fn keys(command: KeysCommand) -> ExitCode {
 pub fn cluster(command: ClusterCommand) -> ExitCode {
     match command {
         ClusterCommand::Init(args) => {
+            let (genesis_time, slot_seconds, slots_per_epoch, beacon) =
+                if args.beacon_nodes.is_empty() {
+                    (
+                        keys::genesis_after(Duration::from_secs(args.genesis_delay)),
+                        args.slot_seconds,
+                        32,
+                        config::Beacon {
+                            seed: args.seed,
+                            ..Default::default()
+                        },
+                    )
+                } else {
+                    let Some(fee_recipient) = args.fee_recipient.clone() else {
+                        eprintln!("error: --fee-recipient is required with --beacon-node");
+                        return ExitCode::from(2);
+                    };
+                    match crate::beacon_cli::chain_of(&args.beacon_nodes) {
+                        Ok(chain) => (
+                            chain.genesis_time,
+                            chain.seconds_per_slot,
+                            chain.slots_per_epoch,
+                            config::Beacon {
+                                kind: Some("api".into()),
+                                fee_recipient: Some(fee_recipient),
+                                ..Default::default()
+                            },
+                        ),
+                        Err(err) => {
+                            eprintln!("error: {err}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                };
             let plan = keys::InitPlan {
                 out: args.out.clone(),
                 name: args.name,
                 operators: args.operators,
-                validators: args.validators,
+                validators: args.validators.clone(),
                 host: args.host,
                 base_port: args.base_port,
                 metrics_base_port: args.metrics_base_port,
-                genesis_time: keys::genesis_after(Duration::from_secs(args.genesis_delay)),
-                slot_seconds: args.slot_seconds,
+                genesis_time,
+                slot_seconds,
+                slots_per_epoch,
                 kdf: args.kdf,
-                seed: args.seed,
+                beacon,
+                beacon_nodes: args.beacon_nodes.clone(),
             };
             match keys::init_cluster(&plan) {
                 Ok(configs) => {
@@ -220,7 +340,7 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                         "wrote {} operators' configs (printed on stdout), keys and {} validator shares each \
                          under {}; start one with `cohort run --config <config>`",
                         configs.len(),
-                        args.validators,
+                        args.validators.end - args.validators.start,
                         args.out.display()
                     );
                     ExitCode::SUCCESS

@@ -7,19 +7,20 @@
 //! nothing either; the graceful path only avoids leaving duties to the others.
 
 use crate::{
-    config::{Config, Engine},
+    config::{BeaconSource, Config, Engine},
     keys::Loaded,
     net,
     telemetry::{self, HealthProbe, LastFinalized},
 };
 use cohort_actors::executor;
+use cohort_beacon::{ApiSource, Settings};
 use cohort_devnet::{DevnetBeacon, DevnetChain, DevnetSource, head_events};
 use cohort_engine::{
     ExecutionEngine,
     embedded::EmbeddedEngine,
     remote::{RemoteConfig, RemoteEngine, load_jwt_secret},
 };
-use cohort_ingress::{CommitteeId, signing::ForkInfo};
+use cohort_ingress::{CommitteeId, DutySink, DutySource, keys, signing::ForkInfo};
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, tokio};
 use commonware_utils::channel::mpsc;
 use std::{
@@ -32,6 +33,8 @@ use tracing::{info, warn};
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(250);
 /// How long the runtime's tasks get to stop once every duty is done.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The shortest turn a beacon node gets at a read, whatever the slot length.
+const MIN_BEACON_ATTEMPT: Duration = Duration::from_millis(500);
 /// How often the devnet chain's counts are copied into `/metrics`.
 const CHAIN_METRICS_PERIOD: Duration = Duration::from_secs(1);
 
@@ -107,6 +110,166 @@ async fn operate<X: ExecutionEngine>(
     loaded: Loaded,
     engine: X,
 ) -> Result<(), String> {
+    match config.beacon.clone() {
+        BeaconSource::Devnet { seed } => {
+            // The embedded devnet beacon node: this operator's view of duties and the chain it
+            // submits to (every operator runs its own, as every operator runs its own node).
+            let validators = loaded.shares.len() as u64;
+            let clock = config.clock;
+            let beacon = DevnetBeacon::new(seed, loaded.index as u64 + 1, validators, clock);
+            let chain_clock = context.child("devnet_chain");
+            let chain = DevnetChain::new(
+                DevnetBeacon::new(seed, 0, validators, clock),
+                ForkInfo::devnet(),
+                Arc::new(move || chain_clock.current()),
+            )
+            .accepting_blocks_built_elsewhere();
+            let source = DevnetSource::new(beacon.clone(), chain.clone());
+            publish_chain_metrics(&context, chain);
+            let duties = Duties {
+                fork: ForkInfo::devnet(),
+                source,
+                beacon_health: None,
+                follow: Box::new(move |context: &tokio::Context, heads| {
+                    context
+                        .child("beacon_heads")
+                        .spawn(move |context| head_events(context, beacon, heads));
+                }),
+            };
+            serve(context, config, loaded, engine, duties).await
+        }
+        BeaconSource::Api {
+            nodes,
+            fee_recipient,
+            fee_recipients,
+            graffiti,
+        } => {
+            let beacon_clock = Arc::new(context.child("beacon"));
+            let metrics = cohort_beacon::Metrics::register(&context, beacon_clock.clone());
+            // Each node's turn at a read is a fraction of the slot, so that a dead node costs a
+            // duty none of its time.
+            let attempt = (config.clock.slot_duration / 4).max(MIN_BEACON_ATTEMPT);
+            let nodes = cohort_beacon::Nodes::new(beacon_clock.clone(), &nodes, &metrics, attempt)?;
+            let chain = cohort_beacon::chain::discover(&nodes).await?;
+            check_chain_timing(&config, &chain)?;
+            let fork = ForkInfo {
+                fork_version: chain.fork.current_version,
+                genesis_validators_root: chain.genesis_validators_root,
+                electra_epoch: chain.electra_fork_epoch,
+            };
+            let locked: Vec<(u64, String)> = loaded
+                .shares
+                .iter()
+                .map(|(index, share)| (*index, keys::to_hex(share.sharing.public())))
+                .collect();
+            let validators = cohort_beacon::validators::check(&nodes, &locked).await?;
+            info!(
+                validators = validators.len(),
+                locked = locked.len(),
+                fork = %cohort_beacon::api::hex(&fork.fork_version),
+                "beacon nodes ready: duties come from the Beacon node API"
+            );
+            let source = ApiSource::new(
+                beacon_clock,
+                nodes.clone(),
+                chain,
+                config.clock,
+                Settings {
+                    validators,
+                    fee_recipient,
+                    fee_recipients,
+                    graffiti,
+                },
+                metrics,
+            );
+            let follower = source.clone();
+            let idle = config.clock.slot_duration * 3;
+            let health = nodes.clone();
+            let duties = Duties {
+                fork,
+                source,
+                beacon_health: Some(Arc::new(move || health.health())),
+                follow: Box::new(move |context: &tokio::Context, heads| {
+                    let upkeep = follower.clone();
+                    let clock = config.clock;
+                    context.child("beacon_events").spawn(move |context| {
+                        cohort_beacon::events::head_events(context, follower, heads, idle)
+                    });
+                    context
+                        .child("beacon_upkeep")
+                        .spawn(move |context| beacon_upkeep(context, upkeep, clock));
+                }),
+            };
+            serve(context, config, loaded, engine, duties).await
+        }
+    }
+}
+
+/// Each operator's clock must be the chain's: a cluster whose slots are not the beacon chain's
+/// would attest at the wrong times.
+fn check_chain_timing(config: &Config, chain: &cohort_beacon::Chain) -> Result<(), String> {
+    let cluster = &config.file.cluster;
+    if cluster.genesis_time != chain.genesis_time
+        || cluster.slot_seconds != chain.seconds_per_slot
+        || cluster.slots_per_epoch != chain.slots_per_epoch
+    {
+        return Err(format!(
+            "cluster timing (genesis {}, {} s slots, {} slots an epoch) is not the beacon \
+             chain's (genesis {}, {} s slots, {} slots an epoch); set cluster.genesis_time, \
+             cluster.slot_seconds and cluster.slots_per_epoch to the chain's",
+            cluster.genesis_time,
+            cluster.slot_seconds,
+            cluster.slots_per_epoch,
+            chain.genesis_time,
+            chain.seconds_per_slot,
+            chain.slots_per_epoch
+        ));
+    }
+    Ok(())
+}
+
+/// Per slot: the nodes' health (a node that comes back is told the fee recipients again, as a
+/// restarted node forgets them). Per epoch: the fee recipients to every node.
+async fn beacon_upkeep(
+    context: tokio::Context,
+    source: ApiSource<tokio::Context>,
+    clock: cohort_ingress::SlotClock,
+) {
+    let mut prepared_epoch = None;
+    loop {
+        let health = source.nodes().poll_health().await;
+        let now = context.current();
+        let epoch = clock.slot_at(now).map(|slot| clock.epoch_of(slot));
+        let came_back = health.iter().any(|node| node.came_back);
+        if came_back || prepared_epoch != Some(epoch) {
+            source.prepare_proposers().await;
+            prepared_epoch = Some(epoch);
+        }
+        let next = clock.slot_start(clock.current_slot(now) + 1);
+        context.sleep_until(next).await;
+    }
+}
+
+/// Where an operator's duties come from, with what the node wires around it.
+struct Duties<S> {
+    fork: ForkInfo,
+    source: S,
+    beacon_health: Option<telemetry::BeaconHealth>,
+    /// Starts whatever follows the beacon node's head once the scheduler exists.
+    follow: Box<dyn FnOnce(&tokio::Context, cohort_ingress::scheduler::Mailbox) + Send>,
+}
+
+async fn serve<X, S>(
+    context: tokio::Context,
+    config: Config,
+    loaded: Loaded,
+    engine: X,
+    duties: Duties<S>,
+) -> Result<(), String>
+where
+    X: ExecutionEngine,
+    S: DutySource + DutySink,
+{
     let validators = loaded.shares.len() as u64;
     // The cluster's genesis block names the execution genesis: take it from the engine, so an
     // external client's own genesis works as the embedded engine's does.
@@ -115,7 +278,6 @@ async fn operate<X: ExecutionEngine>(
         .await
         .map_err(|err| format!("the execution engine did not answer for its genesis block: {err}"))?
         .ok_or("the execution engine has no genesis block")?;
-    let seed = config.file.beacon.seed;
     info!(
         operator = loaded.index,
         operators = loaded.participants.len(),
@@ -131,20 +293,7 @@ async fn operate<X: ExecutionEngine>(
         oversized,
     } = net::start(&context, &config, loaded.key.clone(), validators as usize);
 
-    // The embedded devnet beacon node: this operator's view of duties and the chain it submits
-    // to (every operator runs its own, as every operator runs its own beacon node).
     let clock = config.clock;
-    let beacon = DevnetBeacon::new(seed, loaded.index as u64 + 1, validators, clock);
-    let chain_clock = context.child("devnet_chain");
-    let chain = DevnetChain::new(
-        DevnetBeacon::new(seed, 0, validators, clock),
-        ForkInfo::devnet(),
-        Arc::new(move || chain_clock.current()),
-    )
-    .accepting_blocks_built_elsewhere();
-    let source = DevnetSource::new(beacon.clone(), chain.clone());
-    publish_chain_metrics(&context, chain);
-
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
     let operators = loaded.participants.len();
     let committee = CommitteeId::new((1..=operators as u64).collect())
@@ -161,8 +310,8 @@ async fn operate<X: ExecutionEngine>(
             heartbeat: pacing.heartbeat,
             leader_timeout: pacing.leader_timeout,
             shares: loaded.shares,
-            fork: ForkInfo::devnet(),
-            beacon: source,
+            fork: duties.fork,
+            beacon: duties.source,
             engine,
             execution_genesis,
             partition_prefix: "cohort".into(),
@@ -177,10 +326,7 @@ async fn operate<X: ExecutionEngine>(
     )
     .await;
 
-    let heads = operator.scheduler.clone();
-    context
-        .child("beacon_heads")
-        .spawn(move |context| head_events(context, beacon, heads));
+    (duties.follow)(&context, operator.scheduler.clone());
 
     // What `/health` needs of the finalized chain.
     let last = Arc::new(Mutex::new(LastFinalized::default()));
@@ -208,6 +354,7 @@ async fn operate<X: ExecutionEngine>(
             operators,
             heard,
             finalized: last,
+            beacon: duties.beacon_health,
         },
     );
     info!(

@@ -80,6 +80,9 @@ pub struct Health {
     pub current_slot: Option<u64>,
     pub finalized_height: Option<u64>,
     pub finalized_slot: Option<u64>,
+    /// Each configured beacon node and whether duties can use it (absent on the devnet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub beacon_nodes: Vec<BeaconNodeStatus>,
     /// Why the node is not ready, if it is not.
     pub reasons: Vec<String>,
 }
@@ -98,6 +101,19 @@ pub struct HealthProbe {
     pub operators: usize,
     pub heard: Heard,
     pub finalized: Arc<Mutex<LastFinalized>>,
+    /// The beacon nodes' health, when duties come from real beacon nodes.
+    pub beacon: Option<BeaconHealth>,
+}
+
+/// Reads each configured beacon node's last known health.
+pub type BeaconHealth = Arc<dyn Fn() -> Vec<cohort_beacon::NodeHealth> + Send + Sync>;
+
+/// One beacon node in `/health`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BeaconNodeStatus {
+    pub url: String,
+    pub tier: &'static str,
+    pub usable: bool,
 }
 
 impl HealthProbe {
@@ -127,6 +143,23 @@ impl HealthProbe {
             }
             Some(_) => {}
         }
+        let beacon_nodes: Vec<BeaconNodeStatus> = self
+            .beacon
+            .as_ref()
+            .map(|health| {
+                health()
+                    .into_iter()
+                    .map(|node| BeaconNodeStatus {
+                        usable: node.tier != cohort_beacon::Tier::Unusable,
+                        tier: node.tier.as_str(),
+                        url: node.url,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.beacon.is_some() && !beacon_nodes.iter().any(|node| node.usable) {
+            reasons.push("no beacon node is usable".into());
+        }
         Health {
             ready: reasons.is_empty(),
             peers_connected,
@@ -134,6 +167,7 @@ impl HealthProbe {
             current_slot,
             finalized_height: finalized.at.map(|_| finalized.height),
             finalized_slot: finalized.at.map(|_| finalized.slot),
+            beacon_nodes,
             reasons,
         }
     }

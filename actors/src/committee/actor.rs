@@ -476,8 +476,14 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 }
                 // An aggregate must aggregate what the cluster attested to in its slot; until
                 // that is finalized here, wait.
+                // Before Electra the aggregate's data names its committee where the cluster's
+                // vote has 0; the vote itself must be the same.
+                let vote = AttestationData {
+                    index: 0,
+                    ..aggregate.data
+                };
                 match self.decided_data.get(&slot) {
-                    Some(data) if *data == aggregate.data => Verdict::Valid,
+                    Some(data) if *data == vote => Verdict::Valid,
                     Some(_) => {
                         Verdict::Invalid("aggregate of other data than the cluster attested")
                     }

@@ -111,12 +111,20 @@ where
     /// An aggregator asks for its aggregate once two thirds of the slot passed and the cluster
     /// decided the slot's attestation data (unless it already decided the aggregate).
     pub(super) fn request_aggregate(&mut self, id: &DutyId) {
-        let Some(data) = self.decided_data.get(&id.slot).copied() else {
+        let Some(vote) = self.decided_data.get(&id.slot).copied() else {
             return;
         };
         let Some(running) = self.running.get_mut(id) else {
             return;
         };
+        // The aggregate is of the data the aggregator's committee signed.
+        let committee_index = running
+            .duty
+            .attesters
+            .first()
+            .map(|attester| attester.committee_index)
+            .unwrap_or(0);
+        let data = self.fork.attester_data(&vote, committee_index, id.epoch);
         let Phase::Agreement { aggregate, .. } = &mut running.phase else {
             return;
         };

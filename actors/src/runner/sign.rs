@@ -130,26 +130,27 @@ where
             signing_root: Digest(root),
         };
         match (value, &id.target) {
-            (DecidedValue::Attestation(data), _) => {
-                let root = self.fork.attestation_signing_root(data);
-                Ok(duty
-                    .attesters
-                    .iter()
-                    .filter(|a| a.slot == id.slot && self.shares.contains_key(&a.validator_index))
-                    .map(|attester| {
-                        (
-                            key(attester.validator_index, root),
-                            Submission::Attestation(*attester, *data),
-                            Some(SignRequest::Attestation {
-                                validator_index: attester.validator_index,
-                                source_epoch: data.source.epoch,
-                                target_epoch: data.target.epoch,
-                                signing_root: root,
-                            }),
-                        )
-                    })
-                    .collect())
-            }
+            (DecidedValue::Attestation(vote), _) => Ok(duty
+                .attesters
+                .iter()
+                .filter(|a| a.slot == id.slot && self.shares.contains_key(&a.validator_index))
+                .map(|attester| {
+                    let data = self
+                        .fork
+                        .attester_data(vote, attester.committee_index, id.epoch);
+                    let root = self.fork.attestation_signing_root(&data);
+                    (
+                        key(attester.validator_index, root),
+                        Submission::Attestation(*attester, data),
+                        Some(SignRequest::Attestation {
+                            validator_index: attester.validator_index,
+                            source_epoch: data.source.epoch,
+                            target_epoch: data.target.epoch,
+                            signing_root: root,
+                        }),
+                    )
+                })
+                .collect()),
             (DecidedValue::Block(header), DutyTarget::Validator(validator)) => {
                 let root = self.fork.block_signing_root(header);
                 Ok(vec![(

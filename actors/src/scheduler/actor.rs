@@ -26,6 +26,10 @@ const FETCH_RETRY: Duration = Duration::from_secs(1);
 struct EpochDuties {
     attesters: Vec<AttesterDuty>,
     proposers: Vec<ProposerDuty>,
+    /// The source could not name the epoch's proposers yet (it knows them for sure only once
+    /// the epoch starts): they are fetched again then, and no proposer duty of the epoch is
+    /// handed out before.
+    proposers_pending: bool,
 }
 
 type FetchResult = (u64, Result<EpochDuties, SourceError>);
@@ -203,6 +207,14 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                                 self.heads.insert(slot);
                             }
                         }
+                        Message::Refetch { epoch } => {
+                            // Slots already handed out stay handed out; the rest of the epoch
+                            // runs on what the node says now.
+                            if self.duties.remove(&epoch).is_some() {
+                                info!(epoch, "duties may have moved: fetching them again");
+                            }
+                            self.retry_at.remove(&epoch);
+                        }
                         Message::Drain { response } => {
                             if !self.draining {
                                 info!(
@@ -233,8 +245,15 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         fetches: &mut FuturesUnordered<BoxFuture<'static, FetchResult>>,
     ) {
         let epoch = self.clock.epoch_of(self.clock.current_slot(now));
+        let current = epoch;
         for epoch in [epoch, epoch + 1] {
-            if self.duties.contains_key(&epoch) || self.fetching.contains(&epoch) {
+            let pending_now = epoch == current
+                && self
+                    .duties
+                    .get(&epoch)
+                    .is_some_and(|duties| duties.proposers_pending);
+            if (self.duties.contains_key(&epoch) && !pending_now) || self.fetching.contains(&epoch)
+            {
                 continue;
             }
             if self.retry_at.get(&epoch).is_some_and(|at| *at > now) {
@@ -246,10 +265,15 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             fetches.push(Box::pin(async move {
                 let fetch = async {
                     let attesters = source.attester_duties(epoch).await?;
-                    let proposers = source.proposer_duties(epoch).await?;
+                    let (proposers, proposers_pending) = match source.proposer_duties(epoch).await {
+                        Ok(proposers) => (proposers, false),
+                        Err(SourceError::NotYet { .. }) => (Vec::new(), true),
+                        Err(err) => return Err(err),
+                    };
                     Ok(EpochDuties {
                         attesters,
                         proposers,
+                        proposers_pending,
                     })
                 };
                 select! {
@@ -280,6 +304,13 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                     "fetched duties"
                 );
                 self.retry_at.remove(&epoch);
+                let now = self.context.current();
+                if duties.proposers_pending
+                    && epoch <= self.clock.epoch_of(self.clock.current_slot(now))
+                {
+                    // The epoch has started, yet the source still cannot name its proposers.
+                    self.retry_at.insert(epoch, now + FETCH_RETRY);
+                }
                 let mut slots: Vec<u64> = duties.attesters.iter().map(|d| d.slot).collect();
                 slots.dedup();
                 let mut expected: Vec<DutyId> = slots
@@ -319,6 +350,9 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         let Some(epoch_duties) = self.duties.get(&epoch) else {
             return;
         };
+        if epoch_duties.proposers_pending {
+            return;
+        }
         self.dispatched_validator.insert(slot);
         let mut duties: Vec<Duty> = epoch_duties
             .proposers

@@ -1,0 +1,586 @@
+//! The cluster's duty source and sink on the standard Beacon node API.
+//!
+//! Reads (duties, attestation data, blocks, aggregates) go to the healthiest node and fall
+//! through; submissions and subscriptions go to every node. The fork at the duty's slot picks
+//! the shapes: before Electra attestations are `Attestation`s with one committee's bits, from
+//! Electra on they are `SingleAttestation`s to the v2 pool with the `Eth-Consensus-Version`
+//! header.
+
+use crate::{
+    api::{self, Data, Dependent},
+    blocks::{self, ProducedBlocks},
+    chain::Chain,
+    metrics::Metrics,
+    node::CallError,
+    nodes::Nodes,
+};
+use cohort_ingress::{
+    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
+    ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SlotClock,
+    SourceError,
+    keys::{self, Signature},
+    signing,
+};
+use commonware_runtime::Clock;
+use reqwest::header::{HeaderMap, HeaderValue};
+use std::sync::{Arc, Mutex};
+use tracing::{debug, info, warn};
+
+/// What every operator of the cluster sets alike, from its config.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The cluster's validators, by beacon-chain index.
+    pub validators: Vec<u64>,
+    /// Where each proposer's execution rewards go (`0x` + 40 hex), sent to the nodes each epoch.
+    pub fee_recipient: String,
+    /// Validators whose rewards go elsewhere than `fee_recipient`.
+    pub fee_recipients: std::collections::BTreeMap<u64, String>,
+    /// Written into every block the cluster proposes.
+    pub graffiti: [u8; 32],
+}
+
+pub struct ApiSource<E> {
+    context: Arc<E>,
+    nodes: Nodes<E>,
+    chain: Arc<Chain>,
+    clock: SlotClock,
+    settings: Arc<Settings>,
+    metrics: Metrics,
+    blocks: ProducedBlocks,
+    /// The dependent root each fetched epoch's attester duties were computed from.
+    dependent_roots: Arc<Mutex<std::collections::BTreeMap<u64, cohort_ingress::Root>>>,
+}
+
+impl<E> Clone for ApiSource<E> {
+    fn clone(&self) -> Self {
+        Self {
+            context: self.context.clone(),
+            nodes: self.nodes.clone(),
+            chain: self.chain.clone(),
+            clock: self.clock,
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+            blocks: self.blocks.clone(),
+            dependent_roots: self.dependent_roots.clone(),
+        }
+    }
+}
+
+impl<E: Clock + Send + Sync + 'static> ApiSource<E> {
+    pub fn new(
+        context: Arc<E>,
+        nodes: Nodes<E>,
+        chain: Chain,
+        clock: SlotClock,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            context,
+            nodes,
+            chain: Arc::new(chain),
+            clock,
+            settings: Arc::new(settings),
+            metrics,
+            blocks: ProducedBlocks::default(),
+            dependent_roots: Default::default(),
+        }
+    }
+
+    pub fn nodes(&self) -> &Nodes<E> {
+        &self.nodes
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The fork's name at `slot` for the `Eth-Consensus-Version` header.
+    fn fork_name(&self, slot: u64) -> &'static str {
+        blocks::fork_name(&self.chain, self.clock.epoch_of(slot))
+    }
+
+    fn is_electra(&self, slot: u64) -> bool {
+        self.chain
+            .electra_fork_epoch
+            .is_some_and(|epoch| self.clock.epoch_of(slot) >= epoch)
+    }
+
+    fn version_header(&self, slot: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Eth-Consensus-Version",
+            HeaderValue::from_static(self.fork_name(slot)),
+        );
+        headers
+    }
+
+    fn indices_body(&self) -> Vec<String> {
+        self.settings
+            .validators
+            .iter()
+            .map(|index| index.to_string())
+            .collect()
+    }
+
+    /// The dependent root the duties of `epoch` were fetched under, if fetched.
+    pub fn dependent_root(&self, epoch: u64) -> Option<cohort_ingress::Root> {
+        self.dependent_roots
+            .lock()
+            .ok()
+            .and_then(|roots| roots.get(&epoch).copied())
+    }
+
+    /// Tells the nodes which fee recipient each validator's blocks pay: every epoch, and again
+    /// for a node that comes back (a restarted node forgets).
+    pub async fn prepare_proposers(&self) {
+        let preparations: Vec<api::ProposerPreparation> = self
+            .settings
+            .validators
+            .iter()
+            .map(|index| api::ProposerPreparation {
+                validator_index: *index,
+                fee_recipient: self
+                    .settings
+                    .fee_recipients
+                    .get(index)
+                    .unwrap_or(&self.settings.fee_recipient)
+                    .clone(),
+            })
+            .collect();
+        if let Err(err) = self
+            .nodes
+            .publish("the proposer preparations", |node| {
+                let preparations = &preparations;
+                async move {
+                    node.submit(
+                        "validator/prepare_beacon_proposer",
+                        "/eth/v1/validator/prepare_beacon_proposer",
+                        preparations,
+                        HeaderMap::new(),
+                    )
+                    .await
+                }
+            })
+            .await
+        {
+            warn!(%err, "no beacon node took the proposer preparations; retried next epoch");
+        }
+    }
+
+    async fn subscribe_committees(&self, duties: &[api::AttesterDutyJson]) {
+        if duties.is_empty() {
+            return;
+        }
+        let subscriptions: Vec<api::BeaconCommitteeSubscription> = duties
+            .iter()
+            .map(|duty| api::BeaconCommitteeSubscription {
+                validator_index: duty.validator_index,
+                committee_index: duty.committee_index,
+                committees_at_slot: duty.committees_at_slot.unwrap_or(1),
+                slot: duty.slot,
+                // Whether a validator aggregates is known only after its selection proof is
+                // reconstructed; a node subscribed as non-aggregator still gossips the subnet.
+                is_aggregator: false,
+            })
+            .collect();
+        if let Err(err) = self
+            .nodes
+            .publish("the committee subscriptions", |node| {
+                let subscriptions = &subscriptions;
+                async move {
+                    node.submit(
+                        "validator/beacon_committee_subscriptions",
+                        "/eth/v1/validator/beacon_committee_subscriptions",
+                        subscriptions,
+                        HeaderMap::new(),
+                    )
+                    .await
+                }
+            })
+            .await
+        {
+            warn!(%err, "no beacon node took the committee subscriptions");
+        }
+    }
+
+    fn unavailable(err: String) -> SourceError {
+        SourceError::Unavailable(err)
+    }
+
+    fn counted(&self, role: &str) {
+        self.metrics
+            .submissions
+            .get_or_create(&crate::metrics::RoleLabels {
+                role: role.to_string(),
+            })
+            .inc();
+    }
+}
+
+impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
+    async fn attester_duties(&self, epoch: u64) -> Result<Vec<AttesterDuty>, SourceError> {
+        if self.settings.validators.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = self.indices_body();
+        let path = format!("/eth/v1/validator/duties/attester/{epoch}");
+        let answer: Dependent<Vec<api::AttesterDutyJson>> = self
+            .nodes
+            .read("attester duties", |node| {
+                let (path, body) = (&path, &body);
+                async move { node.post("validator/duties/attester", path, body).await }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        if let (Some(root), Ok(mut roots)) = (answer.dependent_root, self.dependent_roots.lock()) {
+            roots.insert(epoch, root);
+            // Only the current and next epochs' roots matter.
+            let keep = epoch.saturating_sub(2);
+            *roots = roots.split_off(&keep);
+        }
+        let wanted: std::collections::BTreeSet<u64> =
+            self.settings.validators.iter().copied().collect();
+        let duties: Vec<api::AttesterDutyJson> = answer
+            .data
+            .into_iter()
+            .filter(|duty| wanted.contains(&duty.validator_index))
+            .collect();
+        self.subscribe_committees(&duties).await;
+        Ok(duties
+            .into_iter()
+            .map(api::AttesterDutyJson::into_duty)
+            .collect())
+    }
+
+    async fn proposer_duties(&self, epoch: u64) -> Result<Vec<ProposerDuty>, SourceError> {
+        // A node knows the proposers of an epoch for sure only once the epoch has started (its
+        // RANDAO mix is fixed at the end of the one before); some nodes answer a future epoch
+        // with another epoch's slots. Ask again when it starts.
+        let current = self
+            .clock
+            .slot_at(self.context.current())
+            .map(|slot| self.clock.epoch_of(slot))
+            .unwrap_or(0);
+        if epoch > current {
+            return Err(SourceError::NotYet {
+                what: "proposers of an epoch that has not started",
+            });
+        }
+        let path = format!("/eth/v1/validator/duties/proposer/{epoch}");
+        let answer: Dependent<Vec<api::ProposerDutyJson>> = self
+            .nodes
+            .read("proposer duties", |node| {
+                let path = &path;
+                async move { node.get("validator/duties/proposer", path).await }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        let wanted: std::collections::BTreeSet<u64> =
+            self.settings.validators.iter().copied().collect();
+        Ok(answer
+            .data
+            .into_iter()
+            .filter(|duty| wanted.contains(&duty.validator_index))
+            .map(api::ProposerDutyJson::into_duty)
+            .collect())
+    }
+
+    async fn attestation_data(&self, slot: u64) -> Result<AttestationData, SourceError> {
+        // The committee duty decides one vote for every committee of the slot (index 0); each
+        // attester's own committee index is set when it signs, where the fork needs it.
+        let path = format!("/eth/v1/validator/attestation_data?slot={slot}&committee_index=0");
+        let answer: Data<api::AttestationDataJson> = self
+            .nodes
+            .read("attestation data", |node| {
+                let path = &path;
+                async move { node.get("validator/attestation_data", path).await }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        Ok(answer.data.into())
+    }
+
+    async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
+        let answer: Data<api::FinalityCheckpoints> = self
+            .nodes
+            .read("the finalized checkpoint", |node| async move {
+                node.get(
+                    "beacon/states/finality_checkpoints",
+                    "/eth/v1/beacon/states/head/finality_checkpoints",
+                )
+                .await
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        Ok(answer.data.finalized.into())
+    }
+
+    async fn block_proposal(
+        &self,
+        slot: u64,
+        proposer_index: u64,
+        randao_reveal: Signature,
+    ) -> Result<BlockHeader, SourceError> {
+        let randao = api::hex(&keys::signature_bytes(&randao_reveal));
+        let graffiti = api::hex(&self.settings.graffiti);
+        let v3 = format!(
+            "/eth/v3/validator/blocks/{slot}?randao_reveal={randao}&graffiti={graffiti}&builder_boost_factor=0"
+        );
+        let v2 =
+            format!("/eth/v2/validator/blocks/{slot}?randao_reveal={randao}&graffiti={graffiti}");
+        let produced: api::ProducedBlock = self
+            .nodes
+            .read("a block", |node| {
+                let (v3, v2) = (&v3, &v2);
+                async move {
+                    match node.get("validator/blocks_v3", v3).await {
+                        Err(err) if err.is_missing_endpoint() => {
+                            node.get("validator/blocks_v2", v2).await
+                        }
+                        other => other,
+                    }
+                }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        if produced.execution_payload_blinded == Some(true) {
+            return Err(SourceError::Unavailable(
+                "the node built a blinded block; this cluster publishes full blocks only".into(),
+            ));
+        }
+        let block = blocks::Produced::parse(&self.chain, produced)
+            .map_err(|err| SourceError::Unavailable(format!("the node's block: {err}")))?;
+        let header = block.header;
+        if header.slot != slot || header.proposer_index != proposer_index {
+            return Err(SourceError::Unavailable(format!(
+                "the node built a block for slot {} proposer {} instead of slot {slot} proposer \
+                 {proposer_index}",
+                header.slot, header.proposer_index
+            )));
+        }
+        self.blocks.keep(block);
+        Ok(header)
+    }
+
+    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+        let root = api::hex(&signing::attestation_data_root(&data));
+        let slot = data.slot;
+        let (endpoint, path) = if self.is_electra(slot) {
+            (
+                "validator/aggregate_attestation_v2",
+                format!(
+                    "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={}",
+                    data.index
+                ),
+            )
+        } else {
+            (
+                "validator/aggregate_attestation",
+                format!(
+                    "/eth/v1/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}"
+                ),
+            )
+        };
+        let answer: Data<api::AttestationJson> = self
+            .nodes
+            .read("an aggregate", |node| {
+                let path = &path;
+                async move { node.get(endpoint, path).await }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        let aggregation_bits = api::bitlist_from_bytes(&answer.data.aggregation_bits)
+            .map_err(|err| SourceError::Unavailable(format!("the node's aggregate: {err}")))?;
+        let aggregate = Aggregate {
+            aggregation_bits,
+            data: answer.data.data.into(),
+            signature: answer.data.signature,
+        };
+        if aggregate.data != data {
+            return Err(SourceError::Unavailable(
+                "the node's aggregate is of other attestation data than asked".into(),
+            ));
+        }
+        Ok(aggregate)
+    }
+}
+
+impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
+    async fn submit_attestations(
+        &self,
+        attestations: Vec<SignedAttestation>,
+    ) -> Result<(), SinkError> {
+        let Some(first) = attestations.first() else {
+            return Ok(());
+        };
+        let slot = first.data.slot;
+        let count = attestations.len();
+        let result = if self.is_electra(slot) {
+            let body: Vec<api::SingleAttestationJson> = attestations
+                .iter()
+                .map(|attestation| api::SingleAttestationJson {
+                    committee_index: attestation.duty.committee_index,
+                    attester_index: attestation.duty.validator_index,
+                    data: attestation.data.into(),
+                    signature: keys::signature_bytes(&attestation.signature),
+                })
+                .collect();
+            let headers = self.version_header(slot);
+            self.nodes
+                .publish("attestations", |node| {
+                    let (body, headers) = (&body, headers.clone());
+                    async move {
+                        node.submit(
+                            "beacon/pool/attestations_v2",
+                            "/eth/v2/beacon/pool/attestations",
+                            body,
+                            headers,
+                        )
+                        .await
+                    }
+                })
+                .await
+        } else {
+            let body: Vec<api::AttestationJson> = attestations
+                .iter()
+                .map(|attestation| {
+                    let duty = &attestation.duty;
+                    let mut bits = vec![false; duty.committee_length as usize];
+                    if let Some(bit) = bits.get_mut(duty.validator_committee_index as usize) {
+                        *bit = true;
+                    }
+                    api::AttestationJson {
+                        aggregation_bits: api::bitlist_to_bytes(&bits),
+                        data: attestation.data.into(),
+                        signature: keys::signature_bytes(&attestation.signature),
+                    }
+                })
+                .collect();
+            self.nodes
+                .publish("attestations", |node| {
+                    let body = &body;
+                    async move {
+                        node.submit(
+                            "beacon/pool/attestations",
+                            "/eth/v1/beacon/pool/attestations",
+                            body,
+                            HeaderMap::new(),
+                        )
+                        .await
+                    }
+                })
+                .await
+        };
+        match result {
+            Ok(accepted) => {
+                debug!(slot, count, nodes = accepted, "attestations published");
+                for _ in 0..count {
+                    self.counted("attestation");
+                }
+                Ok(())
+            }
+            Err(err) => Err(SinkError::Refused(err)),
+        }
+    }
+
+    async fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
+        let Some(produced) = self.blocks.take(&block.header) else {
+            return Err(SinkError::Refused(format!(
+                "block of slot {} with body root {} was not produced by this operator's beacon \
+                 nodes; the operator that produced it publishes it",
+                block.header.slot, block.header.body_root
+            )));
+        };
+        let body = produced
+            .signed_json(&keys::signature_bytes(&block.signature))
+            .map_err(SinkError::Refused)?;
+        let headers = self.version_header(block.header.slot);
+        let result = self
+            .nodes
+            .publish("the block", |node| {
+                let (body, headers) = (body.clone(), headers.clone());
+                async move {
+                    match node
+                        .submit_raw(
+                            "beacon/blocks_v2",
+                            "/eth/v2/beacon/blocks",
+                            body.clone(),
+                            headers.clone(),
+                        )
+                        .await
+                    {
+                        Err(err) if err.is_missing_endpoint() => {
+                            node.submit_raw("beacon/blocks", "/eth/v1/beacon/blocks", body, headers)
+                                .await
+                        }
+                        other => other,
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(accepted) => {
+                info!(
+                    slot = block.header.slot,
+                    nodes = accepted,
+                    "block published"
+                );
+                self.counted("block");
+                Ok(())
+            }
+            Err(err) => Err(SinkError::Refused(err)),
+        }
+    }
+
+    async fn submit_aggregate(&self, aggregate: SignedAggregate) -> Result<(), SinkError> {
+        let slot = aggregate.aggregate.data.slot;
+        let message = api::AggregateAndProofJson {
+            aggregator_index: aggregate.aggregator_index,
+            aggregate: api::AttestationJson {
+                aggregation_bits: api::bitlist_to_bytes(&aggregate.aggregate.aggregation_bits),
+                data: aggregate.aggregate.data.into(),
+                signature: aggregate.aggregate.signature,
+            },
+            selection_proof: keys::signature_bytes(&aggregate.selection_proof),
+        };
+        let body = vec![api::Signed {
+            message,
+            signature: keys::signature_bytes(&aggregate.signature),
+        }];
+        if self.is_electra(slot) {
+            return Err(SinkError::Refused(
+                "Electra aggregates need committee bits, which this cluster's aggregate does not \
+                 carry yet"
+                    .into(),
+            ));
+        }
+        let result = self
+            .nodes
+            .publish("the aggregate", |node| {
+                let body = &body;
+                async move {
+                    node.submit(
+                        "validator/aggregate_and_proofs",
+                        "/eth/v1/validator/aggregate_and_proofs",
+                        body,
+                        HeaderMap::new(),
+                    )
+                    .await
+                }
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                self.counted("aggregate");
+                Ok(())
+            }
+            Err(err) => Err(SinkError::Refused(err)),
+        }
+    }
+}
+
+/// Turns a failed read into a duty-source error with every node's reason.
+pub fn source_error(err: CallError) -> SourceError {
+    SourceError::Unavailable(err.to_string())
+}
