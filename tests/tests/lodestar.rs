@@ -519,6 +519,10 @@ fn examine_epochs(
     let mut attested: BTreeSet<(u64, u64)> = BTreeSet::new();
     let mut committees: BTreeMap<u64, BTreeMap<(u64, u64), Vec<u64>>> = BTreeMap::new();
     for epoch in first..=last + 1 {
+        if let Some(c) = monitor.committees(epoch) {
+            committees.insert(epoch, c);
+            continue;
+        }
         match beacon.committees(epoch, spe) {
             Ok(c) if !c.is_empty() => {
                 committees.insert(epoch, c);
@@ -742,6 +746,10 @@ struct Seen {
     /// slot -> proposer, from current-epoch proposer duties fetched during that epoch (Lodestar
     /// 1.5.1 answers the next epoch's request with the current epoch's slots).
     proposers: BTreeMap<u64, u64>,
+    /// epoch -> its committees, fetched during that epoch: Lodestar 1.5.1 answers committees
+    /// only for the head state's previous, current and next epoch, and keeps no older states
+    /// once they are finalized.
+    committees: BTreeMap<u64, BTreeMap<(u64, u64), Vec<u64>>>,
     timeline: Vec<String>,
     last: Option<(u64, u64)>,
 }
@@ -776,6 +784,13 @@ impl Monitor {
                             }
                         }
                     }
+                    let known = seen.lock().unwrap().committees.contains_key(&epoch);
+                    if !known
+                        && let Ok(committees) = beacon.committees(epoch, chain.slots_per_epoch)
+                        && !committees.is_empty()
+                    {
+                        seen.lock().unwrap().committees.insert(epoch, committees);
+                    }
                     if let Ok(f) = beacon.finality() {
                         let mut seen = seen.lock().unwrap();
                         if seen.last != Some((f.justified, f.finalized)) {
@@ -805,6 +820,10 @@ impl Monitor {
 
     fn proposers(&self) -> BTreeMap<u64, u64> {
         self.seen.lock().unwrap().proposers.clone()
+    }
+
+    fn committees(&self, epoch: u64) -> Option<BTreeMap<(u64, u64), Vec<u64>>> {
+        self.seen.lock().unwrap().committees.get(&epoch).cloned()
     }
 
     fn timeline(&self) -> Vec<String> {
@@ -877,8 +896,8 @@ impl Beacon {
         })
     }
 
-    /// (slot, committee index) -> validators of `epoch`'s committees, from the state at `slot`
-    /// (or the head state if that one is not available).
+    /// (slot, committee index) -> validators of `epoch`'s committees, from the head state (or the
+    /// state at the epoch's first slot, which Lodestar no longer has once it is finalized).
     fn committees(
         &self,
         epoch: u64,
@@ -887,11 +906,11 @@ impl Beacon {
         let slot = epoch * slots_per_epoch;
         let v = self
             .get(&format!(
-                "/eth/v1/beacon/states/{slot}/committees?epoch={epoch}"
+                "/eth/v1/beacon/states/head/committees?epoch={epoch}"
             ))
             .or_else(|_| {
                 self.get(&format!(
-                    "/eth/v1/beacon/states/head/committees?epoch={epoch}"
+                    "/eth/v1/beacon/states/{slot}/committees?epoch={epoch}"
                 ))
             })?;
         let entries: Vec<(u64, u64, Vec<u64>)> = v["data"]
