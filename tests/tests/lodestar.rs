@@ -253,6 +253,7 @@ fn scenario_one(
     }
 
     cluster.sigkill(KILLED);
+    let killed = Instant::now();
     let kill_slot = chain.current_slot();
     let kill_epoch = kill_slot / chain.slots_per_epoch;
     eprintln!(
@@ -278,8 +279,8 @@ fn scenario_one(
         &cluster,
     );
     report.push(format!(
-        "scenario 1: finalized epoch {after} with three operators ({:.1} s after the kill)",
-        started.elapsed().as_secs_f64()
+        "scenario 1: finalized epoch {after} with three operators, {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
     ));
     // The epoch of the kill: blocks and sync aggregates must hold (three of four operators are
     // a quorum), attestations are only reported (one may have been in flight in the killed
@@ -310,8 +311,9 @@ fn scenario_one(
     cluster.report_metrics(report, "scenario 1, end");
     cluster.stop();
     eprintln!(
-        "[{:>6.1}s] scenario 1 passed",
-        started.elapsed().as_secs_f64()
+        "[{:>6.1}s] scenario 1 done ({} failed checks recorded so far)",
+        started.elapsed().as_secs_f64(),
+        report.failures.len()
     );
 }
 
@@ -374,8 +376,9 @@ fn scenario_two(
     cluster.report_metrics(report, "scenario 2, end");
     cluster.stop();
     eprintln!(
-        "[{:>6.1}s] scenario 2 passed",
-        started.elapsed().as_secs_f64()
+        "[{:>6.1}s] scenario 2 done ({} failed checks recorded so far)",
+        started.elapsed().as_secs_f64(),
+        report.failures.len()
     );
 }
 
@@ -1603,6 +1606,34 @@ impl Cluster {
         out
     }
 
+    /// Role -> `delay_ms` of every "successfully submitted ..." line in the operators' logs (the
+    /// runner logs the delay into the slot with each submission; the histogram
+    /// `operator_runner_submission_delay_seconds` has no role label).
+    fn submission_delays_from_logs(&self) -> BTreeMap<String, Vec<u64>> {
+        let mut delays: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for log in &self.logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            for line in text.lines() {
+                let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                if !entry["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("successfully submitted"))
+                {
+                    continue;
+                }
+                if let (Some(role), Some(delay)) = (
+                    entry["span"]["runner_role"].as_str(),
+                    entry["delay_ms"].as_u64(),
+                ) {
+                    delays.entry(role.to_string()).or_default().push(delay);
+                }
+            }
+        }
+        delays
+    }
+
     /// operator_runner_duties_failed_total summed over the running operators, by label set.
     fn failed_duties(&self) -> BTreeMap<String, f64> {
         let mut sum = BTreeMap::new();
@@ -1653,6 +1684,18 @@ impl Cluster {
                     sum / count
                 ));
             }
+        }
+        for (role, mut delays) in self.submission_delays_from_logs() {
+            delays.sort_unstable();
+            let at = |q: f64| delays[((delays.len() - 1) as f64 * q).round() as usize];
+            let mean = delays.iter().sum::<u64>() as f64 / delays.len() as f64;
+            report.push(format!(
+                "  {role}: submitted {} times (every operator's submissions), delay into the slot (ms): mean {mean:.0}, p50 {}, p90 {}, max {}",
+                delays.len(),
+                at(0.5),
+                at(0.9),
+                at(1.0)
+            ));
         }
         for (series, value) in self.failed_duties() {
             report.push(format!("  {series} = {value} (all operators)"));
