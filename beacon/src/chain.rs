@@ -7,6 +7,7 @@ use crate::{
     node::{BeaconNode, CallError},
     nodes::{ChainIdentity, Nodes},
 };
+use cohort_eth_types::PresetKind;
 use commonware_runtime::Clock;
 use serde_json::{Map, Value};
 use tracing::{info, warn};
@@ -28,6 +29,9 @@ pub struct Chain {
     pub electra_fork_epoch: Option<u64>,
     pub sync_committee_size: u64,
     pub epochs_per_sync_committee_period: u64,
+    /// The preset the chain runs (container sizes): `PRESET_BASE`, or told by the sync
+    /// committee size when a node does not name it.
+    pub preset: PresetKind,
 }
 
 /// One node as `cohort config check` reports it.
@@ -120,7 +124,16 @@ async fn chain_of(node: &BeaconNode) -> Result<Chain, String> {
     if seconds_per_slot == 0 || slots_per_epoch == 0 {
         return Err("config/spec gives a zero slot length or epoch length".into());
     }
+    let sync_committee_size = spec_u64(&spec, "SYNC_COMMITTEE_SIZE").unwrap_or(512);
+    let preset = match spec.get("PRESET_BASE").and_then(Value::as_str) {
+        Some(name) => name.trim_matches('\'').parse().map_err(|_| {
+            format!("config/spec PRESET_BASE `{name}` is neither mainnet nor minimal")
+        })?,
+        None if sync_committee_size == 32 => PresetKind::Minimal,
+        None => PresetKind::Mainnet,
+    };
     Ok(Chain {
+        preset,
         genesis_time: genesis.data.genesis_time,
         genesis_validators_root: genesis.data.genesis_validators_root.0,
         genesis_fork_version: genesis.data.genesis_fork_version,
@@ -129,7 +142,7 @@ async fn chain_of(node: &BeaconNode) -> Result<Chain, String> {
         fork: fork.data,
         fork_schedule: schedule.data,
         electra_fork_epoch: electra_epoch(&spec),
-        sync_committee_size: spec_u64(&spec, "SYNC_COMMITTEE_SIZE").unwrap_or(512),
+        sync_committee_size,
         epochs_per_sync_committee_period: spec_u64(&spec, "EPOCHS_PER_SYNC_COMMITTEE_PERIOD")
             .unwrap_or(256),
     })

@@ -9,12 +9,12 @@
 pub mod api;
 pub mod blocks;
 pub mod chain;
+pub mod effectiveness;
 pub mod events;
 pub mod metrics;
 pub mod node;
 pub mod nodes;
 pub mod source;
-pub mod ssz;
 pub mod validators;
 
 pub use chain::Chain;

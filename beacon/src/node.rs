@@ -45,6 +45,7 @@ impl CallError {
                 line.contains("already_known")
                     || line.contains("already known")
                     || line.contains("already seen")
+                    || line.contains("duplicate")
                     || line.contains("aggregator_already_known")
             })
     }
@@ -359,6 +360,7 @@ mod tests {
             "Multiple errors on submitPoolAttestations\nATTESTATION_ERROR_ATTESTATION_ALREADY_KNOWN\nATTESTATION_ERROR_INVALID_SIGNATURE"
         ));
         assert!(!known("BLOCK_ERROR_INVALID_SIGNATURE"));
+        assert!(known("PublishError.Duplicate"));
         assert!(!known(""));
     }
 }

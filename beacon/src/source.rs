@@ -8,14 +8,14 @@
 
 use crate::{
     api::{self, Data, Dependent},
-    blocks::{self, ProducedBlocks},
+    blocks,
     chain::Chain,
     metrics::Metrics,
     node::CallError,
     nodes::Nodes,
 };
 use cohort_ingress::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, DutySink, DutySource,
     ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SlotClock,
     SourceError,
     keys::{self, Signature},
@@ -46,9 +46,10 @@ pub struct ApiSource<E> {
     clock: SlotClock,
     settings: Arc<Settings>,
     metrics: Metrics,
-    blocks: ProducedBlocks,
     /// The dependent root each fetched epoch's attester duties were computed from.
     dependent_roots: Arc<Mutex<std::collections::BTreeMap<u64, cohort_ingress::Root>>>,
+    /// The attester duties last fetched per epoch, for the effectiveness check.
+    attester_duties: Arc<Mutex<std::collections::BTreeMap<u64, Vec<AttesterDuty>>>>,
 }
 
 impl<E> Clone for ApiSource<E> {
@@ -60,8 +61,8 @@ impl<E> Clone for ApiSource<E> {
             clock: self.clock,
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
-            blocks: self.blocks.clone(),
             dependent_roots: self.dependent_roots.clone(),
+            attester_duties: self.attester_duties.clone(),
         }
     }
 }
@@ -82,8 +83,8 @@ impl<E: Clock + Send + Sync + 'static> ApiSource<E> {
             clock,
             settings: Arc::new(settings),
             metrics,
-            blocks: ProducedBlocks::default(),
             dependent_roots: Default::default(),
+            attester_duties: Default::default(),
         }
     }
 
@@ -93,6 +94,18 @@ impl<E: Clock + Send + Sync + 'static> ApiSource<E> {
 
     pub fn chain(&self) -> &Chain {
         &self.chain
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The attester duties fetched for `epoch` (the last fetch, if fetched again after a reorg).
+    pub fn attester_duties_of(&self, epoch: u64) -> Option<Vec<AttesterDuty>> {
+        self.attester_duties
+            .lock()
+            .ok()
+            .and_then(|duties| duties.get(&epoch).cloned())
     }
 
     /// The fork's name at `slot` for the `Eth-Consensus-Version` header.
@@ -247,10 +260,16 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
             .filter(|duty| wanted.contains(&duty.validator_index))
             .collect();
         self.subscribe_committees(&duties).await;
-        Ok(duties
+        let duties: Vec<AttesterDuty> = duties
             .into_iter()
             .map(api::AttesterDutyJson::into_duty)
-            .collect())
+            .collect();
+        if let Ok(mut kept) = self.attester_duties.lock() {
+            kept.insert(epoch, duties.clone());
+            // Kept until their effectiveness is checked, two epochs later.
+            *kept = kept.split_off(&epoch.saturating_sub(4));
+        }
+        Ok(duties)
     }
 
     async fn proposer_duties(&self, epoch: u64) -> Result<Vec<ProposerDuty>, SourceError> {
@@ -321,7 +340,7 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
         slot: u64,
         proposer_index: u64,
         randao_reveal: Signature,
-    ) -> Result<BlockHeader, SourceError> {
+    ) -> Result<BlockProposal, SourceError> {
         let randao = api::hex(&keys::signature_bytes(&randao_reveal));
         let graffiti = api::hex(&self.settings.graffiti);
         let v3 = format!(
@@ -349,9 +368,9 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
                 "the node built a blinded block; this cluster publishes full blocks only".into(),
             ));
         }
-        let block = blocks::Produced::parse(&self.chain, produced)
+        let proposal = blocks::proposal(&self.chain, produced)
             .map_err(|err| SourceError::Unavailable(format!("the node's block: {err}")))?;
-        let header = block.header;
+        let header = proposal.header;
         if header.slot != slot || header.proposer_index != proposer_index {
             return Err(SourceError::Unavailable(format!(
                 "the node built a block for slot {} proposer {} instead of slot {slot} proposer \
@@ -359,8 +378,11 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
                 header.slot, header.proposer_index
             )));
         }
-        self.blocks.keep(block);
-        Ok(header)
+        Ok(proposal)
+    }
+
+    fn check_proposal(&self, proposal: &BlockProposal) -> Result<(), String> {
+        blocks::check(&self.chain, proposal)
     }
 
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
@@ -485,17 +507,10 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
     }
 
     async fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
-        let Some(produced) = self.blocks.take(&block.header) else {
-            return Err(SinkError::Refused(format!(
-                "block of slot {} with body root {} was not produced by this operator's beacon \
-                 nodes; the operator that produced it publishes it",
-                block.header.slot, block.header.body_root
-            )));
-        };
-        let body = produced
-            .signed_json(&keys::signature_bytes(&block.signature))
+        let slot = block.proposal.header.slot;
+        let body = blocks::signed_json(&block.proposal, &keys::signature_bytes(&block.signature))
             .map_err(SinkError::Refused)?;
-        let headers = self.version_header(block.header.slot);
+        let headers = self.version_header(slot);
         let result = self
             .nodes
             .publish("the block", |node| {
@@ -521,11 +536,7 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
             .await;
         match result {
             Ok(accepted) => {
-                info!(
-                    slot = block.header.slot,
-                    nodes = accepted,
-                    "block published"
-                );
+                info!(slot, nodes = accepted, "block published");
                 self.counted("block");
                 Ok(())
             }

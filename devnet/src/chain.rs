@@ -297,7 +297,7 @@ impl DevnetChain {
     }
 
     pub fn submit_block(&self, block: SignedBlock) -> Result<(), SinkError> {
-        let header = block.header;
+        let header = block.proposal.header;
         let signature = keys::signature_bytes(&block.signature);
         let root = self.fork.block_signing_root(&header);
         self.submit(

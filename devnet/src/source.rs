@@ -2,7 +2,7 @@
 
 use crate::{DevnetBeacon, DevnetChain};
 use cohort_ingress::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, DutySink, DutySource,
     ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SourceError,
     keys::Signature,
 };
@@ -10,6 +10,9 @@ use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
 };
+
+/// The fork name devnet proposals carry.
+pub const DEVNET_FORK: &str = "devnet";
 
 /// One operator's devnet beacon node as a duty source and sink. The finalized checkpoint is
 /// that of the latest slot the node has been asked about, which is what a node following the
@@ -72,8 +75,25 @@ impl DutySource for DevnetSource {
         slot: u64,
         proposer_index: u64,
         randao_reveal: Signature,
-    ) -> Result<BlockHeader, SourceError> {
-        self.chain.build_block(slot, proposer_index, &randao_reveal)
+    ) -> Result<BlockProposal, SourceError> {
+        let header = self
+            .chain
+            .build_block(slot, proposer_index, &randao_reveal)?;
+        Ok(BlockProposal::header_only(header, DEVNET_FORK))
+    }
+
+    fn check_proposal(&self, proposal: &BlockProposal) -> Result<(), String> {
+        // The devnet chain keeps the bodies it builds; a proposal carries only the header, and
+        // the chain itself refuses a header it did not build (or could not have).
+        if proposal.fork != DEVNET_FORK || !proposal.contents.is_empty() {
+            return Err(format!(
+                "a devnet block is a `{DEVNET_FORK}` header with no contents, not a `{}` block \
+                 of {} bytes",
+                proposal.fork,
+                proposal.contents.len()
+            ));
+        }
+        Ok(())
     }
 
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {

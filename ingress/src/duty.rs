@@ -1,6 +1,6 @@
 //! Duties, their identifiers, and the values the cluster decides for them.
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use std::fmt;
@@ -386,6 +386,72 @@ impl Read for BlockHeader {
     }
 }
 
+/// Largest block (its beacon node's JSON, with blobs from Deneb on) the cluster agrees on. A
+/// node that builds a larger one gets the proposal refused with an error, never a panic.
+pub const MAX_BLOCK_CONTENTS_BYTES: usize = 4 * 1024 * 1024;
+/// Longest fork name a proposal carries (`phase0` … `fulu`, or the devnet's).
+pub const MAX_FORK_NAME_BYTES: usize = 16;
+
+/// A block as the proposer's beacon node built it: the header the proposer signs and the
+/// node's own JSON of the block (or block contents). The whole block goes through consensus,
+/// so every operator can publish it, and every follower checks that the header commits to
+/// exactly these contents before voting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockProposal {
+    pub header: BlockHeader,
+    /// The fork whose shape `contents` has (the API's `version`).
+    pub fork: String,
+    /// The node's JSON, published unchanged with the signature added. Empty on the devnet,
+    /// whose chain keeps the bodies it builds.
+    pub contents: Bytes,
+}
+
+impl BlockProposal {
+    /// The encoding bound of one proposal.
+    pub const MAX_ENCODE_SIZE: usize = 112 + 1 + MAX_FORK_NAME_BYTES + 5 + MAX_BLOCK_CONTENTS_BYTES;
+
+    /// A proposal that is only a header (the devnet's blocks).
+    pub fn header_only(header: BlockHeader, fork: &str) -> Self {
+        Self {
+            header,
+            fork: fork.to_string(),
+            contents: Bytes::new(),
+        }
+    }
+}
+
+impl Write for BlockProposal {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.header.write(buf);
+        Bytes::copy_from_slice(self.fork.as_bytes()).write(buf);
+        self.contents.write(buf);
+    }
+}
+
+impl EncodeSize for BlockProposal {
+    fn encode_size(&self) -> usize {
+        self.header.encode_size()
+            + Bytes::copy_from_slice(self.fork.as_bytes()).encode_size()
+            + self.contents.encode_size()
+    }
+}
+
+impl Read for BlockProposal {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        let header = BlockHeader::read(buf)?;
+        let fork = Bytes::read_cfg(buf, &RangeCfg::new(0..=MAX_FORK_NAME_BYTES))?;
+        let fork = String::from_utf8(fork.to_vec())
+            .map_err(|_| CodecError::Invalid("BlockProposal", "fork name is not UTF-8"))?;
+        let contents = Bytes::read_cfg(buf, &RangeCfg::new(0..=MAX_BLOCK_CONTENTS_BYTES))?;
+        Ok(Self {
+            header,
+            fork,
+            contents,
+        })
+    }
+}
+
 /// Most members one beacon committee may have (`MAX_VALIDATORS_PER_COMMITTEE`).
 pub const MAX_COMMITTEE_MEMBERS: usize = 2048;
 
@@ -474,7 +540,7 @@ pub enum DecidedValue {
     /// A committee duty: the attestation data every attester of the slot signs.
     Attestation(AttestationData),
     /// A proposer duty: the block built with the cluster's RANDAO reveal.
-    Block(BlockHeader),
+    Block(Box<BlockProposal>),
     /// An aggregator duty: the aggregate the cluster's aggregator publishes.
     Aggregate(Box<Aggregate>),
 }
@@ -486,9 +552,9 @@ impl Write for DecidedValue {
                 0u8.write(buf);
                 data.write(buf);
             }
-            Self::Block(header) => {
+            Self::Block(block) => {
                 1u8.write(buf);
-                header.write(buf);
+                block.write(buf);
             }
             Self::Aggregate(aggregate) => {
                 2u8.write(buf);
@@ -502,7 +568,7 @@ impl EncodeSize for DecidedValue {
     fn encode_size(&self) -> usize {
         1 + match self {
             Self::Attestation(data) => data.encode_size(),
-            Self::Block(header) => header.encode_size(),
+            Self::Block(block) => block.encode_size(),
             Self::Aggregate(aggregate) => aggregate.encode_size(),
         }
     }
@@ -513,7 +579,7 @@ impl Read for DecidedValue {
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
         match u8::read(buf)? {
             0 => Ok(Self::Attestation(AttestationData::read(buf)?)),
-            1 => Ok(Self::Block(BlockHeader::read(buf)?)),
+            1 => Ok(Self::Block(Box::new(BlockProposal::read(buf)?))),
             2 => Ok(Self::Aggregate(Box::new(Aggregate::read(buf)?))),
             other => Err(CodecError::InvalidEnum(other)),
         }
@@ -547,8 +613,8 @@ impl Read for Decision {
         let value = DecidedValue::read(buf)?;
         let fits = match (&duty.role, &duty.target, &value) {
             (Role::Committee, _, DecidedValue::Attestation(data)) => data.slot == duty.slot,
-            (Role::Proposer, DutyTarget::Validator(v), DecidedValue::Block(header)) => {
-                header.slot == duty.slot && header.proposer_index == *v
+            (Role::Proposer, DutyTarget::Validator(v), DecidedValue::Block(block)) => {
+                block.header.slot == duty.slot && block.header.proposer_index == *v
             }
             (Role::Aggregator, _, DecidedValue::Aggregate(aggregate)) => {
                 aggregate.data.slot == duty.slot
@@ -566,10 +632,21 @@ impl Read for Decision {
 }
 
 impl Decision {
-    /// Largest encoding of one decision: the largest duty id (a committee of
-    /// [`MAX_OPERATORS`]) with the largest value (a full committee's aggregate).
-    pub const MAX_ENCODE_SIZE: usize =
-        (8 + 8 + 1 + 1 + 1 + 8 * MAX_OPERATORS) + 1 + Aggregate::MAX_ENCODE_SIZE;
+    /// Largest encoding of a duty id: a committee of [`MAX_OPERATORS`].
+    const MAX_DUTY_SIZE: usize = 8 + 8 + 1 + 1 + 1 + 8 * MAX_OPERATORS;
+
+    /// Largest encoding of one decision that is not a block proposal: the largest duty id with
+    /// the largest such value (a full committee's aggregate). Blocks are bounded apart, by
+    /// [`Decision::MAX_PROPOSAL_ENCODE_SIZE`], and a cluster block carries few of them.
+    pub const MAX_ENCODE_SIZE: usize = Self::MAX_DUTY_SIZE + 1 + Aggregate::MAX_ENCODE_SIZE;
+
+    /// Largest encoding of a block proposal's decision.
+    pub const MAX_PROPOSAL_ENCODE_SIZE: usize =
+        Self::MAX_DUTY_SIZE + 1 + BlockProposal::MAX_ENCODE_SIZE;
+
+    pub fn is_proposal(&self) -> bool {
+        matches!(self.value, DecidedValue::Block(_))
+    }
 }
 
 #[cfg(test)]

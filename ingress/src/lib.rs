@@ -19,8 +19,9 @@ pub mod source;
 
 pub use clock::SlotClock;
 pub use duty::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, CommitteeId, DecidedValue,
-    Decision, Duty, DutyId, DutyTarget, OperatorId, ProposerDuty, Role, Root,
+    Aggregate, AttestationData, AttesterDuty, BlockHeader, BlockProposal, Checkpoint, CommitteeId,
+    DecidedValue, Decision, Duty, DutyId, DutyTarget, MAX_BLOCK_CONTENTS_BYTES, OperatorId,
+    ProposerDuty, Role, Root,
 };
 pub use source::{
     DutySink, DutySource, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SourceError,

@@ -5,7 +5,7 @@
 //! failure as "try again later", never as "no duties".
 
 use crate::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, ProposerDuty,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, ProposerDuty,
     keys::Signature,
 };
 use std::future::Future;
@@ -47,7 +47,12 @@ pub trait DutySource: Clone + Send + Sync + 'static {
         slot: u64,
         proposer_index: u64,
         randao_reveal: Signature,
-    ) -> impl Future<Output = Result<BlockHeader, SourceError>> + Send;
+    ) -> impl Future<Output = Result<BlockProposal, SourceError>> + Send;
+
+    /// Whether `proposal`'s header commits to its contents, as this source's chain shapes them
+    /// (the fork's SSZ body root). A follower votes for another operator's block only if so:
+    /// signing a header whose body is not the one published would waste the slot.
+    fn check_proposal(&self, proposal: &BlockProposal) -> Result<(), String>;
 
     /// The best aggregate this beacon node has for `data`.
     fn aggregate_attestation(
@@ -72,10 +77,11 @@ pub struct SignedAttestation {
     pub signature: Signature,
 }
 
-/// A signed block (its header; the beacon node holds the body `body_root` names).
+/// A signed block: the proposal the cluster agreed on and the proposer's signature over its
+/// header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedBlock {
-    pub header: BlockHeader,
+    pub proposal: BlockProposal,
     pub signature: Signature,
 }
 

@@ -22,6 +22,9 @@ pub struct BlockCfg {
     pub max_decisions: usize,
     /// Largest execution payload one block may carry, in bytes.
     pub max_payload_bytes: usize,
+    /// Most beacon-block proposals among the decisions: each can be megabytes, so the
+    /// message bound counts them apart from the small decisions.
+    pub max_proposals: usize,
 }
 
 impl Default for BlockCfg {
@@ -29,6 +32,8 @@ impl Default for BlockCfg {
         Self {
             max_decisions: 256,
             max_payload_bytes: 64 * 1024,
+            // One slot has one proposer; a block may also carry the previous slot's late one.
+            max_proposals: 2,
         }
     }
 }
@@ -168,6 +173,9 @@ impl Read for Block {
                 "decisions not ordered and unique",
             ));
         }
+        if decisions.iter().filter(|d| d.is_proposal()).count() > cfg.max_proposals {
+            return Err(CodecError::Invalid("Block", "too many block proposals"));
+        }
         let execution = read_tip(buf)?;
         let payload_bytes =
             Option::<Bytes>::read_cfg(buf, &RangeCfg::new(0..=cfg.max_payload_bytes))?;
@@ -234,6 +242,7 @@ impl BoundedBlock for Block {
             + 4
             + 5
             + cfg.max_decisions * Decision::MAX_ENCODE_SIZE
+            + cfg.max_proposals * Decision::MAX_PROPOSAL_ENCODE_SIZE
             + TIP_SIZE
             + 1
             + 5
@@ -415,6 +424,7 @@ mod tests {
         let cfg = BlockCfg {
             max_decisions: 1,
             max_payload_bytes: 4,
+            max_proposals: 0,
         };
         let two = Block::new(
             Sha256::hash(&[b"p"]),

@@ -236,6 +236,7 @@ async fn beacon_upkeep(
     clock: cohort_ingress::SlotClock,
 ) {
     let mut prepared_epoch = None;
+    let mut checked_epoch = None;
     loop {
         let health = source.nodes().poll_health().await;
         let now = context.current();
@@ -244,6 +245,14 @@ async fn beacon_upkeep(
         if came_back || prepared_epoch != Some(epoch) {
             source.prepare_proposers().await;
             prepared_epoch = Some(epoch);
+        }
+        // An epoch's attestations can be included until the end of the next one: check them
+        // once the epoch after that has started.
+        if let Some(done) = epoch.and_then(|epoch| epoch.checked_sub(2))
+            && checked_epoch != Some(done)
+        {
+            checked_epoch = Some(done);
+            cohort_beacon::effectiveness::check_epoch(&source, done).await;
         }
         let next = clock.slot_start(clock.current_slot(now) + 1);
         context.sleep_until(next).await;

@@ -227,6 +227,10 @@ where
             heartbeat: setup.heartbeat,
             verify_grace: setup.clock.interval_duration(),
             mailbox_size: MAILBOX_SIZE,
+            check_proposal: {
+                let source = setup.beacon.clone();
+                Arc::new(move |proposal| source.check_proposal(proposal))
+            },
         },
     );
 

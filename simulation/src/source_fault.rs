@@ -5,7 +5,7 @@
 
 use cohort_devnet::DevnetSource;
 use cohort_ingress::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, DutySink, DutySource,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, DutySink, DutySource,
     ProposerDuty, SignedAggregate, SignedAttestation, SignedBlock, SinkError, SlotClock,
     SourceError, keys::Signature,
 };
@@ -182,11 +182,15 @@ impl DutySource for FaultySource {
         slot: u64,
         proposer_index: u64,
         randao_reveal: Signature,
-    ) -> Result<BlockHeader, SourceError> {
+    ) -> Result<BlockProposal, SourceError> {
         self.source().await?;
         self.inner
             .block_proposal(slot, proposer_index, randao_reveal)
             .await
+    }
+
+    fn check_proposal(&self, proposal: &BlockProposal) -> Result<(), String> {
+        self.inner.check_proposal(proposal)
     }
 
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {

@@ -98,6 +98,7 @@ pub struct Actor<E> {
     committee: CommitteeId,
     heartbeat: Duration,
     verify_grace: Duration,
+    check_proposal: super::ProposalCheck,
     mailbox: mpsc::Receiver<Message>,
 
     /// Values waiting for agreement, from this operator's runner.
@@ -145,6 +146,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             committee: config.committee,
             heartbeat: config.heartbeat,
             verify_grace: config.verify_grace,
+            check_proposal: config.check_proposal,
             mailbox,
             pool: BTreeMap::new(),
             known: BTreeSet::new(),
@@ -462,11 +464,18 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 }
                 Verdict::Valid
             }
-            DecidedValue::Block(header) => {
+            DecidedValue::Block(proposal) => {
+                let header = &proposal.header;
                 if header.slot != slot
                     || !matches!(duty.target, DutyTarget::Validator(v) if v == header.proposer_index)
                 {
                     return Verdict::Invalid("block is for another slot or proposer");
+                }
+                if let Err(err) = (self.check_proposal)(proposal) {
+                    warn!(slot, %err, "refusing a block proposal whose header does not commit to its contents");
+                    return Verdict::Invalid(
+                        "block header does not commit to the block's contents",
+                    );
                 }
                 Verdict::Valid
             }

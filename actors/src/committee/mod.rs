@@ -30,7 +30,14 @@ pub struct Config {
     /// before refusing to vote for a block that decides it.
     pub verify_grace: Duration,
     pub mailbox_size: usize,
+    /// Whether a proposed beacon block's header commits to its contents (the duty source's
+    /// [`check_proposal`](cohort_ingress::DutySource::check_proposal)).
+    pub check_proposal: ProposalCheck,
 }
+
+/// See [`Config::check_proposal`].
+pub type ProposalCheck =
+    std::sync::Arc<dyn Fn(&cohort_ingress::BlockProposal) -> Result<(), String> + Send + Sync>;
 
 pub fn init<E: Clock + Spawner + Metrics>(context: E, config: Config) -> (Actor<E>, Mailbox) {
     let (sender, receiver) = mpsc::channel(config.mailbox_size.max(1));

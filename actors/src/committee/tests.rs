@@ -1,7 +1,7 @@
 use super::{Config, init};
 use cohort_ingress::{
-    AttestationData, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, Role, SlotClock,
-    committee::Mailbox,
+    AttestationData, BlockProposal, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, Role,
+    SlotClock, committee::Mailbox,
 };
 use commonware_cryptography::{Hasher, Sha256};
 use commonware_macros::select;
@@ -45,6 +45,7 @@ fn start(context: &deterministic::Context) -> Mailbox {
             heartbeat: Duration::from_secs(12),
             verify_grace: Duration::from_secs(4),
             mailbox_size: 16,
+            check_proposal: Arc::new(|_| Ok(())),
         },
     );
     actor.start();
@@ -291,13 +292,16 @@ fn what_the_committee_holds_stays_bounded_over_many_epochs() {
                 .await;
             let proposer = DutyId::validator(Role::Proposer, epoch, slot, slot % VALIDATORS);
             let root = Sha256::hash(&[b"block", &slot.to_le_bytes()]);
-            let block = DecidedValue::Block(BlockHeader {
-                slot,
-                proposer_index: slot % VALIDATORS,
-                parent_root: root,
-                state_root: root,
-                body_root: root,
-            });
+            let block = DecidedValue::Block(Box::new(BlockProposal::header_only(
+                BlockHeader {
+                    slot,
+                    proposer_index: slot % VALIDATORS,
+                    parent_root: root,
+                    state_root: root,
+                    body_root: root,
+                },
+                "devnet",
+            )));
             mailbox.submit(proposer, block, checkpoint(0)).await;
             mailbox.finalized(Arc::new(vec![own])).await;
             context.sleep(Duration::from_secs(1)).await;

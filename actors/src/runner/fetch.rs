@@ -58,14 +58,19 @@ where
         let source = self.source.clone();
         let slot = id.slot;
         let call = self.bounded(async move {
-            let header = source.block_proposal(slot, validator, randao).await?;
+            let proposal = source.block_proposal(slot, validator, randao).await?;
+            let header = proposal.header;
             if header.slot != slot || header.proposer_index != validator {
                 return Err(SourceError::Unavailable(
                     "beacon node built a block for another slot or proposer".into(),
                 ));
             }
+            // Our own node's block passes the check every follower makes, or it is not offered.
+            source.check_proposal(&proposal).map_err(|err| {
+                SourceError::Unavailable(format!("beacon node built an inconsistent block: {err}"))
+            })?;
             let finalized = source.finalized_checkpoint().await?;
-            Ok((DecidedValue::Block(header), finalized))
+            Ok((DecidedValue::Block(Box::new(proposal)), finalized))
         });
         self.calls
             .push(Box::pin(async move { Work::Value(id, call.await) }));

@@ -151,11 +151,12 @@ where
                     )
                 })
                 .collect()),
-            (DecidedValue::Block(header), DutyTarget::Validator(validator)) => {
+            (DecidedValue::Block(proposal), DutyTarget::Validator(validator)) => {
+                let header = &proposal.header;
                 let root = self.fork.block_signing_root(header);
                 Ok(vec![(
                     key(*validator, root),
-                    Submission::Block(*header),
+                    Submission::Block(proposal.clone()),
                     Some(SignRequest::Block {
                         validator_index: *validator,
                         slot: header.slot,

@@ -7,7 +7,7 @@ use super::{
     duty::{Phase, span},
 };
 use cohort_ingress::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, DutyId, DutySink, DutySource, Role,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, DutyId, DutySink, DutySource, Role,
     SignedAggregate, SignedAttestation, SignedBlock, SinkError,
     keys::Signature,
     runner::{DutyEvent, Outcome},
@@ -22,7 +22,7 @@ use tracing::{info, warn};
 #[derive(Clone, Debug)]
 pub(super) enum Submission {
     Attestation(AttesterDuty, AttestationData),
-    Block(BlockHeader),
+    Block(Box<BlockProposal>),
     /// The aggregate, the aggregator's index and its selection proof (boxed: a few per slot,
     /// next to hundreds of attestations).
     Aggregate(Box<(Aggregate, u64, Signature)>),
@@ -63,8 +63,12 @@ where
                                 signature,
                             })
                         }
-                        Submission::Block(header) => {
-                            sink.submit_block(SignedBlock { header, signature }).await?
+                        Submission::Block(proposal) => {
+                            sink.submit_block(SignedBlock {
+                                proposal: *proposal,
+                                signature,
+                            })
+                            .await?
                         }
                         Submission::Aggregate(boxed) => {
                             let (aggregate, aggregator_index, selection_proof) = *boxed;

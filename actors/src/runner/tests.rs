@@ -1,6 +1,6 @@
 use super::{Config, Network, POST_CONSENSUS_SLOTS, init, quorum::MAX_ROOTS_PER_SENDER};
 use cohort_ingress::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, CommitteeId, Duty, DutyId,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, CommitteeId, Duty, DutyId,
     DutySink, DutySource, ProposerDuty, Role, SignedAggregate, SignedAttestation, SignedBlock,
     SinkError, SlotClock, SourceError,
     committee::{self, MAX_BLOCK_AGE_SLOTS},
@@ -51,8 +51,11 @@ impl DutySource for Silent {
         _: u64,
         _: u64,
         _: Signature,
-    ) -> Result<BlockHeader, SourceError> {
+    ) -> Result<BlockProposal, SourceError> {
         Err(unavailable())
+    }
+    fn check_proposal(&self, _: &BlockProposal) -> Result<(), String> {
+        Ok(())
     }
     async fn aggregate_attestation(&self, _: AttestationData) -> Result<Aggregate, SourceError> {
         Err(unavailable())

@@ -1,6 +1,6 @@
 use super::{Config, init};
 use cohort_ingress::{
-    Aggregate, AttestationData, AttesterDuty, BlockHeader, Checkpoint, CommitteeId, DutySource,
+    Aggregate, AttestationData, AttesterDuty, BlockProposal, Checkpoint, CommitteeId, DutySource,
     ProposerDuty, Role, SlotClock, SourceError, keys::Signature, runner,
 };
 use commonware_cryptography::{Hasher, Sha256};
@@ -60,8 +60,11 @@ impl<E: Clock + Send + Sync + 'static> DutySource for Source<E> {
         _slot: u64,
         _proposer_index: u64,
         _randao_reveal: Signature,
-    ) -> Result<BlockHeader, SourceError> {
+    ) -> Result<BlockProposal, SourceError> {
         Err(SourceError::NotYet { what: "block" })
+    }
+    fn check_proposal(&self, _: &BlockProposal) -> Result<(), String> {
+        Ok(())
     }
     async fn aggregate_attestation(
         &self,

@@ -199,7 +199,8 @@ pub(crate) fn signed_only_finalized(
                 DecidedValue::Attestation(data) => {
                     attestation_roots.insert(fork.attestation_signing_root(data));
                 }
-                DecidedValue::Block(header) => {
+                DecidedValue::Block(proposal) => {
+                    let header = &proposal.header;
                     block_roots.insert(header.slot, fork.block_signing_root(header));
                 }
                 DecidedValue::Aggregate(_) => {}
