@@ -25,8 +25,8 @@
 #   COHORT_LODESTAR_STARTUP_SECS  how long to wait for the REST API (default 120)
 #   COHORT_KEEP_LODESTAR=1        keep the run directory (data, genesis.ssz, log) afterwards
 #
-# Lodestar is installed once with npm into ${COHORT_CACHE:-$HOME/.cache}/cohort-lodestar (about
-# 1.5 to 3 minutes on 2 cores, ~300 MB). Every failure (npm, the patch, start-up, the REST API never
+# Lodestar is installed once with npm into ${COHORT_CACHE:-$HOME/.cache}/cohort-lodestar (1.5
+# to 3.5 minutes on 2 cores, ~300 MB). Every failure (npm, the patch, start-up, the REST API never
 # answering) exits non-zero: CI must never skip the test silently because the node did not come
 # up.
 set -euo pipefail
@@ -56,7 +56,7 @@ installed_version() {
 }
 
 install() {
-  echo "lodestar.sh: installing @chainsafe/lodestar@$VERSION into $CACHE (about 3 min)" >&2
+  echo "lodestar.sh: installing @chainsafe/lodestar@$VERSION into $CACHE (1.5 to 3.5 min)" >&2
   local start
   start=$(date +%s)
   # From scratch only: npm does not replace nested copies already installed when an override is
