@@ -797,8 +797,15 @@ impl Monitor {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let epoch = chain.current_epoch();
-                    if let Ok(duties) =
-                        beacon.get(&format!("/eth/v1/validator/duties/proposer/{epoch}"))
+                    // Lodestar's clock turns the epoch up to 0.5 s early and then refuses the
+                    // old one: no poll in the epoch's last second (it would only add errors to
+                    // its log).
+                    let epoch_ends = (chain.genesis_time
+                        + (epoch + 1) * chain.slots_per_epoch * chain.seconds_per_slot)
+                        as f64;
+                    if epoch_ends - chain.now() > 1.0
+                        && let Ok(duties) =
+                            beacon.get(&format!("/eth/v1/validator/duties/proposer/{epoch}"))
                         && chain.current_epoch() == epoch
                     {
                         let mut seen = seen.lock().unwrap();
