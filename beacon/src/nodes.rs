@@ -184,7 +184,13 @@ impl<E: Clock + Send + Sync + 'static> Nodes<E> {
             match outcome {
                 Ok(value) => return Ok(value),
                 Err(err) => {
-                    warn!(node = %url, %err, "beacon node failed to answer {what}; trying the next");
+                    // "Not found" is an answer (an empty slot, an unknown root), not a failing
+                    // node: another node may still know it, but it is no cause for alarm.
+                    if matches!(err, CallError::Status { status: 404, .. }) {
+                        tracing::debug!(node = %url, %err, "beacon node does not have {what}; trying the next");
+                    } else {
+                        warn!(node = %url, %err, "beacon node failed to answer {what}; trying the next");
+                    }
                     failures.push(format!("{url}: {err}"));
                 }
             }
