@@ -1,7 +1,8 @@
 //! Fetching a duty's value from the beacon node: a committee's attestation data at its start, a
 //! proposer's block once its RANDAO reveal is reconstructed, an aggregator's aggregate and a
-//! sync committee aggregator's contributions at two thirds of its slot. Each call is bounded by the fetch timeout and comes back as
-//! [`Work::Value`], which [`agree`](super::agree) hands to the committee.
+//! sync committee aggregator's contributions at two thirds of its slot. Each call is bounded
+//! by the fetch timeout and comes back as [`Work::Value`], which [`agree`](super::agree) hands
+//! to the committee.
 
 use super::{
     actor::{Actor, Work},
