@@ -14,7 +14,7 @@ use crate::{
         common::AuthSignature,
         executor::{
             DeployArtifactRequest, DeployArtifactResponse, GetChallengeTokenResponse,
-            ListPerformersRequest, ListPerformersResponse, Performer, RemovePerformerRequest,
+            ListPerformersResponse, Performer,
             RemovePerformerResponse, TaskResult,
         },
         performer::{TaskRequest, performer_service_client::PerformerServiceClient},
@@ -669,14 +669,14 @@ impl Actor {
             return match auth {
                 Some(_) => Err(Status::unimplemented(
                     "authentication is not enabled on this executor",
-                ),
+                )),
                 None => Ok(()),
             };
         }
         let Some(auth) = auth else {
             return Err(Status::unauthenticated(
                 "authentication is enabled: call GetChallengeToken and sign it",
-            );
+            ));
         };
         let now = Instant::now();
         match self.tokens.remove(&auth.challenge_token) {
@@ -684,7 +684,7 @@ impl Actor {
             _ => {
                 return Err(Status::unauthenticated(
                     "unknown, used or expired challenge token",
-                );
+                ));
             }
         }
         if !self
@@ -694,7 +694,7 @@ impl Actor {
         {
             return Err(Status::unauthenticated(
                 "the challenge signature is not the operator's",
-            );
+            ));
         }
         Ok(())
     }
@@ -1028,7 +1028,7 @@ impl Actor {
 
     /// Starts a process for the performer; false if it could not start.
     fn launch(&mut self, performer_id: &str) -> bool {
-        let Some(performer) = self.performers.get_mut(performer_id) else {
+        let Some(performer) = self.performers.get(performer_id) else {
             return false;
         };
         let avs_config = self.avs.get(&performer.record.avs).map(|s| s.config.clone());
@@ -1070,6 +1070,7 @@ impl Actor {
             role = performer.role.status(),
             "performer started"
         );
+        let health = self.spawn_health(performer_id, generation, running.channel.clone());
         let events = self.events_tx.clone();
         let id = performer_id.to_string();
         let exited = running.exited;
@@ -1083,7 +1084,9 @@ impl Actor {
                 status,
             });
         });
-        let health = self.spawn_health(performer_id, generation, running.channel.clone());
+        let Some(performer) = self.performers.get_mut(performer_id) else {
+            return false;
+        };
         performer.instance = Some(Instance {
             generation,
             pid: running.pid,

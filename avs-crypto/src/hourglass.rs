@@ -1,0 +1,133 @@
+//! Hourglass's signatures, one function per (what, curve): the executor side (verify the
+//! aggregator, sign the result and the auth, check a management challenge) and, for tests and
+//! for a cluster acting as its own aggregator, the aggregator side.
+//!
+//! Sources (hourglass-monorepo 11f15549, crypto-libs v0.0.4):
+//! - the aggregator signs a task with `SignMessage(message)` = sign `keccak256(message)`;
+//!   the executor verifies with `sig.Verify(pk, keccak256(message))` (BN254: gnark HashToG1) or
+//!   address recovery (ECDSA);
+//! - the executor signs the result with `SignMessageForSolidity(certificateDigest)` (BN254:
+//!   try-and-increment, ECDSA: the EIP-712 digest as is) and the auth with
+//!   `SignMessage(authBytes)` = sign `keccak256(authBytes)` (BN254: gnark HashToG1).
+
+use alloy_primitives::{Address, B256};
+
+use crate::Error;
+use crate::bn254::{Bn254Key, Bn254PublicKey, Bn254Signature};
+use crate::ecdsa::{EcdsaKey, EcdsaSignature};
+use crate::encoding::{AuthFields, Eip712Domain, TaskFields};
+
+/// Checks an ECDSA aggregator signature on a task: `signature` (65 bytes, `v` 0/1/27/28, low
+/// `s`) over `aggregator_digest(task)` must recover to `aggregator`.
+pub fn verify_aggregator_ecdsa(
+    task: &TaskFields<'_>,
+    signature: &[u8],
+    aggregator: &Address,
+) -> Result<(), Error> {
+    todo!("{task:?} {signature:?} {aggregator}")
+}
+
+/// Checks a BN254 aggregator signature on a task: `signature` (64-byte G1) over the 32 bytes of
+/// `aggregator_digest(task)` hashed to G1 with gnark's `HashToG1`, against the aggregator's G2
+/// key.
+pub fn verify_aggregator_bn254(
+    task: &TaskFields<'_>,
+    signature: &[u8],
+    aggregator: &Bn254PublicKey,
+) -> Result<(), Error> {
+    todo!("{task:?} {signature:?} {aggregator:?}")
+}
+
+/// Signs a task as an ECDSA aggregator would (tests, and a cluster acting as aggregator).
+pub fn sign_aggregator_ecdsa(key: &EcdsaKey, task: &TaskFields<'_>) -> EcdsaSignature {
+    todo!("{key:?} {task:?}")
+}
+
+/// Signs a task as a BN254 aggregator would.
+pub fn sign_aggregator_bn254(key: &Bn254Key, task: &TaskFields<'_>) -> Bn254Signature {
+    todo!("{key:?} {task:?}")
+}
+
+/// The BN254 result signature: `bn254_certificate_digest(reference_timestamp, message_hash)`
+/// hashed to G1 by try-and-increment, times the secret scalar.
+pub fn sign_result_bn254(
+    key: &Bn254Key,
+    reference_timestamp: u32,
+    message_hash: &B256,
+) -> Bn254Signature {
+    todo!("{key:?} {reference_timestamp} {message_hash}")
+}
+
+/// Checks a BN254 result signature (what the aggregator and the certificate verifier do).
+pub fn verify_result_bn254(
+    public: &Bn254PublicKey,
+    reference_timestamp: u32,
+    message_hash: &B256,
+    signature: &[u8],
+) -> Result<(), Error> {
+    todo!("{public:?} {reference_timestamp} {message_hash} {signature:?}")
+}
+
+/// The ECDSA result signature over the EIP-712 certificate digest of `domain`.
+pub fn sign_result_ecdsa(
+    key: &EcdsaKey,
+    domain: &Eip712Domain,
+    reference_timestamp: u32,
+    message_hash: &B256,
+) -> EcdsaSignature {
+    todo!("{key:?} {domain:?} {reference_timestamp} {message_hash}")
+}
+
+/// Checks an ECDSA result signature recovers to `operator`.
+pub fn verify_result_ecdsa(
+    operator: &Address,
+    domain: &Eip712Domain,
+    reference_timestamp: u32,
+    message_hash: &B256,
+    signature: &[u8],
+) -> Result<(), Error> {
+    todo!("{operator} {domain:?} {reference_timestamp} {message_hash} {signature:?}")
+}
+
+/// The ECDSA auth signature over `auth_digest(auth)`.
+pub fn sign_auth_ecdsa(key: &EcdsaKey, auth: &AuthFields<'_>) -> EcdsaSignature {
+    todo!("{key:?} {auth:?}")
+}
+
+/// Checks an ECDSA auth signature recovers to `auth.operator`.
+pub fn verify_auth_ecdsa(auth: &AuthFields<'_>, signature: &[u8]) -> Result<(), Error> {
+    todo!("{auth:?} {signature:?}")
+}
+
+/// The BN254 auth signature: the 32 bytes of `auth_digest(auth)` hashed to G1 with gnark's
+/// `HashToG1`, times the secret scalar.
+pub fn sign_auth_bn254(key: &Bn254Key, auth: &AuthFields<'_>) -> Bn254Signature {
+    todo!("{key:?} {auth:?}")
+}
+
+/// Checks a BN254 auth signature against the operator's G2 key.
+pub fn verify_auth_bn254(
+    public: &Bn254PublicKey,
+    auth: &AuthFields<'_>,
+    signature: &[u8],
+) -> Result<(), Error> {
+    todo!("{public:?} {auth:?} {signature:?}")
+}
+
+/// Signs a management challenge token with the operator's ECDSA key:
+/// `challenge_digest(token)`, `v` 27/28. Deterministic (RFC 6979), so it equals what
+/// Hourglass's client sends for the same key and token.
+pub fn sign_challenge_ecdsa(key: &EcdsaKey, token: &str) -> EcdsaSignature {
+    todo!("{key:?} {token}")
+}
+
+/// Checks a management challenge signature: it must recover to `operator`. Hourglass re-signs
+/// and compares bytes; recovering is equivalent for its own clients (deterministic nonces) and
+/// also accepts a valid signature with `v` 0/1 or another RFC 6979-free signer.
+pub fn verify_challenge_ecdsa(
+    token: &str,
+    signature: &[u8],
+    operator: &Address,
+) -> Result<(), Error> {
+    todo!("{token} {signature:?} {operator}")
+}
