@@ -23,6 +23,9 @@ pub struct File {
     /// A second port for the management service only (it is also on `listen`).
     #[serde(default)]
     pub management_listen: Option<String>,
+    /// Where `cohort executor` serves `/metrics` (under `cohort run` they are on the node's).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// This operator's address (`0x` + 40 hex); tasks name it as `executor_address`.
     pub operator_address: String,
     /// The key results are signed with.
@@ -177,6 +180,7 @@ impl fmt::Display for Problem {
 pub struct Config {
     pub listen: SocketAddr,
     pub management_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     /// Lowercase `0x…`.
     pub operator_address: String,
     pub operator_key: OperatorKey,
@@ -278,6 +282,13 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         Some(text) => text
             .parse::<SocketAddr>()
             .map_err(|err| problem("management_listen", format!("`{text}`: {err}")))
+            .ok(),
+    };
+    let metrics_listen = match &file.metrics_listen {
+        None => None,
+        Some(text) => text
+            .parse::<SocketAddr>()
+            .map_err(|err| problem("metrics_listen", format!("`{text}`: {err}")))
             .ok(),
     };
     let operator_address = parse_address(&file.operator_address);
@@ -426,6 +437,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         (true, Some(listen), Some(operator_address), Some(operator_key)) => Ok(Config {
             listen,
             management_listen,
+            metrics_listen,
             operator_address,
             operator_key,
             artifacts_dir,

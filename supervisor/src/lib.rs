@@ -9,6 +9,7 @@
 //! - [`store`]: durable records (processed tasks, serving performers, deployments).
 
 pub mod artifact;
+pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod metrics;

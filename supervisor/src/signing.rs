@@ -114,6 +114,16 @@ impl OperatorKey {
     }
 }
 
+impl OperatorKey {
+    /// Signs a management challenge token as Hourglass's client does (for `cohort performers`).
+    pub fn sign_challenge(&self, token: &str) -> Vec<u8> {
+        match self {
+            Self::Ecdsa { key, .. } => cohort_avs_crypto::sign_challenge_ecdsa(key, token).to_vec(),
+            Self::Bn254(key) => key.sign_gnark(challenge_digest(token).as_slice()).to_vec(),
+        }
+    }
+}
+
 fn read_scalar(path: &Path) -> Result<Vec<u8>, String> {
     if path.extension().is_some_and(|ext| ext == "json") {
         let text = cohort_keystore::files::read_secret(path).map_err(|err| err.to_string())?;
