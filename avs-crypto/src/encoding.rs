@@ -196,3 +196,6 @@ fn u64_word(value: u64) -> [u8; 32] {
     word[24..].copy_from_slice(&value.to_be_bytes());
     word
 }
+
+#[cfg(test)]
+mod tests;

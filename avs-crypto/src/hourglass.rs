@@ -14,8 +14,11 @@ use alloy_primitives::{Address, B256};
 
 use crate::Error;
 use crate::bn254::{Bn254Key, Bn254PublicKey, Bn254Signature};
-use crate::ecdsa::{EcdsaKey, EcdsaSignature};
-use crate::encoding::{AuthFields, Eip712Domain, TaskFields};
+use crate::ecdsa::{self, EcdsaKey, EcdsaSignature};
+use crate::encoding::{
+    AuthFields, Eip712Domain, TaskFields, aggregator_digest, auth_digest, bn254_certificate_digest,
+    challenge_digest, ecdsa_certificate_digest,
+};
 
 /// Checks an ECDSA aggregator signature on a task: `signature` (65 bytes, `v` 0/1/27/28, low
 /// `s`) over `aggregator_digest(task)` must recover to `aggregator`.
@@ -24,7 +27,7 @@ pub fn verify_aggregator_ecdsa(
     signature: &[u8],
     aggregator: &Address,
 ) -> Result<(), Error> {
-    todo!("{task:?} {signature:?} {aggregator}")
+    ecdsa::verify_digest(&aggregator_digest(task), signature, aggregator)
 }
 
 /// Checks a BN254 aggregator signature on a task: `signature` (64-byte G1) over the 32 bytes of
@@ -35,17 +38,17 @@ pub fn verify_aggregator_bn254(
     signature: &[u8],
     aggregator: &Bn254PublicKey,
 ) -> Result<(), Error> {
-    todo!("{task:?} {signature:?} {aggregator:?}")
+    aggregator.verify_gnark(aggregator_digest(task).as_slice(), signature)
 }
 
 /// Signs a task as an ECDSA aggregator would (tests, and a cluster acting as aggregator).
 pub fn sign_aggregator_ecdsa(key: &EcdsaKey, task: &TaskFields<'_>) -> EcdsaSignature {
-    todo!("{key:?} {task:?}")
+    key.sign_digest(&aggregator_digest(task))
 }
 
 /// Signs a task as a BN254 aggregator would.
 pub fn sign_aggregator_bn254(key: &Bn254Key, task: &TaskFields<'_>) -> Bn254Signature {
-    todo!("{key:?} {task:?}")
+    key.sign_gnark(aggregator_digest(task).as_slice())
 }
 
 /// The BN254 result signature: `bn254_certificate_digest(reference_timestamp, message_hash)`
@@ -55,7 +58,7 @@ pub fn sign_result_bn254(
     reference_timestamp: u32,
     message_hash: &B256,
 ) -> Bn254Signature {
-    todo!("{key:?} {reference_timestamp} {message_hash}")
+    key.sign_solidity(&bn254_certificate_digest(reference_timestamp, message_hash))
 }
 
 /// Checks a BN254 result signature (what the aggregator and the certificate verifier do).
@@ -65,7 +68,10 @@ pub fn verify_result_bn254(
     message_hash: &B256,
     signature: &[u8],
 ) -> Result<(), Error> {
-    todo!("{public:?} {reference_timestamp} {message_hash} {signature:?}")
+    public.verify_solidity(
+        &bn254_certificate_digest(reference_timestamp, message_hash),
+        signature,
+    )
 }
 
 /// The ECDSA result signature over the EIP-712 certificate digest of `domain`.
@@ -75,7 +81,11 @@ pub fn sign_result_ecdsa(
     reference_timestamp: u32,
     message_hash: &B256,
 ) -> EcdsaSignature {
-    todo!("{key:?} {domain:?} {reference_timestamp} {message_hash}")
+    key.sign_digest(&ecdsa_certificate_digest(
+        domain,
+        reference_timestamp,
+        message_hash,
+    ))
 }
 
 /// Checks an ECDSA result signature recovers to `operator`.
@@ -86,23 +96,27 @@ pub fn verify_result_ecdsa(
     message_hash: &B256,
     signature: &[u8],
 ) -> Result<(), Error> {
-    todo!("{operator} {domain:?} {reference_timestamp} {message_hash} {signature:?}")
+    ecdsa::verify_digest(
+        &ecdsa_certificate_digest(domain, reference_timestamp, message_hash),
+        signature,
+        operator,
+    )
 }
 
 /// The ECDSA auth signature over `auth_digest(auth)`.
 pub fn sign_auth_ecdsa(key: &EcdsaKey, auth: &AuthFields<'_>) -> EcdsaSignature {
-    todo!("{key:?} {auth:?}")
+    key.sign_digest(&auth_digest(auth))
 }
 
 /// Checks an ECDSA auth signature recovers to `auth.operator`.
 pub fn verify_auth_ecdsa(auth: &AuthFields<'_>, signature: &[u8]) -> Result<(), Error> {
-    todo!("{auth:?} {signature:?}")
+    ecdsa::verify_digest(&auth_digest(auth), signature, &auth.operator)
 }
 
 /// The BN254 auth signature: the 32 bytes of `auth_digest(auth)` hashed to G1 with gnark's
 /// `HashToG1`, times the secret scalar.
 pub fn sign_auth_bn254(key: &Bn254Key, auth: &AuthFields<'_>) -> Bn254Signature {
-    todo!("{key:?} {auth:?}")
+    key.sign_gnark(auth_digest(auth).as_slice())
 }
 
 /// Checks a BN254 auth signature against the operator's G2 key.
@@ -111,14 +125,14 @@ pub fn verify_auth_bn254(
     auth: &AuthFields<'_>,
     signature: &[u8],
 ) -> Result<(), Error> {
-    todo!("{public:?} {auth:?} {signature:?}")
+    public.verify_gnark(auth_digest(auth).as_slice(), signature)
 }
 
 /// Signs a management challenge token with the operator's ECDSA key:
 /// `challenge_digest(token)`, `v` 27/28. Deterministic (RFC 6979), so it equals what
 /// Hourglass's client sends for the same key and token.
 pub fn sign_challenge_ecdsa(key: &EcdsaKey, token: &str) -> EcdsaSignature {
-    todo!("{key:?} {token}")
+    key.sign_digest(&challenge_digest(token))
 }
 
 /// Checks a management challenge signature: it must recover to `operator`. Hourglass re-signs
@@ -129,5 +143,8 @@ pub fn verify_challenge_ecdsa(
     signature: &[u8],
     operator: &Address,
 ) -> Result<(), Error> {
-    todo!("{token} {signature:?} {operator}")
+    ecdsa::verify_digest(&challenge_digest(token), signature, operator)
 }
+
+#[cfg(test)]
+mod tests;
