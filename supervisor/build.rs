@@ -7,7 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let include = protoc_bin_vendored::include_path()?;
-    let include = include.to_str().ok_or("the vendored include path is not UTF-8")?;
+    let include = include
+        .to_str()
+        .ok_or("the vendored include path is not UTF-8")?;
     let files = [
         "proto/eigenlayer/hourglass/v1/common.proto",
         "proto/eigenlayer/hourglass/v1/executor.proto",

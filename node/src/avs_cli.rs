@@ -106,7 +106,9 @@ pub fn performers(args: PerformersArgs) -> ExitCode {
         }
     };
     let auth = match (&args.operator, &args.key_file) {
-        (Some(operator), Some(key)) => Some((operator.as_str(), args.key_kind.as_str(), key.as_path())),
+        (Some(operator), Some(key)) => {
+            Some((operator.as_str(), args.key_kind.as_str(), key.as_path()))
+        }
         _ => None,
     };
     match cohort_supervisor::cli::performers(&args.executor, auth, command) {

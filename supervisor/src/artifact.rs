@@ -125,7 +125,10 @@ mod tests {
     #[test]
     fn digests_are_sha256_hex() {
         let hex = "ab".repeat(32);
-        assert_eq!(parse_digest(&format!("sha256:{hex}")).as_deref(), Ok(hex.as_str()));
+        assert_eq!(
+            parse_digest(&format!("sha256:{hex}")).as_deref(),
+            Ok(hex.as_str())
+        );
         assert!(parse_digest(&hex).is_err());
         assert!(parse_digest("sha256:abc").is_err());
     }

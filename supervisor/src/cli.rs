@@ -50,8 +50,10 @@ pub fn run_executor(path: &Path) -> Result<(), String> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("cannot listen for stop signals; stopping now");
         return;
     };
@@ -93,14 +95,18 @@ async fn serve_metrics(addr: std::net::SocketAddr, registry: Arc<Registry>) -> R
 
 /// What `cohort performers` does.
 pub enum PerformersCommand {
-    List { avs: Option<String> },
+    List {
+        avs: Option<String>,
+    },
     Deploy {
         avs: String,
         registry_url: String,
         digest: String,
         env: Vec<(String, String)>,
     },
-    Remove { performer_id: String },
+    Remove {
+        performer_id: String,
+    },
 }
 
 /// Runs one management call against `executor` (`host:port`) and prints the answer. With
@@ -130,7 +136,8 @@ pub fn performers(
             let Some((operator, kind, key_file)) = auth else {
                 return Ok(None);
             };
-            let key = OperatorKey::load(kind, key_file, Some(&format!("0x{}", "0".repeat(40))), "1")?;
+            let key =
+                OperatorKey::load(kind, key_file, Some(&format!("0x{}", "0".repeat(40))), "1")?;
             let token = client
                 .get_challenge_token(GetChallengeTokenRequest {
                     operator_address: operator.to_string(),

@@ -257,7 +257,9 @@ pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
 
 /// `0x` + 40 hex, lowercased.
 pub fn parse_address(text: &str) -> Option<String> {
-    let hex = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X"))?;
+    let hex = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))?;
     (hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| format!("0x{}", hex.to_ascii_lowercase()))
 }
@@ -448,5 +450,122 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
             avs,
         }),
         _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).expect("toml")
+    }
+
+    fn write_key(dir: &Path, mode: u32) -> PathBuf {
+        let path = dir.join("op.key");
+        std::fs::write(&path, format!("0x{}\n", "01".repeat(32))).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn a_full_config_validates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = write_key(dir.path(), 0o600);
+        let address = format!(
+            "{:#x}",
+            cohort_avs_crypto::EcdsaKey::from_bytes(&[1; 32])
+                .expect("key")
+                .address()
+        );
+        let text = format!(
+            r#"
+            [avs]
+            listen = "127.0.0.1:0"
+            operator_address = "{address}"
+            ecdsa_certificate_verifier = "0x{v}"
+            artifacts_dir = "."
+            data_dir = "data"
+            [avs.operator_key]
+            kind = "ecdsa"
+            secret_file = "{key}"
+            [[avs.aggregators]]
+            address = "0x{a}"
+            [[avs.performers]]
+            avs_address = "0x{A}"
+            registry_url = "square"
+            digest = "sha256:{d}"
+            "#,
+            key = key.display(),
+            v = "11".repeat(20),
+            a = "22".repeat(20),
+            A = "AB".repeat(20),
+            d = "00".repeat(32),
+        );
+        let file = parse_table(&table(&text)).expect("parses");
+        let config = validate(file, dir.path()).expect("valid");
+        assert!(config.avs.contains_key(&format!("0x{}", "ab".repeat(20))));
+        assert_eq!(config.data_dir, dir.path().join("data"));
+        assert!(!config.auth_enabled);
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = write_key(dir.path(), 0o644);
+        let text = format!(
+            r#"
+            [avs]
+            listen = "nowhere"
+            operator_address = "0x12"
+            artifacts_dir = "missing-dir"
+            data_dir = "data"
+            [avs.operator_key]
+            kind = "ecdsa"
+            secret_file = "{key}"
+            [avs.limits]
+            health_failures = 0
+            [[avs.aggregators]]
+            address = "bad"
+            [[avs.performers]]
+            avs_address = "0x{A}"
+            registry_url = "../escape"
+            [[avs.performers]]
+            avs_address = "0x{A}"
+            "#,
+            key = key.display(),
+            A = "ab".repeat(20),
+        );
+        let file = parse_table(&table(&text)).expect("parses");
+        let problems = validate(file, dir.path()).expect_err("invalid");
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for expected in [
+            "avs.listen",
+            "avs.operator_address",
+            "avs.operator_key",
+            "avs.artifacts_dir",
+            "avs.limits.health_failures",
+            "avs.aggregators[0]",
+            "avs.performers[0].registry_url",
+            "avs.performers[1].avs_address",
+        ] {
+            assert!(
+                fields.contains(&expected),
+                "{expected} missing from {problems:?}"
+            );
+        }
+        // The exposed key file is refused with the reason.
+        assert!(
+            problems.iter().any(|p| p.problem.contains("chmod 600")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let problems =
+            parse_table(&table("[avs]\nlisten = \"x\"\nbogus = 1\n")).expect_err("refused");
+        assert!(problems[0].problem.contains("bogus"), "{problems:?}");
     }
 }

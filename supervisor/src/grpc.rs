@@ -91,21 +91,30 @@ impl ExecutorManagementService for Management {
         &self,
         request: Request<DeployArtifactRequest>,
     ) -> Result<Response<DeployArtifactResponse>, Status> {
-        self.mailbox.deploy(request.into_inner()).await.map(Response::new)
+        self.mailbox
+            .deploy(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_performers(
         &self,
         request: Request<ListPerformersRequest>,
     ) -> Result<Response<ListPerformersResponse>, Status> {
-        self.mailbox.list(request.into_inner()).await.map(Response::new)
+        self.mailbox
+            .list(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_performer(
         &self,
         request: Request<RemovePerformerRequest>,
     ) -> Result<Response<RemovePerformerResponse>, Status> {
-        self.mailbox.remove(request.into_inner()).await.map(Response::new)
+        self.mailbox
+            .remove(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn get_challenge_token(
@@ -192,9 +201,7 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, String> 
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let main = Server::builder()
-        .add_service(
-            ExecutorServiceServer::new(executor).max_decoding_message_size(MAX_REQUEST),
-        )
+        .add_service(ExecutorServiceServer::new(executor).max_decoding_message_size(MAX_REQUEST))
         .add_service(ExecutorManagementServiceServer::new(management.clone()))
         .add_service(health_service.clone())
         .serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone()));

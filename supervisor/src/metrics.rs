@@ -25,8 +25,8 @@ pub struct OutcomeLabel {
 
 fn duration_histogram() -> Histogram {
     Histogram::new([
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        30.0, 60.0,
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        60.0,
     ])
 }
 
@@ -61,21 +61,41 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         let sub = registry.sub_registry_with_prefix("supervisor");
-        sub.register("tasks", "Tasks answered, by AVS and outcome", metrics.tasks.clone());
+        sub.register(
+            "tasks",
+            "Tasks answered, by AVS and outcome",
+            metrics.tasks.clone(),
+        );
         sub.register(
             "task_duration_seconds",
             "Time from submission to answer of executed tasks",
             metrics.task_duration.clone(),
         );
-        sub.register("tasks_in_flight", "Tasks running on performers", metrics.in_flight.clone());
-        sub.register("queue_depth", "Tasks waiting for a worker", metrics.queue_depth.clone());
-        sub.register("performer_restarts", "Performer restarts", metrics.restarts.clone());
+        sub.register(
+            "tasks_in_flight",
+            "Tasks running on performers",
+            metrics.in_flight.clone(),
+        );
+        sub.register(
+            "queue_depth",
+            "Tasks waiting for a worker",
+            metrics.queue_depth.clone(),
+        );
+        sub.register(
+            "performer_restarts",
+            "Performer restarts",
+            metrics.restarts.clone(),
+        );
         sub.register(
             "health_failures",
             "Failed performer health checks",
             metrics.health_failures.clone(),
         );
-        sub.register("deployments", "Deployments by outcome", metrics.deployments.clone());
+        sub.register(
+            "deployments",
+            "Deployments by outcome",
+            metrics.deployments.clone(),
+        );
         metrics
     }
 

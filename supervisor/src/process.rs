@@ -20,7 +20,9 @@ use tonic::{
     Code,
     transport::{Channel, Endpoint},
 };
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// Environment variables a performer inherits from the node; everything else it gets is
 /// named in the config or the deploy request.
@@ -81,9 +83,11 @@ pub fn spawn(launch: &Launch) -> Result<Running, String> {
     command
         .args(launch.args.iter().map(|arg| arg.replace("{port}", &port)))
         .env_clear()
-        .envs(PASSTHROUGH_ENV.iter().filter_map(|name| {
-            std::env::var_os(name).map(|value| (*name, value))
-        }))
+        .envs(
+            PASSTHROUGH_ENV
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+        )
         .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("GRPC_PORT", &port)
         .env("PORT", &port)
@@ -231,7 +235,8 @@ pub async fn check_health(
             service: String::new(),
         });
         request.set_timeout(timeout);
-        let answer = tokio::time::timeout(timeout, HealthClient::new(channel.clone()).check(request)).await;
+        let answer =
+            tokio::time::timeout(timeout, HealthClient::new(channel.clone()).check(request)).await;
         match answer {
             Err(_) => return Err("health check timed out".into()),
             Ok(Ok(response)) => {
@@ -248,7 +253,9 @@ pub async fn check_health(
             Ok(Err(status)) => return Err(format!("health check: {status}")),
         }
     }
-    let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(50));
     let mut request = tonic::Request::new(performer::HealthCheckRequest {});
     request.set_timeout(remaining);
     let answer = tokio::time::timeout(

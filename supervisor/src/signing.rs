@@ -108,7 +108,9 @@ impl OperatorKey {
                 cohort_avs_crypto::verify_challenge_ecdsa(token, signature, &key.address()).is_ok()
             }
             Self::Bn254(key) => {
-                key.sign_gnark(challenge_digest(token).as_slice()).as_slice() == signature
+                key.sign_gnark(challenge_digest(token).as_slice())
+                    .as_slice()
+                    == signature
             }
         }
     }

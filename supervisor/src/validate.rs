@@ -105,7 +105,12 @@ pub fn check(config: &Config, task: TaskSubmission) -> Result<CheckedTask, Statu
         task_block_number: task.task_block_number,
         payload: &task.payload,
     };
-    match verify_aggregator(&config.aggregators, &parse(&aggregator)?, &signed, &task.signature) {
+    match verify_aggregator(
+        &config.aggregators,
+        &parse(&aggregator)?,
+        &signed,
+        &task.signature,
+    ) {
         Ok(()) => {}
         Err(AggregatorRefusal::Unknown) => {
             return Err(Status::permission_denied(format!(
@@ -138,4 +143,166 @@ pub fn check(config: &Config, task: TaskSubmission) -> Result<CheckedTask, Statu
         payload: task.payload,
         request_hash: hex::encode(request_hash),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::{AvsConfig, Timings},
+        signing::{AggregatorKey, OperatorKey},
+    };
+    use cohort_avs_crypto::{EcdsaKey, Eip712Domain, sign_aggregator_ecdsa};
+    use std::{collections::BTreeMap, time::Duration};
+    use tonic::Code;
+
+    fn key(byte: u8) -> EcdsaKey {
+        EcdsaKey::from_bytes(&[byte; 32]).expect("key")
+    }
+
+    fn config() -> Config {
+        let operator = key(1);
+        let avs = format!("0x{}", "a1".repeat(20));
+        let d = Duration::from_secs(1);
+        Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            management_listen: None,
+            metrics_listen: None,
+            operator_address: format!("{:#x}", operator.address()),
+            operator_key: OperatorKey::Ecdsa {
+                key: operator,
+                domain: Eip712Domain::eigenlayer("1", Address::ZERO),
+            },
+            artifacts_dir: ".".into(),
+            data_dir: ".".into(),
+            auth_enabled: false,
+            limits: Timings {
+                health_interval: d,
+                health_timeout: d,
+                health_failures: 1,
+                stage_timeout: d,
+                stop_grace: d,
+                drain_timeout: d,
+                restart_backoff: d,
+                restart_backoff_max: d,
+                max_restarts: 1,
+                task_timeout: d,
+                stop_timeout: d,
+            },
+            aggregators: vec![AggregatorKey::Ecdsa {
+                address: key(2).address(),
+            }],
+            avs: BTreeMap::from([(
+                avs.clone(),
+                AvsConfig {
+                    address: avs,
+                    operator_sets: vec![0],
+                    max_concurrent_tasks: 1,
+                    queue_depth: 1,
+                    args: vec![],
+                    env: BTreeMap::new(),
+                    initial: None,
+                },
+            )]),
+        }
+    }
+
+    fn submission(config: &Config) -> TaskSubmission {
+        let avs: Address = config
+            .avs
+            .keys()
+            .next()
+            .expect("avs")
+            .parse()
+            .expect("address");
+        let task_id = B256::repeat_byte(7);
+        let fields = TaskFields {
+            task_id,
+            avs,
+            executor: config.operator_address.parse().expect("operator"),
+            operator_set_id: 0,
+            reference_timestamp: 5,
+            task_block_number: 9,
+            payload: b"square:3",
+        };
+        TaskSubmission {
+            task_id: format!("{task_id:#x}"),
+            aggregator_address: format!("{:#x}", key(2).address()),
+            avs_address: format!("{avs:#x}"),
+            payload: b"square:3".to_vec(),
+            signature: sign_aggregator_ecdsa(&key(2), &fields).to_vec(),
+            operator_set_id: 0,
+            reference_timestamp: 5,
+            executor_address: config.operator_address.to_uppercase().replace("0X", "0x"),
+            task_block_number: 9,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_good_task_passes_and_the_executor_address_is_case_insensitive() {
+        let config = config();
+        let checked = check(&config, submission(&config)).expect("valid");
+        assert_eq!(checked.payload, b"square:3");
+        assert_eq!(checked.key, checked.task_id.to_ascii_lowercase());
+    }
+
+    #[test]
+    fn each_failure_has_its_code_in_hourglass_order() {
+        let config = config();
+        let cases: Vec<(Box<dyn Fn(&mut TaskSubmission)>, Code)> = vec![
+            (
+                Box::new(|t| t.task_id = "0x12".into()),
+                Code::InvalidArgument,
+            ),
+            (
+                Box::new(|t| t.avs_address = "x".into()),
+                Code::InvalidArgument,
+            ),
+            (Box::new(|t| t.signature.clear()), Code::InvalidArgument),
+            (
+                Box::new(|t| t.reference_timestamp = 0),
+                Code::InvalidArgument,
+            ),
+            (Box::new(|t| t.version = 0), Code::InvalidArgument),
+            (
+                Box::new(|t| t.executor_address = format!("0x{}", "00".repeat(20))),
+                Code::InvalidArgument,
+            ),
+            (
+                Box::new(|t| t.avs_address = format!("0x{}", "bb".repeat(20))),
+                Code::NotFound,
+            ),
+            (
+                Box::new(|t| t.operator_set_id = 4),
+                Code::FailedPrecondition,
+            ),
+            (
+                Box::new(|t| t.aggregator_address = format!("0x{}", "cc".repeat(20))),
+                Code::PermissionDenied,
+            ),
+            (
+                Box::new(|t| t.payload = b"square:4".to_vec()),
+                Code::Unauthenticated,
+            ),
+            (
+                Box::new(|t| t.task_block_number = 10),
+                Code::Unauthenticated,
+            ),
+            // Format problems come before the signature check.
+            (
+                Box::new(|t| {
+                    t.payload.clear();
+                    t.reference_timestamp = 0;
+                }),
+                Code::InvalidArgument,
+            ),
+        ];
+        for (i, (break_it, code)) in cases.into_iter().enumerate() {
+            let mut task = submission(&config);
+            break_it(&mut task);
+            let err = check(&config, task).expect_err("refused");
+            assert_eq!(err.code(), code, "case {i}: {}", err.message());
+        }
+    }
 }

@@ -14,8 +14,7 @@ use crate::{
         common::AuthSignature,
         executor::{
             DeployArtifactRequest, DeployArtifactResponse, GetChallengeTokenResponse,
-            ListPerformersResponse, Performer,
-            RemovePerformerResponse, TaskResult,
+            ListPerformersResponse, Performer, RemovePerformerResponse, TaskResult,
         },
         performer::{TaskRequest, performer_service_client::PerformerServiceClient},
     },
@@ -204,7 +203,10 @@ fn random_hex(bytes: usize) -> String {
 
 /// RFC 3339 (UTC, seconds) without a date crate.
 fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
@@ -233,10 +235,7 @@ impl Actor {
         mailbox: mpsc::Receiver<Message>,
     ) -> Self {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let operator = config
-            .operator_address
-            .parse()
-            .unwrap_or(Address::ZERO);
+        let operator = config.operator_address.parse().unwrap_or(Address::ZERO);
         let avs = config
             .avs
             .values()
@@ -303,7 +302,10 @@ impl Actor {
                     serving.insert(record.avs.clone(), record);
                 }
                 Record::Removed { avs, performer_id } => {
-                    if serving.get(&avs).is_some_and(|r| r.performer_id == performer_id) {
+                    if serving
+                        .get(&avs)
+                        .is_some_and(|r| r.performer_id == performer_id)
+                    {
                         serving.remove(&avs);
                     }
                 }
@@ -524,7 +526,9 @@ impl Actor {
         if flight.deadline <= Instant::now() {
             self.fail_task(
                 key,
-                Status::deadline_exceeded("the task's deadline passed while it waited for a worker"),
+                Status::deadline_exceeded(
+                    "the task's deadline passed while it waited for a worker",
+                ),
                 "deadline",
             );
             return;
@@ -699,7 +703,10 @@ impl Actor {
         Ok(())
     }
 
-    fn challenge_token(&mut self, operator_address: &str) -> Result<GetChallengeTokenResponse, Status> {
+    fn challenge_token(
+        &mut self,
+        operator_address: &str,
+    ) -> Result<GetChallengeTokenResponse, Status> {
         if !self.config.auth_enabled {
             return Err(Status::unimplemented(
                 "authentication is not enabled on this executor",
@@ -783,7 +790,8 @@ impl Actor {
             )));
         }
         artifact::check_name(&request.registry_url).map_err(Status::invalid_argument)?;
-        let digest_hex = artifact::parse_digest(&request.digest).map_err(Status::invalid_argument)?;
+        let digest_hex =
+            artifact::parse_digest(&request.digest).map_err(Status::invalid_argument)?;
         let mut env = Vec::new();
         for (i, entry) in request.env.iter().enumerate() {
             if entry.name.is_empty() {
@@ -879,7 +887,9 @@ impl Actor {
             self.performers.remove(&id);
             self.finish_deploy(
                 &avs,
-                Err(Status::failed_precondition("the performer could not be started")),
+                Err(Status::failed_precondition(
+                    "the performer could not be started",
+                )),
             );
         }
     }
@@ -990,7 +1000,11 @@ impl Actor {
         if performer.in_flight == 0 || performer.instance.is_none() {
             self.stop_performer(performer_id);
         } else {
-            info!(performer_id, in_flight = performer.in_flight, "draining performer");
+            info!(
+                performer_id,
+                in_flight = performer.in_flight,
+                "draining performer"
+            );
             self.send_later(
                 drain_timeout,
                 Event::DrainDeadline {
@@ -1031,7 +1045,10 @@ impl Actor {
         let Some(performer) = self.performers.get(performer_id) else {
             return false;
         };
-        let avs_config = self.avs.get(&performer.record.avs).map(|s| s.config.clone());
+        let avs_config = self
+            .avs
+            .get(&performer.record.avs)
+            .map(|s| s.config.clone());
         let Some(avs_config) = avs_config else {
             return false;
         };
@@ -1218,8 +1235,7 @@ impl Actor {
                     err,
                     "performer health check failed"
                 );
-                if performer.consecutive_failures >= failures && performer.role == Role::InService
-                {
+                if performer.consecutive_failures >= failures && performer.role == Role::InService {
                     warn!(performer_id, "performer unhealthy; restarting it");
                     performer.role = Role::Restarting;
                     self.stop_performer(&performer_id);
@@ -1249,7 +1265,10 @@ impl Actor {
                 ))),
             ),
             Role::Restarting => {
-                warn!(performer_id, "performer did not turn healthy after starting; restarting it");
+                warn!(
+                    performer_id,
+                    "performer did not turn healthy after starting; restarting it"
+                );
                 self.stop_performer(&performer_id);
             }
             _ => {}
@@ -1283,7 +1302,10 @@ impl Actor {
             Role::InService | Role::Restarting => {
                 performer.role = Role::Restarting;
                 performer.restarts += 1;
-                self.metrics.restarts.get_or_create(&Metrics::avs(&avs)).inc();
+                self.metrics
+                    .restarts
+                    .get_or_create(&Metrics::avs(&avs))
+                    .inc();
                 if self.stopping.is_some() {
                     self.performers.remove(&performer_id);
                     return;
@@ -1317,9 +1339,10 @@ impl Actor {
     }
 
     fn on_restart_due(&mut self, performer_id: String) {
-        let due = self.performers.get(&performer_id).is_some_and(|p| {
-            p.role == Role::Restarting && p.instance.is_none()
-        });
+        let due = self
+            .performers
+            .get(&performer_id)
+            .is_some_and(|p| p.role == Role::Restarting && p.instance.is_none());
         if due && self.stopping.is_none() && !self.launch(&performer_id) {
             // Could not even start: count it as a failed start.
             if let Some(performer) = self.performers.get_mut(&performer_id) {
@@ -1364,14 +1387,18 @@ impl Actor {
 
     fn remove(&mut self, performer_id: &str) -> Result<RemovePerformerResponse, Status> {
         let Some(performer) = self.performers.get(performer_id) else {
-            return Err(Status::not_found(format!("performer {performer_id} not found")));
+            return Err(Status::not_found(format!(
+                "performer {performer_id} not found"
+            )));
         };
         let avs = performer.record.avs.clone();
         let role = performer.role;
         if role == Role::Staged {
             self.finish_deploy(
                 &avs,
-                Err(Status::aborted(format!("performer {performer_id} was removed while staged"))),
+                Err(Status::aborted(format!(
+                    "performer {performer_id} was removed while staged"
+                ))),
             );
             return Ok(RemovePerformerResponse {
                 success: true,
@@ -1396,7 +1423,12 @@ impl Actor {
             });
         }
         info!(performer_id, avs_address = %avs, "performer removed");
-        if role == Role::Failed || self.performers.get(performer_id).is_some_and(|p| p.instance.is_none()) {
+        if role == Role::Failed
+            || self
+                .performers
+                .get(performer_id)
+                .is_some_and(|p| p.instance.is_none())
+        {
             self.performers.remove(performer_id);
         } else {
             self.retire(performer_id);
@@ -1494,14 +1526,16 @@ impl Actor {
             }
             Event::StopDeadline => {
                 if !self.tasks.is_empty() {
-                    warn!(in_flight = self.tasks.len(), "stop timeout: stopping performers with tasks in flight");
+                    warn!(
+                        in_flight = self.tasks.len(),
+                        "stop timeout: stopping performers with tasks in flight"
+                    );
                 }
                 self.stop_all_performers();
             }
         }
     }
 }
-
 
 /// The AVS's performer that takes tasks now, or why there is none.
 fn serving_performer(
@@ -1584,7 +1618,8 @@ async fn execute(
         );
     }
     let key = &config.operator_key;
-    let result_signature = key.sign_result(&task.task_hash, &response.result, task.reference_timestamp);
+    let result_signature =
+        key.sign_result(&task.task_hash, &response.result, task.reference_timestamp);
     let auth_signature = key.sign_auth(
         &task.task_hash,
         &task.avs_bytes,

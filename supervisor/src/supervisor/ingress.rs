@@ -81,7 +81,10 @@ impl Mailbox {
         self.ask(|reply| Message::Deploy { request, reply }).await
     }
 
-    pub async fn list(&self, request: ListPerformersRequest) -> Result<ListPerformersResponse, Status> {
+    pub async fn list(
+        &self,
+        request: ListPerformersRequest,
+    ) -> Result<ListPerformersResponse, Status> {
         self.ask(|reply| Message::List { request, reply }).await
     }
 
