@@ -250,7 +250,8 @@ mod tests {
     #[test]
     fn each_failure_has_its_code_in_hourglass_order() {
         let config = config();
-        let cases: Vec<(Box<dyn Fn(&mut TaskSubmission)>, Code)> = vec![
+        type Break = Box<dyn Fn(&mut TaskSubmission)>;
+        let cases: Vec<(Break, Code)> = vec![
             (
                 Box::new(|t| t.task_id = "0x12".into()),
                 Code::InvalidArgument,
