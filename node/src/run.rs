@@ -233,6 +233,12 @@ async fn operate<X: ExecutionEngine>(
         signal,
         "stop requested: handing out no more duties, then waiting for running duties"
     );
+    // The supervisor stops alongside: it refuses new tasks now, finishes those in flight and
+    // stops its performers while the duties drain.
+    let supervisor_stopped = supervisor.map(|supervisor| {
+        info!("stopping the AVS supervisor: in-flight tasks finish, performers stop");
+        ::tokio::spawn(supervisor.stop())
+    });
     let mut scheduler = operator.scheduler;
     scheduler.drain().await;
     let mut runner = operator.runner;
@@ -255,9 +261,8 @@ async fn operate<X: ExecutionEngine>(
             Some(_) => context.sleep(IN_FLIGHT_POLL).await,
         }
     }
-    if let Some(supervisor) = supervisor {
-        info!("stopping the AVS supervisor: in-flight tasks finish, performers stop");
-        supervisor.stop().await;
+    if let Some(stopped) = supervisor_stopped {
+        let _ = stopped.await;
     }
     drop(oversized);
     if let Err(err) = context.stop(0, Some(TASK_STOP_TIMEOUT)).await {

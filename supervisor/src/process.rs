@@ -178,7 +178,8 @@ impl Drop for GroupGuard {
 async fn forward_output(mut pipe: impl AsyncRead + Unpin, launch: Launch, stream: &'static str) {
     let mut buf = vec![0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
-    let mut truncated = false;
+    // After an over-long line was logged (cut), the rest of it is dropped up to its newline.
+    let mut skipping = false;
     let emit = |line: &[u8], truncated: bool| {
         let text = String::from_utf8_lossy(line);
         tracing::info!(
@@ -198,18 +199,23 @@ async fn forward_output(mut pipe: impl AsyncRead + Unpin, launch: Launch, stream
         };
         for &byte in &buf[..n] {
             if byte == b'\n' {
-                emit(&line, truncated);
+                if !skipping {
+                    emit(&line, false);
+                }
                 line.clear();
-                truncated = false;
-            } else if line.len() < MAX_LOG_LINE {
+                skipping = false;
+            } else if !skipping {
                 line.push(byte);
-            } else {
-                truncated = true;
+                if line.len() >= MAX_LOG_LINE {
+                    emit(&line, true);
+                    line.clear();
+                    skipping = true;
+                }
             }
         }
     }
-    if !line.is_empty() {
-        emit(&line, truncated);
+    if !line.is_empty() && !skipping {
+        emit(&line, false);
     }
 }
 

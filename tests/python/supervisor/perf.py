@@ -11,7 +11,8 @@ Every call is appended to $CALL_LOG (if set): "start <task_id> <payload>", "end 
 "cancelled <task_id>".
 
 Modes: --legacy serves only the old PerformerService/HealthCheck (no grpc.health.v1);
---unhealthy answers NOT_SERVING; --exit-at-start exits at once; --ignore-sigterm.
+--unhealthy answers NOT_SERVING; --exit-at-start exits at once; --ignore-sigterm;
+--die-after S exits S seconds after starting (a crash loop); --flood writes output endlessly.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--unhealthy", action="store_true")
     parser.add_argument("--exit-at-start", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
+    parser.add_argument("--die-after", type=float, default=0.0)
+    parser.add_argument("--flood", action="store_true")
     args, _ = parser.parse_known_args()  # --tag-… marks a test run's processes
     if args.exit_at_start:
         print("exiting at start on purpose", flush=True)
@@ -115,6 +118,15 @@ def main() -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print(f"performer {args.version} for {os.environ.get('AVS_ADDRESS')} on port {port}", flush=True)
+    if args.die_after:
+        threading.Timer(args.die_after, lambda: os._exit(7)).start()
+    if args.flood:
+        def flood():
+            line = "x" * 100000  # no newline: one endless line
+            while True:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        threading.Thread(target=flood, daemon=True).start()
     stop = threading.Event()
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
