@@ -108,9 +108,24 @@ pub fn spawn(launch: &Launch) -> Result<Running, String> {
             Ok(())
         });
     }
-    let mut child = command
-        .spawn()
-        .map_err(|err| format!("cannot start {}: {err}", launch.executable.display()))?;
+    // ETXTBSY: a freshly written executable may still be open in a child another thread is
+    // forking at that moment (its descriptor closes at that child's exec). Rare and brief.
+    let mut attempt = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Ok(child) => break child,
+            Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(err) => {
+                return Err(format!(
+                    "cannot start {}: {err}",
+                    launch.executable.display()
+                ));
+            }
+        }
+    };
     let pid = child
         .id()
         .ok_or_else(|| "the performer exited at once".to_string())?;
