@@ -36,8 +36,8 @@ pub use encoding::{
 };
 pub use error::Error;
 pub use hourglass::{
-    sign_aggregator_bn254, sign_aggregator_ecdsa, sign_auth_bn254, sign_auth_ecdsa,
-    sign_challenge_ecdsa, sign_result_bn254, sign_result_ecdsa, verify_aggregator_bn254,
-    verify_aggregator_ecdsa, verify_auth_bn254, verify_auth_ecdsa, verify_challenge_ecdsa,
-    verify_result_bn254, verify_result_ecdsa,
+    OperatorKey, ResultFields, ResultSignatures, sign_aggregator_bn254, sign_aggregator_ecdsa,
+    sign_auth_bn254, sign_auth_ecdsa, sign_challenge_ecdsa, sign_result_bn254, sign_result_ecdsa,
+    verify_aggregator_bn254, verify_aggregator_ecdsa, verify_auth_bn254, verify_auth_ecdsa,
+    verify_challenge_ecdsa, verify_result_bn254, verify_result_ecdsa,
 };
