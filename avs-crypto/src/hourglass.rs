@@ -128,7 +128,8 @@ pub fn verify_auth_bn254(
     public.verify_gnark(auth_digest(auth).as_slice(), signature)
 }
 
-/// Signs a management challenge token with the operator's ECDSA key:
+/// Signs a management challenge token with the operator's ECDSA key (Hourglass's executor
+/// checks challenges with its ECDSA signer when it has one, else with its BN254 signer):
 /// `challenge_digest(token)`, `v` 27/28. Deterministic (RFC 6979), so it equals what
 /// Hourglass's client sends for the same key and token.
 pub fn sign_challenge_ecdsa(key: &EcdsaKey, token: &str) -> EcdsaSignature {
@@ -144,6 +145,22 @@ pub fn verify_challenge_ecdsa(
     operator: &Address,
 ) -> Result<(), Error> {
     ecdsa::verify_digest(&challenge_digest(token), signature, operator)
+}
+
+/// Signs a management challenge token with the operator's BN254 key (Hourglass uses it when the
+/// operator has no ECDSA key): `challenge_digest(token)` hashed to G1 with gnark's `HashToG1`.
+/// Deterministic, like every BLS signature.
+pub fn sign_challenge_bn254(key: &Bn254Key, token: &str) -> Bn254Signature {
+    key.sign_gnark(challenge_digest(token).as_slice())
+}
+
+/// Checks a BN254 management challenge signature against the operator's G2 key.
+pub fn verify_challenge_bn254(
+    token: &str,
+    signature: &[u8],
+    operator: &Bn254PublicKey,
+) -> Result<(), Error> {
+    operator.verify_gnark(challenge_digest(token).as_slice(), signature)
 }
 
 /// The key an operator signs task results with, as its operator set's curve type says. The

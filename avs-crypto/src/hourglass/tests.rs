@@ -148,6 +148,11 @@ fn challenge_round_trip() {
     // Signing keccak256(token) once (a client that forgot the signer's own hash) is refused.
     let once = op.sign_digest(&keccak256(token.as_bytes()));
     assert!(verify_challenge_ecdsa(token, &once, &op.address()).is_err());
+
+    let op_bn = bn254_key(b"op-bn");
+    let sig = sign_challenge_bn254(&op_bn, token);
+    verify_challenge_bn254(token, &sig, op_bn.public_key()).unwrap();
+    assert!(verify_challenge_bn254("another", &sig, op_bn.public_key()).is_err());
 }
 
 #[test]

@@ -15,9 +15,9 @@ use cohort_avs_crypto::{
     AuthFields, Bn254Key, Bn254PublicKey, EcdsaKey, Eip712Domain, OperatorKey, ResultFields,
     TaskFields, aggregator_digest, aggregator_message, auth_bytes, bn254_certificate_digest,
     challenge_digest, ecdsa_certificate_digest, message_hash, sign_aggregator_bn254,
-    sign_aggregator_ecdsa, sign_challenge_ecdsa, verify_aggregator_bn254, verify_aggregator_ecdsa,
-    verify_auth_bn254, verify_auth_ecdsa, verify_challenge_ecdsa, verify_result_bn254,
-    verify_result_ecdsa,
+    sign_aggregator_ecdsa, sign_challenge_bn254, sign_challenge_ecdsa, verify_aggregator_bn254,
+    verify_aggregator_ecdsa, verify_auth_bn254, verify_auth_ecdsa, verify_challenge_bn254,
+    verify_challenge_ecdsa, verify_result_bn254, verify_result_ecdsa,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,7 @@ pub struct Challenge {
     pub token: String,
     pub digest: String,
     pub signature: String,
+    pub signature_bn254: String,
 }
 
 /// What a document is built from.
@@ -196,6 +197,7 @@ pub fn build(inputs: &Inputs) -> Doc {
             token: token.clone(),
             digest: h(challenge_digest(token)),
             signature: h(sign_challenge_ecdsa(&op, token)),
+            signature_bn254: h(sign_challenge_bn254(&op_bn, token)),
         })
         .collect();
     Doc {
@@ -333,7 +335,10 @@ pub fn verify_signatures(doc: &Doc) -> usize {
         let sig = unhex(&c.signature);
         verify_challenge_ecdsa(&c.token, &sig, &operator).expect("challenge");
         assert!(verify_challenge_ecdsa(&c.token, &tamper(&sig), &operator).is_err());
-        verified += 1;
+        let sig = unhex(&c.signature_bn254);
+        verify_challenge_bn254(&c.token, &sig, &op_bn).expect("challenge BN254");
+        assert!(verify_challenge_bn254(&c.token, &tamper(&sig), &op_bn).is_err());
+        verified += 2;
     }
     verified
 }
