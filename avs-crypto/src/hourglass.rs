@@ -128,7 +128,8 @@ pub fn verify_auth_bn254(
     public.verify_gnark(auth_digest(auth).as_slice(), signature)
 }
 
-/// Signs a management challenge token with the operator's ECDSA key:
+/// Signs a management challenge token with the operator's ECDSA key (Hourglass's executor
+/// checks challenges with its ECDSA signer when it has one, else with its BN254 signer):
 /// `challenge_digest(token)`, `v` 27/28. Deterministic (RFC 6979), so it equals what
 /// Hourglass's client sends for the same key and token.
 pub fn sign_challenge_ecdsa(key: &EcdsaKey, token: &str) -> EcdsaSignature {
@@ -144,6 +145,84 @@ pub fn verify_challenge_ecdsa(
     operator: &Address,
 ) -> Result<(), Error> {
     ecdsa::verify_digest(&challenge_digest(token), signature, operator)
+}
+
+/// Signs a management challenge token with the operator's BN254 key (Hourglass uses it when the
+/// operator has no ECDSA key): `challenge_digest(token)` hashed to G1 with gnark's `HashToG1`.
+/// Deterministic, like every BLS signature.
+pub fn sign_challenge_bn254(key: &Bn254Key, token: &str) -> Bn254Signature {
+    key.sign_gnark(challenge_digest(token).as_slice())
+}
+
+/// Checks a BN254 management challenge signature against the operator's G2 key.
+pub fn verify_challenge_bn254(
+    token: &str,
+    signature: &[u8],
+    operator: &Bn254PublicKey,
+) -> Result<(), Error> {
+    operator.verify_gnark(challenge_digest(token).as_slice(), signature)
+}
+
+/// The key an operator signs task results with, as its operator set's curve type says. The
+/// ECDSA variant carries the `ECDSACertificateVerifier` domain its certificate digests use.
+#[derive(Debug, Clone)]
+pub enum OperatorKey {
+    Ecdsa { key: EcdsaKey, domain: Eip712Domain },
+    Bn254(Bn254Key),
+}
+
+/// The two signatures of a `TaskResult`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultSignatures {
+    /// 65 bytes (ECDSA) or 64 bytes (BN254): over the certificate digest of
+    /// `message_hash(task_id, output)`; what the aggregator groups and aggregates.
+    pub result_signature: Vec<u8>,
+    /// Same length, over the auth digest that binds `operator` to `result_signature`.
+    pub auth_signature: Vec<u8>,
+}
+
+/// What a `TaskResult` is signed over, besides the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultFields<'a> {
+    pub task_id: B256,
+    pub avs: Address,
+    /// The operator's configured address (also for BN254 operators: the auth names the operator
+    /// by address whatever its curve).
+    pub operator: Address,
+    pub operator_set_id: u32,
+    pub reference_timestamp: u32,
+    pub output: &'a [u8],
+}
+
+impl OperatorKey {
+    /// Hourglass's `signResult`: the result signature over the certificate digest, then the auth
+    /// signature over it, each with the hash to G1 Hourglass uses for it.
+    pub fn sign_result(&self, fields: &ResultFields<'_>) -> ResultSignatures {
+        let message_hash = crate::encoding::message_hash(&fields.task_id, fields.output);
+        let result_signature = match self {
+            Self::Ecdsa { key, domain } => {
+                sign_result_ecdsa(key, domain, fields.reference_timestamp, &message_hash).to_vec()
+            }
+            Self::Bn254(key) => {
+                sign_result_bn254(key, fields.reference_timestamp, &message_hash).to_vec()
+            }
+        };
+        let auth = AuthFields {
+            task_id: fields.task_id,
+            avs: fields.avs,
+            operator: fields.operator,
+            operator_set_id: fields.operator_set_id,
+            result_signature: &result_signature,
+        };
+        let auth_signature = match self {
+            Self::Ecdsa { key, .. } => sign_auth_ecdsa(key, &auth).to_vec(),
+            Self::Bn254(key) => sign_auth_bn254(key, &auth).to_vec(),
+        };
+        ResultSignatures {
+            result_signature,
+            auth_signature,
+        }
+    }
 }
 
 #[cfg(test)]

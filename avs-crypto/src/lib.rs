@@ -14,7 +14,7 @@
 //! | task (aggregator → executor) | `keccak256(aggregator_message)` | recoverable, v 27/28 | gnark `HashToG1` (RFC 9380) |
 //! | result signature | certificate digest | EIP-712, v 27/28 | try-and-increment |
 //! | auth signature | `keccak256(auth_bytes)` | recoverable, v 27/28 | gnark `HashToG1` (RFC 9380) |
-//! | management challenge | `keccak256(keccak256(token))` | recoverable, v 27/28 | gnark `HashToG1` |
+//! | management challenge | `keccak256(keccak256(token))` | recoverable, v 27/28 | gnark `HashToG1` (used only without an ECDSA key) |
 //!
 //! Nothing here panics on bad input: wrong lengths, points off the curve or outside the
 //! subgroup, the point at infinity, out-of-range scalars and malleable ECDSA signatures all come
@@ -36,8 +36,9 @@ pub use encoding::{
 };
 pub use error::Error;
 pub use hourglass::{
-    sign_aggregator_bn254, sign_aggregator_ecdsa, sign_auth_bn254, sign_auth_ecdsa,
-    sign_challenge_ecdsa, sign_result_bn254, sign_result_ecdsa, verify_aggregator_bn254,
-    verify_aggregator_ecdsa, verify_auth_bn254, verify_auth_ecdsa, verify_challenge_ecdsa,
+    OperatorKey, ResultFields, ResultSignatures, sign_aggregator_bn254, sign_aggregator_ecdsa,
+    sign_auth_bn254, sign_auth_ecdsa, sign_challenge_bn254, sign_challenge_ecdsa,
+    sign_result_bn254, sign_result_ecdsa, verify_aggregator_bn254, verify_aggregator_ecdsa,
+    verify_auth_bn254, verify_auth_ecdsa, verify_challenge_bn254, verify_challenge_ecdsa,
     verify_result_bn254, verify_result_ecdsa,
 };

@@ -19,7 +19,7 @@ fn python_signatures_verify_in_rust() {
     assert!(doc.source.contains("python"), "fixture is not Python's");
     assert!(doc.tasks.len() >= 5 && !doc.challenges.is_empty());
     let verified = verify_signatures(&doc);
-    assert_eq!(verified, doc.tasks.len() * 6 + doc.challenges.len());
+    assert_eq!(verified, doc.tasks.len() * 6 + doc.challenges.len() * 2);
 }
 
 /// Every message, digest, key and signature Python derived equals what this crate derives from

@@ -4,18 +4,17 @@
 //! or a curve, so the math can be audited (and swapped) in one place.
 
 use cohort_avs_crypto::{
-    Address, AuthFields, B256, Bn254Key, Bn254PublicKey, EcdsaKey, Eip712Domain, TaskFields,
-    challenge_digest, message_hash,
+    Address, B256, Bn254Key, Bn254PublicKey, EcdsaKey, Eip712Domain, ResultFields,
+    ResultSignatures, TaskFields,
 };
 use std::path::Path;
 
-/// The operator's signing key. ECDSA results are signed over the EIP-712 certificate digest of
-/// the configured `ECDSACertificateVerifier`, so the key carries that domain.
+/// The operator's signing key: `cohort-avs-crypto`'s, which signs results and auth exactly as
+/// Hourglass does (cross-checked there against an independent Python implementation). ECDSA
+/// results are signed over the EIP-712 certificate digest of the configured
+/// `ECDSACertificateVerifier`, so the key carries that domain.
 #[derive(Clone, Debug)]
-pub enum OperatorKey {
-    Ecdsa { key: EcdsaKey, domain: Eip712Domain },
-    Bn254(Bn254Key),
-}
+pub struct OperatorKey(pub cohort_avs_crypto::OperatorKey);
 
 impl OperatorKey {
     /// Loads the key from a secret file (mode 0600, refused otherwise) holding the secret
@@ -42,13 +41,13 @@ impl OperatorKey {
                 let contract: Address = verifier
                     .parse()
                     .map_err(|_| format!("ecdsa_certificate_verifier `{verifier}`"))?;
-                Ok(Self::Ecdsa {
+                Ok(Self(cohort_avs_crypto::OperatorKey::Ecdsa {
                     key,
                     domain: Eip712Domain::eigenlayer(verifier_version, contract),
-                })
+                }))
             }
             "bn254" => Bn254Key::from_be_bytes(&secret)
-                .map(Self::Bn254)
+                .map(|key| Self(cohort_avs_crypto::OperatorKey::Bn254(key)))
                 .map_err(|err| format!("{}: {err}", path.display())),
             other => Err(format!("kind `{other}` is neither `ecdsa` nor `bn254`")),
         }
@@ -56,72 +55,58 @@ impl OperatorKey {
 
     /// The ECDSA key's address (lowercase `0x…`); BN254 keys have none of their own.
     pub fn address(&self) -> Option<String> {
-        match self {
-            Self::Ecdsa { key, .. } => Some(format!("{:#x}", key.address())),
-            Self::Bn254(_) => None,
+        match &self.0 {
+            cohort_avs_crypto::OperatorKey::Ecdsa { key, .. } => {
+                Some(format!("{:#x}", key.address()))
+            }
+            cohort_avs_crypto::OperatorKey::Bn254(_) => None,
         }
     }
 
-    /// The result signature Hourglass's aggregator verifies: over the certificate digest of
-    /// `messageHash = keccak256(abi.encode(task_id, output))`.
-    pub fn sign_result(&self, task_id: &B256, output: &[u8], reference_timestamp: u32) -> Vec<u8> {
-        let hash = message_hash(task_id, output);
-        match self {
-            Self::Ecdsa { key, domain } => {
-                cohort_avs_crypto::sign_result_ecdsa(key, domain, reference_timestamp, &hash)
-                    .to_vec()
-            }
-            Self::Bn254(key) => {
-                cohort_avs_crypto::sign_result_bn254(key, reference_timestamp, &hash).to_vec()
-            }
-        }
-    }
-
-    /// The auth signature binding this operator to its result signature.
-    pub fn sign_auth(
+    /// The result signature (over the certificate digest of `messageHash =
+    /// keccak256(abi.encode(task_id, output))`) and the auth signature binding `operator` to it.
+    pub fn sign_result(
         &self,
         task_id: &B256,
         avs: &Address,
         operator: &Address,
         operator_set_id: u32,
-        result_signature: &[u8],
-    ) -> Vec<u8> {
-        let fields = AuthFields {
+        reference_timestamp: u32,
+        output: &[u8],
+    ) -> ResultSignatures {
+        self.0.sign_result(&ResultFields {
             task_id: *task_id,
             avs: *avs,
             operator: *operator,
             operator_set_id,
-            result_signature,
-        };
-        match self {
-            Self::Ecdsa { key, .. } => cohort_avs_crypto::sign_auth_ecdsa(key, &fields).to_vec(),
-            Self::Bn254(key) => cohort_avs_crypto::sign_auth_bn254(key, &fields).to_vec(),
-        }
+            reference_timestamp,
+            output,
+        })
     }
 
-    /// Whether `signature` is the operator's over the management challenge `token`. ECDSA:
-    /// the signature must recover to the operator's address. BN254 signatures are
-    /// deterministic, so, as Hourglass does, we re-sign and compare.
+    /// Whether `signature` is the operator's over the management challenge `token`: ECDSA
+    /// must recover to the operator's address; BN254 must verify under its public key.
     pub fn challenge_matches(&self, token: &str, signature: &[u8]) -> bool {
-        match self {
-            Self::Ecdsa { key, .. } => {
+        match &self.0 {
+            cohort_avs_crypto::OperatorKey::Ecdsa { key, .. } => {
                 cohort_avs_crypto::verify_challenge_ecdsa(token, signature, &key.address()).is_ok()
             }
-            Self::Bn254(key) => {
-                key.sign_gnark(challenge_digest(token).as_slice())
-                    .as_slice()
-                    == signature
+            cohort_avs_crypto::OperatorKey::Bn254(key) => {
+                cohort_avs_crypto::verify_challenge_bn254(token, signature, key.public_key())
+                    .is_ok()
             }
         }
     }
-}
 
-impl OperatorKey {
     /// Signs a management challenge token as Hourglass's client does (for `cohort performers`).
     pub fn sign_challenge(&self, token: &str) -> Vec<u8> {
-        match self {
-            Self::Ecdsa { key, .. } => cohort_avs_crypto::sign_challenge_ecdsa(key, token).to_vec(),
-            Self::Bn254(key) => key.sign_gnark(challenge_digest(token).as_slice()).to_vec(),
+        match &self.0 {
+            cohort_avs_crypto::OperatorKey::Ecdsa { key, .. } => {
+                cohort_avs_crypto::sign_challenge_ecdsa(key, token).to_vec()
+            }
+            cohort_avs_crypto::OperatorKey::Bn254(key) => {
+                cohort_avs_crypto::sign_challenge_bn254(key, token).to_vec()
+            }
         }
     }
 }

@@ -169,10 +169,10 @@ mod tests {
             management_listen: None,
             metrics_listen: None,
             operator_address: format!("{:#x}", operator.address()),
-            operator_key: OperatorKey::Ecdsa {
+            operator_key: OperatorKey(cohort_avs_crypto::OperatorKey::Ecdsa {
                 key: operator,
                 domain: Eip712Domain::eigenlayer("1", Address::ZERO),
-            },
+            }),
             artifacts_dir: ".".into(),
             data_dir: ".".into(),
             auth_enabled: false,

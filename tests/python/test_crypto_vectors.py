@@ -100,6 +100,7 @@ def build(inputs: dict) -> dict:
             "token": token,
             "digest": h(hc.challenge_digest(token)),
             "signature": h(hc.ecdsa_sign(op_secret, hc.challenge_digest(token))),
+            "signature_bn254": h(hc.bn254_sign_point(op_bn, hc.hash_to_g1_gnark(hc.challenge_digest(token)))),
         }
         for token in inputs["tokens"]
     ]
@@ -258,7 +259,9 @@ def verify_signatures(doc: dict) -> int:
         auth_ec = hc.auth_bytes(task.task_id, task.avs, operator, task.operator_set_id, result_ec)
         both(lambda s: hc.verify_auth_ecdsa(operator, auth_ec, s), unhex(t["auth_signature_ecdsa"]))
     for c in doc["challenges"]:
-        both(lambda s: hc.ecdsa_verify(hc.challenge_digest(c["token"]), s, operator), unhex(c["signature"]))
+        digest = hc.challenge_digest(c["token"])
+        both(lambda s: hc.ecdsa_verify(digest, s, operator), unhex(c["signature"]))
+        both(lambda s: hc.bn254_verify_point(op_pub, hc.hash_to_g1_gnark(digest), s), unhex(c["signature_bn254"]))
     return verified
 
 
@@ -298,7 +301,7 @@ def test_rust_derivations_match_python_byte_for_byte(rust_doc):
 
 def test_rust_signatures_verify_in_python(rust_doc):
     n = verify_signatures(rust_doc)
-    assert n == 6 * len(rust_doc["tasks"]) + len(rust_doc["challenges"])
+    assert n == 6 * len(rust_doc["tasks"]) + 2 * len(rust_doc["challenges"])
 
 
 def test_rust_signatures_are_hourglass_shaped(rust_doc):
@@ -336,7 +339,7 @@ def test_committed_python_fixture_is_current():
 
 def test_python_fixture_verifies_in_python():
     doc = json.loads(FIXTURE.read_text())
-    assert verify_signatures(doc) == 6 * len(doc["tasks"]) + len(doc["challenges"])
+    assert verify_signatures(doc) == 6 * len(doc["tasks"]) + 2 * len(doc["challenges"])
 
 
 # --- facts from outside both implementations ----------------------------------------------------

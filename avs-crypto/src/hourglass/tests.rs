@@ -1,5 +1,5 @@
 use super::*;
-use crate::encoding::{aggregator_digest, auth_bytes};
+use crate::encoding::{aggregator_digest, auth_bytes, auth_digest};
 use alloy_primitives::{address, b256, keccak256};
 
 fn ecdsa_key(seed: &[u8]) -> EcdsaKey {
@@ -148,4 +148,63 @@ fn challenge_round_trip() {
     // Signing keccak256(token) once (a client that forgot the signer's own hash) is refused.
     let once = op.sign_digest(&keccak256(token.as_bytes()));
     assert!(verify_challenge_ecdsa(token, &once, &op.address()).is_err());
+
+    let op_bn = bn254_key(b"op-bn");
+    let sig = sign_challenge_bn254(&op_bn, token);
+    verify_challenge_bn254(token, &sig, op_bn.public_key()).unwrap();
+    assert!(verify_challenge_bn254("another", &sig, op_bn.public_key()).is_err());
+}
+
+#[test]
+fn operator_key_signs_like_the_pieces() {
+    let op = ecdsa_key(b"op");
+    let op_bn = bn254_key(b"op-bn");
+    let domain =
+        Eip712Domain::eigenlayer("1", address!("5555555555555555555555555555555555555555"));
+    let fields = ResultFields {
+        task_id: B256::repeat_byte(0xab),
+        avs: address!("1111111111111111111111111111111111111111"),
+        operator: op.address(),
+        operator_set_id: 3,
+        reference_timestamp: 44,
+        output: b"output",
+    };
+    let mh = crate::message_hash(&fields.task_id, fields.output);
+    let auth = |sig: &[u8]| {
+        auth_digest(&AuthFields {
+            task_id: fields.task_id,
+            avs: fields.avs,
+            operator: fields.operator,
+            operator_set_id: fields.operator_set_id,
+            result_signature: sig,
+        })
+    };
+
+    let ec = OperatorKey::Ecdsa {
+        key: op.clone(),
+        domain: domain.clone(),
+    }
+    .sign_result(&fields);
+    assert_eq!(
+        ec.result_signature,
+        sign_result_ecdsa(&op, &domain, 44, &mh).to_vec()
+    );
+    assert_eq!(
+        ec.auth_signature,
+        op.sign_digest(&auth(&ec.result_signature)).to_vec()
+    );
+    verify_result_ecdsa(&op.address(), &domain, 44, &mh, &ec.result_signature).unwrap();
+
+    let bn = OperatorKey::Bn254(op_bn.clone()).sign_result(&fields);
+    assert_eq!(
+        bn.result_signature,
+        sign_result_bn254(&op_bn, 44, &mh).to_vec()
+    );
+    assert_eq!(
+        bn.auth_signature,
+        op_bn
+            .sign_gnark(auth(&bn.result_signature).as_slice())
+            .to_vec()
+    );
+    verify_result_bn254(op_bn.public_key(), 44, &mh, &bn.result_signature).unwrap();
 }

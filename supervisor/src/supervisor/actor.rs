@@ -1617,24 +1617,22 @@ async fn execute(
             "performer echoed another task id; answering with the submitted one"
         );
     }
-    let key = &config.operator_key;
-    let result_signature =
-        key.sign_result(&task.task_hash, &response.result, task.reference_timestamp);
-    let auth_signature = key.sign_auth(
+    let signatures = config.operator_key.sign_result(
         &task.task_hash,
         &task.avs_bytes,
         &operator,
         task.operator_set_id,
-        &result_signature,
+        task.reference_timestamp,
+        &response.result,
     );
     let result = TaskResult {
         task_id: task.task_id.clone(),
         operator_address: config.operator_address.clone(),
         output: response.result,
-        result_signature,
+        result_signature: signatures.result_signature,
         avs_address: task.avs.clone(),
         operator_set_id: task.operator_set_id,
-        auth_signature,
+        auth_signature: signatures.auth_signature,
         version: 1,
     };
     store
