@@ -590,6 +590,7 @@ impl Actor {
             Err(status) => match status.code() {
                 Code::DeadlineExceeded => "deadline",
                 Code::FailedPrecondition => "output_too_large",
+                Code::Unavailable => "performer_unreachable",
                 _ => "performer_error",
             },
         };
@@ -1592,6 +1593,18 @@ async fn execute(
         Ok(Err(status)) if status.code() == Code::DeadlineExceeded => {
             return Err(Status::deadline_exceeded(format!(
                 "the task's deadline passed: {}",
+                status.message()
+            )));
+        }
+        // The performer could not be reached (it just exited, or is restarting): a transient
+        // condition the caller may retry, not a performer answer.
+        // (tonic gives a failed connection a source error; a performer's own answer has none).
+        Ok(Err(status))
+            if status.code() == Code::Unavailable
+                || std::error::Error::source(&status).is_some() =>
+        {
+            return Err(Status::unavailable(format!(
+                "the performer is unreachable: {}",
                 status.message()
             )));
         }
