@@ -56,6 +56,9 @@ pub struct File {
     pub engine: Engine,
     #[serde(default)]
     pub p2p: P2p,
+    /// The AVS performer supervisor (Hourglass's executor API); off when absent.
+    #[serde(default)]
+    pub avs: Option<cohort_supervisor::config::File>,
 }
 
 fn default_metrics_listen() -> String {
@@ -332,6 +335,8 @@ pub struct Config {
     pub beacon: BeaconSource,
     /// Rate and size limit of every channel, in [`Channel::ALL`] order.
     pub channels: Vec<ChannelLimits>,
+    /// The AVS performer supervisor, when `[avs]` is configured (its operator key loaded).
+    pub avs: Option<cohort_supervisor::config::Config>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -551,8 +556,22 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         skew_ms: 0,
     };
 
+    // The AVS supervisor's section: its own checks, each problem already named `avs.…`.
+    let avs = match &file.avs {
+        None => None,
+        Some(section) => match cohort_supervisor::config::validate(section.clone(), base) {
+            Ok(avs) => Some(avs),
+            Err(found) => {
+                for found in found {
+                    problem(p, found.field, found.problem);
+                }
+                None
+            }
+        },
+    };
     match (problems.is_empty(), listen, metrics_listen, engine) {
         (true, Some(listen), Some(metrics_listen), Some(engine)) => Ok(Config {
+            avs,
             stop_timeout: Duration::from_secs(file.stop_timeout_seconds),
             file,
             identity_key,

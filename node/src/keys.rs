@@ -405,6 +405,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             listen: format!("{}:{}", plan.host, plan.base_port as usize + i),
             metrics_listen: format!("{}:{}", plan.host, plan.metrics_base_port as usize + i),
             stop_timeout_seconds: 30,
+            avs: None,
             cluster: config::Cluster {
                 name: plan.name.clone(),
                 genesis_time: plan.genesis_time,

@@ -1,5 +1,6 @@
 //! `cohort`: the operator node's command line.
 
+mod avs_cli;
 mod beacon_cli;
 mod bench;
 mod config;
@@ -29,6 +30,11 @@ enum Command {
     /// Run this operator: p2p with the cluster, duties from the beacon node, the execution
     /// engine, /metrics and /health; SIGINT or SIGTERM stops it gracefully.
     Run(operator_cli::RunArgs),
+    /// Run only the AVS performer supervisor (Hourglass's executor API) from a config's
+    /// `[avs]` table; SIGINT or SIGTERM stops it gracefully, with no performer left.
+    Executor(avs_cli::ExecutorArgs),
+    /// Manage the performers of a running executor (list, deploy, remove).
+    Performers(avs_cli::PerformersArgs),
     /// Check an operator config.
     #[command(subcommand)]
     Config(operator_cli::ConfigCommand),
@@ -448,6 +454,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => operator_cli::run(args),
+        Command::Executor(args) => avs_cli::executor(args),
+        Command::Performers(args) => avs_cli::performers(args),
         Command::Config(command) => operator_cli::config(command),
         Command::Keys(command) => operator_cli::keys(command),
         Command::Cluster(command) => operator_cli::cluster(command),

@@ -379,6 +379,18 @@ where
             beacon: duties.beacon_health,
         },
     );
+    // The AVS performer supervisor, when configured: on this runtime's tokio threads, its
+    // metrics on this node's /metrics.
+    let (supervisor, _supervisor_metrics) = match config.avs.clone() {
+        None => (None, Vec::new()),
+        Some(avs) => {
+            let (metrics, guards) = supervisor_metrics(&context);
+            let running = cohort_supervisor::start(avs, metrics)
+                .await
+                .map_err(|err| format!("the AVS supervisor did not start: {err}"))?;
+            (Some(running), guards)
+        }
+    };
     info!(
         metrics = %format!("http://{}/metrics", config.metrics_listen),
         health = %format!("http://{}/health", config.metrics_listen),
@@ -390,6 +402,12 @@ where
         signal,
         "stop requested: handing out no more duties, then waiting for running duties"
     );
+    // The supervisor stops alongside: it refuses new tasks now, finishes those in flight and
+    // stops its performers while the duties drain.
+    let supervisor_stopped = supervisor.map(|supervisor| {
+        info!("stopping the AVS supervisor: in-flight tasks finish, performers stop");
+        ::tokio::spawn(supervisor.stop())
+    });
     let mut scheduler = operator.scheduler;
     scheduler.drain().await;
     let mut runner = operator.runner;
@@ -412,12 +430,66 @@ where
             Some(_) => context.sleep(IN_FLIGHT_POLL).await,
         }
     }
+    if let Some(stopped) = supervisor_stopped {
+        let _ = stopped.await;
+    }
     drop(oversized);
     if let Err(err) = context.stop(0, Some(TASK_STOP_TIMEOUT)).await {
         warn!(?err, timeout = ?TASK_STOP_TIMEOUT, "some tasks did not stop in time");
     }
     info!("operator stopped");
     Ok(())
+}
+
+/// The supervisor's metrics, registered in this node's registry (served on `/metrics`); the
+/// registrations last as long as the returned guards.
+fn supervisor_metrics(
+    context: &tokio::Context,
+) -> (
+    cohort_supervisor::metrics::Metrics,
+    Vec<Box<dyn std::any::Any + Send>>,
+) {
+    use commonware_runtime::Metrics as _;
+    let metrics = cohort_supervisor::metrics::Metrics::default();
+    let m = metrics.clone();
+    let guards: Vec<Box<dyn std::any::Any + Send>> = vec![
+        Box::new(context.register(
+            "supervisor_tasks",
+            "AVS tasks answered, by AVS and outcome",
+            m.tasks,
+        )),
+        Box::new(context.register(
+            "supervisor_task_duration_seconds",
+            "AVS task time from submission to answer",
+            m.task_duration,
+        )),
+        Box::new(context.register(
+            "supervisor_tasks_in_flight",
+            "AVS tasks running",
+            m.in_flight,
+        )),
+        Box::new(context.register(
+            "supervisor_queue_depth",
+            "AVS tasks waiting for a worker",
+            m.queue_depth,
+        )),
+        Box::new(context.register(
+            "supervisor_performer_restarts",
+            "performer restarts",
+            m.restarts,
+        )),
+        Box::new(context.register(
+            "supervisor_health_failures",
+            "failed performer health checks",
+            m.health_failures,
+        )),
+        Box::new(context.register(
+            "supervisor_deployments",
+            "deployments by outcome",
+            m.deployments,
+        )),
+    ];
+    (metrics, guards)
 }
 
 /// Publishes what the embedded devnet chain accepted, so `/metrics` shows duties reaching the

@@ -1,0 +1,3 @@
+//! Shared by the integration tests and the `vectors` example.
+
+pub mod vectors;

@@ -1,0 +1,297 @@
+//! Performer processes: spawning one on its own port and in its own process group, its output
+//! into the node's logs, stopping it (SIGTERM to the group, SIGKILL after a grace period), and
+//! health checks over gRPC.
+//!
+//! No child may outlive the node: each performer leads its own process group and everything
+//! in the group is killed when it is stopped, when it exits, or when its monitor task is
+//! dropped (runtime shutdown); `PR_SET_PDEATHSIG` kills it if the node itself dies by SIGKILL.
+
+use crate::proto::performer::{self, performer_service_client::PerformerServiceClient};
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt as _},
+    sync::oneshot,
+};
+use tonic::{
+    Code,
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// Environment variables a performer inherits from the node; everything else it gets is
+/// named in the config or the deploy request.
+const PASSTHROUGH_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ"];
+/// Longest log line kept from a performer; the rest of the line is dropped, so a performer
+/// flooding without newlines cannot grow the node's memory.
+const MAX_LOG_LINE: usize = 16 * 1024;
+/// The largest task output a performer may send (outputs of 1.5 MiB or more are refused
+/// anyway, but are read to say so precisely).
+pub const MAX_PERFORMER_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// How to start one performer.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub executable: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub port: u16,
+    pub avs: String,
+    pub performer_id: String,
+    pub workdir: PathBuf,
+}
+
+/// A running performer: ask it to stop through `stop` (with a grace period); `exited` tells
+/// how it ended.
+pub struct Running {
+    pub pid: u32,
+    pub channel: Channel,
+    pub stop: oneshot::Sender<Duration>,
+    pub exited: oneshot::Receiver<String>,
+}
+
+/// An unused local port (the OS picks it; a performer binds it right after).
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A channel to a performer: plain-text HTTP/2 with no keepalive pings (Go servers answer
+/// frequent pings with GOAWAY), connecting on first use.
+pub fn channel(port: u16) -> Result<Channel, String> {
+    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .map_err(|err| err.to_string())
+        .map(|endpoint| {
+            endpoint
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .connect_lazy()
+        })
+}
+
+/// Spawns the performer. Must be called inside a tokio runtime.
+pub fn spawn(launch: &Launch) -> Result<Running, String> {
+    std::fs::create_dir_all(&launch.workdir)
+        .map_err(|err| format!("cannot create {}: {err}", launch.workdir.display()))?;
+    let port = launch.port.to_string();
+    let mut command = tokio::process::Command::new(&launch.executable);
+    command
+        .args(launch.args.iter().map(|arg| arg.replace("{port}", &port)))
+        .env_clear()
+        .envs(
+            PASSTHROUGH_ENV
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+        )
+        .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("GRPC_PORT", &port)
+        .env("PORT", &port)
+        .env("AVS_ADDRESS", &launch.avs)
+        .env("PERFORMER_ID", &launch.performer_id)
+        .current_dir(&launch.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches only the child being started.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // ETXTBSY: a freshly written executable may still be open in a child another thread is
+    // forking at that moment (its descriptor closes at that child's exec). Rare and brief.
+    let mut attempt = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Ok(child) => break child,
+            Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(err) => {
+                return Err(format!(
+                    "cannot start {}: {err}",
+                    launch.executable.display()
+                ));
+            }
+        }
+    };
+    let pid = child
+        .id()
+        .ok_or_else(|| "the performer exited at once".to_string())?;
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward_output(stdout, launch.clone(), "stdout"));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_output(stderr, launch.clone(), "stderr"));
+    }
+    let (stop, stop_rx) = oneshot::channel::<Duration>();
+    let (exited_tx, exited) = oneshot::channel();
+    let performer_id = launch.performer_id.clone();
+    tokio::spawn(async move {
+        let group = GroupGuard(pid as i32);
+        let status = tokio::select! {
+            status = child.wait() => status,
+            grace = stop_rx => {
+                let grace = grace.unwrap_or(Duration::ZERO);
+                group.signal(libc::SIGTERM);
+                match tokio::time::timeout(grace, child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        tracing::warn!(performer_id, "performer ignored SIGTERM; SIGKILL");
+                        group.signal(libc::SIGKILL);
+                        child.wait().await
+                    }
+                }
+            }
+        };
+        // Whatever else the performer started in its group goes with it.
+        drop(group);
+        let text = match status {
+            Ok(status) => status.to_string(),
+            Err(err) => format!("wait failed: {err}"),
+        };
+        let _ = exited_tx.send(text);
+    });
+    Ok(Running {
+        pid,
+        channel: channel(launch.port)?,
+        stop,
+        exited,
+    })
+}
+
+/// Kills the whole process group when dropped.
+struct GroupGuard(i32);
+
+impl GroupGuard {
+    fn signal(&self, signal: i32) {
+        // SAFETY: killpg only sends a signal; a group that no longer exists gives ESRCH.
+        unsafe {
+            libc::killpg(self.0, signal);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+/// Copies a performer's output into the logs line by line, with its AVS and id.
+async fn forward_output(mut pipe: impl AsyncRead + Unpin, launch: Launch, stream: &'static str) {
+    let mut buf = vec![0u8; 8192];
+    let mut line: Vec<u8> = Vec::new();
+    // After an over-long line was logged (cut), the rest of it is dropped up to its newline.
+    let mut skipping = false;
+    let emit = |line: &[u8], truncated: bool| {
+        let text = String::from_utf8_lossy(line);
+        tracing::info!(
+            target: "performer",
+            avs_address = %launch.avs,
+            performer_id = %launch.performer_id,
+            stream,
+            truncated,
+            "{}",
+            text.trim_end()
+        );
+    };
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &buf[..n] {
+            if byte == b'\n' {
+                if !skipping {
+                    emit(&line, false);
+                }
+                line.clear();
+                skipping = false;
+            } else if !skipping {
+                line.push(byte);
+                if line.len() >= MAX_LOG_LINE {
+                    emit(&line, true);
+                    line.clear();
+                    skipping = true;
+                }
+            }
+        }
+    }
+    if !line.is_empty() && !skipping {
+        emit(&line, false);
+    }
+}
+
+/// Which health protocol a performer answered last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthProtocol {
+    /// `grpc.health.v1.Health/Check`.
+    Standard,
+    /// `PerformerService/HealthCheck` (protocol-apis v1.14 to v1.16).
+    Legacy,
+}
+
+/// One health check: the standard service first, the old `PerformerService/HealthCheck` when
+/// that answers UNIMPLEMENTED (remembered in `protocol`).
+pub async fn check_health(
+    channel: &Channel,
+    timeout: Duration,
+    protocol: &mut HealthProtocol,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    if *protocol == HealthProtocol::Standard {
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        request.set_timeout(timeout);
+        let answer =
+            tokio::time::timeout(timeout, HealthClient::new(channel.clone()).check(request)).await;
+        match answer {
+            Err(_) => return Err("health check timed out".into()),
+            Ok(Ok(response)) => {
+                let status = response.into_inner().status;
+                return if status == ServingStatus::Serving as i32 {
+                    Ok(())
+                } else {
+                    Err(format!("health status {status} is not SERVING"))
+                };
+            }
+            Ok(Err(status)) if status.code() == Code::Unimplemented => {
+                *protocol = HealthProtocol::Legacy;
+            }
+            Ok(Err(status)) => return Err(format!("health check: {status}")),
+        }
+    }
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(50));
+    let mut request = tonic::Request::new(performer::HealthCheckRequest {});
+    request.set_timeout(remaining);
+    let answer = tokio::time::timeout(
+        remaining,
+        PerformerServiceClient::new(channel.clone()).health_check(request),
+    )
+    .await;
+    match answer {
+        Err(_) => Err("legacy health check timed out".into()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) if status.code() == Code::Unimplemented => {
+            // Neither protocol: try the standard one again next time.
+            *protocol = HealthProtocol::Standard;
+            Err("performer answers neither grpc.health.v1 nor PerformerService/HealthCheck".into())
+        }
+        Ok(Err(status)) => Err(format!("legacy health check: {status}")),
+    }
+}
