@@ -690,6 +690,63 @@ mod tests {
     }
 
     #[test]
+    fn beacon_nodes_are_checked_field_by_field() {
+        let mut p = Vec::new();
+        let mut file = parse(EXAMPLE, no_env()).expect("example parses");
+        assert_eq!(
+            validate_beacon(&mut p, &file),
+            BeaconSource::Devnet { seed: 1 }
+        );
+        assert!(p.is_empty(), "{p:?}");
+
+        // Nodes named: `api` is implied, and it needs a fee recipient and real URLs.
+        file.beacon.kind = None;
+        file.beacon_nodes = vec![
+            "http://127.0.0.1:5052".into(),
+            "127.0.0.1:5053".into(),
+            "http://127.0.0.1:5052".into(),
+        ];
+        file.beacon
+            .fee_recipients
+            .insert("six".into(), "0x00".into());
+        file.beacon.graffiti = Some("x".repeat(33));
+        validate_beacon(&mut p, &file);
+        let fields: Vec<&str> = p.iter().map(|problem| problem.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "beacon_nodes[1]",
+                "beacon_nodes[2]",
+                "beacon.fee_recipient",
+                "beacon.fee_recipients.six",
+                "beacon.graffiti"
+            ],
+            "{p:?}"
+        );
+
+        let mut p = Vec::new();
+        file.beacon_nodes.truncate(1);
+        file.beacon.fee_recipients.clear();
+        file.beacon.graffiti = Some("cohort".into());
+        file.beacon.fee_recipient = Some(format!("0x{}", "ab".repeat(20)));
+        let BeaconSource::Api {
+            nodes, graffiti, ..
+        } = validate_beacon(&mut p, &file)
+        else {
+            panic!("beacon nodes mean the API: {p:?}");
+        };
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(nodes, ["http://127.0.0.1:5052"]);
+        assert_eq!(&graffiti[..6], b"cohort");
+
+        // Naming nodes while asking for the devnet is a contradiction, not a silent choice.
+        let mut p = Vec::new();
+        file.beacon.kind = Some("devnet".into());
+        validate_beacon(&mut p, &file);
+        assert_eq!(p[0].field, "beacon_nodes", "{p:?}");
+    }
+
+    #[test]
     fn each_engine_kind_takes_only_its_own_fields() {
         let remote = vec![("COHORT_ENGINE__KIND".to_string(), "remote".to_string())];
         let problems = parse(EXAMPLE, remote).expect_err("remote without url or secret");
