@@ -3,8 +3,8 @@
 # stubs generated at test time from supervisor/proto) against `cohort executor`, every signature
 # checked with the independent crypto of tests/python/hourglass_crypto.py.
 #
-#   scripts/python-tests.sh                 # build cohort, run tests/python (all of it)
-#   scripts/python-tests.sh -k blue_green   # extra arguments go to pytest
+#   scripts/python-tests.sh                 # build cohort, run tests/python/supervisor
+#   scripts/python-tests.sh tests/python/supervisor -k blue_green   # arguments replace the default
 #
 # The venv (grpcio, grpcio-tools, pytest, the crypto libraries; pinned in
 # tests/python/requirements.txt) is made by scripts/python-venv.sh under ~/.cache.
@@ -19,4 +19,7 @@ if [[ -z "${COHORT_BIN:-}" ]]; then
   TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
   export COHORT_BIN="$TARGET/debug/cohort"
 fi
-exec "$VENV/bin/python" -m pytest "$ROOT/tests/python" -q -p no:cacheprovider "$@"
+if [[ $# -eq 0 ]]; then
+  set -- "$ROOT/tests/python/supervisor"
+fi
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"

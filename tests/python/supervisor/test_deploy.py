@@ -164,6 +164,10 @@ def test_auth_on(make_executor):
         signature = hc.ecdsa_sign(secret, hc.challenge_digest(token))
         return pb.common.AuthSignature(challenge_token=token, signature=signature)
 
+    # The configured performer appears once its artifact is checked (each listing a fresh token).
+    deadline = time.time() + 10
+    while time.time() < deadline and len(e.performers(auth=signed())) != 1:
+        time.sleep(0.1)
     auth = signed()
     assert len(e.performers(auth=auth)) == 1
     # Single use.
