@@ -32,6 +32,9 @@ pub struct ValidatorLabels {
     pub validator: String,
 }
 
+/// Per-node, per-endpoint latency histograms, all with [`latency_buckets`].
+type Latency = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+
 fn latency_buckets() -> Histogram {
     Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
 }
@@ -42,7 +45,7 @@ fn latency_buckets() -> Histogram {
 pub struct Metrics {
     requests: Registered<Family<EndpointLabels, Counter>>,
     errors: Registered<Family<EndpointLabels, Counter>>,
-    latency: Registered<Family<EndpointLabels, Histogram, fn() -> Histogram>>,
+    latency: Registered<Latency>,
     pub(crate) health: Registered<Family<NodeLabels, Gauge>>,
     pub(crate) submissions: Registered<Family<RoleLabels, Counter>>,
     pub(crate) included: Registered<Family<ValidatorLabels, Counter>>,
