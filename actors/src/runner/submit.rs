@@ -74,6 +74,9 @@ impl Object {
     }
 }
 
+/// One call to the duty sink, for some objects of one kind.
+type SinkCall = BoxFuture<'static, Result<(), SinkError>>;
+
 /// Objects reconstructed in one step, by duty.
 pub(super) type Reconstructed = BTreeMap<DutyId, Vec<(Submission, Signature)>>;
 
@@ -161,8 +164,7 @@ where
                 info!(parent: &span(&id), "got post-consensus quorum");
             }
             let sink = &self.sink;
-            let mut calls: Vec<(Object, usize, BoxFuture<'static, Result<(), SinkError>>)> =
-                Vec::new();
+            let mut calls: Vec<(Object, usize, SinkCall)> = Vec::new();
             if !batches.attestations.is_empty() {
                 let (sink, batch) = (sink.clone(), batches.attestations);
                 calls.push((
