@@ -112,7 +112,7 @@ pub struct Shares {
     pub password_file: PathBuf,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Default, Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Beacon {
     /// `devnet` (the embedded devnet beacon) or `api` (the nodes of `beacon_nodes`). Unset: `api`
@@ -132,18 +132,6 @@ pub struct Beacon {
     /// Up to 32 bytes of text written into every block the cluster proposes.
     #[serde(default)]
     pub graffiti: Option<String>,
-}
-
-impl Default for Beacon {
-    fn default() -> Self {
-        Self {
-            kind: None,
-            seed: 0,
-            fee_recipient: None,
-            fee_recipients: BTreeMap::new(),
-            graffiti: None,
-        }
-    }
 }
 
 /// Where duties come from, as validated.

@@ -272,13 +272,16 @@ async fn beacon_upkeep(
     }
 }
 
+/// Starts the tasks that follow the beacon node, given the scheduler to tell.
+type Follow = Box<dyn FnOnce(&tokio::Context, cohort_ingress::scheduler::Mailbox) + Send>;
+
 /// Where an operator's duties come from, with what the node wires around it.
 struct Duties<S> {
     fork: ForkInfo,
     source: S,
     beacon_health: Option<telemetry::BeaconHealth>,
     /// Starts whatever follows the beacon node's head once the scheduler exists.
-    follow: Box<dyn FnOnce(&tokio::Context, cohort_ingress::scheduler::Mailbox) + Send>,
+    follow: Follow,
 }
 
 async fn serve<X, S>(
