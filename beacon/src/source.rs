@@ -691,6 +691,24 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
         if contributions.is_empty() {
             return Ok(());
         }
+        // Nodes take a contribution only in its own slot; one that finished after it is a
+        // missed duty, reported as such, not a submission for the node to reject.
+        let current = self.clock.slot_at(self.context.current());
+        let (contributions, late): (Vec<_>, Vec<_>) = contributions
+            .into_iter()
+            .partition(|signed| Some(signed.contribution.slot) >= current);
+        if contributions.is_empty() {
+            return Err(SinkError::Refused(format!(
+                "{} contributions were ready only after their slot ended; not published",
+                late.len()
+            )));
+        }
+        if !late.is_empty() {
+            warn!(
+                late = late.len(),
+                "contributions ready only after their slot ended; not published"
+            );
+        }
         let count = contributions.len();
         let body: Vec<api::Signed<api::ContributionAndProofJson>> = contributions
             .iter()
