@@ -163,19 +163,13 @@ impl<E: Clock + Send + Sync + 'static> ApiSource<E> {
             })
             .collect();
         if let Err(err) = self
-            .nodes
-            .publish("the proposer preparations", |node| {
-                let preparations = &preparations;
-                async move {
-                    node.submit(
-                        "validator/prepare_beacon_proposer",
-                        "/eth/v1/validator/prepare_beacon_proposer",
-                        preparations,
-                        HeaderMap::new(),
-                    )
-                    .await
-                }
-            })
+            .publish_json(
+                "the proposer preparations",
+                "validator/prepare_beacon_proposer",
+                "/eth/v1/validator/prepare_beacon_proposer",
+                &preparations,
+                HeaderMap::new(),
+            )
             .await
         {
             warn!(%err, "no beacon node took the proposer preparations; retried next epoch");
@@ -199,23 +193,35 @@ impl<E: Clock + Send + Sync + 'static> ApiSource<E> {
             })
             .collect();
         if let Err(err) = self
-            .nodes
-            .publish("the committee subscriptions", |node| {
-                let subscriptions = &subscriptions;
-                async move {
-                    node.submit(
-                        "validator/beacon_committee_subscriptions",
-                        "/eth/v1/validator/beacon_committee_subscriptions",
-                        subscriptions,
-                        HeaderMap::new(),
-                    )
-                    .await
-                }
-            })
+            .publish_json(
+                "the committee subscriptions",
+                "validator/beacon_committee_subscriptions",
+                "/eth/v1/validator/beacon_committee_subscriptions",
+                &subscriptions,
+                HeaderMap::new(),
+            )
             .await
         {
             warn!(%err, "no beacon node took the committee subscriptions");
         }
+    }
+
+    /// Sends `body` as JSON to `path` on every node ([`Nodes::publish`]): accepted if one
+    /// node accepts it.
+    async fn publish_json<B: serde::Serialize + Sync + ?Sized>(
+        &self,
+        what: &str,
+        endpoint: &'static str,
+        path: &str,
+        body: &B,
+        headers: HeaderMap,
+    ) -> Result<usize, String> {
+        self.nodes
+            .publish(what, |node| {
+                let headers = headers.clone();
+                async move { node.submit(endpoint, path, body, headers).await }
+            })
+            .await
     }
 
     fn unavailable(err: String) -> SourceError {
@@ -425,19 +431,13 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
             .collect();
         if !subscriptions.is_empty()
             && let Err(err) = self
-                .nodes
-                .publish("the sync committee subscriptions", |node| {
-                    let subscriptions = &subscriptions;
-                    async move {
-                        node.submit(
-                            "validator/sync_committee_subscriptions",
-                            "/eth/v1/validator/sync_committee_subscriptions",
-                            subscriptions,
-                            HeaderMap::new(),
-                        )
-                        .await
-                    }
-                })
+                .publish_json(
+                    "the sync committee subscriptions",
+                    "validator/sync_committee_subscriptions",
+                    "/eth/v1/validator/sync_committee_subscriptions",
+                    &subscriptions,
+                    HeaderMap::new(),
+                )
                 .await
         {
             warn!(%err, "no beacon node took the sync committee subscriptions");
@@ -551,20 +551,14 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
                 })
                 .collect();
             let headers = self.version_header(slot);
-            self.nodes
-                .publish("attestations", |node| {
-                    let (body, headers) = (&body, headers.clone());
-                    async move {
-                        node.submit(
-                            "beacon/pool/attestations_v2",
-                            "/eth/v2/beacon/pool/attestations",
-                            body,
-                            headers,
-                        )
-                        .await
-                    }
-                })
-                .await
+            self.publish_json(
+                "attestations",
+                "beacon/pool/attestations_v2",
+                "/eth/v2/beacon/pool/attestations",
+                &body,
+                headers,
+            )
+            .await
         } else {
             let body: Vec<api::AttestationJson> = attestations
                 .iter()
@@ -581,20 +575,14 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
                     }
                 })
                 .collect();
-            self.nodes
-                .publish("attestations", |node| {
-                    let body = &body;
-                    async move {
-                        node.submit(
-                            "beacon/pool/attestations",
-                            "/eth/v1/beacon/pool/attestations",
-                            body,
-                            HeaderMap::new(),
-                        )
-                        .await
-                    }
-                })
-                .await
+            self.publish_json(
+                "attestations",
+                "beacon/pool/attestations",
+                "/eth/v1/beacon/pool/attestations",
+                &body,
+                HeaderMap::new(),
+            )
+            .await
         };
         match result {
             Ok(accepted) => {
@@ -663,21 +651,15 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
                 signature: keys::signature_bytes(&message.signature),
             })
             .collect();
-        self.nodes
-            .publish("sync committee messages", |node| {
-                let body = &body;
-                async move {
-                    node.submit(
-                        "beacon/pool/sync_committees",
-                        "/eth/v1/beacon/pool/sync_committees",
-                        body,
-                        HeaderMap::new(),
-                    )
-                    .await
-                }
-            })
-            .await
-            .map_err(SinkError::Refused)?;
+        self.publish_json(
+            "sync committee messages",
+            "beacon/pool/sync_committees",
+            "/eth/v1/beacon/pool/sync_committees",
+            &body,
+            HeaderMap::new(),
+        )
+        .await
+        .map_err(SinkError::Refused)?;
         for _ in 0..count {
             self.counted("sync_committee_message");
         }
@@ -729,21 +711,15 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
                 signature: keys::signature_bytes(&signed.signature),
             })
             .collect();
-        self.nodes
-            .publish("sync committee contributions", |node| {
-                let body = &body;
-                async move {
-                    node.submit(
-                        "validator/contribution_and_proofs",
-                        "/eth/v1/validator/contribution_and_proofs",
-                        body,
-                        HeaderMap::new(),
-                    )
-                    .await
-                }
-            })
-            .await
-            .map_err(SinkError::Refused)?;
+        self.publish_json(
+            "sync committee contributions",
+            "validator/contribution_and_proofs",
+            "/eth/v1/validator/contribution_and_proofs",
+            &body,
+            HeaderMap::new(),
+        )
+        .await
+        .map_err(SinkError::Refused)?;
         for _ in 0..count {
             self.counted("contribution");
         }
@@ -773,19 +749,13 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
             ));
         }
         let result = self
-            .nodes
-            .publish("the aggregate", |node| {
-                let body = &body;
-                async move {
-                    node.submit(
-                        "validator/aggregate_and_proofs",
-                        "/eth/v1/validator/aggregate_and_proofs",
-                        body,
-                        HeaderMap::new(),
-                    )
-                    .await
-                }
-            })
+            .publish_json(
+                "the aggregate",
+                "validator/aggregate_and_proofs",
+                "/eth/v1/validator/aggregate_and_proofs",
+                &body,
+                HeaderMap::new(),
+            )
             .await;
         match result {
             Ok(_) => {
