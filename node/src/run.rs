@@ -388,7 +388,7 @@ where
         None => (None, Vec::new()),
         Some(avs) => {
             let (metrics, guards) = supervisor_metrics(&context);
-            let running = cohort_supervisor::start(avs, metrics)
+            let running = cohort_supervisor::start(avs, metrics, context.child("supervisor"))
                 .await
                 .map_err(|err| format!("the AVS supervisor did not start: {err}"))?;
             (Some(running), guards)

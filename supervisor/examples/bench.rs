@@ -24,6 +24,7 @@ use cohort_supervisor::{
         },
     },
 };
+use commonware_runtime::Runner as _;
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use std::{
@@ -171,15 +172,17 @@ fn main() -> Result<(), String> {
             queue_depth: concurrency * 4,
             args: vec![],
             env: Default::default(),
+            port: None,
             registry_url: Some("echo".into()),
             digest: Some(digest),
         }],
     };
     let config = config::validate(file, dir.path()).map_err(|problems| format!("{problems:?}"))?;
     let operator_address = config.operator_address.clone();
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async move {
-        let running = cohort_supervisor::start(config, Metrics::default()).await?;
+    let storage = dir.path().join("storage");
+    let runtime = commonware_runtime::tokio::Config::default().with_storage_directory(storage);
+    commonware_runtime::tokio::Runner::new(runtime).start(|context| async move {
+        let running = cohort_supervisor::start(config, Metrics::default(), context).await?;
         let addr = running.local_addr;
         // Wait for the performer to serve.
         let mut ready = false;

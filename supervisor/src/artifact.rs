@@ -74,7 +74,13 @@ pub fn prepare(
     };
     std::fs::create_dir_all(store).map_err(io)?;
     let target = store.join(format!("sha256-{expected_hex}"));
-    let temp = store.join(format!(".sha256-{expected_hex}.{}.tmp", std::process::id()));
+    // Unique per call: two AVSs may deploy the same executable at once.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let temp = store.join(format!(
+        ".sha256-{expected_hex}.{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let mut output = std::fs::File::create(&temp).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -152,5 +158,31 @@ mod tests {
             prepare(&artifacts, &store, "nope", &good),
             Err(ArtifactError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn the_same_executable_prepared_at_once_for_two_avss_gives_both_a_copy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let artifacts = dir.path().join("a");
+        std::fs::create_dir_all(&artifacts).expect("mkdir");
+        let body = vec![7u8; 4 * 1024 * 1024];
+        std::fs::write(artifacts.join("one"), &body).expect("write");
+        std::fs::write(artifacts.join("two"), &body).expect("write");
+        let digest = hex::encode(Sha256::digest(&body));
+        let store = dir.path().join("s");
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ["one", "two", "one", "two"]
+                .into_iter()
+                .map(|name| scope.spawn(|| prepare(&artifacts, &store, name, &digest)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        for result in results {
+            let copy = result.expect("prepared");
+            assert!(verify_copy(&copy, &digest));
+        }
     }
 }

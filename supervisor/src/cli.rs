@@ -15,6 +15,7 @@ use crate::{
     },
     signing::OperatorKey,
 };
+use commonware_runtime::{Runner as _, Supervisor as _};
 use prometheus_client::registry::Registry;
 use std::{path::Path, sync::Arc};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -28,15 +29,15 @@ pub fn run_executor(path: &Path) -> Result<(), String> {
         let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
         format!("{}:\n{}", path.display(), lines.join("\n"))
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| format!("cannot start the runtime: {err}"))?;
-    runtime.block_on(async move {
+    // A commonware runtime (tokio underneath): the records live in its storage, under the
+    // AVS data directory.
+    let runtime = commonware_runtime::tokio::Config::default()
+        .with_storage_directory(config.data_dir.join("storage"));
+    commonware_runtime::tokio::Runner::new(runtime).start(|context| async move {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let metrics_listen = config.metrics_listen;
-        let running = crate::start(config, metrics).await?;
+        let running = crate::start(config, metrics, context.child("supervisor")).await?;
         if let Some(addr) = metrics_listen {
             serve_metrics(addr, Arc::new(registry)).await?;
         }

@@ -147,6 +147,11 @@ pub struct AvsFile {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The port the performer always listens on, for performers that ignore `GRPC_PORT`
+    /// (Hourglass's template binds 8080). Two versions cannot then run side by side, so a
+    /// deployment replaces the running one in place: drain, stop, start the new one.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// The performer deployed at start when none was deployed before (both or neither).
     #[serde(default)]
     pub registry_url: Option<String>,
@@ -218,6 +223,8 @@ pub struct AvsConfig {
     pub queue_depth: usize,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Set for a performer bound to a fixed port: deployments replace it in place.
+    pub fixed_port: Option<u16>,
     pub initial: Option<(String, String)>,
 }
 
@@ -403,6 +410,12 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         if entry.max_concurrent_tasks == 0 {
             problem(&field("max_concurrent_tasks"), "must be at least 1".into());
         }
+        if entry.port == Some(0) {
+            problem(
+                &field("port"),
+                "0 is not a port; leave it out to give the performer a free port".into(),
+            );
+        }
         let initial = match (&entry.registry_url, &entry.digest) {
             (None, None) => None,
             (Some(url), Some(digest)) => {
@@ -431,6 +444,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
                 queue_depth: entry.queue_depth,
                 args: entry.args.clone(),
                 env: entry.env.clone(),
+                fixed_port: entry.port,
                 initial,
             },
         );

@@ -153,15 +153,26 @@ impl Running {
     }
 }
 
-/// Starts the supervisor on the current tokio runtime: binds its ports, starts the actor
-/// (performers start in the background) and serves.
-pub async fn start(config: Config, metrics: Metrics) -> Result<Running, String> {
+/// Starts the supervisor on the current tokio runtime: opens its records in `storage` (a
+/// commonware runtime context), binds its ports, starts the actor (performers start in the
+/// background) and serves.
+pub async fn start<E>(config: Config, metrics: Metrics, storage: E) -> Result<Running, String>
+where
+    E: commonware_runtime::Storage
+        + commonware_runtime::Clock
+        + commonware_runtime::Metrics
+        + commonware_runtime::Spawner,
+{
     let config = Arc::new(config);
-    let (actor, mailbox) = supervisor::init(supervisor::Config {
-        config: config.clone(),
-        metrics: metrics.clone(),
-        mailbox_size: 4096,
-    })?;
+    let (actor, mailbox) = supervisor::init(
+        supervisor::Config {
+            config: config.clone(),
+            metrics: metrics.clone(),
+            mailbox_size: 4096,
+        },
+        storage,
+    )
+    .await?;
     let bind = |addr: SocketAddr, field: &str| {
         TcpIncoming::bind(addr)
             .map(|incoming| incoming.with_nodelay(Some(true)))

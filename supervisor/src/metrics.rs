@@ -40,6 +40,7 @@ pub struct Metrics {
     pub restarts: Family<AvsLabel, Counter>,
     pub health_failures: Family<AvsLabel, Counter>,
     pub deployments: Family<OutcomeLabel, Counter>,
+    pub log_lines_dropped: Family<AvsLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,6 +53,7 @@ impl Default for Metrics {
             restarts: Family::default(),
             health_failures: Family::default(),
             deployments: Family::default(),
+            log_lines_dropped: Family::default(),
         }
     }
 }
@@ -95,6 +97,11 @@ impl Metrics {
             "deployments",
             "Deployments by outcome",
             metrics.deployments.clone(),
+        );
+        sub.register(
+            "performer_log_lines_dropped",
+            "Performer output lines dropped by the log rate limit",
+            metrics.log_lines_dropped.clone(),
         );
         metrics
     }

@@ -7,9 +7,14 @@
 //! dropped (runtime shutdown); `PR_SET_PDEATHSIG` kills it if the node itself dies by SIGKILL.
 
 use crate::proto::performer::{self, performer_service_client::PerformerServiceClient};
+use prometheus_client::metrics::counter::Counter;
 use std::{
     path::PathBuf,
     process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 use tokio::{
@@ -30,6 +35,22 @@ const PASSTHROUGH_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "
 /// Longest log line kept from a performer; the rest of the line is dropped, so a performer
 /// flooding without newlines cannot grow the node's memory.
 const MAX_LOG_LINE: usize = 16 * 1024;
+/// Lines a performer may log per second (each stream), after a burst of [`LOG_BURST`]; the
+/// rest are counted and reported, so a flooding performer cannot take the node's logging (and
+/// with it the validator duties sharing the process) down with it.
+const LOG_LINES_PER_SECOND: f64 = 100.0;
+const LOG_BURST: f64 = 500.0;
+/// Bytes of performer output read per second (each stream), after a burst of
+/// [`OUTPUT_BURST_BYTES`]. Beyond it the node stops reading and the performer's writes block:
+/// a performer printing gigabytes cannot make the node spend a core reading them.
+const OUTPUT_BYTES_PER_SECOND: f64 = 1024.0 * 1024.0;
+const OUTPUT_BURST_BYTES: f64 = 4.0 * 1024.0 * 1024.0;
+/// How long an exited performer's remaining output may take to reach the log before its exit
+/// is reported (the last lines usually say why it exited).
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
+/// What a performer prints when the port it binds is taken (Go, Python, Rust and C all say
+/// this), compared in lowercase.
+const ADDRESS_IN_USE: &str = "address already in use";
 /// The largest task output a performer may send (outputs of 1.5 MiB or more are refused
 /// anyway, but are read to say so precisely).
 pub const MAX_PERFORMER_MESSAGE: usize = 16 * 1024 * 1024;
@@ -44,6 +65,8 @@ pub struct Launch {
     pub avs: String,
     pub performer_id: String,
     pub workdir: PathBuf,
+    /// Counts the output lines dropped by the rate limit.
+    pub dropped_lines: Counter,
 }
 
 /// A running performer: ask it to stop through `stop` (with a grace period); `exited` tells
@@ -52,7 +75,16 @@ pub struct Running {
     pub pid: u32,
     pub channel: Channel,
     pub stop: oneshot::Sender<Duration>,
-    pub exited: oneshot::Receiver<String>,
+    pub exited: oneshot::Receiver<Exit>,
+}
+
+/// How a performer ended.
+#[derive(Clone, Debug)]
+pub struct Exit {
+    pub status: String,
+    /// It printed that the address it binds is in use: it listens on a port of its own
+    /// choosing rather than `GRPC_PORT`, and another process (its previous version) has it.
+    pub address_in_use: bool,
 }
 
 /// An unused local port (the OS picks it; a performer binds it right after).
@@ -129,11 +161,23 @@ pub fn spawn(launch: &Launch) -> Result<Running, String> {
     let pid = child
         .id()
         .ok_or_else(|| "the performer exited at once".to_string())?;
+    let address_in_use = Arc::new(AtomicBool::new(false));
+    let mut forwarders = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(forward_output(stdout, launch.clone(), "stdout"));
+        forwarders.push(tokio::spawn(forward_output(
+            stdout,
+            launch.clone(),
+            "stdout",
+            address_in_use.clone(),
+        )));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(forward_output(stderr, launch.clone(), "stderr"));
+        forwarders.push(tokio::spawn(forward_output(
+            stderr,
+            launch.clone(),
+            "stderr",
+            address_in_use.clone(),
+        )));
     }
     let (stop, stop_rx) = oneshot::channel::<Duration>();
     let (exited_tx, exited) = oneshot::channel();
@@ -157,11 +201,16 @@ pub fn spawn(launch: &Launch) -> Result<Running, String> {
         };
         // Whatever else the performer started in its group goes with it.
         drop(group);
-        let text = match status {
+        // Its last lines (often the reason it exited) reach the log before its exit does.
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, futures::future::join_all(forwarders)).await;
+        let status = match status {
             Ok(status) => status.to_string(),
             Err(err) => format!("wait failed: {err}"),
         };
-        let _ = exited_tx.send(text);
+        let _ = exited_tx.send(Exit {
+            status,
+            address_in_use: address_in_use.load(Ordering::Relaxed),
+        });
     });
     Ok(Running {
         pid,
@@ -189,13 +238,83 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Copies a performer's output into the logs line by line, with its AVS and id.
-async fn forward_output(mut pipe: impl AsyncRead + Unpin, launch: Launch, stream: &'static str) {
+/// A token bucket over log lines.
+struct LogBudget {
+    tokens: f64,
+    refilled: Instant,
+    dropped: u64,
+    reported: Instant,
+}
+
+impl LogBudget {
+    fn new() -> Self {
+        Self {
+            tokens: LOG_BURST,
+            refilled: Instant::now(),
+            dropped: 0,
+            reported: Instant::now(),
+        }
+    }
+
+    /// Whether one more line may be logged now; a refused line is counted.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * LOG_LINES_PER_SECOND;
+        self.tokens = (self.tokens + earned).min(LOG_BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
+/// Copies a performer's output into the logs line by line, with its AVS and id, at most
+/// [`LOG_LINES_PER_SECOND`] lines a second; notes whether it said its address is in use.
+async fn forward_output(
+    mut pipe: impl AsyncRead + Unpin,
+    launch: Launch,
+    stream: &'static str,
+    address_in_use: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
     // After an over-long line was logged (cut), the rest of it is dropped up to its newline.
     let mut skipping = false;
-    let emit = |line: &[u8], truncated: bool| {
+    let mut budget = LogBudget::new();
+    // Dropped lines are reported at most once a second, and at the end of the output.
+    let report_dropped = |budget: &mut LogBudget, at_end: bool| {
+        if budget.dropped > 0 && (at_end || budget.reported.elapsed() >= Duration::from_secs(1)) {
+            budget.reported = Instant::now();
+            tracing::warn!(
+                target: "performer",
+                avs_address = %launch.avs,
+                performer_id = %launch.performer_id,
+                stream,
+                dropped = budget.dropped,
+                "performer output over {LOG_LINES_PER_SECOND} lines/s; lines dropped"
+            );
+            launch.dropped_lines.inc_by(budget.dropped);
+            budget.dropped = 0;
+        }
+    };
+    let mut emit = |line: &[u8], truncated: bool| {
+        if !address_in_use.load(Ordering::Relaxed)
+            && line.len() < 4096
+            && String::from_utf8_lossy(line)
+                .to_ascii_lowercase()
+                .contains(ADDRESS_IN_USE)
+        {
+            address_in_use.store(true, Ordering::Relaxed);
+        }
+        if !budget.take() {
+            report_dropped(&mut budget, false);
+            return;
+        }
+        report_dropped(&mut budget, false);
         let text = String::from_utf8_lossy(line);
         tracing::info!(
             target: "performer",
@@ -207,11 +326,25 @@ async fn forward_output(mut pipe: impl AsyncRead + Unpin, launch: Launch, stream
             text.trim_end()
         );
     };
+    let mut bytes_allowed = OUTPUT_BURST_BYTES;
+    let mut bytes_refilled = Instant::now();
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let now = Instant::now();
+        bytes_allowed = (bytes_allowed
+            + now.duration_since(bytes_refilled).as_secs_f64() * OUTPUT_BYTES_PER_SECOND)
+            .min(OUTPUT_BURST_BYTES)
+            - n as f64;
+        bytes_refilled = now;
+        if bytes_allowed < 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(
+                -bytes_allowed / OUTPUT_BYTES_PER_SECOND,
+            ))
+            .await;
+        }
         for &byte in &buf[..n] {
             if byte == b'\n' {
                 if !skipping {
@@ -232,6 +365,7 @@ async fn forward_output(mut pipe: impl AsyncRead + Unpin, launch: Launch, stream
     if !line.is_empty() && !skipping {
         emit(&line, false);
     }
+    report_dropped(&mut budget, true);
 }
 
 /// Which health protocol a performer answered last.

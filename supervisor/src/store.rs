@@ -1,27 +1,33 @@
 //! Durable records: processed tasks (so a replayed task gets its stored result back, even
 //! after a restart), the performer serving each AVS, and deployment outcomes.
 //!
-//! An append-only file of checksummed frames (`len u32 LE ‖ sha256(payload)[..4] ‖ payload`,
-//! payload JSON) written by one thread that group-commits: it takes every record waiting,
-//! writes them, fsyncs once and only then acknowledges each. A result is answered only after
-//! its record is synced, so a crash can never make a task run (and be signed) twice with
-//! different outputs. On open, a torn or corrupt tail (a crash mid-write) is cut off.
-//!
-//! Why not commonware storage: the supervisor runs on plain tokio (its performers are OS
-//! processes, outside the deterministic simulation), and a small file with its own writer
-//! thread keeps the actor free of storage handles that a dropped future would lose.
+//! A commonware variable journal (checksummed items, torn tails cut on open) holds one JSON
+//! record per item. One writer task owns it and group-commits: it takes every record waiting,
+//! appends them, commits once and only then acknowledges each. A result is answered only after
+//! its record is committed, so a crash can never make a task run (and be signed) twice with
+//! different outputs. After a storage error the journal is gone and every later append fails:
+//! no task is answered without its record (the node must be restarted once the disk is fixed).
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-use std::{
-    fs::{File, OpenOptions},
-    io::{self, Read as _, Seek as _, SeekFrom, Write as _},
-    path::Path,
-    sync::mpsc as std_mpsc,
+use commonware_codec::RangeCfg;
+use commonware_runtime::{Clock, Metrics, Spawner, Storage, buffer::paged::CacheRef};
+use commonware_storage::journal::contiguous::{
+    Contiguous as _,
+    variable::{Config as JournalConfig, Journal},
 };
-use tokio::sync::oneshot;
+use commonware_utils::{NZU16, NZU64, NZUsize};
+use futures::{
+    StreamExt as _,
+    channel::{mpsc, oneshot},
+};
+use serde::{Deserialize, Serialize};
 
-/// One durable fact.
+/// The storage partition of the records.
+pub const PARTITION: &str = "supervisor-records";
+/// The largest record: a task result carries at most 1.5 MiB of output, hex-encoded.
+const MAX_RECORD: usize = 8 * 1024 * 1024;
+/// Records appended (and committed) together at most.
+const MAX_BATCH: usize = 4096;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
@@ -60,116 +66,113 @@ pub struct PerformerRecord {
 
 type Pending = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 
-/// The handle the actor and its task runners append through.
+/// A handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    tx: std_mpsc::Sender<Pending>,
+    tx: mpsc::UnboundedSender<Pending>,
 }
 
-const FILE: &str = "supervisor.log";
-const HEADER: usize = 8;
-
 impl Store {
-    /// Opens (or creates) the log in `dir`, returns every record in order and starts the
-    /// writer thread.
-    pub fn open(dir: &Path) -> io::Result<(Self, Vec<Record>)> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let (records, valid) = decode_all(&bytes);
-        if valid < bytes.len() {
-            tracing::warn!(
-                path = %path.display(),
-                kept = valid,
-                dropped = bytes.len() - valid,
-                "supervisor store: cutting a torn or corrupt tail"
-            );
-            file.set_len(valid as u64)?;
-            file.sync_all()?;
+    /// Opens the journal in `context`'s storage, reads back every record, and starts the
+    /// writer task. A record that no longer decodes (written by another version) is skipped
+    /// with a warning; the journal's own checksums have already cut any torn tail.
+    pub async fn open<E: Storage + Clock + Metrics + Spawner>(
+        context: E,
+    ) -> Result<(Self, Vec<Record>), String> {
+        let config = JournalConfig {
+            partition: PARTITION.into(),
+            items_per_section: NZU64!(4096),
+            compression: None,
+            codec_config: (RangeCfg::new(0..=MAX_RECORD), ()),
+            page_cache: CacheRef::new(NZU16!(4096), NZUsize!(64)),
+            write_buffer: NZUsize!(1024 * 1024),
+            replay_buffer: NZUsize!(1024 * 1024),
+        };
+        let journal = Journal::<_, Vec<u8>>::init(context.child("journal"), config)
+            .await
+            .map_err(|err| format!("opening the supervisor's records: {err}"))?;
+        let mut records = Vec::new();
+        for position in journal.bounds() {
+            let bytes = journal
+                .read(position)
+                .await
+                .map_err(|err| format!("reading supervisor record {position}: {err}"))?;
+            match serde_json::from_slice::<Record>(&bytes) {
+                Ok(record) => records.push(record),
+                Err(err) => {
+                    tracing::warn!(position, %err, "supervisor record does not decode; skipped")
+                }
+            }
         }
-        file.seek(SeekFrom::End(0))?;
-        let (tx, rx) = std_mpsc::channel::<Pending>();
-        std::thread::Builder::new()
-            .name("supervisor-store".into())
-            .spawn(move || writer(file, rx))?;
+        let (tx, rx) = mpsc::unbounded();
+        context.child("writer").spawn(move |_| writer(journal, rx));
         Ok((Self { tx }, records))
     }
 
-    /// Appends `record`; returns once it is synced to disk.
+    /// Appends a record and returns once it is committed to storage.
     pub async fn append(&self, record: &Record) -> Result<(), String> {
         let payload = serde_json::to_vec(record).map_err(|err| err.to_string())?;
+        if payload.len() > MAX_RECORD {
+            return Err(format!(
+                "a {} byte record is over the {MAX_RECORD} byte limit",
+                payload.len()
+            ));
+        }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send((frame(&payload), done))
+            .unbounded_send((payload, done))
             .map_err(|_| "the store's writer has stopped".to_string())?;
         wait.await
             .map_err(|_| "the store's writer has stopped".to_string())?
     }
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(payload)[..4]);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// Decodes frames until the first torn or corrupt one; returns the records and how many bytes
-/// were valid.
-fn decode_all(bytes: &[u8]) -> (Vec<Record>, usize) {
-    let mut records = Vec::new();
-    let mut at = 0;
-    while bytes.len() - at >= HEADER {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&bytes[at..at + 4]);
-        let len = u32::from_le_bytes(len) as usize;
-        let Some(end) = (at + HEADER).checked_add(len) else {
-            break;
-        };
-        if end > bytes.len() {
-            break;
-        }
-        let payload = &bytes[at + HEADER..end];
-        if Sha256::digest(payload)[..4] != bytes[at + 4..at + 8] {
-            break;
-        }
-        match serde_json::from_slice::<Record>(payload) {
-            Ok(record) => records.push(record),
-            Err(_) => break,
-        }
-        at = end;
+/// Appends a batch and commits it; an error consumes the journal.
+async fn append_and_commit<E: Storage + Clock + Metrics>(
+    mut journal: Journal<E, Vec<u8>>,
+    batch: &[Pending],
+) -> Result<Journal<E, Vec<u8>>, commonware_storage::journal::Error> {
+    for (bytes, _) in batch {
+        journal = journal.append(bytes).await?.0;
     }
-    (records, at)
+    journal.commit().await
 }
 
-/// Group commit: everything queued goes out in one write and one fsync.
-fn writer(mut file: File, rx: std_mpsc::Receiver<Pending>) {
-    while let Ok(first) = rx.recv() {
+/// Appends and commits records in batches, acknowledging each once its batch is committed.
+async fn writer<E: Storage + Clock + Metrics>(
+    journal: Journal<E, Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut journal = Some(journal);
+    while let Some(first) = rx.next().await {
         let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-            if batch.len() >= 4096 {
-                break;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
             }
         }
-        let mut buf = Vec::new();
-        for (bytes, _) in &batch {
-            buf.extend_from_slice(bytes);
-        }
-        let result = file
-            .write_all(&buf)
-            .and_then(|()| file.sync_data())
-            .map_err(|err| format!("supervisor store write failed: {err}"));
-        if let Err(err) = &result {
-            tracing::error!(%err, "supervisor store");
-        }
+        let result = match journal.take() {
+            None => Err("the supervisor's records failed earlier; restart the node".to_string()),
+            Some(open) => {
+                let committed = append_and_commit(open, &batch).await;
+                match committed {
+                    Ok(open) => {
+                        journal = Some(open);
+                        Ok(())
+                    }
+                    Err(err) => {
+                        let err = format!("supervisor records: write failed: {err}");
+                        tracing::error!(
+                            %err,
+                            "no task result can be stored from now on; tasks fail until the \
+                             node is restarted with working storage"
+                        );
+                        Err(err)
+                    }
+                }
+            }
+        };
         for (_, done) in batch {
             let _ = done.send(result.clone());
         }
@@ -179,6 +182,7 @@ fn writer(mut file: File, rx: std_mpsc::Receiver<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use commonware_runtime::{Runner as _, tokio};
 
     fn task(n: u8) -> Record {
         Record::Task {
@@ -188,40 +192,50 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn records_survive_a_reopen_and_a_torn_tail_is_cut() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let (store, records) = Store::open(dir.path()).expect("open");
-            assert!(records.is_empty());
-            for n in 0..3 {
-                store.append(&task(n)).await.expect("append");
-            }
-        }
-        // A crash mid-write: half a frame at the end.
-        let path = dir.path().join(FILE);
-        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
-        let torn = frame(&serde_json::to_vec(&task(9)).expect("json"));
-        file.write_all(&torn[..torn.len() / 2]).expect("write");
-        drop(file);
-        let (store, records) = Store::open(dir.path()).expect("reopen");
-        assert_eq!(records, vec![task(0), task(1), task(2)]);
-        store.append(&task(3)).await.expect("append after cut");
-        drop(store);
-        let (_, records) = Store::open(dir.path()).expect("reopen");
-        assert_eq!(records.len(), 4);
+    fn runner(dir: &std::path::Path) -> tokio::Runner {
+        tokio::Runner::new(tokio::Config::default().with_storage_directory(dir))
     }
 
     #[test]
-    fn a_flipped_byte_stops_decoding_there() {
-        let mut bytes = frame(&serde_json::to_vec(&task(1)).expect("json"));
-        let second = frame(&serde_json::to_vec(&task(2)).expect("json"));
-        let first_len = bytes.len();
-        bytes.extend_from_slice(&second);
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        let (records, valid) = decode_all(&bytes);
-        assert_eq!(records, vec![task(1)]);
-        assert_eq!(valid, first_len);
+    fn committed_records_survive_a_reopen_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        runner(dir.path()).start(|context| async move {
+            let (store, records) = Store::open(context).await.expect("open");
+            assert!(records.is_empty());
+            let appends: Vec<_> = (0..5u8)
+                .map(|n| {
+                    let store = store.clone();
+                    async move { store.append(&task(n)).await }
+                })
+                .collect();
+            for result in futures::future::join_all(appends).await {
+                result.expect("append");
+            }
+        });
+        runner(dir.path()).start(|context| async move {
+            let (store, records) = Store::open(context).await.expect("reopen");
+            assert_eq!(records, (0..5).map(task).collect::<Vec<_>>());
+            store.append(&task(5)).await.expect("append after reopen");
+        });
+        runner(dir.path()).start(|context| async move {
+            let (_, records) = Store::open(context).await.expect("reopen");
+            assert_eq!(records.len(), 6);
+        });
+    }
+
+    #[test]
+    fn an_oversized_record_is_refused_before_it_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        runner(dir.path()).start(|context| async move {
+            let (store, _) = Store::open(context).await.expect("open");
+            let huge = Record::Task {
+                task_id: "0x01".into(),
+                request: "r".into(),
+                result: "0".repeat(MAX_RECORD + 1),
+            };
+            let err = store.append(&huge).await.expect_err("too large");
+            assert!(err.contains("over the"), "{err}");
+            store.append(&task(1)).await.expect("the store still works");
+        });
     }
 }

@@ -201,6 +201,7 @@ mod tests {
                     queue_depth: 1,
                     args: vec![],
                     env: BTreeMap::new(),
+                    fixed_port: None,
                     initial: None,
                 },
             )]),

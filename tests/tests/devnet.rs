@@ -11,6 +11,10 @@
 //! (d) no conflicting signature anywhere, and one finalized chain across every log;
 //! (e) SIGTERM stops every operator with exit status 0 within 30 s.
 //!
+//! Throughout, operator [`UNRULY`] also supervises three AVS performers that misbehave (one
+//! floods its output, one exits in a loop, one freezes), and its duties must not suffer: the
+//! checks above hold for it too, its log shows each performer handled, and none outlives it.
+//!
 //! The binary is `target/<profile>/cohort` next to this test's executable (rebuilt through
 //! `$CARGO` when the test runs under cargo, so it is never stale), or `$DEVNET_TEST_BIN`.
 //! On failure the tail of every operator's log is printed and the cluster directory is kept
@@ -38,12 +42,18 @@ const SLOT: Duration = Duration::from_secs(SLOT_SECONDS);
 const CRASHED: usize = 3;
 /// The operator whose p2p port gets garbage.
 const ATTACKED: usize = 0;
+/// The operator whose AVS performers misbehave.
+const UNRULY: usize = 2;
+/// A test-only ECDSA operator key (the well-known example key) and its address.
+const AVS_OPERATOR_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+const AVS_OPERATOR_ADDRESS: &str = "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23";
 
 #[test]
 fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
     let started = Instant::now();
     let bin = cohort_binary();
     let mut cluster = Cluster::init(&bin);
+    let unruly_tag = add_unruly_performers(&cluster.operators[UNRULY].config, &cluster.dir);
     for i in 0..OPERATORS {
         cluster.start(i);
     }
@@ -230,6 +240,34 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
         secs(started)
     );
 
+    // The unruly performers were each handled, without costing their operator its duties.
+    let unruly_log: String = cluster.operators[UNRULY]
+        .logs
+        .iter()
+        .map(|log| std::fs::read_to_string(log).unwrap_or_default())
+        .collect();
+    for (what, line) in [
+        ("the flood was rate-limited", "lines dropped"),
+        (
+            "the performer exiting in a loop was given up on",
+            "performer restarted too often; marked failed",
+        ),
+        (
+            "the frozen performer failed its health checks",
+            "performer health check failed",
+        ),
+    ] {
+        if !unruly_log.contains(line) {
+            cluster.fail(&format!(
+                "operator {UNRULY}: {what}: no \"{line}\" in its log"
+            ));
+        }
+    }
+    eprintln!(
+        "[{:>5.1}s] unruly performers handled on operator {UNRULY} (flood rate-limited, crash loop failed, freeze restarted)",
+        secs(started)
+    );
+
     // (e) SIGTERM: every operator exits 0 within 30 s.
     for (i, status, took) in cluster.sigterm_all(Duration::from_secs(30)) {
         match status {
@@ -242,14 +280,103 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
             None => cluster.fail(&format!("operator {i} still running 30 s after SIGTERM")),
         }
     }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_tagged(&unruly_tag).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = processes_tagged(&unruly_tag);
+    if !left.is_empty() {
+        cluster.fail(&format!(
+            "performer processes outlived operator {UNRULY}: {left:?}"
+        ));
+    }
     eprintln!(
-        "[{:>5.1}s] (e) every operator stopped cleanly",
+        "[{:>5.1}s] (e) every operator stopped cleanly, no performer left",
         secs(started)
     );
 }
 
 fn secs(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
+}
+
+// ---- unruly AVS performers ----
+
+/// Adds an `[avs]` table to one operator's config with three performers that misbehave, each
+/// a small script around `unruly_performer` carrying `tag` (to find leftover processes).
+fn add_unruly_performers(config: &Path, dir: &Path) -> String {
+    use sha2::Digest as _;
+    let tag = format!("unruly{}", now_nanos() % 1_000_000_000);
+    let avs_dir = dir.join("avs");
+    let artifacts = avs_dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
+    let key = avs_dir.join("operator.key");
+    std::fs::write(&key, format!("{AVS_OPERATOR_KEY}\n")).expect("write the AVS operator key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod the AVS operator key");
+    let performer = env!("CARGO_BIN_EXE_unruly_performer");
+    let listen = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port for the AVS listener");
+    let mut table = format!(
+        "\n[avs]\nlisten = \"{listen}\"\noperator_address = \"{AVS_OPERATOR_ADDRESS}\"\n\
+         ecdsa_certificate_verifier = \"0x{verifier}\"\nartifacts_dir = \"{artifacts}\"\n\
+         data_dir = \"{data}\"\n[avs.operator_key]\nkind = \"ecdsa\"\nsecret_file = \"{key}\"\n\
+         [avs.limits]\nhealth_interval_ms = 500\nhealth_failures = 2\nstop_grace_ms = 2000\n\
+         restart_backoff_ms = 500\nrestart_backoff_max_ms = 2000\nmax_restarts = 4\n\
+         [[avs.aggregators]]\naddress = \"0x{aggregator}\"\n",
+        verifier = "ad".repeat(20),
+        artifacts = artifacts.display(),
+        data = avs_dir.join("data").display(),
+        key = key.display(),
+        aggregator = "bb".repeat(20),
+    );
+    for (n, mode) in ["flood", "exit-after-ms 1500", "freeze-after-ms 3000"]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("unruly-{n}");
+        let script = format!("#!/bin/sh\n# {tag}\nexec '{performer}' {mode} {tag}\n");
+        let path = artifacts.join(&name);
+        std::fs::write(&path, &script).expect("write a performer script");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod a performer script");
+        let digest = hex_lower(&sha2::Sha256::digest(script.as_bytes()));
+        table.push_str(&format!(
+            "[[avs.performers]]\navs_address = \"0x{:040x}\"\nregistry_url = \"{name}\"\n\
+             digest = \"sha256:{digest}\"\n",
+            0xa0 + n
+        ));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(config)
+        .expect("open the operator's config");
+    file.write_all(table.as_bytes())
+        .expect("append the [avs] table");
+    tag
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Live processes whose command line carries `tag`.
+fn processes_tagged(tag: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            cmdline
+                .windows(tag.len())
+                .any(|window| window == tag.as_bytes())
+                && !stat.contains(") Z ")
+        })
+        .collect()
 }
 
 // ---- the binary ----

@@ -145,6 +145,7 @@ class AvsSpec:
     queue_depth: int = 64
     operator_sets: list[int] = field(default_factory=list)
     env: dict = field(default_factory=dict)
+    port: int | None = None
 
 
 class Executor:
@@ -215,6 +216,8 @@ class Executor:
                 f"queue_depth = {spec.queue_depth}",
                 f"operator_sets = {spec.operator_sets}",
             ]
+            if spec.port:
+                lines += [f"port = {spec.port}"]
             if spec.artifact:
                 lines += [f'registry_url = "{spec.artifact.name}"', f'digest = "{spec.artifact.digest}"']
             env = {"CALL_LOG": str(self.call_log), **spec.env}

@@ -12,13 +12,15 @@ Every call is appended to $CALL_LOG (if set): "start <task_id> <payload>", "end 
 
 Modes: --legacy serves only the old PerformerService/HealthCheck (no grpc.health.v1);
 --unhealthy answers NOT_SERVING; --exit-at-start exits at once; --ignore-sigterm;
---die-after S exits S seconds after starting (a crash loop); --flood writes output endlessly.
+--die-after S exits S seconds after starting (a crash loop); --flood writes output endlessly;
+--flood-lines writes short lines endlessly; --fixed-port P listens on P whatever GRPC_PORT says (as Hourglass's template listens on 8080).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import signal
 import sys
 import threading
@@ -105,13 +107,27 @@ def main() -> None:
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--die-after", type=float, default=0.0)
     parser.add_argument("--flood", action="store_true")
+    parser.add_argument("--fixed-port", type=int, default=0)
+    parser.add_argument("--flood-lines", action="store_true")
     args, _ = parser.parse_known_args()  # --tag-… marks a test run's processes
     if args.exit_at_start:
         print("exiting at start on purpose", flush=True)
         sys.exit(1)
     port = int(os.environ["GRPC_PORT"])
     assert os.environ["PORT"] == str(port)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+    if args.fixed_port:
+        port = args.fixed_port
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            print(f"listen tcp 127.0.0.1:{port}: bind: {err.strerror.lower()}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        finally:
+            probe.close()
+    # No SO_REUSEPORT: two performers on one port must collide, as they would in Go.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=[("grpc.so_reuseport", 0)])
     performer_pb2_grpc.add_PerformerServiceServicer_to_server(Performer(args.version, args.legacy), server)
     if not args.legacy:
         health_pb2_grpc.add_HealthServicer_to_server(Health(not args.unhealthy), server)
@@ -127,6 +143,12 @@ def main() -> None:
                 sys.stdout.write(line)
                 sys.stdout.flush()
         threading.Thread(target=flood, daemon=True).start()
+    if args.flood_lines:
+        def flood_lines():
+            while True:
+                sys.stdout.write("flooding the log line by line\n" * 1000)
+                sys.stdout.flush()
+        threading.Thread(target=flood_lines, daemon=True).start()
     stop = threading.Event()
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))

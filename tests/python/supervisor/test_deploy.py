@@ -4,6 +4,7 @@ SIGTERM mid-task that must leave no process behind."""
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,7 @@ from conftest import (
     OPERATOR_SECRET,
     OTHER_SECRET,
     AvsSpec,
+    free_port,
     hc,
     hexaddr,
     processes_tagged,
@@ -207,3 +209,62 @@ def test_sigkill_of_the_node_takes_its_performers_along(make_executor):
     while time.time() < deadline and processes_tagged(e.tag):
         time.sleep(0.1)
     assert processes_tagged(e.tag) == []
+
+
+def fixed_port_executor(make_executor, name):
+    port = free_port()
+    e = make_executor(name, lambda a: [AvsSpec(AVS_DEPLOY, a.make("v1", "--version", "v1", "--fixed-port", str(port)), port=port)])
+    return e.start(wait_serving=[AVS_DEPLOY]), port
+
+
+def test_fixed_port_performer_is_replaced_in_place(make_executor):
+    """Two versions cannot listen on one port: the old one drains its task and stops, then the
+    new one starts on the port; a task sent during the swap waits for the new one."""
+    e, port = fixed_port_executor(make_executor, "in-place")
+    [old] = e.performers(AVS_DEPLOY)
+    v2 = e.artifacts.make("v2", "--version", "v2", "--fixed-port", str(port))
+    long_task = e.task(AVS_DEPLOY, b"sleep:2")
+    with ThreadPoolExecutor(3) as pool:
+        running = pool.submit(e.submit, long_task)
+        time.sleep(0.5)
+        deploying = pool.submit(deploy, e, v2)
+        time.sleep(0.3)
+        during = pool.submit(e.submit, e.task(AVS_DEPLOY, b"version"))
+        answer = deploying.result()
+        assert answer.success, answer
+        assert "in place" in answer.message and str(port) in answer.message, answer.message
+        assert running.result().output == b"slept:v1"
+        assert during.result().output == b"v2"
+    e.verify(long_task, running.result())
+    assert version(e) == b"v2"
+    [new] = e.performers(AVS_DEPLOY)
+    assert new.performer_id != old.performer_id and new.status == "InService"
+    assert new.artifact_digest == v2.digest
+
+
+def test_failed_in_place_deploy_restarts_the_previous_version(make_executor):
+    e, port = fixed_port_executor(make_executor, "in-place-fail")
+    [old] = e.performers(AVS_DEPLOY)
+    bad = e.artifacts.make("bad", "--exit-at-start")
+    with pytest.raises(grpc.RpcError) as err:
+        deploy(e, bad)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"restarts in place on port {port}" in err.value.details(), err.value.details()
+    again = e.wait_in_service(AVS_DEPLOY)
+    assert again.performer_id == old.performer_id and again.artifact_digest == old.artifact_digest
+    assert version(e) == b"v1"
+
+
+def test_a_performer_bound_to_an_undeclared_fixed_port_is_named(ex):
+    """Without `port` in the config the supervisor starts the new version beside the old one;
+    one that binds a taken port of its own fails the deploy with a message saying what to set."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        fixed = ex.artifacts.make("fixed", "--fixed-port", str(taken.getsockname()[1]))
+        with pytest.raises(grpc.RpcError) as err:
+            deploy(ex, fixed)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = err.value.details()
+    assert "address is in use" in details and "`port`" in details and "keeps serving" in details, details
+    assert version(ex) == b"v1"
