@@ -4,6 +4,7 @@ mod avs_cli;
 mod beacon_cli;
 mod bench;
 mod config;
+mod import;
 mod keys;
 mod log_lines;
 mod net;
