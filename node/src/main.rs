@@ -5,11 +5,13 @@ mod beacon_cli;
 mod bench;
 mod config;
 mod import;
+mod interchange;
 mod keys;
 mod log_lines;
 mod net;
 mod operator_cli;
 mod run;
+mod slashing_cli;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +47,10 @@ enum Command {
     /// Set up a cluster.
     #[command(subcommand)]
     Cluster(operator_cli::ClusterCommand),
+    /// Export or import this operator's slashing-protection records as an EIP-3076
+    /// interchange, with the node stopped.
+    #[command(subcommand)]
+    SlashingProtection(slashing_cli::SlashingCommand),
     /// Run a whole cluster in the deterministic simulator from one seed.
     Simulate(Box<SimulateArgs>),
     /// Measure one operator's CPU per validator-duty (sign share, decode, recover, verify)
@@ -460,6 +466,7 @@ fn main() -> ExitCode {
         Command::Config(command) => operator_cli::config(command),
         Command::Keys(command) => operator_cli::keys(command),
         Command::Cluster(command) => operator_cli::cluster(command),
+        Command::SlashingProtection(command) => slashing_cli::slashing_protection(command),
         Command::BenchSigning(args) => bench_signing(args),
         Command::Campaign(args) => run_campaign(args),
         Command::Replay(args) => {
