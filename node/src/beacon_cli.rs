@@ -71,3 +71,74 @@ pub fn indices_of(
         Ok(found)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{
+        io::{Read as _, Write as _},
+        net::TcpListener,
+    };
+
+    /// A beacon node that knows the even-numbered keys of `keys`, at index 1000 + their
+    /// number, and answers `requests` validator queries (one per connection).
+    fn fake_node(keys: Vec<String>, requests: usize) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.expect("connection");
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let request = String::from_utf8_lossy(&request);
+                let path = request.split_whitespace().nth(1).unwrap_or_default();
+                assert!(
+                    path.starts_with("/eth/v1/beacon/states/head/validators?"),
+                    "{path}"
+                );
+                let entries: Vec<String> = path
+                    .split(['?', '&'])
+                    .filter_map(|part| part.strip_prefix("id=0x"))
+                    .filter_map(|key| {
+                        let number = keys.iter().position(|k| k == key)?;
+                        (number % 2 == 0).then(|| {
+                            format!(
+                                r#"{{"index":"{}","balance":"32000000000","status":"active_ongoing","validator":{{"pubkey":"0x{}"}}}}"#,
+                                1000 + number,
+                                key.to_ascii_uppercase()
+                            )
+                        })
+                    })
+                    .collect();
+                let body = format!(r#"{{"data":[{}]}}"#, entries.join(","));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn indices_come_from_the_chain_in_batches() {
+        // 70 keys: two requests of at most 64 ids each.
+        let keys: Vec<String> = (0..70).map(|i| format!("{i:096x}")).collect();
+        let url = fake_node(keys.clone(), 2);
+        let found = indices_of(&[url], &keys).expect("the node answers");
+        assert_eq!(found.len(), 35, "only the keys the chain knows");
+        for (number, key) in keys.iter().enumerate() {
+            let expected = (number % 2 == 0).then_some(1000 + number as u64);
+            assert_eq!(found.get(key).copied(), expected, "key {number}");
+        }
+    }
+}
