@@ -72,6 +72,53 @@ pub fn indices_of(
     })
 }
 
+/// The chain's `CAPELLA_FORK_VERSION` (`config/spec`): voluntary exits are signed with it
+/// for every later fork (EIP-7044).
+pub fn capella_fork_version(urls: &[String]) -> Result<[u8; 4], String> {
+    let urls = urls.to_vec();
+    runtime().start(|context| async move {
+        let clock = Arc::new(context.child("beacon"));
+        let metrics = Metrics::register(&context, clock.clone());
+        let nodes = Nodes::new(clock, &urls, &metrics, ATTEMPT_TIMEOUT)?;
+        let spec: Data<BTreeMap<String, serde_json::Value>> = nodes
+            .read("the chain's spec", |node| async move {
+                node.get("config/spec", "/eth/v1/config/spec").await
+            })
+            .await?;
+        let text = spec
+            .data
+            .get("CAPELLA_FORK_VERSION")
+            .and_then(|value| value.as_str())
+            .ok_or("the beacon node's spec has no CAPELLA_FORK_VERSION")?;
+        cohort_ingress::keys::decode_hex(text)
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| format!("CAPELLA_FORK_VERSION {text:?} is not 4 bytes of hex"))
+    })
+}
+
+/// Publishes a signed voluntary exit to every node; how many accepted it.
+pub fn publish_exit(urls: &[String], exit: &crate::exit::SignedExit) -> Result<usize, String> {
+    let urls = urls.to_vec();
+    let body = serde_json::to_value(exit).map_err(|err| err.to_string())?;
+    runtime().start(|context| async move {
+        let clock = Arc::new(context.child("beacon"));
+        let metrics = Metrics::register(&context, clock.clone());
+        let nodes = Nodes::new(clock, &urls, &metrics, ATTEMPT_TIMEOUT)?;
+        let body = &body;
+        nodes
+            .publish("the voluntary exit", |node| async move {
+                node.submit(
+                    "beacon/pool/voluntary_exits",
+                    "/eth/v1/beacon/pool/voluntary_exits",
+                    body,
+                    Default::default(),
+                )
+                .await
+            })
+            .await
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +187,99 @@ mod tests {
             let expected = (number % 2 == 0).then_some(1000 + number as u64);
             assert_eq!(found.get(key).copied(), expected, "key {number}");
         }
+    }
+
+    /// A beacon node that answers `answers` requests (one per connection) with `answer(method,
+    /// path, body)`, and hands each request it saw to the returned receiver.
+    fn scripted_node(
+        answers: usize,
+        answer: impl Fn(&str, &str, &str) -> (u16, String) + Send + 'static,
+    ) -> (String, std::sync::mpsc::Receiver<(String, String, String)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (seen, requests) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(answers) {
+                let mut stream = stream.expect("connection");
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                    let n = stream.read(&mut buf).expect("read");
+                    assert!(n > 0, "request cut short");
+                    request.extend_from_slice(&buf[..n]);
+                };
+                let head = String::from_utf8_lossy(&request[..head_end]).to_string();
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                while request.len() < head_end + length {
+                    let n = stream.read(&mut buf).expect("read");
+                    assert!(n > 0, "body cut short");
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let body = String::from_utf8_lossy(&request[head_end..]).to_string();
+                let mut words = head.split_whitespace();
+                let method = words.next().unwrap_or_default().to_string();
+                let path = words.next().unwrap_or_default().to_string();
+                let (status, reply) = answer(&method, &path, &body);
+                let _ = seen.send((method, path, body));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        (url, requests)
+    }
+
+    #[test]
+    fn capella_fork_version_comes_from_the_spec() {
+        let (url, _) = scripted_node(1, |_, path, _| {
+            assert_eq!(path, "/eth/v1/config/spec");
+            (
+                200,
+                r#"{"data":{"CAPELLA_FORK_VERSION":"0x40000910","SECONDS_PER_SLOT":"12"}}"#.into(),
+            )
+        });
+        assert_eq!(capella_fork_version(&[url]), Ok([0x40, 0, 0x09, 0x10]));
+        let (url, _) = scripted_node(1, |_, _, _| (200, r#"{"data":{}}"#.into()));
+        let err = capella_fork_version(&[url]).expect_err("no version");
+        assert!(err.contains("CAPELLA_FORK_VERSION"), "{err}");
+    }
+
+    #[test]
+    fn a_signed_exit_is_posted_to_the_pool() {
+        let exit = crate::exit::SignedExit {
+            message: crate::exit::ExitMessage {
+                epoch: "5678".into(),
+                validator_index: "1234".into(),
+            },
+            signature: format!("0x{}", "ab".repeat(96)),
+        };
+        let (url, seen) = scripted_node(1, |_, _, _| (200, String::new()));
+        assert_eq!(publish_exit(&[url], &exit), Ok(1));
+        let (method, path, body) = seen.recv().expect("one request");
+        assert_eq!(method, "POST");
+        assert_eq!(path, "/eth/v1/beacon/pool/voluntary_exits");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+        assert_eq!(body["message"]["epoch"], "5678");
+        assert_eq!(body["message"]["validator_index"], "1234");
+        assert_eq!(body["signature"], exit.signature.as_str());
+
+        let (url, _) = scripted_node(1, |_, _, _| {
+            (400, r#"{"code":400,"message":"invalid exit"}"#.into())
+        });
+        let err = publish_exit(&[url], &exit).expect_err("refused");
+        assert!(err.contains("invalid exit") || err.contains("400"), "{err}");
     }
 }

@@ -73,7 +73,7 @@ pub fn share_file(dir: &Path, validator: u64) -> PathBuf {
     dir.join(format!("share-{validator}.json"))
 }
 
-fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> {
+pub(crate) fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> {
     let bytes = keys::decode_hex(text).ok_or("is not hex")?;
     let max = NonZeroU32::new(operators).ok_or("the cluster has no operators")?;
     Sharing::<MinPk>::decode_cfg(bytes, &(max, ModeVersion::v0())).map_err(|err| err.to_string())

@@ -4,6 +4,7 @@ mod avs_cli;
 mod beacon_cli;
 mod bench;
 mod config;
+mod exit;
 mod import;
 mod interchange;
 mod keys;
@@ -51,6 +52,10 @@ enum Command {
     /// interchange, with the node stopped.
     #[command(subcommand)]
     SlashingProtection(slashing_cli::SlashingCommand),
+    /// Exit a validator: each operator signs with its share, then threshold-many partial
+    /// signatures are combined and published.
+    #[command(subcommand)]
+    Exit(exit::ExitCommand),
     /// Run a whole cluster in the deterministic simulator from one seed.
     Simulate(Box<SimulateArgs>),
     /// Measure one operator's CPU per validator-duty (sign share, decode, recover, verify)
@@ -467,6 +472,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => operator_cli::keys(command),
         Command::Cluster(command) => operator_cli::cluster(command),
         Command::SlashingProtection(command) => slashing_cli::slashing_protection(command),
+        Command::Exit(command) => exit::exit(command),
         Command::BenchSigning(args) => bench_signing(args),
         Command::Campaign(args) => run_campaign(args),
         Command::Replay(args) => {
