@@ -73,7 +73,7 @@ pub fn share_file(dir: &Path, validator: u64) -> PathBuf {
     dir.join(format!("share-{validator}.json"))
 }
 
-fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> {
+pub(crate) fn decode_sharing(text: &str, operators: u32) -> Result<Sharing<MinPk>, String> {
     let bytes = keys::decode_hex(text).ok_or("is not hex")?;
     let max = NonZeroU32::new(operators).ok_or("the cluster has no operators")?;
     Sharing::<MinPk>::decode_cfg(bytes, &(max, ModeVersion::v0())).map_err(|err| err.to_string())
@@ -267,13 +267,30 @@ pub fn load(config: &Config) -> Result<Loaded, KeysError> {
     })
 }
 
+/// Whose keys a new cluster splits.
+pub enum Validators {
+    /// Interop validator indices, split afresh (on a dev chain their index is their position).
+    Interop(std::ops::Range<u64>),
+    /// Existing validators' whole secrets, each at its chain index, read from keystores. Each
+    /// secret is wiped when the plan drops.
+    Imported(Vec<crate::import::IndexedKey>),
+}
+
+impl Validators {
+    fn count(&self) -> usize {
+        match self {
+            Self::Interop(range) => range.clone().count(),
+            Self::Imported(keys) => keys.len(),
+        }
+    }
+}
+
 /// What `cohort cluster init` builds.
 pub struct InitPlan {
     pub out: PathBuf,
     pub name: String,
     pub operators: usize,
-    /// Interop validator indices, split afresh (on a dev chain their index is their position).
-    pub validators: std::ops::Range<u64>,
+    pub validators: Validators,
     pub host: String,
     pub base_port: u16,
     pub metrics_base_port: u16,
@@ -287,7 +304,8 @@ pub struct InitPlan {
 
 /// Writes a whole cluster's keys and configs under `plan.out`: `cluster-lock.json` and one
 /// `operator-<i>/` per operator with `operator.toml`, `identity.key`, `password.txt` and
-/// `shares/share-<v>.json`. Validators are the devnet's interop validators, split afresh.
+/// `shares/share-<v>.json`. Validators are the devnet's interop validators or imported keys,
+/// split afresh.
 pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
     let n = plan.operators;
     if !config::is_cluster_size(n) {
@@ -295,7 +313,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             "--operators {n}: a cluster has 3f+1 operators (4, 7, 10, 13)"
         ));
     }
-    if plan.validators.is_empty() {
+    if plan.validators.count() == 0 {
         return Err("--validators must name at least one validator".into());
     }
     if plan.out.exists()
@@ -357,9 +375,19 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
     }
 
     let mut validators = Vec::new();
-    for validator in plan.validators.clone() {
-        let split = keys::split_interop(&mut rng, validator, n as u32)
-            .map_err(|err| format!("splitting validator {validator}: {err}"))?;
+    let to_split: Vec<(u64, Option<&Private>)> = match &plan.validators {
+        Validators::Interop(range) => range.clone().map(|index| (index, None)).collect(),
+        Validators::Imported(keys) => keys
+            .iter()
+            .map(|key| (key.index, Some(&key.key.secret)))
+            .collect(),
+    };
+    for (validator, secret) in to_split {
+        let split = match secret {
+            None => keys::split_interop(&mut rng, validator, n as u32),
+            Some(secret) => keys::split(&mut rng, secret, n as u32, N3f1::quorum(n as u32)),
+        }
+        .map_err(|err| format!("splitting validator {validator}: {err}"))?;
         validators.push(LockedValidator {
             index: validator,
             public_key: keys::to_hex(&split.public_key()),
@@ -456,7 +484,7 @@ pub fn genesis_after(delay: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn temp(name: &str) -> PathBuf {
@@ -469,12 +497,12 @@ mod tests {
         dir
     }
 
-    fn plan(out: PathBuf) -> InitPlan {
+    pub(crate) fn plan(out: PathBuf) -> InitPlan {
         InitPlan {
             out,
             name: "test".into(),
             operators: 4,
-            validators: 0..3,
+            validators: Validators::Interop(0..3),
             host: "127.0.0.1".into(),
             base_port: 19000,
             metrics_base_port: 19100,

@@ -4,11 +4,15 @@ mod avs_cli;
 mod beacon_cli;
 mod bench;
 mod config;
+mod exit;
+mod import;
+mod interchange;
 mod keys;
 mod log_lines;
 mod net;
 mod operator_cli;
 mod run;
+mod slashing_cli;
 mod telemetry;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +48,14 @@ enum Command {
     /// Set up a cluster.
     #[command(subcommand)]
     Cluster(operator_cli::ClusterCommand),
+    /// Export or import this operator's slashing-protection records as an EIP-3076
+    /// interchange, with the node stopped.
+    #[command(subcommand)]
+    SlashingProtection(slashing_cli::SlashingCommand),
+    /// Exit a validator: each operator signs with its share, then threshold-many partial
+    /// signatures are combined and published.
+    #[command(subcommand)]
+    Exit(exit::ExitCommand),
     /// Run a whole cluster in the deterministic simulator from one seed.
     Simulate(Box<SimulateArgs>),
     /// Measure one operator's CPU per validator-duty (sign share, decode, recover, verify)
@@ -459,6 +471,8 @@ fn main() -> ExitCode {
         Command::Config(command) => operator_cli::config(command),
         Command::Keys(command) => operator_cli::keys(command),
         Command::Cluster(command) => operator_cli::cluster(command),
+        Command::SlashingProtection(command) => slashing_cli::slashing_protection(command),
+        Command::Exit(command) => exit::exit(command),
         Command::BenchSigning(args) => bench_signing(args),
         Command::Campaign(args) => run_campaign(args),
         Command::Replay(args) => {

@@ -46,7 +46,8 @@ pub enum KeysCommand {
 pub enum ClusterCommand {
     /// Write a whole local cluster: each operator's identity, config, password file and
     /// EIP-2335 keystores of its share of every validator (the devnet's interop validators,
-    /// split t-of-n afresh), and the cluster lock every operator shares.
+    /// or existing validators' keystores with --import-keystores, split t-of-n afresh), and the
+    /// cluster lock every operator shares.
     Init(InitArgs),
 }
 
@@ -94,6 +95,17 @@ pub struct InitArgs {
     /// Where the validators' execution rewards go (0x + 40 hex); required with --beacon-node.
     #[arg(long)]
     pub fee_recipient: Option<String>,
+    /// Split existing validators instead of interop keys: every EIP-2335 keystore (`*.json`,
+    /// except `deposit_data-*.json`) in this directory, as the deposit tools write them. Each
+    /// decrypted key must match its keystore's `pubkey`. With --beacon-node each validator takes
+    /// the index the chain gives it; without, it must be one of the devnet's interop validators
+    /// in --validators.
+    #[arg(long, value_name = "DIR")]
+    pub import_keystores: Option<PathBuf>,
+    /// File holding the imported keystores' password (one for all, mode 0600; one trailing
+    /// newline is ignored). Without it the password is asked on the terminal.
+    #[arg(long, requires = "import_keystores", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 fn parse_validators(text: &str) -> Result<std::ops::Range<u64>, String> {
@@ -316,11 +328,25 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                         }
                     }
                 };
+            let validators = match &args.import_keystores {
+                None => keys::Validators::Interop(args.validators.clone()),
+                Some(dir) => match import_keystores(dir, &args) {
+                    Ok(keys) => keys::Validators::Imported(keys),
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            let count = match &validators {
+                keys::Validators::Interop(range) => range.end - range.start,
+                keys::Validators::Imported(keys) => keys.len() as u64,
+            };
             let plan = keys::InitPlan {
                 out: args.out.clone(),
                 name: args.name,
                 operators: args.operators,
-                validators: args.validators.clone(),
+                validators,
                 host: args.host,
                 base_port: args.base_port,
                 metrics_base_port: args.metrics_base_port,
@@ -331,7 +357,10 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                 beacon,
                 beacon_nodes: args.beacon_nodes.clone(),
             };
-            match keys::init_cluster(&plan) {
+            let written = keys::init_cluster(&plan);
+            // The imported secrets are wiped here, before anything else runs.
+            drop(plan);
+            match written {
                 Ok(configs) => {
                     for path in &configs {
                         println!("{}", path.display());
@@ -340,7 +369,7 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                         "wrote {} operators' configs (printed on stdout), keys and {} validator shares each \
                          under {}; start one with `cohort run --config <config>`",
                         configs.len(),
-                        args.validators.end - args.validators.start,
+                        count,
                         args.out.display()
                     );
                     ExitCode::SUCCESS
@@ -352,4 +381,35 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// Reads, checks and places the keystores of `--import-keystores`; the error names the file.
+fn import_keystores(
+    dir: &std::path::Path,
+    args: &InitArgs,
+) -> Result<Vec<crate::import::IndexedKey>, String> {
+    use crate::import;
+    let password = import::password(args.password_file.as_deref()).map_err(|e| e.to_string())?;
+    let imported = import::read_dir(dir, &password).map_err(|err| err.to_string())?;
+    drop(password);
+    let chain = if args.beacon_nodes.is_empty() {
+        None
+    } else {
+        let keys: Vec<String> = imported
+            .iter()
+            .map(|key| cohort_ingress::keys::to_hex(&key.public_key))
+            .collect();
+        Some(crate::beacon_cli::indices_of(&args.beacon_nodes, &keys)?)
+    };
+    let placed = import::place(imported, chain.as_ref(), args.validators.clone())
+        .map_err(|e| e.to_string())?;
+    for key in &placed {
+        eprintln!(
+            "imported validator {} (0x{}) from {}",
+            key.index,
+            cohort_ingress::keys::to_hex(&key.key.public_key),
+            key.key.file.display()
+        );
+    }
+    Ok(placed)
 }

@@ -76,7 +76,7 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
 
 /// Holds `data_dir` for this process: two nodes on one directory would corrupt each other's
 /// storage and could sign twice. The lock goes with the process, even on SIGKILL.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
     use std::{io::Write as _, os::fd::AsRawFd as _};
     std::fs::create_dir_all(dir).map_err(|err| format!("data_dir {}: {err}", dir.display()))?;
     let path = dir.join("cohort.lock");

@@ -361,8 +361,9 @@ fn check_attestation(
     }
     if target_epoch == recorded.target_epoch {
         // The root commits to the source too, so an equal root is the very attestation already
-        // signed: signing it again yields the same signature.
-        if signing_root != recorded.signing_root {
+        // signed: signing it again yields the same signature. An unknown root (imported without
+        // one) matches nothing.
+        if signing_root != recorded.signing_root || recorded.signing_root == UNKNOWN_ROOT {
             return Err(Refusal::DoubleVote {
                 validator_index,
                 target_epoch,
@@ -403,7 +404,7 @@ fn check_block(
         });
     }
     if slot == recorded.slot {
-        if signing_root != recorded.signing_root {
+        if signing_root != recorded.signing_root || recorded.signing_root == UNKNOWN_ROOT {
             return Err(Refusal::DoubleBlock {
                 validator_index,
                 slot,
@@ -550,6 +551,231 @@ impl<E: Storage + Clock + Metrics> SlashingProtection<E> {
         }
         self.metadata = Some(metadata);
         Ok(verdicts)
+    }
+}
+
+/// One validator's watermarks as they travel between clients (EIP-3076 interchange): the last
+/// attestation and block this store lets a signature go past. A signing root of `None` is unknown
+/// (an interchange may omit it): nothing at that target or slot is signed again, since a matching
+/// root is the only proof that a request is the very message already signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    pub attestation: Option<AttestationWatermark>,
+    pub block: Option<BlockWatermark>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestationWatermark {
+    pub source_epoch: u64,
+    pub target_epoch: u64,
+    pub signing_root: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockWatermark {
+    pub slot: u64,
+    pub signing_root: Option<[u8; 32]>,
+}
+
+/// A stored root of zeros stands for an unknown root: no real signing root (a SHA-256 output) is
+/// zero, so a request can never match it and every request at that target or slot is refused.
+const UNKNOWN_ROOT: [u8; 32] = [0; 32];
+
+fn known(root: [u8; 32]) -> Option<[u8; 32]> {
+    (root != UNKNOWN_ROOT).then_some(root)
+}
+
+impl From<Record> for Watermarks {
+    fn from(record: Record) -> Self {
+        Self {
+            attestation: record.attestation.map(|mark| AttestationWatermark {
+                source_epoch: mark.source_epoch,
+                target_epoch: mark.target_epoch,
+                signing_root: known(mark.signing_root),
+            }),
+            block: record.block.map(|mark| BlockWatermark {
+                slot: mark.slot,
+                signing_root: known(mark.signing_root),
+            }),
+        }
+    }
+}
+
+/// Of two roots recorded for the same target or slot, the one to keep: the same root stays, two
+/// different ones (or an unknown one) leave nothing that may be signed again.
+fn merged_root(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+    if a == b { a } else { UNKNOWN_ROOT }
+}
+
+/// The safer of two attestation marks: the higher source and the higher target, each of which
+/// only ever narrows what may be signed. The root survives only if it belongs to the higher
+/// target (and, on a tie, both sides agree on it).
+fn merge_attestation(
+    a: Option<AttestationMark>,
+    b: Option<AttestationMark>,
+) -> Option<AttestationMark> {
+    let (a, b) = match (a, b) {
+        (None, other) | (other, None) => return other,
+        (Some(a), Some(b)) => (a, b),
+    };
+    let signing_root = match a.target_epoch.cmp(&b.target_epoch) {
+        std::cmp::Ordering::Greater => a.signing_root,
+        std::cmp::Ordering::Less => b.signing_root,
+        std::cmp::Ordering::Equal => merged_root(a.signing_root, b.signing_root),
+    };
+    Some(AttestationMark {
+        source_epoch: a.source_epoch.max(b.source_epoch),
+        target_epoch: a.target_epoch.max(b.target_epoch),
+        signing_root,
+    })
+}
+
+fn merge_block(a: Option<BlockMark>, b: Option<BlockMark>) -> Option<BlockMark> {
+    let (a, b) = match (a, b) {
+        (None, other) | (other, None) => return other,
+        (Some(a), Some(b)) => (a, b),
+    };
+    let signing_root = match a.slot.cmp(&b.slot) {
+        std::cmp::Ordering::Greater => a.signing_root,
+        std::cmp::Ordering::Less => b.signing_root,
+        std::cmp::Ordering::Equal => merged_root(a.signing_root, b.signing_root),
+    };
+    Some(BlockMark {
+        slot: a.slot.max(b.slot),
+        signing_root,
+    })
+}
+
+impl Watermarks {
+    /// As a stored record; `None` if the attestation's source is after its target, which no
+    /// signed attestation has.
+    fn to_record(self) -> Option<Record> {
+        let attestation = match self.attestation {
+            Some(mark) if mark.source_epoch > mark.target_epoch => return None,
+            Some(mark) => Some(AttestationMark {
+                source_epoch: mark.source_epoch,
+                target_epoch: mark.target_epoch,
+                signing_root: mark.signing_root.unwrap_or(UNKNOWN_ROOT),
+            }),
+            None => None,
+        };
+        let block = self.block.map(|mark| BlockMark {
+            slot: mark.slot,
+            signing_root: mark.signing_root.unwrap_or(UNKNOWN_ROOT),
+        });
+        Some(Record { attestation, block })
+    }
+
+    /// The safest combination of two validators' watermarks: whatever either refuses, the
+    /// result refuses. Merging the same watermarks again changes nothing.
+    pub fn merge(self, other: Self) -> Self {
+        let (Some(a), Some(b)) = (self.to_record(), other.to_record()) else {
+            // A source after its target was never signed: hand the invalid side on, so that
+            // [SlashingProtection::merge] refuses it rather than this inventing a watermark.
+            return if self.to_record().is_none() {
+                self
+            } else {
+                other
+            };
+        };
+        Record {
+            attestation: merge_attestation(a.attestation, b.attestation),
+            block: merge_block(a.block, b.block),
+        }
+        .into()
+    }
+}
+
+/// Why watermarks could not be merged into a store.
+#[derive(Debug)]
+pub enum MergeError {
+    Store(Error),
+    /// An attestation whose source is after its target cannot have been signed: the data that
+    /// says so is wrong, and nothing of it is trusted.
+    SourceAfterTarget {
+        validator_index: u64,
+    },
+}
+
+impl fmt::Display for MergeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(err) => err.fmt(f),
+            Self::SourceAfterTarget { validator_index } => write!(
+                f,
+                "validator {validator_index}: an attestation's source epoch is after its target"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MergeError {}
+
+impl<E: Storage + Clock + Metrics> SlashingProtection<E> {
+    /// Every validator's watermarks, by validator index (for an EIP-3076 export).
+    pub fn watermarks(&self) -> Result<std::collections::BTreeMap<u64, Watermarks>, Error> {
+        let metadata = self.metadata.as_ref().ok_or(Error::Poisoned)?;
+        let mut all = std::collections::BTreeMap::new();
+        for key in metadata.keys() {
+            let validator_index = u64::from(key);
+            let bytes = metadata.get(key).ok_or(Error::Corrupt {
+                validator_index,
+                reason: "listed key has no value",
+            })?;
+            all.insert(
+                validator_index,
+                Record::from_bytes(validator_index, bytes)?.into(),
+            );
+        }
+        Ok(all)
+    }
+
+    /// Merges `incoming` into the store, keeping for each validator the safest of what it has
+    /// and what comes in ([Watermarks::merge]), in one durable write; returns how many
+    /// validators' records changed. All or nothing: invalid incoming data changes no record.
+    pub async fn merge(
+        &mut self,
+        incoming: &std::collections::BTreeMap<u64, Watermarks>,
+    ) -> Result<usize, MergeError> {
+        for (validator_index, watermarks) in incoming {
+            if watermarks.to_record().is_none() {
+                return Err(MergeError::SourceAfterTarget {
+                    validator_index: *validator_index,
+                });
+            }
+        }
+        let mut metadata = self
+            .metadata
+            .take()
+            .ok_or(MergeError::Store(Error::Poisoned))?;
+        let mut changed = 0;
+        for (validator_index, watermarks) in incoming {
+            let key = U64::new(*validator_index);
+            let current = match metadata.get(&key) {
+                Some(bytes) => {
+                    Record::from_bytes(*validator_index, bytes).map_err(MergeError::Store)?
+                }
+                None => Record::default(),
+            };
+            let merged = Watermarks::from(current)
+                .merge(*watermarks)
+                .to_record()
+                .ok_or(MergeError::SourceAfterTarget {
+                    validator_index: *validator_index,
+                })?;
+            if merged != current {
+                metadata.put(key, merged.to_bytes());
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            metadata = metadata
+                .sync()
+                .await
+                .map_err(|err| MergeError::Store(err.into()))?;
+        }
+        self.metadata = Some(metadata);
+        Ok(changed)
     }
 }
 
@@ -1078,6 +1304,128 @@ mod tests {
                 verdicts
                     .iter()
                     .all(|v| matches!(v, Err(Refusal::OlderTarget { .. })))
+            );
+        });
+    }
+
+    #[test]
+    fn merged_watermarks_are_the_safest_in_any_order_and_idempotent() {
+        let att = |source, target, tag: Option<u64>| AttestationWatermark {
+            source_epoch: source,
+            target_epoch: target,
+            signing_root: tag.map(root),
+        };
+        let blk = |slot, tag: Option<u64>| BlockWatermark {
+            slot,
+            signing_root: tag.map(root),
+        };
+        let marks = [
+            Watermarks::default(),
+            Watermarks {
+                attestation: Some(att(4, 5, Some(1))),
+                block: Some(blk(40, Some(1))),
+            },
+            Watermarks {
+                attestation: Some(att(4, 5, Some(2))),
+                block: Some(blk(40, None)),
+            },
+            Watermarks {
+                attestation: Some(att(6, 6, None)),
+                block: Some(blk(30, Some(3))),
+            },
+            Watermarks {
+                attestation: Some(att(2, 9, Some(4))),
+                block: None,
+            },
+        ];
+        for a in marks {
+            assert_eq!(a.merge(a), a, "merging with itself changes nothing");
+            for b in marks {
+                let merged = a.merge(b);
+                assert_eq!(merged, b.merge(a), "order does not matter");
+                assert_eq!(merged.merge(b), merged, "merging again changes nothing");
+                for side in [a, b] {
+                    if let (Some(m), Some(s)) = (merged.attestation, side.attestation) {
+                        assert!(
+                            m.source_epoch >= s.source_epoch && m.target_epoch >= s.target_epoch
+                        );
+                    }
+                    if let (Some(m), Some(s)) = (merged.block, side.block) {
+                        assert!(m.slot >= s.slot);
+                    }
+                }
+            }
+        }
+        // Two different roots for one target leave none; the higher target's root stays.
+        assert_eq!(marks[1].merge(marks[2]).attestation, Some(att(4, 5, None)));
+        assert_eq!(marks[1].merge(marks[2]).block, Some(blk(40, None)));
+        assert_eq!(
+            marks[1].merge(marks[4]).attestation,
+            Some(att(4, 9, Some(4)))
+        );
+        assert_eq!(marks[1].merge(marks[3]).attestation, Some(att(6, 6, None)));
+    }
+
+    #[test]
+    fn an_unknown_root_matches_no_request() {
+        deterministic::Runner::default().start(|context| async move {
+            let mut store = open(&context).await;
+            let unknown = Watermarks {
+                attestation: Some(AttestationWatermark {
+                    source_epoch: 4,
+                    target_epoch: 5,
+                    signing_root: None,
+                }),
+                block: Some(BlockWatermark {
+                    slot: 40,
+                    signing_root: None,
+                }),
+            };
+            assert_eq!(store.merge(&[(1, unknown)].into()).await.unwrap(), 1);
+            let zero = |request| match request {
+                SignRequest::Attestation { .. } => SignRequest::Attestation {
+                    validator_index: 1,
+                    source_epoch: 4,
+                    target_epoch: 5,
+                    signing_root: [0; 32],
+                },
+                SignRequest::Block { .. } => SignRequest::Block {
+                    validator_index: 1,
+                    slot: 40,
+                    signing_root: [0; 32],
+                },
+            };
+            let verdicts = store
+                .check_and_record(&[
+                    attestation(1, 4, 5, 1),
+                    zero(attestation(1, 0, 0, 0)),
+                    block(1, 40, 1),
+                    zero(block(1, 0, 0)),
+                    attestation(1, 5, 6, 1),
+                ])
+                .await
+                .unwrap();
+            assert!(matches!(verdicts[0], Err(Refusal::DoubleVote { .. })));
+            assert!(matches!(verdicts[1], Err(Refusal::DoubleVote { .. })));
+            assert!(matches!(verdicts[2], Err(Refusal::DoubleBlock { .. })));
+            assert!(matches!(verdicts[3], Err(Refusal::DoubleBlock { .. })));
+            assert_eq!(verdicts[4], Ok(()));
+            let invalid = Watermarks {
+                attestation: Some(AttestationWatermark {
+                    source_epoch: 9,
+                    target_epoch: 5,
+                    signing_root: None,
+                }),
+                block: None,
+            };
+            assert!(matches!(
+                store.merge(&[(2, invalid)].into()).await,
+                Err(MergeError::SourceAfterTarget { validator_index: 2 })
+            ));
+            assert_eq!(
+                store.watermarks().unwrap().len(),
+                1,
+                "nothing of it was kept"
             );
         });
     }
