@@ -24,7 +24,7 @@ use commonware_utils::{NZUsize, ordered::Map};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use std::{
     collections::BTreeMap,
-    num::NonZeroUsize,
+    num::{NonZeroU32, NonZeroUsize},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -36,6 +36,11 @@ pub type NetReceiver = Limited<lookup::Receiver<PublicKey>>;
 
 /// Operators are few and known: a dropped connection should come back within a second.
 const PEER_CONNECTION_COOLDOWN: Duration = Duration::from_millis(500);
+/// How often a missing operator is dialled: operators are few, and one missing costs quorum.
+const DIAL_FREQUENCY: Duration = Duration::from_millis(500);
+/// Pings find a dead connection within seconds rather than the recommended minute: with a
+/// few operators, each one missing eats into the cluster's quorum margin.
+const PING_FREQUENCY: Duration = Duration::from_secs(5);
 /// How long a peer that sent something invalid stays blocked.
 const BLOCK_DURATION: Duration = Duration::from_secs(600);
 /// Clock difference between two operators a handshake tolerates.
@@ -143,12 +148,54 @@ pub struct Started {
         commonware_runtime::telemetry::metrics::Registered<Family<Vec<(String, String)>, Counter>>,
 }
 
+/// The network's settings: commonware's recommended (production) settings, with what a
+/// cluster of a few known operators needs on top.
+///
+/// - Operators often sit on private networks (or one host, on a devnet): private addresses
+///   are allowed, since every peer is a configured operator anyway.
+/// - Inbound handshakes per IP: the recommended one per 5 s would keep operators sharing an
+///   address (a devnet, a NAT) apart for many seconds after every restart; one per operator
+///   per second is what a whole cluster behind one address needs, and the subnet gets the same.
+/// - At most a few handshakes at once per operator: nobody else can complete one, so more
+///   only serves a stranger trying to tie the listener up.
+/// - A dropped operator is dialled again within a second, and blocked peers stay blocked for
+///   [`BLOCK_DURATION`].
+pub fn settings(
+    handshake: Handshake,
+    namespace: &[u8],
+    config: &Config,
+    validators: usize,
+) -> lookup::Config<Handshake> {
+    let operators = config.operators.len().max(1);
+    let per_second = NonZeroU32::new(operators as u32).unwrap_or(NonZeroU32::MIN);
+    let mut p2p = lookup::Config::recommended(
+        handshake,
+        namespace,
+        config.listen,
+        NZUsize!(operators),
+        config.max_message_size(validators) as u32,
+        NZUsize!(cohort_operator::MAILBOX_SIZE),
+    );
+    p2p.allow_private_ips = true;
+    p2p.allowed_handshake_rate_per_ip = Quota::per_second(per_second);
+    p2p.allowed_handshake_rate_per_subnet = Quota::per_second(per_second);
+    p2p.max_concurrent_handshakes =
+        NonZeroU32::new(4 * operators as u32).unwrap_or(NonZeroU32::MIN);
+    p2p.peer_connection_cooldown = PEER_CONNECTION_COOLDOWN;
+    p2p.dial_frequency = DIAL_FREQUENCY;
+    p2p.ping_frequency = PING_FREQUENCY;
+    p2p.block_duration = BLOCK_DURATION;
+    p2p
+}
+
 /// Starts the network and registers every channel, each with its limits from `config` for a
-/// cluster running duties for `validators`.
+/// cluster running duties for `validators`. The handshake is signed under `namespace`, the
+/// cluster's p2p namespace (name and lock hash).
 pub fn start(
     context: &tokio::Context,
     config: &Config,
     key: PrivateKey,
+    namespace: &[u8],
     validators: usize,
 ) -> Started {
     use commonware_runtime::Metrics as _;
@@ -161,17 +208,7 @@ pub fn start(
         },
         cups::Version::V1,
     );
-    let namespace = format!("cohort/{}", config.file.cluster.name);
-    let mut p2p = lookup::Config::local(
-        handshake,
-        namespace.as_bytes(),
-        config.listen,
-        NZUsize!(config.operators.len().max(1)),
-        config.max_message_size(validators) as u32,
-        NZUsize!(cohort_operator::MAILBOX_SIZE),
-    );
-    p2p.peer_connection_cooldown = PEER_CONNECTION_COOLDOWN;
-    p2p.block_duration = BLOCK_DURATION;
+    let p2p = settings(handshake, namespace, config, validators);
     let (mut network, mut oracle) = Network::new(context.child("p2p"), p2p);
     let peers: Vec<(PublicKey, commonware_p2p::Address)> = config
         .operators
