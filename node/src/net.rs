@@ -263,3 +263,66 @@ pub fn start(
         oversized: registered,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_utils::NZU32;
+
+    /// The network takes commonware's production settings, not its local-demo ones: a
+    /// stranger gets a handshake rate and a number of concurrent handshakes sized to the
+    /// cluster (the demo settings allowed 16 per second per IP and 1,024 at once).
+    #[test]
+    fn p2p_takes_the_recommended_settings_sized_to_the_cluster() {
+        let out = std::env::temp_dir().join(format!("cohort-net-settings-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let plan = crate::keys::InitPlan {
+            out: out.clone(),
+            name: "net".into(),
+            operators: 4,
+            validators: 0..1,
+            host: "127.0.0.1".into(),
+            metrics_host: "127.0.0.1".into(),
+            base_port: 19000,
+            metrics_base_port: 19100,
+            genesis_time: 1_800_000_000,
+            slot_seconds: 12,
+            slots_per_epoch: 32,
+            kdf: cohort_keystore::eip2335::Kdf::light(),
+            beacon: crate::config::Beacon {
+                seed: 1,
+                ..Default::default()
+            },
+            beacon_nodes: Vec::new(),
+        };
+        let configs = crate::keys::init_cluster(&plan).expect("cluster init");
+        let config = crate::config::load(&configs[0], Vec::new()).expect("valid");
+        let key = cohort_keystore::identity::load(&config.identity_key).expect("identity");
+        let handshake: Handshake = Cups::<_, ChaCha20Poly1305>::new(
+            Sake {
+                signer: key,
+                synchrony_bound: HANDSHAKE_SYNCHRONY_BOUND,
+                max_handshake_age: MAX_HANDSHAKE_AGE,
+                version: sake::Version::V1,
+            },
+            cups::Version::V1,
+        );
+        let p2p = settings(handshake, b"cohort/p2p/net/0x00", &config, 1);
+        assert_eq!(p2p.namespace, b"cohort/p2p/net/0x00");
+        assert_eq!(
+            p2p.allowed_handshake_rate_per_ip,
+            Quota::per_second(NZU32!(4))
+        );
+        assert_eq!(
+            p2p.allowed_handshake_rate_per_subnet,
+            Quota::per_second(NZU32!(4))
+        );
+        assert_eq!(p2p.max_concurrent_handshakes, NZU32!(16));
+        assert!(
+            p2p.allow_private_ips,
+            "operators on private networks must connect"
+        );
+        assert_eq!(p2p.block_duration, BLOCK_DURATION);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
