@@ -75,7 +75,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # A fresh random JWT secret per run, in the standard jwt.hex form (64 hex characters).
-node -e "console.log(require('crypto').randomBytes(32).toString('hex'))" >"$WORK/jwt.hex"
+# Mode 0600: the node refuses a secret other users can read.
+(umask 077 && node -e "console.log(require('crypto').randomBytes(32).toString('hex'))" >"$WORK/jwt.hex")
 
 # Post-merge from block 0: every fork up to Cancun active at genesis, terminal total
 # difficulty 0, so the client is driven by the Engine API alone.

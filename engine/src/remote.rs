@@ -19,7 +19,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::{StatusCode, Url, header::CONTENT_TYPE};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::Sha256;
 use std::{
     fmt,
@@ -31,6 +31,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 use tracing::warn;
+use zeroize::Zeroize as _;
 
 /// Where execution clients serve the authenticated Engine API by default.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8551";
@@ -40,16 +41,39 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(8);
 pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
 
-/// A response larger than this is refused rather than buffered: a payload near the gas limit
-/// is a few MiB, so anything this large is a broken or hostile endpoint.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// The largest answer to `engine_getPayloadV3`: a payload near today's gas limits is a few MiB
+/// of hex, so anything this large is a broken or hostile endpoint.
+const MAX_PAYLOAD_RESPONSE_BYTES: usize = 32 << 20;
+/// `eth_getBlockByNumber` without transactions: a header and at most some thousands of hashes.
+const MAX_BLOCK_RESPONSE_BYTES: usize = 4 << 20;
+/// A payload status or forkchoice answer: a few hashes and a message.
+const MAX_STATUS_RESPONSE_BYTES: usize = 64 << 10;
+
+/// How many bytes of answer `method` may send before it is refused unread: sized per method so
+/// that a hostile or broken endpoint cannot make the node buffer and parse far more than the
+/// method's answer can be.
+fn max_response_bytes(method: &str) -> usize {
+    match method {
+        "engine_getPayloadV3" => MAX_PAYLOAD_RESPONSE_BYTES,
+        "eth_getBlockByNumber" => MAX_BLOCK_RESPONSE_BYTES,
+        _ => MAX_STATUS_RESPONSE_BYTES,
+    }
+}
 /// How much of an unexpected response body an error message quotes.
 const SNIPPET_CHARS: usize = 200;
 
 /// The 32-byte secret shared with the execution client. Its `Debug` never prints the bytes,
-/// so configs can be logged.
+/// so configs can be logged, and its bytes are wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JwtSecret([u8; 32]);
+
+impl Drop for JwtSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for JwtSecret {}
 
 impl JwtSecret {
     pub const fn new(bytes: [u8; 32]) -> Self {
@@ -77,9 +101,10 @@ impl JwtSecret {
         if digits.len() != 64 {
             return Err(JwtSecretError::Length(digits.len()));
         }
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(digits, &mut bytes).map_err(JwtSecretError::Hex)?;
-        Ok(Self(bytes))
+        // Decoded in place: no stack copy of the secret outlives this call unwiped.
+        let mut secret = Self([0u8; 32]);
+        hex::decode_to_slice(digits, &mut secret.0).map_err(JwtSecretError::Hex)?;
+        Ok(secret)
     }
 
     /// A JWT for one request. The Engine API requires `iat` within ±60 s of the client's
@@ -112,6 +137,8 @@ fn hs256(key: &[u8], message: &[u8]) -> [u8; 32] {
 pub enum JwtSecretError {
     #[error("is empty, expected 64 hex characters (32 bytes)")]
     Empty,
+    #[error("is not text, expected 64 hex characters (32 bytes)")]
+    NotText,
     #[error("is not hex: character {bad:?} at position {at}, expected 64 hex characters")]
     NotHex { bad: char, at: usize },
     #[error("has {0} hex characters, expected 64 (32 bytes)")]
@@ -123,11 +150,9 @@ pub enum JwtSecretError {
 /// Why the `jwt.hex` file gave no secret. Both variants name the file.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtFileError {
-    #[error("jwt secret file {} cannot be read: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// Missing, unreadable, or open to other users (the secret reader's checks).
+    #[error("jwt secret: {0}")]
+    Unreadable(#[from] cohort_keystore::files::SecretFileError),
     #[error("jwt secret file {} {source}", path.display())]
     Malformed {
         path: PathBuf,
@@ -135,15 +160,18 @@ pub enum JwtFileError {
     },
 }
 
-/// Reads the standard `jwt.hex` file that execution clients write or are given. The error
-/// names the file and what is wrong with it, since a bad secret otherwise surfaces only as
-/// a 401 at the first call.
+/// Reads the standard `jwt.hex` file that execution clients write or are given, through the
+/// keystore crate's secret reader: whoever holds the secret can drive the execution client, so
+/// a file other users can read (or anyone but its owner can write) is refused. The text is
+/// wiped once parsed. The error names the file and what is wrong with it, since a bad secret
+/// otherwise surfaces only as a 401 at the first call.
 pub fn load_jwt_secret(path: &Path) -> Result<JwtSecret, JwtFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JwtFileError::Unreadable {
+    let bytes = cohort_keystore::files::read_secret(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| JwtFileError::Malformed {
         path: path.to_path_buf(),
-        source,
+        source: JwtSecretError::NotText,
     })?;
-    JwtSecret::from_hex(&text).map_err(|source| JwtFileError::Malformed {
+    JwtSecret::from_hex(text).map_err(|source| JwtFileError::Malformed {
         path: path.to_path_buf(),
         source,
     })
@@ -159,6 +187,12 @@ pub enum RemoteSetupError {
          private peer)"
     )]
     NotHttp(String),
+    #[error(
+        "engine url {0:?} is not on this machine, and plain http:// would send the JWT that \
+         drives the execution client in clear over the network; use a loopback address, or \
+         set engine.allow_remote_http = true if the network between them is private"
+    )]
+    CleartextRemote(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
 }
@@ -177,6 +211,9 @@ pub struct RemoteConfig {
     /// answer: the engine has decided, and asking again gives the same verdict).
     pub retries: u32,
     pub retry_delay: Duration,
+    /// Whether a `url` off this machine is accepted. Plain HTTP carries the JWT in clear (an
+    /// eavesdropper replays it within its 60 s window), so this must be chosen, not defaulted.
+    pub allow_remote_http: bool,
 }
 
 impl RemoteConfig {
@@ -188,6 +225,7 @@ impl RemoteConfig {
             timeout: DEFAULT_TIMEOUT,
             retries: DEFAULT_RETRIES,
             retry_delay: DEFAULT_RETRY_DELAY,
+            allow_remote_http: false,
         }
     }
 }
@@ -251,9 +289,22 @@ impl RemoteEngine {
         if url.scheme() != "http" {
             return Err(RemoteSetupError::NotHttp(config.url));
         }
-        // No proxy: HTTP(S)_PROXY in the environment must not redirect the Engine API.
+        if !is_loopback(&url) {
+            if !config.allow_remote_http {
+                return Err(RemoteSetupError::CleartextRemote(config.url));
+            }
+            warn!(
+                url = %url,
+                "THE ENGINE API IS REACHED OVER PLAIN HTTP ON THE NETWORK: its JWT travels in \
+                 clear, and anyone on the path can replay it to drive the execution client \
+                 (engine.allow_remote_http = true)"
+            );
+        }
+        // No proxy: HTTP(S)_PROXY in the environment must not redirect the Engine API. No
+        // redirects either: a redirect would carry the JWT to wherever the answer points.
         let client = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(RemoteSetupError::Client)?;
         Ok(Self {
@@ -291,7 +342,7 @@ impl RemoteEngine {
         .map_err(|e| EngineError::Transport(format!("{method}: cannot encode request: {e}")))?;
         let mut attempt = 0u32;
         let result = loop {
-            match self.attempt(method, id, &body).await {
+            match self.attempt::<R>(method, id, &body).await {
                 Err(error) if error.is_retryable() && attempt < self.inner.retries => {
                     attempt += 1;
                     warn!(
@@ -306,12 +357,16 @@ impl RemoteEngine {
                 other => break other?,
             }
         };
-        serde_json::from_value(result).map_err(|e| {
-            EngineError::Malformed(format!("{method}: result has an unexpected shape: {e}"))
-        })
+        Ok(result)
     }
 
-    async fn attempt(&self, method: &str, id: u64, body: &[u8]) -> Result<Value, EngineError> {
+    async fn attempt<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        id: u64,
+        body: &[u8],
+    ) -> Result<R, EngineError> {
+        let max_bytes = max_response_bytes(method);
         let token = self.inner.secret.token(unix_now());
         let exchange = async {
             let mut response = self
@@ -331,6 +386,21 @@ impl RemoteEngine {
                     ))
                 })?;
             let status = response.status();
+            if status.is_redirection() {
+                return Err(EngineError::Transport(format!(
+                    "{method}: HTTP {status}: the engine redirects, and redirects are not \
+                     followed (the JWT would go along); set engine.url to the endpoint itself"
+                )));
+            }
+            if response
+                .content_length()
+                .is_some_and(|length| length > max_bytes as u64)
+            {
+                return Err(EngineError::Transport(format!(
+                    "{method}: response is over {max_bytes} bytes, the most this method's \
+                     answer can be"
+                )));
+            }
             let mut bytes = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(|e| {
                 EngineError::Transport(format!(
@@ -338,9 +408,10 @@ impl RemoteEngine {
                     error_chain(&e)
                 ))
             })? {
-                if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                if bytes.len() + chunk.len() > max_bytes {
                     return Err(EngineError::Transport(format!(
-                        "{method}: response is over {MAX_RESPONSE_BYTES} bytes"
+                        "{method}: response is over {max_bytes} bytes, the most this method's \
+                         answer can be"
                     )));
                 }
                 bytes.extend_from_slice(&chunk);
@@ -384,24 +455,82 @@ fn snippet(bytes: &[u8]) -> String {
     out
 }
 
-/// Turns an HTTP answer into the JSON-RPC `result`, or the error that says what was wrong.
-fn parse_response(
+/// Whether `url` names this machine: `localhost` or a loopback address.
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A JSON-RPC answer, its parts left unparsed: the result is parsed straight into the type the
+/// method returns, never into a generic JSON tree (which costs many times the body's size).
+#[derive(Deserialize)]
+struct Answer<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// A field that is there, even as `null`: `Option` alone reads `null` as absent, and a `null`
+/// result (no such block) is an answer.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+struct RpcError {
+    code: i64,
+    message: String,
+}
+
+/// Turns an HTTP answer into the JSON-RPC `result`, as the method's type, or the error that says
+/// what was wrong.
+fn parse_response<R: DeserializeOwned>(
     method: &str,
     id: u64,
     status: StatusCode,
     body: &[u8],
-) -> Result<Value, EngineError> {
+) -> Result<R, EngineError> {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(EngineError::Unauthorized(format!(
             "{method}: HTTP {status}: {}",
             snippet(body)
         )));
     }
-    let json: Value = match serde_json::from_slice(body) {
-        Ok(json) => json,
+    let is_object = body
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|first| *first == b'{');
+    let parsed = if is_object {
+        serde_json::from_slice::<Answer<'_>>(body)
+    } else {
+        // Checked without building anything: only the message depends on it.
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).and_then(|_| {
+            Err(serde::de::Error::custom(
+                "response is not a JSON-RPC object",
+            ))
+        })
+    };
+    let answer = match parsed {
+        Ok(answer) => answer,
         Err(e) if status.is_success() => {
             return Err(EngineError::Malformed(format!(
-                "{method}: response is not JSON ({e}): {}",
+                "{method}: response is not {} ({e}): {}",
+                if is_object || e.is_data() {
+                    "a JSON-RPC object"
+                } else {
+                    "JSON"
+                },
                 snippet(body)
             )));
         }
@@ -412,24 +541,13 @@ fn parse_response(
             )));
         }
     };
-    let Value::Object(mut object) = json else {
-        return Err(EngineError::Malformed(format!(
-            "{method}: response is not a JSON-RPC object: {}",
-            snippet(body)
-        )));
-    };
     // Some servers answer a JSON-RPC error with a 4xx/5xx status; the error object says more.
-    if let Some(error) = object.remove("error").filter(|e| !e.is_null()) {
-        let code = error.get("code").and_then(Value::as_i64);
-        let message = error.get("message").and_then(Value::as_str);
-        return match (code, message) {
-            (Some(code), Some(message)) => Err(EngineError::Rpc {
-                code,
-                message: message.to_string(),
-            }),
-            _ => Err(EngineError::Malformed(format!(
+    if let Some(error) = answer.error.filter(|error| error.get() != "null") {
+        return match serde_json::from_str::<RpcError>(error.get()) {
+            Ok(RpcError { code, message }) => Err(EngineError::Rpc { code, message }),
+            Err(_) => Err(EngineError::Malformed(format!(
                 "{method}: malformed JSON-RPC error object: {}",
-                snippet(error.to_string().as_bytes())
+                snippet(error.get().as_bytes())
             ))),
         };
     }
@@ -439,20 +557,21 @@ fn parse_response(
             snippet(body)
         )));
     }
-    match object.get("id") {
-        Some(answered) if answered.as_u64() == Some(id) => {}
-        answered => {
-            return Err(EngineError::Malformed(format!(
-                "{method}: response id {} does not match request id {id}",
-                answered.map_or_else(|| "(missing)".to_string(), Value::to_string)
-            )));
-        }
+    let answered = answer.id.map(|raw| raw.get());
+    if answered.and_then(|raw| raw.parse::<u64>().ok()) != Some(id) {
+        return Err(EngineError::Malformed(format!(
+            "{method}: response id {} does not match request id {id}",
+            answered.unwrap_or("(missing)")
+        )));
     }
-    object.remove("result").ok_or_else(|| {
-        EngineError::Malformed(format!(
+    let Some(result) = answer.result else {
+        return Err(EngineError::Malformed(format!(
             "{method}: response has neither result nor error: {}",
             snippet(body)
-        ))
+        )));
+    };
+    serde_json::from_str(result.get()).map_err(|e| {
+        EngineError::Malformed(format!("{method}: result has an unexpected shape: {e}"))
     })
 }
 
@@ -508,7 +627,9 @@ impl ExecutionEngine for RemoteEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     const SECRET_HEX: &str = "f2b31bcbaa7c0e5a3d0f6f4d58b0f3d6ab3b1f4ac6a3f0c1f6f1c5e2e6b3d4a1";
 
@@ -523,7 +644,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         if let Some(contents) = contents {
-            std::fs::write(&path, contents).unwrap();
+            cohort_keystore::files::write_secret(&path, contents.as_bytes()).unwrap();
         }
         path
     }
@@ -601,11 +722,41 @@ mod tests {
         let (result, path) = load(None);
         let error = result.unwrap_err();
         assert!(error.contains(&path.display().to_string()), "{error}");
-        assert!(error.contains("cannot be read"), "{error}");
+        assert!(error.contains("does not exist"), "{error}");
         assert!(matches!(
             load_jwt_secret(&path),
-            Err(JwtFileError::Unreadable { .. })
+            Err(JwtFileError::Unreadable(
+                cohort_keystore::files::SecretFileError::Missing { .. }
+            ))
         ));
+    }
+
+    /// Whoever reads the secret can drive the execution client: a file open to other users is
+    /// refused, as every other secret the node reads is.
+    #[test]
+    fn jwt_file_open_to_others_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = temp_file("jwt.hex", Some(SECRET_HEX));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = load_jwt_secret(&path).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                JwtFileError::Unreadable(cohort_keystore::files::SecretFileError::Exposed {
+                    mode: 0o644,
+                    ..
+                })
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("chmod 600"), "{error}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn secret_is_wiped_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<JwtSecret>();
     }
 
     #[test]
@@ -665,7 +816,7 @@ mod tests {
 
     #[test]
     fn responses_map_to_errors() {
-        let ok = |body: &str| parse_response("m", 7, StatusCode::OK, body.as_bytes());
+        let ok = |body: &str| parse_response::<Value>("m", 7, StatusCode::OK, body.as_bytes());
 
         assert_eq!(
             ok(r#"{"jsonrpc":"2.0","id":7,"result":"0x1"}"#).unwrap(),
@@ -682,7 +833,7 @@ mod tests {
                 message: "Unknown payload".into()
             })
         );
-        let rpc_on_500 = parse_response(
+        let rpc_on_500 = parse_response::<Value>(
             "m",
             7,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -694,7 +845,7 @@ mod tests {
         ));
 
         for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
-            let error = parse_response("m", 7, status, b"Unauthorized").unwrap_err();
+            let error = parse_response::<Value>("m", 7, status, b"Unauthorized").unwrap_err();
             assert!(matches!(error, EngineError::Unauthorized(_)), "{error}");
             assert!(!error.is_retryable());
         }
@@ -761,6 +912,160 @@ mod tests {
         assert!(matches!(https, RemoteSetupError::NotHttp(_)), "{https}");
         assert!(https.to_string().contains("only http://"), "{https}");
         assert!(with(DEFAULT_URL).is_ok());
+    }
+
+    /// Plain HTTP to another machine sends the JWT in clear: refused unless chosen.
+    #[test]
+    fn cleartext_to_another_machine_needs_an_opt_in() {
+        let with = |url: &str, allow_remote_http| {
+            RemoteEngine::new(RemoteConfig {
+                url: url.into(),
+                allow_remote_http,
+                ..RemoteConfig::new(expected_secret())
+            })
+        };
+        for remote in ["http://10.0.0.9:8551", "http://engine.example:8551"] {
+            let error = with(remote, false).unwrap_err();
+            assert!(
+                matches!(error, RemoteSetupError::CleartextRemote(_)),
+                "{remote}: {error}"
+            );
+            assert!(
+                error.to_string().contains("engine.allow_remote_http"),
+                "{error}"
+            );
+            assert!(with(remote, true).is_ok(), "{remote}");
+        }
+        for local in [
+            "http://127.0.0.1:8551",
+            "http://127.1.2.3:8551",
+            "http://localhost:8551",
+            "http://[::1]:8551",
+        ] {
+            assert!(with(local, false).is_ok(), "{local}");
+        }
+    }
+
+    /// Serves every connection `answer` (a whole HTTP response) after reading the request, and
+    /// counts the requests.
+    async fn answering(answer: Vec<u8>) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = served.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    // Headers, then the body its Content-Length announces.
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = socket.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|line| line.strip_prefix("content-length:"))
+                                .and_then(|value| value.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let _ = socket.write_all(&answer).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        (url, served, server)
+    }
+
+    fn http_ok(body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    const BLOCK: &str = r#""result":{"hash":"0x1111111111111111111111111111111111111111111111111111111111111111","number":"0x0","timestamp":"0x0"}"#;
+
+    /// An answer far larger than its method's can be is refused, even when it is valid JSON.
+    #[tokio::test]
+    async fn an_answer_over_its_methods_size_is_refused() {
+        let padding = "x".repeat(MAX_STATUS_RESPONSE_BYTES + 1);
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"payloadStatus":{{"status":"VALID","latestValidHash":null,"validationError":null}},"payloadId":null}},"padding":"{padding}"}}"#
+        );
+        let (url, _, server) = answering(http_ok(&body)).await;
+        let state = ForkchoiceState {
+            head_block_hash: B256::ZERO,
+            safe_block_hash: B256::ZERO,
+            finalized_block_hash: B256::ZERO,
+        };
+        let error = fast_engine(url, 0)
+            .forkchoice_updated(state, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, EngineError::Transport(message) if message.contains("is over")),
+            "{error}"
+        );
+        server.abort();
+
+        // The same answer without the padding is accepted: the limit is what refused it.
+        let body = r#"{"jsonrpc":"2.0","id":1,"result":{"payloadStatus":{"status":"VALID","latestValidHash":null,"validationError":null},"payloadId":null}}"#;
+        let (url, _, server) = answering(http_ok(body)).await;
+        fast_engine(url, 0)
+            .forkchoice_updated(state, None)
+            .await
+            .expect("a small answer is accepted");
+        server.abort();
+    }
+
+    /// A redirect is an error, not a second request carrying the JWT elsewhere.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (elsewhere, reached, target) =
+            answering(http_ok(&format!(r#"{{"jsonrpc":"2.0","id":1,{BLOCK}}}"#))).await;
+        let redirect = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {elsewhere}/\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let (url, _, server) = answering(redirect.into_bytes()).await;
+        let error = fast_engine(url, 0)
+            .block_by_number(BlockTag::Latest)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, EngineError::Transport(message) if message.contains("redirect")),
+            "{error}"
+        );
+        assert_eq!(
+            reached.load(Ordering::Relaxed),
+            0,
+            "the redirect was followed"
+        );
+        // The target itself answers: what failed was the redirect.
+        assert!(
+            fast_engine(elsewhere, 0)
+                .block_by_number(BlockTag::Latest)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        server.abort();
+        target.abort();
     }
 
     fn fast_engine(url: String, retries: u32) -> RemoteEngine {

@@ -23,8 +23,13 @@ const DKLEN: u64 = 32;
 const MAX_SCRYPT_N: u32 = 1 << 20;
 const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
 const MAX_SCRYPT_P: u32 = 16;
-/// 64 times the EIP's own vector: seconds of CPU, not hours.
-const MAX_PBKDF2_C: u32 = 1 << 24;
+/// Scrypt's work is n * r * p block mixes; the EIP's recommended cost (n = 2^18, r = 8,
+/// p = 1) is 2^21. Four times that bounds a keystore to a few seconds of one core: within the
+/// memory limit alone, n = 2^20, r = 8, p = 16 took 38 s per keystore, times the validators.
+const STANDARD_SCRYPT_WORK: u64 = (1 << 18) * 8;
+const MAX_SCRYPT_WORK: u64 = 4 * STANDARD_SCRYPT_WORK;
+/// Four times the EIP's own PBKDF2 vector (c = 2^18), for the same reason.
+const MAX_PBKDF2_C: u32 = 1 << 20;
 
 /// Why a keystore could not be built or opened.
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +103,21 @@ impl Kdf {
                         memory >> 20
                     ));
                 }
+                let work = u64::from(n) * u64::from(r) * u64::from(p);
+                if work > MAX_SCRYPT_WORK {
+                    return refuse(format!(
+                        "scrypt n = {n}, r = {r}, p = {p} is {} times the standard work \
+                         (n = 2^18, r = 8, p = 1); the limit is {} times",
+                        work / STANDARD_SCRYPT_WORK,
+                        MAX_SCRYPT_WORK / STANDARD_SCRYPT_WORK
+                    ));
+                }
             }
             Self::Pbkdf2 { c } => {
                 if c == 0 || c > MAX_PBKDF2_C {
-                    return refuse(format!("pbkdf2 c = {c} is outside 1..=2^24"));
+                    return refuse(format!(
+                        "pbkdf2 c = {c} is outside 1..=2^20 (four times the EIP's 2^18)"
+                    ));
                 }
             }
         }
@@ -361,13 +377,18 @@ pub fn decrypt(keystore: &Keystore, password: &str) -> Result<Zeroizing<Vec<u8>>
 
 /// EIP-2335: NFKD, then drop C0, C1 and DEL, so that the same typed password opens the
 /// keystore whatever keyboard, OS or terminal produced it.
+///
+/// The output is measured first and allocated once: NFKD can expand a character eighteenfold,
+/// and a buffer that grows leaves the old copy of the password behind, unwiped.
 fn normalize_password(password: &str) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(password.len() * 2));
-    out.extend(
+    let kept = || {
         password
             .nfkd()
-            .filter(|c| !matches!(*c, '\u{00}'..='\u{1f}' | '\u{7f}'..='\u{9f}')),
-    );
+            .filter(|c| !matches!(*c, '\u{00}'..='\u{1f}' | '\u{7f}'..='\u{9f}'))
+    };
+    let len = kept().map(char::len_utf8).sum();
+    let mut out = Zeroizing::new(String::with_capacity(len));
+    out.extend(kept());
     out
 }
 
@@ -531,6 +552,47 @@ mod tests {
             "7465737470617373776f7264f09f9491"
         );
         assert_eq!(&*normalize_password("a\u{0}b\u{7f}c\u{85}d\te\n"), "abcde");
+    }
+
+    #[test]
+    fn password_normalization_never_reallocates() {
+        // U+FDFA decomposes into 18 characters (33 bytes from 3): far past any fixed guess.
+        for password in ["\u{FDFA}\u{FDFA}", "plain", PASSWORD, "\u{1}"] {
+            let out = normalize_password(password);
+            assert_eq!(
+                out.capacity(),
+                out.len(),
+                "{password:?}: the buffer grew, leaving a copy behind"
+            );
+        }
+    }
+
+    #[test]
+    fn total_kdf_work_is_bounded() {
+        let base = light_keystore(&[1; 32], "pw");
+        // Within the memory limit (128 MiB) but 8 times the standard work: refused before the
+        // KDF runs, so this test takes no time.
+        let mut k = base.clone();
+        k.crypto.kdf.params["n"] = json!(1u64 << 17);
+        k.crypto.kdf.params["p"] = json!(16);
+        let start = Instant::now();
+        let err = decrypt(&k, "pw").unwrap_err();
+        assert!(matches!(err, KeystoreError::UnsafeParams(_)), "{err}");
+        assert!(err.to_string().contains("standard work"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // The standard cost and the EIP's PBKDF2 vector stay accepted.
+        assert!(Kdf::standard().check().is_ok());
+        assert!(Kdf::Pbkdf2 { c: 262144 }.check().is_ok());
+        assert!(Kdf::Pbkdf2 { c: 1 << 21 }.check().is_err());
+        assert!(
+            Kdf::Scrypt {
+                n: 1 << 20,
+                r: 8,
+                p: 16
+            }
+            .check()
+            .is_err()
+        );
     }
 
     fn light_keystore(secret: &[u8], password: &str) -> Keystore {

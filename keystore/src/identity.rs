@@ -35,12 +35,23 @@ pub fn save(path: &Path, key: &PrivateKey) -> io::Result<()> {
     files::write_secret(path, line.as_bytes())
 }
 
+/// Saves `key` into a new file at `path`, refusing to replace anything already there (see
+/// [`files::write_secret_new`]): an identity overwritten is an operator locked out.
+pub fn save_new(path: &Path, key: &PrivateKey) -> io::Result<()> {
+    let mut seed = Zeroizing::new(Vec::with_capacity(SEED_LEN));
+    key.write(&mut *seed);
+    let mut line = Zeroizing::new(String::with_capacity(SEED_LEN * 2 + 1));
+    line.push_str(&hex::encode(&*seed));
+    line.push('\n');
+    files::write_secret_new(path, line.as_bytes())
+}
+
 pub fn load(path: &Path) -> Result<PrivateKey, IdentityError> {
     let malformed = |reason: &str| IdentityError::Malformed {
         path: path.into(),
         reason: reason.into(),
     };
-    let bytes = Zeroizing::new(files::read_secret(path)?);
+    let bytes = files::read_secret(path)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| malformed("not text"))?;
     let text = text.trim();
     let text = text.strip_prefix("0x").unwrap_or(text);

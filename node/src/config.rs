@@ -72,7 +72,8 @@ fn default_stop_timeout_seconds() -> u64 {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// Names the cluster in the p2p handshake: operators of another cluster cannot connect.
+    /// Names the cluster; must be the lock's name. With the lock's hash it makes the p2p and
+    /// consensus namespaces, so operators of another cluster or lock cannot connect.
     pub name: String,
     /// Unix time (seconds) at which slot 0 starts.
     pub genesis_time: u64,
@@ -673,6 +674,7 @@ mod tests {
             Engine::Remote {
                 url: "http://10.0.0.9:8551".into(),
                 jwt_secret: "jwt.hex".into(),
+                allow_remote_http: false,
             }
         );
     }
@@ -806,6 +808,64 @@ mod tests {
     }
 
     #[test]
+    fn an_override_value_is_never_echoed() {
+        let dir = std::env::temp_dir().join(format!("cohort-config-redact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("operator.toml");
+        std::fs::write(&path, EXAMPLE).expect("write config");
+        let secret = "f2b31bcbaa7c0e5a3d0f6f4d58b0f3d6ab3b1f4ac6a3f0c1f6f1c5e2e6b3d4a1";
+        let env = vec![
+            ("COHORT_ENGINE__KIND".to_string(), "remote".to_string()),
+            (
+                "COHORT_ENGINE__URL".to_string(),
+                "http://127.0.0.1:8551".to_string(),
+            ),
+            // A secret put where a path belongs: the file does not exist, and says so.
+            ("COHORT_ENGINE__JWT_SECRET".to_string(), secret.to_string()),
+            // And a value serde refuses, quoting it in its own message.
+            (
+                "COHORT_STOP_TIMEOUT_SECONDS".to_string(),
+                "hunter2-pw".to_string(),
+            ),
+        ];
+        let err = load(&path, env.clone()).expect_err("invalid").to_string();
+        assert!(!err.contains("hunter2-pw"), "{err}");
+        assert!(err.contains("COHORT_STOP_TIMEOUT_SECONDS"), "{err}");
+        let err = load(&path, env[..3].to_vec())
+            .expect_err("invalid")
+            .to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("COHORT_ENGINE__JWT_SECRET"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_engine_off_this_machine_needs_an_opt_in() {
+        let mut file = parse(EXAMPLE, no_env()).expect("example parses");
+        file.engine = Engine::Remote {
+            url: "http://10.0.0.9:8551".into(),
+            jwt_secret: "jwt.hex".into(),
+            allow_remote_http: false,
+        };
+        let problems = validate(file.clone(), Path::new("/nonexistent")).expect_err("invalid");
+        let url = problems
+            .iter()
+            .find(|p| p.field == "engine.url")
+            .expect("engine.url named");
+        assert!(url.problem.contains("allow_remote_http"), "{url}");
+        file.engine = Engine::Remote {
+            url: "http://10.0.0.9:8551".into(),
+            jwt_secret: "jwt.hex".into(),
+            allow_remote_http: true,
+        };
+        let problems = validate(file, Path::new("/nonexistent")).expect_err("files missing");
+        assert!(
+            !problems.iter().any(|p| p.field == "engine.url"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn an_unknown_override_names_the_variable() {
         let env = vec![("COHORT_LISTN".to_string(), "x".to_string())];
         let problems = parse(EXAMPLE, env).expect_err("unknown field");
@@ -841,6 +901,7 @@ mod tests {
         file.engine = Engine::Remote {
             url: "https://127.0.0.1:8551".into(),
             jwt_secret: "jwt.hex".into(),
+            allow_remote_http: false,
         };
         file.p2p.rate_per_second.insert("votes".into(), 0);
         file.p2p.max_message_bytes.insert("gossip".into(), 10);

@@ -185,9 +185,7 @@ pub fn read_dir(dir: &Path, password: &str) -> Result<Vec<ImportedKey>, ImportEr
 /// The keystores' password: from `file`, or asked on the terminal without echo.
 pub fn password(file: Option<&Path>) -> Result<Zeroizing<String>, ImportError> {
     match file {
-        Some(path) => files::read_password(path)
-            .map(Zeroizing::new)
-            .map_err(ImportError::Password),
+        Some(path) => files::read_password(path).map_err(ImportError::Password),
         None => prompt("Password of the keystores to import: ").map_err(ImportError::Prompt),
     }
 }

@@ -15,7 +15,8 @@ use cohort_keystore::{
     identity::{self, IdentityError},
 };
 use cohort_marshal::PublicKey;
-use commonware_codec::{Copying, Decode as _, DecodeExt as _, Encode as _};
+use cohort_operator::cluster::{ClusterIdentity, LockHash};
+use commonware_codec::{Copying, Decode as _, DecodeExt as _, EncodeSize as _, Write as _};
 use commonware_cryptography::{
     Signer as _,
     bls12381::primitives::{
@@ -34,6 +35,7 @@ use std::{
     sync::Arc,
     time::{Duration, SystemTime},
 };
+use zeroize::Zeroizing;
 
 /// The cluster lock: what every operator of a cluster must agree on, and nothing secret.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -62,6 +64,8 @@ pub struct LockedValidator {
 /// Everything secret and public the node needs from disk, checked against each other.
 pub struct Loaded {
     pub key: PrivateKey,
+    /// The cluster's name and its lock's hash, which every namespace is derived from.
+    pub cluster: ClusterIdentity,
     /// This operator's position in `participants`.
     pub index: usize,
     pub participants: Set<PublicKey>,
@@ -114,6 +118,15 @@ pub enum KeysError {
         locked: Vec<String>,
         configured: Vec<String>,
     },
+    #[error(
+        "shares.lock {} is the lock of cluster `{locked}`, but cluster.name is `{configured}`",
+        path.display()
+    )]
+    LockName {
+        path: PathBuf,
+        locked: String,
+        configured: String,
+    },
     #[error("shares.lock {}: threshold {found} is not n - f = {expected}", path.display())]
     LockThreshold {
         path: PathBuf,
@@ -151,6 +164,8 @@ pub enum ValidatorProblem {
     Threshold,
     #[error("no share for this operator: {0}")]
     NoShare(String),
+    #[error("appears twice")]
+    Duplicate,
 }
 
 /// What is wrong with a share's keystore once read.
@@ -196,6 +211,13 @@ pub fn load(config: &Config) -> Result<Loaded, KeysError> {
         path: lock_path.clone(),
         source,
     })?;
+    if lock.name != config.file.cluster.name {
+        return Err(KeysError::LockName {
+            path: lock_path.clone(),
+            locked: lock.name,
+            configured: config.file.cluster.name.clone(),
+        });
+    }
     let in_order: Vec<String> = participants.iter().map(identity::public_key_hex).collect();
     if lock.operators != in_order {
         return Err(KeysError::LockOperators {
@@ -222,6 +244,7 @@ pub fn load(config: &Config) -> Result<Loaded, KeysError> {
     let password = files::read_password(&config.password_file).map_err(KeysError::Password)?;
     let participant = Participant::new(index as u32);
     let mut shares = BTreeMap::new();
+    let mut sharings = Vec::with_capacity(lock.validators.len());
     for validator in &lock.validators {
         let at = |problem| KeysError::Validator {
             validator: validator.index,
@@ -239,14 +262,18 @@ pub fn load(config: &Config) -> Result<Loaded, KeysError> {
         let expected = sharing
             .partial_public(participant)
             .map_err(|err| at(ValidatorProblem::NoShare(err.to_string())))?;
+        if sharings.iter().any(|(seen, _)| *seen == validator.index) {
+            return Err(at(ValidatorProblem::Duplicate));
+        }
+        sharings.push((validator.index, sharing.clone()));
         let path = share_file(&config.shares_dir, validator.index);
         let file = |problem| KeysError::Share {
             path: path.clone(),
             problem,
         };
-        let text = files::read_secret(&path).map_err(KeysError::ShareFile)?;
-        let text = String::from_utf8(text).map_err(|_| file(ShareProblem::NotUtf8))?;
-        let keystore = Keystore::from_json(&text).map_err(|err| file(err.into()))?;
+        let bytes = files::read_secret(&path).map_err(KeysError::ShareFile)?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| file(ShareProblem::NotUtf8))?;
+        let keystore = Keystore::from_json(text).map_err(|err| file(err.into()))?;
         let secret = eip2335::decrypt(&keystore, &password).map_err(|err| file(err.into()))?;
         let private = Private::decode(Copying(secret.as_slice()))
             .map_err(|err| file(ShareProblem::NotBls(err)))?;
@@ -259,8 +286,16 @@ pub fn load(config: &Config) -> Result<Loaded, KeysError> {
         }
         shares.insert(validator.index, ValidatorShare { sharing, share });
     }
+    // The lock as decoded, in its own order: what every operator of the cluster must hold.
+    let lock_hash = LockHash::of(
+        &lock.name,
+        lock.threshold,
+        &participants,
+        sharings.iter().map(|(index, sharing)| (*index, sharing)),
+    );
     Ok(Loaded {
         key,
+        cluster: ClusterIdentity::new(lock.name, lock_hash),
         index,
         participants,
         shares: Arc::new(shares),
@@ -292,6 +327,8 @@ pub struct InitPlan {
     pub operators: usize,
     pub validators: Validators,
     pub host: String,
+    /// Where /metrics and /health are served (loopback unless the operator chose otherwise).
+    pub metrics_host: String,
     pub base_port: u16,
     pub metrics_base_port: u16,
     pub genesis_time: u64,
@@ -353,7 +390,9 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
     let dirs: Vec<PathBuf> = (0..n)
         .map(|i| plan.out.join(format!("operator-{i}")))
         .collect();
-    let mut passwords = Vec::with_capacity(n);
+    // Every secret below lives in a buffer that is wiped when dropped: the passwords, their
+    // random bytes and each share's encoding.
+    let mut passwords: Vec<Zeroizing<String>> = Vec::with_capacity(n);
     for (i, dir) in dirs.iter().enumerate() {
         mkdir(&dir.join("shares"))?;
         // Only the operator's own user may even list its secrets.
@@ -364,13 +403,17 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
         }
         identity::save(&dir.join("identity.key"), &by_position[i])
             .map_err(|err| format!("{}: {err}", dir.join("identity.key").display()))?;
-        let mut bytes = [0u8; 24];
-        rand::Rng::fill_bytes(&mut rng, &mut bytes);
-        let password = keys::to_hex(&bytes);
-        write(
-            &dir.join("password.txt"),
-            format!("{password}\n").as_bytes(),
-        )?;
+        let mut bytes = Zeroizing::new([0u8; 24]);
+        rand::Rng::fill_bytes(&mut rng, &mut *bytes);
+        let mut password = Zeroizing::new(String::with_capacity(2 * bytes.len()));
+        for byte in bytes.iter() {
+            use std::fmt::Write as _;
+            let _ = write!(password, "{byte:02x}");
+        }
+        let mut line = Zeroizing::new(String::with_capacity(password.len() + 1));
+        line.push_str(&password);
+        line.push('\n');
+        write(&dir.join("password.txt"), line.as_bytes())?;
         passwords.push(password);
     }
 
@@ -395,7 +438,9 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
         });
         for (i, dir) in dirs.iter().enumerate() {
             let share = &split.shares[i];
-            let secret = share.private.encode();
+            // Written straight into a wiped buffer sized once (no reallocation leaves a copy).
+            let mut secret = Zeroizing::new(Vec::with_capacity(share.private.encode_size()));
+            share.private.write(&mut *secret);
             let keystore = eip2335::encrypt(
                 &secret,
                 &passwords[i],
@@ -431,7 +476,11 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             identity_key: "identity.key".into(),
             data_dir: "data".into(),
             listen: format!("{}:{}", plan.host, plan.base_port as usize + i),
-            metrics_listen: format!("{}:{}", plan.host, plan.metrics_base_port as usize + i),
+            metrics_listen: format!(
+                "{}:{}",
+                plan.metrics_host,
+                plan.metrics_base_port as usize + i
+            ),
             stop_timeout_seconds: 30,
             avs: None,
             cluster: config::Cluster {
@@ -504,6 +553,7 @@ pub(crate) mod tests {
             operators: 4,
             validators: Validators::Interop(0..3),
             host: "127.0.0.1".into(),
+            metrics_host: "127.0.0.1".into(),
             base_port: 19000,
             metrics_base_port: 19100,
             genesis_time: 1_800_000_000,
@@ -625,6 +675,45 @@ pub(crate) mod tests {
         );
         let err = err.to_string();
         assert!(err.contains("not operator"), "{err}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn the_lock_must_name_this_cluster_and_its_hash_binds_the_namespaces() {
+        let out = temp("lock");
+        let configs = init_cluster(&plan(out.clone())).expect("cluster init");
+        let config = config::load(&configs[0], Vec::new()).expect("valid");
+        let other = config::load(&configs[1], Vec::new()).expect("valid");
+        let honest = load(&other).expect("keys load").cluster;
+        assert_eq!(load(&config).expect("keys load").cluster, honest);
+
+        // A lock of another name is refused, naming both.
+        let text = std::fs::read_to_string(&config.lock).expect("lock");
+        let mut lock: Lock = serde_json::from_str(&text).expect("lock parses");
+        lock.name = "other".into();
+        std::fs::write(&config.lock, serde_json::to_string(&lock).expect("json")).expect("write");
+        let err = load(&config).err().expect("renamed lock refused");
+        assert!(matches!(err, KeysError::LockName { .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("`other`") && err.contains("`test`"), "{err}");
+
+        // Two of three validators removed: every share still checks out, so the lock loads, but
+        // its hash is not the cluster's, and neither is any namespace derived from it: this
+        // operator can neither connect to the others nor vote with them.
+        lock.name = "test".into();
+        lock.validators.truncate(1);
+        std::fs::write(&config.lock, serde_json::to_string(&lock).expect("json")).expect("write");
+        let tampered = load(&config)
+            .expect("a lock with fewer validators loads")
+            .cluster;
+        assert_ne!(tampered.lock_hash, honest.lock_hash);
+        assert_ne!(tampered.p2p_namespace(), honest.p2p_namespace());
+        assert_ne!(tampered.consensus_namespace(), honest.consensus_namespace());
+
+        // Reformatting the file changes nothing: the hash is of the lock, not of its bytes.
+        let pretty: Lock = serde_json::from_str(&text).expect("lock parses");
+        std::fs::write(&config.lock, serde_json::to_string(&pretty).expect("json")).expect("write");
+        assert_eq!(load(&config).expect("keys load").cluster, honest);
         let _ = std::fs::remove_dir_all(&out);
     }
 }

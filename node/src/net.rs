@@ -24,7 +24,7 @@ use commonware_utils::{NZUsize, ordered::Map};
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use std::{
     collections::BTreeMap,
-    num::NonZeroUsize,
+    num::{NonZeroU32, NonZeroUsize},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -36,6 +36,11 @@ pub type NetReceiver = Limited<lookup::Receiver<PublicKey>>;
 
 /// Operators are few and known: a dropped connection should come back within a second.
 const PEER_CONNECTION_COOLDOWN: Duration = Duration::from_millis(500);
+/// How often a missing operator is dialled: operators are few, and one missing costs quorum.
+const DIAL_FREQUENCY: Duration = Duration::from_millis(500);
+/// Pings find a dead connection within seconds rather than the recommended minute: with a
+/// few operators, each one missing eats into the cluster's quorum margin.
+const PING_FREQUENCY: Duration = Duration::from_secs(5);
 /// How long a peer that sent something invalid stays blocked.
 const BLOCK_DURATION: Duration = Duration::from_secs(600);
 /// Clock difference between two operators a handshake tolerates.
@@ -143,12 +148,54 @@ pub struct Started {
         commonware_runtime::telemetry::metrics::Registered<Family<Vec<(String, String)>, Counter>>,
 }
 
+/// The network's settings: commonware's recommended (production) settings, with what a
+/// cluster of a few known operators needs on top.
+///
+/// - Operators often sit on private networks (or one host, on a devnet): private addresses
+///   are allowed, since every peer is a configured operator anyway.
+/// - Inbound handshakes per IP: the recommended one per 5 s would keep operators sharing an
+///   address (a devnet, a NAT) apart for many seconds after every restart; one per operator
+///   per second is what a whole cluster behind one address needs, and the subnet gets the same.
+/// - At most a few handshakes at once per operator: nobody else can complete one, so more
+///   only serves a stranger trying to tie the listener up.
+/// - A dropped operator is dialled again within a second, and blocked peers stay blocked for
+///   [`BLOCK_DURATION`].
+pub fn settings(
+    handshake: Handshake,
+    namespace: &[u8],
+    config: &Config,
+    validators: usize,
+) -> lookup::Config<Handshake> {
+    let operators = config.operators.len().max(1);
+    let per_second = NonZeroU32::new(operators as u32).unwrap_or(NonZeroU32::MIN);
+    let mut p2p = lookup::Config::recommended(
+        handshake,
+        namespace,
+        config.listen,
+        NZUsize!(operators),
+        config.max_message_size(validators) as u32,
+        NZUsize!(cohort_operator::MAILBOX_SIZE),
+    );
+    p2p.allow_private_ips = true;
+    p2p.allowed_handshake_rate_per_ip = Quota::per_second(per_second);
+    p2p.allowed_handshake_rate_per_subnet = Quota::per_second(per_second);
+    p2p.max_concurrent_handshakes =
+        NonZeroU32::new(4 * operators as u32).unwrap_or(NonZeroU32::MIN);
+    p2p.peer_connection_cooldown = PEER_CONNECTION_COOLDOWN;
+    p2p.dial_frequency = DIAL_FREQUENCY;
+    p2p.ping_frequency = PING_FREQUENCY;
+    p2p.block_duration = BLOCK_DURATION;
+    p2p
+}
+
 /// Starts the network and registers every channel, each with its limits from `config` for a
-/// cluster running duties for `validators`.
+/// cluster running duties for `validators`. The handshake is signed under `namespace`, the
+/// cluster's p2p namespace (name and lock hash).
 pub fn start(
     context: &tokio::Context,
     config: &Config,
     key: PrivateKey,
+    namespace: &[u8],
     validators: usize,
 ) -> Started {
     use commonware_runtime::Metrics as _;
@@ -161,17 +208,7 @@ pub fn start(
         },
         cups::Version::V1,
     );
-    let namespace = format!("cohort/{}", config.file.cluster.name);
-    let mut p2p = lookup::Config::local(
-        handshake,
-        namespace.as_bytes(),
-        config.listen,
-        NZUsize!(config.operators.len().max(1)),
-        config.max_message_size(validators) as u32,
-        NZUsize!(cohort_operator::MAILBOX_SIZE),
-    );
-    p2p.peer_connection_cooldown = PEER_CONNECTION_COOLDOWN;
-    p2p.block_duration = BLOCK_DURATION;
+    let p2p = settings(handshake, namespace, config, validators);
     let (mut network, mut oracle) = Network::new(context.child("p2p"), p2p);
     let peers: Vec<(PublicKey, commonware_p2p::Address)> = config
         .operators
@@ -224,5 +261,68 @@ pub fn start(
         network: channels,
         heard,
         oversized: registered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_utils::NZU32;
+
+    /// The network takes commonware's production settings, not its local-demo ones: a
+    /// stranger gets a handshake rate and a number of concurrent handshakes sized to the
+    /// cluster (the demo settings allowed 16 per second per IP and 1,024 at once).
+    #[test]
+    fn p2p_takes_the_recommended_settings_sized_to_the_cluster() {
+        let out = std::env::temp_dir().join(format!("cohort-net-settings-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let plan = crate::keys::InitPlan {
+            out: out.clone(),
+            name: "net".into(),
+            operators: 4,
+            validators: crate::keys::Validators::Interop(0..1),
+            host: "127.0.0.1".into(),
+            metrics_host: "127.0.0.1".into(),
+            base_port: 19000,
+            metrics_base_port: 19100,
+            genesis_time: 1_800_000_000,
+            slot_seconds: 12,
+            slots_per_epoch: 32,
+            kdf: cohort_keystore::eip2335::Kdf::light(),
+            beacon: crate::config::Beacon {
+                seed: 1,
+                ..Default::default()
+            },
+            beacon_nodes: Vec::new(),
+        };
+        let configs = crate::keys::init_cluster(&plan).expect("cluster init");
+        let config = crate::config::load(&configs[0], Vec::new()).expect("valid");
+        let key = cohort_keystore::identity::load(&config.identity_key).expect("identity");
+        let handshake: Handshake = Cups::<_, ChaCha20Poly1305>::new(
+            Sake {
+                signer: key,
+                synchrony_bound: HANDSHAKE_SYNCHRONY_BOUND,
+                max_handshake_age: MAX_HANDSHAKE_AGE,
+                version: sake::Version::V1,
+            },
+            cups::Version::V1,
+        );
+        let p2p = settings(handshake, b"cohort/p2p/net/0x00", &config, 1);
+        assert_eq!(p2p.namespace, b"cohort/p2p/net/0x00");
+        assert_eq!(
+            p2p.allowed_handshake_rate_per_ip,
+            Quota::per_second(NZU32!(4))
+        );
+        assert_eq!(
+            p2p.allowed_handshake_rate_per_subnet,
+            Quota::per_second(NZU32!(4))
+        );
+        assert_eq!(p2p.max_concurrent_handshakes, NZU32!(16));
+        assert!(
+            p2p.allow_private_ips,
+            "operators on private networks must connect"
+        );
+        assert_eq!(p2p.block_duration, BLOCK_DURATION);
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

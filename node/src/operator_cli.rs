@@ -66,9 +66,13 @@ pub struct InitArgs {
     /// The cluster's name (its p2p namespace).
     #[arg(long, default_value = "devnet")]
     pub name: String,
-    /// Host every operator listens on.
+    /// Host every operator listens on for p2p.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Host every operator serves /metrics and /health on: loopback unless chosen, since they
+    /// tell anyone who can reach them how the operator is doing (and are not authenticated).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub metrics_host: String,
     /// Operator i listens for p2p on this port + i.
     #[arg(long, default_value_t = 9000)]
     pub base_port: u16,
@@ -192,18 +196,7 @@ pub fn config(command: ConfigCommand) -> ExitCode {
     match command {
         ConfigCommand::Check { config: path } => match load(&path) {
             Ok((config, loaded)) => {
-                println!(
-                    "{}: valid. Operator {} of {} ({}), {} validator shares, p2p on {}, \
-                     metrics on {}, engine {:?}",
-                    path.display(),
-                    loaded.index,
-                    loaded.participants.len(),
-                    identity::public_key_hex(&loaded.key.public_key()),
-                    loaded.shares.len(),
-                    config.listen,
-                    config.metrics_listen,
-                    config.engine,
-                );
+                println!("{}", check_summary(&path, &config, &loaded));
                 if let config::BeaconSource::Api { nodes, .. } = &config.beacon {
                     return check_beacon_nodes(nodes);
                 }
@@ -215,6 +208,27 @@ pub fn config(command: ConfigCommand) -> ExitCode {
             }
         },
     }
+}
+
+/// What `config check` prints of a valid config: who this operator is, and the cluster lock's
+/// hash, which every operator of the cluster must see the same (compare it out of band: a lock
+/// someone changed on one machine shows here first).
+fn check_summary(path: &std::path::Path, config: &config::Config, loaded: &keys::Loaded) -> String {
+    format!(
+        "{}: valid. Operator {} of {} ({}), {} validator shares, p2p on {}, metrics on {}, \
+         engine {:?}\ncluster `{}`, lock hash {} (every operator of the cluster must print the \
+         same)",
+        path.display(),
+        loaded.index,
+        loaded.participants.len(),
+        identity::public_key_hex(&loaded.key.public_key()),
+        loaded.shares.len(),
+        config.listen,
+        config.metrics_listen,
+        config.engine,
+        loaded.cluster.name,
+        loaded.cluster.lock_hash,
+    )
 }
 
 /// Reaches every beacon node and reports its version, genesis and sync state; fails if none
@@ -269,27 +283,39 @@ fn check_beacon_nodes(urls: &[String]) -> ExitCode {
 
 pub fn keys(command: KeysCommand) -> ExitCode {
     match command {
-        KeysCommand::Generate { out } => {
-            if out.exists() {
+        KeysCommand::Generate { out } => match generate_identity(&out) {
+            Ok(public) => {
+                println!("{public}");
                 eprintln!(
-                    "error: {} exists; refusing to overwrite an identity",
+                    "wrote {} (mode 0600); the line above is its public key for cluster.operators",
                     out.display()
                 );
-                return ExitCode::from(2);
+                ExitCode::SUCCESS
             }
-            let key = identity::generate(&mut cohort_keystore::os_rng());
-            if let Err(err) = identity::save(&out, &key) {
-                eprintln!("error: {}: {err}", out.display());
-                return ExitCode::FAILURE;
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::from(2)
             }
-            println!("{}", identity::public_key_hex(&key.public_key()));
-            eprintln!(
-                "wrote {} (mode 0600); the line above is its public key for cluster.operators",
-                out.display()
-            );
-            ExitCode::SUCCESS
-        }
+        },
     }
+}
+
+/// Writes a fresh identity to `out` and returns its public key (hex). The file is created
+/// exclusively: nothing already at `out` (a file, a link) is replaced, with no window between
+/// a check and the write.
+fn generate_identity(out: &std::path::Path) -> Result<String, String> {
+    let key = identity::generate(&mut cohort_keystore::os_rng());
+    identity::save_new(out, &key).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} exists; refusing to overwrite an identity",
+                out.display()
+            )
+        } else {
+            format!("{}: {err}", out.display())
+        }
+    })?;
+    Ok(identity::public_key_hex(&key.public_key()))
 }
 
 pub fn cluster(command: ClusterCommand) -> ExitCode {
@@ -348,6 +374,7 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                 operators: args.operators,
                 validators,
                 host: args.host,
+                metrics_host: args.metrics_host,
                 base_port: args.base_port,
                 metrics_base_port: args.metrics_base_port,
                 genesis_time,
@@ -412,4 +439,85 @@ fn import_keystores(
         );
     }
     Ok(placed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "cohort-cli-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn keys_generate_replaces_nothing() {
+        let dir = temp("generate");
+        let out = dir.join("identity.key");
+        let public = generate_identity(&out).expect("fresh file");
+        let first = std::fs::read(&out).expect("written");
+        let err = generate_identity(&out).expect_err("existing file");
+        assert!(err.contains("exists"), "{err}");
+        assert_eq!(std::fs::read(&out).expect("kept"), first);
+        assert_eq!(
+            identity::public_key_hex(&identity::load(&out).expect("loads").public_key()),
+            public
+        );
+        // A dangling link: a check with `exists()` sees nothing there, and the key would then
+        // replace the link. Created exclusively, nothing is replaced.
+        let link = dir.join("link.key");
+        std::os::unix::fs::symlink(dir.join("nowhere"), &link).expect("symlink");
+        assert!(generate_identity(&link).is_err());
+        assert!(std::fs::symlink_metadata(&link).expect("link").is_symlink());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn config_check_prints_the_lock_hash_and_metrics_stay_on_loopback() {
+        let dir = temp("check");
+        let plan = keys::InitPlan {
+            out: dir.join("cluster"),
+            name: "check".into(),
+            operators: 4,
+            validators: keys::Validators::Interop(0..2),
+            host: "10.1.2.3".into(),
+            metrics_host: "127.0.0.1".into(),
+            base_port: 19000,
+            metrics_base_port: 19100,
+            genesis_time: 1_800_000_000,
+            slot_seconds: 12,
+            slots_per_epoch: 32,
+            kdf: Kdf::light(),
+            beacon: config::Beacon {
+                seed: 1,
+                ..Default::default()
+            },
+            beacon_nodes: Vec::new(),
+        };
+        let configs = keys::init_cluster(&plan).expect("cluster init");
+        let mut summaries = Vec::new();
+        for path in &configs {
+            let (config, loaded) = load(path).expect("valid");
+            assert!(
+                config.metrics_listen.ip().is_loopback(),
+                "{}",
+                config.metrics_listen
+            );
+            assert_eq!(config.listen.ip().to_string(), "10.1.2.3");
+            let summary = check_summary(path, &config, &loaded);
+            assert!(
+                summary.contains(&loaded.cluster.lock_hash.to_string()),
+                "{summary}"
+            );
+            summaries.push(loaded.cluster.lock_hash);
+        }
+        assert!(summaries.windows(2).all(|w| w[0] == w[1]), "{summaries:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

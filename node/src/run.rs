@@ -40,10 +40,7 @@ const CHAIN_METRICS_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs the operator until a stop signal; the error says why it could not start.
 pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
-    let _lock = lock_data_dir(&config.data_dir)?;
-    let storage = config.data_dir.join("storage");
-    std::fs::create_dir_all(&storage)
-        .map_err(|err| format!("cannot create {}: {err}", storage.display()))?;
+    let (_lock, storage) = open_data_dir(&config.data_dir)?;
     let runtime = tokio::Config::new()
         .with_storage_directory(storage)
         .with_catch_panics(false);
@@ -61,11 +58,16 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
                 .map_err(|err| format!("the embedded engine's storage did not open: {err}"))?;
                 operate(context, config, loaded, engine).await
             }
-            Engine::Remote { url, jwt_secret } => {
+            Engine::Remote {
+                url,
+                jwt_secret,
+                allow_remote_http,
+            } => {
                 let secret = load_jwt_secret(&jwt_secret)
                     .map_err(|err| format!("engine.jwt_secret: {err}"))?;
                 let mut remote = RemoteConfig::new(secret);
                 remote.url = url.clone();
+                remote.allow_remote_http = allow_remote_http;
                 let engine = RemoteEngine::new(remote)
                     .map_err(|err| format!("engine.url `{url}`: {err}"))?;
                 operate(context, config, loaded, engine).await
@@ -74,23 +76,104 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
     })
 }
 
+/// Checks `data_dir`, takes its lock and returns the lock with the storage directory.
+///
+/// The directory holds slashing protection: whoever can write it can make this operator sign
+/// twice, and whoever can plant files in it can aim the node's own writes elsewhere. So it must
+/// belong to this process's user and be writable by nobody else; what the node creates in it
+/// only its user can even list.
+pub(crate) fn open_data_dir(
+    dir: &std::path::Path,
+) -> Result<(std::fs::File, std::path::PathBuf), String> {
+    create_private_dir(dir).map_err(|err| format!("data_dir {}: {err}", dir.display()))?;
+    check_private_dir(dir)?;
+    let lock = lock_data_dir(dir)?;
+    let storage = dir.join("storage");
+    create_private_dir(&storage)
+        .map_err(|err| format!("cannot create {}: {err}", storage.display()))?;
+    check_private_dir(&storage)?;
+    Ok((lock, storage))
+}
+
+/// Creates `dir` (and any missing parent) mode 0700; an existing directory is left as it is,
+/// for [`check_private_dir`] to judge.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Refuses a directory another user owns or that its group or others can write.
+fn check_private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta =
+        std::fs::metadata(dir).map_err(|err| format!("data_dir {}: {err}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("data_dir {} is not a directory", dir.display()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "data_dir {} is owned by uid {}, not by the user the node runs as (uid {me}); \
+             another user could rewrite its slashing protection. Give it to this user (`chown`)",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "data_dir {} can be written by other users (mode {mode:04o}); run `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Holds `data_dir` for this process: two nodes on one directory would corrupt each other's
 /// storage and could sign twice. The lock goes with the process, even on SIGKILL.
+///
+/// The lock file is opened without following a symbolic link and created 0600: a link planted
+/// there would otherwise have the node (perhaps as root) truncate whatever file it names.
 pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
-    use std::{io::Write as _, os::fd::AsRawFd as _};
-    std::fs::create_dir_all(dir).map_err(|err| format!("data_dir {}: {err}", dir.display()))?;
+    use std::{
+        io::Write as _,
+        os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _},
+    };
     let path = dir.join("cohort.lock");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)
+        .map_err(|err| {
+            if err.raw_os_error() == Some(libc::ELOOP) {
+                format!(
+                    "{} is a symbolic link; the lock file must be a plain file (remove the link)",
+                    path.display()
+                )
+            } else {
+                format!("{}: {err}", path.display())
+            }
+        })?;
+    let meta = file
+        .metadata()
         .map_err(|err| format!("{}: {err}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
     // SAFETY: flock on a descriptor this function owns; no memory is passed.
     let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     if !locked {
-        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut holder = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(&file, 32), &mut holder);
         return Err(format!(
             "data_dir {} is in use by another cohort process (pid {}); one data directory \
              serves one node",
@@ -309,6 +392,8 @@ where
         validators,
         listen = %config.listen,
         data_dir = %config.data_dir.display(),
+        cluster = %loaded.cluster.name,
+        lock_hash = %loaded.cluster.lock_hash,
         "operator starting"
     );
 
@@ -316,7 +401,13 @@ where
         network,
         heard,
         oversized,
-    } = net::start(&context, &config, loaded.key.clone(), validators as usize);
+    } = net::start(
+        &context,
+        &config,
+        loaded.key.clone(),
+        &loaded.cluster.p2p_namespace(),
+        validators as usize,
+    );
 
     let clock = config.clock;
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
@@ -330,6 +421,7 @@ where
             index: loaded.index,
             key: loaded.key,
             participants: loaded.participants,
+            namespace: loaded.cluster.consensus_namespace(),
             committee,
             clock,
             heartbeat: pacing.heartbeat,
@@ -547,5 +639,101 @@ async fn wait_for_stop_signal() -> Result<&'static str, String> {
     ::tokio::select! {
         _ = terminate.recv() => Ok("SIGTERM"),
         _ = interrupt.recv() => Ok("SIGINT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "cohort-run-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).expect("exists").mode() & 0o777
+    }
+
+    #[test]
+    fn a_fresh_data_dir_is_private_and_locked() {
+        let root = temp("fresh");
+        let dir = root.join("data");
+        let (_lock, storage) = open_data_dir(&dir).expect("fresh data dir");
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&storage), 0o700);
+        assert_eq!(mode(&dir.join("cohort.lock")), 0o600);
+        // A second node on the same directory is refused, naming this one.
+        let err = open_data_dir(&dir).expect_err("second node");
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_data_dir_others_can_write_is_refused() {
+        let dir = temp("open");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for loose in [0o777, 0o770, 0o702] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(loose)).expect("chmod");
+            let err = open_data_dir(&dir).expect_err("writable by others");
+            assert!(err.contains("chmod 700"), "{loose:o}: {err}");
+        }
+        assert!(!dir.join("cohort.lock").exists(), "nothing written into it");
+        // Readable by the group is the operator's choice.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        open_data_dir(&dir).expect("0750 is accepted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_data_dir_of_another_user_is_refused() {
+        let dir = temp("theirs");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        // Only root can give a directory away; for anyone else this cannot be staged.
+        if std::os::unix::fs::chown(&dir, Some(4242), Some(4242)).is_err() {
+            eprintln!("not root: cannot stage a directory owned by another user");
+            return;
+        }
+        let err = open_data_dir(&dir).expect_err("another user's");
+        assert!(err.contains("uid 4242"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_planted_lock_symlink_is_not_followed() {
+        let root = temp("symlink");
+        let dir = root.join("data");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let victim = root.join("victim");
+        std::fs::write(&victim, "precious\n").expect("victim");
+        std::os::unix::fs::symlink(&victim, dir.join("cohort.lock")).expect("symlink");
+        let err = open_data_dir(&dir).expect_err("symlinked lock");
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious\n",
+            "the link's target was written"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn an_existing_loose_storage_dir_is_refused() {
+        let dir = temp("storage");
+        std::fs::create_dir_all(dir.join("storage")).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::set_permissions(dir.join("storage"), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let err = open_data_dir(&dir).expect_err("storage writable by all");
+        assert!(err.contains("storage"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -92,8 +92,12 @@ fn open(target: &Target) -> Result<Opened, String> {
             }
         },
     };
-    let lock = crate::run::lock_data_dir(&config.data_dir).map_err(|err| {
-        format!("{err}; stop the node first: its slashing-protection records have one writer")
+    let (lock, _storage) = crate::run::open_data_dir(&config.data_dir).map_err(|err| {
+        if err.contains("in use") {
+            format!("{err}; stop the node first: its slashing-protection records have one writer")
+        } else {
+            err
+        }
     })?;
     Ok(Opened {
         data_dir: config.data_dir,
@@ -238,7 +242,7 @@ mod tests {
         let (out, config) = cluster("running");
         let loaded = config::load(&config, Vec::new()).expect("valid");
         // As `cohort run` holds it.
-        let _node = crate::run::lock_data_dir(&loaded.data_dir).expect("node's lock");
+        let _node = crate::run::open_data_dir(&loaded.data_dir).expect("node's lock");
         let err = export(&target(&config), &out.join("x.json")).expect_err("refused");
         assert!(err.contains("stop the node first"), "{err}");
         std::fs::write(out.join("in.json"), "{}").expect("write");

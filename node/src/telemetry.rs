@@ -21,9 +21,9 @@ use serde::Serialize;
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -173,6 +173,35 @@ impl HealthProbe {
     }
 }
 
+/// What one client of `/metrics` and `/health` may cost the node. The listener shares the
+/// process's file descriptors with p2p and storage: unbounded, a few thousand idle connections
+/// exhaust them and the node stops accepting its peers.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Connections served at once; one past it is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this long of the connection opening.
+    pub header_timeout: Duration,
+    /// No connection lives longer than this, whatever it is doing (one request each).
+    pub connection_timeout: Duration,
+}
+
+impl HttpLimits {
+    /// A scraper and a health check or two need a handful of connections, each a few
+    /// milliseconds long.
+    pub const DEFAULT: Self = Self {
+        max_connections: 64,
+        header_timeout: Duration::from_secs(5),
+        connection_timeout: Duration::from_secs(30),
+    };
+}
+
+/// hyper's smallest read buffer: a `/health` or `/metrics` request is a few hundred bytes.
+const MAX_REQUEST_BUFFER: usize = 8192;
+/// How long accepting pauses after it fails (out of descriptors): failing again at once would
+/// spin a core.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 /// Serves `/metrics` (the runtime's registry) and `/health` on `address`.
 pub fn serve(context: &tokio::Context, address: SocketAddr, probe: HealthProbe) {
     context.child("http").spawn(move |context| async move {
@@ -186,43 +215,201 @@ pub fn serve(context: &tokio::Context, address: SocketAddr, probe: HealthProbe) 
             }
         };
         info!(%address, "serving /metrics and /health");
-        let context = Arc::new(context);
-        let metrics_context = context.clone();
-        let app = Router::new()
-            .route(
-                "/metrics",
-                get(move || {
-                    let context = metrics_context.clone();
-                    async move {
-                        Response::builder()
-                            .status(StatusCode::OK)
-                            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-                            .body(Body::from(context.encode()))
-                            .unwrap_or_default()
-                    }
-                }),
-            )
-            .route(
-                "/health",
-                get(move || {
-                    let health = probe.check(context.current());
-                    async move {
-                        let status = if health.ready {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        };
-                        let body = serde_json::to_string(&health).unwrap_or_default();
-                        Response::builder()
-                            .status(status)
-                            .header(header::CONTENT_TYPE, "application/json")
-                            .body(Body::from(body))
-                            .unwrap_or_default()
-                    }
-                }),
-            );
-        if let Err(err) = axum::serve(listener, app).await {
-            error!(%err, "the /metrics and /health server stopped");
-        }
+        serve_listener(context, listener, probe, HttpLimits::DEFAULT).await;
     });
+}
+
+/// Serves `/metrics` and `/health` on `listener` within `limits`, until the runtime stops.
+pub async fn serve_listener(
+    context: tokio::Context,
+    listener: ::tokio::net::TcpListener,
+    probe: HealthProbe,
+    limits: HttpLimits,
+) {
+    let app = router(context, probe);
+    let permits = Arc::new(::tokio::sync::Semaphore::new(limits.max_connections));
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(%err, "the /metrics and /health listener cannot accept; retrying");
+                ::tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Dropped at once: the descriptor comes straight back.
+            refused += 1;
+            if refused.is_power_of_two() {
+                warn!(
+                    refused,
+                    limit = limits.max_connections,
+                    "/metrics and /health are at their connection limit; closing new connections"
+                );
+            }
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // A plain tokio task per connection: it is bounded by the permit and the timeout, and
+        // needs none of the runtime's supervision.
+        ::tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(false)
+                .max_buf_size(MAX_REQUEST_BUFFER)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = ::tokio::time::timeout(limits.connection_timeout, connection).await;
+        });
+    }
+}
+
+fn router(context: tokio::Context, probe: HealthProbe) -> Router {
+    let context = Arc::new(context);
+    let metrics_context = context.clone();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let context = metrics_context.clone();
+                async move {
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                        .body(Body::from(context.encode()))
+                        .unwrap_or_default()
+                }
+            }),
+        )
+        .route(
+            "/health",
+            get(move || {
+                let health = probe.check(context.current());
+                async move {
+                    let status = if health.ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    let body = serde_json::to_string(&health).unwrap_or_default();
+                    Response::builder()
+                        .status(status)
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(body))
+                        .unwrap_or_default()
+                }
+            }),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::TcpStream,
+        time::{Instant, timeout},
+    };
+    use commonware_runtime::Runner as _;
+
+    fn probe() -> HealthProbe {
+        HealthProbe {
+            clock: SlotClock {
+                genesis: SystemTime::UNIX_EPOCH,
+                slot_duration: Duration::from_secs(12),
+                intervals_per_slot: 3,
+                slots_per_epoch: 32,
+                sync_committee: cohort_ingress::SyncCommitteeSpec::MAINNET,
+                skew_ms: 0,
+            },
+            operators: 4,
+            heard: Heard::default(),
+            finalized: Arc::new(Mutex::new(LastFinalized::default())),
+            beacon: None,
+        }
+    }
+
+    /// Waits until the server closes `stream` (or `within` passes); returns when it did.
+    async fn closed_after(mut stream: TcpStream, within: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let mut buf = [0u8; 256];
+        loop {
+            match timeout(
+                within.saturating_sub(start.elapsed()),
+                stream.read(&mut buf),
+            )
+            .await
+            {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Clients that open connections and never finish their headers cannot hold them: those
+    /// over the cap are closed at once, the rest at the header timeout, and `/health` answers
+    /// again right after. (Unbounded, 3,000 such clients held 3,000 descriptors for 40 s.)
+    #[test]
+    fn half_open_connections_are_capped_and_timed_out() {
+        let limits = HttpLimits {
+            max_connections: 8,
+            header_timeout: Duration::from_secs(2),
+            connection_timeout: Duration::from_secs(4),
+        };
+        let attackers = 40;
+        let runner =
+            commonware_runtime::tokio::Runner::new(commonware_runtime::tokio::Config::new());
+        runner.start(|context| async move {
+            let listener = ::tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let address = listener.local_addr().expect("address");
+            let server = context.child("http");
+            let _server = ::tokio::spawn(serve_listener(server, listener, probe(), limits));
+
+            let mut waits = Vec::new();
+            for _ in 0..attackers {
+                let mut stream = TcpStream::connect(address).await.expect("connect");
+                // Headers begun, never finished.
+                let _ = stream
+                    .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                    .await;
+                waits.push(::tokio::spawn(closed_after(stream, Duration::from_secs(8))));
+            }
+            let mut closed = Vec::new();
+            for wait in waits {
+                closed.push(wait.await.expect("waiter"));
+            }
+            let open = closed.iter().filter(|at| at.is_none()).count();
+            assert_eq!(open, 0, "connections still open after 8 s: {closed:?}");
+            let early = closed
+                .iter()
+                .flatten()
+                .filter(|at| **at < Duration::from_secs(1))
+                .count();
+            assert!(
+                early >= attackers - limits.max_connections,
+                "only {early} of {attackers} closed at once; the cap is {}: {closed:?}",
+                limits.max_connections
+            );
+
+            // Once they are gone, /health answers.
+            let mut stream = TcpStream::connect(address).await.expect("connect");
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .expect("request");
+            let mut answer = Vec::new();
+            timeout(Duration::from_secs(2), stream.read_to_end(&mut answer))
+                .await
+                .expect("/health answers in time")
+                .expect("read");
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+            assert!(answer.contains("peers_connected"), "{answer}");
+        });
+    }
 }

@@ -30,6 +30,7 @@ use rand::{CryptoRng, Rng};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 mod channel;
+pub mod cluster;
 
 pub use channel::{Channel, max_message_size};
 
@@ -153,6 +154,10 @@ pub struct Setup<Src, X> {
     pub key: PrivateKey,
     /// The cluster's operators in share order.
     pub participants: Set<PublicKey>,
+    /// What this cluster's consensus messages are signed under
+    /// ([`cluster::ClusterIdentity::consensus_namespace`]): derived from the cluster's name and
+    /// lock, so no vote counts in another cluster, or under another lock.
+    pub namespace: Vec<u8>,
     pub committee: CommitteeId,
     pub clock: SlotClock,
     /// How long an idle leader waits before an empty block (see [`Pacing`]).
@@ -253,8 +258,12 @@ where
         },
     );
 
-    let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
-        .expect("operator key is in the participant set");
+    let scheme = Scheme::signer(
+        &setup.namespace,
+        setup.participants.clone(),
+        setup.key.clone(),
+    )
+    .expect("operator key is in the participant set");
 
     // Named before marshal's: a crash aborts an operator's tasks in the order of this
     // supervision tree, and a simulation replays bit for bit only if that order stays.

@@ -113,10 +113,10 @@ impl OperatorKey {
 
 fn read_scalar(path: &Path) -> Result<Vec<u8>, String> {
     if path.extension().is_some_and(|ext| ext == "json") {
-        let text = cohort_keystore::files::read_secret(path).map_err(|err| err.to_string())?;
-        let text = String::from_utf8(text)
+        let bytes = cohort_keystore::files::read_secret(path).map_err(|err| err.to_string())?;
+        let text = std::str::from_utf8(&bytes)
             .map_err(|_| format!("keystore {} is not UTF-8", path.display()))?;
-        let keystore = cohort_keystore::eip2335::Keystore::from_json(&text)
+        let keystore = cohort_keystore::eip2335::Keystore::from_json(text)
             .map_err(|err| format!("keystore {}: {err}", path.display()))?;
         let mut password_path = path.as_os_str().to_owned();
         password_path.push(".password");
@@ -127,7 +127,7 @@ fn read_scalar(path: &Path) -> Result<Vec<u8>, String> {
         return Ok(secret.to_vec());
     }
     let bytes = cohort_keystore::files::read_secret(path).map_err(|err| err.to_string())?;
-    let text = String::from_utf8(bytes)
+    let text = std::str::from_utf8(&bytes)
         .map_err(|_| format!("secret file {} is not hex text", path.display()))?;
     let text = text.trim();
     let hex = text.strip_prefix("0x").unwrap_or(text);

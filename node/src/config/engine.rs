@@ -21,6 +21,10 @@ pub enum Engine {
         /// File holding the client's hex JWT secret; in a validated [`Config`], resolved
         /// against the config file's directory.
         jwt_secret: PathBuf,
+        /// Accept a `url` off this machine. Plain HTTP carries the JWT in clear, so the operator
+        /// must say the network between the two is private; off by default.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_remote_http: bool,
     },
 }
 
@@ -51,7 +55,9 @@ pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
         return found;
     };
     let (needed, unused): (&[&str], &[&str]) = match engine.get("kind") {
-        Some(toml::Value::String(kind)) if kind == "embedded" => (&[], &["url", "jwt_secret"]),
+        Some(toml::Value::String(kind)) if kind == "embedded" => {
+            (&[], &["url", "jwt_secret", "allow_remote_http"])
+        }
         Some(toml::Value::String(kind)) if kind == "remote" => (&["url", "jwt_secret"], &[]),
         other => {
             let kind = match other {
@@ -96,8 +102,23 @@ pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
 pub(super) fn validate(p: &mut Vec<Problem>, base: &Path, engine: &Engine) -> Option<Engine> {
     match engine {
         Engine::Embedded {} => Some(Engine::Embedded {}),
-        Engine::Remote { url, jwt_secret } => {
+        Engine::Remote {
+            url,
+            jwt_secret,
+            allow_remote_http,
+        } => {
             let url = if url.starts_with("http://") && url.len() > "http://".len() {
+                if !*allow_remote_http && !is_loopback_url(url) {
+                    problem(
+                        p,
+                        "engine.url",
+                        format!(
+                            "`{url}` is not on this machine: plain http:// would send the JWT \
+                             in clear over the network; use a loopback address, or set \
+                             engine.allow_remote_http = true if the network is private"
+                        ),
+                    );
+                }
                 Some(url.clone())
             } else {
                 problem(
@@ -109,7 +130,30 @@ pub(super) fn validate(p: &mut Vec<Problem>, base: &Path, engine: &Engine) -> Op
             };
             let jwt_secret = resolve(base, jwt_secret);
             existing_file(p, "engine.jwt_secret", &jwt_secret);
-            url.map(|url| Engine::Remote { url, jwt_secret })
+            url.map(|url| Engine::Remote {
+                url,
+                jwt_secret,
+                allow_remote_http: *allow_remote_http,
+            })
         }
     }
+}
+
+/// Whether an `http://` URL names this machine (`localhost` or a loopback address); the
+/// engine client checks the same when it starts.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.trim_start_matches("http://");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -9,9 +9,13 @@ pub fn load(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
     let fail = |problems: Vec<Problem>| ConfigError {
         path: path.to_path_buf(),
-        problems,
+        problems: redact(problems, &env),
     };
     let text = std::fs::read_to_string(path).map_err(|err| {
         fail(vec![Problem {
@@ -19,9 +23,36 @@ pub fn load(
             problem: format!("cannot read it: {err}"),
         }])
     })?;
-    let file = parse(&text, env).map_err(fail)?;
+    let file = parse(&text, env.clone()).map_err(fail)?;
     let base = path.parent().unwrap_or(Path::new("."));
     validate(file, base).map_err(fail)
+}
+
+/// Values shorter than this are left in messages: too short to be a secret, and replacing them
+/// would mangle the words around them.
+const MIN_REDACTED_LEN: usize = 4;
+
+/// Replaces every override's value in `problems` by the variable's name: an environment
+/// variable is where secrets get put (by mistake or on purpose), and error messages end up in
+/// terminals, logs and bug reports. The name says where to look.
+fn redact(problems: Vec<Problem>, env: &[(String, String)]) -> Vec<Problem> {
+    let mut secrets: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(_, value)| value.len() >= MIN_REDACTED_LEN)
+        .collect();
+    // Longest first, so a value containing another is replaced whole.
+    secrets.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+    problems
+        .into_iter()
+        .map(|mut problem| {
+            for (name, value) in &secrets {
+                let placeholder = format!("(the value of {name})");
+                problem.problem = problem.problem.replace(value.as_str(), &placeholder);
+                problem.field = problem.field.replace(value.as_str(), &placeholder);
+            }
+            problem
+        })
+        .collect()
 }
 
 /// Parses the text and applies overrides; the problems name the field or variable at fault.

@@ -174,10 +174,14 @@ pub async fn start(
     let (duty_sender, mut duty_receiver) = mpsc::unbounded_channel();
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
     let (proposal_sender, mut proposal_receiver) = mpsc::unbounded_channel();
+    // The cluster's namespaces come from its lock as a node's do; the simulated cluster's lock
+    // is its operators and every validator's polynomial.
+    let namespace = cluster_identity(&setup.participants, &setup.shares).consensus_namespace();
     let wiring = cohort_operator::Setup {
         index: setup.index,
         key: setup.key.clone(),
         participants: setup.participants.clone(),
+        namespace: namespace.clone(),
         committee: setup.committee.clone(),
         clock: setup.clock,
         heartbeat: setup.heartbeat,
@@ -215,7 +219,7 @@ pub async fn start(
     let heads_context = context.child("beacon_heads");
     let observe_context = context.child("observe");
     let operator = if setup.equivocates {
-        let scheme = Scheme::signer(b"cohort", setup.participants.clone(), setup.key.clone())
+        let scheme = Scheme::signer(&namespace, setup.participants.clone(), setup.key.clone())
             .expect("operator key is in the participant set");
         let network = network.map_votes(|sender| byzantine::Equivocating::new(sender, scheme));
         cohort_operator::start(context, wiring, network).await
@@ -256,4 +260,24 @@ pub async fn start(
         }
     }));
     handles
+}
+
+/// The name every simulated cluster goes by.
+const SIMULATED_CLUSTER: &str = "simulation";
+
+/// The simulated cluster's identity, derived as a node derives its own from its lock: the
+/// operators, the threshold and every validator's public polynomial.
+fn cluster_identity(
+    participants: &Set<PublicKey>,
+    shares: &BTreeMap<u64, ValidatorShare>,
+) -> cohort_operator::cluster::ClusterIdentity {
+    use commonware_utils::Faults as _;
+    let threshold = commonware_utils::N3f1::quorum(participants.len() as u32);
+    let lock_hash = cohort_operator::cluster::LockHash::of(
+        SIMULATED_CLUSTER,
+        threshold,
+        participants,
+        shares.iter().map(|(index, share)| (*index, &share.sharing)),
+    );
+    cohort_operator::cluster::ClusterIdentity::new(SIMULATED_CLUSTER, lock_hash)
 }
