@@ -118,6 +118,7 @@ impl Role {
 /// One running process of a performer.
 struct Instance {
     generation: u64,
+    port: u16,
     pid: u32,
     channel: tonic::transport::Channel,
     stop: Option<oneshot::Sender<Duration>>,

@@ -42,7 +42,24 @@ impl Actor {
         let Some(avs_config) = avs_config else {
             return false;
         };
-        let port = match avs_config.fixed_port.map_or_else(process::free_port, Ok) {
+        // The OS may hand the same free port to two performers started at once: never give
+        // out one a running performer was given.
+        let in_use: Vec<u16> = self
+            .performers
+            .values()
+            .filter_map(|p| p.instance.as_ref().map(|instance| instance.port))
+            .collect();
+        let free_port = || {
+            let mut port = process::free_port()?;
+            for _ in 0..64 {
+                if !in_use.contains(&port) {
+                    break;
+                }
+                port = process::free_port()?;
+            }
+            Ok::<u16, std::io::Error>(port)
+        };
+        let port = match avs_config.fixed_port.map_or_else(free_port, Ok) {
             Ok(port) => port,
             Err(err) => {
                 error!(performer_id, %err, "no free port for a performer");
@@ -102,6 +119,7 @@ impl Actor {
         };
         performer.instance = Some(Instance {
             generation,
+            port,
             pid: running.pid,
             channel: running.channel,
             stop: Some(running.stop),
