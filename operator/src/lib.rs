@@ -183,7 +183,11 @@ pub struct Hooks {
     pub fault: Option<runner::Fault>,
     /// Measures the CPU time the runner's cryptography takes.
     pub cpu: Option<runner::cpu::CpuMeter>,
-    /// A known bug switched on to prove the simulation's invariants catch it.
+    /// Rewrites what this operator proposes as leader (a byzantine leader).
+    pub tamper_proposals: Option<committee::ProposalTamper>,
+    /// A known bug switched on to prove the simulation's invariants catch it (only in builds
+    /// with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     pub inject_decide_on_verify: bool,
 }
 
@@ -192,6 +196,8 @@ pub struct Operator {
     pub handles: Vec<Handle<()>>,
     pub scheduler: cohort_ingress::scheduler::Mailbox,
     pub runner: cohort_ingress::runner::Mailbox,
+    /// Why the runner's slashing-protection record is unusable, while it is (for `/health`).
+    pub slashing: runner::slashing::SlashingStatus,
 }
 
 /// Starts every actor of one operator.
@@ -234,6 +240,7 @@ where
         },
     );
 
+    let slashing_status = runner::slashing::SlashingStatus::default();
     let (runner_actor, runner_mailbox) = runner::init(
         context.child("runner"),
         runner::Config {
@@ -245,6 +252,7 @@ where
             shares: setup.shares.clone(),
             fork: setup.fork,
             slashing_partition: format!("{prefix}-slashing"),
+            slashing_status: slashing_status.clone(),
             fetch_timeout: DUTY_FETCH_TIMEOUT,
             events: setup.observers.duties,
             mailbox_size: MAILBOX_SIZE,
@@ -321,6 +329,10 @@ where
         setup.participants.clone(),
         setup.observers.proposals,
     );
+    if let Some(tamper) = setup.hooks.tamper_proposals {
+        application = application.with_proposal_tamper(tamper);
+    }
+    #[cfg(feature = "test-hooks")]
     if setup.hooks.inject_decide_on_verify {
         application = application.with_injected_decide_on_verify(runner_mailbox.clone());
     }
@@ -377,5 +389,6 @@ where
         handles,
         scheduler: scheduler_mailbox,
         runner: runner_mailbox,
+        slashing: slashing_status,
     }
 }
