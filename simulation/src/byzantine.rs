@@ -275,7 +275,7 @@ pub enum LeaderHarm {
     /// The slot's attestation data with its source moved up to its target: decided, every
     /// later honest vote of the cluster's validators would surround it.
     BadSource,
-    /// The batch in a block of an older slot than the current one, past the block-age window.
+    /// The batch in a block of a slot past the block-age window (and before the parent's).
     Stale,
     /// A decision for a duty no one scheduled (a validator the cluster does not run).
     UnknownDuty,
@@ -394,11 +394,9 @@ pub fn harm(
             }
             Batch { slot, decisions }
         }
+        // Older than the block-age window, and older than the parent when it is recent.
         LeaderHarm::Stale => Batch {
-            slot: view
-                .current_slot
-                .saturating_sub(MAX_BLOCK_AGE_SLOTS + 1)
-                .max(view.parent_slot),
+            slot: view.current_slot.saturating_sub(MAX_BLOCK_AGE_SLOTS + 1),
             decisions: batch.decisions,
         },
         LeaderHarm::UnknownDuty => {
