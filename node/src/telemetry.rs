@@ -163,12 +163,7 @@ impl HealthProbe {
             reasons.push("no beacon node is usable".into());
         }
         // A node that cannot record what it signs signs nothing: not ready, whatever else holds.
-        if let Some(reason) = self
-            .slashing
-            .lock()
-            .ok()
-            .and_then(|status| status.clone())
-        {
+        if let Some(reason) = self.slashing.lock().ok().and_then(|status| status.clone()) {
             reasons.push(format!("signs nothing: {reason}"));
         }
         Health {
@@ -269,7 +264,10 @@ mod tests {
         let health = probe.check(now);
         assert!(!health.ready);
         assert!(
-            health.reasons.iter().any(|r| r.contains("the disk is full")),
+            health
+                .reasons
+                .iter()
+                .any(|r| r.contains("the disk is full")),
             "{:?}",
             health.reasons
         );

@@ -522,7 +522,10 @@ mod leader_tests {
                 decisions: Vec::new(),
             };
             let (harm, out) = harm(7, 1, &clock, &committee, &at, batch());
-            assert_eq!((harm, out.clone()), super::harm(7, 1, &clock, &committee, &at, batch()));
+            assert_eq!(
+                (harm, out.clone()),
+                super::harm(7, 1, &clock, &committee, &at, batch())
+            );
             match harm {
                 LeaderHarm::SlotJump => assert_eq!(out.slot, 41),
                 LeaderHarm::Stale => assert!(out.slot + MAX_BLOCK_AGE_SLOTS < 40),
@@ -536,10 +539,9 @@ mod leader_tests {
                     };
                     assert_eq!(data.source, data.target);
                 }
-                LeaderHarm::WrongKind => assert!(matches!(
-                    out.decisions[0].value,
-                    DecidedValue::Aggregate(_)
-                )),
+                LeaderHarm::WrongKind => {
+                    assert!(matches!(out.decisions[0].value, DecidedValue::Aggregate(_)))
+                }
                 LeaderHarm::UnknownDuty => assert_eq!(out.decisions.len(), 1),
             }
             seen.insert(format!("{harm:?}"));

@@ -556,8 +556,18 @@ impl FaultArgs {
             .chain(self.byzantine.iter().copied().map(Fault::Byzantine))
             .chain(self.noise.iter().copied().map(Fault::Noise))
             .chain(self.equivocate.iter().copied().map(Fault::Equivocate))
-            .chain(self.byzantine_leader.iter().copied().map(Fault::ByzantineLeader))
-            .chain(self.byzantine_flood.iter().copied().map(Fault::ByzantineFlood))
+            .chain(
+                self.byzantine_leader
+                    .iter()
+                    .copied()
+                    .map(Fault::ByzantineLeader),
+            )
+            .chain(
+                self.byzantine_flood
+                    .iter()
+                    .copied()
+                    .map(Fault::ByzantineFlood),
+            )
             .chain(self.partition.iter().cloned().map(Fault::Partition))
             .chain(self.engine_fault.iter().copied().map(Fault::Engine))
             .chain(self.clock_skew.iter().copied().map(Fault::ClockSkew))

@@ -626,8 +626,10 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         self.decided_data = self
             .decided_data
             .split_off(&slot.saturating_sub(DECIDED_MEMORY_SLOTS));
-        self.scheduled = self
-            .scheduled
-            .split_off(&self.clock.epoch_of(slot.saturating_sub(DECIDED_MEMORY_SLOTS)));
+        self.scheduled = self.scheduled.split_off(
+            &self
+                .clock
+                .epoch_of(slot.saturating_sub(DECIDED_MEMORY_SLOTS)),
+        );
     }
 }

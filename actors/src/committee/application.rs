@@ -37,7 +37,8 @@ pub struct LeaderView {
 /// Rewrites the batch this operator, as leader, is about to propose: how a simulation makes a
 /// byzantine leader (well-formed blocks with harmful values) out of otherwise honest code.
 /// Never set by a node.
-pub type ProposalTamper = Arc<dyn Fn(&LeaderView, committee::Batch) -> committee::Batch + Send + Sync>;
+pub type ProposalTamper =
+    Arc<dyn Fn(&LeaderView, committee::Batch) -> committee::Batch + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Application {
@@ -85,7 +86,10 @@ impl Application {
     /// Injects the "sign on a vote, not on finalization" bug (simulation campaigns only):
     /// the runner signs values the cluster may later replace.
     #[cfg(feature = "test-hooks")]
-    pub fn with_injected_decide_on_verify(mut self, runner: cohort_ingress::runner::Mailbox) -> Self {
+    pub fn with_injected_decide_on_verify(
+        mut self,
+        runner: cohort_ingress::runner::Mailbox,
+    ) -> Self {
         self.decide_on_verify = Some(runner);
         self
     }

@@ -475,15 +475,28 @@ fn follower_refuses_at_once_a_duty_its_complete_schedule_lacks() {
         };
         // Without the whole schedule, an unknown duty may still be learned: wait.
         assert_eq!(
-            answer_within(&context, &mailbox, 0, vec![ghost.clone()], Duration::from_secs(1))
-                .await,
+            answer_within(
+                &context,
+                &mailbox,
+                0,
+                vec![ghost.clone()],
+                Duration::from_secs(1)
+            )
+            .await,
             None
         );
         mailbox
             .expect_epoch(0, vec![DutyId::validator(Role::Aggregator, 0, 0, 7)])
             .await;
         assert_eq!(
-            answer_within(&context, &mailbox, 0, vec![ghost], Duration::from_millis(100)).await,
+            answer_within(
+                &context,
+                &mailbox,
+                0,
+                vec![ghost],
+                Duration::from_millis(100)
+            )
+            .await,
             Some(Some(false))
         );
     });
@@ -515,10 +528,7 @@ fn follower_refuses_a_value_of_another_kind_than_the_role() {
                 duty,
                 value: DecidedValue::Attestation(data),
             };
-            assert_eq!(
-                mailbox.verify(0, Arc::new(vec![wrong])).await,
-                Some(false)
-            );
+            assert_eq!(mailbox.verify(0, Arc::new(vec![wrong])).await, Some(false));
         }
         // An aggregator duty carrying the attestation data the cluster decided for its slot.
         context.sleep(Duration::from_secs(12)).await;
@@ -571,18 +581,36 @@ fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
         };
         // This operator's beacon node voted from epoch 0 in the slot before.
         mailbox
-            .submit(duty(64), DecidedValue::Attestation(data(64, 0)), checkpoint(0))
+            .submit(
+                duty(64),
+                DecidedValue::Attestation(data(64, 0)),
+                checkpoint(0),
+            )
             .await;
         mailbox.expect(vec![duty(65), duty(66)]).await;
         // Source == target: never.
         assert_eq!(
-            answer_within(&context, &mailbox, 65, vec![at(65, 2)], Duration::from_secs(1)).await,
+            answer_within(
+                &context,
+                &mailbox,
+                65,
+                vec![at(65, 2)],
+                Duration::from_secs(1)
+            )
+            .await,
             Some(Some(false))
         );
         // A source newer than this operator's justified checkpoint waits while its node has
         // not answered for this slot...
         assert_eq!(
-            answer_within(&context, &mailbox, 65, vec![at(65, 1)], Duration::from_secs(1)).await,
+            answer_within(
+                &context,
+                &mailbox,
+                65,
+                vec![at(65, 1)],
+                Duration::from_secs(1)
+            )
+            .await,
             None,
             "voted for a source this operator's beacon node has not justified"
         );
@@ -593,7 +621,11 @@ fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
         };
         let submit = async {
             mailbox
-                .submit(duty(65), DecidedValue::Attestation(data(65, 1)), checkpoint(0))
+                .submit(
+                    duty(65),
+                    DecidedValue::Attestation(data(65, 1)),
+                    checkpoint(0),
+                )
                 .await;
             futures::future::pending::<()>().await;
         };
@@ -616,14 +648,25 @@ fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
             target: checkpoint(3),
         };
         mailbox
-            .submit(duty3.clone(), DecidedValue::Attestation(data3(1)), checkpoint(0))
+            .submit(
+                duty3.clone(),
+                DecidedValue::Attestation(data3(1)),
+                checkpoint(0),
+            )
             .await;
         let newer = Decision {
             duty: duty3,
             value: DecidedValue::Attestation(data3(2)),
         };
         assert_eq!(
-            answer_within(&context, &mailbox, slot, vec![newer], Duration::from_millis(100)).await,
+            answer_within(
+                &context,
+                &mailbox,
+                slot,
+                vec![newer],
+                Duration::from_millis(100)
+            )
+            .await,
             Some(Some(false))
         );
     });

@@ -71,7 +71,10 @@ where
         // What one sender may make this runner look at per slot: what an honest operator signs
         // in a slot (with room for one restart). Past it, its messages for the slot are
         // dropped whole, so a peer's flood costs a bounded amount of work and memory per slot.
-        let used = self.partial_budget.entry((message.slot, operator)).or_default();
+        let used = self
+            .partial_budget
+            .entry((message.slot, operator))
+            .or_default();
         if *used + message.len() > self.max_partials_per_slot {
             self.metrics.messages_invalid.inc();
             if *used <= self.max_partials_per_slot {

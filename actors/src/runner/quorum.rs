@@ -10,9 +10,9 @@ use cohort_ingress::{
     Root,
     keys::{self, Partial, Signature},
 };
+use commonware_codec::DecodeFixed as _;
 use commonware_cryptography::bls12381::primitives::{sharing::Sharing, variant::MinPk};
 use commonware_utils::Participant;
-use commonware_codec::DecodeFixed as _;
 use std::collections::BTreeMap;
 
 /// The most signing roots one operator may have partials under for one validator in one slot.

@@ -622,7 +622,11 @@ impl<E: Storage + Clock + Metrics> SlashingKeeper<E> {
         now: SystemTime,
         context: impl FnOnce() -> E,
     ) -> Option<&mut SlashingProtection<E>> {
-        if self.store.as_ref().is_some_and(SlashingProtection::is_poisoned) {
+        if self
+            .store
+            .as_ref()
+            .is_some_and(SlashingProtection::is_poisoned)
+        {
             self.store = None;
         }
         if self.store.is_none() && now >= self.next_attempt {
@@ -1229,18 +1233,29 @@ mod tests {
             let reopen = || context.child("slashing");
             assert!(keeper.is_usable());
             assert_eq!(*status.lock().unwrap(), None);
-            let store = keeper.store(context.current(), reopen).await.expect("usable");
+            let store = keeper
+                .store(context.current(), reopen)
+                .await
+                .expect("usable");
             assert_eq!(one(store, attestation(1, 4, 5, 1)).await, Ok(()));
 
-            *context.storage_fault_config().write() = FaultConfig::default().sync(probability!(1.0));
-            let store = keeper.store(context.current(), reopen).await.expect("usable");
+            *context.storage_fault_config().write() =
+                FaultConfig::default().sync(probability!(1.0));
+            let store = keeper
+                .store(context.current(), reopen)
+                .await
+                .expect("usable");
             let err = store
                 .check_and_record(&[attestation(1, 5, 6, 2)])
                 .await
                 .expect_err("the write fails");
             keeper.failed(&err);
             assert!(!keeper.is_usable());
-            let reason = status.lock().unwrap().clone().expect("a reason for /health");
+            let reason = status
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("a reason for /health");
             assert!(reason.contains("could not be written"), "{reason}");
             assert!(
                 context
@@ -1252,8 +1267,9 @@ mod tests {
 
             // While the fault lasts, re-opening fails (sync is what opening a fresh store
             // does not need, so fail reads too) and nothing is approved.
-            *context.storage_fault_config().write() =
-                FaultConfig::default().sync(probability!(1.0)).open(probability!(1.0));
+            *context.storage_fault_config().write() = FaultConfig::default()
+                .sync(probability!(1.0))
+                .open(probability!(1.0));
             context.sleep(REOPEN_INTERVAL).await;
             assert!(keeper.store(context.current(), reopen).await.is_none());
             assert!(status.lock().unwrap().is_some());
@@ -1261,8 +1277,14 @@ mod tests {
             // The fault clears: the next retry opens the record again, from what is durable.
             *context.storage_fault_config().write() = FaultConfig::default();
             context.sleep(REOPEN_INTERVAL).await;
-            let store = keeper.store(context.current(), reopen).await.expect("re-opened");
-            assert!(one(store, attestation(1, 4, 5, 3)).await.is_err(), "the record survived");
+            let store = keeper
+                .store(context.current(), reopen)
+                .await
+                .expect("re-opened");
+            assert!(
+                one(store, attestation(1, 4, 5, 3)).await.is_err(),
+                "the record survived"
+            );
             assert_eq!(one(store, attestation(1, 6, 7, 4)).await, Ok(()));
             assert_eq!(*status.lock().unwrap(), None);
         });

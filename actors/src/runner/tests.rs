@@ -425,10 +425,11 @@ fn a_flood_of_partials_costs_no_point_decoding_and_stops_at_the_slot_budget() {
                 phase: Phase::PreConsensus,
                 signatures,
             };
-            harness
-                .peer
-                .clone()
-                .send(Recipients::One(harness.honest.clone()), message.encode(), false);
+            harness.peer.clone().send(
+                Recipients::One(harness.honest.clone()),
+                message.encode(),
+                false,
+            );
             context.sleep(Duration::from_millis(5)).await;
         }
         context.sleep(Duration::from_secs(1)).await;
@@ -529,7 +530,11 @@ fn an_aggregate_decided_before_the_selection_proof_is_not_signed_unless_selected
                     signature: keys::sign_partial(&shares[&validator].share, &root).value,
                 }],
             };
-            let _ = sender.send(Recipients::One(harness.honest.clone()), message.encode(), false);
+            let _ = sender.send(
+                Recipients::One(harness.honest.clone()),
+                message.encode(),
+                false,
+            );
         }
         context.sleep(Duration::from_secs(1)).await;
         // Nothing post-consensus left the runner, and the duty ended unselected.

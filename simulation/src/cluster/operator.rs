@@ -210,16 +210,14 @@ pub async fn start(
             cpu: Some(setup.cpu.clone()),
             #[cfg(feature = "test-hooks")]
             inject_decide_on_verify: setup.injected_bug == Some(crate::InjectedBug::DecideOnVerify),
-            tamper_proposals: setup
-                .harmful_leader
-                .then(|| {
-                    byzantine::harmful_leader(
-                        setup.seed,
-                        setup.index,
-                        setup.clock,
-                        setup.committee.clone(),
-                    )
-                }),
+            tamper_proposals: setup.harmful_leader.then(|| {
+                byzantine::harmful_leader(
+                    setup.seed,
+                    setup.index,
+                    setup.clock,
+                    setup.committee.clone(),
+                )
+            }),
         },
         observers: cohort_operator::Observers {
             duties: Some(duty_sender),
