@@ -244,11 +244,11 @@ mod tests {
         let mut corrupted = bytes.to_vec();
         let last = corrupted.len() - 1;
         corrupted[last] ^= 0xff;
-        assert!(UncheckedPartials::read(&corrupted[..], 3).is_ok());
+        assert!(UncheckedPartials::read(bytes::Bytes::from(corrupted), 3).is_ok());
         assert!(UncheckedPartials::read(bytes.clone(), 2).is_err());
         let mut long = bytes.to_vec();
         long.push(0);
-        assert!(UncheckedPartials::read(&long[..], 3).is_err());
+        assert!(UncheckedPartials::read(bytes::Bytes::from(long), 3).is_err());
         assert!(UncheckedPartials::read(bytes.slice(..bytes.len() - 1), 3).is_err());
     }
 

@@ -484,7 +484,7 @@ impl Flood {
                         .collect();
                     let message = PartialSignatures {
                         slot,
-                        phase: if nonce % 2 == 0 {
+                        phase: if nonce.is_multiple_of(2) {
                             Phase::PreConsensus
                         } else {
                             Phase::PostConsensus
