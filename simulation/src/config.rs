@@ -214,6 +214,8 @@ impl SimConfig {
             self.fault_flags()
         );
         if let Some(bug) = self.injected_bug {
+            // Injected bugs exist only in builds with the test hooks.
+            cmd = cmd.replacen("-p cohort-node", "-p cohort-node --features test-hooks", 1);
             cmd.push_str(&format!(" --inject-bug {}", bug.name()));
         }
         cmd
