@@ -43,7 +43,13 @@ pub enum Message {
     },
     /// The committee duties this operator's own schedule holds for an epoch: enough to vouch
     /// for a leader's value before this operator's runner has started the duty itself.
-    Expect { duties: Vec<DutyId> },
+    /// `complete` names the epoch when `duties` are all of it (attesters, proposers, sync
+    /// committee): a duty of that epoch outside them does not exist, and is refused at once
+    /// rather than waited for.
+    Expect {
+        complete: Option<u64>,
+        duties: Vec<DutyId>,
+    },
     /// Decisions finalized at some height: their duties leave the pool.
     Finalized { decisions: Arc<Vec<Decision>> },
 }
@@ -97,8 +103,26 @@ impl Mailbox {
         receiver.await.ok()
     }
 
+    /// Duties this operator will vouch for (see [`Message::Expect`]).
     pub async fn expect(&mut self, duties: Vec<DutyId>) {
-        let _ = self.sender.send(Message::Expect { duties }).await;
+        let _ = self
+            .sender
+            .send(Message::Expect {
+                complete: None,
+                duties,
+            })
+            .await;
+    }
+
+    /// Every duty of `epoch` in this operator's schedule (see [`Message::Expect`]).
+    pub async fn expect_epoch(&mut self, epoch: u64, duties: Vec<DutyId>) {
+        let _ = self
+            .sender
+            .send(Message::Expect {
+                complete: Some(epoch),
+                duties,
+            })
+            .await;
     }
 
     pub async fn finalized(&mut self, decisions: Arc<Vec<Decision>>) {

@@ -115,6 +115,85 @@ impl Read for PartialSignatures {
     }
 }
 
+/// One entry of a [`PartialSignatures`] message before its point is decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UncheckedPartial {
+    pub validator_index: u64,
+    pub signing_root: Root,
+    /// The compressed G2 point as sent: neither decompressed nor subgroup-checked yet.
+    pub signature: [u8; Signature::SIZE],
+}
+
+/// A [`PartialSignatures`] message whose header and length are checked but whose points are
+/// not decoded.
+///
+/// Decoding a point (decompression and subgroup check) costs about 100 µs, and a message may
+/// carry thousands: decoding a whole message before knowing whether its slot, validators and
+/// roots are any use would let one peer buy seconds of the runner's CPU per message. A
+/// receiver reads this first, drops what it cannot use, and decodes only the points it needs.
+#[derive(Clone, Debug)]
+pub struct UncheckedPartials {
+    pub slot: u64,
+    pub phase: Phase,
+    entries: bytes::Bytes,
+}
+
+impl UncheckedPartials {
+    /// Reads the header and checks that exactly `1..=max_signatures` whole entries follow,
+    /// without looking at any entry: constant work whatever the message holds.
+    pub fn read(mut buf: impl Buf, max_signatures: usize) -> Result<Self, CodecError> {
+        let slot = u64::read(&mut buf)?;
+        let phase = match u8::read(&mut buf)? {
+            0 => Phase::PreConsensus,
+            1 => Phase::PostConsensus,
+            other => return Err(CodecError::InvalidEnum(other)),
+        };
+        let count = usize::read_cfg(&mut buf, &RangeCfg::new(1..=max_signatures))?;
+        let size = count * PartialSignature::SIZE;
+        if buf.remaining() < size {
+            return Err(CodecError::EndOfBuffer);
+        }
+        if buf.remaining() > size {
+            return Err(CodecError::ExtraData(buf.remaining() - size));
+        }
+        Ok(Self {
+            slot,
+            phase,
+            entries: buf.copy_to_bytes(size),
+        })
+    }
+
+    /// How many entries the message carries.
+    pub fn len(&self) -> usize {
+        self.entries.len() / PartialSignature::SIZE
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries in order, points still compressed.
+    pub fn iter(&self) -> impl Iterator<Item = UncheckedPartial> + '_ {
+        self.entries
+            .chunks_exact(PartialSignature::SIZE)
+            .map(|entry| {
+                let (index, rest) = entry.split_at(8);
+                let (root, signature) = rest.split_at(32);
+                let mut validator_index = [0u8; 8];
+                validator_index.copy_from_slice(index);
+                let mut root_bytes = [0u8; 32];
+                root_bytes.copy_from_slice(root);
+                let mut point = [0u8; Signature::SIZE];
+                point.copy_from_slice(signature);
+                UncheckedPartial {
+                    validator_index: u64::from_be_bytes(validator_index),
+                    signing_root: commonware_cryptography::sha256::Digest(root_bytes),
+                    signature: point,
+                }
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +225,31 @@ mod tests {
         assert_eq!(bytes.len(), m.encode_size());
         assert!(bytes.len() <= PartialSignatures::max_encode_size(3));
         assert_eq!(PartialSignatures::decode_cfg(bytes, &3).unwrap(), m);
+    }
+
+    #[test]
+    fn unchecked_reads_the_same_entries_without_decoding_points() {
+        let m = message(3);
+        let unchecked = UncheckedPartials::read(m.encode(), 3).unwrap();
+        assert_eq!((unchecked.slot, unchecked.phase), (m.slot, m.phase));
+        let entries: Vec<UncheckedPartial> = unchecked.iter().collect();
+        assert_eq!(entries.len(), 3);
+        for (entry, partial) in entries.iter().zip(&m.signatures) {
+            assert_eq!(entry.validator_index, partial.validator_index);
+            assert_eq!(entry.signing_root, partial.signing_root);
+            assert_eq!(entry.signature[..], partial.signature.encode()[..]);
+        }
+        // Bad points pass (they are decoded later, if ever); bad framing does not.
+        let bytes = m.encode();
+        let mut corrupted = bytes.to_vec();
+        let last = corrupted.len() - 1;
+        corrupted[last] ^= 0xff;
+        assert!(UncheckedPartials::read(bytes::Bytes::from(corrupted), 3).is_ok());
+        assert!(UncheckedPartials::read(bytes.clone(), 2).is_err());
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert!(UncheckedPartials::read(bytes::Bytes::from(long), 3).is_err());
+        assert!(UncheckedPartials::read(bytes.slice(..bytes.len() - 1), 3).is_err());
     }
 
     #[test]

@@ -472,6 +472,7 @@ where
             heard,
             finalized: last,
             beacon: duties.beacon_health,
+            slashing: operator.slashing.clone(),
         },
     );
     // The AVS performer supervisor, when configured: on this runtime's tokio threads, its

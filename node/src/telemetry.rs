@@ -103,6 +103,8 @@ pub struct HealthProbe {
     pub finalized: Arc<Mutex<LastFinalized>>,
     /// The beacon nodes' health, when duties come from real beacon nodes.
     pub beacon: Option<BeaconHealth>,
+    /// Why the slashing-protection record is unusable, while it is.
+    pub slashing: cohort_actors::runner::slashing::SlashingStatus,
 }
 
 /// Reads each configured beacon node's last known health.
@@ -159,6 +161,10 @@ impl HealthProbe {
             .unwrap_or_default();
         if self.beacon.is_some() && !beacon_nodes.iter().any(|node| node.usable) {
             reasons.push("no beacon node is usable".into());
+        }
+        // A node that cannot record what it signs signs nothing: not ready, whatever else holds.
+        if let Some(reason) = self.slashing.lock().ok().and_then(|status| status.clone()) {
+            reasons.push(format!("signs nothing: {reason}"));
         }
         Health {
             ready: reasons.is_empty(),
@@ -328,6 +334,7 @@ mod tests {
             heard: Heard::default(),
             finalized: Arc::new(Mutex::new(LastFinalized::default())),
             beacon: None,
+            slashing: Default::default(),
         }
     }
 
@@ -411,5 +418,40 @@ mod tests {
             assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
             assert!(answer.contains("peers_connected"), "{answer}");
         });
+    }
+
+    /// Item 5 of issue 21: a node whose slashing-protection record is unusable signs nothing,
+    /// and `/health` must say so (it used to stay ready).
+    #[test]
+    fn an_unusable_slashing_record_makes_the_node_not_ready() {
+        let genesis = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let clock = SlotClock::mainnet(genesis);
+        let now = genesis + Duration::from_secs(120);
+        let probe = HealthProbe {
+            clock,
+            // Alone: a quorum of one, so only the slashing record decides.
+            operators: 1,
+            heard: Heard::default(),
+            finalized: Arc::new(Mutex::new(LastFinalized {
+                height: 9,
+                slot: 9,
+                at: Some(now),
+            })),
+            beacon: None,
+            slashing: Default::default(),
+        };
+        let health = probe.check(now);
+        assert!(health.ready, "{:?}", health.reasons);
+        *probe.slashing.lock().unwrap() = Some("the disk is full".into());
+        let health = probe.check(now);
+        assert!(!health.ready);
+        assert!(
+            health
+                .reasons
+                .iter()
+                .any(|r| r.contains("the disk is full")),
+            "{:?}",
+            health.reasons
+        );
     }
 }

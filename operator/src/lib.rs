@@ -188,7 +188,11 @@ pub struct Hooks {
     pub fault: Option<runner::Fault>,
     /// Measures the CPU time the runner's cryptography takes.
     pub cpu: Option<runner::cpu::CpuMeter>,
-    /// A known bug switched on to prove the simulation's invariants catch it.
+    /// Rewrites what this operator proposes as leader (a byzantine leader).
+    pub tamper_proposals: Option<committee::ProposalTamper>,
+    /// A known bug switched on to prove the simulation's invariants catch it (only in builds
+    /// with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     pub inject_decide_on_verify: bool,
 }
 
@@ -197,6 +201,8 @@ pub struct Operator {
     pub handles: Vec<Handle<()>>,
     pub scheduler: cohort_ingress::scheduler::Mailbox,
     pub runner: cohort_ingress::runner::Mailbox,
+    /// Why the runner's slashing-protection record is unusable, while it is (for `/health`).
+    pub slashing: runner::slashing::SlashingStatus,
 }
 
 /// Starts every actor of one operator.
@@ -239,6 +245,7 @@ where
         },
     );
 
+    let slashing_status = runner::slashing::SlashingStatus::default();
     let (runner_actor, runner_mailbox) = runner::init(
         context.child("runner"),
         runner::Config {
@@ -250,6 +257,7 @@ where
             shares: setup.shares.clone(),
             fork: setup.fork,
             slashing_partition: format!("{prefix}-slashing"),
+            slashing_status: slashing_status.clone(),
             fetch_timeout: DUTY_FETCH_TIMEOUT,
             events: setup.observers.duties,
             mailbox_size: MAILBOX_SIZE,
@@ -330,6 +338,10 @@ where
         setup.participants.clone(),
         setup.observers.proposals,
     );
+    if let Some(tamper) = setup.hooks.tamper_proposals {
+        application = application.with_proposal_tamper(tamper);
+    }
+    #[cfg(feature = "test-hooks")]
     if setup.hooks.inject_decide_on_verify {
         application = application.with_injected_decide_on_verify(runner_mailbox.clone());
     }
@@ -386,5 +398,6 @@ where
         handles,
         scheduler: scheduler_mailbox,
         runner: runner_mailbox,
+        slashing: slashing_status,
     }
 }

@@ -32,8 +32,19 @@ pub fn bound(name: &str, validators: u64, operators: u64) -> Option<u64> {
             2 * (w + 1) + 2 * v + (w + 1) * (sync + pairs)
         }
         "runner_waiting_keys_held" => 2 * (w + 1) + 4 * v + 2 * (w + 1) * (sync + pairs),
+        // Keys with partials, over the window's slots and the next. Each holds at least one
+        // partial, and what one sender (this operator included) may add per slot is capped
+        // twice: by the runner's per-slot budget (twice what an honest operator signs in a
+        // slot) and by MAX_ROOTS_PER_SENDER roots per validator. A key a lone sender opened
+        // costs about 400 bytes with its share of the map (its point stays compressed until
+        // awaited; `a_key_a_lone_sender_opens_costs_a_few_hundred_bytes`), so one byzantine
+        // sender at 10,000 validators can make a runner hold at most ~63,000 keys per slot,
+        // ~180 MB over the window's 7 slots (before: 16 roots x V x 7 slots of ~3 KB each,
+        // ~3.4 GB).
         "runner_quorum_entries_held" => {
-            cohort_actors::runner::quorum::MAX_ROOTS_PER_SENDER as u64 * (n + 1) * v * (w + 2)
+            let budget = cohort_actors::runner::max_partials_per_slot(v as usize) as u64;
+            let roots = cohort_actors::runner::quorum::MAX_ROOTS_PER_SENDER as u64 * v;
+            n * budget.min(roots) * (w + 2)
         }
         "runner_decided_data_held" => w + 3,
         "runner_pending_calls_held" => 3 * (w + 2) + 8 * v + 3 * (w + 2) * sync,

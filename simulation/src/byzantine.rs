@@ -1,10 +1,20 @@
 //! Byzantine operators beyond wrong partial signatures: one that floods every channel with
-//! malformed, oversized, mutated and replayed messages ([`saboteur`]), and one whose every
-//! consensus vote goes out with a conflicting twin for the same view ([`Equivocating`]).
+//! malformed, oversized, mutated and replayed messages ([`saboteur`]), one whose every
+//! consensus vote goes out with a conflicting twin for the same view ([`Equivocating`]), one
+//! that proposes harmful but well-formed values whenever it leads ([`harmful_leader`]), and
+//! one that floods partial signatures built for the most decoding work ([`Flood`]).
 //!
 //! Both keep the operator's honest actors running, so the damage is on top of a node that
 //! otherwise looks healthy: the case a real cluster has to survive.
 
+use cohort_actors::committee::{LeaderView, ProposalTamper};
+use cohort_ingress::{
+    Aggregate, AttestationData, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, Role,
+    SlotClock,
+    committee::{Batch, MAX_BLOCK_AGE_SLOTS},
+    keys::{self, Signature},
+    partial::{PartialSignature, PartialSignatures, Phase},
+};
 use cohort_marshal::{Digest, PublicKey, Scheme};
 use commonware_actor::{Feedback, Unreliable};
 use commonware_codec::{Decode, Encode};
@@ -236,5 +246,306 @@ impl CheckedSender for EquivocatingChecked<'_> {
         let rest = rest.into_iter().map(|(_, key)| key).collect();
         let _ = self.send_to(victims, twin.into(), priority);
         self.send_to(rest, message, priority)
+    }
+}
+
+/// A draw from `(seed, operator, view, what)`: a byzantine leader's choices replay with its
+/// run and do not touch the runtime's random stream (the honest actors' draws stay as they are).
+fn leader_draw(seed: u64, operator: usize, view: u64, what: &[u8]) -> u64 {
+    let digest = Sha256::hash(&[
+        b"byzantine leader",
+        &seed.to_le_bytes(),
+        &(operator as u64).to_le_bytes(),
+        &view.to_le_bytes(),
+        what,
+    ]);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The harm a byzantine leader does in one view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaderHarm {
+    /// An empty block for the slot after the current one, before it starts: finalized early,
+    /// it would leave this slot's undecided duties nothing but to expire.
+    SlotJump,
+    /// A decision whose value is of another kind than its duty's role signs.
+    WrongKind,
+    /// The slot's attestation data with its source moved up to its target: decided, every
+    /// later honest vote of the cluster's validators would surround it.
+    BadSource,
+    /// The batch in a block of a slot past the block-age window (and before the parent's).
+    Stale,
+    /// A decision for a duty no one scheduled (a validator the cluster does not run).
+    UnknownDuty,
+    /// One decision more than a block may carry.
+    Oversized,
+}
+
+impl LeaderHarm {
+    const ALL: [Self; 6] = [
+        Self::SlotJump,
+        Self::WrongKind,
+        Self::BadSource,
+        Self::Stale,
+        Self::UnknownDuty,
+        Self::Oversized,
+    ];
+}
+
+/// Attestation data for `slot` as a leader could make it up: well-formed, its own head.
+fn made_up_data(clock: &SlotClock, slot: u64, salt: u64) -> AttestationData {
+    let epoch = clock.epoch_of(slot);
+    let root = |tag: &[u8]| Sha256::hash(&[tag, &slot.to_le_bytes(), &salt.to_le_bytes()]);
+    AttestationData {
+        slot,
+        index: 0,
+        beacon_block_root: root(b"head"),
+        source: Checkpoint {
+            epoch: epoch.saturating_sub(1),
+            root: root(b"source"),
+        },
+        target: Checkpoint {
+            epoch,
+            root: root(b"target"),
+        },
+    }
+}
+
+/// An aggregator decision for a validator far outside any cluster: a duty nobody scheduled.
+fn unknown_duty(clock: &SlotClock, slot: u64, salt: u64) -> Decision {
+    let data = made_up_data(clock, slot, salt);
+    Decision {
+        duty: DutyId::validator(
+            Role::Aggregator,
+            clock.epoch_of(slot),
+            slot,
+            1_000_000 + salt % 1_000_000,
+        ),
+        value: DecidedValue::Aggregate(Box::new(Aggregate {
+            aggregation_bits: vec![true],
+            data,
+            signature: [0u8; 96],
+        })),
+    }
+}
+
+/// What a byzantine leader does to `batch` in `view`: one [`LeaderHarm`] drawn from the seed.
+pub fn harm(
+    seed: u64,
+    operator: usize,
+    clock: &SlotClock,
+    committee: &CommitteeId,
+    view: &LeaderView,
+    batch: Batch,
+) -> (LeaderHarm, Batch) {
+    let draw = leader_draw(seed, operator, view.view, b"harm");
+    let harm = LeaderHarm::ALL[(draw % LeaderHarm::ALL.len() as u64) as usize];
+    let salt = draw >> 8;
+    let slot = batch.slot;
+    let batch = match harm {
+        LeaderHarm::SlotJump => Batch {
+            slot: view.current_slot.max(view.parent_slot) + 1,
+            decisions: Vec::new(),
+        },
+        LeaderHarm::WrongKind => {
+            let mut decisions = batch.decisions;
+            if decisions.is_empty() {
+                decisions.push(Decision {
+                    duty: DutyId::committee(committee.clone(), clock.epoch_of(slot), slot),
+                    value: DecidedValue::Attestation(made_up_data(clock, slot, salt)),
+                });
+            }
+            let pick = (salt as usize) % decisions.len();
+            let decision = &mut decisions[pick];
+            decision.value = match &decision.value {
+                DecidedValue::Attestation(data) => DecidedValue::Aggregate(Box::new(Aggregate {
+                    aggregation_bits: vec![true],
+                    data: *data,
+                    signature: [0u8; 96],
+                })),
+                DecidedValue::Aggregate(aggregate) => DecidedValue::Attestation(aggregate.data),
+                DecidedValue::Block(_) | DecidedValue::Contributions(_) => {
+                    DecidedValue::Attestation(made_up_data(clock, slot, salt))
+                }
+            };
+            Batch { slot, decisions }
+        }
+        LeaderHarm::BadSource => {
+            let mut decisions = batch.decisions;
+            let honest = decisions
+                .iter_mut()
+                .find(|d| matches!(d.value, DecidedValue::Attestation(_)));
+            match honest {
+                Some(decision) => {
+                    if let DecidedValue::Attestation(data) = &mut decision.value {
+                        data.source = data.target;
+                    }
+                }
+                None => {
+                    let mut data = made_up_data(clock, slot, salt);
+                    data.source = data.target;
+                    decisions.push(Decision {
+                        duty: DutyId::committee(committee.clone(), clock.epoch_of(slot), slot),
+                        value: DecidedValue::Attestation(data),
+                    });
+                }
+            }
+            Batch { slot, decisions }
+        }
+        // Older than the block-age window, and older than the parent when it is recent.
+        LeaderHarm::Stale => Batch {
+            slot: view.current_slot.saturating_sub(MAX_BLOCK_AGE_SLOTS + 1),
+            decisions: batch.decisions,
+        },
+        LeaderHarm::UnknownDuty => {
+            let mut decisions = batch.decisions;
+            decisions.push(unknown_duty(clock, slot, salt));
+            Batch { slot, decisions }
+        }
+        LeaderHarm::Oversized => {
+            let mut decisions = batch.decisions;
+            let max = cohort_marshal::BlockCfg::default().max_decisions;
+            let mut extra = 0u64;
+            while decisions.len() <= max {
+                decisions.push(unknown_duty(clock, slot, salt.wrapping_add(extra)));
+                extra += 1;
+            }
+            Batch { slot, decisions }
+        }
+    };
+    (harm, batch)
+}
+
+/// The proposal rewrite of a byzantine leader (see [`harm`]).
+pub fn harmful_leader(
+    seed: u64,
+    operator: usize,
+    clock: SlotClock,
+    committee: CommitteeId,
+) -> ProposalTamper {
+    Arc::new(move |view, batch| {
+        let (harm, batch) = harm(seed, operator, &clock, &committee, view, batch);
+        tracing::info!(
+            view = view.view,
+            ?harm,
+            slot = batch.slot,
+            decisions = batch.decisions.len(),
+            "byzantine leader proposes a harmful block"
+        );
+        batch
+    })
+}
+
+/// A byzantine operator's partial-signature flood: at the channel's rate limit, messages with
+/// as many entries as a message may carry, each a valid G2 point (the costliest to decode:
+/// decompression and subgroup check succeed) for a validator of the cluster, in the current
+/// slot (inside every window), under fresh roots.
+pub struct Flood {
+    pub clock: SlotClock,
+    pub validators: u64,
+    /// Messages per second (the partials channel's per-peer limit on a real node).
+    pub rate: u32,
+}
+
+impl Flood {
+    pub async fn run(
+        self,
+        context: deterministic::Context,
+        mut sender: simulated::Sender<PublicKey, deterministic::Context>,
+    ) {
+        let points: Vec<Signature> = (0..8u64)
+            .map(|i| keys::sign(&keys::interop_secret(i), &[i as u8; 32]))
+            .collect();
+        let entries = cohort_actors::runner::max_partials_per_message(self.validators as usize);
+        let gap = Duration::from_secs(1) / self.rate.max(1);
+        let mut built: Option<(u64, bytes::Bytes)> = None;
+        let mut nonce = 0u64;
+        loop {
+            context.sleep(gap).await;
+            let slot = self.clock.current_slot(context.current());
+            // A fresh message per slot: re-sending one within a slot costs this harness
+            // nothing, and each copy still asks a receiver for the same decoding.
+            let bytes = match &built {
+                Some((at, bytes)) if *at == slot => bytes.clone(),
+                _ => {
+                    nonce += 1;
+                    let signatures = (0..entries)
+                        .map(|i| PartialSignature {
+                            validator_index: i as u64 % self.validators.max(1),
+                            signing_root: Sha256::hash(&[
+                                b"flood",
+                                &nonce.to_le_bytes(),
+                                &(i as u64).to_le_bytes(),
+                            ]),
+                            signature: points[i % points.len()],
+                        })
+                        .collect();
+                    let message = PartialSignatures {
+                        slot,
+                        phase: if nonce.is_multiple_of(2) {
+                            Phase::PreConsensus
+                        } else {
+                            Phase::PostConsensus
+                        },
+                        signatures,
+                    };
+                    let bytes = message.encode();
+                    built = Some((slot, bytes.clone()));
+                    bytes
+                }
+            };
+            let _ = commonware_p2p::Sender::send(&mut sender, Recipients::All, bytes, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod leader_tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_byzantine_leader_draws_every_harm_from_its_seed_and_replays_it() {
+        let clock = SlotClock::mainnet(std::time::UNIX_EPOCH);
+        let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("a committee");
+        let mut seen = BTreeSet::new();
+        for view in 0..200 {
+            let at = LeaderView {
+                view,
+                current_slot: 40,
+                parent_slot: 40,
+            };
+            let batch = || Batch {
+                slot: 40,
+                decisions: Vec::new(),
+            };
+            let (harm, out) = harm(7, 1, &clock, &committee, &at, batch());
+            assert_eq!(
+                (harm, out.clone()),
+                super::harm(7, 1, &clock, &committee, &at, batch())
+            );
+            match harm {
+                LeaderHarm::SlotJump => assert_eq!(out.slot, 41),
+                LeaderHarm::Stale => assert!(out.slot + MAX_BLOCK_AGE_SLOTS < 40),
+                LeaderHarm::Oversized => assert_eq!(
+                    out.decisions.len(),
+                    cohort_marshal::BlockCfg::default().max_decisions + 1
+                ),
+                LeaderHarm::BadSource => {
+                    let DecidedValue::Attestation(data) = out.decisions[0].value else {
+                        panic!("a committee decision")
+                    };
+                    assert_eq!(data.source, data.target);
+                }
+                LeaderHarm::WrongKind => {
+                    assert!(matches!(out.decisions[0].value, DecidedValue::Aggregate(_)))
+                }
+                LeaderHarm::UnknownDuty => assert_eq!(out.decisions.len(), 1),
+            }
+            seen.insert(format!("{harm:?}"));
+        }
+        assert_eq!(seen.len(), LeaderHarm::ALL.len());
     }
 }

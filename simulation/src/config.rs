@@ -81,7 +81,15 @@ pub enum InjectedBug {
 }
 
 impl InjectedBug {
+    /// Parses a bug's name; a build without the `test-hooks` feature (every release build of
+    /// the node) has none to inject and says how to get them.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if !Self::AVAILABLE {
+            return Err(format!(
+                "inject-bug `{text}`: this build has no test hooks; build with `--features \
+                 test-hooks` (e.g. `cargo run -p cohort-node --features test-hooks -- ...`)"
+            ));
+        }
         match text {
             "decide-on-verify" => Ok(Self::DecideOnVerify),
             _ => Err(format!(
@@ -89,6 +97,9 @@ impl InjectedBug {
             )),
         }
     }
+
+    /// Whether this build can inject bugs at all.
+    pub const AVAILABLE: bool = cfg!(feature = "test-hooks");
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -203,6 +214,8 @@ impl SimConfig {
             self.fault_flags()
         );
         if let Some(bug) = self.injected_bug {
+            // Injected bugs exist only in builds with the test hooks.
+            cmd = cmd.replacen("-p cohort-node", "-p cohort-node --features test-hooks", 1);
             cmd.push_str(&format!(" --inject-bug {}", bug.name()));
         }
         cmd
@@ -280,6 +293,16 @@ impl SimConfig {
         self.faults.contains(&Fault::Equivocate(operator))
     }
 
+    /// Operators that propose harmful values whenever they lead.
+    pub fn leads_harmfully(&self, operator: usize) -> bool {
+        self.faults.contains(&Fault::ByzantineLeader(operator))
+    }
+
+    /// Operators that flood their peers with partial signatures built for decoding work.
+    pub fn floods_partials(&self, operator: usize) -> bool {
+        self.faults.contains(&Fault::ByzantineFlood(operator))
+    }
+
     /// Operators that never start.
     pub fn never_starts(&self, operator: usize) -> bool {
         self.offline()
@@ -353,5 +376,19 @@ impl SimConfig {
                 .crashes()
                 .filter(|crash| crash.operator == operator)
                 .all(|crash| crash.restart_slot.is_some_and(|r| r < self.slots))
+    }
+}
+
+#[cfg(test)]
+mod injected_bug_tests {
+    /// Item 7 of issue 21: the "decide on verify" bug exists only in builds with the
+    /// `test-hooks` feature (this crate's own tests build without it, as the node's release
+    /// binary does); before, every build could switch it on.
+    #[test]
+    fn bugs_can_be_injected_only_in_builds_with_test_hooks() {
+        assert_eq!(
+            super::InjectedBug::parse("decide-on-verify").is_ok(),
+            cfg!(feature = "test-hooks")
+        );
     }
 }

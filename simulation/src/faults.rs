@@ -28,6 +28,16 @@ pub enum Fault {
     Noise(usize),
     /// A byzantine operator that sends a second, conflicting consensus vote for each view.
     Equivocate(usize),
+    /// A byzantine operator that, whenever it leads a view, proposes well-formed but harmful
+    /// values drawn from the seed: a jump to the next slot, a value of the wrong kind for its
+    /// duty, a source checkpoint not before its target or not yet justified, a stale block,
+    /// a decision for a duty that does not exist, more decisions than a block may carry.
+    ByzantineLeader(usize),
+    /// A byzantine operator that, besides its honest work, sends its peers partial-signature
+    /// messages built for the most decoding work allowed: as many entries as a message may
+    /// carry, each a valid point for one of the cluster's validators in the current slot, at
+    /// the partials channel's rate limit.
+    ByzantineFlood(usize),
     /// A group of operators cut off from the rest for a while.
     Partition(Partition),
     /// An execution engine answering SYNCING, hanging or calling payloads INVALID for a while.
@@ -56,9 +66,11 @@ impl Fault {
         match self {
             Self::Offline(offline) => Some(offline.operator),
             Self::Crash(crash) => Some(crash.operator),
-            Self::Byzantine(operator) | Self::Noise(operator) | Self::Equivocate(operator) => {
-                Some(*operator)
-            }
+            Self::Byzantine(operator)
+            | Self::Noise(operator)
+            | Self::Equivocate(operator)
+            | Self::ByzantineLeader(operator)
+            | Self::ByzantineFlood(operator) => Some(*operator),
             Self::Engine(fault) => Some(fault.operator),
             Self::ClockSkew(skew) => Some(skew.operator),
             Self::Source(fault) => Some(fault.operator),
@@ -71,7 +83,11 @@ impl Fault {
     pub fn is_byzantine(&self) -> bool {
         matches!(
             self,
-            Self::Byzantine(_) | Self::Noise(_) | Self::Equivocate(_)
+            Self::Byzantine(_)
+                | Self::Noise(_)
+                | Self::Equivocate(_)
+                | Self::ByzantineLeader(_)
+                | Self::ByzantineFlood(_)
         )
     }
 
@@ -83,6 +99,8 @@ impl Fault {
             Self::Byzantine(_) => "byzantine",
             Self::Noise(_) => "noise",
             Self::Equivocate(_) => "equivocate",
+            Self::ByzantineLeader(_) => "byzantine-leader",
+            Self::ByzantineFlood(_) => "byzantine-flood",
             Self::Partition(_) => "partition",
             Self::Engine(_) => "engine-fault",
             Self::ClockSkew(_) => "clock-skew",
@@ -99,11 +117,13 @@ impl Fault {
             Self::Byzantine(_) => 2,
             Self::Noise(_) => 3,
             Self::Equivocate(_) => 4,
-            Self::Partition(_) => 5,
-            Self::Engine(_) => 6,
-            Self::ClockSkew(_) => 7,
-            Self::Source(_) => 8,
-            Self::PowerCut(_) => 9,
+            Self::ByzantineLeader(_) => 5,
+            Self::ByzantineFlood(_) => 6,
+            Self::Partition(_) => 7,
+            Self::Engine(_) => 8,
+            Self::ClockSkew(_) => 9,
+            Self::Source(_) => 10,
+            Self::PowerCut(_) => 11,
         }
     }
 
@@ -112,9 +132,11 @@ impl Fault {
         let value = match self {
             Self::Offline(offline) => offline.flag(),
             Self::Crash(crash) => crash.flag(),
-            Self::Byzantine(operator) | Self::Noise(operator) | Self::Equivocate(operator) => {
-                operator.to_string()
-            }
+            Self::Byzantine(operator)
+            | Self::Noise(operator)
+            | Self::Equivocate(operator)
+            | Self::ByzantineLeader(operator)
+            | Self::ByzantineFlood(operator) => operator.to_string(),
             Self::Partition(partition) => partition.flag(),
             Self::Engine(fault) => fault.flag(),
             Self::ClockSkew(skew) => skew.flag(),
@@ -224,6 +246,17 @@ impl Fault {
                 lost: Some(*operator),
                 settled: Some(0),
             },
+            // A harmful leader's view is refused (its block waits for a slot, or is voted
+            // down, or cannot be decoded and gets it blocked): each costs one view timeout,
+            // as a crashed leader's would, and once blocked it is a silent leader simplex
+            // learns to skip. Its share still counts until then.
+            Self::ByzantineLeader(operator) => Healing {
+                lost: Some(*operator),
+                settled: Some(0),
+            },
+            // A flood must cost nothing: past its per-slot budget it is dropped unread, and
+            // the flooder's honest work goes on.
+            Self::ByzantineFlood(_) => Healing::default(),
             Self::Partition(partition) => heals_at(partition.heal_slot),
             Self::Engine(fault) => match fault.kind {
                 // An executor that met INVALID for a finalized payload stays stopped.
@@ -251,7 +284,12 @@ impl Fault {
             Self::Engine(fault) => Some(fault.to_slot + 1),
             Self::Source(fault) => Some(fault.to_slot + 1),
             Self::PowerCut(cut) => Some(cut.restart_slot + 1),
-            Self::Byzantine(_) | Self::Noise(_) | Self::Equivocate(_) | Self::ClockSkew(_) => None,
+            Self::Byzantine(_)
+            | Self::Noise(_)
+            | Self::Equivocate(_)
+            | Self::ByzantineLeader(_)
+            | Self::ByzantineFlood(_)
+            | Self::ClockSkew(_) => None,
         }
     }
 }
@@ -478,6 +516,15 @@ pub struct FaultArgs {
     /// second, conflicting vote for the same view to some peers. Repeatable.
     #[arg(long)]
     pub equivocate: Vec<usize>,
+    /// Byzantine leader `I`: whenever it leads a view it proposes well-formed but harmful
+    /// values drawn from the seed (slot jump, wrong value kind, bad source, stale block,
+    /// unknown duty, oversized batch). Repeatable.
+    #[arg(long = "byzantine-leader")]
+    pub byzantine_leader: Vec<usize>,
+    /// Byzantine operator `I` that floods its peers with partial-signature messages built for
+    /// the most decoding work allowed, at the channel's rate limit. Repeatable.
+    #[arg(long = "byzantine-flood")]
+    pub byzantine_flood: Vec<usize>,
     /// Network partition `I,J@S-H`: operators I and J cut off from the rest from the start of
     /// slot S until slot H. Repeatable, not overlapping in time.
     #[arg(long, value_parser = Partition::parse)]
@@ -509,6 +556,18 @@ impl FaultArgs {
             .chain(self.byzantine.iter().copied().map(Fault::Byzantine))
             .chain(self.noise.iter().copied().map(Fault::Noise))
             .chain(self.equivocate.iter().copied().map(Fault::Equivocate))
+            .chain(
+                self.byzantine_leader
+                    .iter()
+                    .copied()
+                    .map(Fault::ByzantineLeader),
+            )
+            .chain(
+                self.byzantine_flood
+                    .iter()
+                    .copied()
+                    .map(Fault::ByzantineFlood),
+            )
             .chain(self.partition.iter().cloned().map(Fault::Partition))
             .chain(self.engine_fault.iter().copied().map(Fault::Engine))
             .chain(self.clock_skew.iter().copied().map(Fault::ClockSkew))
@@ -585,6 +644,8 @@ mod tests {
                 Fault::Byzantine(0),
                 Fault::Noise(2),
                 Fault::Equivocate(3),
+                Fault::ByzantineLeader(1),
+                Fault::ByzantineFlood(2),
                 Fault::Partition(Partition {
                     operators: vec![0, 1],
                     from_slot: 3,

@@ -44,6 +44,39 @@ fn an_equivocating_operator_is_caught_and_the_chain_stays_one() {
     assert_eq!(got, owed, "attestations accepted");
 }
 
+/// Issue 21: a leader that proposes harmful but well-formed values whenever it leads (slot
+/// jumps, values of the wrong kind, bad sources, stale blocks, unknown duties, oversized
+/// batches) gets none of them finalized and costs the cluster no attestation or proposal.
+#[test]
+fn a_byzantine_leader_gets_nothing_harmful_finalized_and_costs_no_duty() {
+    let report = run(&SimConfig {
+        slots: 16,
+        faults: vec![Fault::ByzantineLeader(1)],
+        ..SimConfig::default()
+    });
+    assert_clean(&report);
+    for kind in [Kind::Attestation, Kind::Proposal] {
+        let (got, owed) = accepted(&report, kind);
+        assert_eq!(got, owed, "{kind}s accepted; replay: {}", report.replay);
+    }
+}
+
+/// Issue 21: a peer flooding partial signatures built for the most decoding work costs no
+/// duty, and gets no honest operator blocked.
+#[test]
+fn a_partial_signature_flood_costs_no_duty() {
+    let report = run(&SimConfig {
+        slots: 16,
+        faults: vec![Fault::ByzantineFlood(2)],
+        ..SimConfig::default()
+    });
+    assert_clean(&report);
+    for kind in [Kind::Attestation, Kind::Proposal] {
+        let (got, owed) = accepted(&report, kind);
+        assert_eq!(got, owed, "{kind}s accepted; replay: {}", report.replay);
+    }
+}
+
 #[test]
 fn clocks_a_second_apart_cost_no_duty() {
     let report = run(&SimConfig {

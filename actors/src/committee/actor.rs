@@ -107,12 +107,24 @@ pub struct Actor<E> {
     /// Duties this operator's own schedule holds or its runner started: the only duties it
     /// can vouch for.
     known: BTreeSet<DutyId>,
+    /// Epochs whose whole schedule this operator knows: a duty of one that is not in `known`
+    /// does not exist, and a block deciding it is refused at once (waiting would cost the view
+    /// its leader timeout).
+    scheduled: BTreeSet<u64>,
+    /// The slot of the attestation value `justified` came from: once this operator's own value
+    /// for a block's slot is in, a source newer than its justified checkpoint is refused
+    /// rather than waited for.
+    justified_slot: u64,
     /// Duties already finalized: a second decision for one would be a double vote.
     decided: BTreeSet<DutyId>,
     /// The attestation data the cluster finalized per slot: what an aggregate must cover.
     decided_data: BTreeMap<u64, AttestationData>,
     /// The latest finalized checkpoint this operator's beacon node reported.
     finalized: Option<Checkpoint>,
+    /// The newest justified checkpoint this operator's own beacon node voted from (the source
+    /// of the attestation data it answered): no decided source may be newer, or an honest
+    /// vote after it would surround it.
+    justified: Option<Checkpoint>,
 
     proposals: Vec<PendingPropose>,
     verifications: Vec<PendingVerify>,
@@ -154,6 +166,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             decided_data: BTreeMap::new(),
             decided: BTreeSet::new(),
             finalized: None,
+            justified: None,
+            justified_slot: 0,
+            scheduled: BTreeSet::new(),
             proposals: Vec::new(),
             verifications: Vec::new(),
             blocks_proposed,
@@ -206,6 +221,12 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 if self.finalized.is_none_or(|f| finalized.epoch >= f.epoch) {
                     self.finalized = Some(finalized);
                 }
+                if let DecidedValue::Attestation(data) = &value {
+                    self.justified_slot = self.justified_slot.max(duty.slot);
+                    if self.justified.is_none_or(|j| data.source.epoch >= j.epoch) {
+                        self.justified = Some(data.source);
+                    }
+                }
                 self.known.insert(duty.clone());
                 if !self.decided.contains(&duty) {
                     self.pool.insert(duty, value);
@@ -238,12 +259,14 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     response,
                 });
             }
-            Message::Expect { duties } => {
-                let oldest = DutyId::first_of_slot(
-                    self.clock
-                        .current_slot(self.context.current())
-                        .saturating_sub(DECIDED_MEMORY_SLOTS),
-                );
+            Message::Expect { complete, duties } => {
+                let current = self.clock.current_slot(self.context.current());
+                let oldest = DutyId::first_of_slot(current.saturating_sub(DECIDED_MEMORY_SLOTS));
+                if let Some(epoch) = complete
+                    && epoch + 1 >= self.clock.epoch_of(current)
+                {
+                    self.scheduled.insert(epoch);
+                }
                 self.known
                     .extend(duties.into_iter().filter(|duty| *duty >= oldest));
             }
@@ -402,9 +425,14 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
     }
 
     fn check_block(&self, current: u64, slot: u64, decisions: &[Decision]) -> Verdict {
-        // A block from the future waits for this operator's clock (skew up to one slot).
-        if slot > current + 1 {
-            return Verdict::Unknown;
+        // A block for a slot that has not started here is refused. Finalized early, it would
+        // leave every duty of this slot still undecided nothing but to expire (later blocks may
+        // not go back a slot); waited for, it would hold the view until the slot starts, past
+        // the duties it holds up. Refused, the view is nullified at once and the next leader
+        // proposes; an honest leader whose clock runs ahead only loses that view, and only in
+        // the moments before a slot starts (it proposes a third into its slot).
+        if slot > current {
+            return Verdict::Invalid("block for a slot that has not started");
         }
         if slot + MAX_BLOCK_AGE_SLOTS < current {
             return Verdict::Invalid("block slot is too old");
@@ -448,11 +476,31 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             return Verdict::Invalid("duty already decided");
         }
         if !self.known.contains(duty) {
+            if self.scheduled.contains(&duty.epoch) {
+                return Verdict::Invalid("duty not in this operator's schedule for its epoch");
+            }
             return Verdict::Unknown;
         }
         let Some(finalized) = self.finalized else {
             return Verdict::Unknown;
         };
+        // Each role signs one kind of value. Another kind would have honest shares sign what
+        // the duty is not for: a second attestation for a validator (its honest one then
+        // refused as a double vote), the slot's attestation data overwritten by an
+        // aggregator's, a block header for a validator that is the real proposer.
+        let kind_fits = matches!(
+            (&duty.role, &decision.value),
+            (Role::Committee, DecidedValue::Attestation(_))
+                | (Role::Proposer, DecidedValue::Block(_))
+                | (Role::Aggregator, DecidedValue::Aggregate(_))
+                | (
+                    Role::SyncCommitteeContribution,
+                    DecidedValue::Contributions(_)
+                )
+        );
+        if !kind_fits {
+            return Verdict::Invalid("value kind does not fit the duty's role");
+        }
         match &decision.value {
             DecidedValue::Attestation(data) => {
                 if data.slot != slot || data.index != 0 {
@@ -460,6 +508,13 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 }
                 if data.target.epoch != self.clock.epoch_of(slot) {
                     return Verdict::Invalid("target epoch is not the slot's epoch");
+                }
+                // Source before target, except at genesis: a vote from a source that is not yet
+                // justified (source == target, say) makes every later honest vote of the
+                // cluster's validators a surround vote, silencing them until justification
+                // reaches it.
+                if data.source.epoch >= data.target.epoch && data.target.epoch != 0 {
+                    return Verdict::Invalid("source is not older than target");
                 }
                 if data.source.epoch > data.target.epoch {
                     return Verdict::Invalid("source is newer than target");
@@ -470,7 +525,22 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 if data.source.epoch == finalized.epoch && data.source.root != finalized.root {
                     return Verdict::Invalid("source conflicts with the finalized checkpoint");
                 }
-                Verdict::Valid
+                // No newer than what this operator's own beacon node justified: until it has
+                // answered (or while it lags behind the leader's), wait; past the grace the
+                // block is refused.
+                match self.justified {
+                    Some(justified) if data.source.epoch < justified.epoch => Verdict::Valid,
+                    Some(justified) if data.source == justified => Verdict::Valid,
+                    Some(justified) if data.source.epoch == justified.epoch => {
+                        Verdict::Invalid("source conflicts with the justified checkpoint")
+                    }
+                    // Newer than this operator's node justified, though it already answered for
+                    // this slot: refused, not waited for.
+                    Some(_) if self.justified_slot >= slot => {
+                        Verdict::Invalid("source newer than this operator's justified checkpoint")
+                    }
+                    _ => Verdict::Unknown,
+                }
             }
             DecidedValue::Block(proposal) => {
                 let header = &proposal.header;
@@ -556,5 +626,10 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         self.decided_data = self
             .decided_data
             .split_off(&slot.saturating_sub(DECIDED_MEMORY_SLOTS));
+        self.scheduled = self.scheduled.split_off(
+            &self
+                .clock
+                .epoch_of(slot.saturating_sub(DECIDED_MEMORY_SLOTS)),
+        );
     }
 }

@@ -8,7 +8,6 @@ use cohort_engine::ExecutionTip;
 use cohort_ingress::{
     DutyId, SlotClock, committee,
     executor::{self, PayloadVerdict, slot_randao},
-    runner,
 };
 use cohort_marshal::{Block, ConsensusContext, Digest, PublicKey, Scheme};
 use commonware_consensus::marshal::ancestry::Ancestry;
@@ -27,6 +26,20 @@ const MAX_ANCESTRY_WALK: usize = 64;
 /// When this operator, as leader, built a block: for latency reports.
 pub type ProposalObserver = mpsc::UnboundedSender<(Digest, SystemTime)>;
 
+/// What a leader knows when it fills a block: the view, its current slot and the parent's.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaderView {
+    pub view: u64,
+    pub current_slot: u64,
+    pub parent_slot: u64,
+}
+
+/// Rewrites the batch this operator, as leader, is about to propose: how a simulation makes a
+/// byzantine leader (well-formed blocks with harmful values) out of otherwise honest code.
+/// Never set by a node.
+pub type ProposalTamper =
+    Arc<dyn Fn(&LeaderView, committee::Batch) -> committee::Batch + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Application {
     committee: committee::Mailbox,
@@ -34,9 +47,13 @@ pub struct Application {
     clock: SlotClock,
     participants: Set<PublicKey>,
     proposals: Option<ProposalObserver>,
+    /// A byzantine leader's rewrite of its batches (simulation only; see [`ProposalTamper`]).
+    tamper: Option<ProposalTamper>,
     /// A deliberately injected bug, for proving that simulation campaigns catch it: hands
-    /// every block this follower votes for to the runner as if it were finalized.
-    decide_on_verify: Option<runner::Mailbox>,
+    /// every block this follower votes for to the runner as if it were finalized. Compiled
+    /// only with the `test-hooks` feature, never into a release node.
+    #[cfg(feature = "test-hooks")]
+    decide_on_verify: Option<cohort_ingress::runner::Mailbox>,
 }
 
 impl Application {
@@ -53,13 +70,26 @@ impl Application {
             clock,
             participants,
             proposals,
+            tamper: None,
+            #[cfg(feature = "test-hooks")]
             decide_on_verify: None,
         }
     }
 
+    /// Makes this operator a byzantine leader (simulation only): `tamper` rewrites every batch
+    /// it proposes.
+    pub fn with_proposal_tamper(mut self, tamper: ProposalTamper) -> Self {
+        self.tamper = Some(tamper);
+        self
+    }
+
     /// Injects the "sign on a vote, not on finalization" bug (simulation campaigns only):
     /// the runner signs values the cluster may later replace.
-    pub fn with_injected_decide_on_verify(mut self, runner: runner::Mailbox) -> Self {
+    #[cfg(feature = "test-hooks")]
+    pub fn with_injected_decide_on_verify(
+        mut self,
+        runner: cohort_ingress::runner::Mailbox,
+    ) -> Self {
         self.decide_on_verify = Some(runner);
         self
     }
@@ -173,7 +203,15 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
         // Duties already decided by not-yet-finalized blocks of the parent's slot must not be
         // decided again; the committee adds what is already finalized.
         let included = decided_in_slot(&mut ancestry, parent.slot).await.included;
-        let batch = self.committee.propose(parent.slot, included).await?;
+        let mut batch = self.committee.propose(parent.slot, included).await?;
+        if let Some(tamper) = &self.tamper {
+            let view = LeaderView {
+                view: context.round.view().get(),
+                current_slot: self.clock.current_slot(runtime.current()),
+                parent_slot: parent.slot,
+            };
+            batch = tamper(&view, batch);
+        }
         // The first block of a slot carries the slot's execution payload; if none can be had
         // in time the block still decides its duties, and the slot has no execution block.
         let payload = if self.wants_payload(batch.slot, &parent.execution) {
@@ -288,6 +326,7 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
             }
         }
         self.executor.canonicalize_head(block.execution);
+        #[cfg(feature = "test-hooks")]
         if let Some(runner) = &mut self.decide_on_verify {
             runner.finalized(block.height, block.slot, decisions).await;
         }

@@ -13,7 +13,7 @@ mod application;
 mod tests;
 
 pub use actor::Actor;
-pub use application::{Application, ProposalObserver};
+pub use application::{Application, LeaderView, ProposalObserver, ProposalTamper};
 
 use cohort_ingress::{CommitteeId, SlotClock, committee::Mailbox};
 use commonware_runtime::{Clock, Metrics, Spawner};

@@ -122,6 +122,7 @@ fn follower_refuses_values_it_can_prove_wrong() {
 fn follower_waits_for_a_duty_it_has_not_started_then_refuses() {
     deterministic::Runner::default().start(|context| async move {
         let mut mailbox = start(&context);
+        let slots = clock(&context);
         context.sleep(Duration::from_secs(1)).await;
         // Slot 0's duty is not known here yet: the answer waits.
         let verdict = {
@@ -152,12 +153,13 @@ fn follower_waits_for_a_duty_it_has_not_started_then_refuses() {
         assert_eq!(verdict, Some(true));
 
         // A duty never learned is refused after its slot plus the grace period.
+        context.sleep_until(slots.slot_start(1)).await;
         let started = context.current();
         let verdict = mailbox.verify(1, Arc::new(vec![decision(1)])).await;
         assert_eq!(verdict, Some(false));
         let waited = context.current().duration_since(started).unwrap();
         assert!(
-            waited >= Duration::from_secs(20),
+            waited >= Duration::from_secs(12 + 4 - 1),
             "gave up after {waited:?}"
         );
     });
@@ -222,6 +224,7 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
 fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
     deterministic::Runner::default().start(|context| async move {
         let mut mailbox = start(&context);
+        let slots = clock(&context);
         // The finalized checkpoint comes from an earlier duty's submission.
         let earlier = decision(0);
         mailbox
@@ -235,7 +238,10 @@ fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
             Some(true)
         );
         assert!(context.current().duration_since(started).unwrap() < Duration::from_millis(50));
-        // A duty outside the schedule still waits for its slot to end, then is refused.
+        // A duty outside the schedule (not known to be complete) still waits for its slot to
+        // end, then is refused. (Asked once its slot started: a block of a slot that has not
+        // started is refused at once.)
+        context.sleep_until(slots.slot_start(2)).await;
         let asked = context.current();
         assert_eq!(
             mailbox.verify(2, Arc::new(vec![decision(2)])).await,
@@ -394,5 +400,274 @@ fn follower_checks_contributions_against_the_decided_head() {
             let verdict = mailbox.verify(0, contributions(0, vec![bad.clone()])).await;
             assert_eq!(verdict, Some(false), "{bad:?}");
         }
+    });
+}
+
+/// The follower's answer to `decisions` in a block of `slot`, if it comes within `within`.
+async fn answer_within(
+    context: &deterministic::Context,
+    mailbox: &Mailbox,
+    slot: u64,
+    decisions: Vec<Decision>,
+    within: Duration,
+) -> Option<Option<bool>> {
+    let verdict = {
+        let mut mailbox = mailbox.clone();
+        async move { mailbox.verify(slot, Arc::new(decisions)).await }
+    };
+    select! {
+        _ = context.sleep(within) => None,
+        verdict = verdict => Some(verdict),
+    }
+}
+
+/// Item 1 of issue 21: a block for the next slot, before it starts here, is refused at once;
+/// finalized early it would leave every undecided duty of this slot nothing but to expire,
+/// and waited for it would hold the view past them.
+#[test]
+fn follower_refuses_a_block_of_a_slot_that_has_not_started() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        let slots = clock(&context);
+        context.sleep(Duration::from_secs(4)).await;
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await;
+        // An empty block for slot 1, 8 s before slot 1 starts.
+        assert_eq!(
+            answer_within(&context, &mailbox, 1, vec![], Duration::from_millis(100)).await,
+            Some(Some(false)),
+            "voted for (or held the view on) a slot that has not started"
+        );
+        // Once slot 1 has started here, the same block is fine.
+        context.sleep_until(slots.slot_start(1)).await;
+        assert_eq!(
+            answer_within(&context, &mailbox, 1, vec![], Duration::from_millis(100)).await,
+            Some(Some(true))
+        );
+    });
+}
+
+/// Issue 21 (values for duties that do not exist): once this operator holds an epoch's whole
+/// schedule, a decision for a duty outside it is refused at once instead of holding the view
+/// until the leader times out.
+#[test]
+fn follower_refuses_at_once_a_duty_its_complete_schedule_lacks() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        context.sleep(Duration::from_secs(4)).await;
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await;
+        mailbox.finalized(Arc::new(vec![own.clone()])).await;
+        let DecidedValue::Attestation(data) = own.value else {
+            unreachable!("built as an attestation")
+        };
+        let ghost = Decision {
+            duty: DutyId::validator(Role::Aggregator, 0, 0, 999_999),
+            value: DecidedValue::Aggregate(Box::new(cohort_ingress::Aggregate {
+                aggregation_bits: vec![true],
+                data,
+                signature: [0u8; 96],
+            })),
+        };
+        // Without the whole schedule, an unknown duty may still be learned: wait.
+        assert_eq!(
+            answer_within(
+                &context,
+                &mailbox,
+                0,
+                vec![ghost.clone()],
+                Duration::from_secs(1)
+            )
+            .await,
+            None
+        );
+        mailbox
+            .expect_epoch(0, vec![DutyId::validator(Role::Aggregator, 0, 0, 7)])
+            .await;
+        assert_eq!(
+            answer_within(
+                &context,
+                &mailbox,
+                0,
+                vec![ghost],
+                Duration::from_millis(100)
+            )
+            .await,
+            Some(Some(false))
+        );
+    });
+}
+
+/// Item 2 of issue 21: a value of another kind than the duty's role is refused, even for a
+/// duty this operator knows and data it would accept as an attestation.
+#[test]
+fn follower_refuses_a_value_of_another_kind_than_the_role() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        context.sleep(Duration::from_secs(4)).await;
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await;
+        let aggregator = DutyId::validator(Role::Aggregator, 0, 0, 7);
+        let proposer = DutyId::validator(Role::Proposer, 0, 0, 7);
+        mailbox
+            .expect(vec![aggregator.clone(), proposer.clone()])
+            .await;
+        let DecidedValue::Attestation(data) = own.value.clone() else {
+            unreachable!("built as an attestation")
+        };
+        // An aggregator or proposer duty carrying attestation data: honest shares would sign a
+        // second attestation for the validator.
+        for duty in [aggregator.clone(), proposer] {
+            let wrong = Decision {
+                duty,
+                value: DecidedValue::Attestation(data),
+            };
+            assert_eq!(mailbox.verify(0, Arc::new(vec![wrong])).await, Some(false));
+        }
+        // An aggregator duty carrying the attestation data the cluster decided for its slot.
+        context.sleep(Duration::from_secs(12)).await;
+        let own = decision(1);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await;
+        mailbox.finalized(Arc::new(vec![own.clone()])).await;
+        let DecidedValue::Attestation(data) = own.value else {
+            unreachable!("built as an attestation")
+        };
+        let wrong = Decision {
+            duty: DutyId::validator(Role::Aggregator, 0, 1, 7),
+            value: DecidedValue::Attestation(data),
+        };
+        mailbox.expect(vec![wrong.duty.clone()]).await;
+        assert_eq!(mailbox.verify(1, Arc::new(vec![wrong])).await, Some(false));
+        // And the right kind for the same duty passes.
+        let right = Decision {
+            duty: DutyId::validator(Role::Aggregator, 0, 1, 7),
+            value: DecidedValue::Aggregate(Box::new(cohort_ingress::Aggregate {
+                aggregation_bits: vec![true],
+                data,
+                signature: [0u8; 96],
+            })),
+        };
+        assert_eq!(mailbox.verify(1, Arc::new(vec![right])).await, Some(true));
+    });
+}
+
+/// Item 3 of issue 21: the decided source must be older than the target (past genesis) and no
+/// newer than the justified checkpoint this operator's own beacon node votes from.
+#[test]
+fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        // Slot 65, epoch 2.
+        context.sleep(Duration::from_secs(65 * 12 + 4)).await;
+        let data = |slot: u64, source: u64| AttestationData {
+            slot,
+            index: 0,
+            beacon_block_root: Sha256::hash(&[b"head"]),
+            source: checkpoint(source),
+            target: checkpoint(2),
+        };
+        let duty = |slot: u64| DutyId::committee(committee(), 2, slot);
+        let at = |slot: u64, source: u64| Decision {
+            duty: duty(slot),
+            value: DecidedValue::Attestation(data(slot, source)),
+        };
+        // This operator's beacon node voted from epoch 0 in the slot before.
+        mailbox
+            .submit(
+                duty(64),
+                DecidedValue::Attestation(data(64, 0)),
+                checkpoint(0),
+            )
+            .await;
+        mailbox.expect(vec![duty(65), duty(66)]).await;
+        // Source == target: never.
+        assert_eq!(
+            answer_within(
+                &context,
+                &mailbox,
+                65,
+                vec![at(65, 2)],
+                Duration::from_secs(1)
+            )
+            .await,
+            Some(Some(false))
+        );
+        // A source newer than this operator's justified checkpoint waits while its node has
+        // not answered for this slot...
+        assert_eq!(
+            answer_within(
+                &context,
+                &mailbox,
+                65,
+                vec![at(65, 1)],
+                Duration::from_secs(1)
+            )
+            .await,
+            None,
+            "voted for a source this operator's beacon node has not justified"
+        );
+        // ...and passes once the node justified it.
+        let pending = {
+            let mut mailbox = mailbox.clone();
+            async move { mailbox.verify(65, Arc::new(vec![at(65, 1)])).await }
+        };
+        let submit = async {
+            mailbox
+                .submit(
+                    duty(65),
+                    DecidedValue::Attestation(data(65, 1)),
+                    checkpoint(0),
+                )
+                .await;
+            futures::future::pending::<()>().await;
+        };
+        let verdict = select! {
+            verdict = pending => verdict,
+            _ = submit => unreachable!(),
+        };
+        assert_eq!(verdict, Some(true));
+
+        // A node that answered for the slot and justified less: refused at once. (Epoch 3,
+        // where this operator's node still votes from epoch 1 and the leader claims 2.)
+        context.sleep(Duration::from_secs(32 * 12)).await;
+        let slot = 97;
+        let duty3 = DutyId::committee(committee(), 3, slot);
+        let data3 = |source: u64| AttestationData {
+            slot,
+            index: 0,
+            beacon_block_root: Sha256::hash(&[b"head"]),
+            source: checkpoint(source),
+            target: checkpoint(3),
+        };
+        mailbox
+            .submit(
+                duty3.clone(),
+                DecidedValue::Attestation(data3(1)),
+                checkpoint(0),
+            )
+            .await;
+        let newer = Decision {
+            duty: duty3,
+            value: DecidedValue::Attestation(data3(2)),
+        };
+        assert_eq!(
+            answer_within(
+                &context,
+                &mailbox,
+                slot,
+                vec![newer],
+                Duration::from_millis(100)
+            )
+            .await,
+            Some(Some(false))
+        );
     });
 }

@@ -9,7 +9,7 @@ use super::{
     duty::Running,
     metrics::Metrics,
     quorum::{Key, Quorum},
-    slashing::SlashingProtection,
+    slashing::{SlashingKeeper, SlashingStatus},
     submit::{Object, Reconstructed, Submission},
 };
 use cohort_ingress::{
@@ -32,7 +32,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 /// How many slots after its own a decided duty may still collect post-consensus partials.
 pub const POST_CONSENSUS_SLOTS: u64 = 2;
@@ -86,10 +86,16 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     pub(super) me: u32,
     pub(super) fork: ForkInfo,
     slashing_partition: String,
+    slashing_status: SlashingStatus,
     pub(super) fetch_timeout: Duration,
     pub(super) events: Option<mpsc::UnboundedSender<DutyEvent>>,
     mailbox: mpsc::Receiver<Message>,
     pub(super) max_partials: usize,
+    /// The most partial signatures one peer may send for one slot (see
+    /// [`super::max_partials_per_slot`]).
+    pub(super) max_partials_per_slot: usize,
+    /// Entries each peer sent per slot, by `(slot, share index)`: what the budget is spent on.
+    pub(super) partial_budget: BTreeMap<(u64, u32), usize>,
     pub(super) fault: Option<Fault>,
     pub(super) cpu: Option<CpuMeter>,
 
@@ -123,6 +129,7 @@ where
     ) -> Self {
         let metrics = Metrics::register(&context);
         let max_partials = config.max_partials_per_message();
+        let max_partials_per_slot = super::max_partials_per_slot(config.shares.len());
         let me = config
             .shares
             .values()
@@ -146,10 +153,13 @@ where
             me,
             fork: config.fork,
             slashing_partition: config.slashing_partition,
+            slashing_status: config.slashing_status,
             fetch_timeout: config.fetch_timeout,
             events: config.events,
             mailbox,
             max_partials,
+            max_partials_per_slot,
+            partial_budget: BTreeMap::new(),
             fault: config.fault,
             cpu: config.cpu,
             running: BTreeMap::new(),
@@ -181,19 +191,15 @@ where
         Rx: Receiver<PublicKey = P>,
     {
         // Not "slashing": the store's `refusals` would then collide with the runner's own
-        // `slashing_refusals`.
-        let mut slashing = match SlashingProtection::init(
+        // `slashing_refusals`. A record that cannot be opened is reported and retried; the
+        // runner keeps running (pre-consensus work, reconstruction of peers' signatures) but
+        // signs nothing slashable until it opens.
+        let mut slashing = SlashingKeeper::open(
             self.context.child("slashing_protection"),
             self.slashing_partition.clone(),
+            self.slashing_status.clone(),
         )
-        .await
-        {
-            Ok(store) => store,
-            Err(err) => {
-                error!(%err, "cannot open the slashing-protection record; the runner stops and signs nothing");
-                return;
-            }
-        };
+        .await;
         loop {
             let mut step = Step::default();
             let deadline = self.next_deadline();
@@ -295,7 +301,7 @@ where
     async fn flush<Tx: Sender<PublicKey = P>>(
         &mut self,
         sender: &mut Tx,
-        slashing: &mut SlashingProtection<E>,
+        slashing: &mut SlashingKeeper<E>,
         step: &mut Step,
     ) {
         if !step.pre_consensus.is_empty() {

@@ -276,6 +276,7 @@ where
         let keep = slot.saturating_sub(MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS + 1);
         self.decided_data = self.decided_data.split_off(&keep);
         self.quorum.prune(keep);
+        self.partial_budget = self.partial_budget.split_off(&(keep, 0));
     }
 
     /// Ends the duties whose deadline passed: missed if undecided, partly or not submitted if

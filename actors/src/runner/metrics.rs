@@ -178,8 +178,9 @@ impl Held {
             quorum: gauge(
                 "quorum_entries_held",
                 "partial-signature keys held; only the cluster's validators, slots from \
-                 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS back to the next one, and at most \
-                 MAX_ROOTS_PER_SENDER roots per operator, validator and slot",
+                 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS back to the next one, at most \
+                 MAX_ROOTS_PER_SENDER roots per operator, validator and slot, and at most \
+                 max_partials_per_slot entries per operator and slot",
             ),
             finalized_early: gauge(
                 "finalized_early_held",

@@ -80,6 +80,8 @@ pub struct Config<S: DutySource, K: DutySink, P: PublicKey> {
     pub fork: ForkInfo,
     /// Storage partition of the slashing-protection record.
     pub slashing_partition: String,
+    /// Set to why the slashing-protection record is unusable while it is (read by `/health`).
+    pub slashing_status: slashing::SlashingStatus,
     /// How long one duty-source or duty-sink call may take before the duty gives up on it.
     pub fetch_timeout: Duration,
     /// Where duty outcomes are reported (the simulation's recorder, an operator's dashboard).
@@ -109,6 +111,21 @@ pub fn max_partials_per_message(validators: usize) -> usize {
         + 1
         + validators.min(positions)
         + validators.saturating_mul(subnets).min(positions)
+}
+
+/// The most partial signatures one peer may send this operator for one slot: twice what an
+/// honest operator signs in a slot (a restart may send a slot's partials again), for
+/// `validators` validators: per validator a selection proof, an attestation and an aggregate,
+/// the slot's RANDAO reveal and block, and the sync committee's messages, selection proofs and
+/// contributions. A peer past it has its further messages for the slot dropped unread, so the
+/// work and memory one peer can demand per slot are bounded by the cluster's shape.
+pub fn max_partials_per_slot(validators: usize) -> usize {
+    use cohort_ingress::sync::{MAX_SYNC_COMMITTEE_SUBNETS, MAX_SYNC_SUBCOMMITTEE_SIZE};
+    let positions = (MAX_SYNC_SUBCOMMITTEE_SIZE * MAX_SYNC_COMMITTEE_SUBNETS) as usize;
+    let subnets = MAX_SYNC_COMMITTEE_SUBNETS as usize;
+    let sync = validators.min(positions);
+    let pairs = validators.saturating_mul(subnets).min(positions);
+    2 * (3 * validators + 2 + sync + 2 * pairs)
 }
 
 pub fn init<E, S, K, P>(context: E, config: Config<S, K, P>) -> (Actor<E, S, K, P>, Mailbox)

@@ -19,11 +19,10 @@ use cohort_ingress::{
     DutyId, DutySink, DutySource, Role,
     committee::MAX_BLOCK_AGE_SLOTS,
     keys::{self, Signature},
-    partial::PartialSignatures,
+    partial::UncheckedPartials,
     runner::{DutyEvent, Outcome},
     signing,
 };
-use commonware_codec::Decode;
 use commonware_cryptography::PublicKey;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use tracing::{debug, info, warn};
@@ -48,8 +47,9 @@ where
         };
         let operator = operator as u32;
         let label = SenderLabel::of(operator);
+        // The header and length only: no point is decoded before the runner knows it needs it.
         let message = match cpu::measure(&self.cpu, CryptoWork::Decode, || {
-            PartialSignatures::decode_cfg(bytes, &self.max_partials)
+            UncheckedPartials::read(bytes, self.max_partials)
         }) {
             Ok(message) => message,
             Err(err) => {
@@ -68,8 +68,30 @@ where
             );
             return;
         }
+        // What one sender may make this runner look at per slot: what an honest operator signs
+        // in a slot (with room for one restart). Past it, its messages for the slot are
+        // dropped whole, so a peer's flood costs a bounded amount of work and memory per slot.
+        let used = self
+            .partial_budget
+            .entry((message.slot, operator))
+            .or_default();
+        if *used + message.len() > self.max_partials_per_slot {
+            self.metrics.messages_invalid.inc();
+            if *used <= self.max_partials_per_slot {
+                warn!(
+                    operator = operator + 1,
+                    slot = message.slot,
+                    budget = self.max_partials_per_slot,
+                    "peer sent more partial signatures for one slot than an honest operator \
+                     signs; dropping the rest of its slot"
+                );
+                *used = self.max_partials_per_slot + 1;
+            }
+            return;
+        }
+        *used += message.len();
         let mut added = Vec::new();
-        for partial in message.signatures {
+        for partial in message.iter() {
             if !self.shares.contains_key(&partial.validator_index) {
                 self.count_invalid(operator, message.slot, partial.validator_index);
                 continue;
@@ -79,9 +101,11 @@ where
                 validator_index: partial.validator_index,
                 signing_root: partial.signing_root,
             };
-            if self.quorum.add(key, operator, partial.signature) {
+            if self.quorum.add_compressed(key, operator, partial.signature) {
                 self.metrics.partials_received.get_or_create(&label).inc();
-                added.push(key);
+                if self.waiting.contains_key(&key) {
+                    added.push(key);
+                }
             }
         }
         for key in added {
@@ -180,6 +204,21 @@ where
                 }
             }
             info!(parent: &span, "got pre-consensus quorum");
+            // An aggregator signs only if its own selection proof selects it, whichever came
+            // first: the proof, or a decided aggregate (a leader may decide one for any
+            // aggregator duty it knows of).
+            if id.role == Role::Aggregator {
+                let committee_length = running
+                    .duty
+                    .attesters
+                    .first()
+                    .map_or(0, |a| a.committee_length);
+                if !signing::is_aggregator(committee_length, &keys::signature_bytes(&signature)) {
+                    info!(parent: &span, "selection proof does not select this validator; nothing to aggregate");
+                    self.finish(&id, Outcome::NotSelected);
+                    return;
+                }
+            }
             let Phase::PreConsensus { decided, .. } = &mut running.phase else {
                 return;
             };
@@ -197,20 +236,8 @@ where
             };
             match id.role {
                 Role::Proposer => step.blocks.push((id, key.validator_index, signature)),
-                Role::Aggregator => {
-                    let committee_length = running
-                        .duty
-                        .attesters
-                        .first()
-                        .map_or(0, |a| a.committee_length);
-                    if !signing::is_aggregator(committee_length, &keys::signature_bytes(&signature))
-                    {
-                        info!(parent: &span, "selection proof does not select this validator; nothing to aggregate");
-                        self.finish(&id, Outcome::NotSelected);
-                        return;
-                    }
-                    step.aggregators.push(id);
-                }
+                // Selected: checked above.
+                Role::Aggregator => step.aggregators.push(id),
                 Role::SyncCommitteeContribution => {
                     let selected = running.selected(&spec);
                     if selected.is_empty() {

@@ -10,6 +10,7 @@ use cohort_ingress::{
     Root,
     keys::{self, Partial, Signature},
 };
+use commonware_codec::DecodeFixed as _;
 use commonware_cryptography::bls12381::primitives::{sharing::Sharing, variant::MinPk};
 use commonware_utils::Participant;
 use std::collections::BTreeMap;
@@ -39,9 +40,20 @@ impl Key {
     }
 }
 
+/// A partial signature as it came off the wire: a compressed G2 point, not yet decompressed
+/// or subgroup-checked (about 100 µs each). Peers' partials are kept like this and decoded only
+/// when a key this operator waits for reaches its threshold, so a sender cannot make the
+/// runner decode what it never needs; at 96 bytes it is also a third of a decoded point.
+pub type Compressed = [u8; 96];
+
+/// The partials of one key. Kept small: a byzantine sender can open many keys (within
+/// [`MAX_ROOTS_PER_SENDER`] and the runner's per-slot budget), each holding one partial.
 #[derive(Default)]
 struct Entry {
-    partials: BTreeMap<u32, Signature>,
+    /// Peers' partials, compressed, by share index; grown one at a time.
+    partials: Vec<(u32, Compressed)>,
+    /// This operator's own partial, already a point (it just signed it).
+    own: Option<Box<(u32, Signature)>>,
     /// Operators whose partial for this key failed verification: never taken again.
     rejected: Vec<u32>,
     recovered: bool,
@@ -50,7 +62,25 @@ struct Entry {
 impl Entry {
     /// Whether `operator` has a partial here, or had one rejected.
     fn holds(&self, operator: u32) -> bool {
-        self.partials.contains_key(&operator) || self.rejected.contains(&operator)
+        self.partials.iter().any(|(o, _)| *o == operator)
+            || self.own.as_ref().is_some_and(|own| own.0 == operator)
+            || self.rejected.contains(&operator)
+    }
+
+    fn len(&self) -> usize {
+        self.partials.len() + usize::from(self.own.is_some())
+    }
+
+    fn remove(&mut self, operator: u32) {
+        self.partials.retain(|(o, _)| *o != operator);
+        if self.own.as_ref().is_some_and(|own| own.0 == operator) {
+            self.own = None;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.partials = Vec::new();
+        self.own = None;
     }
 }
 
@@ -87,25 +117,42 @@ impl Quorum {
         }
     }
 
-    /// Stores `operator`'s partial for `key`. The first partial of an operator for a key wins:
-    /// a second one (a replay, or an equivocating peer) is ignored, and so is a partial under
-    /// more than [`MAX_ROOTS_PER_SENDER`] roots for the key's validator and slot. Returns whether
-    /// it was new.
+    /// Stores this operator's own partial for `key`, kept as the point it signed so recovery
+    /// does not decode it again (see [`Quorum::add_compressed`]).
+    pub fn add_own(&mut self, key: Key, operator: u32, signature: Signature) -> bool {
+        if !self.admits(&key, operator) {
+            return false;
+        }
+        self.entries.entry(key).or_default().own = Some(Box::new((operator, signature)));
+        true
+    }
+
+    /// Stores a peer's partial given as a point (see [`Quorum::add_compressed`]).
     pub fn add(&mut self, key: Key, operator: u32, signature: Signature) -> bool {
-        if let Some(entry) = self.entries.get(&key)
+        self.add_compressed(key, operator, keys::signature_bytes(&signature))
+    }
+
+    /// Stores `operator`'s partial for `key`, still compressed. The first partial of an
+    /// operator for a key wins: a second one (a replay, or an equivocating peer) is ignored,
+    /// and so is a partial under more than [`MAX_ROOTS_PER_SENDER`] roots for the key's
+    /// validator and slot. Returns whether it was new.
+    pub fn add_compressed(&mut self, key: Key, operator: u32, signature: Compressed) -> bool {
+        if !self.admits(&key, operator) {
+            return false;
+        }
+        let partials = &mut self.entries.entry(key).or_default().partials;
+        partials.reserve_exact(1);
+        partials.push((operator, signature));
+        true
+    }
+
+    fn admits(&self, key: &Key, operator: u32) -> bool {
+        if let Some(entry) = self.entries.get(key)
             && (entry.recovered || entry.holds(operator))
         {
             return false;
         }
-        if self.roots_held(&key, operator) >= MAX_ROOTS_PER_SENDER {
-            return false;
-        }
-        self.entries
-            .entry(key)
-            .or_default()
-            .partials
-            .insert(operator, signature);
-        true
+        self.roots_held(key, operator) < MAX_ROOTS_PER_SENDER
     }
 
     /// Under how many roots of `key`'s validator and slot `operator` has a partial (or had one
@@ -125,7 +172,7 @@ impl Quorum {
 
     /// How many partials `key` holds (valid or not yet checked).
     pub fn count(&self, key: &Key) -> usize {
-        self.entries.get(key).map_or(0, |e| e.partials.len())
+        self.entries.get(key).map_or(0, Entry::len)
     }
 
     /// Recovers `key`'s signature once a threshold of partials is in. The recovered signature
@@ -139,27 +186,53 @@ impl Quorum {
         if entry.recovered {
             return Recovery::Done;
         }
-        if entry.partials.len() < self.threshold as usize {
+        if entry.len() < self.threshold as usize {
             return Recovery::Waiting;
         }
-        let partials: Vec<Partial> = entry
-            .partials
-            .iter()
-            .map(|(operator, value)| Partial {
-                index: Participant::new(*operator),
-                value: *value,
-            })
-            .collect();
-        let (result, bad) = keys::recover(sharing, &key.root_bytes(), &partials);
-        let invalid: Vec<u32> = bad.iter().map(|p| p.get()).collect();
-        for operator in &invalid {
-            entry.partials.remove(operator);
+        // Only now, with a threshold in for a key this operator waits for, are peers' points
+        // decoded; one that is not a valid point is an invalid partial like any other.
+        let mut partials: Vec<Partial> = Vec::with_capacity(entry.len());
+        let mut undecodable = Vec::new();
+        if let Some(own) = &entry.own {
+            partials.push(Partial {
+                index: Participant::new(own.0),
+                value: own.1,
+            });
+        }
+        for (operator, bytes) in &entry.partials {
+            match Signature::decode_fixed(*bytes) {
+                Ok(value) => partials.push(Partial {
+                    index: Participant::new(*operator),
+                    value,
+                }),
+                Err(_) => undecodable.push(*operator),
+            }
+        }
+        for operator in &undecodable {
+            entry.remove(*operator);
             entry.rejected.push(*operator);
         }
+        if partials.len() < self.threshold as usize {
+            return if undecodable.is_empty() {
+                Recovery::Waiting
+            } else {
+                Recovery::Invalid {
+                    invalid: undecodable,
+                }
+            };
+        }
+        let (result, bad) = keys::recover(sharing, &key.root_bytes(), &partials);
+        let mut invalid: Vec<u32> = bad.iter().map(|p| p.get()).collect();
+        for operator in &invalid {
+            entry.remove(*operator);
+            entry.rejected.push(*operator);
+        }
+        invalid.extend(undecodable);
+        invalid.sort_unstable();
         match result {
             Ok(signature) => {
                 entry.recovered = true;
-                entry.partials.clear();
+                entry.clear();
                 Recovery::Recovered { signature, invalid }
             }
             Err(_) if invalid.is_empty() => {
@@ -316,5 +389,52 @@ mod tests {
         assert_eq!(quorum.keys(), 1);
         quorum.prune(4);
         assert_eq!(quorum.keys(), 0);
+    }
+
+    /// Counts the bytes this thread allocates, so a test can weigh what a key costs.
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: forwards to the system allocator; only adds a thread-local count.
+    unsafe impl std::alloc::GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
+            // SAFETY: the caller upholds `alloc`'s contract.
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            // SAFETY: `ptr` came from `alloc` above with this layout.
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Item 6 of issue 21: a key a lone (byzantine) sender opens must cost little, since a
+    /// sender may open tens of thousands per slot at 10,000 validators. Before, each held a
+    /// one-element map of decoded points, about 3 KB.
+    #[test]
+    fn a_key_a_lone_sender_opens_costs_a_few_hundred_bytes() {
+        let (split, key, _) = setup();
+        let junk = sign_partial(&split.shares[1], &[9u8; 32]).value;
+        let mut quorum = Quorum::new(3);
+        let keys = 1_000u64;
+        let before = ALLOCATED.with(|a| a.get());
+        for i in 0..keys {
+            let mut root = [0u8; 32];
+            root[..8].copy_from_slice(&i.to_be_bytes());
+            let key = Key {
+                validator_index: i,
+                signing_root: commonware_cryptography::sha256::Digest(root),
+                ..key
+            };
+            assert!(quorum.add(key, 1, junk));
+        }
+        let per_key = (ALLOCATED.with(|a| a.get()) - before) as u64 / keys;
+        assert!(per_key <= 512, "{per_key} bytes allocated per key");
     }
 }

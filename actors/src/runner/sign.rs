@@ -9,7 +9,7 @@ use super::{
     cpu::{self, CryptoWork},
     duty::{Phase, span},
     quorum::Key,
-    slashing::SlashingProtection,
+    slashing::SlashingKeeper,
     submit::Submission,
 };
 use cohort_ingress::{
@@ -100,7 +100,7 @@ where
                     validator_index: validator,
                     signing_root: Digest(root),
                 };
-                self.quorum.add(key, self.me, signature);
+                self.quorum.add_own(key, self.me, signature);
                 self.waiting.insert(key, (id.clone(), None));
                 by_slot.entry(id.slot).or_default().push(PartialSignature {
                     validator_index: validator,
@@ -145,6 +145,11 @@ where
             validator_index: validator,
             signing_root: Digest(root),
         };
+        // A role signs one kind of value (the committee refuses others before voting; this
+        // holds even if a block got past it).
+        if !value_fits_role(id.role, value) {
+            return Err("decided value is not of the kind the duty's role signs".into());
+        }
         match (value, &id.target) {
             (DecidedValue::Attestation(vote), _) => {
                 let mut items: PostConsensusItems = duty
@@ -209,6 +214,16 @@ where
                 let Some(selection_proof) = pre else {
                     return Err("selection proof not reconstructed".into());
                 };
+                // The cluster may have decided an aggregate before this operator's selection
+                // proof was in: whether the proof selects the validator is checked here, not
+                // only when the proof arrives first.
+                let committee_length = duty.attesters.first().map_or(0, |a| a.committee_length);
+                if !signing::is_aggregator(
+                    committee_length,
+                    &keys::signature_bytes(&selection_proof),
+                ) {
+                    return Err("the selection proof does not select this validator".into());
+                }
                 let object = signing::aggregate_and_proof_root(
                     *validator,
                     &aggregate.aggregation_bits,
@@ -281,7 +296,7 @@ where
     pub(super) async fn sign_post_consensus<Tx: Sender<PublicKey = P>>(
         &mut self,
         sender: &mut Tx,
-        slashing: &mut SlashingProtection<E>,
+        slashing: &mut SlashingKeeper<E>,
         step: &mut Step,
     ) {
         let mut plans = Vec::new();
@@ -308,18 +323,33 @@ where
         let verdicts = if requests.is_empty() {
             Vec::new()
         } else {
-            match slashing.check_and_record(&requests).await {
-                Ok(verdicts) => verdicts
-                    .into_iter()
-                    .map(|v| v.map_err(|r| r.to_string()))
-                    .collect(),
-                Err(err) => {
-                    error!(%err, requests = requests.len(), "slashing-protection record could not be written; signing nothing for these duties");
-                    requests
-                        .iter()
-                        .map(|_| Err(format!("slashing-protection record unavailable: {err}")))
-                        .collect()
+            let unavailable = |reason: String| -> Vec<Result<(), String>> {
+                requests.iter().map(|_| Err(reason.clone())).collect()
+            };
+            let now = self.context.current();
+            let context = &self.context;
+            match slashing
+                .store(now, || context.child("slashing_protection"))
+                .await
+            {
+                None => {
+                    error!(
+                        requests = requests.len(),
+                        "slashing-protection record unavailable; signing nothing for these duties"
+                    );
+                    unavailable("slashing-protection record unavailable".into())
                 }
+                Some(store) => match store.check_and_record(&requests).await {
+                    Ok(verdicts) => verdicts
+                        .into_iter()
+                        .map(|v| v.map_err(|r| r.to_string()))
+                        .collect(),
+                    Err(err) => {
+                        error!(%err, requests = requests.len(), "slashing-protection record could not be written; signing nothing for these duties");
+                        slashing.failed(&err);
+                        unavailable(format!("slashing-protection record unavailable: {err}"))
+                    }
+                },
             }
         };
         let mut verdicts = verdicts.into_iter();
@@ -350,7 +380,7 @@ where
                 else {
                     continue;
                 };
-                self.quorum.add(key, self.me, signature);
+                self.quorum.add_own(key, self.me, signature);
                 self.waiting.insert(key, (id.clone(), Some(submission)));
                 by_slot.entry(id.slot).or_default().push(PartialSignature {
                     validator_index: key.validator_index,
@@ -423,4 +453,18 @@ where
             }
         }
     }
+}
+
+/// Whether `value` is the kind of value a duty of `role` signs after consensus.
+pub(super) fn value_fits_role(role: Role, value: &DecidedValue) -> bool {
+    matches!(
+        (role, value),
+        (Role::Committee, DecidedValue::Attestation(_))
+            | (Role::Proposer, DecidedValue::Block(_))
+            | (Role::Aggregator, DecidedValue::Aggregate(_))
+            | (
+                Role::SyncCommitteeContribution,
+                DecidedValue::Contributions(_)
+            )
+    )
 }

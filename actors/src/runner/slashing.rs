@@ -21,9 +21,13 @@ use commonware_codec::{Copying, ReadExt as _, Write as _};
 use commonware_runtime::{Clock, Metrics, Storage, telemetry::metrics::Registered};
 use commonware_storage::metadata::{self, Metadata};
 use commonware_utils::sequence::U64;
-use prometheus_client::metrics::counter::Counter;
-use std::fmt;
-use tracing::{debug, warn};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+use tracing::{debug, error, info, warn};
 
 /// What the runner asks to sign; defined with the runner's events so the simulation sees the
 /// same requests this store allowed.
@@ -470,6 +474,11 @@ impl<E: Storage + Clock + Metrics> SlashingProtection<E> {
         })
     }
 
+    /// Whether a failed or abandoned write left the store unusable until it is re-opened.
+    pub fn is_poisoned(&self) -> bool {
+        self.metadata.is_none()
+    }
+
     /// Checks every request in order; records the accepted ones and syncs them to storage before
     /// returning. The verdicts are in request order.
     ///
@@ -776,6 +785,134 @@ impl<E: Storage + Clock + Metrics> SlashingProtection<E> {
         }
         self.metadata = Some(metadata);
         Ok(changed)
+    }
+}
+
+/// Why the slashing-protection record cannot be used right now, if it cannot: shared with
+/// whatever reports the node's health (`/health` turns not ready with this reason).
+pub type SlashingStatus = Arc<Mutex<Option<String>>>;
+
+/// How often an unusable record is opened again.
+const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The runner's slashing-protection record, kept usable across storage faults.
+///
+/// A failed open or write leaves nothing signable; that must not be silent, since the node
+/// otherwise looks healthy (it still votes in consensus) while its validators sign nothing. So
+/// the keeper says so everywhere an operator looks (an error log with what to check, the gauge
+/// `slashing_protection_unavailable`, the shared [`SlashingStatus`] that `/health` reports)
+/// and re-opens the record, at most every [`REOPEN_INTERVAL`], until it opens again: a full
+/// disk or a lost mount then heals by itself once fixed, reading back exactly what reached
+/// storage (the only safe basis for signing), while the rest of the cluster covers the duties.
+pub struct SlashingKeeper<E: Storage + Clock + Metrics> {
+    partition: String,
+    store: Option<SlashingProtection<E>>,
+    next_attempt: SystemTime,
+    status: SlashingStatus,
+    unavailable: Registered<Gauge>,
+    failures: Registered<Counter>,
+}
+
+impl<E: Storage + Clock + Metrics> SlashingKeeper<E> {
+    /// Opens the record in `partition` (see [`SlashingProtection::init`]) under `context`; a
+    /// failure is reported and retried, not fatal. Re-opening takes a context of the same name
+    /// (see [`SlashingKeeper::store`]), so the store's metrics keep their names and values.
+    pub async fn open(context: E, partition: String, status: SlashingStatus) -> Self {
+        let unavailable = context.register(
+            "unavailable",
+            "1 while the slashing-protection record cannot be opened or written (nothing is \
+             signed then); see the node's /health for why",
+            Gauge::default(),
+        );
+        let failures = context.register(
+            "failures",
+            "failed opens or writes of the slashing-protection record",
+            Counter::default(),
+        );
+        let mut keeper = Self {
+            next_attempt: context.current(),
+            partition,
+            store: None,
+            status,
+            unavailable,
+            failures,
+        };
+        keeper.reopen(context).await;
+        keeper
+    }
+
+    /// The record, if it is usable at `now`; re-opens it under `context()` first if it failed
+    /// and the retry is due.
+    pub async fn store(
+        &mut self,
+        now: SystemTime,
+        context: impl FnOnce() -> E,
+    ) -> Option<&mut SlashingProtection<E>> {
+        if self
+            .store
+            .as_ref()
+            .is_some_and(SlashingProtection::is_poisoned)
+        {
+            self.store = None;
+        }
+        if self.store.is_none() && now >= self.next_attempt {
+            self.reopen(context()).await;
+        }
+        self.store.as_mut()
+    }
+
+    /// Reports that a call on the record failed with `err` (the record is poisoned now); the
+    /// next [`SlashingKeeper::store`] re-opens it.
+    pub fn failed(&mut self, err: &Error) {
+        self.store = None;
+        self.next_attempt = SystemTime::UNIX_EPOCH;
+        self.unusable(format!(
+            "the slashing-protection record could not be written: {err}"
+        ));
+    }
+
+    /// Whether the record is usable now.
+    pub fn is_usable(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| !s.is_poisoned())
+    }
+
+    async fn reopen(&mut self, context: E) {
+        let now = context.current();
+        match SlashingProtection::init(context, self.partition.clone()).await {
+            Ok(store) => {
+                if self.failures.get() > 0 {
+                    info!("slashing-protection record opened; signing resumes");
+                }
+                self.store = Some(store);
+                self.unavailable.set(0);
+                if let Ok(mut status) = self.status.lock() {
+                    *status = None;
+                }
+            }
+            Err(err) => {
+                self.next_attempt = now + REOPEN_INTERVAL;
+                self.unusable(format!(
+                    "the slashing-protection record cannot be opened: {err}"
+                ));
+            }
+        }
+    }
+
+    fn unusable(&mut self, reason: String) {
+        self.failures.inc();
+        self.unavailable.set(1);
+        error!(
+            partition = %self.partition,
+            %reason,
+            "this operator signs NOTHING until its slashing-protection record is usable again \
+             (the cluster covers its duties meanwhile); check the data directory's disk \
+             (space, permissions, mount) - the record is re-opened every second - and, if a \
+             record is reported corrupt, restore it from a backup or an EIP-3076 interchange \
+             export before restarting"
+        );
+        if let Ok(mut status) = self.status.lock() {
+            *status = Some(reason);
+        }
     }
 }
 
@@ -1427,6 +1564,77 @@ mod tests {
                 1,
                 "nothing of it was kept"
             );
+        });
+    }
+
+    /// Item 5 of issue 21: a failed write must not leave the node silently signing nothing for
+    /// good. The keeper reports it (status for `/health`, gauge) and, once the fault clears,
+    /// re-opens the record from what reached storage and approves again. Before, the store
+    /// stayed poisoned until the process restarted, and nothing said so but one log line.
+    #[test]
+    fn keeper_reports_a_failed_write_and_reopens_once_the_fault_clears() {
+        deterministic::Runner::default().start(|context| async move {
+            let status = SlashingStatus::default();
+            let mut keeper =
+                SlashingKeeper::open(context.child("slashing"), PARTITION.into(), status.clone())
+                    .await;
+            let reopen = || context.child("slashing");
+            assert!(keeper.is_usable());
+            assert_eq!(*status.lock().unwrap(), None);
+            let store = keeper
+                .store(context.current(), reopen)
+                .await
+                .expect("usable");
+            assert_eq!(one(store, attestation(1, 4, 5, 1)).await, Ok(()));
+
+            *context.storage_fault_config().write() =
+                FaultConfig::default().sync(probability!(1.0));
+            let store = keeper
+                .store(context.current(), reopen)
+                .await
+                .expect("usable");
+            let err = store
+                .check_and_record(&[attestation(1, 5, 6, 2)])
+                .await
+                .expect_err("the write fails");
+            keeper.failed(&err);
+            assert!(!keeper.is_usable());
+            let reason = status
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("a reason for /health");
+            assert!(reason.contains("could not be written"), "{reason}");
+            assert!(
+                context
+                    .encode()
+                    .lines()
+                    .any(|l| l.starts_with("slashing_unavailable") && l.ends_with(" 1")),
+                "the gauge says it"
+            );
+
+            // While the fault lasts, re-opening fails (sync is what opening a fresh store
+            // does not need, so fail reads too) and nothing is approved.
+            *context.storage_fault_config().write() = FaultConfig::default()
+                .sync(probability!(1.0))
+                .open(probability!(1.0));
+            context.sleep(REOPEN_INTERVAL).await;
+            assert!(keeper.store(context.current(), reopen).await.is_none());
+            assert!(status.lock().unwrap().is_some());
+
+            // The fault clears: the next retry opens the record again, from what is durable.
+            *context.storage_fault_config().write() = FaultConfig::default();
+            context.sleep(REOPEN_INTERVAL).await;
+            let store = keeper
+                .store(context.current(), reopen)
+                .await
+                .expect("re-opened");
+            assert!(
+                one(store, attestation(1, 4, 5, 3)).await.is_err(),
+                "the record survived"
+            );
+            assert_eq!(one(store, attestation(1, 6, 7, 4)).await, Ok(()));
+            assert_eq!(*status.lock().unwrap(), None);
         });
     }
 }

@@ -10,10 +10,10 @@ use cohort_ingress::{
     runner::Mailbox,
     signing::ForkInfo,
 };
-use commonware_codec::Encode as _;
+use commonware_codec::{Decode as _, Encode as _};
 use commonware_cryptography::{Signer as _, ed25519, sha256::Digest};
 use commonware_p2p::{
-    Recipients, Sender as _,
+    Receiver as _, Recipients, Sender as _,
     simulated::{self, Link},
 };
 use commonware_runtime::{Clock, Quota, Runner as _, Supervisor as _, deterministic};
@@ -108,10 +108,26 @@ struct Harness {
     _committee: mpsc::Receiver<committee::Message>,
     /// A valid signature to send under any root: well-formed junk.
     junk: Signature,
+    /// Operator 2's half of the channel (a second peer, for a quorum with operator 1).
+    second: simulated::Sender<ed25519::PublicKey, deterministic::Context>,
+    /// What operator 1 receives from the runner.
+    inbox: simulated::Receiver<ed25519::PublicKey>,
+    /// Operators 1 and 2's shares of every validator, to sign valid partials.
+    peer_shares: [BTreeMap<u64, ValidatorShare>; 2],
+    /// What the runner reports.
+    events: mpsc::UnboundedReceiver<cohort_ingress::runner::DutyEvent>,
 }
 
 /// One runner (operator 0 of four) on a simulated network with one peer that may send junk.
 async fn start(context: &deterministic::Context) -> Harness {
+    start_metered(context, None).await
+}
+
+/// [`start`], with a CPU meter on the runner.
+async fn start_metered(
+    context: &deterministic::Context,
+    cpu: Option<super::cpu::CpuMeter>,
+) -> Harness {
     let keys: Vec<ed25519::PrivateKey> = (0..OPERATORS as u64)
         .map(ed25519::PrivateKey::from_seed)
         .collect();
@@ -119,24 +135,37 @@ async fn start(context: &deterministic::Context) -> Harness {
         Set::from_iter_dedup(keys.iter().map(|key| key.public_key()));
     let honest = keys[0].public_key();
     let byzantine = keys[1].public_key();
+    let second_key = keys[2].public_key();
     let position = operators
         .position(&honest)
         .expect("the runner is an operator");
 
     let mut rng = commonware_utils::test_rng();
-    let shares: BTreeMap<u64, ValidatorShare> = (0..VALIDATORS)
+    let splits: Vec<_> = (0..VALIDATORS)
         .map(|validator| {
-            let split = keys::split(
+            keys::split(
                 &mut rng,
                 &keys::interop_secret(validator + 1),
                 OPERATORS,
                 THRESHOLD,
             )
-            .expect("valid threshold");
-            let share = split.for_operator(position).expect("operator has a share");
-            (validator, share)
+            .expect("valid threshold")
         })
         .collect();
+    let shares_of = |key: &ed25519::PublicKey| -> BTreeMap<u64, ValidatorShare> {
+        let position = operators.position(key).expect("an operator");
+        splits
+            .iter()
+            .enumerate()
+            .map(|(validator, split)| {
+                let share = split.for_operator(position).expect("operator has a share");
+                (validator as u64, share)
+            })
+            .collect()
+    };
+    let _ = position;
+    let shares = shares_of(&honest);
+    let peer_shares = [shares_of(&byzantine), shares_of(&second_key)];
     let junk = keys::sign_partial(&shares[&0].share, &[0xaa; 32]).value;
 
     let (network, oracle) = simulated::Network::new_with_peers(
@@ -156,7 +185,12 @@ async fn start(context: &deterministic::Context) -> Harness {
         jitter: Duration::ZERO,
         success_rate: Probability::from_f64(1.0).expect("1.0 is a probability"),
     };
-    for (from, to) in [(&honest, &byzantine), (&byzantine, &honest)] {
+    for (from, to) in [
+        (&honest, &byzantine),
+        (&byzantine, &honest),
+        (&honest, &second_key),
+        (&second_key, &honest),
+    ] {
         oracle
             .add_link(from.clone(), to.clone(), link.clone())
             .await
@@ -168,11 +202,17 @@ async fn start(context: &deterministic::Context) -> Harness {
         .register(0, quota)
         .await
         .expect("channel registers");
-    let (peer, _) = oracle
+    let (peer, inbox) = oracle
         .control(byzantine)
         .register(0, quota)
         .await
         .expect("channel registers");
+    let (second, _) = oracle
+        .control(second_key)
+        .register(0, quota)
+        .await
+        .expect("channel registers");
+    let (event_sender, events) = mpsc::unbounded_channel();
 
     let clock = SlotClock::mainnet(context.current());
     let (committee_sender, committee_receiver) = mpsc::channel(1024);
@@ -187,11 +227,12 @@ async fn start(context: &deterministic::Context) -> Harness {
             shares: Arc::new(shares),
             fork: ForkInfo::devnet(),
             slashing_partition: "runner-test-slashing".into(),
+            slashing_status: Default::default(),
             fetch_timeout: Duration::from_secs(2),
-            events: None,
+            events: Some(event_sender),
             mailbox_size: 1024,
             fault: None,
-            cpu: None,
+            cpu,
         },
     );
     actor.start(Network::new(sender, receiver));
@@ -202,6 +243,10 @@ async fn start(context: &deterministic::Context) -> Harness {
         honest,
         _committee: committee_receiver,
         junk,
+        second,
+        inbox,
+        peer_shares,
+        events,
     }
 }
 
@@ -338,5 +383,177 @@ fn duties_that_never_decide_end_and_their_state_goes() {
             peak = peak.max(running);
         }
         assert!(peak >= per_slot, "duties never ran");
+    });
+}
+
+/// Item 4 of issue 21: a peer's partial-signature messages cost the runner no point decoding
+/// unless it waits for their keys, and past what an honest operator sends in a slot they are
+/// dropped unread. Before, every entry of every message was decompressed and subgroup-checked
+/// (about 100 µs each) before its slot or validator was even looked at.
+#[test]
+fn a_flood_of_partials_costs_no_point_decoding_and_stops_at_the_slot_budget() {
+    let wall = std::time::Instant::now();
+    let meter = super::cpu::CpuMeter::new(Arc::new(move || wall.elapsed()));
+    let spent = meter.clone();
+    deterministic::Runner::default().start(|context| async move {
+        let harness = start_metered(&context, Some(meter)).await;
+        let max_entries = super::max_partials_per_message(VALIDATORS as usize);
+        let budget = super::max_partials_per_slot(VALIDATORS as usize);
+        let slot = 1;
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(100))
+            .await;
+        // The most entries a message may carry, each a valid point for a validator of the
+        // cluster under a fresh root: as much decoding as one message could ask for.
+        let mut nonce = 0u64;
+        let messages = 200;
+        for _ in 0..messages {
+            let signatures = (0..max_entries)
+                .map(|i| {
+                    nonce += 1;
+                    let mut root = [0u8; 32];
+                    root[..8].copy_from_slice(&nonce.to_le_bytes());
+                    PartialSignature {
+                        validator_index: i as u64 % VALIDATORS,
+                        signing_root: Digest(root),
+                        signature: harness.junk,
+                    }
+                })
+                .collect();
+            let message = PartialSignatures {
+                slot,
+                phase: Phase::PreConsensus,
+                signatures,
+            };
+            harness.peer.clone().send(
+                Recipients::One(harness.honest.clone()),
+                message.encode(),
+                false,
+            );
+            context.sleep(Duration::from_millis(5)).await;
+        }
+        context.sleep(Duration::from_secs(1)).await;
+        let entries = held(&context, "quorum_entries_held");
+        assert!(entries > 0, "the runner never took the peer's partials");
+        assert!(
+            entries as usize <= budget,
+            "{entries} keys held for one sender and slot, budget {budget}"
+        );
+    });
+    // 200 messages of up to 15 valid points: about 0.3 s of decoding if each were decoded.
+    let decode = spent.spent(super::cpu::CryptoWork::Decode);
+    let recover = spent.spent(super::cpu::CryptoWork::Recover);
+    assert!(
+        decode + recover < Duration::from_millis(30),
+        "the flood cost {decode:?} decoding and {recover:?} recovering"
+    );
+}
+
+/// Item 2 of issue 21 (the runner's half): an aggregator whose selection proof does not select
+/// it signs no aggregate, even when the cluster decided one before its proof was reconstructed
+/// (a byzantine leader can decide an aggregate for any aggregator duty it knows). Before, the
+/// proof was checked only when it came first.
+#[test]
+fn an_aggregate_decided_before_the_selection_proof_is_not_signed_unless_selected() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let slot = 3;
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(10))
+            .await;
+        let fork = ForkInfo::devnet();
+        let validator = 0;
+        // A committee this long selects one validator in 2^32: never this one.
+        let attester = AttesterDuty {
+            slot,
+            validator_index: validator,
+            committee_index: 0,
+            committee_length: 16 << 32,
+            validator_committee_index: 0,
+        };
+        let id = DutyId::validator(Role::Aggregator, 0, slot, validator);
+        harness
+            .runner
+            .start_duty(Duty {
+                id: id.clone(),
+                attesters: vec![attester],
+                sync: Vec::new(),
+            })
+            .await;
+        // The cluster decides an aggregate for it before the proof's quorum forms.
+        let data = AttestationData {
+            slot,
+            index: 0,
+            beacon_block_root: Digest([1; 32]),
+            source: Checkpoint {
+                epoch: 0,
+                root: Digest([2; 32]),
+            },
+            target: Checkpoint {
+                epoch: 0,
+                root: Digest([3; 32]),
+            },
+        };
+        let aggregate = cohort_ingress::DecidedValue::Aggregate(Box::new(Aggregate {
+            aggregation_bits: vec![true],
+            data,
+            signature: [0u8; 96],
+        }));
+        harness
+            .runner
+            .finalized(
+                1,
+                slot,
+                Arc::new(vec![cohort_ingress::Decision {
+                    duty: id.clone(),
+                    value: aggregate,
+                }]),
+            )
+            .await;
+        context.sleep(Duration::from_millis(50)).await;
+        // Now operators 1 and 2's selection-proof partials complete the quorum.
+        let root = cohort_ingress::signing::compute_signing_root(
+            cohort_ingress::signing::slot_root(slot),
+            fork.domain(cohort_ingress::signing::DOMAIN_SELECTION_PROOF),
+        );
+        for (shares, sender) in harness
+            .peer_shares
+            .iter()
+            .zip([&mut harness.peer, &mut harness.second])
+        {
+            let message = PartialSignatures {
+                slot,
+                phase: Phase::PreConsensus,
+                signatures: vec![PartialSignature {
+                    validator_index: validator,
+                    signing_root: Digest(root),
+                    signature: keys::sign_partial(&shares[&validator].share, &root).value,
+                }],
+            };
+            let _ = sender.send(
+                Recipients::One(harness.honest.clone()),
+                message.encode(),
+                false,
+            );
+        }
+        context.sleep(Duration::from_secs(1)).await;
+        // Nothing post-consensus left the runner, and the duty ended unselected.
+        let mut finished = None;
+        while let Ok(event) = harness.events.try_recv() {
+            if let cohort_ingress::runner::DutyEvent::Finished { duty, outcome } = event
+                && duty == id
+            {
+                finished = Some(outcome);
+            }
+        }
+        assert_eq!(finished, Some(cohort_ingress::runner::Outcome::NotSelected));
+        while let Some(Ok((_, bytes))) = futures::FutureExt::now_or_never(harness.inbox.recv()) {
+            let message = PartialSignatures::decode_cfg(bytes, &64).expect("a runner message");
+            assert_eq!(
+                message.phase,
+                Phase::PreConsensus,
+                "the runner signed the aggregate of a validator it does not select"
+            );
+        }
     });
 }

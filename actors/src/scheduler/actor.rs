@@ -349,7 +349,13 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                         }));
                     }
                 }
-                self.committee_mailbox.expect(expected).await;
+                // Complete only if the source named the epoch's proposers: a proposer duty
+                // still to come must not be refused as non-existent meanwhile.
+                if duties.proposers_pending {
+                    self.committee_mailbox.expect(expected).await;
+                } else {
+                    self.committee_mailbox.expect_epoch(epoch, expected).await;
+                }
                 self.duties.insert(epoch, duties);
             }
             Err(err) => {

@@ -124,11 +124,13 @@ fn shrink_order(fault: &Fault) -> u8 {
         Fault::Byzantine(_) => 2,
         Fault::Noise(_) => 3,
         Fault::Equivocate(_) => 4,
-        Fault::Partition(_) => 5,
-        Fault::Engine(_) => 6,
-        Fault::Source(_) => 7,
-        Fault::ClockSkew(_) => 8,
-        Fault::PowerCut(_) => 9,
+        Fault::ByzantineLeader(_) => 5,
+        Fault::ByzantineFlood(_) => 6,
+        Fault::Partition(_) => 7,
+        Fault::Engine(_) => 8,
+        Fault::Source(_) => 9,
+        Fault::ClockSkew(_) => 10,
+        Fault::PowerCut(_) => 11,
     }
 }
 

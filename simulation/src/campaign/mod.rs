@@ -82,6 +82,8 @@ pub fn replay_command(plan: Plan, seed: u64, base: &SimConfig) -> String {
         base.operators, base.validators, base.slots
     );
     if let Some(bug) = base.injected_bug {
+        // Injected bugs exist only in builds with the test hooks.
+        cmd = cmd.replacen("-p cohort-node", "-p cohort-node --features test-hooks", 1);
         cmd.push_str(&format!(" --inject-bug {}", bug.name()));
     }
     cmd

@@ -22,7 +22,9 @@ pub enum Plan {
     /// A group of operators (possibly more than `f`) is cut off for a few slots, then healed.
     Partition,
     /// Up to `f` byzantine operators, each sending well-formed but wrong partial signatures,
-    /// flooding every channel with junk and replays, or equivocating in consensus.
+    /// flooding every channel with junk and replays, equivocating in consensus, proposing
+    /// harmful values whenever it leads, or flooding partial signatures built for decoding
+    /// work.
     Byzantine,
     /// Operators' clocks reading up to a twelfth of a slot ahead or behind.
     Clock,
@@ -196,10 +198,12 @@ fn power_cut(draw: &mut Draw, slots: u64) -> Option<PowerCut> {
 
 /// One byzantine operator of a kind drawn from the seed.
 fn byzantine(draw: &mut Draw, operator: usize) -> Fault {
-    match draw.below(3) {
+    match draw.below(5) {
         0 => Fault::Byzantine(operator),
         1 => Fault::Noise(operator),
-        _ => Fault::Equivocate(operator),
+        2 => Fault::Equivocate(operator),
+        3 => Fault::ByzantineLeader(operator),
+        _ => Fault::ByzantineFlood(operator),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Wires one operator's actors on the simulated network, as the node binary will on a real one.
 
 use crate::{
-    InjectedBug, byzantine,
+    byzantine,
     counting::Counting,
     engine_fault::EngineFault,
     engine_fault::FaultyEngine,
@@ -61,7 +61,8 @@ pub struct OperatorSetup {
     pub fault: Option<runner::Fault>,
     /// Shared by every operator of the run: the report divides by operators and slots.
     pub cpu: runner::cpu::CpuMeter,
-    pub injected_bug: Option<InjectedBug>,
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub injected_bug: Option<crate::InjectedBug>,
     /// Where this operator's current life leaves its engine, for the end-of-run comparison.
     pub engines: Engines,
     /// This operator's engine misbehaving, if the run asks for it.
@@ -72,6 +73,10 @@ pub struct OperatorSetup {
     pub noisy: bool,
     /// Sends a conflicting twin of its consensus votes to some peers.
     pub equivocates: bool,
+    /// Proposes harmful values whenever it leads.
+    pub harmful_leader: bool,
+    /// Floods its peers with partial signatures built for decoding work.
+    pub floods_partials: bool,
     /// What noisy operators can replay; every receiver feeds it.
     pub taps: byzantine::Taps,
     /// The network's largest message, which a noisy operator sends to test every limit.
@@ -127,6 +132,18 @@ pub async fn start(
         context
             .child("saboteur")
             .spawn(move |context| byzantine::saboteur(context, senders, tap, max_size));
+    }
+
+    if setup.floods_partials {
+        let sender = partials.0.clone();
+        let flood = byzantine::Flood {
+            clock: setup.clock,
+            validators: setup.validators,
+            rate: Channel::Partials.default_rate().get(),
+        };
+        context
+            .child("partial_flood")
+            .spawn(move |context| flood.run(context, sender));
     }
 
     // The beacon node keeps its own time: a skewed operator clock does not move it.
@@ -195,7 +212,16 @@ pub async fn start(
         hooks: cohort_operator::Hooks {
             fault: setup.fault,
             cpu: Some(setup.cpu.clone()),
-            inject_decide_on_verify: setup.injected_bug == Some(InjectedBug::DecideOnVerify),
+            #[cfg(feature = "test-hooks")]
+            inject_decide_on_verify: setup.injected_bug == Some(crate::InjectedBug::DecideOnVerify),
+            tamper_proposals: setup.harmful_leader.then(|| {
+                byzantine::harmful_leader(
+                    setup.seed,
+                    setup.index,
+                    setup.clock,
+                    setup.committee.clone(),
+                )
+            }),
         },
         observers: cohort_operator::Observers {
             duties: Some(duty_sender),

@@ -211,6 +211,8 @@ impl Cluster {
                     .collect(),
                 noisy: config.is_noisy(index),
                 equivocates: config.equivocates(index),
+                harmful_leader: config.leads_harmfully(index),
+                floods_partials: config.floods_partials(index),
                 taps: taps.clone(),
                 max_message_size: max_size,
             };
