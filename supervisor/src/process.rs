@@ -310,11 +310,11 @@ async fn forward_output(
         {
             address_in_use.store(true, Ordering::Relaxed);
         }
-        if !budget.take() {
-            report_dropped(&mut budget, false);
+        let allowed = budget.take();
+        report_dropped(&mut budget, false);
+        if !allowed {
             return;
         }
-        report_dropped(&mut budget, false);
         let text = String::from_utf8_lossy(line);
         tracing::info!(
             target: "performer",
