@@ -3,6 +3,7 @@
 //! through the mailboxes of `cohort-ingress`.
 
 pub mod committee;
+pub mod doppelganger;
 pub mod executor;
 pub mod runner;
 pub mod scheduler;

@@ -608,3 +608,11 @@ mod tests {
         );
     }
 }
+
+/// One answer of `POST /eth/v1/validator/liveness/{epoch}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LivenessJson {
+    #[serde(with = "quoted")]
+    pub index: u64,
+    pub is_live: bool,
+}

@@ -487,6 +487,50 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
         Ok(contribution)
     }
 
+    async fn liveness(&self, epoch: u64, validators: Vec<u64>) -> Result<Vec<u64>, SourceError> {
+        if validators.is_empty() {
+            return Ok(Vec::new());
+        }
+        let asked: std::collections::BTreeSet<u64> = validators.iter().copied().collect();
+        let body: Vec<String> = validators.iter().map(|index| index.to_string()).collect();
+        let path = format!("/eth/v1/validator/liveness/{epoch}");
+        // Nodes older than the standard endpoint (Lodestar before 1.8) serve the same answer
+        // at `GET /eth/v1/validator/liveness?indices=..&epoch=..`.
+        let legacy = format!(
+            "/eth/v1/validator/liveness?indices={}&epoch={epoch}",
+            body.join(",")
+        );
+        let answer: Data<Vec<api::LivenessJson>> = self
+            .nodes
+            .read("validator liveness", |node| {
+                let (path, body, legacy) = (&path, &body, &legacy);
+                async move {
+                    match node.post("validator/liveness", path, body).await {
+                        Err(err) if err.is_missing_endpoint() => {
+                            node.get("validator/liveness_legacy", legacy).await
+                        }
+                        other => other,
+                    }
+                }
+            })
+            .await
+            .map_err(Self::unavailable)?;
+        // An answer that leaves a validator out cannot clear it: only a full answer counts.
+        let answered: std::collections::BTreeSet<u64> =
+            answer.data.iter().map(|entry| entry.index).collect();
+        if let Some(missing) = asked.difference(&answered).next() {
+            return Err(SourceError::Unavailable(format!(
+                "the node's liveness answer for epoch {epoch} leaves out validator {missing}"
+            )));
+        }
+        Ok(answer
+            .data
+            .into_iter()
+            .filter(|entry| entry.is_live && asked.contains(&entry.index))
+            .map(|entry| entry.index)
+            .collect())
+    }
+
     async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
         let root = api::hex(&signing::attestation_data_root(&data));
         let slot = data.slot;

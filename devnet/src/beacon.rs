@@ -95,6 +95,10 @@ impl DevnetBeacon {
         self.clock.epoch_of(slot)
     }
 
+    pub fn first_slot(&self, epoch: u64) -> u64 {
+        self.clock.first_slot(epoch)
+    }
+
     /// The validator that proposes `slot`. Every devnet validator is the cluster's, so the
     /// cluster proposes every slot.
     pub fn proposer(&self, slot: u64) -> u64 {

@@ -116,6 +116,8 @@ struct State {
     submitted: BTreeSet<ObjectKey>,
     conflicts: Vec<String>,
     rejections: Vec<String>,
+    /// Validators another party runs too (a doppelganger), live from the given epoch on.
+    elsewhere: BTreeMap<u64, u64>,
 }
 
 /// What the chain saw over a run.
@@ -633,6 +635,33 @@ impl DevnetChain {
     }
 
     /// How many validators attest in `slot`.
+    /// Makes `validator` look live from `from_epoch` on, as if another validator client ran
+    /// its key too: what doppelganger protection must catch.
+    pub fn run_elsewhere(&self, validator: u64, from_epoch: u64) {
+        self.lock().elsewhere.insert(validator, from_epoch);
+    }
+
+    /// Which of `validators` were live in `epoch`: any of their objects accepted for a slot of
+    /// the epoch, or run elsewhere by then (the Beacon API's liveness endpoint).
+    pub fn live(&self, epoch: u64, validators: &[u64]) -> Vec<u64> {
+        let state = self.lock();
+        let first = self.beacon.first_slot(epoch);
+        let last = self.beacon.first_slot(epoch + 1);
+        let mut seen = BTreeSet::new();
+        for (_, slot, validator, _) in state.accepted.keys() {
+            if (first..last).contains(slot) {
+                seen.insert(*validator);
+            }
+        }
+        validators
+            .iter()
+            .copied()
+            .filter(|v| {
+                seen.contains(v) || state.elsewhere.get(v).is_some_and(|from| *from <= epoch)
+            })
+            .collect()
+    }
+
     pub fn committee_length(&self, slot: u64) -> u64 {
         let mut state = self.lock();
         self.committee(&mut state, slot).len() as u64

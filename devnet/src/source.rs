@@ -128,4 +128,8 @@ impl DutySource for DevnetSource {
         self.chain
             .contribution(slot, subcommittee_index, beacon_block_root)
     }
+
+    async fn liveness(&self, epoch: u64, validators: Vec<u64>) -> Result<Vec<u64>, SourceError> {
+        Ok(self.chain.live(epoch, &validators))
+    }
 }

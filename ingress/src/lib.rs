@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod committee;
+pub mod doppelganger;
 pub mod duty;
 pub mod executor;
 pub mod keys;

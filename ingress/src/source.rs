@@ -79,6 +79,22 @@ pub trait DutySource: Clone + Send + Sync + 'static {
         subcommittee_index: u64,
         beacon_block_root: Root,
     ) -> impl Future<Output = Result<SyncCommitteeContribution, SourceError>> + Send;
+
+    /// Which of `validators` this beacon node saw live (attesting, proposing) in `epoch` (the
+    /// Beacon API's `POST /eth/v1/validator/liveness/{epoch}`): what doppelganger protection
+    /// asks before a validator's first signature. A source that cannot tell says so.
+    fn liveness(
+        &self,
+        epoch: u64,
+        validators: Vec<u64>,
+    ) -> impl Future<Output = Result<Vec<u64>, SourceError>> + Send {
+        let _ = (epoch, validators);
+        async {
+            Err(SourceError::Unavailable(
+                "this beacon node does not report validator liveness".into(),
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -133,6 +133,11 @@ pub struct Beacon {
     /// Up to 32 bytes of text written into every block the cluster proposes.
     #[serde(default)]
     pub graffiti: Option<String>,
+    /// Doppelganger protection: after a start, sign nothing for a validator until the beacon
+    /// nodes report it not live in two epochs, or this operator sees its cluster sign for it.
+    /// Unset: on with beacon nodes (`api`), off on the embedded devnet.
+    #[serde(default)]
+    pub doppelganger_protection: Option<bool>,
 }
 
 /// Where duties come from, as validated.
@@ -322,6 +327,8 @@ pub struct Config {
     pub engine: Engine,
     /// Where duties come from: the embedded devnet beacon or real beacon nodes.
     pub beacon: BeaconSource,
+    /// Whether doppelganger protection holds signatures after a start (see [`Beacon`]).
+    pub doppelganger_protection: bool,
     /// Rate and size limit of every channel, in [`Channel::ALL`] order.
     pub channels: Vec<ChannelLimits>,
     /// The AVS performer supervisor, when `[avs]` is configured (its operator key loaded).
@@ -495,6 +502,10 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
     existing_file(p, "shares.password_file", &password_file);
 
     let beacon = validate_beacon(p, &file);
+    let doppelganger_protection = file
+        .beacon
+        .doppelganger_protection
+        .unwrap_or(matches!(beacon, BeaconSource::Api { .. }));
 
     let engine = engine::validate(p, base, &file.engine);
 
@@ -574,6 +585,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
             password_file,
             engine,
             beacon,
+            doppelganger_protection,
             channels,
         }),
         _ => Err(problems),

@@ -20,7 +20,9 @@ use cohort_engine::{
     embedded::EmbeddedEngine,
     remote::{RemoteConfig, RemoteEngine, load_jwt_secret},
 };
-use cohort_ingress::{CommitteeId, DutySink, DutySource, keys, signing::ForkInfo};
+use cohort_ingress::{
+    CommitteeId, DutySink, DutySource, doppelganger::Guard, keys, signing::ForkInfo,
+};
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, tokio};
 use commonware_utils::channel::mpsc;
 use std::{
@@ -410,6 +412,18 @@ where
     );
 
     let clock = config.clock;
+    let doppelganger = if config.doppelganger_protection {
+        let start_epoch = clock.epoch_of(clock.current_slot(context.current()));
+        info!(
+            start_epoch,
+            "doppelganger protection on: no signature for a validator until two epochs after \
+             this one show it not live elsewhere, or the cluster is seen signing for it \
+             (beacon.doppelganger_protection = false turns it off)"
+        );
+        Guard::watching(loaded.shares.keys().copied(), start_epoch)
+    } else {
+        Guard::off()
+    };
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
     let operators = loaded.participants.len();
     let committee = CommitteeId::new((1..=operators as u64).collect())
@@ -432,6 +446,7 @@ where
             engine,
             execution_genesis,
             partition_prefix: "cohort".into(),
+            doppelganger,
             hooks: cohort_operator::Hooks::default(),
             observers: cohort_operator::Observers {
                 duties: None,

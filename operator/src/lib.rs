@@ -5,11 +5,11 @@
 //! the channels and the engine with its faults first. One wiring for both is what makes a
 //! simulation run say something about the binary operators run.
 
-use cohort_actors::{committee, executor, runner, scheduler};
+use cohort_actors::{committee, doppelganger, executor, runner, scheduler};
 use cohort_engine::{ExecutionEngine, ExecutionTip};
 use cohort_ingress::{
-    CommitteeId, DutySink, DutySource, SlotClock, keys::ValidatorShare, runner::DutyEvent,
-    signing::ForkInfo,
+    CommitteeId, DutySink, DutySource, SlotClock, doppelganger::Guard, keys::ValidatorShare,
+    runner::DutyEvent, signing::ForkInfo,
 };
 use cohort_marshal::{PublicKey, Scheme};
 use commonware_consensus::{
@@ -176,6 +176,9 @@ pub struct Setup<Src, X> {
     /// Prefix of every storage partition this operator writes (unique per operator when
     /// operators share one storage, as in a simulation).
     pub partition_prefix: String,
+    /// Doppelganger protection: which validators this operator may sign for yet
+    /// ([`Guard::off`] for none, as on a devnet whose every validator is the cluster's).
+    pub doppelganger: Guard,
     pub hooks: Hooks,
     pub observers: Observers,
 }
@@ -263,6 +266,7 @@ where
             mailbox_size: MAILBOX_SIZE,
             fault: setup.hooks.fault,
             cpu: setup.hooks.cpu,
+            guard: setup.doppelganger.clone(),
         },
     );
 
@@ -315,6 +319,18 @@ where
             heartbeat: setup.clock.slot_duration,
         },
     );
+    // Only with protection on, so that a run without it starts the same tasks as before.
+    let doppelganger_actor = setup.doppelganger.is_on().then(|| {
+        doppelganger::init(
+            context.child("doppelganger"),
+            doppelganger::Config {
+                clock: setup.clock,
+                source: setup.beacon.clone(),
+                guard: setup.doppelganger.clone(),
+                fetch_timeout: DUTY_FETCH_TIMEOUT,
+            },
+        )
+    });
     let (scheduler_actor, scheduler_mailbox) = scheduler::init(
         scheduler_context,
         scheduler::Config {
@@ -394,6 +410,9 @@ where
     handles.push(runner_actor.start(runner::Network::new(partial_sender, partial_receiver)));
     handles.push(executor_actor.start());
     handles.push(scheduler_actor.start());
+    if let Some(actor) = doppelganger_actor {
+        handles.push(actor.start());
+    }
     Operator {
         handles,
         scheduler: scheduler_mailbox,

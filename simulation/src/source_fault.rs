@@ -231,4 +231,9 @@ impl DutySource for FaultySource {
             .sync_committee_contribution(slot, subcommittee_index, beacon_block_root)
             .await
     }
+
+    async fn liveness(&self, epoch: u64, validators: Vec<u64>) -> Result<Vec<u64>, SourceError> {
+        self.source().await?;
+        self.inner.liveness(epoch, validators).await
+    }
 }

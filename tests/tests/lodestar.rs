@@ -31,6 +31,10 @@
 //!     second operator's copy of the same object gets (`..._ALREADY_KNOWN`) and failed reads
 //!     are reported, not failed on.
 //!
+//! In both scenarios doppelganger protection is on (the default with beacon nodes): no check
+//! starts before every operator has cleared all of Cohort's validators through Lodestar's
+//! liveness answers, and none may be taken for a doppelganger.
+//!
 //! At the end it prints the finality timeline and, per operator, what `/metrics` says about the
 //! submission delay into the slot and failed duties per role, and every metric whose name
 //! mentions the beacon node.
@@ -206,6 +210,13 @@ fn scenario_one(
     }
     let first_epoch = chain.current_epoch();
     cluster.wait_all_ready(chain.epoch() * 2 + Duration::from_secs(60));
+    // Doppelganger protection (on by default with beacon nodes) holds every signature until
+    // Lodestar's liveness answers clear the validators.
+    let cleared_in = cluster.wait_doppelganger_cleared(chain);
+    report.push(format!(
+        "scenario 1: doppelganger protection cleared Cohort's validators in epoch {cleared_in} \
+         (cluster started in epoch {first_epoch})"
+    ));
     // Warm-up: the epoch in which every operator became ready; checks start at the next one.
     let from_epoch = chain.current_epoch() + 1;
     eprintln!(
@@ -340,6 +351,11 @@ fn scenario_two(
         cluster.start(i);
     }
     cluster.wait_all_ready(chain.epoch() * 2 + Duration::from_secs(60));
+    let cleared_in = cluster.wait_doppelganger_cleared(chain);
+    report.push(format!(
+        "scenario 2: doppelganger protection cleared Cohort's validators in epoch {cleared_in} \
+         (cluster started in epoch {begin})"
+    ));
     let from_epoch = chain.current_epoch() + 1;
     // A full epoch with both nodes up, then the proxy stops in the middle of the next one.
     chain.sleep_until_slot((from_epoch + 1) * chain.slots_per_epoch + chain.slots_per_epoch / 2);
@@ -1572,6 +1588,45 @@ impl Cluster {
 
     fn get(&self, i: usize, path: &str) -> Result<(u16, String), String> {
         http(self.metrics_address(i), "GET", path, None)
+    }
+
+    /// Doppelganger protection is on by default with beacon nodes: waits until every operator
+    /// has cleared all of Cohort's validators (two epochs Lodestar reports them not live, after
+    /// the start epoch) and none was taken for a doppelganger. Returns the epoch it ended in.
+    fn wait_doppelganger_cleared(&self, chain: &Chain) -> u64 {
+        let validators = COHORT_END - COHORT_FIRST;
+        wait_until(
+            "every operator's doppelganger protection clears Cohort's validators",
+            chain.epoch() * 5,
+            || {
+                for i in 0..OPERATORS {
+                    let series = |status: &str| {
+                        self.series(&format!(
+                            "operator_doppelganger_validators{{status=\"{status}\"}}"
+                        ))
+                        .into_iter()
+                        .filter(|(operator, _, _)| *operator == i)
+                        .map(|(_, _, value)| value as u64)
+                        .sum::<u64>()
+                    };
+                    let (cleared, detected) = (series("cleared"), series("detected"));
+                    if detected != 0 {
+                        panic!(
+                            "operator {i} took {detected} of Cohort's validators for doppelgangers"
+                        );
+                    }
+                    if cleared != validators {
+                        return Err(format!(
+                            "operator {i}: {cleared} of {validators} cleared in epoch {}",
+                            chain.current_epoch()
+                        ));
+                    }
+                }
+                Ok(())
+            },
+            self,
+        );
+        chain.current_epoch()
     }
 
     fn wait_all_ready(&self, timeout: Duration) {

@@ -15,6 +15,7 @@ use super::{
 use cohort_ingress::{
     AttestationData, Checkpoint, DecidedValue, DutyId, DutySink, DutySource, SinkError, SlotClock,
     SourceError, committee,
+    doppelganger::Guard,
     keys::{Signature, ValidatorShare},
     runner::{DutyEvent, Message},
     signing::ForkInfo,
@@ -98,6 +99,8 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     pub(super) partial_budget: BTreeMap<(u64, u32), usize>,
     pub(super) fault: Option<Fault>,
     pub(super) cpu: Option<CpuMeter>,
+    /// Which validators this operator may sign for yet (doppelganger protection).
+    pub(super) guard: Guard,
 
     pub(super) running: BTreeMap<DutyId, Running>,
     /// Keys this operator computed itself, by the duty that waits for them (with what to
@@ -162,6 +165,7 @@ where
             partial_budget: BTreeMap::new(),
             fault: config.fault,
             cpu: config.cpu,
+            guard: config.guard,
             running: BTreeMap::new(),
             waiting: BTreeMap::new(),
             quorum: Quorum::new(threshold),

@@ -51,6 +51,7 @@ pub use actor::{Actor, POST_CONSENSUS_SLOTS};
 
 use cohort_ingress::{
     DutySink, DutySource, SlotClock, committee,
+    doppelganger::Guard,
     keys::ValidatorShare,
     runner::{DutyEvent, Mailbox},
     signing::ForkInfo,
@@ -90,6 +91,10 @@ pub struct Config<S: DutySource, K: DutySink, P: PublicKey> {
     pub fault: Option<Fault>,
     /// Adds up the real CPU of signing, decoding and recovery (see [`cpu`]); none in production.
     pub cpu: Option<cpu::CpuMeter>,
+    /// Doppelganger protection: a validator it does not clear yet gets no signature from this
+    /// operator's share, though its duties still run (the cluster signing without this
+    /// operator is what clears it). [`Guard::off`] when protection is off.
+    pub guard: Guard,
 }
 
 impl<S: DutySource, K: DutySink, P: PublicKey> Config<S, K, P> {

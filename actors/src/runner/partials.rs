@@ -143,6 +143,16 @@ where
             Recovery::Invalid { invalid } => self.report_invalid(&id, &key, &invalid),
             Recovery::Recovered { signature, invalid } => {
                 self.report_invalid(&id, &key, &invalid);
+                // Threshold-many shares signed for the validator: its liveness is this
+                // cluster's own, which clears it for doppelganger protection.
+                if let Some(change) = self.guard.cluster_signed(key.validator_index, key.slot) {
+                    info!(
+                        parent: &span(&id),
+                        validator = key.validator_index,
+                        ?change,
+                        "doppelganger protection: this operator's cluster signs for the validator; signing for it from now on"
+                    );
+                }
                 let Some((id, submission)) = self.waiting.remove(&key) else {
                     return;
                 };

@@ -90,15 +90,29 @@ where
                     .collect(),
                 Role::Committee => continue,
             };
+            // A validator doppelganger protection has not cleared gets no partial from this
+            // operator, but the duty waits for the others' quorum all the same.
+            let withheld = !self.guard.may_sign(validator);
+            if withheld {
+                debug!(parent: &span(&id), validator, "doppelganger protection: not signing the pre-consensus partial; waiting for the cluster's");
+            }
             let mut any = false;
             for root in roots {
-                let Some(signature) = self.sign_share(validator, &root) else {
-                    continue;
-                };
                 let key = Key {
                     slot: id.slot,
                     validator_index: validator,
                     signing_root: Digest(root),
+                };
+                if withheld {
+                    if self.shares.contains_key(&validator) {
+                        self.waiting.insert(key, (id.clone(), None));
+                        keys.push(key);
+                        any = true;
+                    }
+                    continue;
+                }
+                let Some(signature) = self.sign_share(validator, &root) else {
+                    continue;
                 };
                 self.quorum.add_own(key, self.me, signature);
                 self.waiting.insert(key, (id.clone(), None));
@@ -315,10 +329,22 @@ where
                 }
             }
         }
+        // Validators doppelganger protection has not cleared, decided once for the step: their
+        // objects are waited for (the cluster may sign them) but neither recorded nor signed.
+        let withheld: std::collections::BTreeSet<u64> = plans
+            .iter()
+            .flat_map(|(_, items)| items.iter().map(|(key, _, _)| key.validator_index))
+            .filter(|validator| !self.guard.may_sign(*validator))
+            .collect();
         // One durable slashing-protection write for the whole step, before any signature.
         let requests: Vec<SignRequest> = plans
             .iter()
-            .flat_map(|(_, items)| items.iter().filter_map(|(_, _, request)| *request))
+            .flat_map(|(_, items)| {
+                items
+                    .iter()
+                    .filter(|(key, _, _)| !withheld.contains(&key.validator_index))
+                    .filter_map(|(_, _, request)| *request)
+            })
             .collect();
         let verdicts = if requests.is_empty() {
             Vec::new()
@@ -360,6 +386,13 @@ where
         for (id, items) in plans {
             let mut expected = 0;
             for (key, submission, request) in items {
+                if withheld.contains(&key.validator_index) {
+                    debug!(parent: &span(&id), validator = key.validator_index, "doppelganger protection: not signing; waiting for the cluster's quorum");
+                    self.waiting.insert(key, (id.clone(), Some(submission)));
+                    keys.push(key);
+                    expected += 1;
+                    continue;
+                }
                 if let Some(request) = request {
                     match verdicts.next() {
                         Some(Ok(())) => signed.push(request),

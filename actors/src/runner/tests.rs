@@ -5,6 +5,7 @@ use cohort_ingress::{
     SignedBlock, SignedContributionAndProof, SignedSyncCommitteeMessage, SinkError, SlotClock,
     SourceError, SyncCommitteeContribution, SyncDuty,
     committee::{self, MAX_BLOCK_AGE_SLOTS},
+    doppelganger::{Clearance, Guard, Status},
     keys::{self, Signature, ValidatorShare},
     partial::{PartialSignature, PartialSignatures, Phase},
     runner::Mailbox,
@@ -110,23 +111,34 @@ struct Harness {
     junk: Signature,
     /// Operator 2's half of the channel (a second peer, for a quorum with operator 1).
     second: simulated::Sender<ed25519::PublicKey, deterministic::Context>,
+    /// Operator 3's half (with operators 1 and 2, a quorum without the runner).
+    third: simulated::Sender<ed25519::PublicKey, deterministic::Context>,
     /// What operator 1 receives from the runner.
     inbox: simulated::Receiver<ed25519::PublicKey>,
-    /// Operators 1 and 2's shares of every validator, to sign valid partials.
-    peer_shares: [BTreeMap<u64, ValidatorShare>; 2],
+    /// Operators 1, 2 and 3's shares of every validator, to sign valid partials.
+    peer_shares: [BTreeMap<u64, ValidatorShare>; 3],
     /// What the runner reports.
     events: mpsc::UnboundedReceiver<cohort_ingress::runner::DutyEvent>,
 }
 
 /// One runner (operator 0 of four) on a simulated network with one peer that may send junk.
 async fn start(context: &deterministic::Context) -> Harness {
-    start_metered(context, None).await
+    start_with(context, None, Guard::off()).await
 }
 
 /// [`start`], with a CPU meter on the runner.
 async fn start_metered(
     context: &deterministic::Context,
     cpu: Option<super::cpu::CpuMeter>,
+) -> Harness {
+    start_with(context, cpu, Guard::off()).await
+}
+
+/// [`start`], with a CPU meter and a doppelganger guard on the runner.
+async fn start_with(
+    context: &deterministic::Context,
+    cpu: Option<super::cpu::CpuMeter>,
+    guard: Guard,
 ) -> Harness {
     let keys: Vec<ed25519::PrivateKey> = (0..OPERATORS as u64)
         .map(ed25519::PrivateKey::from_seed)
@@ -136,6 +148,7 @@ async fn start_metered(
     let honest = keys[0].public_key();
     let byzantine = keys[1].public_key();
     let second_key = keys[2].public_key();
+    let third_key = keys[3].public_key();
     let position = operators
         .position(&honest)
         .expect("the runner is an operator");
@@ -165,7 +178,11 @@ async fn start_metered(
     };
     let _ = position;
     let shares = shares_of(&honest);
-    let peer_shares = [shares_of(&byzantine), shares_of(&second_key)];
+    let peer_shares = [
+        shares_of(&byzantine),
+        shares_of(&second_key),
+        shares_of(&third_key),
+    ];
     let junk = keys::sign_partial(&shares[&0].share, &[0xaa; 32]).value;
 
     let (network, oracle) = simulated::Network::new_with_peers(
@@ -190,6 +207,8 @@ async fn start_metered(
         (&byzantine, &honest),
         (&honest, &second_key),
         (&second_key, &honest),
+        (&honest, &third_key),
+        (&third_key, &honest),
     ] {
         oracle
             .add_link(from.clone(), to.clone(), link.clone())
@@ -209,6 +228,11 @@ async fn start_metered(
         .expect("channel registers");
     let (second, _) = oracle
         .control(second_key)
+        .register(0, quota)
+        .await
+        .expect("channel registers");
+    let (third, _) = oracle
+        .control(third_key)
         .register(0, quota)
         .await
         .expect("channel registers");
@@ -233,6 +257,7 @@ async fn start_metered(
             mailbox_size: 1024,
             fault: None,
             cpu,
+            guard,
         },
     );
     actor.start(Network::new(sender, receiver));
@@ -244,6 +269,7 @@ async fn start_metered(
         _committee: committee_receiver,
         junk,
         second,
+        third,
         inbox,
         peer_shares,
         events,
@@ -555,5 +581,108 @@ fn an_aggregate_decided_before_the_selection_proof_is_not_signed_unless_selected
                 "the runner signed the aggregate of a validator it does not select"
             );
         }
+    });
+}
+
+/// The validators one runner message carries partials for, by phase.
+fn drain_partials(inbox: &mut simulated::Receiver<ed25519::PublicKey>) -> Vec<(Phase, Vec<u64>)> {
+    let mut seen = Vec::new();
+    while let Some(Ok((_, bytes))) = futures::FutureExt::now_or_never(inbox.recv()) {
+        let message = PartialSignatures::decode_cfg(bytes, &64).expect("a runner message");
+        seen.push((
+            message.phase,
+            message
+                .signatures
+                .iter()
+                .map(|s| s.validator_index)
+                .collect(),
+        ));
+    }
+    seen
+}
+
+#[test]
+fn doppelganger_protection_withholds_signatures_until_the_cluster_signs_without_this_operator() {
+    deterministic::Runner::default().start(|context| async move {
+        let guard = Guard::watching([0, 1], 0);
+        let mut harness = start_with(&context, None, guard.clone()).await;
+        let fork = ForkInfo::devnet();
+        let slot = 3;
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(10))
+            .await;
+        // Validator 0 proposes: its RANDAO reveal is due at once, but the guard holds it.
+        let proposer = DutyId::validator(Role::Proposer, 0, slot, 0);
+        harness
+            .runner
+            .start_duty(Duty {
+                id: proposer.clone(),
+                attesters: Vec::new(),
+                sync: Vec::new(),
+            })
+            .await;
+        context.sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            drain_partials(&mut harness.inbox),
+            Vec::new(),
+            "a watched validator got a partial signature from this operator"
+        );
+        // The other three operators sign: a quorum without this one, which clears validator 0.
+        let randao = cohort_ingress::signing::compute_signing_root(
+            cohort_ingress::signing::epoch_root(0),
+            fork.domain(cohort_ingress::signing::DOMAIN_RANDAO),
+        );
+        for (shares, sender) in harness.peer_shares.iter().zip([
+            &mut harness.peer,
+            &mut harness.second,
+            &mut harness.third,
+        ]) {
+            let message = PartialSignatures {
+                slot,
+                phase: Phase::PreConsensus,
+                signatures: vec![PartialSignature {
+                    validator_index: 0,
+                    signing_root: Digest(randao),
+                    signature: keys::sign_partial(&shares[&0].share, &randao).value,
+                }],
+            };
+            let _ = sender.send(
+                Recipients::One(harness.honest.clone()),
+                message.encode(),
+                false,
+            );
+        }
+        context.sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            guard.status(0),
+            Some(Status::Cleared(Clearance::ClusterSigned { slot }))
+        );
+        assert!(!guard.may_sign(1), "validator 1 was never seen signed");
+
+        // Next slot, both validators aggregate: only validator 0's selection proof leaves.
+        let slot = 4;
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(10))
+            .await;
+        for validator in [0, 1] {
+            harness
+                .runner
+                .start_duty(Duty {
+                    id: DutyId::validator(Role::Aggregator, 0, slot, validator),
+                    attesters: vec![AttesterDuty {
+                        slot,
+                        validator_index: validator,
+                        committee_index: 0,
+                        committee_length: 16,
+                        validator_committee_index: validator,
+                    }],
+                    sync: Vec::new(),
+                })
+                .await;
+        }
+        context.sleep(Duration::from_millis(50)).await;
+        let sent = drain_partials(&mut harness.inbox);
+        let signed: Vec<u64> = sent.iter().flat_map(|(_, v)| v.clone()).collect();
+        assert_eq!(signed, vec![0], "what left the runner: {sent:?}");
     });
 }

@@ -209,6 +209,9 @@ pub async fn start(
         engine,
         execution_genesis: execution_genesis(),
         partition_prefix: format!("operator-{}", setup.index),
+        // Every devnet validator is the cluster's, and a run starts at genesis: nothing to
+        // protect against (the runner's and the checker's own tests cover the guard).
+        doppelganger: cohort_ingress::doppelganger::Guard::off(),
         hooks: cohort_operator::Hooks {
             fault: setup.fault,
             cpu: Some(setup.cpu.clone()),
