@@ -5,6 +5,7 @@
 pub mod committee;
 pub mod doppelganger;
 pub mod executor;
+pub mod exits;
 pub mod runner;
 pub mod scheduler;
 

@@ -27,6 +27,9 @@ pub struct Chain {
     pub fork_schedule: Vec<api::Fork>,
     /// The first Electra epoch, if the node knows one: from it on, attestations change shape.
     pub electra_fork_epoch: Option<u64>,
+    /// The spec's `CAPELLA_FORK_VERSION`: what voluntary exits are signed under in every fork
+    /// from Capella on (EIP-7044). `None` if the node's spec does not name it.
+    pub capella_fork_version: Option<[u8; 4]>,
     pub sync_committee_size: u64,
     pub epochs_per_sync_committee_period: u64,
     /// The preset the chain runs (container sizes): `PRESET_BASE`, or told by the sync
@@ -142,6 +145,11 @@ async fn chain_of(node: &BeaconNode) -> Result<Chain, String> {
         fork: fork.data,
         fork_schedule: schedule.data,
         electra_fork_epoch: electra_epoch(&spec),
+        capella_fork_version: spec
+            .get("CAPELLA_FORK_VERSION")
+            .and_then(Value::as_str)
+            .and_then(cohort_ingress::keys::decode_hex)
+            .and_then(|bytes| bytes.try_into().ok()),
         sync_committee_size,
         epochs_per_sync_committee_period: spec_u64(&spec, "EPOCHS_PER_SYNC_COMMITTEE_PERIOD")
             .unwrap_or(256),

@@ -809,6 +809,30 @@ impl<E: Clock + Send + Sync + 'static> DutySink for ApiSource<E> {
             Err(err) => Err(SinkError::Refused(err)),
         }
     }
+
+    async fn submit_voluntary_exit(
+        &self,
+        exit: cohort_ingress::exits::SignedVoluntaryExit,
+    ) -> Result<(), SinkError> {
+        let body = serde_json::json!({
+            "message": {
+                "epoch": exit.epoch.to_string(),
+                "validator_index": exit.validator_index.to_string(),
+            },
+            "signature": api::hex(&keys::signature_bytes(&exit.signature)),
+        });
+        self.publish_json(
+            "the voluntary exit",
+            "beacon/pool/voluntary_exits",
+            "/eth/v1/beacon/pool/voluntary_exits",
+            &body,
+            HeaderMap::new(),
+        )
+        .await
+        .map_err(SinkError::Refused)?;
+        self.counted("voluntary_exit");
+        Ok(())
+    }
 }
 
 /// Turns a failed read into a duty-source error with every node's reason.

@@ -118,6 +118,8 @@ struct State {
     rejections: Vec<String>,
     /// Validators another party runs too (a doppelganger), live from the given epoch on.
     elsewhere: BTreeMap<u64, u64>,
+    /// Accepted voluntary exits: validator -> epoch.
+    exits: BTreeMap<u64, u64>,
 }
 
 /// What the chain saw over a run.
@@ -635,6 +637,41 @@ impl DevnetChain {
     }
 
     /// How many validators attest in `slot`.
+    /// Takes a voluntary exit signed by the validator's key over the exit domain (the devnet's
+    /// one fork version stands in for Capella's). A validator exits once.
+    pub fn submit_voluntary_exit(
+        &self,
+        exit: cohort_ingress::exits::SignedVoluntaryExit,
+    ) -> Result<(), SinkError> {
+        let root = cohort_ingress::signing::voluntary_exit_signing_root(
+            exit.validator_index,
+            exit.epoch,
+            self.fork.fork_version,
+            self.fork.genesis_validators_root,
+        );
+        let signature = keys::signature_bytes(&exit.signature);
+        let mut state = self.lock();
+        if state.exits.contains_key(&exit.validator_index) {
+            return Err(SinkError::Refused(format!(
+                "validator {} has already exited",
+                exit.validator_index
+            )));
+        }
+        if !Self::verify(&mut state, exit.validator_index, &root, &signature) {
+            return Err(SinkError::Refused(format!(
+                "the exit of validator {} does not verify",
+                exit.validator_index
+            )));
+        }
+        state.exits.insert(exit.validator_index, exit.epoch);
+        Ok(())
+    }
+
+    /// The validators that exited, with their exit epochs.
+    pub fn exits(&self) -> BTreeMap<u64, u64> {
+        self.lock().exits.clone()
+    }
+
     /// Makes `validator` look live from `from_epoch` on, as if another validator client ran
     /// its key too: what doppelganger protection must catch.
     pub fn run_elsewhere(&self, validator: u64, from_epoch: u64) {

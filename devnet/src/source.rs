@@ -64,6 +64,13 @@ impl DutySink for DevnetSource {
     ) -> Result<(), SinkError> {
         self.chain.submit_contributions(contributions)
     }
+
+    async fn submit_voluntary_exit(
+        &self,
+        exit: cohort_ingress::exits::SignedVoluntaryExit,
+    ) -> Result<(), SinkError> {
+        self.chain.submit_voluntary_exit(exit)
+    }
 }
 
 impl DutySource for DevnetSource {

@@ -11,6 +11,7 @@ pub mod committee;
 pub mod doppelganger;
 pub mod duty;
 pub mod executor;
+pub mod exits;
 pub mod keys;
 pub mod partial;
 pub mod runner;

@@ -18,6 +18,7 @@ pub const DOMAIN_BEACON_PROPOSER: DomainType = [0, 0, 0, 0];
 pub const DOMAIN_BEACON_ATTESTER: DomainType = [1, 0, 0, 0];
 pub const DOMAIN_RANDAO: DomainType = [2, 0, 0, 0];
 pub const DOMAIN_DEPOSIT: DomainType = [3, 0, 0, 0];
+pub const DOMAIN_VOLUNTARY_EXIT: DomainType = [4, 0, 0, 0];
 pub const DOMAIN_SELECTION_PROOF: DomainType = [5, 0, 0, 0];
 pub const DOMAIN_AGGREGATE_AND_PROOF: DomainType = [6, 0, 0, 0];
 pub const DOMAIN_SYNC_COMMITTEE: DomainType = [7, 0, 0, 0];
@@ -419,6 +420,29 @@ pub fn is_aggregator(committee_length: u64, selection_proof: &[u8; 96]) -> bool 
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest.0[..8]);
     u64::from_le_bytes(bytes).is_multiple_of(modulo)
+}
+
+/// `compute_signing_root(VoluntaryExit(epoch, validator_index), domain)` with the Capella fork
+/// version's domain, which every later fork keeps for exits (EIP-7044), so a signed exit stays
+/// valid across forks.
+pub fn voluntary_exit_signing_root(
+    validator_index: u64,
+    epoch: u64,
+    capella_fork_version: [u8; 4],
+    genesis_validators_root: [u8; 32],
+) -> [u8; 32] {
+    use commonware_cryptography::Hasher as _;
+    // hash_tree_root of a container of two uint64s: the hash of their two 32-byte leaves.
+    let mut leaves = [0u8; 64];
+    leaves[..8].copy_from_slice(&epoch.to_le_bytes());
+    leaves[32..40].copy_from_slice(&validator_index.to_le_bytes());
+    let object_root: [u8; 32] = commonware_cryptography::Sha256::hash(&[&leaves[..]]).0;
+    let domain = compute_domain(
+        DOMAIN_VOLUNTARY_EXIT,
+        capella_fork_version,
+        genesis_validators_root,
+    );
+    compute_signing_root(object_root, domain)
 }
 
 #[cfg(test)]

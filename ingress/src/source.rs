@@ -158,4 +158,18 @@ pub trait DutySink: Clone + Send + Sync + 'static {
         &self,
         contributions: Vec<SignedContributionAndProof>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A signed voluntary exit (`POST /eth/v1/beacon/pool/voluntary_exits`). A sink that has no
+    /// exits says so.
+    fn submit_voluntary_exit(
+        &self,
+        exit: crate::exits::SignedVoluntaryExit,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = exit;
+        async {
+            Err(SinkError::Refused(
+                "this beacon node takes no voluntary exits".into(),
+            ))
+        }
+    }
 }

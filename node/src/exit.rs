@@ -11,14 +11,9 @@
 
 use crate::{config, keys};
 use clap::{Args, Subcommand};
-use cohort_ingress::{
-    keys::{self as bls, Partial, Signature},
-    signing::{compute_domain, compute_signing_root},
-};
+use cohort_ingress::keys::{self as bls, Partial, Signature};
 use commonware_codec::{Copying, DecodeExt as _};
-use commonware_cryptography::{
-    Hasher as _, Sha256, bls12381::primitives::variant::PartialSignature,
-};
+use commonware_cryptography::bls12381::primitives::variant::PartialSignature;
 use commonware_utils::Participant;
 use serde::{Deserialize, Serialize};
 use std::{
@@ -26,8 +21,6 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
 };
-
-pub const DOMAIN_VOLUNTARY_EXIT: [u8; 4] = [4, 0, 0, 0];
 
 /// `compute_signing_root(VoluntaryExit(epoch, validator_index), domain)` with the Capella fork's
 /// domain (EIP-7044).
@@ -37,17 +30,12 @@ pub fn signing_root(
     capella_fork_version: [u8; 4],
     genesis_validators_root: [u8; 32],
 ) -> [u8; 32] {
-    // hash_tree_root of a container of two uint64s: the hash of their two 32-byte leaves.
-    let mut leaves = [0u8; 64];
-    leaves[..8].copy_from_slice(&epoch.to_le_bytes());
-    leaves[32..40].copy_from_slice(&validator_index.to_le_bytes());
-    let object_root: [u8; 32] = Sha256::hash(&[&leaves[..]]).0;
-    let domain = compute_domain(
-        DOMAIN_VOLUNTARY_EXIT,
+    cohort_ingress::signing::voluntary_exit_signing_root(
+        validator_index,
+        epoch,
         capella_fork_version,
         genesis_validators_root,
-    );
-    compute_signing_root(object_root, domain)
+    )
 }
 
 /// One operator's signature share of an exit, as `exit sign` writes it and `exit submit` reads
@@ -83,6 +71,29 @@ pub enum ExitCommand {
         /// Where to write the partial signature; refuses to overwrite a file.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Ask the running node to exit a validator through the cluster: it signs the exit with
+    /// this operator's share and announces it to the other operators; the exit is submitted
+    /// once threshold-many operators asked for the same one. Survives node restarts until
+    /// submitted.
+    Request {
+        /// The operator's config: its data directory and cluster lock.
+        #[arg(long)]
+        config: PathBuf,
+        /// The validator: its index, or its public key (0x + 96 hex).
+        #[arg(long)]
+        validator: String,
+        /// The exit's epoch. Unset: the epoch other operators already signed, else the current
+        /// one (so operators asking at different times agree).
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
+    /// Where this operator's exit requests stand: the epoch, the operators that signed, and
+    /// whether the exit was combined and submitted.
+    Status {
+        /// The operator's config.
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Combine the operators' partial signatures of one exit (threshold-many, each checked
     /// against the cluster lock), verify the exit against the validator's key and publish it to
@@ -195,6 +206,12 @@ pub fn exit(command: ExitCommand) -> ExitCode {
             partials,
             dry_run,
         } => submit(&config, &partials, dry_run),
+        ExitCommand::Request {
+            config,
+            validator,
+            epoch,
+        } => crate::exit_requests::request(&config, &validator, epoch),
+        ExitCommand::Status { config } => crate::exit_requests::status(&config),
     };
     match result {
         Ok(done) => {
@@ -254,13 +271,13 @@ fn sign(args: &ChainArgs, validator: &str, epoch: u64, out: &Path) -> Result<Str
 }
 
 /// The signed exit, ready to publish: `SignedVoluntaryExit` as the Beacon API takes it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedExit {
     pub message: ExitMessage,
     pub signature: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitMessage {
     pub epoch: String,
     pub validator_index: String,

@@ -5,6 +5,7 @@ mod beacon_cli;
 mod bench;
 mod config;
 mod exit;
+mod exit_requests;
 mod import;
 mod interchange;
 mod keys;

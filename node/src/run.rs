@@ -213,6 +213,8 @@ async fn operate<X: ExecutionEngine>(
             publish_chain_metrics(&context, chain);
             let duties = Duties {
                 fork: ForkInfo::devnet(),
+                // The devnet has one fork.
+                capella_fork_version: ForkInfo::devnet().fork_version,
                 source,
                 beacon_health: None,
                 follow: Box::new(move |context: &tokio::Context, heads| {
@@ -267,6 +269,16 @@ async fn operate<X: ExecutionEngine>(
                 fork = %cohort_beacon::api::hex(&fork.fork_version),
                 "beacon nodes ready: duties come from the Beacon node API"
             );
+            let capella_fork_version = match chain.capella_fork_version {
+                Some(version) => version,
+                None => {
+                    warn!(
+                        "the beacon nodes' spec names no CAPELLA_FORK_VERSION; voluntary exits \
+                         are signed under the current fork version"
+                    );
+                    fork.fork_version
+                }
+            };
             let source = ApiSource::new(
                 beacon_clock,
                 nodes.clone(),
@@ -285,6 +297,7 @@ async fn operate<X: ExecutionEngine>(
             let health = nodes.clone();
             let duties = Duties {
                 fork,
+                capella_fork_version,
                 source,
                 beacon_health: Some(Arc::new(move || health.health())),
                 follow: Box::new(move |context: &tokio::Context, heads| {
@@ -363,6 +376,8 @@ type Follow = Box<dyn FnOnce(&tokio::Context, cohort_ingress::scheduler::Mailbox
 /// Where an operator's duties come from, with what the node wires around it.
 struct Duties<S> {
     fork: ForkInfo,
+    /// What voluntary exits are signed under (EIP-7044).
+    capella_fork_version: [u8; 4],
     source: S,
     beacon_health: Option<telemetry::BeaconHealth>,
     /// Starts whatever follows the beacon node's head once the scheduler exists.
@@ -442,6 +457,7 @@ where
             leader_timeout: pacing.leader_timeout,
             shares: loaded.shares,
             fork: duties.fork,
+            capella_fork_version: duties.capella_fork_version,
             beacon: duties.source,
             engine,
             execution_genesis,
@@ -459,6 +475,14 @@ where
     .await;
 
     (duties.follow)(&context, operator.scheduler.clone());
+    // Exit requests the operator leaves in the data directory (`cohort exit request`).
+    {
+        let exits = operator.exits.clone();
+        let data_dir = config.data_dir.clone();
+        context
+            .child("exit_requests")
+            .spawn(move |context| crate::exit_requests::watch(context, data_dir, exits, clock));
+    }
 
     // What `/health` needs of the finalized chain.
     let last = Arc::new(Mutex::new(LastFinalized::default()));
@@ -619,6 +643,12 @@ fn publish_chain_metrics(context: &tokio::Context, chain: DevnetChain) {
         "signed objects the embedded devnet beacon chain refused, by kind",
         ByKind::default(),
     );
+    let exits = context.register(
+        "devnet_chain_voluntary_exits",
+        "voluntary exits the embedded devnet beacon chain took (each verified under the \
+         validator's key)",
+        Gauge::<i64>::default(),
+    );
     let conflicts = context.register(
         "devnet_chain_conflicts",
         "objects the embedded devnet beacon chain saw signed twice with different contents \
@@ -640,6 +670,7 @@ fn publish_chain_metrics(context: &tokio::Context, chain: DevnetChain) {
                     tracing::error!(conflict, "the devnet chain saw a conflicting signature");
                 }
                 conflicts.set(report.conflicts.len() as i64);
+                exits.set(chain.exits().len() as i64);
                 context.sleep(CHAIN_METRICS_PERIOD).await;
             }
         });

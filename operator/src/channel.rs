@@ -25,17 +25,20 @@ pub enum Channel {
     Blocks,
     /// The runners' partial signatures.
     Partials,
+    /// Operators' partial signatures over voluntary exits their operators asked for.
+    Exits,
 }
 
 impl Channel {
     /// Every channel, in registration order.
-    pub const ALL: [Channel; 6] = [
+    pub const ALL: [Channel; 7] = [
         Channel::Votes,
         Channel::Certificates,
         Channel::Resolver,
         Channel::Backfill,
         Channel::Blocks,
         Channel::Partials,
+        Channel::Exits,
     ];
 
     /// The id peers know the channel by on the wire: every operator must agree on it.
@@ -47,6 +50,7 @@ impl Channel {
             Channel::Backfill => 3,
             Channel::Blocks => 4,
             Channel::Partials => 5,
+            Channel::Exits => 6,
         }
     }
 
@@ -59,6 +63,7 @@ impl Channel {
             Channel::Backfill => "backfill",
             Channel::Blocks => "blocks",
             Channel::Partials => "partials",
+            Channel::Exits => "exits",
         }
     }
 
@@ -82,6 +87,7 @@ impl Channel {
             Channel::Partials => cohort_ingress::partial::PartialSignatures::max_encode_size(
                 runner::max_partials_per_message(validators),
             ),
+            Channel::Exits => cohort_ingress::exits::ExitPartials::max_encode_size(),
         }
     }
 
@@ -93,6 +99,8 @@ impl Channel {
             Channel::Votes | Channel::Certificates => NZU32!(256),
             Channel::Partials => NZU32!(128),
             Channel::Resolver | Channel::Backfill | Channel::Blocks => NZU32!(64),
+            // An honest operator announces its exits every two slots.
+            Channel::Exits => NZU32!(8),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! the channels and the engine with its faults first. One wiring for both is what makes a
 //! simulation run say something about the binary operators run.
 
-use cohort_actors::{committee, doppelganger, executor, runner, scheduler};
+use cohort_actors::{committee, doppelganger, executor, exits, runner, scheduler};
 use cohort_engine::{ExecutionEngine, ExecutionTip};
 use cohort_ingress::{
     CommitteeId, DutySink, DutySource, SlotClock, doppelganger::Guard, keys::ValidatorShare,
@@ -97,6 +97,7 @@ pub struct Network<VS, S, R, P, B> {
     pub backfill: (S, R),
     pub blocks: (S, R),
     pub partials: (S, R),
+    pub exits: (S, R),
     /// Who the peers are (marshal fetches missing blocks from them).
     pub peers: P,
     /// Where consensus and marshal report a peer that misbehaved.
@@ -117,6 +118,7 @@ impl<S, R, P, B> Network<S, S, R, P, B> {
             backfill: register(Channel::Backfill),
             blocks: register(Channel::Blocks),
             partials: register(Channel::Partials),
+            exits: register(Channel::Exits),
             peers,
             blocker,
         }
@@ -134,6 +136,7 @@ impl<VS, S, R, P, B> Network<VS, S, R, P, B> {
             backfill: self.backfill,
             blocks: self.blocks,
             partials: self.partials,
+            exits: self.exits,
             peers: self.peers,
             blocker: self.blocker,
         }
@@ -167,6 +170,9 @@ pub struct Setup<Src, X> {
     /// This operator's share of every validator.
     pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
     pub fork: ForkInfo,
+    /// The Capella fork version, which voluntary exits are signed under (EIP-7044); a devnet's
+    /// one fork version.
+    pub capella_fork_version: [u8; 4],
     /// The beacon node: where duties come from and signed objects go.
     pub beacon: Src,
     pub engine: X,
@@ -204,6 +210,8 @@ pub struct Operator {
     pub handles: Vec<Handle<()>>,
     pub scheduler: cohort_ingress::scheduler::Mailbox,
     pub runner: cohort_ingress::runner::Mailbox,
+    /// Where the operator's exit requests go.
+    pub exits: cohort_ingress::exits::Mailbox,
     /// Why the runner's slashing-protection record is unusable, while it is (for `/health`).
     pub slashing: runner::slashing::SlashingStatus,
 }
@@ -319,6 +327,19 @@ where
             heartbeat: setup.clock.slot_duration,
         },
     );
+    let (exits_actor, exits_mailbox) = exits::init(
+        context.child("exits"),
+        exits::Config {
+            clock: setup.clock,
+            sink: setup.beacon.clone(),
+            operators: setup.participants.clone(),
+            shares: setup.shares.clone(),
+            capella_fork_version: setup.capella_fork_version,
+            genesis_validators_root: setup.fork.genesis_validators_root,
+            submit_timeout: DUTY_FETCH_TIMEOUT,
+            mailbox_size: MAILBOX_SIZE,
+        },
+    );
     // Only with protection on, so that a run without it starts the same tasks as before.
     let doppelganger_actor = setup.doppelganger.is_on().then(|| {
         doppelganger::init(
@@ -413,10 +434,13 @@ where
     if let Some(actor) = doppelganger_actor {
         handles.push(actor.start());
     }
+    let (exit_sender, exit_receiver) = network.exits;
+    handles.push(exits_actor.start(setup.index as u32, exit_sender, exit_receiver));
     Operator {
         handles,
         scheduler: scheduler_mailbox,
         runner: runner_mailbox,
+        exits: exits_mailbox,
         slashing: slashing_status,
     }
 }

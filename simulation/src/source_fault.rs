@@ -171,6 +171,14 @@ impl DutySink for FaultySource {
         self.sink().await?;
         self.inner.submit_contributions(contributions).await
     }
+
+    async fn submit_voluntary_exit(
+        &self,
+        exit: cohort_ingress::exits::SignedVoluntaryExit,
+    ) -> Result<(), SinkError> {
+        self.sink().await?;
+        self.inner.submit_voluntary_exit(exit).await
+    }
 }
 
 impl DutySource for FaultySource {

@@ -252,6 +252,47 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
         secs(started)
     );
 
+    // (c2) A voluntary exit through the cluster: two operators asking is not enough (the
+    // threshold is three); the third makes it, and every operator's chain takes the same exit.
+    const EXITED: u64 = 3;
+    for i in [0, 1] {
+        cluster.exit_request(i, EXITED);
+    }
+    std::thread::sleep(SLOT * 4);
+    for i in 0..OPERATORS {
+        let exits = cluster
+            .metrics(i)
+            .map(|m| m.get("devnet_chain_voluntary_exits"))
+            .unwrap_or_else(|err| cluster.fail(&err));
+        if exits != 0.0 {
+            cluster.fail(&format!(
+                "operator {i}'s chain took an exit only two operators asked for"
+            ));
+        }
+    }
+    cluster.exit_request(2, EXITED);
+    cluster.wait(
+        "the exit three operators asked for reaches every operator's chain",
+        SLOT * 6,
+        |c| {
+            for i in 0..OPERATORS {
+                let exits = c.metrics(i)?.get("devnet_chain_voluntary_exits");
+                if exits != 1.0 {
+                    return Err(format!("operator {i}'s chain has {exits} exits"));
+                }
+            }
+            Ok(())
+        },
+    );
+    let status = cluster.exit_status(0);
+    if !status.contains("combined and submitted") {
+        cluster.fail(&format!("`cohort exit status` after the exit: {status}"));
+    }
+    eprintln!(
+        "[{:>5.1}s] (c2) an exit two operators asked for was not made; the third made it, on every chain",
+        secs(started)
+    );
+
     // (d) No double signature, one finalized chain.
     for i in 0..OPERATORS {
         let snapshot = cluster.snapshot(i).unwrap_or_else(|err| cluster.fail(&err));
@@ -609,6 +650,32 @@ impl Cluster {
                 })
                 .collect(),
         }
+    }
+
+    /// `cohort exit request` on operator `i` for `validator`.
+    fn exit_request(&self, i: usize, validator: u64) {
+        let output = Command::new(&self.bin)
+            .args(["exit", "request", "--config"])
+            .arg(&self.operators[i].config)
+            .args(["--validator", &validator.to_string()])
+            .output()
+            .expect("run cohort exit request");
+        if !output.status.success() {
+            self.fail(&format!(
+                "cohort exit request on operator {i}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+
+    /// What `cohort exit status` says on operator `i`.
+    fn exit_status(&self, i: usize) -> String {
+        let output = Command::new(&self.bin)
+            .args(["exit", "status", "--config"])
+            .arg(&self.operators[i].config)
+            .output()
+            .expect("run cohort exit status");
+        String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
     /// Sets `beacon.doppelganger_protection = true` in operator `i`'s config.

@@ -112,6 +112,7 @@ pub async fn start(
     let backfill = register(Channel::Backfill).await;
     let blocks = register(Channel::Blocks).await;
     let partials = register(Channel::Partials).await;
+    let exits = register(Channel::Exits).await;
     let count = |channel: Channel, (s, r)| {
         let receiver =
             Counting::new(r, setup.received.clone()).tapped(me.clone(), channel.id(), &setup.taps);
@@ -127,6 +128,7 @@ pub async fn start(
             (Channel::Backfill.id(), backfill.0.clone()),
             (Channel::Blocks.id(), blocks.0.clone()),
             (Channel::Partials.id(), partials.0.clone()),
+            (Channel::Exits.id(), exits.0.clone()),
         ];
         let max_size = setup.max_message_size;
         context
@@ -205,6 +207,7 @@ pub async fn start(
         leader_timeout: setup.leader_timeout,
         shares: setup.shares.clone(),
         fork: setup.fork,
+        capella_fork_version: setup.fork.fork_version,
         beacon: source,
         engine,
         execution_genesis: execution_genesis(),
@@ -239,6 +242,7 @@ pub async fn start(
         backfill: count(Channel::Backfill, backfill),
         blocks: count(Channel::Blocks, blocks),
         partials: count(Channel::Partials, partials),
+        exits: count(Channel::Exits, exits),
         peers: oracle.manager(),
         blocker: control.clone(),
     };
