@@ -73,7 +73,10 @@ pub async fn head_events<C: Clock, E: Clock + Send + Sync + 'static>(
             match event.event.as_str() {
                 "head" => match serde_json::from_str::<api::HeadEvent>(&event.data) {
                     Ok(head) => {
-                        scheduler.head(head.slot, head.block).await;
+                        if let Err(stopped) = scheduler.head(head.slot, head.block).await {
+                            info!(%stopped, "no longer following the beacon node's head events");
+                            return;
+                        }
                         // Duties of the head's epoch depend on the root named as current; if
                         // it is not the one they were fetched under, they may have moved.
                         let epoch = head.slot / slots_per_epoch;
@@ -86,7 +89,10 @@ pub async fn head_events<C: Clock, E: Clock + Send + Sync + 'static>(
                                 epoch,
                                 "dependent root changed (a reorg): refetching the epoch's duties"
                             );
-                            scheduler.refetch(epoch).await;
+                            if let Err(stopped) = scheduler.refetch(epoch).await {
+                                info!(%stopped, "no longer following the beacon node's head events");
+                                return;
+                            }
                         }
                     }
                     Err(err) => {

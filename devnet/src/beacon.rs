@@ -227,7 +227,7 @@ impl DevnetBeacon {
 }
 
 /// Tells the scheduler of each slot's head block when this operator's beacon node sees it (its
-/// SSE `head` event), from the current slot on, for as long as the task runs.
+/// SSE `head` event), from the current slot on, until the scheduler stops.
 pub async fn head_events<E: commonware_runtime::Clock>(
     context: E,
     beacon: DevnetBeacon,
@@ -238,7 +238,10 @@ pub async fn head_events<E: commonware_runtime::Clock>(
         let at = beacon.slot_start(slot) + beacon.head_delay(slot);
         context.sleep_until(at).await;
         let root = beacon.attestation_data_for(slot).beacon_block_root;
-        scheduler.head(slot, root).await;
+        if let Err(stopped) = scheduler.head(slot, root).await {
+            tracing::info!(%stopped, "no longer following the beacon node's head events");
+            return;
+        }
         slot += 1;
     }
 }

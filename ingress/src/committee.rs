@@ -1,6 +1,8 @@
 //! The committee's mailbox: values waiting for agreement, and the questions consensus asks.
 
-use crate::{Checkpoint, DecidedValue, Decision, DutyId};
+use crate::{Checkpoint, DecidedValue, Decision, DutyId, Stopped};
+
+const STOPPED: Stopped = Stopped { actor: "committee" };
 use commonware_utils::channel::{mpsc, oneshot};
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -64,15 +66,21 @@ impl Mailbox {
         Self { sender }
     }
 
-    pub async fn submit(&mut self, duty: DutyId, value: DecidedValue, finalized: Checkpoint) {
-        let _ = self
-            .sender
+    /// A value for agreement; fails if the committee has stopped.
+    pub async fn submit(
+        &mut self,
+        duty: DutyId,
+        value: DecidedValue,
+        finalized: Checkpoint,
+    ) -> Result<(), Stopped> {
+        self.sender
             .send(Message::Submit {
                 duty,
                 value,
                 finalized,
             })
-            .await;
+            .await
+            .map_err(|_| STOPPED)
     }
 
     /// Resolves to `None` if the committee stopped before answering.
@@ -104,28 +112,31 @@ impl Mailbox {
     }
 
     /// Duties this operator will vouch for (see [`Message::Expect`]).
-    pub async fn expect(&mut self, duties: Vec<DutyId>) {
-        let _ = self
-            .sender
+    pub async fn expect(&mut self, duties: Vec<DutyId>) -> Result<(), Stopped> {
+        self.sender
             .send(Message::Expect {
                 complete: None,
                 duties,
             })
-            .await;
+            .await
+            .map_err(|_| STOPPED)
     }
 
     /// Every duty of `epoch` in this operator's schedule (see [`Message::Expect`]).
-    pub async fn expect_epoch(&mut self, epoch: u64, duties: Vec<DutyId>) {
-        let _ = self
-            .sender
+    pub async fn expect_epoch(&mut self, epoch: u64, duties: Vec<DutyId>) -> Result<(), Stopped> {
+        self.sender
             .send(Message::Expect {
                 complete: Some(epoch),
                 duties,
             })
-            .await;
+            .await
+            .map_err(|_| STOPPED)
     }
 
-    pub async fn finalized(&mut self, decisions: Arc<Vec<Decision>>) {
-        let _ = self.sender.send(Message::Finalized { decisions }).await;
+    pub async fn finalized(&mut self, decisions: Arc<Vec<Decision>>) -> Result<(), Stopped> {
+        self.sender
+            .send(Message::Finalized { decisions })
+            .await
+            .map_err(|_| STOPPED)
     }
 }

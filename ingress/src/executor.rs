@@ -96,15 +96,22 @@ impl<B: Block> Mailbox<B> {
         receiver.await.unwrap_or(PayloadVerdict::Unknown)
     }
 
-    /// Fire and forget: a stopped executor has nothing to canonicalize.
-    pub fn canonicalize_head(&self, head: ExecutionTip) {
-        let _ = self.sender.send(Message::CanonicalizeHead { head });
+    /// Fire and forget (no answer awaited); fails if the executor has stopped.
+    pub fn canonicalize_head(&self, head: ExecutionTip) -> Result<(), crate::Stopped> {
+        self.sender
+            .send(Message::CanonicalizeHead { head })
+            .map_err(|_| STOPPED)
     }
 
-    pub fn prebuild(&self, slot: u64) {
-        let _ = self.sender.send(Message::Prebuild { slot });
+    /// Fails if the executor has stopped.
+    pub fn prebuild(&self, slot: u64) -> Result<(), crate::Stopped> {
+        self.sender
+            .send(Message::Prebuild { slot })
+            .map_err(|_| STOPPED)
     }
 }
+
+const STOPPED: crate::Stopped = crate::Stopped { actor: "executor" };
 
 /// The `parent_beacon_block_root` of `slot`'s payload. Derived from the slot alone, not from
 /// the cluster block that will carry it, so a payload pre-built before that block exists stays

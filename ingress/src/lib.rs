@@ -21,6 +21,17 @@ pub mod source;
 pub mod sync;
 
 pub use clock::SlotClock;
+
+/// A mailbox send found its actor stopped. Inside a node an actor stops only when the node is
+/// stopping or has failed, so the sender treats it as fatal: it logs what it could not hand on
+/// and stops too, and the node shuts down (a silent drop would leave it half-running: duties
+/// that are never decided, or signed and never counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {actor} has stopped")]
+pub struct Stopped {
+    /// Which actor: `runner`, `committee`, `scheduler`, `executor`.
+    pub actor: &'static str,
+}
 pub use duty::{
     Aggregate, AttestationData, AttesterDuty, BlockHeader, BlockProposal, Checkpoint, CommitteeId,
     DecidedValue, Decision, Duty, DutyId, DutyTarget, MAX_BLOCK_CONTENTS_BYTES, OperatorId,

@@ -1,6 +1,8 @@
 //! The runner's mailbox: duties to start and decisions the cluster finalized.
 
-use crate::{Decision, Duty};
+use crate::{Decision, Duty, Stopped};
+
+const STOPPED: Stopped = Stopped { actor: "runner" };
 use commonware_utils::channel::{mpsc, oneshot};
 use std::sync::Arc;
 
@@ -14,8 +16,22 @@ pub enum Message {
         block_slot: u64,
         decisions: Arc<Vec<Decision>>,
     },
+    /// Decisions of a block this operator processed before it (re)started: the runner did
+    /// what it could for them in its previous life and the peers have moved on, so a duty among
+    /// them that starts now is not run again (it would wait for partials no peer sends again,
+    /// and end failed or missed though the cluster decided it).
+    Recalled {
+        height: u64,
+        block_slot: u64,
+        decisions: Arc<Vec<Decision>>,
+    },
     /// How many duties are still running (a stopping node waits for them).
     InFlight { response: oneshot::Sender<usize> },
+    /// The node is stopping: start no more duties, end at once those the cluster has not
+    /// decided (the operators still running decide and sign them; this one would only wait
+    /// for a decision that, in a whole-cluster stop, never comes), and give the decided ones
+    /// about a slot for their post-consensus quorum. Answered with the duties still running.
+    Drain { response: oneshot::Sender<usize> },
 }
 
 #[derive(Clone, Debug)]
@@ -28,19 +44,54 @@ impl Mailbox {
         Self { sender }
     }
 
-    pub async fn start_duty(&mut self, duty: Duty) {
-        let _ = self.sender.send(Message::StartDuty(duty)).await;
+    /// Fails if the runner has stopped.
+    pub async fn start_duty(&mut self, duty: Duty) -> Result<(), Stopped> {
+        self.sender
+            .send(Message::StartDuty(duty))
+            .await
+            .map_err(|_| STOPPED)
     }
 
-    pub async fn finalized(&mut self, height: u64, block_slot: u64, decisions: Arc<Vec<Decision>>) {
-        let _ = self
-            .sender
+    /// Fails if the runner has stopped: the decisions would go unsigned by this operator.
+    pub async fn finalized(
+        &mut self,
+        height: u64,
+        block_slot: u64,
+        decisions: Arc<Vec<Decision>>,
+    ) -> Result<(), Stopped> {
+        self.sender
             .send(Message::Finalized {
                 height,
                 block_slot,
                 decisions,
             })
-            .await;
+            .await
+            .map_err(|_| STOPPED)
+    }
+
+    /// See [`Message::Recalled`]; fails if the runner has stopped.
+    pub async fn recalled(
+        &mut self,
+        height: u64,
+        block_slot: u64,
+        decisions: Arc<Vec<Decision>>,
+    ) -> Result<(), Stopped> {
+        self.sender
+            .send(Message::Recalled {
+                height,
+                block_slot,
+                decisions,
+            })
+            .await
+            .map_err(|_| STOPPED)
+    }
+
+    /// Starts draining (see [`Message::Drain`]): the duties still running after the undecided
+    /// ones were cancelled, or `None` if the runner has stopped.
+    pub async fn drain(&mut self) -> Option<usize> {
+        let (response, answer) = oneshot::channel();
+        self.sender.send(Message::Drain { response }).await.ok()?;
+        answer.await.ok()
     }
 
     /// Duties still running, or `None` if the runner has stopped.
@@ -94,6 +145,12 @@ pub enum Outcome {
     NotSelected,
     /// Nothing was submitted.
     Failed { reason: String },
+    /// The cluster decided the duty in a block this operator processed before it restarted:
+    /// its previous life took its part; nothing is run again.
+    DecidedBeforeRestart,
+    /// The node stopped before the cluster decided the duty: this operator took no part in it
+    /// after that (the operators still running decide and sign it).
+    Cancelled,
 }
 
 /// What a runner reports about each duty, for metrics and for the simulation's report.
@@ -125,6 +182,14 @@ pub enum DutyEvent {
     /// No block of the duty's slot can be finalized any more (see
     /// [`crate::committee::MAX_BLOCK_AGE_SLOTS`]).
     Missed { duty: crate::DutyId },
+    /// A duty this runner reported [`DutyEvent::Missed`] was decided by the cluster after all:
+    /// the finalized block reached this operator only after the duty's window (it was cut off,
+    /// or behind). This operator did not sign it; the others did.
+    DecidedAfterMissed {
+        duty: crate::DutyId,
+        /// The finalized height that decided it.
+        height: u64,
+    },
     /// A peer's partial signature was dropped as invalid: it failed verification against the
     /// sender's share, or names a validator the cluster does not run. One event per partial,
     /// as the runner's `partials_invalid{sender}` metric counts them, so an observer can tell

@@ -1,6 +1,8 @@
 //! The scheduler's mailbox: head events from the beacon node.
 
-use crate::Root;
+use crate::{Root, Stopped};
+
+const STOPPED: Stopped = Stopped { actor: "scheduler" };
 use commonware_utils::channel::{mpsc, oneshot};
 
 #[derive(Debug)]
@@ -24,14 +26,21 @@ impl Mailbox {
         Self { sender }
     }
 
-    /// Reports a head event; a stopped scheduler drops it, which is harmless.
-    pub async fn head(&mut self, slot: u64, block_root: Root) {
-        let _ = self.sender.send(Message::Head { slot, block_root }).await;
+    /// Reports a head event; fails if the scheduler has stopped (whoever follows the beacon
+    /// node's events then stops following).
+    pub async fn head(&mut self, slot: u64, block_root: Root) -> Result<(), Stopped> {
+        self.sender
+            .send(Message::Head { slot, block_root })
+            .await
+            .map_err(|_| STOPPED)
     }
 
-    /// Asks for `epoch`'s duties to be fetched again; a stopped scheduler drops it.
-    pub async fn refetch(&mut self, epoch: u64) {
-        let _ = self.sender.send(Message::Refetch { epoch }).await;
+    /// Asks for `epoch`'s duties to be fetched again; fails if the scheduler has stopped.
+    pub async fn refetch(&mut self, epoch: u64) -> Result<(), Stopped> {
+        self.sender
+            .send(Message::Refetch { epoch })
+            .await
+            .map_err(|_| STOPPED)
     }
 
     /// Stops handing out duties; returns once the scheduler has stopped (or is gone).

@@ -29,7 +29,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// How often a stopping node asks the runner whether duties are still running.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(250);
@@ -532,11 +532,34 @@ where
         "operator started; stop it with SIGINT or SIGTERM"
     );
 
-    let signal = wait_for_stop_signal().await?;
-    info!(
-        signal,
-        "stop requested: handing out no more duties, then waiting for running duties"
-    );
+    // Every actor runs until the node stops; one that ends first (it found an actor it hands
+    // work to stopped, or failed) leaves the node unable to do its duties: stop it cleanly,
+    // through the same drain as a signal, and exit with an error.
+    let mut actors = futures::future::select_all(operator.handles.into_iter().map(Box::pin));
+    let failure = ::tokio::select! {
+        signal = wait_for_stop_signal() => {
+            info!(
+                signal = signal?,
+                "stop requested: handing out no more duties, then waiting for running duties"
+            );
+            None
+        }
+        (result, index, _) = &mut actors => {
+            let failure = format!(
+                "operator task {index} (in wiring order) stopped on its own ({})",
+                match result {
+                    Ok(()) => "returned".to_string(),
+                    Err(err) => format!("{err:?}"),
+                }
+            );
+            error!(
+                %failure,
+                "the operator cannot do its duties any more: stopping the node (handing out no \
+                 more duties, waiting for running ones), then exiting with an error"
+            );
+            Some(failure)
+        }
+    };
     // The supervisor stops alongside: it refuses new tasks now, finishes those in flight and
     // stops its performers while the duties drain.
     let supervisor_stopped = supervisor.map(|supervisor| {
@@ -546,6 +569,15 @@ where
     let mut scheduler = operator.scheduler;
     scheduler.drain().await;
     let mut runner = operator.runner;
+    // Undecided duties are cancelled here (the rest of the cluster, if running, carries them);
+    // decided ones get about a slot for their post-consensus quorum, so a whole-cluster stop
+    // takes about a slot rather than the stop timeout.
+    if let Some(running) = runner.drain().await {
+        info!(
+            running,
+            "waiting for the decided duties' post-consensus signatures"
+        );
+    }
     let deadline = context.current() + config.stop_timeout;
     loop {
         match runner.in_flight().await {
@@ -573,7 +605,10 @@ where
         warn!(?err, timeout = ?TASK_STOP_TIMEOUT, "some tasks did not stop in time");
     }
     info!("operator stopped");
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(failure) => Err(format!("the node stopped because {failure}")),
+    }
 }
 
 /// The supervisor's metrics, registered in this node's registry (served on `/metrics`); the

@@ -46,6 +46,13 @@ pub fn bound(name: &str, validators: u64, operators: u64) -> Option<u64> {
             let roots = cohort_actors::runner::quorum::MAX_ROOTS_PER_SENDER as u64 * v;
             n * budget.min(roots) * (w + 2)
         }
+        // Missed duties of MISSED_MEMORY_SLOTS slots: a committee duty and a proposer per slot,
+        // an aggregator per validator and epoch (the window spans three epochs at most), the
+        // slot's sync committee members' contributions.
+        "runner_missed_duties_held" => {
+            let m = cohort_actors::runner::MISSED_MEMORY_SLOTS + 1;
+            2 * m + 3 * v + m * sync
+        }
         "runner_decided_data_held" => w + 3,
         "runner_pending_calls_held" => 3 * (w + 2) + 8 * v + 3 * (w + 2) * sync,
         "committee_pool_values_held" => 2 * (v + 2) + 2 * sync,

@@ -326,15 +326,32 @@ impl SimConfig {
     /// A partitioned operator cannot learn in time what the others decided: for a duty whose
     /// window a partition overlapped, it is excused if it was cut off or left without a quorum.
     pub fn cut_off(&self, operator: usize, duty: &DutyId) -> bool {
+        self.cut_off_by(operator, duty).next().is_some()
+    }
+
+    /// The partitions that cut `operator` off from `duty` (see [`Self::cut_off`]).
+    fn cut_off_by<'a>(
+        &'a self,
+        operator: usize,
+        duty: &'a DutyId,
+    ) -> impl Iterator<Item = &'a Partition> + 'a {
         let n = self.operators;
         let threshold = n - self.tolerated_faults();
-        self.partitions().any(|p| {
+        self.partitions().filter(move |p| {
             let overlaps = p.from_slot
                 <= duty.slot + 1 + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS
                 && p.heal_slot > duty.slot;
             let no_quorum = n - p.operators.len() < threshold;
             overlaps && (p.operators.contains(&operator) || no_quorum)
         })
+    }
+
+    /// A cut-off operator reports a duty missed, and hears the cluster's decision once the
+    /// partition heals and marshal catches it up: only a partition that heals too late for
+    /// that before the run ends excuses a "missed" the chain contradicts.
+    pub fn cut_off_to_the_end(&self, operator: usize, duty: &DutyId) -> bool {
+        self.cut_off_by(operator, duty)
+            .any(|p| p.heal_slot + LIVENESS_SLOTS >= self.slots)
     }
 
     /// An operator whose executor met INVALID for a finalized payload and stopped for good.
@@ -351,21 +368,14 @@ impl SimConfig {
             .any(|f| f.is_byzantine() && f.operator() == Some(operator))
     }
 
-    /// An operator that ran since genesis with nothing in its way: it must report what the
-    /// cluster did.
-    pub fn always_up(&self, operator: usize) -> bool {
+    /// An operator that ran since genesis, honest and with its executor running: it must report
+    /// what the cluster did. A crash or power cut is no excuse: a restarted runner learns from
+    /// its executor what blocks processed before the restart decided, and from marshal what was
+    /// decided while it was down.
+    pub fn owes_true_outcomes(&self, operator: usize) -> bool {
         !self.is_byzantine(operator)
             && !self.offline().any(|o| o.operator == operator)
-            && !self.crashes().any(|c| c.operator == operator)
             && !self.engine_stopped(operator)
-    }
-
-    /// A power cut restarts every runner: one whose clock is behind starts, after the restart,
-    /// duties of the slot before it that the cluster already finalized, and never sees their
-    /// decision again. Like a crashed operator's, its word on duties around the cut is excused.
-    pub fn around_power_cut(&self, duty: &DutyId) -> bool {
-        self.power_cut()
-            .is_some_and(|cut| duty.slot + DUTY_WINDOW >= cut.slot && duty.slot <= cut.restart_slot)
     }
 
     /// Whether the operator runs when the run ends: started at some point and not crashed for

@@ -9,7 +9,8 @@
 //!     (same config, same data dir) becomes ready, catches up and completes duties again;
 //! (c) garbage bytes on an operator's p2p port get the connection closed and nothing else;
 //! (d) no conflicting signature anywhere, and one finalized chain across every log;
-//! (e) SIGTERM stops every operator with exit status 0 within 30 s.
+//! (e) SIGTERM stops every operator with exit status 0, in about a slot (within 30 s for the
+//!     one whose performers misbehave).
 //!
 //! Throughout, operator [`UNRULY`] also supervises three AVS performers that misbehave (one
 //! floods its output, one exits in a loop, one freezes), and its duties must not suffer: the
@@ -84,18 +85,30 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
                         "operator {i}: its chain accepted no attestation yet"
                     ));
                 }
+                if now.aggregates_accepted <= was.aggregates_accepted {
+                    return Err(format!(
+                        "operator {i}: its chain accepted no aggregate since all were ready"
+                    ));
+                }
             }
             Ok(())
         },
     );
-    // A calm cluster fails no attestation and no proposal. (Aggregations are not checked: one
-    // whose slot's attestation data is decided after two thirds of the slot asks the beacon
-    // node before the attestations reach it, and is missed; see the run's log for
-    // "does not know attestations".)
-    for (i, snapshot) in cluster.snapshot_all().iter().enumerate() {
+    // A calm cluster fails no attestation and no proposal, and once every operator is ready,
+    // no aggregation either: an aggregator whose slot's attestation data is decided late asks
+    // its beacon node again until the attestations have reached it (before, it asked once and
+    // the whole cluster missed the aggregate).
+    for (i, (snapshot, was)) in cluster.snapshot_all().iter().zip(&before).enumerate() {
         if snapshot.failed_committee_or_proposer != 0 {
             cluster.fail(&format!(
                 "operator {i} failed COMMITTEE or PROPOSER duties in a calm cluster: {snapshot}"
+            ));
+        }
+        if snapshot.failed_aggregations != was.failed_aggregations {
+            cluster.fail(&format!(
+                "operator {i} failed {} AGGREGATOR or SYNC_COMMITTEE_CONTRIBUTION duties in a \
+                 calm cluster: {snapshot}",
+                snapshot.failed_aggregations - was.failed_aggregations
             ));
         }
     }
@@ -338,9 +351,15 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
         secs(started)
     );
 
-    // (e) SIGTERM: every operator exits 0 within 30 s.
+    // (e) SIGTERM: every operator exits 0 within 30 s (the stop timeout), and a whole-cluster
+    // stop takes about a slot, not the stop timeout: undecided duties are cancelled at once,
+    // decided ones get a slot for their signatures, the runtime's tasks up to 5 s to stop.
+    let stop_bound = SLOT * 2 + Duration::from_secs(5);
     for (i, status, took) in cluster.sigterm_all(Duration::from_secs(30)) {
         match status {
+            Some(status) if status.success() && took > stop_bound && i != UNRULY => cluster.fail(
+                &format!("operator {i} took {took:?} to stop after SIGTERM, over {stop_bound:?}"),
+            ),
             Some(status) if status.success() => {
                 eprintln!("  operator {i}: exited 0 {took:?} after SIGTERM")
             }
@@ -572,7 +591,11 @@ struct Snapshot {
     succeeded: u64,
     failed: u64,
     failed_committee_or_proposer: u64,
+    /// AGGREGATOR and SYNC_COMMITTEE_CONTRIBUTION duties failed or missed.
+    failed_aggregations: u64,
     attestations_accepted: u64,
+    aggregates_accepted: u64,
+    contributions_accepted: u64,
     rejected: u64,
     conflicts: u64,
 }
@@ -581,12 +604,15 @@ impl std::fmt::Display for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "finalized height {}, duties succeeded {} (COMMITTEE {}), failed or missed {}, attestations accepted {}, chain rejected {}, conflicts {}",
+            "finalized height {}, duties succeeded {} (COMMITTEE {}), failed or missed {} (aggregations {}), attestations accepted {}, aggregates {}, contributions {}, chain rejected {}, conflicts {}",
             self.finalized_height,
             self.succeeded,
             self.committee_succeeded,
             self.failed,
+            self.failed_aggregations,
             self.attestations_accepted,
+            self.aggregates_accepted,
+            self.contributions_accepted,
             self.rejected,
             self.conflicts
         )
@@ -869,7 +895,15 @@ impl Cluster {
                 .get(r#"operator_runner_duties_failed_total{role="COMMITTEE"}"#)
                 + metrics.get(r#"operator_runner_duties_failed_total{role="PROPOSER"}"#))
                 as u64,
+            failed_aggregations: (metrics
+                .get(r#"operator_runner_duties_failed_total{role="AGGREGATOR"}"#)
+                + metrics.get(
+                    r#"operator_runner_duties_failed_total{role="SYNC_COMMITTEE_CONTRIBUTION"}"#,
+                )) as u64,
             attestations_accepted: metrics.get(r#"devnet_chain_accepted{kind="attestation"}"#)
+                as u64,
+            aggregates_accepted: metrics.get(r#"devnet_chain_accepted{kind="aggregate"}"#) as u64,
+            contributions_accepted: metrics.get(r#"devnet_chain_accepted{kind="contribution"}"#)
                 as u64,
             rejected: metrics.sum("devnet_chain_rejected") as u64,
             conflicts: metrics.get("devnet_chain_conflicts") as u64,

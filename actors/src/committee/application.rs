@@ -18,7 +18,7 @@ use commonware_utils::ordered::{Quorum as _, Set};
 use futures::StreamExt;
 use std::time::SystemTime;
 use std::{collections::BTreeSet, sync::Arc};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// Most ancestors read to find duties already decided in unfinalized blocks of a slot.
 const MAX_ANCESTRY_WALK: usize = 64;
@@ -325,10 +325,21 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
                 }
             }
         }
-        self.executor.canonicalize_head(block.execution);
+        if let Err(stopped) = self.executor.canonicalize_head(block.execution) {
+            error!(
+                height = block.height,
+                %stopped,
+                "not voting for the block: the executor cannot follow it (the node is shutting \
+                 down)"
+            );
+            return false;
+        }
         #[cfg(feature = "test-hooks")]
-        if let Some(runner) = &mut self.decide_on_verify {
-            runner.finalized(block.height, block.slot, decisions).await;
+        if let Some(runner) = &mut self.decide_on_verify
+            && let Err(stopped) = runner.finalized(block.height, block.slot, decisions).await
+        {
+            error!(%stopped, "injected bug: the runner stopped; not voting for the block");
+            return false;
         }
         true
     }

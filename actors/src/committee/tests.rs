@@ -60,7 +60,8 @@ fn follower_refuses_values_it_can_prove_wrong() {
         let own = decision(0);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-            .await;
+            .await
+            .expect("actor running");
 
         // The leader's value may differ from ours (another head) and is still accepted.
         let mut other_head = decision(0);
@@ -110,7 +111,10 @@ fn follower_refuses_values_it_can_prove_wrong() {
         );
 
         // Once finalized, the same duty may not be decided again.
-        mailbox.finalized(Arc::new(vec![decision(0)])).await;
+        mailbox
+            .finalized(Arc::new(vec![decision(0)]))
+            .await
+            .expect("actor running");
         assert_eq!(
             mailbox.verify(0, Arc::new(vec![decision(0)])).await,
             Some(false)
@@ -143,7 +147,10 @@ fn follower_waits_for_a_duty_it_has_not_started_then_refuses() {
         let submit = async {
             context.sleep(Duration::from_secs(1)).await;
             let own = decision(0);
-            mailbox.submit(own.duty, own.value, checkpoint(0)).await;
+            mailbox
+                .submit(own.duty, own.value, checkpoint(0))
+                .await
+                .expect("actor running");
             futures::future::pending::<()>().await;
         };
         let verdict = select! {
@@ -184,7 +191,10 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
 
         // A duty expected in slot 1 whose value never comes: the empty block follows just
         // after its duty time (12 s + 4 s + 1 s), not earlier.
-        mailbox.expect(vec![decision(1).duty]).await;
+        mailbox
+            .expect(vec![decision(1).duty])
+            .await
+            .expect("actor running");
         let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
         assert!(batch.decisions.is_empty());
         let waited = elapsed(genesis);
@@ -198,7 +208,8 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
         let own = decision(1);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-            .await;
+            .await
+            .expect("actor running");
         let before = context.current();
         let batch = mailbox.propose(1, BTreeSet::new()).await.unwrap();
         assert_eq!(batch.slot, 1);
@@ -229,8 +240,12 @@ fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
         let earlier = decision(0);
         mailbox
             .submit(earlier.duty, earlier.value, checkpoint(0))
-            .await;
-        mailbox.expect(vec![decision(1).duty]).await;
+            .await
+            .expect("actor running");
+        mailbox
+            .expect(vec![decision(1).duty])
+            .await
+            .expect("actor running");
         context.sleep(Duration::from_secs(12)).await;
         let started = context.current();
         assert_eq!(
@@ -281,21 +296,25 @@ fn what_the_committee_holds_stays_bounded_over_many_epochs() {
             );
             duties
         };
-        mailbox.expect(schedule(0)).await;
+        mailbox.expect(schedule(0)).await.expect("actor running");
         let epochs = 6;
         for slot in 0..epochs * 32 {
             context.sleep_until(clock.slot_start(slot)).await;
             let epoch = slot / 32;
             if slot % 32 == 0 {
                 // As the scheduler does: the next epoch's duties, one epoch ahead.
-                mailbox.expect(schedule(epoch + 1)).await;
+                mailbox
+                    .expect(schedule(epoch + 1))
+                    .await
+                    .expect("actor running");
             }
             // This operator's values for the slot: the committee duty's is decided, the
             // proposer's never is.
             let own = decision(slot);
             mailbox
                 .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-                .await;
+                .await
+                .expect("actor running");
             let proposer = DutyId::validator(Role::Proposer, epoch, slot, slot % VALIDATORS);
             let root = Sha256::hash(&[b"block", &slot.to_le_bytes()]);
             let block = DecidedValue::Block(Box::new(BlockProposal::header_only(
@@ -308,8 +327,14 @@ fn what_the_committee_holds_stays_bounded_over_many_epochs() {
                 },
                 "devnet",
             )));
-            mailbox.submit(proposer, block, checkpoint(0)).await;
-            mailbox.finalized(Arc::new(vec![own])).await;
+            mailbox
+                .submit(proposer, block, checkpoint(0))
+                .await
+                .expect("actor running");
+            mailbox
+                .finalized(Arc::new(vec![own]))
+                .await
+                .expect("actor running");
             context.sleep(Duration::from_secs(1)).await;
             let memory = 4 * (VALIDATORS as i64 + 2 * 32);
             let checks = [
@@ -357,11 +382,12 @@ fn follower_checks_contributions_against_the_decided_head() {
             .subcommittee_size() as usize;
         context.sleep(Duration::from_secs(4)).await;
         let duty = DutyId::validator(Role::SyncCommitteeContribution, 0, 0, 5);
-        mailbox.expect(vec![duty]).await;
+        mailbox.expect(vec![duty]).await.expect("actor running");
         let own = decision(0);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-            .await;
+            .await
+            .expect("actor running");
 
         // Until the slot's head is decided here, a contribution cannot be checked.
         let pending = {
@@ -377,7 +403,10 @@ fn follower_checks_contributions_against_the_decided_head() {
             verdict = pending => Some(verdict),
         };
         assert_eq!(early, None, "answered before the slot's head was decided");
-        mailbox.finalized(Arc::new(vec![decision(0)])).await;
+        mailbox
+            .finalized(Arc::new(vec![decision(0)]))
+            .await
+            .expect("actor running");
         assert_eq!(
             mailbox
                 .verify(0, contributions(0, vec![contribution(0, 1, bits)]))
@@ -433,7 +462,8 @@ fn follower_refuses_a_block_of_a_slot_that_has_not_started() {
         let own = decision(0);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-            .await;
+            .await
+            .expect("actor running");
         // An empty block for slot 1, 8 s before slot 1 starts.
         assert_eq!(
             answer_within(&context, &mailbox, 1, vec![], Duration::from_millis(100)).await,
@@ -460,8 +490,12 @@ fn follower_refuses_at_once_a_duty_its_complete_schedule_lacks() {
         let own = decision(0);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-            .await;
-        mailbox.finalized(Arc::new(vec![own.clone()])).await;
+            .await
+            .expect("actor running");
+        mailbox
+            .finalized(Arc::new(vec![own.clone()]))
+            .await
+            .expect("actor running");
         let DecidedValue::Attestation(data) = own.value else {
             unreachable!("built as an attestation")
         };
@@ -487,7 +521,8 @@ fn follower_refuses_at_once_a_duty_its_complete_schedule_lacks() {
         );
         mailbox
             .expect_epoch(0, vec![DutyId::validator(Role::Aggregator, 0, 0, 7)])
-            .await;
+            .await
+            .expect("actor running");
         assert_eq!(
             answer_within(
                 &context,
@@ -512,12 +547,14 @@ fn follower_refuses_a_value_of_another_kind_than_the_role() {
         let own = decision(0);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-            .await;
+            .await
+            .expect("actor running");
         let aggregator = DutyId::validator(Role::Aggregator, 0, 0, 7);
         let proposer = DutyId::validator(Role::Proposer, 0, 0, 7);
         mailbox
             .expect(vec![aggregator.clone(), proposer.clone()])
-            .await;
+            .await
+            .expect("actor running");
         let DecidedValue::Attestation(data) = own.value.clone() else {
             unreachable!("built as an attestation")
         };
@@ -535,8 +572,12 @@ fn follower_refuses_a_value_of_another_kind_than_the_role() {
         let own = decision(1);
         mailbox
             .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
-            .await;
-        mailbox.finalized(Arc::new(vec![own.clone()])).await;
+            .await
+            .expect("actor running");
+        mailbox
+            .finalized(Arc::new(vec![own.clone()]))
+            .await
+            .expect("actor running");
         let DecidedValue::Attestation(data) = own.value else {
             unreachable!("built as an attestation")
         };
@@ -544,7 +585,10 @@ fn follower_refuses_a_value_of_another_kind_than_the_role() {
             duty: DutyId::validator(Role::Aggregator, 0, 1, 7),
             value: DecidedValue::Attestation(data),
         };
-        mailbox.expect(vec![wrong.duty.clone()]).await;
+        mailbox
+            .expect(vec![wrong.duty.clone()])
+            .await
+            .expect("actor running");
         assert_eq!(mailbox.verify(1, Arc::new(vec![wrong])).await, Some(false));
         // And the right kind for the same duty passes.
         let right = Decision {
@@ -586,8 +630,12 @@ fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
                 DecidedValue::Attestation(data(64, 0)),
                 checkpoint(0),
             )
-            .await;
-        mailbox.expect(vec![duty(65), duty(66)]).await;
+            .await
+            .expect("actor running");
+        mailbox
+            .expect(vec![duty(65), duty(66)])
+            .await
+            .expect("actor running");
         // Source == target: never.
         assert_eq!(
             answer_within(
@@ -626,7 +674,8 @@ fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
                     DecidedValue::Attestation(data(65, 1)),
                     checkpoint(0),
                 )
-                .await;
+                .await
+                .expect("actor running");
             futures::future::pending::<()>().await;
         };
         let verdict = select! {
@@ -653,7 +702,8 @@ fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
                 DecidedValue::Attestation(data3(1)),
                 checkpoint(0),
             )
-            .await;
+            .await
+            .expect("actor running");
         let newer = Decision {
             duty: duty3,
             value: DecidedValue::Attestation(data3(2)),

@@ -69,12 +69,16 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
     }
 
     async fn run(mut self) {
+        // The operator's tasks run until the node stops (one that ends stops the node), so a
+        // checker with nothing to check idles instead of returning.
         let Some(mut epoch) = self.guard.first_checked_epoch() else {
+            futures::future::pending::<()>().await;
             return;
         };
         let watched = self.guard.watched();
         self.export(self.guard.counts());
         if watched.is_empty() {
+            futures::future::pending::<()>().await;
             return;
         }
         info!(

@@ -266,6 +266,10 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 return;
             }
         }
+        if let Err(stopped) = self.recall_processed().await {
+            error!(%stopped, "cannot tell the runner what was decided before this start; the executor stops and the node shuts down");
+            return;
+        }
         let mut deferred = match self.backfill().await {
             Ok(deferred) => deferred,
             Err(reason) => {

@@ -8,7 +8,7 @@ use cohort_engine::{
 };
 use cohort_ingress::{SlotClock, committee, executor::Mailbox, runner};
 use cohort_marshal::Block;
-use commonware_runtime::{Clock, Runner as _, Supervisor as _, deterministic};
+use commonware_runtime::{Clock, Runner as _, Spawner as _, Supervisor as _, deterministic};
 use commonware_utils::channel::mpsc;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -52,9 +52,16 @@ fn start<X: ExecutionEngine>(
     commonware_runtime::Handle<()>,
 ) {
     let clock = SlotClock::mainnet(context.current() + Duration::from_secs(12));
-    // Nothing under test reads what the runner and committee are told.
-    let (runner_sender, _) = mpsc::channel(1024);
-    let (committee_sender, _) = mpsc::channel(1024);
+    // Nothing under test reads what the runner and committee are told, but they must be
+    // running: a send to a stopped actor stops the executor.
+    let (runner_sender, mut runner_inbox) = mpsc::channel::<runner::Message>(1024);
+    let (committee_sender, mut committee_inbox) = mpsc::channel::<committee::Message>(1024);
+    context
+        .child("runner")
+        .spawn(move |_| async move { while runner_inbox.recv().await.is_some() {} });
+    context
+        .child("committee")
+        .spawn(move |_| async move { while committee_inbox.recv().await.is_some() {} });
     let (observer, observed) = mpsc::unbounded_channel();
     let (actor, mailbox) = init(
         context.child("executor"),
@@ -100,7 +107,7 @@ fn a_pre_build_is_used_while_the_head_holds_and_a_slot_never_gets_two_payloads()
             start(&context, engine.clone(), None, Blocks(BTreeMap::new()));
 
         // Pre-built on genesis, asked for on genesis: the pre-built payload is used.
-        mailbox.prebuild(0);
+        mailbox.prebuild(0).expect("executor running");
         let first = mailbox
             .canonicalize_and_build(0, genesis())
             .await
@@ -118,8 +125,10 @@ fn a_pre_build_is_used_while_the_head_holds_and_a_slot_never_gets_two_payloads()
 
         // Pre-built for slot 1 on genesis, then the head moves to slot 0's payload: the
         // leader of slot 1 builds again on the new head.
-        mailbox.prebuild(1);
-        mailbox.canonicalize_head(tip(&first));
+        mailbox.prebuild(1).expect("executor running");
+        mailbox
+            .canonicalize_head(tip(&first))
+            .expect("executor running");
         let second = mailbox
             .canonicalize_and_build(1, tip(&first))
             .await

@@ -33,10 +33,15 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// How many slots after its own a decided duty may still collect post-consensus partials.
 pub const POST_CONSENSUS_SLOTS: u64 = 2;
+
+/// How many slots a duty reported missed is remembered, to report the cluster's decision if it
+/// arrives later: as long as the committee remembers decided duties, and longer than a
+/// partition the cluster is expected to heal from.
+pub const MISSED_MEMORY_SLOTS: u64 = 64;
 
 /// What a duty waits for from the outside world.
 pub(super) enum Work {
@@ -45,6 +50,8 @@ pub(super) enum Work {
     /// An aggregator's (or sync committee aggregator's) two-thirds mark: time to ask for the
     /// aggregate (or contributions).
     AggregateDue(DutyId),
+    /// An aggregation whose beacon-node answer had no usable value is due to ask again.
+    AggregateRetry(DutyId),
     /// A submission of `usize` objects of one kind to the duty sink finished.
     Submitted(DutyId, Object, usize, Result<(), SinkError>),
 }
@@ -110,10 +117,19 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     /// Duties finalized before this runner started them, with their value; kept for the
     /// block-age window.
     pub(super) finalized_early: BTreeMap<DutyId, DecidedValue>,
+    /// Duties decided in blocks this operator processed before it restarted (see
+    /// [`Message::Recalled`]); kept for the block-age window, like `finalized_early`.
+    pub(super) recalled: BTreeMap<DutyId, u64>,
+    /// Duties this runner reported missed, kept [`MISSED_MEMORY_SLOTS`] so a decision that
+    /// reaches it late (after a partition, while catching up) is reported as the final outcome.
+    pub(super) missed: std::collections::BTreeSet<DutyId>,
     /// The attestation data the cluster decided per slot: what aggregators aggregate.
     pub(super) decided_data: BTreeMap<u64, AttestationData>,
     /// Beacon-node and duty-sink calls and aggregation timers outstanding.
     pub(super) calls: FuturesUnordered<BoxFuture<'static, Work>>,
+    /// Set once the node is stopping: when the decided duties still running give up on their
+    /// post-consensus quorum (see [`Actor::drain`](super::duty)).
+    pub(super) draining: Option<std::time::SystemTime>,
 
     pub(super) metrics: Metrics,
 }
@@ -170,8 +186,11 @@ where
             waiting: BTreeMap::new(),
             quorum: Quorum::new(threshold),
             finalized_early: BTreeMap::new(),
+            missed: BTreeSet::new(),
+            recalled: BTreeMap::new(),
             decided_data: BTreeMap::new(),
             calls: FuturesUnordered::new(),
+            draining: None,
             metrics,
         }
     }
@@ -248,8 +267,15 @@ where
                     }
                 },
                 done = next_call => {
-                    if let Some(done) = done {
-                        self.on_work(done).await;
+                    if let Some(done) = done
+                        && let Err(stopped) = self.on_work(done).await
+                    {
+                        error!(
+                            %stopped,
+                            "cannot hand a duty's value on for agreement; the runner stops and \
+                             the node shuts down"
+                        );
+                        return;
                     }
                 },
                 _ = expire => self.expire(),
@@ -270,7 +296,10 @@ where
         let _ = held.running.try_set(self.running.len());
         let _ = held.waiting.try_set(self.waiting.len());
         let _ = held.quorum.try_set(self.quorum.keys());
-        let _ = held.finalized_early.try_set(self.finalized_early.len());
+        let _ = held
+            .finalized_early
+            .try_set(self.finalized_early.len() + self.recalled.len());
+        let _ = held.missed.try_set(self.missed.len());
         let _ = held.decided_data.try_set(self.decided_data.len());
         let _ = held.step.try_set(step.len());
         let _ = held.calls.try_set(self.calls.len());
@@ -284,20 +313,31 @@ where
                 block_slot,
                 decisions,
             } => self.on_finalized(height, block_slot, &decisions, step),
+            Message::Recalled {
+                height,
+                block_slot,
+                decisions,
+            } => self.on_recalled(height, block_slot, &decisions),
             Message::InFlight { response } => {
+                let _ = response.send(self.running.len());
+            }
+            Message::Drain { response } => {
+                self.drain();
                 let _ = response.send(self.running.len());
             }
         }
     }
 
-    async fn on_work(&mut self, done: Work) {
+    async fn on_work(&mut self, done: Work) -> Result<(), cohort_ingress::Stopped> {
         match done {
-            Work::Value(id, result) => self.on_value(id, result).await,
+            Work::Value(id, result) => return self.on_value(id, result).await,
             Work::AggregateDue(id) => self.on_aggregate_due(&id),
+            Work::AggregateRetry(id) => self.on_aggregate_retry(&id),
             Work::Submitted(id, object, count, result) => {
                 self.on_submitted(id, object, count, result)
             }
         }
+        Ok(())
     }
 
     /// Everything this handling step made due: pre-consensus partials, value fetches,

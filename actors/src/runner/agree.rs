@@ -7,7 +7,7 @@ use super::{
     duty::{Phase, span},
 };
 use cohort_ingress::{
-    Checkpoint, DecidedValue, Decision, DutyId, DutySink, DutySource, Role, SourceError,
+    Checkpoint, DecidedValue, Decision, DutyId, DutySink, DutySource, Role, SourceError, Stopped,
     runner::DutyEvent,
 };
 use commonware_cryptography::PublicKey;
@@ -28,24 +28,36 @@ where
         &mut self,
         id: DutyId,
         result: Result<(DecidedValue, Checkpoint), SourceError>,
-    ) {
+    ) -> Result<(), Stopped> {
         let Some(running) = self.running.get(&id) else {
-            return; // Ended meanwhile.
+            return Ok(()); // Ended meanwhile.
         };
         if running.phase.is_decided() {
-            return; // Another operator's value won already.
+            return Ok(()); // Another operator's value won already.
         }
         match result {
             Ok((value, finalized)) => {
                 debug!(parent: &span(&id), "submitting the duty's value for agreement");
-                self.committee.submit(id, value, finalized).await;
+                self.committee.submit(id, value, finalized).await?;
             }
-            Err(err) => warn!(
-                parent: &span(&id),
-                %err,
-                "could not fetch the duty's value; the duty waits for another operator's value"
-            ),
+            Err(err) => {
+                if self.retry_aggregation(&id) {
+                    info!(
+                        parent: &span(&id),
+                        %err,
+                        "beacon node has no usable value for the aggregation yet; asking again"
+                    );
+                } else {
+                    warn!(
+                        parent: &span(&id),
+                        %err,
+                        "could not fetch the duty's value; the duty waits for another operator's \
+                         value"
+                    );
+                }
+            }
         }
+        Ok(())
     }
 
     /// A cluster block was finalized: its decisions are final and may be signed. A decision
@@ -79,6 +91,25 @@ where
                 );
             }
             let Some(running) = self.running.get_mut(&decision.duty) else {
+                if self.missed.remove(&decision.duty) {
+                    // Reported missed: its window closed before this block reached this
+                    // operator. The final word is the cluster's.
+                    self.metrics.decided_after_missed.inc();
+                    info!(
+                        parent: &span(&decision.duty),
+                        height,
+                        "duty reported missed was decided by the cluster after all; this \
+                         operator did not sign it, the others did"
+                    );
+                    emit(
+                        &self.events,
+                        DutyEvent::DecidedAfterMissed {
+                            duty: decision.duty.clone(),
+                            height,
+                        },
+                    );
+                    continue;
+                }
                 self.finalized_early
                     .insert(decision.duty.clone(), decision.value.clone());
                 continue;

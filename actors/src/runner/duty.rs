@@ -7,7 +7,8 @@ use super::{
     metrics::RoleLabel,
 };
 use cohort_ingress::{
-    DecidedValue, Duty, DutyId, DutySink, DutySource, DutyTarget, Role, SyncCommitteeSpec,
+    DecidedValue, Decision, Duty, DutyId, DutySink, DutySource, DutyTarget, Role,
+    SyncCommitteeSpec,
     committee::MAX_BLOCK_AGE_SLOTS,
     keys::{self, Signature},
     runner::{DutyEvent, Outcome},
@@ -116,7 +117,12 @@ pub(super) enum Aggregation {
     NotDue,
     /// Two thirds of the slot passed; waits for the slot's decided attestation data.
     Due,
-    Requested,
+    /// Asked the beacon node (`attempt` counts from 0); an answer without a usable value
+    /// is asked again after a backoff until the role's fetch deadline
+    /// ([`super::fetch::aggregation_deadline`]).
+    Requested {
+        attempt: u32,
+    },
 }
 
 /// The span every log line about a duty carries: SSV's `duty_id`, `runner_role` and `slot`.
@@ -138,6 +144,10 @@ where
     pub(super) fn on_start(&mut self, duty: Duty, step: &mut Step) {
         let id = duty.id.clone();
         let span = span(&id);
+        if self.draining.is_some() {
+            info!(parent: &span, "node stopping: not starting the duty");
+            return;
+        }
         if self.running.contains_key(&id) {
             debug!(parent: &span, "duty already running; ignoring the second start");
             return;
@@ -152,6 +162,10 @@ where
             && subcommittees(&duty, &self.clock.sync_committee).is_empty()
         {
             warn!(parent: &span, "contribution duty without a sync committee position; ignoring the duty");
+            return;
+        }
+        if let Some(height) = self.recalled.remove(&id) {
+            self.end_recalled(&id, height);
             return;
         }
         let now = self.context.current();
@@ -219,12 +233,67 @@ where
         }
     }
 
+    /// Decisions of a block processed before this operator restarted (see
+    /// [`cohort_ingress::runner::Message::Recalled`]): a duty among them ends as decided, now
+    /// if it already started, when it starts otherwise.
+    pub(super) fn on_recalled(&mut self, height: u64, block_slot: u64, decisions: &[Decision]) {
+        let now = self.context.current();
+        self.forget_old(self.clock.current_slot(now));
+        for decision in decisions {
+            if decision.duty.slot != block_slot {
+                continue;
+            }
+            if let DecidedValue::Attestation(data) = &decision.value {
+                self.decided_data.insert(block_slot, *data);
+            }
+            match self.running.get(&decision.duty) {
+                Some(running) if !running.phase.is_decided() => {
+                    self.end_recalled(&decision.duty.clone(), height)
+                }
+                Some(_) => {}
+                None if decision.duty.slot + 1 + MAX_BLOCK_AGE_SLOTS
+                    >= self.clock.current_slot(now) =>
+                {
+                    self.recalled.insert(decision.duty.clone(), height);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Ends a recalled duty (started or starting now): reported decided, then finished.
+    fn end_recalled(&mut self, id: &DutyId, height: u64) {
+        if !self.running.contains_key(id) {
+            self.metrics
+                .started
+                .get_or_create(&RoleLabel::of(id.role))
+                .inc();
+            self.emit(DutyEvent::Started {
+                duty: id.clone(),
+                at: self.context.current(),
+            });
+        }
+        debug!(parent: &span(id), height, "decided before this operator restarted");
+        self.emit(DutyEvent::Decided {
+            duty: id.clone(),
+            latency: Duration::ZERO,
+        });
+        self.running.remove(id);
+        self.waiting.retain(|_, (waiting, _)| waiting != id);
+        self.report_finished(id, Outcome::DecidedBeforeRestart);
+    }
+
     /// Ends a duty: logs the SSV closing line, counts it, reports it.
     pub(super) fn finish(&mut self, id: &DutyId, outcome: Outcome) {
         if self.running.remove(id).is_none() {
             return;
         }
         self.waiting.retain(|_, (waiting, _)| waiting != id);
+        self.report_finished(id, outcome);
+    }
+
+    /// The closing line, counter and event of a duty that ended with `outcome`.
+    fn report_finished(&mut self, id: &DutyId, outcome: Outcome) {
         let label = RoleLabel::of(id.role);
         let span = span(id);
         match &outcome {
@@ -242,6 +311,22 @@ where
             Outcome::Failed { reason } => {
                 self.metrics.failed.get_or_create(&label).inc();
                 warn!(parent: &span, reason, "finished duty processing (failed)");
+            }
+            Outcome::DecidedBeforeRestart => {
+                self.metrics.before_restart.get_or_create(&label).inc();
+                info!(
+                    parent: &span,
+                    "duty decided in a block processed before this operator restarted; its \
+                     previous run took its part, nothing is run again"
+                );
+            }
+            Outcome::Cancelled => {
+                self.metrics.cancelled.get_or_create(&label).inc();
+                info!(
+                    parent: &span,
+                    "node stopping before the cluster decided the duty: cancelled here; the \
+                     operators still running decide and sign it"
+                );
             }
         }
         self.emit(DutyEvent::Finished {
@@ -265,14 +350,51 @@ where
         } else {
             0
         };
-        self.clock
-            .slot_start(id.slot + 1 + MAX_BLOCK_AGE_SLOTS + extra)
+        let deadline = self
+            .clock
+            .slot_start(id.slot + 1 + MAX_BLOCK_AGE_SLOTS + extra);
+        match self.draining {
+            Some(stop) => deadline.min(stop),
+            None => deadline,
+        }
+    }
+
+    /// The node is stopping. A duty the cluster has not decided is cancelled at once: in a
+    /// whole-cluster stop the operators leave one by one, and once fewer than a quorum are
+    /// left, nothing more is decided, so waiting for it would hold the stop for the duty's
+    /// whole block-age window (three slots, more than the stop timeout at 12 s slots). A
+    /// decided duty's partials are out or due now; it keeps about a slot for its quorum (peers
+    /// that are stopping sign what they saw decided too). Later starts are refused.
+    pub(super) fn drain(&mut self) {
+        if self.draining.is_some() {
+            return;
+        }
+        let now = self.context.current();
+        self.draining = Some(now + self.clock.slot_duration);
+        let undecided: Vec<DutyId> = self
+            .running
+            .iter()
+            .filter(|(_, running)| !running.phase.is_decided())
+            .map(|(id, _)| id.clone())
+            .collect();
+        info!(
+            cancelled = undecided.len(),
+            decided = self.running.len() - undecided.len(),
+            "node stopping: cancelling duties not decided yet; decided ones get a slot to finish"
+        );
+        for id in undecided {
+            self.finish(&id, Outcome::Cancelled);
+        }
     }
 
     /// Duties, values and partials no future decision or quorum depends on.
     pub(super) fn forget_old(&mut self, slot: u64) {
         self.finalized_early
             .retain(|id, _| id.slot + 1 + MAX_BLOCK_AGE_SLOTS >= slot);
+        self.recalled
+            .retain(|id, _| id.slot + 1 + MAX_BLOCK_AGE_SLOTS >= slot);
+        let remembered = DutyId::first_of_slot(slot.saturating_sub(super::MISSED_MEMORY_SLOTS));
+        self.missed = self.missed.split_off(&remembered);
         let keep = slot.saturating_sub(MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS + 1);
         self.decided_data = self.decided_data.split_off(&keep);
         self.quorum.prune(keep);
@@ -305,8 +427,10 @@ where
                     .inc();
                 warn!(
                     parent: &span(&id),
-                    "duty missed: no block of its slot can be finalized any more"
+                    "duty missed: no block of its slot can be finalized any more (a decision \
+                     that reaches this operator later is reported then)"
                 );
+                self.missed.insert(id.clone());
                 self.emit(DutyEvent::Missed { duty: id });
                 continue;
             }
@@ -318,6 +442,11 @@ where
                 } if submitted > 0 => Outcome::Partial {
                     submitted,
                     expected,
+                },
+                _ if self.draining.is_some_and(|stop| stop <= now) => Outcome::Failed {
+                    reason: "node stopping: no quorum of valid post-consensus partial \
+                             signatures within a slot of the stop"
+                        .into(),
                 },
                 _ => Outcome::Failed {
                     reason: "no quorum of valid post-consensus partial signatures in time".into(),

@@ -2,20 +2,23 @@
 //! proposer's block once its RANDAO reveal is reconstructed, an aggregator's aggregate and a
 //! sync committee aggregator's contributions at two thirds of its slot. Each call is bounded
 //! by the fetch timeout and comes back as [`Work::Value`], which [`agree`](super::agree) hands
-//! to the committee.
+//! to the committee. An aggregation the beacon node cannot serve yet is asked again with a
+//! backoff until its role's deadline ([`aggregation_deadline`]).
 
 use super::{
     actor::{Actor, Work},
-    duty::{Aggregation, Phase},
+    duty::{Aggregation, Phase, span},
 };
 use cohort_ingress::{
-    AttestationData, DecidedValue, DutyId, DutySink, DutySource, Role, Root, SourceError,
-    keys::Signature,
+    AttestationData, DecidedValue, DutyId, DutySink, DutySource, Role, Root, SlotClock,
+    SourceError, keys::Signature,
 };
 use commonware_cryptography::PublicKey;
 use commonware_macros::select;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use futures::future::BoxFuture;
+use std::time::{Duration, SystemTime};
+use tracing::debug;
 
 impl<E, S, K, P> Actor<E, S, K, P>
 where
@@ -171,6 +174,12 @@ where
     /// contributions) once two thirds of the slot passed and the cluster decided the slot's
     /// attestation data (unless it already decided the value).
     pub(super) fn request_aggregate(&mut self, id: &DutyId) {
+        self.ask_for_aggregate(id, Aggregation::Due, 0);
+    }
+
+    /// Asks the beacon node for the aggregate (or contributions) of an aggregation in phase
+    /// `from`, as attempt `attempt`.
+    fn ask_for_aggregate(&mut self, id: &DutyId, from: Aggregation, attempt: u32) {
         let Some(vote) = self.decided_data.get(&id.slot).copied() else {
             return;
         };
@@ -188,15 +197,81 @@ where
         let Phase::Agreement { aggregate, .. } = &mut running.phase else {
             return;
         };
-        if *aggregate != Aggregation::Due {
+        if *aggregate != from {
             return;
         }
-        *aggregate = Aggregation::Requested;
+        *aggregate = Aggregation::Requested { attempt };
         if id.role == Role::SyncCommitteeContribution {
             let selected = running.selected(&self.clock.sync_committee);
             self.fetch_contributions(id.clone(), selected, data.beacon_block_root);
         } else {
             self.fetch_aggregate(id.clone(), data);
         }
+    }
+
+    /// The beacon node had no usable aggregate (or contribution) for a requested aggregation:
+    /// its attestations may reach the node moments after the cluster decided the slot's data,
+    /// so it is asked again after a backoff, as long as another attempt can start before the
+    /// role's deadline. Returns whether a retry is scheduled.
+    pub(super) fn retry_aggregation(&mut self, id: &DutyId) -> bool {
+        let Some(Phase::Agreement {
+            aggregate: Aggregation::Requested { attempt },
+            ..
+        }) = self.running.get(id).map(|running| &running.phase)
+        else {
+            return false;
+        };
+        let delay = aggregation_backoff(&self.clock, *attempt);
+        let at = self.context.current() + delay;
+        if at >= aggregation_deadline(&self.clock, id) {
+            return false;
+        }
+        self.metrics.aggregation_retries.inc();
+        let sleep = self.context.sleep_until(at);
+        let id = id.clone();
+        self.calls.push(Box::pin(async move {
+            sleep.await;
+            Work::AggregateRetry(id)
+        }));
+        true
+    }
+
+    pub(super) fn on_aggregate_retry(&mut self, id: &DutyId) {
+        let Some(Phase::Agreement {
+            aggregate: Aggregation::Requested { attempt },
+            ..
+        }) = self.running.get(id).map(|running| &running.phase)
+        else {
+            return; // Decided or ended meanwhile.
+        };
+        let attempt = *attempt;
+        debug!(parent: &span(id), attempt = attempt + 1, "asking the beacon node again");
+        self.ask_for_aggregate(id, Aggregation::Requested { attempt }, attempt + 1);
+    }
+}
+
+/// The first wait before an aggregation is asked again: about how long an attestation takes
+/// from its submission to a beacon node's aggregation pool.
+const AGGREGATION_FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The wait before attempt `attempt + 1`: doubling from [`AGGREGATION_FIRST_BACKOFF`], capped
+/// at a quarter of a slot interval (1 s with 12 s slots), so a late pool is seen soon and a
+/// silent node is not asked more than a few times a second.
+pub(super) fn aggregation_backoff(clock: &SlotClock, attempt: u32) -> Duration {
+    let cap = clock.interval_duration() / 4;
+    AGGREGATION_FIRST_BACKOFF
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(cap.max(AGGREGATION_FIRST_BACKOFF))
+}
+
+/// The last moment an aggregation may ask the beacon node again. A contribution is published
+/// only in its own slot, so not past its end. An aggregate stays useful after its slot, but its
+/// value must be decided in a cluster block of its slot, which the next slot's first block (its
+/// attestation data, due at one third of it) ends.
+pub(super) fn aggregation_deadline(clock: &SlotClock, id: &DutyId) -> SystemTime {
+    if id.role == Role::SyncCommitteeContribution {
+        clock.slot_start(id.slot + 1)
+    } else {
+        clock.interval_start(id.slot + 1, 1)
     }
 }

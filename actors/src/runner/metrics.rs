@@ -60,6 +60,8 @@ pub(super) struct Metrics {
     pub(super) started: Registered<Family<RoleLabel, Counter>>,
     pub(super) succeeded: Registered<Family<RoleLabel, Counter>>,
     pub(super) failed: Registered<Family<RoleLabel, Counter>>,
+    pub(super) cancelled: Registered<Family<RoleLabel, Counter>>,
+    pub(super) before_restart: Registered<Family<RoleLabel, Counter>>,
     pub(super) submitted: Registered<Family<KindLabel, Counter>>,
     pub(super) submissions_failed: Registered<Family<KindLabel, Counter>>,
     pub(super) partials_received: Registered<Family<SenderLabel, Counter>>,
@@ -68,6 +70,8 @@ pub(super) struct Metrics {
     pub(super) slashing_refusals: Registered<Counter>,
     pub(super) decided: Registered<Counter>,
     pub(super) missed: Registered<Counter>,
+    pub(super) aggregation_retries: Registered<Counter>,
+    pub(super) decided_after_missed: Registered<Counter>,
     pub(super) decide_latency: Registered<Histogram>,
     pub(super) reconstruction_time: Registered<Histogram>,
     pub(super) submission_delay: Registered<Histogram>,
@@ -94,6 +98,15 @@ impl Metrics {
             failed: by_role(
                 "duties_failed",
                 "duties missed or ended with objects not submitted, by role",
+            ),
+            before_restart: by_role(
+                "duties_decided_before_restart",
+                "duties started after a restart that a block processed before it had decided \
+                 (not run again), by role",
+            ),
+            cancelled: by_role(
+                "duties_cancelled",
+                "duties the node stopped before the cluster decided them, by role",
             ),
             submitted: context.register(
                 "objects_submitted",
@@ -129,6 +142,16 @@ impl Metrics {
                 "duties_missed",
                 "duties whose slot ended before a finalized decision",
             ),
+            decided_after_missed: counter(
+                "duties_decided_after_missed",
+                "duties reported missed that a finalized block reaching this operator later \
+                 decided after all (this operator did not sign them)",
+            ),
+            aggregation_retries: counter(
+                "aggregation_retries",
+                "aggregate or contribution requests asked again because the beacon node had \
+                 nothing usable yet",
+            ),
             decide_latency: context.register(
                 "decide_latency_seconds",
                 "time from duty start to finalized decision",
@@ -156,6 +179,7 @@ pub(super) struct Held {
     pub(super) waiting: Registered<Gauge>,
     pub(super) quorum: Registered<Gauge>,
     pub(super) finalized_early: Registered<Gauge>,
+    pub(super) missed: Registered<Gauge>,
     pub(super) decided_data: Registered<Gauge>,
     pub(super) step: Registered<Gauge>,
     pub(super) calls: Registered<Gauge>,
@@ -187,6 +211,11 @@ impl Held {
                 "decisions finalized before this runner started their duty; only duties of \
                  slots from 1 + MAX_BLOCK_AGE_SLOTS back (their blocks may still be finalized) to \
                  the next one",
+            ),
+            missed: gauge(
+                "missed_duties_held",
+                "duties reported missed, remembered to report a decision that arrives late; \
+                 only duties of the last MISSED_MEMORY_SLOTS slots",
             ),
             decided_data: gauge(
                 "decided_data_held",

@@ -47,7 +47,7 @@ pub mod slashing;
 mod submit;
 #[cfg(test)]
 mod tests;
-pub use actor::{Actor, POST_CONSENSUS_SLOTS};
+pub use actor::{Actor, MISSED_MEMORY_SLOTS, POST_CONSENSUS_SLOTS};
 
 use cohort_ingress::{
     DutySink, DutySource, SlotClock, committee,

@@ -28,8 +28,12 @@ const VALIDATORS: u64 = 2;
 const WINDOW: u64 = 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS;
 
 /// A beacon node that never answers: duties wait for a value that never comes and end missed.
-#[derive(Clone)]
-struct Silent;
+/// Only its aggregation pool can be filled, by the test, at a moment of its choosing: until then
+/// it answers as a node whose attestations have not arrived.
+#[derive(Clone, Default)]
+struct Silent {
+    aggregates: Arc<std::sync::Mutex<Vec<Aggregate>>>,
+}
 
 fn unavailable() -> SourceError {
     SourceError::Unavailable("silent beacon node".into())
@@ -46,7 +50,11 @@ impl DutySource for Silent {
         Err(unavailable())
     }
     async fn finalized_checkpoint(&self) -> Result<Checkpoint, SourceError> {
-        Err(unavailable())
+        // Asked only after another call succeeded (the value's checkpoint).
+        Ok(Checkpoint {
+            epoch: 0,
+            root: Digest([0; 32]),
+        })
     }
     async fn block_proposal(
         &self,
@@ -59,8 +67,14 @@ impl DutySource for Silent {
     fn check_proposal(&self, _: &BlockProposal) -> Result<(), String> {
         Ok(())
     }
-    async fn aggregate_attestation(&self, _: AttestationData) -> Result<Aggregate, SourceError> {
-        Err(unavailable())
+    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+        let pool = self.aggregates.lock().expect("pool lock");
+        pool.iter()
+            .find(|aggregate| aggregate.data == data)
+            .cloned()
+            .ok_or(SourceError::NotYet {
+                what: "attestations to aggregate",
+            })
     }
     async fn sync_duties(&self, _: u64) -> Result<Vec<SyncDuty>, SourceError> {
         Err(unavailable())
@@ -105,8 +119,10 @@ struct Harness {
     /// A peer's half of the partial-signature channel, and the runner's key to address it.
     peer: simulated::Sender<ed25519::PublicKey, deterministic::Context>,
     honest: ed25519::PublicKey,
-    /// What the committee is handed; kept so the runner's sends do not fail.
-    _committee: mpsc::Receiver<committee::Message>,
+    /// What the committee is handed (kept so the runner's sends do not fail).
+    committee: mpsc::Receiver<committee::Message>,
+    /// The runner's beacon node, whose aggregation pool a test fills.
+    beacon: Silent,
     /// A valid signature to send under any root: well-formed junk.
     junk: Signature,
     /// Operator 2's half of the channel (a second peer, for a quorum with operator 1).
@@ -240,12 +256,13 @@ async fn start_with(
 
     let clock = SlotClock::mainnet(context.current());
     let (committee_sender, committee_receiver) = mpsc::channel(1024);
+    let beacon = Silent::default();
     let (actor, runner) = init(
         context.child("runner"),
         Config {
             clock,
-            source: Silent,
-            sink: Silent,
+            source: beacon.clone(),
+            sink: beacon.clone(),
             committee: committee::Mailbox::new(committee_sender),
             operators,
             shares: Arc::new(shares),
@@ -266,7 +283,8 @@ async fn start_with(
         runner,
         peer,
         honest,
-        _committee: committee_receiver,
+        committee: committee_receiver,
+        beacon,
         junk,
         second,
         third,
@@ -363,7 +381,8 @@ fn duties_that_never_decide_end_and_their_state_goes() {
                     attesters: Vec::new(),
                     sync: Vec::new(),
                 })
-                .await;
+                .await
+                .expect("actor running");
             for attester in &attesters {
                 harness
                     .runner
@@ -377,7 +396,8 @@ fn duties_that_never_decide_end_and_their_state_goes() {
                         attesters: vec![*attester],
                         sync: Vec::new(),
                     })
-                    .await;
+                    .await
+                    .expect("actor running");
             }
             harness
                 .runner
@@ -386,7 +406,8 @@ fn duties_that_never_decide_end_and_their_state_goes() {
                     attesters,
                     sync: Vec::new(),
                 })
-                .await;
+                .await
+                .expect("actor running");
             context.sleep(Duration::from_secs(6)).await;
             let running = held(&context, "running_duties_held");
             assert!(
@@ -505,7 +526,8 @@ fn an_aggregate_decided_before_the_selection_proof_is_not_signed_unless_selected
                 attesters: vec![attester],
                 sync: Vec::new(),
             })
-            .await;
+            .await
+            .expect("actor running");
         // The cluster decides an aggregate for it before the proof's quorum forms.
         let data = AttestationData {
             slot,
@@ -535,7 +557,8 @@ fn an_aggregate_decided_before_the_selection_proof_is_not_signed_unless_selected
                     value: aggregate,
                 }]),
             )
-            .await;
+            .await
+            .expect("actor running");
         context.sleep(Duration::from_millis(50)).await;
         // Now operators 1 and 2's selection-proof partials complete the quorum.
         let root = cohort_ingress::signing::compute_signing_root(
@@ -584,6 +607,444 @@ fn an_aggregate_decided_before_the_selection_proof_is_not_signed_unless_selected
     });
 }
 
+/// Operators 1 and 2's selection-proof partials for `validator` in `slot`: with this runner's
+/// own, a quorum.
+fn send_selection_proofs(harness: &mut Harness, slot: u64, validator: u64) {
+    let fork = ForkInfo::devnet();
+    let root = cohort_ingress::signing::compute_signing_root(
+        cohort_ingress::signing::slot_root(slot),
+        fork.domain(cohort_ingress::signing::DOMAIN_SELECTION_PROOF),
+    );
+    for (shares, sender) in harness
+        .peer_shares
+        .iter()
+        .zip([&mut harness.peer, &mut harness.second])
+    {
+        let message = PartialSignatures {
+            slot,
+            phase: Phase::PreConsensus,
+            signatures: vec![PartialSignature {
+                validator_index: validator,
+                signing_root: Digest(root),
+                signature: keys::sign_partial(&shares[&validator].share, &root).value,
+            }],
+        };
+        let _ = sender.send(
+            Recipients::One(harness.honest.clone()),
+            message.encode(),
+            false,
+        );
+    }
+}
+
+/// Issue 19, item 1: the cluster decides a slot's attestation data after two thirds of the slot,
+/// so an aggregator asks its beacon node for the aggregate just before the attestations reach
+/// it. The runner asks again, with a backoff, until the role's deadline, and hands the aggregate
+/// to the committee once the node has it. Before, it asked once, and every operator of the
+/// cluster missed the aggregation the same way. A node that never gets the attestations is asked
+/// a bounded number of times, never past the deadline.
+#[test]
+fn an_aggregate_the_beacon_node_lacks_at_first_is_asked_for_again() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("valid committee");
+        // Slot 3: the attestations reach the beacon node 50 ms after the runner first asks.
+        // Slot 5: they never do.
+        let mut submitted = Vec::new();
+        let mut retries = Vec::new();
+        for (slot, arrive) in [(3, true), (5, false)] {
+            let epoch = harness.clock.epoch_of(slot);
+            let validator = 0;
+            context
+                .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(10))
+                .await;
+            // A committee of one selects its member.
+            let id = DutyId::validator(Role::Aggregator, epoch, slot, validator);
+            harness
+                .runner
+                .start_duty(Duty {
+                    id: id.clone(),
+                    attesters: vec![AttesterDuty {
+                        slot,
+                        validator_index: validator,
+                        committee_index: 0,
+                        committee_length: 1,
+                        validator_committee_index: 0,
+                    }],
+                    sync: Vec::new(),
+                })
+                .await
+                .expect("actor running");
+            send_selection_proofs(&mut harness, slot, validator);
+            // The slot's attestation data is decided late: 100 ms after two thirds of the slot.
+            let two_thirds = harness.clock.interval_start(slot, 2);
+            context
+                .sleep_until(two_thirds + Duration::from_millis(100))
+                .await;
+            let before = crate::testing::gauge(&context, "runner_aggregation_retries_total");
+            let vote = decided_vote(slot, epoch);
+            harness
+                .runner
+                .finalized(
+                    slot,
+                    slot,
+                    Arc::new(vec![cohort_ingress::Decision {
+                        duty: DutyId::committee(committee.clone(), epoch, slot),
+                        value: cohort_ingress::DecidedValue::Attestation(vote),
+                    }]),
+                )
+                .await
+                .expect("actor running");
+            context.sleep(Duration::from_millis(50)).await;
+            let aggregate = Aggregate {
+                aggregation_bits: vec![true],
+                data: ForkInfo::devnet().attester_data(&vote, 0, epoch),
+                signature: [0u8; 96],
+            };
+            if arrive {
+                harness
+                    .beacon
+                    .aggregates
+                    .lock()
+                    .expect("pool lock")
+                    .push(aggregate.clone());
+            }
+            context
+                .sleep_until(harness.clock.slot_start(slot + 2))
+                .await;
+            while let Ok(message) = harness.committee.try_recv() {
+                if let committee::Message::Submit { duty, value, .. } = message {
+                    submitted.push((duty, value));
+                }
+            }
+            if arrive {
+                assert_eq!(
+                    submitted,
+                    vec![(
+                        id,
+                        cohort_ingress::DecidedValue::Aggregate(Box::new(aggregate))
+                    )],
+                    "the late aggregate goes to the committee"
+                );
+            } else {
+                assert_eq!(submitted.len(), 1, "the absent aggregate never does");
+            }
+            retries
+                .push(crate::testing::gauge(&context, "runner_aggregation_retries_total") - before);
+        }
+        // The absent aggregate is asked for with a backoff (100, 200, 400 ms, then a quarter
+        // interval) until one third into the next slot: a bounded number of times.
+        let window = harness.clock.slot_duration - Duration::from_millis(100);
+        let cap = harness.clock.interval_duration() / 4;
+        let most = 3 + (window.as_millis() / cap.as_millis()) as i64 + 1;
+        assert!(retries[0] >= 1, "the late aggregate was asked for again");
+        assert!(
+            (4..=most).contains(&retries[1]),
+            "{} retries for the absent one, expected between 4 and {most}",
+            retries[1]
+        );
+    });
+}
+
+/// Issue 19, item 4: a stopping runner cancels the duties the cluster has not decided at once,
+/// gives a decided one about a slot for its post-consensus quorum, and starts nothing new, so
+/// a node stops in about a slot. Before, a whole-cluster stop waited for decisions that no
+/// longer came (fewer than a quorum of operators left) until each duty's block-age window
+/// closed: three slots, more than the 30 s stop timeout at 12 s slots.
+#[test]
+fn a_stopping_runner_cancels_undecided_duties_and_stops_within_a_slot() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("valid committee");
+        let slot = 3;
+        let epoch = harness.clock.epoch_of(slot);
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(10))
+            .await;
+        let attester = |slot, validator_index| AttesterDuty {
+            slot,
+            validator_index,
+            committee_index: 0,
+            committee_length: 1,
+            validator_committee_index: 0,
+        };
+        // The previous slot's committee duty, decided: its partials go out and wait for peers'.
+        let decided = DutyId::committee(committee.clone(), epoch, slot - 1);
+        harness
+            .runner
+            .start_duty(Duty {
+                id: decided.clone(),
+                attesters: vec![attester(slot - 1, 0)],
+                sync: Vec::new(),
+            })
+            .await
+            .expect("actor running");
+        let vote = AttestationData {
+            slot: slot - 1,
+            index: 0,
+            beacon_block_root: Digest([1; 32]),
+            source: Checkpoint {
+                epoch: 0,
+                root: Digest([2; 32]),
+            },
+            target: Checkpoint {
+                epoch,
+                root: Digest([3; 32]),
+            },
+        };
+        harness
+            .runner
+            .finalized(
+                1,
+                slot - 1,
+                Arc::new(vec![cohort_ingress::Decision {
+                    duty: decided.clone(),
+                    value: cohort_ingress::DecidedValue::Attestation(vote),
+                }]),
+            )
+            .await
+            .expect("actor running");
+        // This slot's committee duty and an aggregator, neither decided.
+        let undecided = [
+            DutyId::committee(committee.clone(), epoch, slot),
+            DutyId::validator(Role::Aggregator, epoch, slot, 1),
+        ];
+        for id in &undecided {
+            harness
+                .runner
+                .start_duty(Duty {
+                    id: id.clone(),
+                    attesters: vec![attester(slot, 1)],
+                    sync: Vec::new(),
+                })
+                .await
+                .expect("actor running");
+        }
+        context.sleep(Duration::from_millis(100)).await;
+        assert_eq!(harness.runner.in_flight().await, Some(3));
+
+        let stop = context.current();
+        assert_eq!(
+            harness.runner.drain().await,
+            Some(1),
+            "only the decided duty keeps running"
+        );
+        // A duty handed out after the stop does not start.
+        harness
+            .runner
+            .start_duty(Duty {
+                id: DutyId::validator(Role::Proposer, epoch, slot, 0),
+                attesters: Vec::new(),
+                sync: Vec::new(),
+            })
+            .await
+            .expect("actor running");
+        assert_eq!(harness.runner.in_flight().await, Some(1));
+        // Within a slot of the stop, nothing runs any more.
+        loop {
+            if harness.runner.in_flight().await == Some(0) {
+                break;
+            }
+            let waited = context.current().duration_since(stop).unwrap_or_default();
+            assert!(
+                waited <= harness.clock.slot_duration + Duration::from_millis(100),
+                "duties still running {waited:?} after the stop"
+            );
+            context.sleep(Duration::from_millis(100)).await;
+        }
+        let mut ended = BTreeMap::new();
+        while let Ok(event) = harness.events.try_recv() {
+            if let cohort_ingress::runner::DutyEvent::Finished { duty, outcome } = event {
+                ended.insert(duty, outcome);
+            }
+        }
+        for id in &undecided {
+            assert_eq!(
+                ended.get(id),
+                Some(&cohort_ingress::runner::Outcome::Cancelled),
+                "{id}"
+            );
+        }
+        assert!(
+            matches!(
+                ended.get(&decided),
+                Some(cohort_ingress::runner::Outcome::Failed { .. })
+            ),
+            "the decided duty with no quorum fails at the drain deadline: {ended:?}"
+        );
+        assert_eq!(ended.len(), 3, "{ended:?}");
+    });
+}
+
+/// The slot's attestation data, decided, for the tests below.
+fn decided_vote(slot: u64, epoch: u64) -> AttestationData {
+    AttestationData {
+        slot,
+        index: 0,
+        beacon_block_root: Digest([1; 32]),
+        source: Checkpoint {
+            epoch: 0,
+            root: Digest([2; 32]),
+        },
+        target: Checkpoint {
+            epoch,
+            root: Digest([3; 32]),
+        },
+    }
+}
+
+/// Issue 19, item 3: a runner that reported a duty missed (its window closed before the deciding
+/// block reached it: cut off by a partition, or catching up) reports the cluster's decision
+/// when the block arrives after all, in its log, a metric and an event. Before, the block was
+/// taken as a decision for a duty not started yet and the "missed" stood.
+#[test]
+fn a_duty_reported_missed_and_decided_later_is_reported_decided_after_all() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("valid committee");
+        let slot = 3;
+        let epoch = harness.clock.epoch_of(slot);
+        context.sleep_until(harness.clock.slot_start(slot)).await;
+        let id = DutyId::committee(committee, epoch, slot);
+        harness
+            .runner
+            .start_duty(Duty {
+                id: id.clone(),
+                attesters: vec![AttesterDuty {
+                    slot,
+                    validator_index: 0,
+                    committee_index: 0,
+                    committee_length: 1,
+                    validator_committee_index: 0,
+                }],
+                sync: Vec::new(),
+            })
+            .await
+            .expect("actor running");
+        // Its window closes with no decision: missed.
+        context
+            .sleep_until(harness.clock.slot_start(slot + 1 + MAX_BLOCK_AGE_SLOTS + 1))
+            .await;
+        // The block that decided it reaches this operator now (the partition healed).
+        harness
+            .runner
+            .finalized(
+                9,
+                slot,
+                Arc::new(vec![cohort_ingress::Decision {
+                    duty: id.clone(),
+                    value: cohort_ingress::DecidedValue::Attestation(decided_vote(slot, epoch)),
+                }]),
+            )
+            .await
+            .expect("actor running");
+        context.sleep(Duration::from_millis(100)).await;
+        let mut events = Vec::new();
+        while let Ok(event) = harness.events.try_recv() {
+            match event {
+                cohort_ingress::runner::DutyEvent::Missed { duty } => {
+                    events.push(format!("missed {duty}"))
+                }
+                cohort_ingress::runner::DutyEvent::DecidedAfterMissed { duty, height } => {
+                    events.push(format!("decided after missed {duty} at {height}"))
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            events,
+            vec![
+                format!("missed {id}"),
+                format!("decided after missed {id} at 9")
+            ]
+        );
+        assert_eq!(
+            crate::testing::gauge(&context, "runner_duties_decided_after_missed_total"),
+            1
+        );
+        // Nothing is signed or kept for it.
+        assert_eq!(harness.runner.in_flight().await, Some(0));
+        assert_eq!(held(&context, "finalized_early_held"), 0);
+    });
+}
+
+/// Issue 19, item 2: a restarted runner is told (by its executor) what the blocks it processed
+/// before the restart decided; a duty among them that the scheduler starts again ends decided
+/// at once, without running again. Before, it ran again: it waited for a decision that marshal
+/// never delivers again and ended missed (or, decided, for partials no peer sends again).
+#[test]
+fn a_duty_decided_before_a_restart_is_not_run_again() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("valid committee");
+        let slot = 3;
+        let epoch = harness.clock.epoch_of(slot);
+        context
+            .sleep_until(harness.clock.interval_start(slot, 2))
+            .await;
+        let id = DutyId::committee(committee, epoch, slot);
+        harness
+            .runner
+            .recalled(
+                7,
+                slot,
+                Arc::new(vec![cohort_ingress::Decision {
+                    duty: id.clone(),
+                    value: cohort_ingress::DecidedValue::Attestation(decided_vote(slot, epoch)),
+                }]),
+            )
+            .await
+            .expect("actor running");
+        harness
+            .runner
+            .start_duty(Duty {
+                id: id.clone(),
+                attesters: vec![AttesterDuty {
+                    slot,
+                    validator_index: 0,
+                    committee_index: 0,
+                    committee_length: 1,
+                    validator_committee_index: 0,
+                }],
+                sync: Vec::new(),
+            })
+            .await
+            .expect("actor running");
+        assert_eq!(harness.runner.in_flight().await, Some(0));
+        context
+            .sleep_until(harness.clock.slot_start(slot + 1 + MAX_BLOCK_AGE_SLOTS + 1))
+            .await;
+        let mut events = Vec::new();
+        while let Ok(event) = harness.events.try_recv() {
+            match event {
+                cohort_ingress::runner::DutyEvent::Started { duty, .. } => {
+                    events.push(format!("started {duty}"))
+                }
+                cohort_ingress::runner::DutyEvent::Decided { duty, .. } => {
+                    events.push(format!("decided {duty}"))
+                }
+                cohort_ingress::runner::DutyEvent::Finished { duty, outcome } => {
+                    events.push(format!("finished {duty} {outcome:?}"))
+                }
+                cohort_ingress::runner::DutyEvent::Missed { duty } => {
+                    events.push(format!("missed {duty}"))
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            events,
+            vec![
+                format!("started {id}"),
+                format!("decided {id}"),
+                format!("finished {id} DecidedBeforeRestart"),
+            ]
+        );
+        // Nothing went to the committee for it.
+        assert!(harness.committee.try_recv().is_err());
+    });
+}
+
 /// The validators one runner message carries partials for, by phase.
 fn drain_partials(inbox: &mut simulated::Receiver<ed25519::PublicKey>) -> Vec<(Phase, Vec<u64>)> {
     let mut seen = Vec::new();
@@ -620,7 +1081,8 @@ fn doppelganger_protection_withholds_signatures_until_the_cluster_signs_without_
                 attesters: Vec::new(),
                 sync: Vec::new(),
             })
-            .await;
+            .await
+            .expect("the runner is running");
         context.sleep(Duration::from_millis(50)).await;
         assert_eq!(
             drain_partials(&mut harness.inbox),
@@ -678,7 +1140,8 @@ fn doppelganger_protection_withholds_signatures_until_the_cluster_signs_without_
                     }],
                     sync: Vec::new(),
                 })
-                .await;
+                .await
+                .expect("the runner is running");
         }
         context.sleep(Duration::from_millis(50)).await;
         let sent = drain_partials(&mut harness.inbox);

@@ -1,7 +1,7 @@
 use super::Config;
 use cohort_ingress::{
     AttesterDuty, CommitteeId, Duty, DutyId, DutySource, ProposerDuty, Role, SlotClock,
-    SourceError, SyncDuty, committee, executor, runner, scheduler::Message,
+    SourceError, Stopped, SyncDuty, committee, executor, runner, scheduler::Message,
 };
 use cohort_marshal::Block;
 use commonware_macros::select;
@@ -16,7 +16,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     time::{Duration, SystemTime},
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How long to wait before asking the duty source again after a failure.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
@@ -173,9 +173,13 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         loop {
             let now = self.context.current();
             self.request_duties(now, &mut fetches);
-            if !self.draining {
-                self.dispatch_due(now).await;
-                self.request_prebuild(now);
+            if !self.draining
+                && let Err(stopped) = self
+                    .dispatch_due(now)
+                    .await
+                    .and_then(|()| self.request_prebuild(now))
+            {
+                return self.on_stopped(stopped);
             }
             self.prune(now);
             self.set_held();
@@ -233,13 +237,21 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                     }
                 },
                 result = next_fetch => {
-                    if let Some((epoch, result)) = result {
-                        self.on_fetched(epoch, result).await;
+                    if let Some((epoch, result)) = result
+                        && let Err(stopped) = self.on_fetched(epoch, result).await
+                    {
+                        return self.on_stopped(stopped);
                     }
                 },
                 _ = self.context.sleep_until(wake) => {},
             }
         }
+    }
+
+    /// An actor this one hands work to has stopped: the node is stopping or failed, and
+    /// without it no duty can run, so the scheduler stops too.
+    fn on_stopped(&self, stopped: Stopped) {
+        error!(%stopped, "could not hand on duties; the scheduler stops and the node shuts down");
     }
 
     /// Fetch this epoch's and the next epoch's duties when missing.
@@ -290,7 +302,11 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
         }
     }
 
-    async fn on_fetched(&mut self, epoch: u64, result: Result<EpochDuties, SourceError>) {
+    async fn on_fetched(
+        &mut self,
+        epoch: u64,
+        result: Result<EpochDuties, SourceError>,
+    ) -> Result<(), Stopped> {
         self.fetching.remove(&epoch);
         match result {
             Ok(mut duties) => {
@@ -352,9 +368,9 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 // Complete only if the source named the epoch's proposers: a proposer duty
                 // still to come must not be refused as non-existent meanwhile.
                 if duties.proposers_pending {
-                    self.committee_mailbox.expect(expected).await;
+                    self.committee_mailbox.expect(expected).await?;
                 } else {
-                    self.committee_mailbox.expect_epoch(epoch, expected).await;
+                    self.committee_mailbox.expect_epoch(epoch, expected).await?;
                 }
                 self.duties.insert(epoch, duties);
             }
@@ -365,6 +381,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                     .insert(epoch, self.context.current() + FETCH_RETRY);
             }
         }
+        Ok(())
     }
 
     /// The slots in which `epoch`'s sync committee signs: from the one before the epoch to the
@@ -387,19 +404,19 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
     /// Hands the current slot's proposer, aggregator and sync committee contribution duties to
     /// the runner at the slot's start: their pre-consensus signatures (RANDAO reveal, selection
     /// proofs) need no data.
-    async fn dispatch_validator_duties(&mut self, now: SystemTime) {
+    async fn dispatch_validator_duties(&mut self, now: SystemTime) -> Result<(), Stopped> {
         let Some(slot) = self.clock.slot_at(now) else {
-            return;
+            return Ok(());
         };
         if self.dispatched_validator.contains(&slot) {
-            return;
+            return Ok(());
         }
         let epoch = self.clock.epoch_of(slot);
         let Some(epoch_duties) = self.duties.get(&epoch) else {
-            return;
+            return Ok(());
         };
         if epoch_duties.proposers_pending {
-            return;
+            return Ok(());
         }
         self.dispatched_validator.insert(slot);
         let mut duties: Vec<Duty> = epoch_duties
@@ -455,14 +472,15 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 );
             }
             self.dispatched_total.inc();
-            self.runner.start_duty(duty).await;
+            self.runner.start_duty(duty).await?;
         }
+        Ok(())
     }
 
     /// At the last interval of a slot, asks the executor to pre-build the next slot's payload.
-    fn request_prebuild(&mut self, now: SystemTime) {
+    fn request_prebuild(&mut self, now: SystemTime) -> Result<(), Stopped> {
         let Some(executor) = &self.executor else {
-            return;
+            return Ok(());
         };
         // Before genesis the "previous slot" of slot 0 is the interval just before genesis.
         let (next, last_interval) = match self.clock.slot_at(now) {
@@ -474,35 +492,35 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             None => (0, self.clock.slot_start(0) - self.clock.interval_duration()),
         };
         if now < last_interval || self.prebuild_requested.is_some_and(|r| r >= next) {
-            return;
+            return Ok(());
         }
         self.prebuild_requested = Some(next);
         debug!(
             slot = next,
             "asking the executor to pre-build the next slot's payload"
         );
-        executor.prebuild(next);
+        executor.prebuild(next)
     }
 
     /// Hands the current slot's committee duty to the runner once it is due.
-    async fn dispatch_due(&mut self, now: SystemTime) {
-        self.dispatch_validator_duties(now).await;
+    async fn dispatch_due(&mut self, now: SystemTime) -> Result<(), Stopped> {
+        self.dispatch_validator_duties(now).await?;
         let Some(slot) = self.clock.slot_at(now) else {
-            return;
+            return Ok(());
         };
         if self.dispatched.contains(&slot) {
-            return;
+            return Ok(());
         }
         let one_third = self.clock.interval_start(slot, 1);
         let head_seen = self.heads.contains(&slot);
         if now < one_third && !head_seen {
-            return;
+            return Ok(());
         }
         let epoch = self.clock.epoch_of(slot);
         // Without the epoch's duties there is nothing to start yet; this slot is retried when
         // they arrive, and started late if they arrive late.
         let Some(epoch_duties) = self.duties.get(&epoch) else {
-            return;
+            return Ok(());
         };
         self.dispatched.insert(slot);
         let attesters: Vec<AttesterDuty> = epoch_duties
@@ -524,7 +542,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
             }
         };
         if attesters.is_empty() && sync.is_empty() {
-            return;
+            return Ok(());
         }
         let id = DutyId::committee(self.committee.clone(), epoch, slot);
         let planned = if head_seen {
@@ -559,7 +577,7 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                 attesters,
                 sync,
             })
-            .await;
+            .await
     }
 
     fn set_held(&self) {

@@ -126,8 +126,13 @@ fn start_with_executor(
 ) {
     let clock = SlotClock::mainnet(context.current());
     let (sender, receiver) = mpsc::channel(16);
-    // The committee's inbox is dropped: what it is told is not under test here.
-    let (committee_sender, _) = mpsc::channel(16);
+    // What the committee is told is not under test here, but it must be running: a send to a
+    // stopped actor stops the scheduler.
+    let (committee_sender, mut committee_inbox) =
+        mpsc::channel::<cohort_ingress::committee::Message>(16);
+    context
+        .child("committee")
+        .spawn(move |_| async move { while committee_inbox.recv().await.is_some() {} });
     let committee_mailbox = cohort_ingress::committee::Mailbox::new(committee_sender);
     let (actor, mailbox) = init(
         context.child("scheduler"),
@@ -247,8 +252,14 @@ fn a_head_event_starts_the_duty_early() {
             .sleep_until(clock.slot_start(1) + Duration::from_secs(1))
             .await;
         // A head for an old slot is not a trigger; one for the current slot is.
-        mailbox.head(0, Sha256::hash(&[b"head"])).await;
-        mailbox.head(1, Sha256::hash(&[b"head"])).await;
+        mailbox
+            .head(0, Sha256::hash(&[b"head"]))
+            .await
+            .expect("actor running");
+        mailbox
+            .head(1, Sha256::hash(&[b"head"]))
+            .await
+            .expect("actor running");
         let duty = next_duty(&mut receiver).await;
         assert_eq!(duty.id.slot, 1);
         let at = context.current();
@@ -287,7 +298,10 @@ fn what_the_scheduler_holds_stays_bounded_over_many_epochs() {
             .spawn(move |_| async move { while receiver.recv().await.is_some() {} });
         for slot in 0..4 * 32 {
             context.sleep_until(clock.slot_start(slot)).await;
-            mailbox.head(slot, Sha256::hash(&[b"head"])).await;
+            mailbox
+                .head(slot, Sha256::hash(&[b"head"]))
+                .await
+                .expect("actor running");
             context.sleep(Duration::from_secs(5)).await;
             let checks = [
                 ("duty_epochs_held", 3),

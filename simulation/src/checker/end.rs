@@ -173,7 +173,9 @@ pub(crate) fn duty_decided_once(
 }
 
 /// A runner that ran since genesis reports what the cluster did: never "missed" for a duty the
-/// agreed chain decided, unless a fault kept the truth from it.
+/// agreed chain decided, unless a fault kept the truth from it. A runner that reported a duty
+/// missed and later received the block that decided it (after a partition) reports that too,
+/// which clears the "missed": only a partition healing too late to catch up is an excuse.
 pub(crate) fn runner_outcome_matches_chain(
     observed: &mut Observed,
     config: &SimConfig,
@@ -183,9 +185,8 @@ pub(crate) fn runner_outcome_matches_chain(
         .missed
         .iter()
         .filter(|(operator, duty)| {
-            config.always_up(*operator)
-                && !config.around_power_cut(duty)
-                && !config.cut_off(*operator, duty)
+            config.owes_true_outcomes(*operator)
+                && !config.cut_off_to_the_end(*operator, duty)
                 && !config.engine_excused(*operator, duty)
                 && decided.contains(duty)
         })

@@ -33,8 +33,10 @@ pub(crate) struct Observed {
     pub(crate) latencies: Vec<u64>,
     /// Duties started and not yet ended, with their start time.
     pub(crate) started: BTreeMap<(usize, DutyId), SystemTime>,
-    /// Duties runners reported missed.
+    /// Duties runners reported missed (and did not correct since).
     pub(crate) missed: BTreeSet<(usize, DutyId)>,
+    /// Duties runners reported missed, then decided after all when the block reached them.
+    pub(crate) decided_after_missed: BTreeSet<(usize, DutyId)>,
     /// Decided duties: (operator, duty) -> start time.
     pub(crate) decided: BTreeMap<(usize, DutyId), SystemTime>,
     /// When each block was built by its leader.
@@ -276,6 +278,11 @@ impl Observed {
             DutyEvent::Missed { duty } => {
                 self.started.remove(&(operator, duty.clone()));
                 self.missed.insert((operator, duty));
+            }
+            DutyEvent::DecidedAfterMissed { duty, .. } => {
+                // The runner's final word: the cluster decided it after all.
+                self.missed.remove(&(operator, duty.clone()));
+                self.decided_after_missed.insert((operator, duty));
             }
         }
     }

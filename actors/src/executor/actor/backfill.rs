@@ -3,9 +3,51 @@
 
 use super::*;
 
+/// The most processed blocks [`Actor::recall_processed`] walks back through.
+const RECALL_MAX_BLOCKS: usize = 64;
+
 impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>
     Actor<E, X, M>
 {
+    /// Tells the runner what the blocks processed before this start decided, for the slots
+    /// whose duties may still be running: marshal does not deliver them again, and a duty the
+    /// scheduler starts again after a restart (its slot still current, or a clock behind) would
+    /// otherwise wait for a decision that never comes, or for partials no peer sends again.
+    pub(super) async fn recall_processed(&mut self) -> Result<(), cohort_ingress::Stopped> {
+        let current = self.clock.current_slot(self.context.current());
+        let oldest = current.saturating_sub(1 + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS);
+        let mut recalled = Vec::new();
+        let mut height = self.processed.filter(|h| *h > 0);
+        // A block per decision kind and slot at most, plus heartbeats: a bounded walk.
+        while let Some(h) = height
+            && recalled.len() < RECALL_MAX_BLOCKS
+        {
+            let Some(block) = self.marshal.block(h).await else {
+                break;
+            };
+            if block.slot < oldest {
+                break;
+            }
+            if !block.decisions.is_empty() {
+                recalled.push(block);
+            }
+            height = h.checked_sub(1).filter(|h| *h > 0);
+        }
+        if !recalled.is_empty() {
+            info!(
+                blocks = recalled.len(),
+                from_slot = oldest,
+                "telling the runner what blocks processed before this start decided"
+            );
+        }
+        for block in recalled.into_iter().rev() {
+            self.runner
+                .recalled(block.height, block.slot, Arc::new(block.decisions.clone()))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Brings the engine up to the finalized height marshal has processed, before serving
     /// anything else. Returns marshal updates that arrived meanwhile, to process in order.
     pub(super) async fn backfill(&mut self) -> Result<VecDeque<Update<Block>>, StartError> {

@@ -150,10 +150,24 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                     self.engine.submit_ops(ops).await;
                 }
                 let decisions = Arc::new(block.decisions.clone());
-                self.runner
+                let handed = match self
+                    .runner
                     .finalized(height, block.slot, decisions.clone())
-                    .await;
-                self.committee.finalized(decisions).await;
+                    .await
+                {
+                    Ok(()) => self.committee.finalized(decisions).await,
+                    Err(stopped) => Err(stopped),
+                };
+                if let Err(stopped) = handed {
+                    // Unacknowledged, the block is delivered again after a restart.
+                    error!(
+                        height,
+                        %stopped,
+                        "stopping the executor: the block's decisions cannot be handed on \
+                         (this operator would not sign them); the node shuts down"
+                    );
+                    return false;
+                }
                 if let Some(observer) = &self.observer {
                     let _ = observer.send(Observed::Finalized(Finalized {
                         block: block.clone(),
