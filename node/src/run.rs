@@ -427,6 +427,7 @@ where
             heartbeat: pacing.heartbeat,
             leader_timeout: pacing.leader_timeout,
             shares: loaded.shares,
+            crypto_threads: config.crypto_threads,
             fork: duties.fork,
             beacon: duties.source,
             engine,

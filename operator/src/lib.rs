@@ -166,6 +166,9 @@ pub struct Setup<Src, X> {
     pub leader_timeout: Duration,
     /// This operator's share of every validator.
     pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
+    /// Threads the runner signs, recovers and verifies a step's partials on (one: on the
+    /// runner's own thread, as a simulation does).
+    pub crypto_threads: usize,
     pub fork: ForkInfo,
     /// The beacon node: where duties come from and signed objects go.
     pub beacon: Src,
@@ -211,7 +214,7 @@ pub struct Operator {
 /// `marshal`, `simplex`): the actors do not name themselves again, so a metric is
 /// `<context>_<actor>_<name>` and a task `<context>_<actor>`.
 pub async fn start<E, Src, X, VS, S, R, P, B>(
-    context: E,
+    mut context: E,
     setup: Setup<Src, X>,
     network: Network<VS, S, R, P, B>,
 ) -> Operator
@@ -263,6 +266,12 @@ where
             mailbox_size: MAILBOX_SIZE,
             fault: setup.hooks.fault,
             cpu: setup.hooks.cpu,
+            // Batch-verification scalars come from the runtime's RNG (replayable in a
+            // simulation, unpredictable on a node).
+            crypto: runner::crypto::Crypto::new(
+                runner::crypto::Parallel::with_threads(setup.crypto_threads),
+                rand::SeedableRng::from_rng(&mut context),
+            ),
         },
     );
 

@@ -164,7 +164,7 @@ where
             cpu: config.cpu,
             running: BTreeMap::new(),
             waiting: BTreeMap::new(),
-            quorum: Quorum::new(threshold),
+            quorum: Quorum::new(threshold, config.crypto),
             finalized_early: BTreeMap::new(),
             decided_data: BTreeMap::new(),
             calls: FuturesUnordered::new(),

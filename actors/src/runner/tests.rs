@@ -233,6 +233,10 @@ async fn start_metered(
             mailbox_size: 1024,
             fault: None,
             cpu,
+            crypto: super::crypto::Crypto::new(
+                super::crypto::Parallel::Sequential,
+                rand::SeedableRng::seed_from_u64(3),
+            ),
         },
     );
     actor.start(Network::new(sender, receiver));
