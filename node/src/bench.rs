@@ -71,7 +71,7 @@ fn clock(id: libc::clockid_t) -> Duration {
 /// One phase of the slot: every sampled validator's root, and each peer's message.
 struct PhaseInput {
     roots: Vec<[u8; 32]>,
-    messages: Vec<(u32, Vec<u8>)>,
+    messages: Vec<(u32, bytes::Bytes)>,
 }
 
 /// Every `size`-subset of `1..operators` (the peers of operator 0), in a fixed order.
@@ -112,8 +112,7 @@ fn phase_input(
                 phase,
                 signatures,
             }
-            .encode()
-            .to_vec();
+            .encode();
             (peer, bytes)
         })
         .collect();
@@ -150,7 +149,7 @@ fn run(
             quorum.add_own(key(v), 0, signature);
         }
         for (peer, bytes) in &phase.messages {
-            let read = || UncheckedPartials::read(bytes.as_slice(), splits.len());
+            let read = || UncheckedPartials::read(bytes.clone(), splits.len());
             let message = match meter {
                 Some(meter) => meter.measure(CryptoWork::Decode, read),
                 None => read(),
