@@ -44,6 +44,10 @@ pub struct File {
     /// How long a stopping node waits for running duties before it stops anyway.
     #[serde(default = "default_stop_timeout_seconds")]
     pub stop_timeout_seconds: u64,
+    /// Threads the runner signs, recovers and verifies partial signatures on; unset: every
+    /// core the machine has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crypto_threads: Option<usize>,
     /// Beacon nodes (standard Beacon node API URLs) to take duties from and submit to, best
     /// first. Empty: the embedded devnet beacon.
     #[serde(default)]
@@ -64,6 +68,9 @@ pub struct File {
 fn default_metrics_listen() -> String {
     "127.0.0.1:9100".into()
 }
+
+/// More crypto threads than this is a typo, not a machine.
+const MAX_CRYPTO_THREADS: usize = 1024;
 
 fn default_stop_timeout_seconds() -> u64 {
     30
@@ -318,6 +325,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub stop_timeout: Duration,
+    /// Threads of the runner's cryptography (`crypto_threads`, or every core).
+    pub crypto_threads: usize,
     pub clock: SlotClock,
     /// Operators in the file's order, parsed.
     pub operators: Vec<(commonware_cryptography::ed25519::PublicKey, SocketAddr)>,
@@ -415,6 +424,15 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
     }
     if !(1..=600).contains(&file.stop_timeout_seconds) {
         problem(p, "stop_timeout_seconds", "must be within 1..=600");
+    }
+    if let Some(threads) = file.crypto_threads
+        && !(1..=MAX_CRYPTO_THREADS).contains(&threads)
+    {
+        problem(
+            p,
+            "crypto_threads",
+            format!("must be within 1..={MAX_CRYPTO_THREADS}"),
+        );
     }
 
     // The cluster.
@@ -573,6 +591,9 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         (true, Some(listen), Some(metrics_listen), Some(engine)) => Ok(Config {
             avs,
             stop_timeout: Duration::from_secs(file.stop_timeout_seconds),
+            crypto_threads: file.crypto_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
             file,
             identity_key,
             data_dir,

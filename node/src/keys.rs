@@ -482,6 +482,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
                 plan.metrics_base_port as usize + i
             ),
             stop_timeout_seconds: 30,
+            crypto_threads: None,
             avs: None,
             cluster: config::Cluster {
                 name: plan.name.clone(),

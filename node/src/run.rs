@@ -456,6 +456,7 @@ where
             heartbeat: pacing.heartbeat,
             leader_timeout: pacing.leader_timeout,
             shares: loaded.shares,
+            crypto_threads: config.crypto_threads,
             fork: duties.fork,
             capella_fork_version: duties.capella_fork_version,
             beacon: duties.source,

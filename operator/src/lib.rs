@@ -169,6 +169,9 @@ pub struct Setup<Src, X> {
     pub leader_timeout: Duration,
     /// This operator's share of every validator.
     pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
+    /// Threads the runner signs, recovers and verifies a step's partials on (one: on the
+    /// runner's own thread, as a simulation does).
+    pub crypto_threads: usize,
     pub fork: ForkInfo,
     /// The Capella fork version, which voluntary exits are signed under (EIP-7044); a devnet's
     /// one fork version.
@@ -222,7 +225,7 @@ pub struct Operator {
 /// `marshal`, `simplex`): the actors do not name themselves again, so a metric is
 /// `<context>_<actor>_<name>` and a task `<context>_<actor>`.
 pub async fn start<E, Src, X, VS, S, R, P, B>(
-    context: E,
+    mut context: E,
     setup: Setup<Src, X>,
     network: Network<VS, S, R, P, B>,
 ) -> Operator
@@ -275,6 +278,12 @@ where
             fault: setup.hooks.fault,
             cpu: setup.hooks.cpu,
             guard: setup.doppelganger.clone(),
+            // Batch-verification scalars come from the runtime's RNG (replayable in a
+            // simulation, unpredictable on a node).
+            crypto: runner::crypto::Crypto::new(
+                runner::crypto::Parallel::with_threads(setup.crypto_threads),
+                rand::SeedableRng::from_rng(&mut context),
+            ),
         },
     );
 

@@ -184,7 +184,7 @@ where
             guard: config.guard,
             running: BTreeMap::new(),
             waiting: BTreeMap::new(),
-            quorum: Quorum::new(threshold),
+            quorum: Quorum::new(threshold, config.crypto),
             finalized_early: BTreeMap::new(),
             missed: BTreeSet::new(),
             recalled: BTreeMap::new(),

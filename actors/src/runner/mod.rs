@@ -30,13 +30,15 @@
 //! - `agree.rs`: handing the value to the committee, and taking back the finalized decision;
 //! - `sign.rs`: signing with this operator's share, pre- and post-consensus (after the
 //!   `slashing.rs` protection), and broadcasting the partials;
-//! - `partials.rs`: peers' partial signatures and reconstruction at threshold (`quorum.rs`);
+//! - `partials.rs`: peers' partial signatures and reconstruction at threshold (`quorum.rs`,
+//!   with the batched cryptography in `crypto.rs`);
 //! - `submit.rs`: handing the reconstructed objects to the duty sink;
 //! - `actor.rs`: the run loop and the handling step; `metrics.rs`: what the runner exports.
 
 mod actor;
 mod agree;
 pub mod cpu;
+pub mod crypto;
 mod duty;
 mod fetch;
 mod metrics;
@@ -95,6 +97,9 @@ pub struct Config<S: DutySource, K: DutySink, P: PublicKey> {
     /// operator's share, though its duties still run (the cluster signing without this
     /// operator is what clears it). [`Guard::off`] when protection is off.
     pub guard: Guard,
+    /// Signs, recovers and verifies a step's partials in batches, on as many threads as it
+    /// was given (see [`crypto`]).
+    pub crypto: crypto::Crypto,
 }
 
 impl<S: DutySource, K: DutySink, P: PublicKey> Config<S, K, P> {

@@ -108,9 +108,7 @@ where
                 }
             }
         }
-        for key in added {
-            self.try_recover(key, step);
-        }
+        self.try_recover(added, step);
     }
 
     /// Counts an invalid partial from `operator` (share index) and tells the observers.
@@ -126,37 +124,48 @@ where
         });
     }
 
-    /// Recovers `key` if this operator expects it and a threshold of partials is in.
-    pub(super) fn try_recover(&mut self, key: Key, step: &mut Step) {
-        let Some((id, _)) = self.waiting.get(&key) else {
+    /// Recovers those of `keys` this operator expects that have a threshold of partials in,
+    /// all in one batch (see [`Quorum::try_recover_many`](super::quorum::Quorum::try_recover_many)).
+    pub(super) fn try_recover(&mut self, keys: Vec<Key>, step: &mut Step) {
+        let shares = self.shares.clone();
+        let mut seen = std::collections::BTreeSet::new();
+        let asked: Vec<(Key, _)> = keys
+            .into_iter()
+            .filter(|key| seen.insert(*key) && self.waiting.contains_key(key))
+            .filter_map(|key| {
+                let share = shares.get(&key.validator_index)?;
+                Some((key, &share.sharing))
+            })
+            .collect();
+        if asked.is_empty() {
             return;
-        };
-        let id = id.clone();
-        let Some(share) = self.shares.get(&key.validator_index) else {
-            return;
-        };
-        let recovery = cpu::measure(&self.cpu, CryptoWork::Recover, || {
-            self.quorum.try_recover(&key, &share.sharing)
-        });
-        match recovery {
-            Recovery::Waiting | Recovery::Done => {}
-            Recovery::Invalid { invalid } => self.report_invalid(&id, &key, &invalid),
-            Recovery::Recovered { signature, invalid } => {
-                self.report_invalid(&id, &key, &invalid);
-                // Threshold-many shares signed for the validator: its liveness is this
-                // cluster's own, which clears it for doppelganger protection.
-                if let Some(change) = self.guard.cluster_signed(key.validator_index, key.slot) {
-                    info!(
-                        parent: &span(&id),
-                        validator = key.validator_index,
-                        ?change,
-                        "doppelganger protection: this operator's cluster signs for the validator; signing for it from now on"
-                    );
+        }
+        let recoveries = self.quorum.try_recover_many(&asked, &self.cpu);
+        for ((key, _), recovery) in asked.iter().zip(recoveries) {
+            let Some((id, _)) = self.waiting.get(key) else {
+                continue;
+            };
+            let id = id.clone();
+            match recovery {
+                Recovery::Waiting | Recovery::Done => {}
+                Recovery::Invalid { invalid } => self.report_invalid(&id, key, &invalid),
+                Recovery::Recovered { signature, invalid } => {
+                    self.report_invalid(&id, key, &invalid);
+                    // Threshold-many shares signed for the validator: its liveness is this
+                    // cluster's own, which clears it for doppelganger protection.
+                    if let Some(change) = self.guard.cluster_signed(key.validator_index, key.slot) {
+                        info!(
+                            parent: &span(&id),
+                            validator = key.validator_index,
+                            ?change,
+                            "doppelganger protection: this operator's cluster signs for the validator; signing for it from now on"
+                        );
+                    }
+                    let Some((id, submission)) = self.waiting.remove(key) else {
+                        continue;
+                    };
+                    self.on_recovered(id, *key, submission, signature, step);
                 }
-                let Some((id, submission)) = self.waiting.remove(&key) else {
-                    return;
-                };
-                self.on_recovered(id, key, submission, signature, step);
             }
         }
     }

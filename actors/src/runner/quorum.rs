@@ -6,13 +6,17 @@
 //! finalization), so a key only counts once this operator computed the same signing root
 //! itself: the runner asks [`Quorum::try_recover`] for keys it expects and nothing else.
 
+use super::{
+    cpu::CpuMeter,
+    crypto::{Candidate, Crypto},
+};
 use cohort_ingress::{
     Root,
-    keys::{self, Partial, Signature},
+    keys::{self, Signature},
 };
-use commonware_codec::DecodeFixed as _;
-use commonware_cryptography::bls12381::primitives::{sharing::Sharing, variant::MinPk};
-use commonware_utils::Participant;
+use commonware_cryptography::bls12381::primitives::{
+    group::Share, sharing::Sharing, variant::MinPk,
+};
 use std::collections::BTreeMap;
 
 /// The most signing roots one operator may have partials under for one validator in one slot.
@@ -50,10 +54,11 @@ pub type Compressed = [u8; 96];
 /// [`MAX_ROOTS_PER_SENDER`] and the runner's per-slot budget), each holding one partial.
 #[derive(Default)]
 struct Entry {
-    /// Peers' partials, compressed, by share index; grown one at a time.
+    /// Peers' partials not decoded yet, by share index; grown one at a time.
     partials: Vec<(u32, Compressed)>,
-    /// This operator's own partial, already a point (it just signed it).
-    own: Option<Box<(u32, Signature)>>,
+    /// Partials already points: this operator's own (it just signed it) and peers' decoded at
+    /// an earlier threshold, so a key that waits for more partials decodes none twice.
+    decoded: Vec<(u32, Signature)>,
     /// Operators whose partial for this key failed verification: never taken again.
     rejected: Vec<u32>,
     recovered: bool,
@@ -63,24 +68,17 @@ impl Entry {
     /// Whether `operator` has a partial here, or had one rejected.
     fn holds(&self, operator: u32) -> bool {
         self.partials.iter().any(|(o, _)| *o == operator)
-            || self.own.as_ref().is_some_and(|own| own.0 == operator)
+            || self.decoded.iter().any(|(o, _)| *o == operator)
             || self.rejected.contains(&operator)
     }
 
     fn len(&self) -> usize {
-        self.partials.len() + usize::from(self.own.is_some())
-    }
-
-    fn remove(&mut self, operator: u32) {
-        self.partials.retain(|(o, _)| *o != operator);
-        if self.own.as_ref().is_some_and(|own| own.0 == operator) {
-            self.own = None;
-        }
+        self.partials.len() + self.decoded.len()
     }
 
     fn clear(&mut self) {
         self.partials = Vec::new();
-        self.own = None;
+        self.decoded = Vec::new();
     }
 }
 
@@ -107,14 +105,27 @@ pub enum Recovery {
 pub struct Quorum {
     threshold: u32,
     entries: BTreeMap<Key, Entry>,
+    /// The cryptography keys are signed, recovered and verified with, in batches.
+    crypto: Crypto,
 }
 
 impl Quorum {
-    pub fn new(threshold: u32) -> Self {
+    pub fn new(threshold: u32, mut crypto: Crypto) -> Self {
+        crypto.set_threshold(threshold);
         Self {
             threshold,
             entries: BTreeMap::new(),
+            crypto,
         }
+    }
+
+    /// Signs each `(slot, share, root)` in one batch (see [`Crypto::sign`]).
+    pub fn sign(
+        &mut self,
+        requests: &[(u64, &Share, [u8; 32])],
+        meter: &Option<CpuMeter>,
+    ) -> Vec<Signature> {
+        self.crypto.sign(requests, meter)
     }
 
     /// Stores this operator's own partial for `key`, kept as the point it signed so recovery
@@ -123,7 +134,9 @@ impl Quorum {
         if !self.admits(&key, operator) {
             return false;
         }
-        self.entries.entry(key).or_default().own = Some(Box::new((operator, signature)));
+        let decoded = &mut self.entries.entry(key).or_default().decoded;
+        decoded.reserve_exact(1);
+        decoded.push((operator, signature));
         true
     }
 
@@ -175,73 +188,84 @@ impl Quorum {
         self.entries.get(key).map_or(0, Entry::len)
     }
 
-    /// Recovers `key`'s signature once a threshold of partials is in. The recovered signature
-    /// is checked against the validator's key; if it fails, each partial is checked against
-    /// its share's key, the bad ones are dropped (and their operators remembered for this key),
-    /// and recovery is tried again from the good ones.
+    /// Recovers `key`'s signature once a threshold of partials is in (see
+    /// [`Quorum::try_recover_many`]).
     pub fn try_recover(&mut self, key: &Key, sharing: &Sharing<MinPk>) -> Recovery {
-        let Some(entry) = self.entries.get_mut(key) else {
-            return Recovery::Waiting;
-        };
-        if entry.recovered {
-            return Recovery::Done;
-        }
-        if entry.len() < self.threshold as usize {
-            return Recovery::Waiting;
-        }
-        // Only now, with a threshold in for a key this operator waits for, are peers' points
-        // decoded; one that is not a valid point is an invalid partial like any other.
-        let mut partials: Vec<Partial> = Vec::with_capacity(entry.len());
-        let mut undecodable = Vec::new();
-        if let Some(own) = &entry.own {
-            partials.push(Partial {
-                index: Participant::new(own.0),
-                value: own.1,
-            });
-        }
-        for (operator, bytes) in &entry.partials {
-            match Signature::decode_fixed(*bytes) {
-                Ok(value) => partials.push(Partial {
-                    index: Participant::new(*operator),
-                    value,
-                }),
-                Err(_) => undecodable.push(*operator),
-            }
-        }
-        for operator in &undecodable {
-            entry.remove(*operator);
-            entry.rejected.push(*operator);
-        }
-        if partials.len() < self.threshold as usize {
-            return if undecodable.is_empty() {
-                Recovery::Waiting
-            } else {
-                Recovery::Invalid {
-                    invalid: undecodable,
+        self.try_recover_many(&[(*key, sharing)], &None)
+            .pop()
+            .unwrap_or(Recovery::Waiting)
+    }
+
+    /// Recovers every key given (with its validator's sharing) that has a threshold of
+    /// partials in, in one batch: peers' partials are decoded (once), the signature is
+    /// interpolated and checked against the validator's key together with the batch's others
+    /// over the same root; if it fails, each of its partials is checked against its share's
+    /// key, the bad ones are dropped (and their operators remembered for this key), and
+    /// recovery is tried again from the good ones. One answer per key, in order.
+    pub fn try_recover_many(
+        &mut self,
+        keys: &[(Key, &Sharing<MinPk>)],
+        meter: &Option<CpuMeter>,
+    ) -> Vec<Recovery> {
+        let mut answers: Vec<Option<Recovery>> = Vec::with_capacity(keys.len());
+        let mut asked = Vec::new();
+        let mut candidates = Vec::new();
+        for (at, (key, sharing)) in keys.iter().enumerate() {
+            let answer = match self.entries.get_mut(key) {
+                None => Some(Recovery::Waiting),
+                Some(entry) if entry.recovered => Some(Recovery::Done),
+                Some(entry) if entry.len() < self.threshold as usize => Some(Recovery::Waiting),
+                // Only now, with a threshold in for a key this operator waits for, are peers'
+                // points decoded; one that is not a valid point is an invalid partial like any
+                // other.
+                Some(entry) => {
+                    asked.push((at, *key));
+                    candidates.push(Candidate {
+                        slot: key.slot,
+                        root: key.root_bytes(),
+                        sharing,
+                        decoded: std::mem::take(&mut entry.decoded),
+                        compressed: std::mem::take(&mut entry.partials),
+                    });
+                    None
                 }
             };
+            answers.push(answer);
         }
-        let (result, bad) = keys::recover(sharing, &key.root_bytes(), &partials);
-        let mut invalid: Vec<u32> = bad.iter().map(|p| p.get()).collect();
-        for operator in &invalid {
-            entry.remove(*operator);
-            entry.rejected.push(*operator);
+        let settled = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            self.crypto.recover(candidates, meter)
+        };
+        for ((at, key), settled) in asked.into_iter().zip(settled) {
+            let Some(entry) = self.entries.get_mut(&key) else {
+                answers[at] = Some(Recovery::Waiting);
+                continue;
+            };
+            entry.rejected.extend(&settled.invalid);
+            let invalid = settled.invalid;
+            answers[at] = Some(match settled.signature {
+                Some(signature) => {
+                    entry.recovered = true;
+                    entry.clear();
+                    Recovery::Recovered { signature, invalid }
+                }
+                None => {
+                    entry.decoded = settled.decoded;
+                    if invalid.is_empty() {
+                        // Every partial checks out alone yet recovery failed: only possible
+                        // with duplicate indices, which `add` rules out. Wait rather than loop.
+                        Recovery::Waiting
+                    } else {
+                        Recovery::Invalid { invalid }
+                    }
+                }
+            });
         }
-        invalid.extend(undecodable);
-        invalid.sort_unstable();
-        match result {
-            Ok(signature) => {
-                entry.recovered = true;
-                entry.clear();
-                Recovery::Recovered { signature, invalid }
-            }
-            Err(_) if invalid.is_empty() => {
-                // Every partial checks out alone yet recovery failed: only possible with
-                // duplicate indices, which `add` rules out. Wait rather than loop.
-                Recovery::Waiting
-            }
-            Err(_) => Recovery::Invalid { invalid },
-        }
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or(Recovery::Waiting))
+            .collect()
     }
 
     /// Forgets every key of a slot before `slot`.
@@ -252,6 +276,7 @@ impl Quorum {
             signing_root: commonware_cryptography::sha256::Digest([0u8; 32]),
         };
         self.entries = self.entries.split_off(&keep);
+        self.crypto.prune(slot);
     }
 
     /// How many keys hold partials (for tests and gauges).
@@ -262,8 +287,14 @@ impl Quorum {
 
 #[cfg(test)]
 mod tests {
+    use super::super::crypto::Parallel;
     use super::*;
     use cohort_ingress::keys::{interop_secret, sign, sign_partial, split};
+    use rand::SeedableRng as _;
+
+    fn test_crypto() -> Crypto {
+        Crypto::new(Parallel::Sequential, rand::rngs::StdRng::seed_from_u64(1))
+    }
 
     fn setup() -> (keys::SplitKey, Key, [u8; 32]) {
         let mut rng = commonware_utils::test_rng();
@@ -280,7 +311,7 @@ mod tests {
     #[test]
     fn quorum_recovers_the_full_key_signature_once() {
         let (split, key, root) = setup();
-        let mut quorum = Quorum::new(3);
+        let mut quorum = Quorum::new(3, test_crypto());
         for share in &split.shares[..2] {
             let partial = sign_partial(share, &root);
             assert!(quorum.add(key, partial.index.get(), partial.value));
@@ -306,7 +337,7 @@ mod tests {
     #[test]
     fn bad_partials_are_dropped_reported_and_recovery_retried() {
         let (split, key, root) = setup();
-        let mut quorum = Quorum::new(3);
+        let mut quorum = Quorum::new(3, test_crypto());
         // Operator 1 signs another root: a valid point, a wrong partial.
         let wrong = sign_partial(&split.shares[1], &[9u8; 32]);
         quorum.add(key, 0, sign_partial(&split.shares[0], &root).value);
@@ -332,7 +363,7 @@ mod tests {
     #[test]
     fn a_sender_floods_only_a_few_roots_per_validator_and_slot() {
         let (split, key, root) = setup();
-        let mut quorum = Quorum::new(3);
+        let mut quorum = Quorum::new(3, test_crypto());
         let junk = sign_partial(&split.shares[1], &[9u8; 32]).value;
         let other_root = |i: u8| Key {
             signing_root: commonware_cryptography::sha256::Digest([i; 32]),
@@ -381,7 +412,7 @@ mod tests {
     #[test]
     fn first_partial_per_operator_wins_and_prune_forgets_old_slots() {
         let (split, key, root) = setup();
-        let mut quorum = Quorum::new(3);
+        let mut quorum = Quorum::new(3, test_crypto());
         assert!(quorum.add(key, 0, sign_partial(&split.shares[0], &root).value));
         assert!(!quorum.add(key, 0, sign_partial(&split.shares[1], &root).value));
         assert_eq!(quorum.count(&key), 1);
@@ -421,7 +452,7 @@ mod tests {
     fn a_key_a_lone_sender_opens_costs_a_few_hundred_bytes() {
         let (split, key, _) = setup();
         let junk = sign_partial(&split.shares[1], &[9u8; 32]).value;
-        let mut quorum = Quorum::new(3);
+        let mut quorum = Quorum::new(3, test_crypto());
         let keys = 1_000u64;
         let before = ALLOCATED.with(|a| a.get());
         for i in 0..keys {

@@ -6,7 +6,6 @@
 use super::{
     Fault,
     actor::{Actor, Step, emit},
-    cpu::{self, CryptoWork},
     duty::{Phase, span},
     quorum::Key,
     slashing::SlashingKeeper,
@@ -20,10 +19,10 @@ use cohort_ingress::{
     signing,
 };
 use commonware_codec::Encode;
-use commonware_cryptography::{PublicKey, sha256::Digest};
+use commonware_cryptography::{PublicKey, bls12381::primitives::group::Share, sha256::Digest};
 use commonware_p2p::{Recipients, Sender};
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tracing::{debug, error, warn};
 
 /// What one decided duty signs after consensus, per object: its key, what is submitted once
@@ -37,19 +36,38 @@ where
     K: DutySink,
     P: PublicKey,
 {
-    /// Signs `root` with this operator's share of `validator` (or, under
-    /// [`Fault::WrongPartials`], another root).
-    fn sign_share(&self, validator: u64, root: &[u8; 32]) -> Option<Signature> {
-        let share = self.shares.get(&validator)?;
-        let signed = cpu::measure(&self.cpu, CryptoWork::Sign, || match self.fault {
-            Some(Fault::WrongPartials) => {
-                let mut wrong = *root;
-                wrong[0] ^= 0xff;
-                keys::sign_partial(&share.share, &wrong)
-            }
-            None => keys::sign_partial(&share.share, root),
-        });
-        Some(signed.value)
+    /// Signs each `(slot, validator, root)` with this operator's share of the validator (or,
+    /// under [`Fault::WrongPartials`], another root), all in one batch: each distinct root is
+    /// hashed once, and the shares sign on the runner's crypto threads. `None` where this
+    /// operator holds no share of the validator.
+    fn sign_shares(&mut self, requests: &[(u64, u64, [u8; 32])]) -> Vec<Option<Signature>> {
+        let shares = self.shares.clone();
+        let jobs: Vec<(u64, &Share, [u8; 32])> = requests
+            .iter()
+            .filter_map(|(slot, validator, root)| {
+                let share = shares.get(validator)?;
+                let root = match self.fault {
+                    Some(Fault::WrongPartials) => {
+                        let mut wrong = *root;
+                        wrong[0] ^= 0xff;
+                        wrong
+                    }
+                    None => *root,
+                };
+                Some((*slot, &share.share, root))
+            })
+            .collect();
+        let mut signatures = self.quorum.sign(&jobs, &self.cpu).into_iter();
+        requests
+            .iter()
+            .map(|(_, validator, _)| {
+                if shares.contains_key(validator) {
+                    signatures.next()
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Signs the RANDAO reveals and selection proofs (one per subcommittee for a sync committee
@@ -61,6 +79,8 @@ where
     ) {
         let mut by_slot: BTreeMap<u64, Vec<PartialSignature>> = BTreeMap::new();
         let mut keys = Vec::new();
+        let mut jobs: Vec<(DutyId, u64, [u8; 32])> = Vec::new();
+        let mut signed = BTreeSet::new();
         for id in std::mem::take(&mut step.pre_consensus) {
             let DutyTarget::Validator(validator) = id.target else {
                 continue;
@@ -92,40 +112,51 @@ where
             };
             // A validator doppelganger protection has not cleared gets no partial from this
             // operator, but the duty waits for the others' quorum all the same.
-            let withheld = !self.guard.may_sign(validator);
-            if withheld {
-                debug!(parent: &span(&id), validator, "doppelganger protection: not signing the pre-consensus partial; waiting for the cluster's");
-            }
-            let mut any = false;
-            for root in roots {
-                let key = Key {
-                    slot: id.slot,
-                    validator_index: validator,
-                    signing_root: Digest(root),
-                };
-                if withheld {
-                    if self.shares.contains_key(&validator) {
-                        self.waiting.insert(key, (id.clone(), None));
-                        keys.push(key);
-                        any = true;
-                    }
+            if !self.guard.may_sign(validator) {
+                if !self.shares.contains_key(&validator) {
                     continue;
                 }
-                let Some(signature) = self.sign_share(validator, &root) else {
-                    continue;
-                };
-                self.quorum.add_own(key, self.me, signature);
-                self.waiting.insert(key, (id.clone(), None));
-                by_slot.entry(id.slot).or_default().push(PartialSignature {
-                    validator_index: validator,
-                    signing_root: key.signing_root,
-                    signature,
-                });
-                keys.push(key);
-                any = true;
+                debug!(parent: &span(&id), validator, "doppelganger protection: not signing the pre-consensus partial; waiting for the cluster's");
+                for root in roots {
+                    let key = Key {
+                        slot: id.slot,
+                        validator_index: validator,
+                        signing_root: Digest(root),
+                    };
+                    self.waiting.insert(key, (id.clone(), None));
+                    keys.push(key);
+                }
+                signed.insert(id);
+                continue;
             }
-            if any
-                && let Some(running) = self.running.get_mut(&id)
+            jobs.extend(roots.into_iter().map(|root| (id.clone(), validator, root)));
+        }
+        let requests: Vec<(u64, u64, [u8; 32])> = jobs
+            .iter()
+            .map(|(id, validator, root)| (id.slot, *validator, *root))
+            .collect();
+        let signatures = self.sign_shares(&requests);
+        for ((id, validator, root), signature) in jobs.into_iter().zip(signatures) {
+            let Some(signature) = signature else {
+                continue;
+            };
+            let key = Key {
+                slot: id.slot,
+                validator_index: validator,
+                signing_root: Digest(root),
+            };
+            self.quorum.add_own(key, self.me, signature);
+            self.waiting.insert(key, (id.clone(), None));
+            by_slot.entry(id.slot).or_default().push(PartialSignature {
+                validator_index: validator,
+                signing_root: key.signing_root,
+                signature,
+            });
+            keys.push(key);
+            signed.insert(id);
+        }
+        for id in signed {
+            if let Some(running) = self.running.get_mut(&id)
                 && let Phase::PreConsensus { signed, .. } = &mut running.phase
             {
                 *signed = true;
@@ -139,9 +170,7 @@ where
             );
             self.broadcast(sender, slot, partial::Phase::PreConsensus, signatures);
         }
-        for key in keys {
-            self.try_recover(key, step);
-        }
+        self.try_recover(keys, step);
     }
 
     /// What a decided duty's post-consensus phase signs (see [`PostConsensusItems`]).
@@ -331,7 +360,7 @@ where
         }
         // Validators doppelganger protection has not cleared, decided once for the step: their
         // objects are waited for (the cluster may sign them) but neither recorded nor signed.
-        let withheld: std::collections::BTreeSet<u64> = plans
+        let withheld: BTreeSet<u64> = plans
             .iter()
             .flat_map(|(_, items)| items.iter().map(|(key, _, _)| key.validator_index))
             .filter(|validator| !self.guard.may_sign(*validator))
@@ -383,14 +412,17 @@ where
         let mut signed = Vec::new();
         let mut keys = Vec::new();
         let now = self.context.current();
+        // Slashing protection's verdicts first, then every allowed object signed in one batch.
+        let mut allowed: Vec<(DutyId, Vec<(Key, Submission)>)> = Vec::with_capacity(plans.len());
+        let mut waited: BTreeMap<DutyId, usize> = BTreeMap::new();
         for (id, items) in plans {
-            let mut expected = 0;
+            let mut objects = Vec::with_capacity(items.len());
             for (key, submission, request) in items {
                 if withheld.contains(&key.validator_index) {
                     debug!(parent: &span(&id), validator = key.validator_index, "doppelganger protection: not signing; waiting for the cluster's quorum");
                     self.waiting.insert(key, (id.clone(), Some(submission)));
                     keys.push(key);
-                    expected += 1;
+                    *waited.entry(id.clone()).or_default() += 1;
                     continue;
                 }
                 if let Some(request) = request {
@@ -409,8 +441,23 @@ where
                         None => continue,
                     }
                 }
-                let Some(signature) = self.sign_share(key.validator_index, &key.signing_root.0)
-                else {
+                objects.push((key, submission));
+            }
+            allowed.push((id, objects));
+        }
+        let requests: Vec<(u64, u64, [u8; 32])> = allowed
+            .iter()
+            .flat_map(|(_, objects)| {
+                objects
+                    .iter()
+                    .map(|(key, _)| (key.slot, key.validator_index, key.signing_root.0))
+            })
+            .collect();
+        let mut signatures = self.sign_shares(&requests).into_iter();
+        for (id, objects) in allowed {
+            let mut expected = waited.get(&id).copied().unwrap_or(0);
+            for (key, submission) in objects {
+                let Some(Some(signature)) = signatures.next() else {
                     continue;
                 };
                 self.quorum.add_own(key, self.me, signature);
@@ -451,9 +498,7 @@ where
             );
             self.broadcast(sender, slot, partial::Phase::PostConsensus, signatures);
         }
-        for key in keys {
-            self.try_recover(key, step);
-        }
+        self.try_recover(keys, step);
         if step
             .reconstructed
             .keys()

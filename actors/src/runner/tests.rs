@@ -275,6 +275,10 @@ async fn start_with(
             fault: None,
             cpu,
             guard,
+            crypto: super::crypto::Crypto::new(
+                super::crypto::Parallel::Sequential,
+                rand::SeedableRng::seed_from_u64(3),
+            ),
         },
     );
     actor.start(Network::new(sender, receiver));

@@ -206,6 +206,8 @@ pub async fn start(
         heartbeat: setup.heartbeat,
         leader_timeout: setup.leader_timeout,
         shares: setup.shares.clone(),
+        // One thread: the simulation's results never depend on scheduling.
+        crypto_threads: 1,
         fork: setup.fork,
         capella_fork_version: setup.fork.fork_version,
         beacon: source,

@@ -1,0 +1,887 @@
+//! The runner's cryptography, done per handling step in batches rather than per signature.
+//!
+//! What one validator-duty costs is dominated by a handful of operations, each of which has a
+//! cheaper batched form:
+//!
+//! - hashing a signing root to G2: attestations of one beacon committee share one root, every
+//!   selection proof of a slot shares one, so each distinct root is hashed once per slot and
+//!   shares are signed from the hashed point;
+//! - Lagrange interpolation: the coefficients depend only on which operators' partials are
+//!   used, so they are computed once per set of signers. For a cluster's small share indices
+//!   they are small rationals: the recovered signature is one multi-scalar multiplication with
+//!   integer coefficients of a few bits, times the inverse of their common denominator when it
+//!   is not one;
+//! - checking recovered signatures: those over one root are checked together with random
+//!   linear combinations (two pairings for the whole batch); a failing batch is bisected to
+//!   find the bad ones, and only those have their partials checked one by one;
+//! - decoding peers' partials (decompression and subgroup check): once, and kept decoded.
+//!
+//! Independent items run on a [`Parallel`] strategy. Every result is a pure function of its
+//! inputs (the batch scalars come from one RNG, drawn in order before any parallel work), so a
+//! run gives the same results however the work was scheduled.
+
+use super::cpu::{self, CpuMeter, CryptoWork};
+use blst::{
+    blst_fp12, blst_fp12_finalverify, blst_miller_loop, blst_p1, blst_p1_add_or_double,
+    blst_p1_affine, blst_p1_affine_generator, blst_p1_is_inf, blst_p1_to_affine,
+    blst_p1s_mult_pippenger, blst_p1s_mult_pippenger_scratch_sizeof, blst_p2,
+    blst_p2_add_or_double, blst_p2_affine, blst_p2_is_inf, blst_p2_to_affine,
+    blst_p2s_mult_pippenger, blst_p2s_mult_pippenger_scratch_sizeof, limb_t,
+};
+use cohort_ingress::keys::{Signature, ValidatorPublicKey};
+use commonware_codec::DecodeFixed as _;
+use commonware_cryptography::bls12381::primitives::{
+    group::{G1, G2, Scalar, Share},
+    ops,
+    variant::{MinPk, Variant},
+};
+use commonware_math::algebra::{Additive as _, Field as _, Space as _};
+use commonware_parallel::{Rayon, Sequential, Strategy};
+use rand::{Rng as _, rngs::StdRng};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    num::NonZeroUsize,
+    sync::Arc,
+};
+
+/// How many slots of hashed roots are kept: a key can still be recovered this long after its
+/// slot (the runner's window for partials).
+const HASHED_SLOTS: u64 = 8;
+
+/// Where one step's independent cryptographic work runs.
+#[derive(Clone, Debug)]
+pub enum Parallel {
+    /// On the actor's own thread (the simulation's choice: nothing depends on threads).
+    Sequential,
+    /// On a pool of this many threads.
+    Rayon(Rayon, usize),
+}
+
+impl Parallel {
+    /// A strategy over `threads` threads; one (or a pool that cannot be built) runs on the
+    /// actor's thread.
+    pub fn with_threads(threads: usize) -> Self {
+        match NonZeroUsize::new(threads) {
+            Some(threads) if threads.get() > 1 => match Rayon::new(threads) {
+                Ok(pool) => Self::Rayon(pool, threads.get()),
+                Err(err) => {
+                    tracing::warn!(%err, threads, "could not start the crypto thread pool; signing and verifying on the runner's thread");
+                    Self::Sequential
+                }
+            },
+            _ => Self::Sequential,
+        }
+    }
+
+    /// How many threads work runs on.
+    pub fn threads(&self) -> usize {
+        match self {
+            Self::Sequential => 1,
+            Self::Rayon(_, threads) => *threads,
+        }
+    }
+
+    /// `f` over `items`, results in the items' order.
+    pub fn map<T, R>(&self, items: &[T], f: impl Fn(&T) -> R + Send + Sync) -> Vec<R>
+    where
+        T: Sync,
+        R: Send,
+    {
+        match self {
+            Self::Sequential => Sequential.map_collect_vec(items, f),
+            Self::Rayon(pool, _) => pool.map_collect_vec(items, f),
+        }
+    }
+}
+
+/// A signing root hashed to G2 with Ethereum's DST (nothing prepended).
+pub fn hash_root(root: &[u8; 32]) -> G2 {
+    ops::hash::<MinPk>(MinPk::MESSAGE, root)
+}
+
+/// `share`'s signature over the root `hashed` is the hash of.
+pub fn sign_hashed(share: &Share, hashed: &G2) -> Signature {
+    share.private.expose(|scalar| *hashed * scalar)
+}
+
+/// Lagrange coefficients at zero for one set of share indices (in ascending order).
+#[derive(Clone, Debug)]
+pub enum Weights {
+    /// `coefficients / denominator`, the coefficients small integers (the usual case for a
+    /// cluster's indices): a few doublings and additions, then one multiplication by the
+    /// denominator's inverse if it is not one.
+    Small {
+        coefficients: Vec<i64>,
+        denominator_inverse: Option<Scalar>,
+    },
+    /// Full-width coefficients, for index sets whose integers would not stay small.
+    Full(Vec<Scalar>),
+}
+
+impl Weights {
+    /// The weights of share indices `indices` (0-based; share `i` is the evaluation at `i + 1`).
+    pub fn of(indices: &[u32]) -> Self {
+        let xs: Vec<i128> = indices.iter().map(|i| i128::from(*i) + 1).collect();
+        small_weights(&xs).unwrap_or_else(|| Self::Full(full_weights(&xs)))
+    }
+
+    /// The same weights at full width (what [`Weights::Small`] stands for).
+    pub fn full(indices: &[u32]) -> Self {
+        let xs: Vec<i128> = indices.iter().map(|i| i128::from(*i) + 1).collect();
+        Self::Full(full_weights(&xs))
+    }
+
+    /// The point the partials interpolate to at zero: the validator's signature.
+    pub fn interpolate(&self, points: &[G2]) -> G2 {
+        match self {
+            Self::Small {
+                coefficients,
+                denominator_inverse,
+            } => {
+                let sum = small_msm(points, coefficients);
+                match denominator_inverse {
+                    Some(inverse) => sum * inverse,
+                    None => sum,
+                }
+            }
+            Self::Full(scalars) => G2::msm(points, scalars, &Sequential),
+        }
+    }
+}
+
+fn gcd(a: i128, b: i128) -> i128 {
+    let (mut a, mut b) = (a.abs(), b.abs());
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// `λ_j = Π_{k≠j} x_k / Π_{k≠j} (x_k - x_j)` over a common denominator, if every number stays
+/// within 62 bits.
+fn small_weights(xs: &[i128]) -> Option<Weights> {
+    let mut fractions = Vec::with_capacity(xs.len());
+    for (j, xj) in xs.iter().enumerate() {
+        let (mut numerator, mut denominator) = (1i128, 1i128);
+        for (k, xk) in xs.iter().enumerate() {
+            if k != j {
+                numerator = numerator.checked_mul(*xk)?;
+                denominator = denominator.checked_mul(xk - xj)?;
+            }
+        }
+        if denominator == 0 {
+            return None; // Repeated index: not a valid set of signers.
+        }
+        let divisor = gcd(numerator, denominator);
+        let sign = denominator.signum();
+        fractions.push((sign * numerator / divisor, sign * denominator / divisor));
+    }
+    let mut common = 1i128;
+    for (_, denominator) in &fractions {
+        common = common.checked_mul(denominator / gcd(common, *denominator))?;
+    }
+    const LIMIT: i128 = 1 << 62;
+    if common >= LIMIT {
+        return None;
+    }
+    let coefficients = fractions
+        .iter()
+        .map(|(numerator, denominator)| {
+            let coefficient = numerator.checked_mul(common / denominator)?;
+            (coefficient.abs() < LIMIT).then_some(coefficient as i64)
+        })
+        .collect::<Option<Vec<i64>>>()?;
+    let denominator_inverse = (common != 1).then(|| Scalar::from_u64(common as u64).inv());
+    Some(Weights::Small {
+        coefficients,
+        denominator_inverse,
+    })
+}
+
+fn signed_scalar(value: i128) -> Scalar {
+    let magnitude = Scalar::from_u64(value.unsigned_abs() as u64);
+    if value < 0 { -magnitude } else { magnitude }
+}
+
+fn full_weights(xs: &[i128]) -> Vec<Scalar> {
+    xs.iter()
+        .enumerate()
+        .map(|(j, xj)| {
+            let mut numerator = Scalar::from_u64(1);
+            let mut denominator = Scalar::from_u64(1);
+            for (k, xk) in xs.iter().enumerate() {
+                if k != j {
+                    numerator = numerator * &signed_scalar(*xk);
+                    denominator = denominator * &signed_scalar(xk - xj);
+                }
+            }
+            numerator * &denominator.inv()
+        })
+        .collect()
+}
+
+/// `Σ c_j P_j` for small signed `c_j`, doubling once per bit for all points together.
+fn small_msm(points: &[G2], coefficients: &[i64]) -> G2 {
+    let terms: Vec<(G2, u64)> = points
+        .iter()
+        .zip(coefficients)
+        .map(|(point, c)| {
+            if *c < 0 {
+                (-*point, c.unsigned_abs())
+            } else {
+                (*point, c.unsigned_abs())
+            }
+        })
+        .collect();
+    let top = terms.iter().map(|(_, c)| *c).max().unwrap_or(0);
+    let bits = u64::BITS - top.leading_zeros();
+    let mut sum = G2::zero();
+    for bit in (0..bits).rev() {
+        let twice = sum;
+        sum += &twice;
+        for (point, c) in &terms {
+            if (c >> bit) & 1 == 1 {
+                sum += point;
+            }
+        }
+    }
+    sum
+}
+
+/// One signature to check against a public key, over a root already hashed.
+#[derive(Clone, Copy)]
+pub struct Check {
+    pub public: ValidatorPublicKey,
+    pub signature: Signature,
+}
+
+/// Bits of each random scalar of a batch check: a batch with a bad signature passes with
+/// probability at most 2^-64 (the width Ethereum consensus clients batch gossip signatures with).
+const BATCH_SCALAR_BITS: usize = 64;
+
+/// Below this many points a multi-scalar multiplication is not split over threads.
+const MIN_POINTS_PER_THREAD: usize = 32;
+
+/// `Σ s_i P_i` for affine points and 64-bit little-endian scalars, by Pippenger's method.
+fn msm_g1_64(points: &[blst_p1_affine], scalars: &[[u8; 8]]) -> blst_p1 {
+    let mut sum = blst_p1::default();
+    if points.is_empty() {
+        return sum;
+    }
+    let bytes: Vec<u8> = scalars.iter().flatten().copied().collect();
+    let points_at: [*const blst_p1_affine; 2] = [points.as_ptr(), std::ptr::null()];
+    let scalars_at: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
+    // SAFETY: `points` and `bytes` are contiguous arrays of `points.len()` points and scalars
+    // of 8 bytes (a null second pointer tells blst so); `scratch` has the size blst asks for.
+    unsafe {
+        let words = blst_p1s_mult_pippenger_scratch_sizeof(points.len()).div_ceil(8);
+        let mut scratch: Vec<limb_t> = vec![0; words.max(1)];
+        blst_p1s_mult_pippenger(
+            &mut sum,
+            points_at.as_ptr(),
+            points.len(),
+            scalars_at.as_ptr(),
+            BATCH_SCALAR_BITS,
+            scratch.as_mut_ptr(),
+        );
+    }
+    sum
+}
+
+/// [`msm_g1_64`] in G2.
+fn msm_g2_64(points: &[blst_p2_affine], scalars: &[[u8; 8]]) -> blst_p2 {
+    let mut sum = blst_p2::default();
+    if points.is_empty() {
+        return sum;
+    }
+    let bytes: Vec<u8> = scalars.iter().flatten().copied().collect();
+    let points_at: [*const blst_p2_affine; 2] = [points.as_ptr(), std::ptr::null()];
+    let scalars_at: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
+    // SAFETY: as in `msm_g1_64`.
+    unsafe {
+        let words = blst_p2s_mult_pippenger_scratch_sizeof(points.len()).div_ceil(8);
+        let mut scratch: Vec<limb_t> = vec![0; words.max(1)];
+        blst_p2s_mult_pippenger(
+            &mut sum,
+            points_at.as_ptr(),
+            points.len(),
+            scalars_at.as_ptr(),
+            BATCH_SCALAR_BITS,
+            scratch.as_mut_ptr(),
+        );
+    }
+    sum
+}
+
+impl Parallel {
+    /// Splits `0..len` into one range per thread (one range when small or sequential).
+    fn ranges(&self, len: usize) -> Vec<std::ops::Range<usize>> {
+        let parts = self.threads().min(len / MIN_POINTS_PER_THREAD).max(1);
+        let size = len.div_ceil(parts);
+        (0..parts)
+            .map(|part| part * size..((part + 1) * size).min(len))
+            .filter(|range| !range.is_empty())
+            .collect()
+    }
+
+    fn msm_g1_64(&self, points: &[blst_p1_affine], scalars: &[[u8; 8]]) -> blst_p1 {
+        let parts = self.map(&self.ranges(points.len()), |range| {
+            msm_g1_64(&points[range.clone()], &scalars[range.clone()])
+        });
+        let mut sum = blst_p1::default();
+        for part in &parts {
+            // SAFETY: valid points; blst allows the output to alias the first input.
+            unsafe {
+                let at = &raw mut sum;
+                blst_p1_add_or_double(at, at, part)
+            };
+        }
+        sum
+    }
+
+    fn msm_g2_64(&self, points: &[blst_p2_affine], scalars: &[[u8; 8]]) -> blst_p2 {
+        let parts = self.map(&self.ranges(points.len()), |range| {
+            msm_g2_64(&points[range.clone()], &scalars[range.clone()])
+        });
+        let mut sum = blst_p2::default();
+        for part in &parts {
+            // SAFETY: as above.
+            unsafe {
+                let at = &raw mut sum;
+                blst_p2_add_or_double(at, at, part)
+            };
+        }
+        sum
+    }
+}
+
+/// Whether every signature in `checks` verifies over `hashed`, in one random linear
+/// combination: `e(Σ r_i pk_i, H) = e(g1, Σ r_i σ_i)` with 64-bit `r_i` from `rng` (two
+/// multi-scalar multiplications and two Miller loops sharing one final exponentiation).
+/// Every public key is a validator's (trusted) and every signature a subgroup-checked point.
+fn batch_holds(rng: &mut StdRng, parallel: &Parallel, hashed: &G2, checks: &[Check]) -> bool {
+    if let [single] = checks {
+        return MinPk::verify(&single.public, hashed, &single.signature).is_ok();
+    }
+    // The identity would drop out of the combination; alone it never verifies.
+    if checks.is_empty() || checks.iter().any(|check| check.signature == G2::zero()) {
+        return false;
+    }
+    let scalars: Vec<[u8; 8]> = checks
+        .iter()
+        .map(|_| {
+            let mut scalar = [0u8; 8];
+            rng.fill_bytes(&mut scalar);
+            scalar
+        })
+        .collect();
+    let publics: Vec<G1> = checks.iter().map(|check| check.public).collect();
+    let signatures: Vec<G2> = checks.iter().map(|check| check.signature).collect();
+    let publics = G1::batch_to_affine(&publics);
+    let signatures = G2::batch_to_affine(&signatures);
+    let public = parallel.msm_g1_64(&publics, &scalars);
+    let signature = parallel.msm_g2_64(&signatures, &scalars);
+    let hashed = G2::batch_to_affine(&[*hashed]);
+    // SAFETY: every pointer is to a valid, initialised point or field element of the right
+    // type; blst reads its inputs and writes only the outputs given.
+    unsafe {
+        if blst_p1_is_inf(&public) || blst_p2_is_inf(&signature) {
+            return false;
+        }
+        let mut public_affine = blst_p1_affine::default();
+        let mut signature_affine = blst_p2_affine::default();
+        blst_p1_to_affine(&mut public_affine, &public);
+        blst_p2_to_affine(&mut signature_affine, &signature);
+        let mut left = blst_fp12::default();
+        let mut right = blst_fp12::default();
+        blst_miller_loop(&mut left, &hashed[0], &public_affine);
+        blst_miller_loop(&mut right, &signature_affine, blst_p1_affine_generator());
+        blst_fp12_finalverify(&left, &right)
+    }
+}
+
+/// Positions (ascending) of the signatures in `checks` that do not verify over `hashed`: one
+/// batch when all do; otherwise halves are checked the same way down to the bad ones.
+pub fn verify_same_root(
+    rng: &mut StdRng,
+    parallel: &Parallel,
+    hashed: &G2,
+    checks: &[Check],
+) -> Vec<usize> {
+    let mut bad = Vec::new();
+    if !checks.is_empty() && !batch_holds(rng, parallel, hashed, checks) {
+        bisect(rng, parallel, hashed, checks, 0, &mut bad);
+    }
+    bad
+}
+
+/// `checks` failed as a whole: finds its bad members.
+fn bisect(
+    rng: &mut StdRng,
+    parallel: &Parallel,
+    hashed: &G2,
+    checks: &[Check],
+    offset: usize,
+    bad: &mut Vec<usize>,
+) {
+    if checks.len() == 1 {
+        bad.push(offset);
+        return;
+    }
+    let (left, right) = checks.split_at(checks.len() / 2);
+    for (half, at) in [(left, offset), (right, offset + left.len())] {
+        if !batch_holds(rng, parallel, hashed, half) {
+            bisect(rng, parallel, hashed, half, at, bad);
+        }
+    }
+}
+
+/// One key at threshold, as the quorum hands it over: the validator's key, the sharing's
+/// per-share keys (for the fallback), and the partials, decoded or still compressed.
+pub struct Candidate<'a> {
+    pub slot: u64,
+    pub root: [u8; 32],
+    pub sharing: &'a commonware_cryptography::bls12381::primitives::sharing::Sharing<MinPk>,
+    /// Partials already decoded (or this operator's own), by share index.
+    pub decoded: Vec<(u32, Signature)>,
+    /// Peers' partials as received, by share index.
+    pub compressed: Vec<(u32, [u8; 96])>,
+}
+
+/// What the batch made of one candidate.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// The recovered signature, verified against the validator's key.
+    pub signature: Option<Signature>,
+    /// Partials that decoded and were not found invalid, by share index (kept by the quorum
+    /// so nothing is decoded twice).
+    pub decoded: Vec<(u32, Signature)>,
+    /// Operators whose partial did not decode or did not verify.
+    pub invalid: Vec<u32>,
+}
+
+/// The runner's batch cryptography: the parallel strategy, the batch RNG, and what is worth
+/// keeping between steps (hashed roots per slot, weights per set of signers).
+pub struct Crypto {
+    parallel: Parallel,
+    rng: StdRng,
+    threshold: usize,
+    hashed: BTreeMap<(u64, [u8; 32]), G2>,
+    weights: BTreeMap<Vec<u32>, Arc<Weights>>,
+}
+
+impl Crypto {
+    /// `rng` draws the batch-verification scalars: take it from the runtime's RNG, so a
+    /// simulation replays and a node's scalars cannot be predicted.
+    pub fn new(parallel: Parallel, rng: StdRng) -> Self {
+        Self {
+            parallel,
+            rng,
+            threshold: 1,
+            hashed: BTreeMap::new(),
+            weights: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn set_threshold(&mut self, threshold: u32) {
+        self.threshold = threshold.max(1) as usize;
+    }
+
+    pub fn parallel(&self) -> &Parallel {
+        &self.parallel
+    }
+
+    /// Hashes the roots not hashed yet (in parallel) and forgets slots past the window.
+    fn hash(&mut self, roots: impl IntoIterator<Item = (u64, [u8; 32])>) {
+        let missing: Vec<(u64, [u8; 32])> = roots
+            .into_iter()
+            .filter(|key| !self.hashed.contains_key(key))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let points = self.parallel.map(&missing, |(_, root)| hash_root(root));
+        self.hashed.extend(missing.into_iter().zip(points));
+        if let Some(((newest, _), _)) = self.hashed.last_key_value() {
+            let keep = newest.saturating_sub(HASHED_SLOTS);
+            self.hashed = self.hashed.split_off(&(keep, [0u8; 32]));
+        }
+    }
+
+    fn hashed(&mut self, slot: u64, root: &[u8; 32]) -> G2 {
+        if let Some(point) = self.hashed.get(&(slot, *root)) {
+            return *point;
+        }
+        self.hash([(slot, *root)]);
+        self.hashed
+            .get(&(slot, *root))
+            .copied()
+            .unwrap_or_else(|| hash_root(root))
+    }
+
+    /// Forgets hashed roots of slots before `slot`.
+    pub fn prune(&mut self, slot: u64) {
+        self.hashed = self.hashed.split_off(&(slot, [0u8; 32]));
+    }
+
+    /// Signs each `(slot, share, root)`, hashing each distinct root once.
+    pub fn sign(
+        &mut self,
+        requests: &[(u64, &Share, [u8; 32])],
+        meter: &Option<CpuMeter>,
+    ) -> Vec<Signature> {
+        cpu::measure(meter, CryptoWork::Sign, || {
+            self.hash(requests.iter().map(|(slot, _, root)| (*slot, *root)));
+            let jobs: Vec<(&Share, G2)> = requests
+                .iter()
+                .map(|(slot, share, root)| {
+                    let hashed = self.hashed.get(&(*slot, *root)).copied();
+                    (*share, hashed.unwrap_or_else(|| hash_root(root)))
+                })
+                .collect();
+            self.parallel
+                .map(&jobs, |(share, hashed)| sign_hashed(share, hashed))
+        })
+    }
+
+    fn weights(&mut self, indices: &[u32]) -> Arc<Weights> {
+        self.weights
+            .entry(indices.to_vec())
+            .or_insert_with(|| Arc::new(Weights::of(indices)))
+            .clone()
+    }
+
+    /// Recovers and verifies every candidate: decodes what is still compressed (once), picks
+    /// a threshold of partials, interpolates with the weights of that set of signers, checks
+    /// the results in batches per root, and for each that fails, checks its partials one by
+    /// one, drops the bad ones and recovers again from the rest.
+    pub fn recover(
+        &mut self,
+        candidates: Vec<Candidate<'_>>,
+        meter: &Option<CpuMeter>,
+    ) -> Vec<Settled> {
+        // Decode every compressed partial of the batch together.
+        let compressed: Vec<(usize, u32, [u8; 96])> = candidates
+            .iter()
+            .enumerate()
+            .flat_map(|(at, candidate)| {
+                candidate
+                    .compressed
+                    .iter()
+                    .map(move |(operator, bytes)| (at, *operator, *bytes))
+            })
+            .collect();
+        let points = cpu::measure(meter, CryptoWork::Decode, || {
+            self.parallel.map(&compressed, |(_, _, bytes)| {
+                Signature::decode_fixed(*bytes).ok()
+            })
+        });
+        let mut settled: Vec<Settled> = candidates
+            .iter()
+            .map(|candidate| Settled {
+                signature: None,
+                decoded: candidate.decoded.clone(),
+                invalid: Vec::new(),
+            })
+            .collect();
+        for ((at, operator, _), point) in compressed.into_iter().zip(points) {
+            match point {
+                Some(point) => settled[at].decoded.push((operator, point)),
+                None => settled[at].invalid.push(operator),
+            }
+        }
+        for one in &mut settled {
+            one.decoded.sort_by_key(|(operator, _)| *operator);
+        }
+        cpu::measure(meter, CryptoWork::Recover, || {
+            self.interpolate_and_verify(&candidates, &mut settled)
+        });
+        for one in &mut settled {
+            one.invalid.sort_unstable();
+        }
+        settled
+    }
+
+    fn interpolate_and_verify(&mut self, candidates: &[Candidate<'_>], settled: &mut [Settled]) {
+        let threshold = self.threshold;
+        // Interpolate each candidate with a threshold of partials (lowest share indices).
+        let ready: Vec<usize> = (0..candidates.len())
+            .filter(|at| settled[*at].decoded.len() >= threshold)
+            .collect();
+        let jobs: Vec<(Arc<Weights>, Vec<G2>)> = ready
+            .iter()
+            .map(|at| {
+                let used = &settled[*at].decoded[..threshold];
+                let indices: Vec<u32> = used.iter().map(|(operator, _)| *operator).collect();
+                let points = used.iter().map(|(_, point)| *point).collect();
+                (self.weights(&indices), points)
+            })
+            .collect();
+        let recovered = self
+            .parallel
+            .map(&jobs, |(weights, points)| weights.interpolate(points));
+
+        // Check the recovered signatures in one batch per root.
+        self.hash(
+            ready
+                .iter()
+                .map(|at| (candidates[*at].slot, candidates[*at].root)),
+        );
+        let mut by_root: BTreeMap<(u64, [u8; 32]), Vec<(usize, Check)>> = BTreeMap::new();
+        for (at, signature) in ready.iter().zip(recovered) {
+            let candidate = &candidates[*at];
+            by_root
+                .entry((candidate.slot, candidate.root))
+                .or_default()
+                .push((
+                    *at,
+                    Check {
+                        public: *candidate.sharing.public(),
+                        signature,
+                    },
+                ));
+        }
+        let mut failed = Vec::new();
+        for ((slot, root), items) in by_root {
+            let hashed = self.hashed(slot, &root);
+            let checks: Vec<Check> = items.iter().map(|(_, check)| *check).collect();
+            let bad: BTreeSet<usize> =
+                verify_same_root(&mut self.rng, &self.parallel, &hashed, &checks)
+                    .into_iter()
+                    .collect();
+            for (position, (at, check)) in items.into_iter().enumerate() {
+                if bad.contains(&position) {
+                    failed.push(at);
+                } else {
+                    settled[at].signature = Some(check.signature);
+                }
+            }
+        }
+
+        // A recovered signature that fails: some partial is bad. Check each one alone.
+        for at in failed {
+            let candidate = &candidates[at];
+            let hashed = self.hashed(candidate.slot, &candidate.root);
+            let partials = std::mem::take(&mut settled[at].decoded);
+            let valid = self.parallel.map(&partials, |(operator, point)| {
+                candidate
+                    .sharing
+                    .partial_public(commonware_utils::Participant::new(*operator))
+                    .is_ok_and(|public| MinPk::verify(&public, &hashed, point).is_ok())
+            });
+            let mut good = Vec::with_capacity(partials.len());
+            for (partial, valid) in partials.into_iter().zip(valid) {
+                if valid {
+                    good.push(partial);
+                } else {
+                    settled[at].invalid.push(partial.0);
+                }
+            }
+            if good.len() >= threshold {
+                let used = &good[..threshold];
+                let indices: Vec<u32> = used.iter().map(|(operator, _)| *operator).collect();
+                let points: Vec<G2> = used.iter().map(|(_, point)| *point).collect();
+                let signature = self.weights(&indices).interpolate(&points);
+                // Every partial used checked out alone, so this holds unless indices repeat;
+                // checked all the same, as nothing unverified leaves the runner.
+                if MinPk::verify(candidate.sharing.public(), &hashed, &signature).is_ok() {
+                    settled[at].signature = Some(signature);
+                }
+            }
+            settled[at].decoded = good;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cohort_ingress::keys::{self, Partial, interop_secret, sign, split};
+    use commonware_cryptography::bls12381::primitives::ops::threshold;
+    use commonware_utils::Participant;
+    use rand::SeedableRng as _;
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(9)
+    }
+
+    /// Every `size`-subset of `0..n`, ascending.
+    fn subsets(n: u32, size: usize) -> Vec<Vec<u32>> {
+        let mut all = Vec::new();
+        for mask in 0u32..(1 << n) {
+            if mask.count_ones() as usize == size {
+                all.push((0..n).filter(|i| mask & (1 << i) != 0).collect());
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn signing_from_the_hashed_root_equals_signing_the_root() {
+        let split = split(&mut commonware_utils::test_rng(), &interop_secret(3), 4, 3).unwrap();
+        let root = [5u8; 32];
+        let hashed = hash_root(&root);
+        for share in &split.shares {
+            assert_eq!(
+                sign_hashed(share, &hashed),
+                keys::sign_partial(share, &root).value
+            );
+        }
+    }
+
+    #[test]
+    fn recovery_with_precomputed_weights_equals_commonwares_for_every_set_of_signers() {
+        let mut test_rng = commonware_utils::test_rng();
+        for (n, t) in [(4u32, 3usize), (7, 5), (10, 7), (13, 9)] {
+            let split = split(&mut test_rng, &interop_secret(11), n, t as u32).unwrap();
+            let root = [n as u8; 32];
+            let partials: Vec<Partial> = split
+                .shares
+                .iter()
+                .map(|share| keys::sign_partial(share, &root))
+                .collect();
+            let expected = sign(&interop_secret(11), &root);
+            let mut small = 0;
+            for set in subsets(n, t) {
+                let chosen: Vec<Partial> =
+                    set.iter().map(|i| partials[*i as usize].clone()).collect();
+                let theirs =
+                    threshold::recover::<MinPk, _>(&split.sharing, &chosen, &Sequential).unwrap();
+                let points: Vec<G2> = chosen.iter().map(|p| p.value).collect();
+                let weights = Weights::of(&set);
+                small += usize::from(matches!(weights, Weights::Small { .. }));
+                assert_eq!(weights.interpolate(&points), theirs, "{n} of {set:?}");
+                assert_eq!(Weights::full(&set).interpolate(&points), theirs);
+                assert_eq!(theirs, expected);
+            }
+            assert!(small > 0, "no small weights for {n} operators");
+        }
+    }
+
+    fn checks(count: u64, root: &[u8; 32]) -> Vec<Check> {
+        (0..count)
+            .map(|v| {
+                let secret = interop_secret(v);
+                Check {
+                    public: commonware_cryptography::bls12381::primitives::ops::compute_public::<
+                        MinPk,
+                    >(&secret),
+                    signature: sign(&secret, root),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_of_valid_signatures_verifies() {
+        let root = [1u8; 32];
+        let hashed = hash_root(&root);
+        for count in [1, 2, 7, 32] {
+            let checks = checks(count, &root);
+            assert!(
+                verify_same_root(&mut rng(), &Parallel::Sequential, &hashed, &checks).is_empty()
+            );
+            assert!(
+                verify_same_root(&mut rng(), &Parallel::with_threads(2), &hashed, &checks)
+                    .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn one_bad_signature_fails_the_batch_and_bisection_finds_exactly_the_bad_ones() {
+        let root = [1u8; 32];
+        let hashed = hash_root(&root);
+        let valid = checks(20, &root);
+        let other = sign(&interop_secret(0), &[2u8; 32]);
+        // Every single position, then a few sets, bad in different ways.
+        let mut cases: Vec<Vec<usize>> = (0..20).map(|i| vec![i]).collect();
+        cases.extend([
+            vec![0, 19],
+            vec![3, 4, 5],
+            vec![1, 7, 8, 15],
+            (0..20).collect(),
+        ]);
+        for bad in cases {
+            let mut batch = valid.clone();
+            for (n, at) in bad.iter().enumerate() {
+                batch[*at].signature = match n % 3 {
+                    0 => other,                          // over another root
+                    1 => valid[(at + 1) % 20].signature, // another validator's
+                    _ => G2::zero(),                     // the identity
+                };
+            }
+            assert!(!batch_holds(
+                &mut rng(),
+                &Parallel::Sequential,
+                &hashed,
+                &batch
+            ));
+            assert_eq!(
+                verify_same_root(&mut rng(), &Parallel::Sequential, &hashed, &batch),
+                bad
+            );
+            assert_eq!(
+                verify_same_root(&mut rng(), &Parallel::with_threads(2), &hashed, &batch),
+                bad
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_names_undecodable_and_wrong_partials_and_still_recovers() {
+        let mut test_rng = commonware_utils::test_rng();
+        let root = [4u8; 32];
+        let splits: Vec<_> = (0..6u64)
+            .map(|v| split(&mut test_rng, &interop_secret(v), 4, 3).unwrap())
+            .collect();
+        let mut crypto = Crypto::new(Parallel::Sequential, rng());
+        crypto.set_threshold(3);
+        let candidates: Vec<Candidate<'_>> = splits
+            .iter()
+            .enumerate()
+            .map(|(v, split)| {
+                let partial =
+                    |i: usize, root: &[u8; 32]| keys::sign_partial(&split.shares[i], root);
+                let mut compressed: Vec<(u32, [u8; 96])> = (1..4)
+                    .map(|i| (i as u32, keys::signature_bytes(&partial(i, &root).value)))
+                    .collect();
+                match v {
+                    // Operator 1 signs another root; operator 3 sends bytes that are no point.
+                    2 => compressed[0].1 = keys::signature_bytes(&partial(1, &[9; 32]).value),
+                    4 => compressed[2].1 = [0xab; 96],
+                    _ => {}
+                }
+                Candidate {
+                    slot: 1,
+                    root,
+                    sharing: &split.sharing,
+                    decoded: vec![(0, partial(0, &root).value)],
+                    compressed,
+                }
+            })
+            .collect();
+        let settled = crypto.recover(candidates, &None);
+        for (v, one) in settled.iter().enumerate() {
+            let expected_invalid = match v {
+                2 => vec![1],
+                4 => vec![3],
+                _ => vec![],
+            };
+            assert_eq!(one.invalid, expected_invalid, "validator {v}");
+            assert_eq!(
+                one.signature,
+                Some(sign(&interop_secret(v as u64), &root)),
+                "validator {v}"
+            );
+            assert!(
+                one.decoded
+                    .iter()
+                    .all(|(o, _)| !expected_invalid.contains(o))
+            );
+        }
+        let _ = Participant::new(0);
+    }
+}
