@@ -8,7 +8,7 @@ mod engine;
 mod read;
 
 pub use engine::Engine;
-pub use read::load;
+pub use read::{load, load_with};
 #[cfg(test)]
 use read::parse;
 
@@ -386,6 +386,12 @@ fn existing_file(problems: &mut Vec<Problem>, field: &str, path: &Path) {
 
 /// Checks every field; relative paths are taken from `base`, the config file's directory.
 pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
+    validate_with(file, base, true)
+}
+
+/// As [`validate`]; without `lock_required` the cluster lock need not exist yet (a key
+/// ceremony writes it).
+pub fn validate_with(file: File, base: &Path, lock_required: bool) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
     let p = &mut problems;
 
@@ -482,7 +488,9 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
 
     // Keys.
     let lock = resolve(base, &file.shares.lock);
-    existing_file(p, "shares.lock", &lock);
+    if lock_required {
+        existing_file(p, "shares.lock", &lock);
+    }
     let shares_dir = resolve(base, &file.shares.dir);
     if !shares_dir.is_dir() {
         problem(
