@@ -249,8 +249,12 @@ pub fn previous_output(
     players.write(&mut bytes);
     Set::<PublicKey>::default().write(&mut bytes);
     let max = NonZeroU32::new(players.len() as u32).ok_or("no operators")?;
-    Output::<MinPk, PublicKey>::decode_cfg(bytes, &(max, ModeVersion::v0()))
-        .map_err(|err| format!("the sharing is not a {}-operator sharing: {err}", players.len()))
+    Output::<MinPk, PublicKey>::decode_cfg(bytes, &(max, ModeVersion::v0())).map_err(|err| {
+        format!(
+            "the sharing is not a {}-operator sharing: {err}",
+            players.len()
+        )
+    })
 }
 
 /// The digest every operator confirms: the players and every key's public polynomial.
@@ -351,7 +355,9 @@ impl State {
     fn on_dealing(
         &mut self,
         from: &PublicKey,
-        commitments: Vec<commonware_cryptography::bls12381::dkg::feldman_desmedt::DealerPubMsg<MinPk>>,
+        commitments: Vec<
+            commonware_cryptography::bls12381::dkg::feldman_desmedt::DealerPubMsg<MinPk>,
+        >,
         shares: Vec<DealerPrivMsg>,
     ) -> Result<Option<Wire>, CeremonyError> {
         if !self.is_dealer(from) {
@@ -365,11 +371,8 @@ impl State {
         };
         let mut acks = Vec::with_capacity(players.len());
         let mut failed: Option<(usize, String)> = None;
-        for (k, ((player, commitment), share)) in players
-            .iter_mut()
-            .zip(commitments)
-            .zip(shares)
-            .enumerate()
+        for (k, ((player, commitment), share)) in
+            players.iter_mut().zip(commitments).zip(shares).enumerate()
         {
             match player.dealer_message::<N3f1>(from.clone(), commitment, share) {
                 Ok(Some(ack)) => acks.push(ack),
@@ -519,12 +522,13 @@ impl State {
             }
             None => {
                 for logs in &self.logs {
-                    let output = commonware_cryptography::bls12381::dkg::feldman_desmedt::observe::<
-                        MinPk,
-                        PublicKey,
-                        N3f1,
-                    >(rng, logs.clone(), &Sequential)
-                    .map_err(|f| failure(f, &names))?;
+                    let output =
+                        commonware_cryptography::bls12381::dkg::feldman_desmedt::observe::<
+                            MinPk,
+                            PublicKey,
+                            N3f1,
+                        >(rng, logs.clone(), &Sequential)
+                        .map_err(|f| failure(f, &names))?;
                     outputs.push(output);
                     shares.push(None);
                 }
@@ -593,11 +597,7 @@ impl State {
                 for (k, partial) in partials.iter().enumerate() {
                     let sharing = result.outputs[k].public();
                     if partial.index != index
-                        || !cohort_ingress::keys::verify_partial(
-                            sharing,
-                            &result.roots[k],
-                            partial,
-                        )
+                        || !cohort_ingress::keys::verify_partial(sharing, &result.roots[k], partial)
                     {
                         return Err(CeremonyError::BadPartial {
                             operator: self.named(&from),
@@ -703,9 +703,10 @@ where
     }
     let mut infos = Vec::with_capacity(setup.keys.len());
     for key in &setup.keys {
-        infos.push(round_info(&setup, key).map_err(|err| {
-            CeremonyError::Setup(format!("key {}: {err}", key.id))
-        })?);
+        infos.push(
+            round_info(&setup, key)
+                .map_err(|err| CeremonyError::Setup(format!("key {}: {err}", key.id)))?,
+        );
     }
     let players_n = NonZeroU32::new(setup.players.len() as u32)
         .ok_or_else(|| CeremonyError::Setup("no players".into()))?;
@@ -809,8 +810,7 @@ where
                     }
                 }
                 for message in owed {
-                    sender
-                        .send(Recipients::One(peer.clone()), message.encode(), false);
+                    sender.send(Recipients::One(peer.clone()), message.encode(), false);
                 }
             }
         }
@@ -868,8 +868,7 @@ where
                 shares,
             } => match state.on_dealing(&from, commitments, shares) {
                 Ok(Some(reply)) => {
-                    sender
-                        .send(Recipients::One(from.clone()), reply.encode(), false);
+                    sender.send(Recipients::One(from.clone()), reply.encode(), false);
                     Ok(())
                 }
                 Ok(None) => Ok(()),
@@ -898,9 +897,9 @@ where
     // (a message sent while a connection was down is lost).
     let last = match &outcome {
         Ok(_) => state.result.as_ref().map(|r| r.message.clone()),
-        Err(CeremonyError::Aborted { .. } | CeremonyError::Timeout { .. } | CeremonyError::Network) => {
-            None
-        }
+        Err(
+            CeremonyError::Aborted { .. } | CeremonyError::Timeout { .. } | CeremonyError::Network,
+        ) => None,
         Err(err) => {
             warn!(%err, "ceremony failed; telling every operator");
             let mut reason = err.to_string();
@@ -913,8 +912,7 @@ where
     };
     if let Some(last) = last {
         for _ in 0..3 {
-            sender
-                .send(Recipients::Some(peers.clone()), last.encode(), false);
+            sender.send(Recipients::Some(peers.clone()), last.encode(), false);
             context.sleep(setup.resend).await;
         }
     }

@@ -29,10 +29,7 @@ pub fn run(
         let max = setups
             .iter()
             .map(|s| {
-                crate::wire::max_message_size(
-                    s.keys.len(),
-                    NZU32!(s.players.len().max(1) as u32),
-                )
+                crate::wire::max_message_size(s.keys.len(), NZU32!(s.players.len().max(1) as u32))
             })
             .max()
             .unwrap_or(1 << 20);
@@ -86,9 +83,7 @@ pub fn run(
             match handle {
                 None => results.push(None),
                 Some(handle) => results.push(Some(
-                    handle
-                        .await
-                        .unwrap_or_else(|_| Err(CeremonyError::Network)),
+                    handle.await.unwrap_or_else(|_| Err(CeremonyError::Network)),
                 )),
             }
         }

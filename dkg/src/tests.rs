@@ -113,11 +113,16 @@ fn four_operators_make_keys_whose_threshold_signatures_verify() {
                 &root,
                 &signature.expect("three shares recover")
             ));
-            // Each share is its own operator's: its public key is the sharing's at its position.
+            // Each share is its own operator's: at its position in the operator set, with the
+            // public key the sharing gives that position.
+            let position = set(&operators)
+                .position(&operators[skip].public_key())
+                .expect("an operator");
+            assert_eq!(shares[skip].index, Participant::new(position as u32));
             assert_eq!(
                 shares[skip].public::<MinPk>(),
                 key.sharing
-                    .partial_public(Participant::new(skip as u32))
+                    .partial_public(shares[skip].index)
                     .expect("in range")
             );
         }
@@ -140,7 +145,9 @@ fn a_byzantine_dealer_is_named_by_every_operator() {
         if i == 2 {
             continue;
         }
-        let err = result.expect("started").expect_err("no keys from a bad dealing");
+        let err = result
+            .expect("started")
+            .expect_err("no keys from a bad dealing");
         let culprit = err.culprit().expect("someone is blamed");
         assert_eq!(culprit.name, "op2", "op{i}: {err}");
         assert!(err.to_string().contains("op2"), "{err}");
@@ -284,18 +291,21 @@ fn reshare_keeps_keys_and_retires_old_shares(new: Vec<PrivateKey>) {
                 "old share {position} still verifies against the new sharing"
             );
         }
-        let mut mixed: Vec<_> = split.shares[..t.min(4) as usize]
-            .iter()
-            .map(|s| keys::sign_partial(s, &root))
-            .collect();
-        mixed.extend(
-            new_partials
-                .iter()
-                .filter(|p| !mixed.iter().any(|m| m.index == p.index))
-                .take(t as usize - mixed.len())
-                .cloned(),
-        );
-        assert!(keys::recover(sharing, &root, &mixed).0.is_err());
+        // One old share with new ones from the other positions combines into nothing valid.
+        // (Old shares of a threshold of the old operators together still sign for the same key:
+        // a reshare keeps the key, so retiring them is up to their holders deleting them.)
+        for old_share in &split.shares {
+            let mut mixed = vec![keys::sign_partial(old_share, &root)];
+            mixed.extend(
+                new_partials
+                    .iter()
+                    .filter(|p| p.index != old_share.index)
+                    .take(t as usize - 1)
+                    .cloned(),
+            );
+            let (recovered, _) = keys::recover(sharing, &root, &mixed);
+            assert!(recovered.is_err(), "an old share combined with new ones");
+        }
     }
     // Outgoing operators know the result (keys unchanged) but hold nothing new.
     for (at, me) in me_order.iter().enumerate() {

@@ -1,7 +1,8 @@
 //! What operators send each other during a ceremony, on the ceremony's own channel.
 
 use crate::PublicKey;
-use bytes::{Buf, BufMut};
+use bytes::BufMut;
+use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error, RangeCfg, Read, ReadExt as _, Write};
 use commonware_cryptography::bls12381::{
     dkg::feldman_desmedt::{DealerPrivMsg, DealerPubMsg, PlayerAck, SignedDealerLog},
