@@ -4,7 +4,7 @@ use commonware_cryptography::ed25519::PrivateKey;
 use commonware_utils::Faults as _;
 use std::collections::BTreeSet;
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn identities(from: u64, count: u64) -> Vec<PrivateKey> {
     (from..from + count).map(PrivateKey::from_seed).collect()
