@@ -8,9 +8,9 @@ mod engine;
 mod read;
 
 pub use engine::Engine;
-pub use read::{load, load_with};
 #[cfg(test)]
 use read::parse;
+pub use read::{load, load_with};
 
 use cohort_ingress::SlotClock;
 use cohort_operator::Channel;

@@ -151,7 +151,9 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// The ceremony's config, lock not required, and this operator's identity.
-fn load_config(path: &Path) -> Result<(config::Config, commonware_cryptography::ed25519::PrivateKey), String> {
+fn load_config(
+    path: &Path,
+) -> Result<(config::Config, commonware_cryptography::ed25519::PrivateKey), String> {
     let config = config::load_with(path, std::env::vars(), false).map_err(|e| e.to_string())?;
     let key = identity::load(&config.identity_key).map_err(|e| format!("identity_key: {e}"))?;
     Ok((config, key))
@@ -233,8 +235,8 @@ fn write_outputs(
     kdf: Kdf,
     deposit: Option<(PathBuf, Vec<DepositEntry>)>,
 ) -> Result<(), String> {
-    let password =
-        files::read_password(&config.password_file).map_err(|e| format!("shares.password_file: {e}"))?;
+    let password = files::read_password(&config.password_file)
+        .map_err(|e| format!("shares.password_file: {e}"))?;
     let mut rng = cohort_keystore::os_rng();
     let mut validators = Vec::with_capacity(outcome.keys.len());
     for key in &outcome.keys {
@@ -264,7 +266,8 @@ fn write_outputs(
     }
     if let Some((path, entries)) = deposit {
         let text = serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?;
-        files::write_secret(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        files::write_secret(&path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let lock = keys::Lock {
         name: config.file.cluster.name.clone(),
@@ -311,7 +314,11 @@ fn dkg_inner(args: DkgArgs) -> Result<ExitCode, String> {
     let index = operators
         .position(&me)
         .ok_or("identity_key is not one of cluster.operators")?;
-    telemetry::init_logs(telemetry::LogFormat::Pretty, args.common.log.as_deref(), index)?;
+    telemetry::init_logs(
+        telemetry::LogFormat::Pretty,
+        args.common.log.as_deref(),
+        index,
+    )?;
     if !config::is_cluster_size(operators.len()) {
         return Err(format!(
             "cluster.operators: {} operators; a cluster has 3f+1 (4, 7, 10, 13)",
@@ -395,7 +402,10 @@ fn dkg_inner(args: DkgArgs) -> Result<ExitCode, String> {
     for key in &outcome.keys {
         // The ceremony checked it already; a file sent to the deposit contract gets one more.
         if !vkeys::verify(key.sharing.public(), &key.signing_root, &key.signature) {
-            return Err(format!("validator {}'s deposit signature does not verify", key.id));
+            return Err(format!(
+                "validator {}'s deposit signature does not verify",
+                key.id
+            ));
         }
         entries.push(terms.entry(key.sharing.public(), &key.signature));
     }
@@ -509,7 +519,11 @@ fn reshare_inner(args: ReshareArgs) -> Result<ExitCode, String> {
         .position(&me)
         .or_else(|| current.operators.position(&me))
         .ok_or("identity_key is neither a current nor a new operator")?;
-    telemetry::init_logs(telemetry::LogFormat::Pretty, args.common.log.as_deref(), log_index)?;
+    telemetry::init_logs(
+        telemetry::LogFormat::Pretty,
+        args.common.log.as_deref(),
+        log_index,
+    )?;
     if !config::is_cluster_size(players.len()) {
         return Err(format!(
             "cluster.operators: {} operators; a cluster has 3f+1 (4, 7, 10, 13)",
@@ -568,7 +582,9 @@ fn reshare_inner(args: ReshareArgs) -> Result<ExitCode, String> {
     let listen = if joining {
         config.listen
     } else {
-        *book.get(&me).ok_or("this operator's own address is unknown")?
+        *book
+            .get(&me)
+            .ok_or("this operator's own address is unknown")?
     };
     let new_name = config.file.cluster.name.clone();
     let players_hex: Vec<String> = players.iter().map(identity::public_key_hex).collect();

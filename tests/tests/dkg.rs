@@ -107,7 +107,10 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
             "the deposit is for the lock's validator"
         );
     }
-    let mut pubkeys: Vec<&str> = entries.iter().filter_map(|e| e["pubkey"].as_str()).collect();
+    let mut pubkeys: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["pubkey"].as_str())
+        .collect();
     pubkeys.dedup();
     assert_eq!(pubkeys.len(), VALIDATORS as usize, "distinct keys");
     let lock_bytes = std::fs::read(dir.join("operator-0/cluster-lock.json")).expect("lock");
@@ -120,7 +123,10 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
     for (i, output) in outputs.iter().enumerate() {
         let output = output.as_ref().expect("started");
         let err = text(&output.stderr);
-        assert!(!output.status.success(), "operator {i} succeeded without operator 3");
+        assert!(
+            !output.status.success(),
+            "operator {i} succeeded without operator 3"
+        );
         assert!(
             err.contains("no answer from 3 (") && err.contains(&op3_address),
             "operator {i} does not name operator 3: {err}"
@@ -141,7 +147,10 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
         &bin,
         &configs,
         &["--force"],
-        &[(2, vec!["--byzantine-bad-dealing-to".into(), keys[1].clone()])],
+        &[(
+            2,
+            vec!["--byzantine-bad-dealing-to".into(), keys[1].clone()],
+        )],
         30,
     );
     for (i, output) in outputs.iter().enumerate() {
@@ -150,7 +159,10 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
         }
         let output = output.as_ref().expect("started");
         let err = text(&output.stderr);
-        assert!(!output.status.success(), "operator {i} made keys from a bad dealing");
+        assert!(
+            !output.status.success(),
+            "operator {i} made keys from a bad dealing"
+        );
         let named = format!("127.0.0.1:{}", base + 2);
         assert!(
             err.contains("bad dealing") && err.contains(&named),
@@ -175,7 +187,12 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
     let new_address = format!("127.0.0.1:{}", base + 4);
     let mut reshare_configs = Vec::new();
     let mut new_set: Vec<(String, String)> = (0..3)
-        .map(|i| (keys[i].clone(), format!("127.0.0.1:{}", base + 10 + i as u16)))
+        .map(|i| {
+            (
+                keys[i].clone(),
+                format!("127.0.0.1:{}", base + 10 + i as u16),
+            )
+        })
         .collect();
     new_set.push((new_key.clone(), new_address.clone()));
     for i in 0..=OPERATORS {
@@ -188,19 +205,32 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
             };
             (op.clone(), op.join("identity.key"), listen)
         } else {
-            (new_dir.clone(), new_dir.join("identity.key"), new_address.clone())
+            (
+                new_dir.clone(),
+                new_dir.join("identity.key"),
+                new_address.clone(),
+            )
         };
         let path = config_dir.join("reshared.toml");
-        write_config(&configs[0], &path, &identity, &listen, &new_set, base + 20 + i as u16);
+        write_config(
+            &configs[0],
+            &path,
+            &identity,
+            &listen,
+            &new_set,
+            base + 20 + i as u16,
+        );
         reshare_configs.push(path);
     }
     let mut children: Vec<Child> = Vec::new();
     for (i, path) in reshare_configs.iter().enumerate() {
         let mut command = Command::new(&bin);
-        command
-            .args(["reshare", "--config"])
-            .arg(path)
-            .args(["--kdf", "light", "--timeout-seconds", "90"]);
+        command.args(["reshare", "--config"]).arg(path).args([
+            "--kdf",
+            "light",
+            "--timeout-seconds",
+            "90",
+        ]);
         if i < OPERATORS {
             command.arg("--old-config").arg(&configs[i]);
         } else {
@@ -227,7 +257,10 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
             new_dir.join("reshared/cluster-lock.json")
         }
     };
-    assert!(!new_lock_path(3).exists(), "the replaced operator writes no lock");
+    assert!(
+        !new_lock_path(3).exists(),
+        "the replaced operator writes no lock"
+    );
     let new_lock: Value =
         serde_json::from_str(&std::fs::read_to_string(new_lock_path(0)).expect("new lock"))
             .expect("json");
@@ -261,7 +294,11 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
             .arg(&reshare_configs[i])
             .output()
             .expect("config check");
-        assert!(check.status.success(), "operator {i}: {}", text(&check.stderr));
+        assert!(
+            check.status.success(),
+            "operator {i}: {}",
+            text(&check.stderr)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -278,10 +315,7 @@ fn write_config(
 ) {
     let text = std::fs::read_to_string(template).expect("template");
     let mut table: toml::Table = toml::from_str(&text).expect("toml");
-    table.insert(
-        "identity_key".into(),
-        identity.display().to_string().into(),
-    );
+    table.insert("identity_key".into(), identity.display().to_string().into());
     table.insert("listen".into(), listen.into());
     table.insert(
         "metrics_listen".into(),
@@ -333,7 +367,12 @@ fn dkg_command(bin: &Path, config: &Path, extra: &[&str], timeout: u64) -> Comma
     command
         .args(["dkg", "--config"])
         .arg(config)
-        .args(["--validators", &VALIDATORS.to_string(), "--first-index", "0"])
+        .args([
+            "--validators",
+            &VALIDATORS.to_string(),
+            "--first-index",
+            "0",
+        ])
         .args(["--withdrawal-address", WITHDRAWAL, "--network", "hoodi"])
         .args(["--kdf", "light", "--timeout-seconds", &timeout.to_string()])
         .args(extra);
@@ -427,7 +466,10 @@ fn merkleize(mut chunks: Vec<[u8; 32]>) -> [u8; 32] {
     let size = chunks.len().next_power_of_two();
     chunks.resize(size, [0u8; 32]);
     while chunks.len() > 1 {
-        chunks = chunks.chunks(2).map(|pair| sha(&pair[0], &pair[1])).collect();
+        chunks = chunks
+            .chunks(2)
+            .map(|pair| sha(&pair[0], &pair[1]))
+            .collect();
     }
     chunks[0]
 }
@@ -462,7 +504,11 @@ fn check_deposit(entry: &Value) {
         field("withdrawal_credentials"),
         format!("01{}{}", "00".repeat(11), &WITHDRAWAL[2..])
     );
-    assert_eq!(field("fork_version"), "10000910", "hoodi's genesis fork version");
+    assert_eq!(
+        field("fork_version"),
+        "10000910",
+        "hoodi's genesis fork version"
+    );
     assert_eq!(field("network_name"), "hoodi");
     assert!(!field("deposit_cli_version").is_empty());
     let mut credentials_chunk = [0u8; 32];

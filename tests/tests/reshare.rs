@@ -34,8 +34,8 @@ fn reshare(new: &[PrivateKey]) -> ClusterKeys {
     let (old, splits) = original(11);
     // The previous output names the operators in share order: share i is operator i's.
     let old_positions: Vec<PrivateKey> = old.clone();
-    let dealers: Set<_> = cohort_dkg::operator_set(old.iter().map(|k| k.public_key()))
-        .expect("distinct");
+    let dealers: Set<_> =
+        cohort_dkg::operator_set(old.iter().map(|k| k.public_key())).expect("distinct");
     // Share order is the set's (sorted) order; give each dealer the share at its position.
     let share_of = |key: &PrivateKey, v: usize| -> keys::ValidatorShare {
         let position = dealers.position(&key.public_key()).expect("a dealer");
@@ -87,12 +87,18 @@ fn reshare(new: &[PrivateKey]) -> ClusterKeys {
     // Every key unchanged.
     for (v, split) in splits.iter().enumerate() {
         assert_eq!(outcomes[0].keys[v].sharing.public(), split.sharing.public());
-        assert_eq!(outcomes[0].keys[v].sharing.total().get() as usize, new.len());
+        assert_eq!(
+            outcomes[0].keys[v].sharing.total().get() as usize,
+            new.len()
+        );
     }
     let shares = new
         .iter()
         .map(|key| {
-            let at = order.iter().position(|k| *k == key.public_key()).expect("ran");
+            let at = order
+                .iter()
+                .position(|k| *k == key.public_key())
+                .expect("ran");
             let map: BTreeMap<u64, ValidatorShare> = outcomes[at]
                 .keys
                 .iter()
