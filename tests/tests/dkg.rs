@@ -418,11 +418,12 @@ fn wait_all(children: Vec<Child>, limit: Duration) -> Vec<Output> {
     let deadline = Instant::now() + limit;
     let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
     loop {
-        let running = children
-            .iter_mut()
-            .filter_map(|c| c.as_mut())
-            .filter(|c| matches!(c.try_wait(), Ok(None)))
-            .count();
+        let mut running = 0;
+        for child in children.iter_mut().flatten() {
+            if matches!(child.try_wait(), Ok(None)) {
+                running += 1;
+            }
+        }
         if running == 0 {
             break;
         }
