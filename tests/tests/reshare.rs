@@ -92,6 +92,16 @@ fn reshare(new: &[PrivateKey]) -> ClusterKeys {
             new.len()
         );
     }
+    // Operator i of the run holds share index i: the operators in share (set) order.
+    let new: Vec<PrivateKey> = players
+        .iter()
+        .map(|key| {
+            new.iter()
+                .find(|k| k.public_key() == *key)
+                .expect("a new operator")
+                .clone()
+        })
+        .collect();
     let shares = new
         .iter()
         .map(|key| {
@@ -128,7 +138,7 @@ fn reshare(new: &[PrivateKey]) -> ClusterKeys {
         }
     }
     ClusterKeys {
-        operators: new.to_vec(),
+        operators: new,
         shares,
     }
 }
