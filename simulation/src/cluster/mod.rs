@@ -30,7 +30,8 @@ pub fn run(config: &SimConfig) -> Report {
 
 /// Operators' identities and validator shares to run on instead of the ones a run derives
 /// from its seed (interop keys split afresh): for example shares a reshare produced. Operator
-/// `i` holds `shares[i]`; the validators are the interop validators `0..config.validators`,
+/// `i` holds `shares[i]`, whose index must be `i`: operators in share order, the order of their
+/// set (the runner and consensus both use set positions); the validators are the interop validators `0..config.validators`,
 /// whose public keys the devnet chain checks signatures against.
 #[derive(Clone, Debug)]
 pub struct ClusterKeys {
