@@ -112,6 +112,17 @@ pub struct Attestation<P: Preset> {
     pub signature: BlsSignature,
 }
 
+/// What a deposit's signature is over (the deposit contract's data without the signature),
+/// signed under `DOMAIN_DEPOSIT` with the genesis fork version and a zero
+/// `genesis_validators_root`, so that one deposit is valid on its chain before genesis too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
+pub struct DepositMessage {
+    pub pubkey: BlsPublicKey,
+    pub withdrawal_credentials: Root,
+    #[serde(with = "serde_utils::quoted_u64")]
+    pub amount: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TreeHash)]
 pub struct DepositData {
     pub pubkey: BlsPublicKey,

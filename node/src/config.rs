@@ -8,9 +8,9 @@ mod engine;
 mod read;
 
 pub use engine::Engine;
-pub use read::load;
 #[cfg(test)]
 use read::parse;
+pub use read::{load, load_with};
 
 use cohort_ingress::SlotClock;
 use cohort_operator::Channel;
@@ -401,7 +401,14 @@ fn existing_file(problems: &mut Vec<Problem>, field: &str, path: &Path) {
 }
 
 /// Checks every field; relative paths are taken from `base`, the config file's directory.
+#[cfg(test)]
 pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
+    validate_with(file, base, true)
+}
+
+/// As [`validate`]; without `lock_required` the cluster lock, the shares directory and the
+/// password file need not exist yet (a key ceremony writes them).
+pub fn validate_with(file: File, base: &Path, lock_required: bool) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
     let p = &mut problems;
 
@@ -507,17 +514,22 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
 
     // Keys.
     let lock = resolve(base, &file.shares.lock);
-    existing_file(p, "shares.lock", &lock);
-    let shares_dir = resolve(base, &file.shares.dir);
-    if !shares_dir.is_dir() {
-        problem(
-            p,
-            "shares.dir",
-            format!("{} is not a directory", shares_dir.display()),
-        );
+    if lock_required {
+        existing_file(p, "shares.lock", &lock);
     }
+    let shares_dir = resolve(base, &file.shares.dir);
     let password_file = resolve(base, &file.shares.password_file);
-    existing_file(p, "shares.password_file", &password_file);
+    // A key ceremony creates the shares directory and password file along with the lock.
+    if lock_required {
+        if !shares_dir.is_dir() {
+            problem(
+                p,
+                "shares.dir",
+                format!("{} is not a directory", shares_dir.display()),
+            );
+        }
+        existing_file(p, "shares.password_file", &password_file);
+    }
 
     let beacon = validate_beacon(p, &file);
     let doppelganger_protection = file

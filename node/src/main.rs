@@ -4,6 +4,7 @@ mod avs_cli;
 mod beacon_cli;
 mod bench;
 mod config;
+mod dkg_cli;
 mod exit;
 mod exit_requests;
 mod import;
@@ -49,6 +50,14 @@ enum Command {
     /// Set up a cluster.
     #[command(subcommand)]
     Cluster(operator_cli::ClusterCommand),
+    /// Create new validator keys with the cluster's other operators (distributed key
+    /// generation: no party ever holds a whole key) and their deposit data; writes this
+    /// operator's lock and share keystores as `cluster init` does.
+    Dkg(Box<dkg_cli::DkgArgs>),
+    /// Move the cluster's validators to a new operator set (add, remove or replace operators)
+    /// with commonware's resharing: every validator keeps its public key, and the outgoing
+    /// operators' shares stop counting.
+    Reshare(Box<dkg_cli::ReshareArgs>),
     /// Export or import this operator's slashing-protection records as an EIP-3076
     /// interchange, with the node stopped.
     #[command(subcommand)]
@@ -503,6 +512,8 @@ fn main() -> ExitCode {
         Command::Config(command) => operator_cli::config(command),
         Command::Keys(command) => operator_cli::keys(command),
         Command::Cluster(command) => operator_cli::cluster(command),
+        Command::Dkg(args) => dkg_cli::dkg(*args),
+        Command::Reshare(args) => dkg_cli::reshare(*args),
         Command::SlashingProtection(command) => slashing_cli::slashing_protection(command),
         Command::Exit(command) => exit::exit(command),
         Command::BenchSigning(args) => bench_signing(args),

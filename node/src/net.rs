@@ -264,6 +264,62 @@ pub fn start(
     }
 }
 
+/// A key ceremony's network: the same authenticated, encrypted transport as `cohort run`'s,
+/// with the ceremony's own handshake namespace (a node of the cluster and a ceremony can never
+/// complete a handshake with each other) and one channel, [`cohort_dkg::CHANNEL`].
+pub fn start_ceremony(
+    context: &tokio::Context,
+    listen: std::net::SocketAddr,
+    key: PrivateKey,
+    namespace: &[u8],
+    peers: Vec<(PublicKey, std::net::SocketAddr)>,
+    max_message_bytes: usize,
+) -> Result<(NetSender, lookup::Receiver<PublicKey>), String> {
+    let handshake: Handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: key,
+            synchrony_bound: HANDSHAKE_SYNCHRONY_BOUND,
+            max_handshake_age: MAX_HANDSHAKE_AGE,
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let operators = peers.len().max(1);
+    let per_second = NonZeroU32::new(operators as u32).unwrap_or(NonZeroU32::MIN);
+    let max = u32::try_from(max_message_bytes)
+        .map_err(|_| format!("a ceremony message of {max_message_bytes} bytes is too large"))?;
+    let mut p2p = lookup::Config::recommended(
+        handshake,
+        namespace,
+        listen,
+        NZUsize!(operators),
+        max,
+        NZUsize!(cohort_operator::MAILBOX_SIZE),
+    );
+    p2p.allow_private_ips = true;
+    p2p.allowed_handshake_rate_per_ip = Quota::per_second(per_second);
+    p2p.allowed_handshake_rate_per_subnet = Quota::per_second(per_second);
+    p2p.max_concurrent_handshakes =
+        NonZeroU32::new(4 * operators as u32).unwrap_or(NonZeroU32::MIN);
+    p2p.peer_connection_cooldown = PEER_CONNECTION_COOLDOWN;
+    p2p.dial_frequency = DIAL_FREQUENCY;
+    p2p.ping_frequency = PING_FREQUENCY;
+    p2p.block_duration = BLOCK_DURATION;
+    let (mut network, mut oracle) = Network::new(context.child("dkg_p2p"), p2p);
+    let peers: Vec<(PublicKey, commonware_p2p::Address)> = peers
+        .into_iter()
+        .map(|(key, address)| (key, address.into()))
+        .collect();
+    let peers = Map::try_from(peers).map_err(|_| "an operator appears twice".to_string())?;
+    let _ = oracle.track(0, peers);
+    let (sender, receiver) = network.register(
+        cohort_dkg::CHANNEL,
+        Quota::per_second(NonZeroU32::new(1000).unwrap_or(NonZeroU32::MIN)),
+    );
+    network.start();
+    Ok((sender, receiver))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

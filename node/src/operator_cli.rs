@@ -135,7 +135,7 @@ fn parse_validators(text: &str) -> Result<std::ops::Range<u64>, String> {
     Ok(range)
 }
 
-fn parse_kdf(text: &str) -> Result<Kdf, String> {
+pub(crate) fn parse_kdf(text: &str) -> Result<Kdf, String> {
     match text {
         "standard" => Ok(Kdf::standard()),
         "light" => Ok(Kdf::light()),

@@ -9,6 +9,15 @@ pub fn load(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    load_with(path, env, true)
+}
+
+/// As [`load`]; without `lock_required` the cluster lock need not exist yet.
+pub fn load_with(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    lock_required: bool,
+) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> = env
         .into_iter()
         .filter(|(name, _)| name.starts_with(ENV_PREFIX))
@@ -25,7 +34,7 @@ pub fn load(
     })?;
     let file = parse(&text, env.clone()).map_err(fail)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    validate(file, base).map_err(fail)
+    validate_with(file, base, lock_required).map_err(fail)
 }
 
 /// Values shorter than this are left in messages: too short to be a secret, and replacing them

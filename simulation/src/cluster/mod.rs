@@ -25,6 +25,22 @@ use std::{
 
 /// Runs one simulation to completion and reports what happened.
 pub fn run(config: &SimConfig) -> Report {
+    run_with_keys(config, None)
+}
+
+/// Operators' identities and validator shares to run on instead of the ones a run derives
+/// from its seed (interop keys split afresh): for example shares a reshare produced. Operator
+/// `i` holds `shares[i]`, whose index must be `i`: operators in share order, the order of their
+/// set (the runner and consensus both use set positions); the validators are the interop validators `0..config.validators`,
+/// whose public keys the devnet chain checks signatures against.
+#[derive(Clone, Debug)]
+pub struct ClusterKeys {
+    pub operators: Vec<commonware_cryptography::ed25519::PrivateKey>,
+    pub shares: Vec<Arc<std::collections::BTreeMap<u64, cohort_ingress::keys::ValidatorShare>>>,
+}
+
+/// [`run`] on given keys.
+pub fn run_with_keys(config: &SimConfig, keys: Option<ClusterKeys>) -> Report {
     let wall = Instant::now();
     let runtime = deterministic::Config::new()
         .with_seed(config.seed)
@@ -33,7 +49,7 @@ pub fn run(config: &SimConfig) -> Report {
         None => {
             let config = config.clone();
             deterministic::Runner::new(runtime)
-                .start(|context| async move { simulate(context, config, Stage::Whole).await })
+                .start(|context| async move { simulate(context, config, keys, Stage::Whole).await })
         }
         Some(_) => {
             // Unsynced writes keep a seed-drawn half of their bytes when the power goes.
@@ -43,10 +59,11 @@ pub fn run(config: &SimConfig) -> Report {
                 mode: deterministic::PartialWriteMode::Subset,
             });
             let before = config.clone();
+            let keys_before = keys.clone();
             let (outcome, checkpoint) =
                 deterministic::Runner::new(runtime.with_storage_fault_config(storage))
                     .start_and_recover(|context| async move {
-                        simulate(context, before, Stage::UntilCut).await
+                        simulate(context, before, keys_before, Stage::UntilCut).await
                     });
             let carried = match outcome {
                 Outcome::Cut(carried) => carried,
@@ -54,7 +71,7 @@ pub fn run(config: &SimConfig) -> Report {
             };
             let after = config.clone();
             deterministic::Runner::from(checkpoint).start(|context| async move {
-                simulate(context, after, Stage::AfterCut(carried)).await
+                simulate(context, after, keys, Stage::AfterCut(carried)).await
             })
         }
     };
@@ -95,7 +112,12 @@ enum Outcome {
     Done(Box<Report>),
 }
 
-async fn simulate(context: deterministic::Context, config: SimConfig, stage: Stage) -> Outcome {
+async fn simulate(
+    context: deterministic::Context,
+    config: SimConfig,
+    keys: Option<ClusterKeys>,
+    stage: Stage,
+) -> Outcome {
     // Log lines carry this runtime's time while it runs.
     let _clock = crate::logs::PublishedClock::publish(&context);
     let (carried, until_cut) = match stage {
@@ -103,7 +125,7 @@ async fn simulate(context: deterministic::Context, config: SimConfig, stage: Sta
         Stage::UntilCut => (None, true),
         Stage::AfterCut(carried) => (Some(*carried), false),
     };
-    let mut cluster = Cluster::start(&context, &config, carried.as_ref()).await;
+    let mut cluster = Cluster::start(&context, &config, carried.as_ref(), keys.as_ref()).await;
     let (observed, first_slot) = match carried {
         Some(carried) => {
             let mut observed = carried.observed;

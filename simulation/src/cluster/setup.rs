@@ -77,9 +77,13 @@ impl Cluster {
         context: &deterministic::Context,
         config: &SimConfig,
         carried: Option<&Carried>,
+        given: Option<&super::ClusterKeys>,
     ) -> Self {
         let n = config.operators;
-        let keys: Vec<PrivateKey> = (0..n).map(|i| PrivateKey::from_seed(i as u64)).collect();
+        let keys: Vec<PrivateKey> = match given {
+            Some(given) => given.operators.clone(),
+            None => (0..n).map(|i| PrivateKey::from_seed(i as u64)).collect(),
+        };
         let participants: Set<PublicKey> =
             Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
         let committee = CommitteeId::new((1..=n as u64).collect()).expect("3f+1 operators fit");
@@ -96,7 +100,10 @@ impl Cluster {
             skew_ms: 0,
         };
         let max_size = cohort_operator::max_message_size(n as u32, config.validators as usize);
-        let shares = split_shares(config, &participants, &keys);
+        let shares = match given {
+            Some(given) => given.shares.clone(),
+            None => split_shares(config, &participants, &keys),
+        };
         let fork = ForkInfo::devnet();
         let chain_clock = Arc::new(context.child("chain"));
         let chain_now = Arc::new(move || chain_clock.current());
