@@ -34,7 +34,7 @@ fn dkg_setups(operators: &[PrivateKey], count: u64) -> Vec<Setup> {
             keys: (0..count)
                 .map(|id| KeySetup { id, previous: None })
                 .collect(),
-            signing_root: Box::new(|sharing| root_of(sharing)),
+            signing_root: Box::new(root_of),
             names: names(operators),
             timeout: TIMEOUT,
             resend: Duration::from_secs(1),
@@ -219,7 +219,7 @@ fn reshare_setups(
                     )),
                 })
                 .collect(),
-            signing_root: Box::new(|sharing| root_of(sharing)),
+            signing_root: Box::new(root_of),
             names: names(&everyone),
             timeout: TIMEOUT,
             resend: Duration::from_secs(1),

@@ -44,6 +44,8 @@ use std::{
     sync::Arc,
 };
 
+/// The checks of one batch that share a (slot, signing root), with their positions.
+type ChecksOnRoot = Vec<(usize, Check)>;
 /// How many slots of hashed roots are kept: a key can still be recovered this long after its
 /// slot (the runner's window for partials).
 const HASHED_SLOTS: u64 = 8;
@@ -211,8 +213,8 @@ fn full_weights(xs: &[i128]) -> Vec<Scalar> {
             let mut denominator = Scalar::from_u64(1);
             for (k, xk) in xs.iter().enumerate() {
                 if k != j {
-                    numerator = numerator * &signed_scalar(*xk);
-                    denominator = denominator * &signed_scalar(xk - xj);
+                    numerator *= &signed_scalar(*xk);
+                    denominator *= &signed_scalar(xk - xj);
                 }
             }
             numerator * &denominator.inv()
@@ -629,7 +631,7 @@ impl Crypto {
                 .iter()
                 .map(|at| (candidates[*at].slot, candidates[*at].root)),
         );
-        let mut by_root: BTreeMap<(u64, [u8; 32]), Vec<(usize, Check)>> = BTreeMap::new();
+        let mut by_root: BTreeMap<(u64, [u8; 32]), ChecksOnRoot> = BTreeMap::new();
         for (at, signature) in ready.iter().zip(recovered) {
             let candidate = &candidates[*at];
             by_root
