@@ -495,10 +495,14 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
         let body: Vec<String> = validators.iter().map(|index| index.to_string()).collect();
         let path = format!("/eth/v1/validator/liveness/{epoch}");
         // Nodes older than the standard endpoint (Lodestar before 1.8) serve the same answer
-        // at `GET /eth/v1/validator/liveness?indices=..&epoch=..`.
+        // at `GET /eth/v1/validator/liveness?indices=..&indices=..&epoch=..` (one `indices` per
+        // validator: those nodes do not split a comma-separated list).
         let legacy = format!(
-            "/eth/v1/validator/liveness?indices={}&epoch={epoch}",
-            body.join(",")
+            "/eth/v1/validator/liveness?{}&epoch={epoch}",
+            body.iter()
+                .map(|index| format!("indices={index}"))
+                .collect::<Vec<_>>()
+                .join("&")
         );
         let answer: Data<Vec<api::LivenessJson>> = self
             .nodes
