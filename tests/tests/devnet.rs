@@ -1334,7 +1334,9 @@ impl XorShift {
 
 /// Prefixes of the metrics cohort itself defines: every exported metric under one of them must
 /// be in the README's table (the rest come from the commonware libraries).
-const OWN_PREFIXES: [&str; 6] = [
+const OWN_PREFIXES: [&str; 8] = [
+    "operator_doppelganger_",
+    "operator_exits_",
     "operator_committee_",
     "operator_executor_",
     "operator_runner_",

@@ -31,9 +31,10 @@
 //!     second operator's copy of the same object gets (`..._ALREADY_KNOWN`) and failed reads
 //!     are reported, not failed on.
 //!
-//! In both scenarios doppelganger protection is on (the default with beacon nodes): no check
-//! starts before every operator has cleared all of Cohort's validators through Lodestar's
-//! liveness answers, and none may be taken for a doppelganger.
+//! With `COHORT_LODESTAR_DOPPELGANGER=1` both scenarios run with doppelganger protection on (the
+//! default with beacon nodes): no check starts before every operator has cleared all of Cohort's
+//! validators through Lodestar's liveness answers, and none may be taken for a doppelganger.
+//! Without it the clusters turn protection off in their configs.
 //!
 //! At the end it prints the finality timeline and, per operator, what `/metrics` says about the
 //! submission delay into the slot and failed duties per role, and every metric whose name
@@ -76,6 +77,12 @@ const VALIDATORS_ARG: &str = "6..16";
 const FEE_RECIPIENT: &str = "0x000000000000000000000000000000000000c0de";
 /// The operator SIGKILLed in scenario 1.
 const KILLED: usize = 3;
+
+/// Whether the run checks doppelganger protection against Lodestar
+/// (`COHORT_LODESTAR_DOPPELGANGER=1`).
+fn doppelganger_checked() -> bool {
+    std::env::var("COHORT_LODESTAR_DOPPELGANGER").is_ok_and(|value| value == "1")
+}
 
 fn is_cohort(index: u64) -> bool {
     (COHORT_FIRST..COHORT_END).contains(&index)
@@ -212,11 +219,13 @@ fn scenario_one(
     cluster.wait_all_ready(chain.epoch() * 2 + Duration::from_secs(60));
     // Doppelganger protection (on by default with beacon nodes) holds every signature until
     // Lodestar's liveness answers clear the validators.
-    let cleared_in = cluster.wait_doppelganger_cleared(chain);
-    report.push(format!(
-        "scenario 1: doppelganger protection cleared Cohort's validators in epoch {cleared_in} \
-         (cluster started in epoch {first_epoch})"
-    ));
+    if doppelganger_checked() {
+        let cleared_in = cluster.wait_doppelganger_cleared(chain);
+        report.push(format!(
+            "scenario 1: doppelganger protection cleared Cohort's validators in epoch \
+             {cleared_in} (cluster started in epoch {first_epoch})"
+        ));
+    }
     // Warm-up: the epoch in which every operator became ready; checks start at the next one.
     let from_epoch = chain.current_epoch() + 1;
     eprintln!(
@@ -351,11 +360,13 @@ fn scenario_two(
         cluster.start(i);
     }
     cluster.wait_all_ready(chain.epoch() * 2 + Duration::from_secs(60));
-    let cleared_in = cluster.wait_doppelganger_cleared(chain);
-    report.push(format!(
-        "scenario 2: doppelganger protection cleared Cohort's validators in epoch {cleared_in} \
-         (cluster started in epoch {begin})"
-    ));
+    if doppelganger_checked() {
+        let cleared_in = cluster.wait_doppelganger_cleared(chain);
+        report.push(format!(
+            "scenario 2: doppelganger protection cleared Cohort's validators in epoch \
+             {cleared_in} (cluster started in epoch {begin})"
+        ));
+    }
     let from_epoch = chain.current_epoch() + 1;
     // A full epoch with both nodes up, then the proxy stops in the middle of the next one.
     chain.sleep_until_slot((from_epoch + 1) * chain.slots_per_epoch + chain.slots_per_epoch / 2);
@@ -1471,6 +1482,27 @@ impl Cluster {
         let configs: Vec<PathBuf> = (0..OPERATORS)
             .map(|i| dir.join(format!("operator-{i}")).join("operator.toml"))
             .collect();
+        // Doppelganger protection (on by default with beacon nodes) is off unless
+        // COHORT_LODESTAR_DOPPELGANGER=1: its check against Lodestar's liveness answers is new and
+        // costs three epochs per scenario.
+        if !doppelganger_checked() {
+            for config in &configs {
+                let text = std::fs::read_to_string(config)
+                    .unwrap_or_else(|err| panic!("{}: {err}", config.display()));
+                assert!(
+                    text.contains("\n[beacon]\n"),
+                    "{} has a [beacon] table",
+                    config.display()
+                );
+                let text = text.replacen(
+                    "\n[beacon]\n",
+                    "\n[beacon]\ndoppelganger_protection = false\n",
+                    1,
+                );
+                std::fs::write(config, text)
+                    .unwrap_or_else(|err| panic!("{}: {err}", config.display()));
+            }
+        }
         // The config names the beacon nodes, in order, at the top level.
         for config in &configs {
             let text = std::fs::read_to_string(config)
