@@ -169,7 +169,7 @@ fn chain(args: &ChainArgs, config: &config::Config) -> Result<([u8; 4], [u8; 32]
     Ok((version, root))
 }
 
-fn read_lock(config: &config::Config) -> Result<keys::Lock, String> {
+pub(crate) fn read_lock(config: &config::Config) -> Result<keys::Lock, String> {
     let text = std::fs::read_to_string(&config.lock)
         .map_err(|err| format!("shares.lock {}: {err}", config.lock.display()))?;
     serde_json::from_str(&text).map_err(|err| {
@@ -181,7 +181,7 @@ fn read_lock(config: &config::Config) -> Result<keys::Lock, String> {
 }
 
 /// The lock's entry for `validator` (an index or a public key).
-fn find<'a>(lock: &'a keys::Lock, validator: &str) -> Result<&'a keys::LockedValidator, String> {
+pub(crate) fn find<'a>(lock: &'a keys::Lock, validator: &str) -> Result<&'a keys::LockedValidator, String> {
     let wanted = validator.trim_start_matches("0x").to_ascii_lowercase();
     let by_index = validator.parse::<u64>().ok();
     lock.validators

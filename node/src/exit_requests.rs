@@ -66,25 +66,8 @@ fn requests_dir(config: &config::Config) -> PathBuf {
 pub fn request(config_path: &Path, validator: &str, epoch: Option<u64>) -> Result<String, String> {
     let config = config::load(config_path, std::env::vars().collect::<Vec<_>>())
         .map_err(|e| e.to_string())?;
-    let text = std::fs::read_to_string(&config.lock)
-        .map_err(|err| format!("shares.lock {}: {err}", config.lock.display()))?;
-    let lock: crate::keys::Lock = serde_json::from_str(&text).map_err(|err| {
-        format!(
-            "shares.lock {}: not a cluster lock: {err}",
-            config.lock.display()
-        )
-    })?;
-    let index = lock
-        .validators
-        .iter()
-        .find(|v| {
-            Some(v.index) == validator.parse::<u64>().ok()
-                || v.public_key
-                    .trim_start_matches("0x")
-                    .eq_ignore_ascii_case(validator.trim_start_matches("0x"))
-        })
-        .map(|v| v.index)
-        .ok_or_else(|| format!("validator {validator} is not in this cluster's lock"))?;
+    let lock = exit::read_lock(&config)?;
+    let index = exit::find(&lock, validator)?.index;
     let dir = requests_dir(&config);
     create_private_dir(&dir)?;
     let path = request_path(&dir, index);
