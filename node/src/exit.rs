@@ -181,7 +181,10 @@ pub(crate) fn read_lock(config: &config::Config) -> Result<keys::Lock, String> {
 }
 
 /// The lock's entry for `validator` (an index or a public key).
-pub(crate) fn find<'a>(lock: &'a keys::Lock, validator: &str) -> Result<&'a keys::LockedValidator, String> {
+pub(crate) fn find<'a>(
+    lock: &'a keys::Lock,
+    validator: &str,
+) -> Result<&'a keys::LockedValidator, String> {
     let wanted = validator.trim_start_matches("0x").to_ascii_lowercase();
     let by_index = validator.parse::<u64>().ok();
     lock.validators
