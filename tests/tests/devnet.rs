@@ -187,6 +187,20 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
                     "restarted operator: doppelganger protection cleared no validator yet".into(),
                 );
             }
+            // The gauge follows the clears within a slot.
+            let metrics = c.metrics(CRASHED)?;
+            let gauge = |status: &str| {
+                metrics.get(&format!(
+                    "operator_doppelganger_validators{{status=\"{status}\"}}"
+                )) as u64
+            };
+            if gauge("cleared") == 0 || gauge("detected") != 0 {
+                return Err(format!(
+                    "restarted operator's doppelganger gauges: cleared {}, detected {}",
+                    gauge("cleared"),
+                    gauge("detected")
+                ));
+            }
             Ok(())
         },
     );

@@ -30,8 +30,10 @@ pub struct Actor<E: Clock + Spawner + Metrics, S: DutySource> {
 
 impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
     pub(super) fn new(context: E, config: Config<S>) -> Self {
+        // The actor runs under a `doppelganger` context, so the exported name is
+        // `<parent>_doppelganger_validators`, the name the README's metric table gives.
         let validators = context.register(
-            "doppelganger_validators",
+            "validators",
             "Validators by doppelganger status: watching (not signed for yet), cleared, detected \
              (live elsewhere: never signed for)",
             Family::<StatusLabel, Gauge>::default(),

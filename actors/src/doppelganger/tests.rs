@@ -83,13 +83,15 @@ impl DutySource for Liveness {
 
 fn gauge(context: &deterministic::Context, status: &str) -> i64 {
     use commonware_runtime::Metrics as _;
+    // The full name the node exports under its `operator` context is
+    // `operator_doppelganger_validators`; here the actor's parent is the root context.
     let wanted = format!("doppelganger_validators{{status=\"{status}\"}}");
     context
         .encode()
         .lines()
         .find_map(|line| {
             let (name, value) = line.rsplit_once(' ')?;
-            name.ends_with(&wanted).then(|| value.parse().ok())?
+            (name == wanted).then(|| value.parse().ok())?
         })
         .unwrap_or_else(|| panic!("no gauge for {status}"))
 }
