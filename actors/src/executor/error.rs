@@ -24,6 +24,9 @@ pub(super) enum Fatal {
     /// The engine's own storage failed.
     #[error("{0}")]
     Storage(String),
+    /// Marshal delivered a block that does not follow the last one.
+    #[error("finalized block {height} does not follow {processed}")]
+    OutOfOrder { height: u64, processed: u64 },
 }
 
 /// Why the executor could not start: it stops, and this operator executes nothing.
@@ -44,8 +47,6 @@ pub(super) enum StartError {
         number: u64,
         cluster: B256,
     },
-    #[error(transparent)]
-    Backfill(#[from] Fatal),
 }
 
 /// Why a payload handed to consensus could not be recorded first.
