@@ -88,10 +88,7 @@ pub fn channels<B: Block>(capacity: usize) -> (Mailbox<B>, Receivers<B>) {
 }
 
 impl<B: Block> Mailbox<B> {
-    pub fn new(
-        updates: mpsc::UnboundedSender<Update<B>>,
-        requests: mpsc::Sender<Message>,
-    ) -> Self {
+    pub fn new(updates: mpsc::UnboundedSender<Update<B>>, requests: mpsc::Sender<Message>) -> Self {
         Self { updates, requests }
     }
 

@@ -110,7 +110,10 @@ fn decisions_and_duty_ids_refuse_malformed_bytes() {
         canonical(bytes, Decision::decode(Bytes::copy_from_slice(bytes)))
     });
     assert!(outcome.accepted < outcome.cases, "{outcome:?}");
-    let ids: Vec<Vec<u8>> = decisions().iter().map(|d| d.duty.encode().to_vec()).collect();
+    let ids: Vec<Vec<u8>> = decisions()
+        .iter()
+        .map(|d| d.duty.encode().to_vec())
+        .collect();
     support::fuzz("DutyId", 2, CASES, &ids, budget, |bytes| {
         canonical(bytes, DutyId::decode(Bytes::copy_from_slice(bytes)))
     });
@@ -170,14 +173,24 @@ fn partial_signature_messages_refuse_malformed_bytes() {
             Err(_) => false,
         }
     });
-    assert!(outcome.accepted > 0, "some mutations keep the shape: {outcome:?}");
+    assert!(
+        outcome.accepted > 0,
+        "some mutations keep the shape: {outcome:?}"
+    );
     // The full decode, points included (fewer cases: each point costs a subgroup check).
-    support::fuzz("PartialSignatures", 5, CASES / 10, &valid, budget, |bytes| {
-        canonical(
-            bytes,
-            PartialSignatures::decode_cfg(Bytes::copy_from_slice(bytes), &max),
-        )
-    });
+    support::fuzz(
+        "PartialSignatures",
+        5,
+        CASES / 10,
+        &valid,
+        budget,
+        |bytes| {
+            canonical(
+                bytes,
+                PartialSignatures::decode_cfg(Bytes::copy_from_slice(bytes), &max),
+            )
+        },
+    );
 }
 
 /// The length of a varint-encoded `value`.

@@ -62,22 +62,35 @@ fn cluster_locks_refuse_malformed_text() {
     let lock: keys::Lock = serde_json::from_str(&text).expect("the lock parses");
     let sharing = lock.validators[0].sharing.clone();
     assert!(keys::decode_sharing(&sharing, 4).is_ok());
-    let outcome = support::fuzz("cluster lock", 32, CASES, &[text.into_bytes()], budget, |bytes| {
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return false;
-        };
-        match serde_json::from_str::<keys::Lock>(text) {
-            Ok(lock) => lock.validators.iter().all(|v| {
-                keys::decode_sharing(&v.sharing, lock.operators.len() as u32).is_ok()
-            }),
-            Err(_) => false,
-        }
-    });
+    let outcome = support::fuzz(
+        "cluster lock",
+        32,
+        CASES,
+        &[text.into_bytes()],
+        budget,
+        |bytes| {
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return false;
+            };
+            match serde_json::from_str::<keys::Lock>(text) {
+                Ok(lock) => lock
+                    .validators
+                    .iter()
+                    .all(|v| keys::decode_sharing(&v.sharing, lock.operators.len() as u32).is_ok()),
+                Err(_) => false,
+            }
+        },
+    );
     assert!(outcome.accepted < outcome.cases, "{outcome:?}");
     // The public polynomial alone (hex of commonware's encoding, decoded point by point).
-    support::fuzz("sharing", 33, CASES, &[sharing.into_bytes()], budget, |bytes| {
-        std::str::from_utf8(bytes).is_ok_and(|text| keys::decode_sharing(text, 4).is_ok())
-    });
+    support::fuzz(
+        "sharing",
+        33,
+        CASES,
+        &[sharing.into_bytes()],
+        budget,
+        |bytes| std::str::from_utf8(bytes).is_ok_and(|text| keys::decode_sharing(text, 4).is_ok()),
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -103,8 +116,15 @@ fn slashing_protection_interchanges_refuse_malformed_text() {
     .to_string();
     let index_of: BTreeMap<String, u64> = [(key.to_string(), 0)].into();
     assert!(interchange::watermarks_of(&text, &root, &index_of).is_ok());
-    support::fuzz("interchange", 34, CASES, &[text.into_bytes()], budget, |bytes| {
-        std::str::from_utf8(bytes)
-            .is_ok_and(|text| interchange::watermarks_of(text, &root, &index_of).is_ok())
-    });
+    support::fuzz(
+        "interchange",
+        34,
+        CASES,
+        &[text.into_bytes()],
+        budget,
+        |bytes| {
+            std::str::from_utf8(bytes)
+                .is_ok_and(|text| interchange::watermarks_of(text, &root, &index_of).is_ok())
+        },
+    );
 }

@@ -178,10 +178,8 @@ impl SimConfig {
         if self.power_cuts().nth(1).is_some() {
             return Err(ConfigError::TwoPowerCuts);
         }
-        let mut windows: Vec<(u64, u64)> = self
-            .losses()
-            .map(|l| (l.from_slot, l.heal_slot))
-            .collect();
+        let mut windows: Vec<(u64, u64)> =
+            self.losses().map(|l| (l.from_slot, l.heal_slot)).collect();
         windows.sort_unstable();
         if windows.windows(2).any(|w| w[1].0 < w[0].1) {
             return Err(ConfigError::OverlappingLoss);

@@ -517,10 +517,14 @@ impl Loss {
             heal_slot: heal.trim().parse().map_err(|_| usage())?,
         };
         if loss.percent == 0 || loss.percent > 100 {
-            return Err(format!("loss `{text}`: the percentage must be within 1..=100"));
+            return Err(format!(
+                "loss `{text}`: the percentage must be within 1..=100"
+            ));
         }
         if loss.heal_slot <= loss.from_slot {
-            return Err(format!("loss `{text}`: the window must heal after it starts"));
+            return Err(format!(
+                "loss `{text}`: the window must heal after it starts"
+            ));
         }
         Ok(loss)
     }

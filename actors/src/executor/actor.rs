@@ -174,11 +174,7 @@ pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: 
 impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>
     Actor<E, X, M>
 {
-    pub(super) fn new(
-        context: E,
-        config: Config<X, M>,
-        receivers: Receivers<Block>,
-    ) -> Self {
+    pub(super) fn new(context: E, config: Config<X, M>, receivers: Receivers<Block>) -> Self {
         let call_seconds = context.register(
             "engine_call_seconds",
             "engine API call latency by method",
@@ -327,11 +323,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 self.stop_on(reason);
                 return;
             }
-            let retry = OptionFuture::from(
-                self.stage
-                    .retry_at()
-                    .map(|at| self.context.sleep_until(at)),
-            );
+            let retry =
+                OptionFuture::from(self.stage.retry_at().map(|at| self.context.sleep_until(at)));
             // Priorities: answers from the engine first (they free what waits on them), then
             // marshal's blocks, then questions, then timers.
             select! {

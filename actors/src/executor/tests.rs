@@ -386,7 +386,10 @@ fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
     deterministic::Runner::default().start(|context| async move {
         let builder = engine(&context, "builder").await;
         let blocks = chain(&builder, 1).await;
-        let foreign = blocks[&1].payload.clone().expect("block 1 carries a payload");
+        let foreign = blocks[&1]
+            .payload
+            .clone()
+            .expect("block 1 carries a payload");
         let hanging = HangingForkchoice {
             engine: engine(&context, "hanging").await,
             hang: Default::default(),
@@ -414,7 +417,10 @@ fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
         let verdict = mailbox.verify(1, foreign.clone()).await;
         assert_eq!(verdict, cohort_ingress::executor::PayloadVerdict::Valid);
         let waited = context.current().duration_since(asked).unwrap();
-        assert!(waited < Duration::from_millis(50), "the check waited {waited:?}");
+        assert!(
+            waited < Duration::from_millis(50),
+            "the check waited {waited:?}"
+        );
 
         // So is the leader's build from its pre-built payload.
         let asked = context.current();
@@ -423,8 +429,14 @@ fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
             .await
             .expect("the pre-built payload");
         let waited = context.current().duration_since(asked).unwrap();
-        assert!(waited < Duration::from_millis(50), "the build waited {waited:?}");
-        assert_eq!(payload.payload_inner.payload_inner.parent_hash, genesis().hash);
+        assert!(
+            waited < Duration::from_millis(50),
+            "the build waited {waited:?}"
+        );
+        assert_eq!(
+            payload.payload_inner.payload_inner.parent_hash,
+            genesis().hash
+        );
         assert_eq!(build_outcome(&mut observed), Some(BuildOutcome::Hit));
 
         // The mailbox never held a backlog, and the engine calls in flight stay bounded.

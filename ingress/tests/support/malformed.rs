@@ -149,7 +149,10 @@ pub fn fuzz(
         ARMED.with(|armed| armed.set(false));
         let largest = LARGEST.with(|largest| largest.get());
         let accepted = result.unwrap_or_else(|_| {
-            panic!("{name}: case {case} (seed {seed}) panicked on {} bytes: {bytes:02x?}", bytes.len())
+            panic!(
+                "{name}: case {case} (seed {seed}) panicked on {} bytes: {bytes:02x?}",
+                bytes.len()
+            )
         });
         let allowed = budget(bytes.len());
         assert!(

@@ -320,12 +320,14 @@ fn spawn_link_schedule(
             let cut = partitions
                 .iter()
                 .find(|p| p.from_slot <= slot && slot < p.heal_slot);
-            let lost = losses.iter().find(|l| l.covers(slot)).map_or(0, |l| l.percent);
+            let lost = losses
+                .iter()
+                .find(|l| l.covers(slot))
+                .map_or(0, |l| l.percent);
             let rate = delivery * (100 - lost.min(100)) as f64 / 100.0;
             for ((a, b), now) in current.iter_mut() {
-                let crosses = cut.is_some_and(|p| {
-                    p.operators.contains(a) != p.operators.contains(b)
-                });
+                let crosses =
+                    cut.is_some_and(|p| p.operators.contains(a) != p.operators.contains(b));
                 let wanted = (!crosses).then(|| ppm(rate));
                 if wanted == *now {
                     continue;

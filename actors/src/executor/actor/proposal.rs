@@ -182,7 +182,10 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             return;
         }
         // Durable before it leaves: after a crash this operator still knows what it proposed.
-        if let Err(e) = self.record_proposal(slot, request.parent.hash, &payload).await {
+        if let Err(e) = self
+            .record_proposal(slot, request.parent.hash, &payload)
+            .await
+        {
             error!(slot, error = %e, "cannot record the proposed payload; not proposing one");
             let _ = request.response.send(None);
             return;

@@ -165,15 +165,18 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
     /// Sends the most urgent forkchoice update waiting, if any still means something.
     fn start_forkchoice(&mut self) {
         loop {
-            let (purpose, state, attributes) = if let Some(request) = self.lane.builds.pop_front()
-            {
+            let (purpose, state, attributes) = if let Some(request) = self.lane.builds.pop_front() {
                 let state = self.forkchoice(request.parent);
                 let attributes = Some(self.attributes(request.slot));
                 (Purpose::Build(request), state, attributes)
             } else if let (true, Stage::Forkchoice { head }) = (self.lane.finalized, self.stage) {
                 self.lane.finalized = false;
                 let tip = self.finalized;
-                (Purpose::Finalized { tip, head }, self.forkchoice(head), None)
+                (
+                    Purpose::Finalized { tip, head },
+                    self.forkchoice(head),
+                    None,
+                )
             } else if let Some(head) = self.lane.head.take() {
                 if head.number < self.finalized.number
                     || self
@@ -277,7 +280,9 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         result: Result<ForkchoiceUpdated, EngineError>,
     ) -> Result<(), Fatal> {
         match purpose {
-            Purpose::Finalized { tip, head } => self.on_finalized_forkchoice(tip, head, state, result).await,
+            Purpose::Finalized { tip, head } => {
+                self.on_finalized_forkchoice(tip, head, state, result).await
+            }
             Purpose::Head(head) => {
                 match result {
                     Ok(update) if update.payload_status.status == PayloadStatusEnum::Valid => {
@@ -304,4 +309,3 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         }
     }
 }
-
