@@ -20,9 +20,10 @@ pub enum PayloadVerdict {
     Unknown,
 }
 
-pub enum Message<B: Block> {
-    /// Marshal's update: a finalized block to acknowledge once processed, or a new tip.
-    Update(Update<B>),
+/// Questions consensus and the scheduler ask. They travel on a bounded channel: a full one is
+/// answered at once as the executor would answer when it cannot help (no payload, `Unknown`),
+/// so no caller ever waits on a backlog.
+pub enum Message {
     /// The leader of a block for `slot`, whose parent's execution head is `parent`, wants the
     /// slot's payload: the pre-built one if it is still built on `parent`, else one built now.
     /// `None` when no payload can be had (the block then goes without one).
@@ -45,32 +46,62 @@ pub enum Message<B: Block> {
     Prebuild { slot: u64 },
 }
 
+/// How many questions may wait for the executor: consensus asks about one per view and the
+/// scheduler one pre-build per slot, and the executor takes each off the queue at once (its
+/// engine calls run beside its loop), so a full queue means the executor is stuck.
+pub const REQUESTS_CAPACITY: usize = 64;
+
 pub struct Mailbox<B: Block> {
-    sender: mpsc::UnboundedSender<Message<B>>,
+    /// Marshal's updates. Marshal leaves at most `max_pending_acks` blocks unacknowledged (and
+    /// sends a tip with each), so this queue is bounded by marshal; `report` must not block
+    /// and must never drop a block, whose acknowledgement marshal waits for.
+    updates: mpsc::UnboundedSender<Update<B>>,
+    requests: mpsc::Sender<Message>,
 }
 
 impl<B: Block> Clone for Mailbox<B> {
     fn clone(&self) -> Self {
         Self {
-            sender: self.sender.clone(),
+            updates: self.updates.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
 
+/// What the executor reads: marshal's updates and the questions.
+pub struct Receivers<B: Block> {
+    pub updates: mpsc::UnboundedReceiver<Update<B>>,
+    pub requests: mpsc::Receiver<Message>,
+}
+
+/// A mailbox and the executor's end of it, with room for `capacity` questions.
+pub fn channels<B: Block>(capacity: usize) -> (Mailbox<B>, Receivers<B>) {
+    let (updates, updates_receiver) = mpsc::unbounded_channel();
+    let (requests, requests_receiver) = mpsc::channel(capacity.max(1));
+    (
+        Mailbox { updates, requests },
+        Receivers {
+            updates: updates_receiver,
+            requests: requests_receiver,
+        },
+    )
+}
+
 impl<B: Block> Mailbox<B> {
-    pub fn new(sender: mpsc::UnboundedSender<Message<B>>) -> Self {
-        Self { sender }
+    pub fn new(updates: mpsc::UnboundedSender<Update<B>>, requests: mpsc::Sender<Message>) -> Self {
+        Self { updates, requests }
     }
 
-    /// The slot's payload for a leader; `None` if the executor is gone or has none.
+    /// The slot's payload for a leader; `None` if the executor is gone, has none, or is too
+    /// far behind to take the question.
     pub async fn canonicalize_and_build(
         &self,
         slot: u64,
         parent: ExecutionTip,
     ) -> Option<ExecutionPayloadV3> {
         let (response, receiver) = oneshot::channel();
-        self.sender
-            .send(Message::CanonicalizeAndBuild {
+        self.requests
+            .try_send(Message::CanonicalizeAndBuild {
                 slot,
                 parent,
                 response,
@@ -79,12 +110,13 @@ impl<B: Block> Mailbox<B> {
         receiver.await.ok().flatten()
     }
 
-    /// Whether `payload` executes validly; `Unknown` if the executor is gone.
+    /// Whether `payload` executes validly; `Unknown` if the executor is gone or too far behind
+    /// to take the question.
     pub async fn verify(&self, slot: u64, payload: Arc<ExecutionPayloadV3>) -> PayloadVerdict {
         let (response, receiver) = oneshot::channel();
         if self
-            .sender
-            .send(Message::Verify {
+            .requests
+            .try_send(Message::Verify {
                 slot,
                 payload,
                 response,
@@ -96,18 +128,23 @@ impl<B: Block> Mailbox<B> {
         receiver.await.unwrap_or(PayloadVerdict::Unknown)
     }
 
-    /// Fire and forget (no answer awaited); fails if the executor has stopped.
+    /// Fire and forget: a full queue drops the head (the next vote sends a newer one); fails
+    /// only if the executor has stopped.
     pub fn canonicalize_head(&self, head: ExecutionTip) -> Result<(), crate::Stopped> {
-        self.sender
-            .send(Message::CanonicalizeHead { head })
-            .map_err(|_| STOPPED)
+        self.fire(Message::CanonicalizeHead { head })
     }
 
-    /// Fails if the executor has stopped.
+    /// Fire and forget: a full queue drops the pre-build (the leader then builds at the slot
+    /// boundary); fails only if the executor has stopped.
     pub fn prebuild(&self, slot: u64) -> Result<(), crate::Stopped> {
-        self.sender
-            .send(Message::Prebuild { slot })
-            .map_err(|_| STOPPED)
+        self.fire(Message::Prebuild { slot })
+    }
+
+    fn fire(&self, message: Message) -> Result<(), crate::Stopped> {
+        match self.requests.try_send(message) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(STOPPED),
+        }
     }
 }
 
@@ -131,9 +168,8 @@ fn slot_hash(domain: &[u8], slot: u64) -> B256 {
     B256::from_slice(digest.as_ref())
 }
 
-/// Unbounded on purpose: marshal never has more than `max_pending_acks` blocks unacknowledged,
-/// consensus asks one question per view, and the scheduler one pre-build per slot, so the
-/// queue is bounded by those, and `report` must not block.
+/// Marshal's updates go on their own unbounded queue: marshal never has more than
+/// `max_pending_acks` blocks unacknowledged, and `report` must neither block nor drop a block.
 impl<B: Block + Send + Sync + 'static> Reporter for Mailbox<B>
 where
     B::Digest: Send,
@@ -141,7 +177,7 @@ where
     type Activity = Update<B>;
 
     fn report(&mut self, activity: Self::Activity) -> Feedback {
-        match self.sender.send(Message::Update(activity)) {
+        match self.updates.send(activity) {
             Ok(()) => Feedback::Ok,
             Err(_) => Feedback::Closed,
         }

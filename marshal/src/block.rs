@@ -152,6 +152,10 @@ impl EncodeSize for Block {
     }
 }
 
+/// The fewest bytes one decision can take: its duty's slot and epoch, role and target tags,
+/// and its value's tag.
+const MIN_DECISION_SIZE: usize = 8 + 8 + 1 + 1 + 1;
+
 /// Encoded size of an [`ExecutionTip`].
 const TIP_SIZE: usize = 32 + 8 + 8;
 
@@ -163,8 +167,16 @@ impl Read for Block {
         let height = u64::read(buf)?;
         let slot = u64::read(buf)?;
         let proposer = u32::read(buf)?;
-        let decisions =
-            Vec::<Decision>::read_cfg(buf, &(RangeCfg::new(0..=cfg.max_decisions), ()))?;
+        // The count is checked against the bytes left before anything is allocated: a peer's
+        // length prefix alone must not buy a vector its bytes do not back.
+        let count = usize::read_cfg(buf, &RangeCfg::new(0..=cfg.max_decisions))?;
+        if count.saturating_mul(MIN_DECISION_SIZE) > buf.remaining() {
+            return Err(CodecError::EndOfBuffer);
+        }
+        let mut decisions = Vec::new();
+        for _ in 0..count {
+            decisions.push(Decision::read(buf)?);
+        }
         // Canonical form: strictly ordered by duty, so no duty is decided twice in one block and
         // one block has exactly one encoding.
         if decisions.windows(2).any(|w| w[0].duty >= w[1].duty) {

@@ -5,7 +5,7 @@
 //! fixing a config file should see all of it at once, each problem naming its field.
 
 mod engine;
-mod read;
+pub(crate) mod read;
 
 pub use engine::Engine;
 #[cfg(test)]

@@ -591,6 +591,9 @@ fn main() -> ExitCode {
 }
 
 #[cfg(test)]
+mod malformed_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;

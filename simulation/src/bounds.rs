@@ -68,7 +68,10 @@ pub fn bound(name: &str, validators: u64, operators: u64) -> Option<u64> {
         "scheduler_dispatched_slots_held" => 4,
         "scheduler_head_slots_held" => 2,
         "executor_proposed_payloads_held" => 2 * e + 1,
-        "executor_deferred_updates_held" => 16,
+        // Marshal leaves at most `max_pending_acks` (16) blocks unacknowledged.
+        "executor_finalized_blocks_held" => 16,
+        "executor_requests_held" => cohort_ingress::executor::REQUESTS_CAPACITY as u64,
+        "executor_engine_calls_held" => cohort_actors::executor::MAX_ENGINE_CALLS as u64,
         _ => return None,
     })
 }

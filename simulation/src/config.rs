@@ -5,7 +5,7 @@
 
 use crate::{
     engine_fault::{EngineFault, EngineFaultKind},
-    faults::{ClockSkew, Crash, Fault, Offline, Partition, PowerCut},
+    faults::{ClockSkew, Crash, Fault, Loss, Offline, Partition, PowerCut},
     source_fault::SourceFault,
 };
 use cohort_ingress::DutyId;
@@ -68,6 +68,8 @@ pub enum ConfigError {
     OverlappingPartitions,
     #[error("power-cut: at most one power cut per run")]
     TwoPowerCuts,
+    #[error("loss: loss windows must not overlap in time")]
+    OverlappingLoss,
 }
 
 /// Bugs a run can inject on purpose: each must be caught by an invariant within a bounded
@@ -176,6 +178,12 @@ impl SimConfig {
         if self.power_cuts().nth(1).is_some() {
             return Err(ConfigError::TwoPowerCuts);
         }
+        let mut windows: Vec<(u64, u64)> =
+            self.losses().map(|l| (l.from_slot, l.heal_slot)).collect();
+        windows.sort_unstable();
+        if windows.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Err(ConfigError::OverlappingLoss);
+        }
         Ok(())
     }
 
@@ -188,7 +196,8 @@ impl SimConfig {
     /// operator crashes, starts late or is partitioned (byzantine ones within `f` included),
     /// else [`LIVENESS_SLOTS`] after the last of those faults healed. `None` when the faults
     /// that never heal (byzantine, offline for good, crashed for good, an executor stopped on
-    /// INVALID) exceed `f`, or when messages are lost all run long.
+    /// INVALID) exceed `f`, or when messages are lost all run long (`delivery` below 1; a loss
+    /// window heals like any other fault).
     pub fn liveness_from(&self) -> Option<u64> {
         if self.delivery < 1.0 {
             return None;
@@ -241,6 +250,13 @@ impl SimConfig {
     pub fn partitions(&self) -> impl Iterator<Item = &Partition> {
         self.faults.iter().filter_map(|fault| match fault {
             Fault::Partition(partition) => Some(partition),
+            _ => None,
+        })
+    }
+
+    pub fn losses(&self) -> impl Iterator<Item = &Loss> {
+        self.faults.iter().filter_map(|fault| match fault {
+            Fault::Loss(loss) => Some(loss),
             _ => None,
         })
     }

@@ -48,6 +48,8 @@ pub enum Fault {
     Source(SourceFault),
     /// Every operator losing power at once, with unsynced writes cut mid-way.
     PowerCut(PowerCut),
+    /// Every link losing a share of its messages for a while, then healing.
+    Loss(Loss),
 }
 
 /// When a fault stops owing the cluster an excuse (see [`SimConfig::liveness_from`]).
@@ -74,7 +76,7 @@ impl Fault {
             Self::Engine(fault) => Some(fault.operator),
             Self::ClockSkew(skew) => Some(skew.operator),
             Self::Source(fault) => Some(fault.operator),
-            Self::Partition(_) | Self::PowerCut(_) => None,
+            Self::Partition(_) | Self::PowerCut(_) | Self::Loss(_) => None,
         }
     }
 
@@ -106,6 +108,7 @@ impl Fault {
             Self::ClockSkew(_) => "clock-skew",
             Self::Source(_) => "source-fault",
             Self::PowerCut(_) => "power-cut",
+            Self::Loss(_) => "loss",
         }
     }
 
@@ -124,6 +127,7 @@ impl Fault {
             Self::ClockSkew(_) => 9,
             Self::Source(_) => 10,
             Self::PowerCut(_) => 11,
+            Self::Loss(_) => 12,
         }
     }
 
@@ -142,6 +146,7 @@ impl Fault {
             Self::ClockSkew(skew) => skew.flag(),
             Self::Source(fault) => fault.flag(),
             Self::PowerCut(cut) => cut.flag(),
+            Self::Loss(loss) => loss.flag(),
         };
         format!("--{} {value}", self.name())
     }
@@ -207,6 +212,11 @@ impl Fault {
                     config.slots
                 ))
             }
+            Self::Loss(loss) if loss.heal_slot > config.slots => invalid(format!(
+                "`{}` must heal within the run ({} slots): liveness is checked after it",
+                loss.flag(),
+                config.slots
+            )),
             _ => Ok(()),
         }
     }
@@ -271,6 +281,9 @@ impl Fault {
             Self::ClockSkew(_) => Healing::default(),
             Self::Source(fault) => heals_at(fault.to_slot),
             Self::PowerCut(cut) => heals_at(cut.restart_slot),
+            // Lost votes cost views and lost partials cost duties while the window lasts; once
+            // the links heal, nothing of it may linger.
+            Self::Loss(loss) => heals_at(loss.heal_slot),
         }
     }
 
@@ -284,6 +297,7 @@ impl Fault {
             Self::Engine(fault) => Some(fault.to_slot + 1),
             Self::Source(fault) => Some(fault.to_slot + 1),
             Self::PowerCut(cut) => Some(cut.restart_slot + 1),
+            Self::Loss(loss) => Some(loss.heal_slot + 1),
             Self::Byzantine(_)
             | Self::Noise(_)
             | Self::Equivocate(_)
@@ -482,6 +496,49 @@ impl PowerCut {
     }
 }
 
+/// Every link loses `percent` % of its messages (on top of `--delivery`) from the start of
+/// `from_slot` to the start of `heal_slot`: the lossy network of a real cluster, which heals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Loss {
+    pub percent: u8,
+    pub from_slot: u64,
+    pub heal_slot: u64,
+}
+
+impl Loss {
+    /// Parses `P@S-H` (e.g. `20@5-9`: a fifth of every link's messages lost in slots 5..9).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let usage = || format!("loss `{text}`: expected PERCENT@FROM-HEAL (e.g. 20@5-9)");
+        let (percent, window) = text.split_once('@').ok_or_else(usage)?;
+        let (from, heal) = window.split_once('-').ok_or_else(usage)?;
+        let loss = Self {
+            percent: percent.trim().parse().map_err(|_| usage())?,
+            from_slot: from.trim().parse().map_err(|_| usage())?,
+            heal_slot: heal.trim().parse().map_err(|_| usage())?,
+        };
+        if loss.percent == 0 || loss.percent > 100 {
+            return Err(format!(
+                "loss `{text}`: the percentage must be within 1..=100"
+            ));
+        }
+        if loss.heal_slot <= loss.from_slot {
+            return Err(format!(
+                "loss `{text}`: the window must heal after it starts"
+            ));
+        }
+        Ok(loss)
+    }
+
+    pub fn flag(&self) -> String {
+        format!("{}@{}-{}", self.percent, self.from_slot, self.heal_slot)
+    }
+
+    /// Whether the window is in force during `slot`.
+    pub fn covers(&self, slot: u64) -> bool {
+        self.from_slot <= slot && slot < self.heal_slot
+    }
+}
+
 /// The network and fault flags of `cohort simulate`: everything about a run except its seed and
 /// cluster shape.
 #[derive(clap::Args, Clone, Debug)]
@@ -546,6 +603,10 @@ pub struct FaultArgs {
     /// mid-way, and restarts from its storage at slot R.
     #[arg(long = "power-cut", value_parser = PowerCut::parse)]
     pub power_cut: Option<PowerCut>,
+    /// Message loss `P@S-H`: every link loses P % of its messages (besides `--delivery`) from
+    /// the start of slot S until slot H, then heals. Repeatable, not overlapping in time.
+    #[arg(long, value_parser = Loss::parse)]
+    pub loss: Vec<Loss>,
 }
 
 impl FaultArgs {
@@ -573,6 +634,7 @@ impl FaultArgs {
             .chain(self.clock_skew.iter().copied().map(Fault::ClockSkew))
             .chain(self.source_fault.iter().copied().map(Fault::Source))
             .chain(self.power_cut.map(Fault::PowerCut))
+            .chain(self.loss.iter().copied().map(Fault::Loss))
             .collect();
         SimConfig {
             latency: Duration::from_millis(self.latency_ms),
@@ -681,6 +743,16 @@ mod tests {
                     slot: 5,
                     restart_slot: 7,
                 }),
+                Fault::Loss(Loss {
+                    percent: 20,
+                    from_slot: 2,
+                    heal_slot: 6,
+                }),
+                Fault::Loss(Loss {
+                    percent: 5,
+                    from_slot: 8,
+                    heal_slot: 9,
+                }),
             ],
             ..SimConfig::default()
         };
@@ -711,5 +783,8 @@ mod tests {
         );
         assert!(FaultArgs::parse("--crash 1").unwrap_err().contains("crash"));
         assert!(PowerCut::parse("6-6").unwrap_err().contains("come back"));
+        assert!(Loss::parse("0@2-4").unwrap_err().contains("1..=100"));
+        assert!(Loss::parse("10@4-4").unwrap_err().contains("heal after"));
+        assert!(Loss::parse("10%@2-4").unwrap_err().contains("loss"));
     }
 }

@@ -29,6 +29,6 @@ pub use cluster::{ClusterKeys, run, run_with_keys};
 pub use cohort_devnet::Kind;
 pub use config::{ConfigError, InjectedBug, LIVENESS_SLOTS, SimConfig};
 pub use engine_fault::{EngineFault, EngineFaultKind};
-pub use faults::{ClockSkew, Crash, Fault, FaultArgs, Healing, Offline, Partition, PowerCut};
+pub use faults::{ClockSkew, Crash, Fault, FaultArgs, Healing, Loss, Offline, Partition, PowerCut};
 pub use report::{CryptoCpu, DutyCounts, Percentiles, PrebuildCounts, Report, Violation};
 pub use source_fault::{SourceFault, SourceFaultKind};

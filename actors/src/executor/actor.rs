@@ -1,15 +1,16 @@
 use super::{
-    Config, FinalizedBlocks,
+    Config, FinalizedBlocks, MAX_BUILDS, MAX_VERIFICATIONS,
     error::{Fatal, RecordError, StartError},
     ops::op_for,
 };
 use cohort_engine::{
     Address, B256, BlockTag, EngineError, ExecutionEngine, ExecutionPayloadV3, ExecutionTip,
-    ForkchoiceState, PayloadAttributes, PayloadId, PayloadStatusEnum,
+    ForkchoiceState, ForkchoiceUpdated, PayloadAttributes, PayloadId, PayloadStatus,
+    PayloadStatusEnum,
 };
 use cohort_ingress::{
     SlotClock, committee,
-    executor::{Message, PayloadVerdict, slot_randao, slot_root},
+    executor::{Message, PayloadVerdict, Receivers, slot_randao, slot_root},
     runner,
 };
 use cohort_marshal::Block;
@@ -21,7 +22,13 @@ use commonware_runtime::{
     telemetry::metrics::Registered,
 };
 use commonware_storage::metadata::{self, Metadata};
-use commonware_utils::{Acknowledgement as _, channel::mpsc, sequence::U64};
+use commonware_utils::{
+    Acknowledgement as _,
+    acknowledgement::Exact,
+    channel::{mpsc, oneshot},
+    futures::{OptionFuture, Pool},
+    sequence::U64,
+};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -34,10 +41,14 @@ use std::{
 };
 use tracing::{debug, error, info, warn};
 
-// The actor's work by concern: start-up, finalized blocks and forkchoice, the leader's payload.
+// The actor's work by concern: start-up, finalized blocks and forkchoice, the leader's payload,
+// and the engine calls in flight.
 mod backfill;
 mod forkchoice;
 mod proposal;
+mod work;
+
+use work::{Done, Finalizing, Lane, Stage};
 
 /// Slots of handed-out payloads remembered: a view of an older slot can no longer be voted for.
 const PROPOSALS_KEPT_SLOTS: u64 = 64;
@@ -107,7 +118,9 @@ struct Metered {
     proposed_finalized: Registered<Counter>,
     engine_errors: Registered<Counter>,
     proposals_held: Registered<Gauge>,
-    deferred_held: Registered<Gauge>,
+    finalized_held: Registered<Gauge>,
+    requests_held: Registered<Gauge>,
+    calls_held: Registered<Gauge>,
 }
 
 pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks> {
@@ -125,7 +138,8 @@ pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: 
     runner: runner::Mailbox,
     committee: committee::Mailbox,
     observer: Option<mpsc::UnboundedSender<Observed>>,
-    mailbox: mpsc::UnboundedReceiver<Message<Block>>,
+    updates: mpsc::UnboundedReceiver<Update<Block>>,
+    requests: mpsc::Receiver<Message>,
 
     /// Highest height processed; marshal redelivers unacknowledged blocks after a restart.
     processed: Option<u64>,
@@ -137,17 +151,30 @@ pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: 
     prebuilt: Option<Prebuilt>,
     /// Payloads handed to consensus, by slot: never a second, different one for a slot.
     proposals: Option<Metadata<E, U64, Vec<u8>>>,
+
+    /// Finalized payloads on their way to the engine, in height order: a start's backfill
+    /// first, then marshal's blocks (each acknowledged once its payload is finalized).
+    finalizing: VecDeque<Finalizing>,
+    /// Backfilled payloads still in `finalizing`: until they are done, the engine is behind the
+    /// finalized chain and build, check and head requests are answered at once without it.
+    backfilling: usize,
+    /// Where the front of `finalizing` stands.
+    stage: Stage,
+    /// The highest height queued from marshal: the next block must follow it.
+    queued: Option<u64>,
+    /// Forkchoice updates waiting for their turn; at most one is with the engine.
+    lane: Lane,
+    /// Engine calls in flight, polled by the run loop beside its mailbox.
+    work: Pool<'static, Done>,
+    verifications: usize,
+    builds: usize,
     metrics: Metered,
 }
 
 impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>
     Actor<E, X, M>
 {
-    pub(super) fn new(
-        context: E,
-        config: Config<X, M>,
-        mailbox: mpsc::UnboundedReceiver<Message<Block>>,
-    ) -> Self {
+    pub(super) fn new(context: E, config: Config<X, M>, receivers: Receivers<Block>) -> Self {
         let call_seconds = context.register(
             "engine_call_seconds",
             "engine API call latency by method",
@@ -183,10 +210,19 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             "payloads handed to consensus still remembered; those of the PROPOSALS_KEPT_SLOTS \
              slots before the newest one recorded, and that one",
         );
-        let deferred_held = gauge(
-            "deferred_updates_held",
-            "finalized blocks from marshal waiting for a backfill to end; marshal leaves at most \
+        let finalized_held = gauge(
+            "finalized_blocks_held",
+            "finalized blocks from marshal waiting for the engine; marshal leaves at most \
              max_pending_acks blocks unacknowledged",
+        );
+        let requests_held = gauge(
+            "requests_held",
+            "build, check, head and pre-build requests waiting in the mailbox; at most \
+             REQUESTS_CAPACITY",
+        );
+        let calls_held = gauge(
+            "engine_calls_held",
+            "engine calls in flight; at most MAX_ENGINE_CALLS",
         );
         let counter = |name: &'static str, help: &'static str| {
             context.register(name, help, Counter::default())
@@ -213,7 +249,9 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             ),
             engine_errors: counter("engine_errors", "engine calls that failed or timed out"),
             proposals_held,
-            deferred_held,
+            finalized_held,
+            requests_held,
+            calls_held,
         };
         Self {
             context: ContextCell::new(context),
@@ -230,7 +268,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             runner: config.runner,
             committee: config.committee,
             observer: config.observer,
-            mailbox,
+            updates: receivers.updates,
+            requests: receivers.requests,
             processed: config.processed_height,
             head: config.execution_genesis,
             finalized: config.execution_genesis,
@@ -238,6 +277,14 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             heartbeat_at: SystemTime::UNIX_EPOCH,
             prebuilt: None,
             proposals: None,
+            finalizing: VecDeque::new(),
+            backfilling: 0,
+            stage: Stage::Ready,
+            queued: config.processed_height,
+            lane: Lane::default(),
+            work: Pool::default(),
+            verifications: 0,
+            builds: 0,
             metrics,
         }
     }
@@ -270,76 +317,124 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             error!(%stopped, "cannot tell the runner what was decided before this start; the executor stops and the node shuts down");
             return;
         }
-        let mut deferred = match self.backfill().await {
-            Ok(deferred) => deferred,
-            Err(reason) => {
-                error!(%reason, "executor cannot start; it stops and this operator executes nothing");
-                return;
-            }
-        };
-        while let Some(update) = deferred.pop_front() {
-            set_len(&self.metrics.deferred_held, deferred.len());
-            if !self.on_update(update).await {
-                return;
-            }
+        if let Err(reason) = self.backfill().await {
+            error!(%reason, "executor cannot start; it stops and this operator executes nothing");
+            return;
         }
         self.heartbeat_at = self.context.current() + self.heartbeat;
         loop {
-            // Priorities: consensus and marshal in arrival order (both wait on this actor),
-            // then the heartbeat.
+            if let Err(reason) = self.schedule().await {
+                self.stop_on(reason);
+                return;
+            }
+            let retry =
+                OptionFuture::from(self.stage.retry_at().map(|at| self.context.sleep_until(at)));
+            // Priorities: answers from the engine first (they free what waits on them), then
+            // marshal's blocks, then questions, then timers.
             select! {
-                message = self.mailbox.recv() => {
+                done = self.work.next_completed() => {
+                    if let Err(reason) = self.on_done(done).await {
+                        self.stop_on(reason);
+                        return;
+                    }
+                },
+                update = self.updates.recv() => {
+                    let Some(update) = update else {
+                        debug!("marshal is gone; the executor stops");
+                        return;
+                    };
+                    if !self.on_update(update) {
+                        return;
+                    }
+                },
+                message = self.requests.recv() => {
                     let Some(message) = message else {
                         debug!("executor mailbox closed; stopping");
                         return;
                     };
-                    if !self.on_message(message).await {
-                        return;
-                    }
+                    self.on_message(message);
+                },
+                _ = retry => {
+                    self.stage.retry_now();
                 },
                 _ = self.context.sleep_until(self.heartbeat_at) => {
-                    self.on_heartbeat().await;
+                    self.heartbeat_at = self.context.current() + self.heartbeat;
+                    self.lane.heartbeat = true;
                 },
             }
         }
     }
 
-    /// Handles one message; `false` when the executor must stop.
-    async fn on_message(&mut self, message: Message<Block>) -> bool {
+    /// Handles one question at once: engine work it needs goes into `work` or the lane.
+    fn on_message(&mut self, message: Message) {
+        self.metrics.requests_held.set(self.requests.len() as i64);
+        if self.backfilling > 0 {
+            self.while_backfilling(message);
+            return;
+        }
         match message {
-            Message::Update(update) => return self.on_update(update).await,
             Message::CanonicalizeAndBuild {
                 slot,
                 parent,
                 response,
-            } => {
-                let payload = self.build(slot, parent).await;
-                let _ = response.send(payload);
-            }
+            } => self.build(slot, parent, response),
             Message::Verify {
                 slot,
                 payload,
                 response,
-            } => {
-                let verdict = self.verify(slot, payload).await;
-                let _ = response.send(verdict);
-            }
-            Message::CanonicalizeHead { head } => self.canonicalize_head(head).await,
-            Message::Prebuild { slot } => self.prebuild(slot).await,
+            } => self.verify(slot, payload, response),
+            Message::CanonicalizeHead { head } => self.canonicalize_head(head),
+            Message::Prebuild { slot } => self.lane.prebuild = Some(slot),
         }
-        true
     }
 
-    /// One engine call, bounded by the engine timeout and measured.
-    async fn call<T, F>(&mut self, method: &'static str, call: F) -> Result<T, EngineError>
+    fn stop_on(&self, reason: Fatal) {
+        match reason {
+            reason @ (Fatal::Invalid { .. } | Fatal::Unfinalizable { .. }) => error!(
+                %reason,
+                "stopping the executor: consensus finalized what the engine calls invalid, \
+                 and going on would let the two diverge"
+            ),
+            reason @ Fatal::Storage(_) => {
+                error!(%reason, "stopping the executor: engine storage failed")
+            }
+            reason @ Fatal::HandOff(_) => error!(
+                %reason,
+                "stopping the executor: this operator would not sign the block's decisions; \
+                 the node shuts down and the block is delivered again after a restart"
+            ),
+            reason @ Fatal::OutOfOrder { .. } => {
+                error!(%reason, "stopping the executor: finalized blocks arrived out of order")
+            }
+        }
+    }
+
+    /// One engine call as a future the run loop can poll, bounded by the engine timeout.
+    pub(super) fn bounded<T, F>(
+        &self,
+        call: F,
+    ) -> impl Future<Output = Result<T, EngineError>> + Send + 'static
     where
-        F: Future<Output = Result<T, EngineError>>,
+        T: Send + 'static,
+        F: Future<Output = Result<T, EngineError>> + Send + 'static,
     {
-        let started = self.context.current();
-        let result = select! {
-            result = call => result,
-            _ = self.context.sleep(self.engine_timeout) => Err(EngineError::Timeout(self.engine_timeout)),
-        };
+        let timeout = self.engine_timeout;
+        let deadline = self.context.sleep(timeout);
+        async move {
+            select! {
+                result = call => result,
+                _ = deadline => Err(EngineError::Timeout(timeout)),
+            }
+        }
+    }
+
+    /// Measures a call that answered, started at `started`, and logs a failure.
+    pub(super) fn measure<T>(
+        &self,
+        method: &'static str,
+        started: SystemTime,
+        result: &Result<T, EngineError>,
+    ) {
         let elapsed = self
             .context
             .current()
@@ -351,26 +446,38 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 method: method.into(),
             })
             .observe(elapsed.as_secs_f64());
-        if let Err(e) = &result {
+        if let Err(e) = result {
             self.metrics.engine_errors.inc();
             warn!(method, error = %e, "engine call failed");
         }
-        result
     }
 
-    /// A call that must get an answer: retryable failures are retried until the engine answers.
-    async fn answered<T, F, Fut>(
+    /// One start-up call that must get an answer, retried until the engine answers; questions
+    /// arriving meanwhile are answered at once as the executor cannot help yet.
+    pub(super) async fn answered<T, F, Fut>(
         &mut self,
         method: &'static str,
         mut call: F,
     ) -> Result<T, EngineError>
     where
+        T: Send + 'static,
         F: FnMut(X) -> Fut,
-        Fut: Future<Output = Result<T, EngineError>>,
+        Fut: Future<Output = Result<T, EngineError>> + Send + 'static,
     {
         loop {
-            let engine = self.engine.clone();
-            match self.call(method, call(engine)).await {
+            let started = self.context.current();
+            let mut attempt = Box::pin(self.bounded(call(self.engine.clone())));
+            let result = loop {
+                select! {
+                    result = &mut attempt => break result,
+                    message = self.requests.recv() => match message {
+                        Some(message) => self.while_backfilling(message),
+                        None => return Err(EngineError::Transport("executor mailbox closed".into())),
+                    },
+                }
+            };
+            self.measure(method, started, &result);
+            match result {
                 Err(e) if e.is_retryable() => {
                     warn!(method, error = %e, retry_in = ?self.retry_delay, "engine unavailable; retrying");
                     self.context.sleep(self.retry_delay).await;
@@ -416,7 +523,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
     }
 }
 
-fn set_len(gauge: &Gauge, len: usize) {
+pub(super) fn set_len(gauge: &Gauge, len: usize) {
     use commonware_runtime::telemetry::metrics::GaugeExt as _;
     let _ = gauge.try_set(len);
 }

@@ -24,6 +24,14 @@ pub(super) enum Fatal {
     /// The engine's own storage failed.
     #[error("{0}")]
     Storage(String),
+    /// The runner or the committee has stopped, so a finalized block's decisions cannot be
+    /// handed on (this operator would not sign them). Unacknowledged, the block is delivered
+    /// again after a restart.
+    #[error("the finalized block's decisions cannot be handed on: {0}")]
+    HandOff(cohort_ingress::Stopped),
+    /// Marshal delivered a block that does not follow the last one.
+    #[error("finalized block {height} does not follow {processed}")]
+    OutOfOrder { height: u64, processed: u64 },
 }
 
 /// Why the executor could not start: it stops, and this operator executes nothing.
@@ -44,8 +52,6 @@ pub(super) enum StartError {
         number: u64,
         cluster: B256,
     },
-    #[error(transparent)]
-    Backfill(#[from] Fatal),
 }
 
 /// Why a payload handed to consensus could not be recorded first.

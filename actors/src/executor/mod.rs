@@ -11,6 +11,14 @@
 //! checks a follower's payload (`Verify`), and moves the engine's head to the block being voted
 //! for (`CanonicalizeHead`). A forkchoice heartbeat repeats the last update when nothing moved.
 //!
+//! Engine calls never run inside the loop: each is a future the loop polls beside its mailbox
+//! (as a consensus client drives its execution client), so a syncing, slow or hanging engine
+//! costs a leader or a follower at most its own call, never the calls queued before it.
+//! Forkchoice updates go one at a time (the engine must see them in order), highest priority
+//! first: a leader's build, the finalized block's update, the voted head, a pre-build, the
+//! heartbeat. Finalized payloads go one at a time in height order; one the engine cannot take
+//! yet (unreachable, SYNCING) waits out a retry delay without holding anything else back.
+//!
 //! Failure policy: an engine that cannot be reached or times out is retried and logged at warn
 //! (the operator slows, the cluster does not wait for it); an engine that calls a finalized
 //! payload INVALID stops the executor with an error, because consensus and execution would
@@ -25,11 +33,28 @@ mod tests;
 pub use actor::{Actor, BuildOutcome, Finalized, Observed};
 
 use cohort_engine::{Address, ExecutionEngine, ExecutionTip};
-use cohort_ingress::{SlotClock, committee, executor::Mailbox, runner};
+use cohort_ingress::{
+    SlotClock, committee,
+    executor::{self, Mailbox},
+    runner,
+};
 use cohort_marshal::Block;
 use commonware_consensus::types::Height;
 use commonware_runtime::{Clock, Metrics, Spawner, Storage};
 use commonware_utils::channel::mpsc;
+
+/// Payload checks in flight at once: consensus asks one per view, and each ends within the
+/// engine timeout; more than this means the engine stopped answering, and a check beyond it
+/// is answered `Unknown` at once.
+pub const MAX_VERIFICATIONS: usize = 8;
+
+/// Leader builds in flight at once (one per view this operator leads); beyond it, a build
+/// request gets no payload at once.
+pub const MAX_BUILDS: usize = 4;
+
+/// Engine calls in flight at once: a finalized payload, one forkchoice update, the payload
+/// checks and the builds (each build one call at a time).
+pub const MAX_ENGINE_CALLS: usize = 2 + MAX_VERIFICATIONS + MAX_BUILDS;
 use std::{future::Future, sync::Arc, time::Duration};
 
 /// Where a backfill reads finalized blocks by height: marshal in an operator, a map in tests.
@@ -78,6 +103,6 @@ pub fn init<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: Final
     context: E,
     config: Config<X, M>,
 ) -> (Actor<E, X, M>, Mailbox<Block>) {
-    let (sender, receiver) = mpsc::unbounded_channel();
-    (Actor::new(context, config, receiver), Mailbox::new(sender))
+    let (mailbox, receivers) = executor::channels(executor::REQUESTS_CAPACITY);
+    (Actor::new(context, config, receivers), mailbox)
 }

@@ -325,7 +325,7 @@ fn tips_reported_during_a_long_backfill_are_not_kept() {
         reachable.store(2, Ordering::Relaxed);
         context.sleep(Duration::from_secs(1)).await;
         assert_eq!(lagging.engine.finalized().await.0, blocks[&2].execution);
-        assert_eq!(held(&context, "deferred_updates_held"), 0);
+        assert_eq!(held(&context, "finalized_blocks_held"), 0);
         reachable.store(3, Ordering::Relaxed);
         context.sleep(Duration::from_secs(1)).await;
         assert_eq!(lagging.engine.finalized().await.0, expected);
@@ -348,5 +348,112 @@ fn payloads_handed_out_are_remembered_for_a_window_of_slots() {
             let held = held(&context, "proposed_payloads_held");
             assert_eq!(held, (slot as i64 + 1).min(65), "slot {slot}");
         }
+    });
+}
+
+/// The embedded engine, except that while `hang` is set a forkchoice update never answers (a
+/// stuck execution client, or one busy reorganising): only the executor's timeout ends it.
+#[derive(Clone)]
+struct HangingForkchoice {
+    engine: Engine,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ExecutionEngine for HangingForkchoice {
+    async fn new_payload(
+        &self,
+        payload: ExecutionPayloadV3,
+        root: B256,
+    ) -> Result<PayloadStatus, EngineError> {
+        self.engine.new_payload(payload, root).await
+    }
+    async fn forkchoice_updated(
+        &self,
+        state: ForkchoiceState,
+        attributes: Option<PayloadAttributes>,
+    ) -> Result<ForkchoiceUpdated, EngineError> {
+        if self.hang.load(std::sync::atomic::Ordering::Relaxed) {
+            futures::future::pending::<()>().await;
+        }
+        self.engine.forkchoice_updated(state, attributes).await
+    }
+    async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
+        self.engine.get_payload(id).await
+    }
+    async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
+        self.engine.block_by_number(tag).await
+    }
+}
+
+/// Issue 19, item 6: a forkchoice update the engine never answers costs the executor's other
+/// callers nothing. Before, every engine call ran inside the executor's loop, so a follower's
+/// payload check and a leader's build (from its pre-built payload, which needs no forkchoice
+/// update) both waited out the hanging update's timeout (1 s here, 2 s in a node), and each
+/// head update queued behind it cost as much again.
+#[test]
+fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
+    deterministic::Runner::default().start(|context| async move {
+        let builder = engine(&context, "builder").await;
+        let blocks = chain(&builder, 1).await;
+        let foreign = blocks[&1]
+            .payload
+            .clone()
+            .expect("block 1 carries a payload");
+        let hanging = HangingForkchoice {
+            engine: engine(&context, "hanging").await,
+            hang: Default::default(),
+        };
+        let (mailbox, mut observed, _, _handle) =
+            start(&context, hanging.clone(), None, Blocks(BTreeMap::new()));
+        // Slot 0's payload is pre-built while the engine still answers.
+        mailbox.prebuild(0).expect("executor running");
+        context.sleep(Duration::from_millis(10)).await;
+
+        // From now on forkchoice updates hang: consensus votes for two heads in a row.
+        hanging
+            .hang
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        mailbox
+            .canonicalize_head(tip(&foreign))
+            .expect("executor running");
+        mailbox
+            .canonicalize_head(ExecutionTip {
+                number: 2,
+                hash: B256::repeat_byte(2),
+                timestamp: 36,
+            })
+            .expect("executor running");
+        context.sleep(Duration::from_millis(1)).await;
+
+        // A follower's check is answered at once.
+        let asked = context.current();
+        let verdict = mailbox.verify(1, foreign.clone()).await;
+        assert_eq!(verdict, cohort_ingress::executor::PayloadVerdict::Valid);
+        let waited = context.current().duration_since(asked).unwrap();
+        assert!(
+            waited < Duration::from_millis(50),
+            "the check waited {waited:?}"
+        );
+
+        // So is the leader's build from its pre-built payload.
+        let asked = context.current();
+        let payload = mailbox
+            .canonicalize_and_build(0, genesis())
+            .await
+            .expect("the pre-built payload");
+        let waited = context.current().duration_since(asked).unwrap();
+        assert!(
+            waited < Duration::from_millis(50),
+            "the build waited {waited:?}"
+        );
+        assert_eq!(
+            payload.payload_inner.payload_inner.parent_hash,
+            genesis().hash
+        );
+        assert_eq!(build_outcome(&mut observed), Some(BuildOutcome::Hit));
+
+        // The mailbox never held a backlog, and the engine calls in flight stay bounded.
+        assert_eq!(held(&context, "requests_held"), 0);
+        assert!(held(&context, "engine_calls_held") <= super::MAX_ENGINE_CALLS as i64);
     });
 }

@@ -135,6 +135,8 @@ struct Harness {
     peer_shares: [BTreeMap<u64, ValidatorShare>; 3],
     /// What the runner reports.
     events: mpsc::UnboundedReceiver<cohort_ingress::runner::DutyEvent>,
+    /// Why the slashing-protection record is unusable, as `/health` reads it.
+    slashing_status: super::slashing::SlashingStatus,
 }
 
 /// One runner (operator 0 of four) on a simulated network with one peer that may send junk.
@@ -253,6 +255,7 @@ async fn start_with(
         .await
         .expect("channel registers");
     let (event_sender, events) = mpsc::unbounded_channel();
+    let slashing_status = super::slashing::SlashingStatus::default();
 
     let clock = SlotClock::mainnet(context.current());
     let (committee_sender, committee_receiver) = mpsc::channel(1024);
@@ -268,7 +271,7 @@ async fn start_with(
             shares: Arc::new(shares),
             fork: ForkInfo::devnet(),
             slashing_partition: "runner-test-slashing".into(),
-            slashing_status: Default::default(),
+            slashing_status: slashing_status.clone(),
             fetch_timeout: Duration::from_secs(2),
             events: Some(event_sender),
             mailbox_size: 1024,
@@ -295,6 +298,7 @@ async fn start_with(
         inbox,
         peer_shares,
         events,
+        slashing_status,
     }
 }
 
@@ -1151,5 +1155,116 @@ fn doppelganger_protection_withholds_signatures_until_the_cluster_signs_without_
         let sent = drain_partials(&mut harness.inbox);
         let signed: Vec<u64> = sent.iter().flat_map(|(_, v)| v.clone()).collect();
         assert_eq!(signed, vec![0], "what left the runner: {sent:?}");
+    });
+}
+
+/// Issue 19, item 10: a slashing-protection write that fails (a full disk: the sync errors)
+/// makes the runner sign nothing, say why where an operator looks (`/health`'s reason), and
+/// sign again only once storage works and the record re-opened from what is durable; no
+/// signature ever leaves without its durable record.
+#[test]
+fn a_failed_slashing_protection_write_signs_nothing_until_storage_heals() {
+    use commonware_runtime::deterministic::FaultConfig;
+    use commonware_utils::probability;
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let committee = CommitteeId::new((1..=OPERATORS as u64).collect()).expect("a committee");
+        let validator = 0;
+        let attest = |slot: u64| {
+            let epoch = slot / 32;
+            let id = DutyId::committee(committee.clone(), epoch, slot);
+            let duty = Duty {
+                id: id.clone(),
+                attesters: vec![AttesterDuty {
+                    slot,
+                    validator_index: validator,
+                    committee_index: 0,
+                    committee_length: 16,
+                    validator_committee_index: 0,
+                }],
+                sync: Vec::new(),
+            };
+            let data = AttestationData {
+                slot,
+                index: 0,
+                beacon_block_root: Digest([slot as u8; 32]),
+                source: Checkpoint {
+                    epoch: epoch - 1,
+                    root: Digest([2; 32]),
+                },
+                target: Checkpoint {
+                    epoch,
+                    root: Digest([epoch as u8; 32]),
+                },
+            };
+            let decision = cohort_ingress::Decision {
+                duty: id,
+                value: cohort_ingress::DecidedValue::Attestation(data),
+            };
+            (duty, decision)
+        };
+        // What the runner sent operator 1 after consensus, by slot.
+        let signed = |inbox: &mut simulated::Receiver<ed25519::PublicKey>| {
+            let mut slots = Vec::new();
+            while let Some(Ok((_, bytes))) = futures::FutureExt::now_or_never(inbox.recv()) {
+                let message = PartialSignatures::decode_cfg(bytes, &64).expect("a runner message");
+                if message.phase == Phase::PostConsensus {
+                    slots.push(message.slot);
+                }
+            }
+            slots
+        };
+
+        // The disk fills up before slot 35's attestation is decided.
+        let slot = 35;
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(10))
+            .await;
+        let (duty, decision) = attest(slot);
+        harness
+            .runner
+            .start_duty(duty)
+            .await
+            .expect("actor running");
+        *context.storage_fault_config().write() = FaultConfig::default().sync(probability!(1.0));
+        harness
+            .runner
+            .finalized(1, slot, Arc::new(vec![decision]))
+            .await
+            .expect("actor running");
+        context.sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            signed(&mut harness.inbox),
+            Vec::<u64>::new(),
+            "signed without a record"
+        );
+        let reason = harness
+            .slashing_status
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("/health is told why");
+        assert!(reason.contains("could not be written"), "{reason}");
+
+        // Storage works again: the record re-opens and the next epoch's attestation is signed.
+        *context.storage_fault_config().write() = FaultConfig::default();
+        let slot = 67;
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_millis(10))
+            .await;
+        let (duty, decision) = attest(slot);
+        harness
+            .runner
+            .start_duty(duty)
+            .await
+            .expect("actor running");
+        harness
+            .runner
+            .finalized(2, slot, Arc::new(vec![decision]))
+            .await
+            .expect("actor running");
+        context.sleep(Duration::from_secs(2)).await;
+        assert_eq!(signed(&mut harness.inbox), vec![slot]);
+        assert_eq!(*harness.slashing_status.lock().unwrap(), None);
     });
 }

@@ -175,8 +175,8 @@ async fn next_duty(receiver: &mut mpsc::Receiver<runner::Message>) -> cohort_ing
 #[test]
 fn the_next_slot_is_pre_built_at_the_last_interval_only() {
     deterministic::Runner::default().start(|context| async move {
-        let (sender, mut executor) = mpsc::unbounded_channel();
-        let mailbox = cohort_ingress::executor::Mailbox::new(sender);
+        let (mailbox, receivers) = cohort_ingress::executor::channels::<cohort_marshal::Block>(8);
+        let mut executor = receivers.requests;
         let (_mailbox, _receiver, clock) =
             start_with_executor(&context, Duration::ZERO, Some(mailbox));
         for slot in 1..4u64 {

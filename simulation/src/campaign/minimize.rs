@@ -131,6 +131,7 @@ fn shrink_order(fault: &Fault) -> u8 {
         Fault::Source(_) => 9,
         Fault::ClockSkew(_) => 10,
         Fault::PowerCut(_) => 11,
+        Fault::Loss(_) => 12,
     }
 }
 

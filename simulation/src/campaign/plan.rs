@@ -1,8 +1,8 @@
 //! Fault plans: what a campaign throws at the cluster, drawn from the seed alone.
 
 use crate::{
-    ClockSkew, Crash, EngineFault, EngineFaultKind, Fault, Offline, Partition, PowerCut, SimConfig,
-    SourceFault, SourceFaultKind,
+    ClockSkew, Crash, EngineFault, EngineFaultKind, Fault, Loss, Offline, Partition, PowerCut,
+    SimConfig, SourceFault, SourceFaultKind,
 };
 use serde::{Deserialize, Serialize};
 use std::{fmt, time::Duration};
@@ -14,7 +14,7 @@ use std::{fmt, time::Duration};
 pub enum Plan {
     /// No faults: the baseline every other plan is compared to.
     Calm,
-    /// Link latency, jitter and message loss.
+    /// Link latency, jitter and one or two windows of message loss that heal.
     Network,
     /// Up to `f` operators crash at a seed-drawn point and restart with their storage, or not;
     /// one run in three the whole cluster also loses power, unsynced writes cut mid-way.
@@ -32,7 +32,7 @@ pub enum Plan {
     Engine,
     /// Up to `f` beacon nodes answering late or not at all for a few slots.
     Source,
-    /// Network faults plus up to `f` faulty operators, each drawn from every kind above, skewed
+    /// Network faults (a loss window one run in four) plus up to `f` faulty operators, each drawn from every kind above, skewed
     /// clocks one run in two, a partition one run in three and a power cut one run in five.
     Mixed,
 }
@@ -94,7 +94,7 @@ impl Plan {
         let slots = config.slots.max(2);
         match self {
             Plan::Calm => {}
-            Plan::Network => network(&mut draw, &mut config, true),
+            Plan::Network => network(&mut draw, &mut config, &mut faults, true),
             Plan::Crash => {
                 for operator in draw.some_operators(n, f) {
                     faults.push(Fault::Crash(crash(&mut draw, operator, slots)));
@@ -121,7 +121,7 @@ impl Plan {
                 }
             }
             Plan::Mixed => {
-                network(&mut draw, &mut config, false);
+                network(&mut draw, &mut config, &mut faults, false);
                 let faulty = draw.below(f as u64 + 1) as usize;
                 for operator in draw.operators(n, faulty) {
                     let fault = match draw.below(7) {
@@ -163,16 +163,42 @@ impl fmt::Display for Plan {
     }
 }
 
-/// Latency 10..150 ms with up to a quarter of it as jitter; loss always (`lossy`) or in one
-/// run of four.
-fn network(draw: &mut Draw, config: &mut SimConfig, lossy: bool) {
+/// Latency 10..150 ms with up to a quarter of it as jitter; message loss in one or two windows
+/// always (`lossy`), or in one window one run in four. Loss comes in windows that heal, never
+/// for the whole run, so every lossy run is also checked for liveness after the loss.
+fn network(draw: &mut Draw, config: &mut SimConfig, faults: &mut Vec<Fault>, lossy: bool) {
     let latency = 10 + draw.below(141);
     config.latency = Duration::from_millis(latency);
     config.jitter = Duration::from_millis(draw.below(latency / 4 + 1));
     if lossy || draw.below(4) == 0 {
-        // 1% to 10% of messages lost, in whole percent so the replay flag is exact.
-        config.delivery = (90 + draw.below(10)) as f64 / 100.0;
+        let windows = if lossy { 1 + draw.below(2) } else { 1 };
+        let slots = config.slots.max(2);
+        faults.extend(loss_windows(draw, slots, windows).map(Fault::Loss));
     }
+}
+
+/// Up to `count` windows, one after the other, each losing 5%..=30% of every link's messages
+/// (whole percent, so the replay flag is exact) for 1..=6 slots, starting in the first two
+/// thirds of the run and healing before it ends.
+fn loss_windows(draw: &mut Draw, slots: u64, count: u64) -> impl Iterator<Item = Loss> {
+    let mut windows = Vec::new();
+    let mut earliest = 1;
+    for _ in 0..count {
+        let latest = (slots * 2 / 3).max(earliest);
+        let from_slot = earliest + draw.below(latest - earliest + 1);
+        let heal_slot = (from_slot + 1 + draw.below(6)).min(slots - 1);
+        let percent = 5 + draw.below(26) as u8;
+        if heal_slot <= from_slot {
+            break;
+        }
+        windows.push(Loss {
+            percent,
+            from_slot,
+            heal_slot,
+        });
+        earliest = heal_slot + 1;
+    }
+    windows.into_iter()
 }
 
 /// A crash in the first two thirds of the run, restarting 1..=10 slots later (within the

@@ -5,7 +5,11 @@ use super::{
     Carried,
     operator::{self, Engines, Observation, OperatorSetup},
 };
-use crate::{SimConfig, byzantine::Taps, faults::Partition};
+use crate::{
+    SimConfig,
+    byzantine::Taps,
+    faults::{Loss, Partition},
+};
 use cohort_actors::runner::cpu::CpuMeter;
 use cohort_devnet::{DevnetBeacon, DevnetChain};
 use cohort_ingress::{
@@ -142,17 +146,7 @@ impl Cluster {
                 }
             }
         }
-        for partition in config.partitions().cloned() {
-            spawn_partition(
-                context,
-                &oracle,
-                &link,
-                &keys,
-                &participants,
-                clock,
-                partition,
-            );
-        }
+        spawn_link_schedule(context, config, &oracle, &link, &keys, clock);
 
         let (observations_sender, observations) = mpsc::unbounded_channel();
         let received = carried.map_or_else(|| Arc::new(AtomicU64::new(0)), |c| c.received.clone());
@@ -291,49 +285,80 @@ fn split_shares(
     per_operator.into_iter().map(Arc::new).collect()
 }
 
-/// Cuts the group's links both ways at the start of a slot and restores them later.
-fn spawn_partition(
+/// Partitions and loss windows over time: at each slot one of them starts or heals, every
+/// link between two operators is set to what the faults in force then make it (cut, lossy or
+/// as configured). One task owns every change, so a partition healing inside a loss window
+/// comes back lossy, and a loss window never reconnects a partitioned pair.
+fn spawn_link_schedule(
     context: &deterministic::Context,
+    config: &SimConfig,
     oracle: &Oracle<PublicKey, deterministic::Context>,
     link: &Link,
     keys: &[PrivateKey],
-    participants: &Set<PublicKey>,
     clock: SlotClock,
-    partition: Partition,
 ) {
-    let group: Vec<PublicKey> = partition
-        .operators
+    let partitions: Vec<Partition> = config.partitions().cloned().collect();
+    let losses: Vec<Loss> = config.losses().copied().collect();
+    let mut changes: Vec<u64> = partitions
         .iter()
-        .map(|i| keys[*i].public_key())
+        .flat_map(|p| [p.from_slot, p.heal_slot])
+        .chain(losses.iter().flat_map(|l| [l.from_slot, l.heal_slot]))
         .collect();
-    let rest: Vec<PublicKey> = participants
-        .iter()
-        .filter(|p| !group.contains(p))
-        .cloned()
-        .collect();
+    if changes.is_empty() {
+        return;
+    }
+    changes.sort_unstable();
+    changes.dedup();
+    let keys: Vec<PublicKey> = keys.iter().map(|k| k.public_key()).collect();
     let oracle = oracle.clone();
-    let link = link.clone();
-    context.child("partition").spawn(move |context| async move {
-        context
-            .sleep_until(clock.slot_start(partition.from_slot))
-            .await;
-        for a in &group {
-            for b in &rest {
-                // A link that is already down stays down; nothing to undo.
-                let _ = oracle.remove_link(a.clone(), b.clone()).await;
-                let _ = oracle.remove_link(b.clone(), a.clone()).await;
+    let base = link.clone();
+    let delivery = config.delivery;
+    context.child("links").spawn(move |context| async move {
+        let n = keys.len();
+        // What each directed link is now: `None` while cut, else its delivery rate in ppm.
+        let mut current: BTreeMap<(usize, usize), Option<u64>> = BTreeMap::new();
+        for a in 0..n {
+            for b in (0..n).filter(|b| *b != a) {
+                current.insert((a, b), Some(ppm(delivery)));
             }
         }
-        context
-            .sleep_until(clock.slot_start(partition.heal_slot))
-            .await;
-        for a in &group {
-            for b in &rest {
-                let _ = oracle.add_link(a.clone(), b.clone(), link.clone()).await;
-                let _ = oracle.add_link(b.clone(), a.clone(), link.clone()).await;
+        for slot in changes {
+            context.sleep_until(clock.slot_start(slot)).await;
+            let cut = partitions
+                .iter()
+                .find(|p| p.from_slot <= slot && slot < p.heal_slot);
+            let lost = losses
+                .iter()
+                .find(|l| l.covers(slot))
+                .map_or(0, |l| l.percent);
+            let rate = delivery * (100 - lost.min(100)) as f64 / 100.0;
+            for ((a, b), now) in current.iter_mut() {
+                let crosses =
+                    cut.is_some_and(|p| p.operators.contains(a) != p.operators.contains(b));
+                let wanted = (!crosses).then(|| ppm(rate));
+                if wanted == *now {
+                    continue;
+                }
+                // A link that is already down stays down; nothing to undo.
+                let _ = oracle.remove_link(keys[*a].clone(), keys[*b].clone()).await;
+                if wanted.is_some() {
+                    let link = Link {
+                        success_rate: Probability::from_f64(rate).unwrap_or(base.success_rate),
+                        ..base.clone()
+                    };
+                    let _ = oracle
+                        .add_link(keys[*a].clone(), keys[*b].clone(), link)
+                        .await;
+                }
+                *now = wanted;
             }
         }
     });
+}
+
+/// A delivery rate in parts per million, to compare rates exactly.
+fn ppm(rate: f64) -> u64 {
+    (rate * 1_000_000.0).round() as u64
 }
 
 /// Each life of an operator: (start, crash) times; none for an operator that never starts.

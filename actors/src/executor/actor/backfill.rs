@@ -1,7 +1,7 @@
 //! Start-up: bringing the engine up to the finalized height marshal already processed,
 //! before the executor serves proposals and verifications.
 
-use super::*;
+use super::{work::Finalizing, *};
 
 /// The most processed blocks [`Actor::recall_processed`] walks back through.
 const RECALL_MAX_BLOCKS: usize = 64;
@@ -48,9 +48,9 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         Ok(())
     }
 
-    /// Brings the engine up to the finalized height marshal has processed, before serving
-    /// anything else. Returns marshal updates that arrived meanwhile, to process in order.
-    pub(super) async fn backfill(&mut self) -> Result<VecDeque<Update<Block>>, StartError> {
+    /// Queues every finalized payload the engine is missing up to the height marshal has
+    /// processed; until they are in, requests are answered without the engine.
+    pub(super) async fn backfill(&mut self) -> Result<(), StartError> {
         let genesis = self
             .answered("eth_getBlockByNumber", |engine| async move {
                 engine.block_by_number(BlockTag::Number(0)).await
@@ -97,7 +97,6 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             height = h.checked_sub(1);
         }
         missing.reverse();
-        let mut deferred = VecDeque::new();
         if !missing.is_empty() {
             info!(
                 payloads = missing.len(),
@@ -105,50 +104,20 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 "engine is behind the finalized chain; backfilling before serving head requests"
             );
         }
-        let total = missing.len();
-        for (done, (slot, payload)) in missing.into_iter().enumerate() {
-            self.metrics.backfill_remaining.set((total - done) as i64);
-            // Head requests are meaningless until the engine has caught up: drop them.
-            while let Ok(message) = self.mailbox.try_recv() {
-                self.while_backfilling(message, &mut deferred);
-            }
-            let tip = ExecutionTip::of(&payload);
-            self.execute_finalized(slot, payload).await?;
-            debug!(
-                number = tip.number,
-                remaining = total - done - 1,
-                "backfilled payload"
-            );
-        }
-        self.metrics.backfill_remaining.set(0);
-        if total > 0 {
-            while let Ok(message) = self.mailbox.try_recv() {
-                self.while_backfilling(message, &mut deferred);
-            }
-            info!(
-                payloads = total,
-                finalized = self.finalized.number,
-                "backfill done; serving head requests again"
-            );
-        }
-        Ok(deferred)
+        self.backfilling = missing.len();
+        self.metrics.backfill_remaining.set(missing.len() as i64);
+        self.finalizing
+            .extend(missing.into_iter().map(|(slot, payload)| Finalizing {
+                slot,
+                payload: Some(payload),
+                block: None,
+            }));
+        Ok(())
     }
 
-    pub(super) fn while_backfilling(
-        &mut self,
-        message: Message<Block>,
-        deferred: &mut VecDeque<Update<Block>>,
-    ) {
+    /// A request while the engine is behind the finalized chain: answered at once, without it.
+    pub(super) fn while_backfilling(&mut self, message: Message) {
         match message {
-            // A tip is only logged, and one comes with every finalization however long the
-            // backfill takes: keeping them would grow the queue with the engine's outage.
-            Message::Update(Update::Tip(_, height, _)) => {
-                debug!(height = height.get(), "new finalized tip while backfilling");
-            }
-            Message::Update(update) => {
-                deferred.push_back(update);
-                set_len(&self.metrics.deferred_held, deferred.len());
-            }
             Message::CanonicalizeAndBuild { slot, response, .. } => {
                 info!(slot, "dropping a build request while backfilling");
                 let _ = response.send(None);
