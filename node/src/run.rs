@@ -469,6 +469,7 @@ where
                 duties: None,
                 executor: Some(finalized_sender),
                 proposals: None,
+                consensus_faults: None,
             },
         },
         network,

@@ -31,6 +31,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 mod channel;
 pub mod cluster;
+mod consensus_faults;
 
 pub use channel::{Channel, max_message_size};
 
@@ -149,6 +150,8 @@ pub struct Observers {
     pub duties: Option<mpsc::UnboundedSender<DutyEvent>>,
     pub executor: Option<mpsc::UnboundedSender<executor::Observed>>,
     pub proposals: Option<committee::ProposalObserver>,
+    /// Every peer consensus caught sending conflicting or invalid votes, once per report.
+    pub consensus_faults: Option<mpsc::UnboundedSender<PublicKey>>,
 }
 
 pub struct Setup<Src, X> {
@@ -402,7 +405,12 @@ where
         simplex::config::Config {
             scheme,
             elector: RoundRobin::<Sha256>::default(),
-            blocker: network.blocker,
+            blocker: consensus_faults::Reporting::new(
+                &context.child("consensus"),
+                network.blocker,
+                setup.participants.iter().cloned().collect(),
+                setup.observers.consensus_faults,
+            ),
             automaton: inline.clone(),
             relay: inline.clone(),
             reporter: inline,

@@ -1352,7 +1352,8 @@ impl XorShift {
 
 /// Prefixes of the metrics cohort itself defines: every exported metric under one of them must
 /// be in the README's table (the rest come from the commonware libraries).
-const OWN_PREFIXES: [&str; 8] = [
+const OWN_PREFIXES: [&str; 9] = [
+    "operator_consensus_",
     "operator_doppelganger_",
     "operator_exits_",
     "operator_committee_",

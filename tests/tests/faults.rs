@@ -26,6 +26,11 @@ fn a_noisy_operator_is_blocked_by_every_peer_and_costs_no_attestation() {
     assert_eq!(report.blocked, vec![(0, 1), (2, 1), (3, 1)]);
 }
 
+/// Issue 19, item 5: an equivocating voter is caught by consensus, and only it, but stays
+/// connected, so the views it leads still make progress and no slot's aggregations are lost to
+/// its leader timeouts. Before, every peer that caught it blocked it at the transport, each view
+/// it then led waited out the leader timeout (slot + 2 s), and this run accepted 20 of its 27
+/// aggregates.
 #[test]
 fn an_equivocating_operator_is_caught_and_the_chain_stays_one() {
     let report = run(&SimConfig {
@@ -36,12 +41,19 @@ fn an_equivocating_operator_is_caught_and_the_chain_stays_one() {
     // `same_finalized_chain` and `no_two_finalized_blocks_at_one_height` hold.
     assert_clean(&report);
     assert!(
-        !report.blocked.is_empty() && report.blocked.iter().all(|(_, peer)| *peer == 2),
-        "the equivocator, and only it, is blocked: {:?}",
-        report.blocked
+        !report.caught.is_empty() && report.caught.iter().all(|(_, peer)| *peer == 2),
+        "the equivocator, and only it, is caught: {:?}",
+        report.caught
     );
-    let (got, owed) = accepted(&report, Kind::Attestation);
-    assert_eq!(got, owed, "attestations accepted");
+    assert_eq!(
+        report.blocked,
+        Vec::<(usize, usize)>::new(),
+        "nobody is cut off for votes"
+    );
+    for kind in [Kind::Attestation, Kind::Proposal, Kind::Aggregate] {
+        let (got, owed) = accepted(&report, kind);
+        assert_eq!(got, owed, "{kind}s accepted; replay: {}", report.replay);
+    }
 }
 
 /// Issue 21: a leader that proposes harmful but well-formed values whenever it leads (slot

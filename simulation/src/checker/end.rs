@@ -411,13 +411,14 @@ pub(crate) fn honest_operators_never_blocked(
     observed: &mut Observed,
     config: &SimConfig,
     blocked: &[(usize, usize)],
+    how: &str,
 ) {
     for (by, peer) in blocked {
         if !config.is_byzantine(*peer) {
             observed.violation(
                 "honest_operators_never_blocked",
                 config.slots,
-                format!("operator {by} blocked honest operator {peer}"),
+                format!("operator {by} {how} honest operator {peer}"),
             );
         }
     }

@@ -56,6 +56,9 @@ pub(crate) struct Observed {
     pub(crate) max_held: BTreeMap<String, u64>,
     /// `(operator, gauge)` pairs already reported over their bound, so a leak is one violation.
     pub(crate) over_bound: BTreeSet<(usize, String)>,
+    /// `(by, peer)`: operator `by`'s consensus caught `peer` sending conflicting or invalid
+    /// votes.
+    pub(crate) caught: BTreeSet<(usize, cohort_marshal::PublicKey)>,
     pub(crate) violations: Vec<Violation>,
 }
 
@@ -67,6 +70,9 @@ impl Observed {
             Observation::Duty(event) => self.on_duty(operator, event, slot),
             Observation::Proposed(digest, at) => {
                 self.proposed.entry(digest).or_insert(at);
+            }
+            Observation::Caught(peer) => {
+                self.caught.insert((operator, peer));
             }
             Observation::Built {
                 slot: built_slot,

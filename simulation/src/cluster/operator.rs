@@ -39,6 +39,8 @@ pub enum Observation {
     },
     Duty(DutyEvent),
     Proposed(cohort_marshal::Digest, std::time::SystemTime),
+    /// Consensus caught this peer sending conflicting or invalid votes.
+    Caught(PublicKey),
 }
 
 #[derive(Clone)]
@@ -193,6 +195,7 @@ pub async fn start(
     let (duty_sender, mut duty_receiver) = mpsc::unbounded_channel();
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
     let (proposal_sender, mut proposal_receiver) = mpsc::unbounded_channel();
+    let (caught_sender, mut caught_receiver) = mpsc::unbounded_channel();
     // The cluster's namespaces come from its lock as a node's do; the simulated cluster's lock
     // is its operators and every validator's polynomial.
     let namespace = cluster_identity(&setup.participants, &setup.shares).consensus_namespace();
@@ -235,6 +238,7 @@ pub async fn start(
             duties: Some(duty_sender),
             executor: Some(finalized_sender),
             proposals: Some(proposal_sender),
+            consensus_faults: Some(caught_sender),
         },
     };
     let network = cohort_operator::Network {
@@ -285,6 +289,7 @@ pub async fn start(
                 proposed = proposal_receiver.recv() => {
                     proposed.map(|(digest, at)| Observation::Proposed(digest, at))
                 },
+                caught = caught_receiver.recv() => caught.map(Observation::Caught),
             };
             let Some(observation) = observation else {
                 return;

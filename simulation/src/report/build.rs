@@ -63,7 +63,18 @@ pub(crate) async fn build(
         .filter_map(|(by, peer)| Some((cluster.index_of(by)?, cluster.index_of(peer)?)))
         .collect();
     blocked.sort_unstable();
-    end::honest_operators_never_blocked(&mut observed, config, &blocked);
+    let caught: Vec<(usize, usize)> = observed
+        .caught
+        .iter()
+        .filter_map(|(by, peer)| Some((*by, cluster.index_of(peer)?)))
+        .collect();
+    end::honest_operators_never_blocked(&mut observed, config, &blocked, "blocked");
+    end::honest_operators_never_blocked(
+        &mut observed,
+        config,
+        &caught,
+        "caught misbehaving in consensus",
+    );
     let invalid_partials_by_operator = invalid_partials_by_sender(&observed, cluster);
 
     let decided_slots: BTreeSet<u64> = decided_duties
@@ -133,6 +144,7 @@ pub(crate) async fn build(
         liveness_from: config.liveness_from(),
         restarts: cluster.restarts.load(Ordering::Relaxed),
         blocked,
+        caught,
         max_held: observed.max_held,
         execution_blocks: payloads.len() as u64,
         engine_finalized_height: engines.finalized_height,

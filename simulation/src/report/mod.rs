@@ -103,6 +103,9 @@ pub struct Report {
     pub restarts: u64,
     /// `(by, peer)`: operator `by` blocked `peer` for a message it sent.
     pub blocked: Vec<(usize, usize)>,
+    /// `(by, peer)`: operator `by`'s consensus caught `peer` sending conflicting or invalid
+    /// votes (it stays connected; see `operator/src/consensus_faults.rs`).
+    pub caught: Vec<(usize, usize)>,
     /// The most any operator held at once in each in-memory collection (`*_held` gauges).
     pub max_held: BTreeMap<String, u64>,
     /// Finalized cluster blocks that carried an execution payload.
@@ -221,6 +224,18 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  operators blocked for what they sent: {}",
+                pairs.join(", ")
+            )?;
+        }
+        if !self.caught.is_empty() {
+            let pairs: Vec<String> = self
+                .caught
+                .iter()
+                .map(|(by, peer)| format!("{peer} by {by}"))
+                .collect();
+            writeln!(
+                f,
+                "  operators caught sending conflicting or invalid votes (kept connected): {}",
                 pairs.join(", ")
             )?;
         }
