@@ -5,8 +5,8 @@ use crate::{
     state::{MemoryState, Reader, StateChanges, StateStore},
 };
 use alloy_consensus::{
-    Block, BlockBody, EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope, Transaction,
-    TxEnvelope, TxReceipt, proofs, transaction::SignerRecoverable,
+    Block, BlockBody, EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope, Transaction, TxEnvelope,
+    TxReceipt, proofs, transaction::SignerRecoverable,
 };
 use alloy_eips::{
     eip1559::BaseFeeParams,
@@ -18,7 +18,9 @@ use alloy_eips::{
 use alloy_evm::{
     EvmEnv, EvmFactory,
     block::{BlockExecutionError, BlockExecutor},
-    eth::{EthBlockExecutionCtx, EthBlockExecutor, EthEvmFactory, receipt_builder::AlloyReceiptBuilder},
+    eth::{
+        EthBlockExecutionCtx, EthBlockExecutor, EthEvmFactory, receipt_builder::AlloyReceiptBuilder,
+    },
 };
 use alloy_hardforks::EthereumHardforks;
 use alloy_primitives::{B64, B256, Bloom, Bytes, U256};
@@ -83,7 +85,9 @@ pub enum Invalid {
     Timestamp { got: u64, parent: u64 },
     #[error("payload V3 at timestamp {0}, before Cancun")]
     NotCancun(u64),
-    #[error("gas limit {got} is outside the bounds of the parent's {parent} (change < 1/1024, >= 5000)")]
+    #[error(
+        "gas limit {got} is outside the bounds of the parent's {parent} (change < 1/1024, >= 5000)"
+    )]
     GasLimit { got: u64, parent: u64 },
     #[error("gas used {used} exceeds the gas limit {limit}")]
     GasUsedOverLimit { used: u64, limit: u64 },
@@ -97,7 +101,9 @@ pub enum Invalid {
     BlobGasUsedRange(u64),
     #[error("blob gas used {header} in the header, transactions use {computed}")]
     BlobGasUsed { header: u64, computed: u64 },
-    #[error("versioned hashes do not match the blob transactions' ({got} given, {expected} in transactions)")]
+    #[error(
+        "versioned hashes do not match the blob transactions' ({got} given, {expected} in transactions)"
+    )]
     VersionedHashes { got: usize, expected: usize },
     #[error("transaction {index}: {reason}")]
     Transaction { index: usize, reason: String },
@@ -226,7 +232,13 @@ impl Executor {
             .map(|w| w.as_slice())
             .unwrap_or_default();
         let run = self
-            .run(parent, header, withdrawals, &block.body.transactions, Mode::Verify)
+            .run(
+                parent,
+                header,
+                withdrawals,
+                &block.body.transactions,
+                Mode::Verify,
+            )
             .map_err(|e| match e {
                 RunError::Transaction { index, reason } => Invalid::Transaction { index, reason },
                 RunError::Block(reason) => Invalid::Execution(reason),
@@ -286,7 +298,10 @@ impl Executor {
                 parent: parent.header.timestamp,
             });
         }
-        if !self.spec.is_cancun_active_at_timestamp(attributes.timestamp) {
+        if !self
+            .spec
+            .is_cancun_active_at_timestamp(attributes.timestamp)
+        {
             return Err(BuildError::NotCancun(attributes.timestamp));
         }
         let withdrawals = attributes
@@ -379,7 +394,12 @@ impl Executor {
     }
 
     /// The header rules that need only the parent's header.
-    fn check_header(&self, parent: &Header, parent_hash: B256, header: &Header) -> Result<(), Invalid> {
+    fn check_header(
+        &self,
+        parent: &Header,
+        parent_hash: B256,
+        header: &Header,
+    ) -> Result<(), Invalid> {
         if header.parent_hash != parent_hash {
             return Err(Invalid::ParentHash {
                 got: header.parent_hash,
@@ -405,7 +425,8 @@ impl Executor {
             return Err(Invalid::ExtraData(header.extra_data.len()));
         }
         if header.gas_limit < MIN_GAS_LIMIT
-            || header.gas_limit.abs_diff(parent.gas_limit) >= parent.gas_limit / GAS_LIMIT_BOUND_DIVISOR
+            || header.gas_limit.abs_diff(parent.gas_limit)
+                >= parent.gas_limit / GAS_LIMIT_BOUND_DIVISOR
         {
             return Err(Invalid::GasLimit {
                 got: header.gas_limit,
@@ -432,7 +453,9 @@ impl Executor {
             return Err(Invalid::ExcessBlobGas { got, expected });
         }
         let used = header.blob_gas_used.unwrap_or_default();
-        if used > BlobParams::cancun().max_blob_gas_per_block() || used % DATA_GAS_PER_BLOB != 0 {
+        if used > BlobParams::cancun().max_blob_gas_per_block()
+            || !used.is_multiple_of(DATA_GAS_PER_BLOB)
+        {
             return Err(Invalid::BlobGasUsedRange(used));
         }
         Ok(())
@@ -473,7 +496,8 @@ impl Executor {
             tx_count_hint: Some(transactions.len()),
             slot_number: None,
         };
-        let mut executor = EthBlockExecutor::new(evm, ctx, &self.spec, AlloyReceiptBuilder::default());
+        let mut executor =
+            EthBlockExecutor::new(evm, ctx, &self.spec, AlloyReceiptBuilder::default());
         executor
             .apply_pre_execution_changes()
             .map_err(|e| RunError::Block(e.to_string()))?;
@@ -541,12 +565,10 @@ enum RunError {
 }
 
 fn bloom(receipts: &[ReceiptEnvelope]) -> Bloom {
-    receipts
-        .iter()
-        .fold(Bloom::ZERO, |mut acc, receipt| {
-            acc.accrue_bloom(&receipt.bloom());
-            acc
-        })
+    receipts.iter().fold(Bloom::ZERO, |mut acc, receipt| {
+        acc.accrue_bloom(&receipt.bloom());
+        acc
+    })
 }
 
 /// EIP-4844 excess blob gas of a child of `parent` (Cancun's target of 3 blobs).
@@ -565,4 +587,3 @@ fn next_hashes<S>(parent: &Executed<S>, hash: B256) -> Arc<Vec<B256>> {
     }
     Arc::new(hashes)
 }
-

@@ -81,7 +81,9 @@ impl ChainSpec {
         let shanghai = c
             .shanghai_time
             .ok_or(GenesisError::MissingFork("shanghaiTime"))?;
-        let cancun = c.cancun_time.ok_or(GenesisError::MissingFork("cancunTime"))?;
+        let cancun = c
+            .cancun_time
+            .ok_or(GenesisError::MissingFork("cancunTime"))?;
         if shanghai > cancun {
             return Err(GenesisError::ForkOrder { shanghai, cancun });
         }
@@ -121,7 +123,10 @@ impl ChainSpec {
                 total_difficulty: U256::ZERO,
             },
         ));
-        forks.push((EthereumHardfork::Shanghai, ForkCondition::Timestamp(shanghai)));
+        forks.push((
+            EthereumHardfork::Shanghai,
+            ForkCondition::Timestamp(shanghai),
+        ));
         forks.push((EthereumHardfork::Cancun, ForkCondition::Timestamp(cancun)));
         Ok(Self {
             chain_id: c.chain_id,

@@ -227,10 +227,7 @@ impl<S> std::fmt::Debug for Reader<'_, S> {
 impl<S: StateReader> revm::DatabaseRef for Reader<'_, S> {
     type Error = std::convert::Infallible;
 
-    fn basic_ref(
-        &self,
-        address: Address,
-    ) -> Result<Option<revm::state::AccountInfo>, Self::Error> {
+    fn basic_ref(&self, address: Address) -> Result<Option<revm::state::AccountInfo>, Self::Error> {
         Ok(self.state.account(&address).map(|info| {
             let code = self
                 .state

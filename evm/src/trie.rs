@@ -15,9 +15,17 @@ use std::sync::{Arc, OnceLock};
 
 #[derive(Debug)]
 enum Kind {
-    Leaf { path: Vec<u8>, value: Vec<u8> },
-    Extension { path: Vec<u8>, child: Arc<Node> },
-    Branch { children: Box<[Option<Arc<Node>>; 16]> },
+    Leaf {
+        path: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Extension {
+        path: Vec<u8>,
+        child: Arc<Node>,
+    },
+    Branch {
+        children: Box<[Option<Arc<Node>>; 16]>,
+    },
 }
 
 #[derive(Debug)]
@@ -258,9 +266,7 @@ fn remove(node: &Arc<Node>, path: &[u8]) -> Option<Arc<Node>> {
 fn prepend(prefix: &[u8], node: Arc<Node>) -> Arc<Node> {
     match &node.kind {
         Kind::Leaf { path, value } => Node::leaf(&[prefix, path].concat(), value.clone()),
-        Kind::Extension { path, child } => {
-            Node::extension(&[prefix, path].concat(), child.clone())
-        }
+        Kind::Extension { path, child } => Node::extension(&[prefix, path].concat(), child.clone()),
         Kind::Branch { .. } => Node::extension(prefix, node),
     }
 }
@@ -306,7 +312,7 @@ mod tests {
         // small space share prefixes rarely, so also use keys differing in late nibbles.
         let keys: Vec<B256> = (0..300u64)
             .map(|i| {
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     let mut k = keccak256(i.to_be_bytes());
                     k.0[31] = (i % 7) as u8;
                     k.0[0..30].copy_from_slice(&[0xab; 30]);
@@ -318,7 +324,7 @@ mod tests {
             .collect();
         for round in 0..2000 {
             let key = keys[(rng.next() % keys.len() as u64) as usize];
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 trie.remove(&key);
                 entries.remove(&key);
             } else {

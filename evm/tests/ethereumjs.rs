@@ -13,7 +13,6 @@
 
 mod common;
 
-use alloy_consensus::TxReceipt;
 use alloy_eips::eip4895::Withdrawal;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, address, hex};
 use alloy_rpc_types_engine::{
@@ -61,7 +60,10 @@ impl Rpc {
             .send()
             .await
             .map_err(|e| format!("{method}: {e}"))?;
-        let bytes = response.bytes().await.map_err(|e| format!("{method}: {e}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("{method}: {e}"))?;
         let mut value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{method}: {e}: {}", String::from_utf8_lossy(&bytes)))?;
         if let Some(error) = value.get("error") {
@@ -71,9 +73,12 @@ impl Rpc {
     }
 
     async fn block(&self, number: u64) -> Value {
-        self.call("eth_getBlockByNumber", json!([format!("{number:#x}"), false]))
-            .await
-            .expect("eth_getBlockByNumber")
+        self.call(
+            "eth_getBlockByNumber",
+            json!([format!("{number:#x}"), false]),
+        )
+        .await
+        .expect("eth_getBlockByNumber")
     }
 
     async fn send(&self, raw: &Bytes) -> B256 {
@@ -216,19 +221,53 @@ async fn executor_agrees_with_ethereumjs() {
     let theirs = rpc.block(0).await;
     assert_eq!(hash_field(&theirs, "stateRoot"), genesis.header.state_root);
     assert_eq!(hash_field(&theirs, "hash"), genesis.hash);
-    println!("genesis {} state root {}", genesis.hash, genesis.header.state_root);
+    println!(
+        "genesis {} state root {}",
+        genesis.hash, genesis.header.state_root
+    );
 
     // 2. EthereumJS builds block 1: a transfer and a contract creation with storage and a log.
-    rpc.send(&eip1559(0, TxKind::Call(RECIPIENT), U256::from(1_000), Bytes::new(), 21_000))
+    rpc.send(&eip1559(
+        0,
+        TxKind::Call(RECIPIENT),
+        U256::from(1_000),
+        Bytes::new(),
+        21_000,
+    ))
+    .await;
+    rpc.send(&eip1559(
+        1,
+        TxKind::Create,
+        U256::ZERO,
+        contract_creation_code(),
+        200_000,
+    ))
+    .await;
+    let one = rpc
+        .build(genesis.hash, &attributes(&genesis, 1, vec![]))
         .await;
-    rpc.send(&eip1559(1, TxKind::Create, U256::ZERO, contract_creation_code(), 200_000))
-        .await;
-    let one = rpc.build(genesis.hash, &attributes(&genesis, 1, vec![])).await;
-    assert_eq!(one.payload_inner.payload_inner.transactions.len(), 2, "both included");
+    assert_eq!(
+        one.payload_inner.payload_inner.transactions.len(),
+        2,
+        "both included"
+    );
     let block1 = execute_theirs(&executor, &genesis, &one, 1);
     let contract = created_address(FUNDED, 1);
-    assert_eq!(block1.state.storage(&contract, &U256::from(1)), U256::from(7));
+    assert_eq!(
+        block1.state.storage(&contract, &U256::from(1)),
+        U256::from(7)
+    );
     assert_eq!(block1.receipts[1].logs().len(), 1);
+    // The EIP-4788 system call wrote the beacon root (the state root equality above shows
+    // EthereumJS wrote the same).
+    let ring = U256::from(block1.header.timestamp % 8191) + U256::from(8191);
+    assert_eq!(
+        block1.state.storage(
+            &address!("0x000f3df6d732807ef1319fb7b8bb8522d0beac02"),
+            &ring
+        ),
+        U256::from_be_bytes(beacon_root(1).0)
+    );
     let status = rpc.new_payload(&one, beacon_root(1)).await;
     assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
     rpc.forkchoice(block1.hash, None).await;
@@ -260,14 +299,29 @@ async fn executor_agrees_with_ethereumjs() {
     let theirs = rpc.block(2).await;
     assert_eq!(hash_field(&theirs, "hash"), block2.hash);
     assert_eq!(hash_field(&theirs, "stateRoot"), block2.header.state_root);
-    assert_eq!(hash_field(&theirs, "receiptsRoot"), block2.header.receipts_root);
+    assert_eq!(
+        hash_field(&theirs, "receiptsRoot"),
+        block2.header.receipts_root
+    );
     println!("block 2 (ours) VALID in EthereumJS: {}", block2.hash);
 
     // 4. EthereumJS builds block 3 with a call, a transfer and a withdrawal.
-    rpc.send(&eip1559(4, TxKind::Call(contract), U256::ZERO, call_data(11), 100_000))
-        .await;
-    rpc.send(&eip1559(5, TxKind::Call(RECIPIENT), U256::from(5), Bytes::new(), 21_000))
-        .await;
+    rpc.send(&eip1559(
+        4,
+        TxKind::Call(contract),
+        U256::ZERO,
+        call_data(11),
+        100_000,
+    ))
+    .await;
+    rpc.send(&eip1559(
+        5,
+        TxKind::Call(RECIPIENT),
+        U256::from(5),
+        Bytes::new(),
+        21_000,
+    ))
+    .await;
     let withdrawal = Withdrawal {
         index: 1,
         validator_index: 2,
@@ -293,7 +347,9 @@ async fn executor_agrees_with_ethereumjs() {
     assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
     let block4 = built.executed;
     rpc.forkchoice(block4.hash, None).await;
-    let five = rpc.build(block4.hash, &attributes(&block4, 5, vec![])).await;
+    let five = rpc
+        .build(block4.hash, &attributes(&block4, 5, vec![]))
+        .await;
     let block5 = execute_theirs(&executor, &block4, &five, 5);
     println!("blocks 4 (ours) and 5 (EthereumJS) agree: {}", block5.hash);
 

@@ -11,12 +11,17 @@ use alloy_signer_local::PrivateKeySigner;
 pub const CHAIN_ID: u64 = 1337;
 /// The devnet genesis funds this account (the well-known ethereum-package dev key).
 pub const FUNDED: Address = address!("0x8943545177806ed17b9f23f0a21ee5948ecaa776");
-const FUNDED_KEY: B256 = b256!("0xbcdf20249abf0ed6d944c0288fad489e33f66b3960d9e6229c1cd214ed3bbe31");
+const FUNDED_KEY: B256 =
+    b256!("0xbcdf20249abf0ed6d944c0288fad489e33f66b3960d9e6229c1cd214ed3bbe31");
 pub const RECIPIENT: Address = address!("0x000000000000000000000000000000000000beef");
 
 pub fn funded() -> PrivateKeySigner {
     let signer = PrivateKeySigner::from_bytes(&FUNDED_KEY).expect("valid key");
-    assert_eq!(signer.address(), FUNDED, "the key is the genesis-funded account's");
+    assert_eq!(
+        signer.address(),
+        FUNDED,
+        "the key is the genesis-funded account's"
+    );
     signer
 }
 
