@@ -6,6 +6,8 @@
 #       starts the client, runs COMMAND with COHORT_ENGINE_URL and COHORT_ENGINE_JWT set, stops
 #       the client and exits with COMMAND's status. CI runs:
 #       ./scripts/ethereumjs.sh cargo test -p cohort-engine --test remote_ethereumjs -- --nocapture
+#       ./scripts/ethereumjs.sh cargo test -p cohort-evm --test ethereumjs -- --nocapture
+#       The chain's genesis is evm/genesis/devnet.json (override: COHORT_ETHEREUMJS_GENESIS).
 #   ./scripts/ethereumjs.sh
 #       starts the client, prints the URL and the jwt.hex path (also written to
 #       $WORK/engine.env), and keeps it running until Ctrl-C.

@@ -305,7 +305,8 @@ async fn executor_agrees_with_ethereumjs() {
     );
     println!("block 2 (ours) VALID in EthereumJS: {}", block2.hash);
 
-    // 4. EthereumJS builds block 3 with a call, a transfer and a withdrawal.
+    // 4. EthereumJS builds block 3 with a call, a transfer, the creation of a contract that
+    // reads BLOCKHASH, and a withdrawal.
     rpc.send(&eip1559(
         4,
         TxKind::Call(contract),
@@ -322,6 +323,14 @@ async fn executor_agrees_with_ethereumjs() {
         21_000,
     ))
     .await;
+    rpc.send(&eip1559(
+        6,
+        TxKind::Create,
+        U256::ZERO,
+        blockhash_creation_code(),
+        100_000,
+    ))
+    .await;
     let withdrawal = Withdrawal {
         index: 1,
         validator_index: 2,
@@ -331,7 +340,7 @@ async fn executor_agrees_with_ethereumjs() {
     let three = rpc
         .build(block2.hash, &attributes(&block2, 3, vec![withdrawal]))
         .await;
-    assert_eq!(three.payload_inner.payload_inner.transactions.len(), 2);
+    assert_eq!(three.payload_inner.payload_inner.transactions.len(), 3);
     let block3 = execute_theirs(&executor, &block2, &three, 3);
     assert_eq!(block3.state.storage(&contract, &U256::ZERO), U256::from(11));
     let status = rpc.new_payload(&three, beacon_root(3)).await;
@@ -339,10 +348,26 @@ async fn executor_agrees_with_ethereumjs() {
     rpc.forkchoice(block3.hash, None).await;
     println!("block 3 (EthereumJS) VALID here: {}", block3.hash);
 
-    // 5. An empty block of ours, then one of theirs on it.
+    // 5. Block 4 of ours calls the BLOCKHASH reader, then one of theirs on it.
+    let reader = created_address(FUNDED, 6);
     let built = executor
-        .build(&block3, &attributes(&block3, 4, vec![]), &[])
+        .build(
+            &block3,
+            &attributes(&block3, 4, vec![]),
+            &[eip1559(
+                7,
+                TxKind::Call(reader),
+                U256::ZERO,
+                Bytes::new(),
+                100_000,
+            )],
+        )
         .expect("build block 4");
+    assert!(built.skipped.is_empty(), "{:?}", built.skipped);
+    assert_eq!(
+        built.executed.state.storage(&reader, &U256::ZERO),
+        U256::from_be_bytes(block3.hash.0)
+    );
     let status = rpc.new_payload(&built.payload, beacon_root(4)).await;
     assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
     let block4 = built.executed;

@@ -198,14 +198,49 @@ fn several_blocks_in_a_row_call_store_log_and_revert() {
     assert!(!two.receipts[1].status(), "calldata 0 reverts");
     assert!(two.receipts[1].logs().is_empty());
     assert_eq!(two.state.storage(&contract, &U256::ZERO), U256::from(9));
+    // BLOCKHASH sees the parent: a contract created in block 3 and called in block 4 stores
+    // block 3's hash.
     let three = executor
-        .build(&two, &attributes(&two, vec![]), &[])
-        .expect("empty block");
+        .build(
+            &two,
+            &attributes(&two, vec![]),
+            &[eip1559(
+                4,
+                TxKind::Create,
+                U256::ZERO,
+                blockhash_creation_code(),
+                100_000,
+            )],
+        )
+        .expect("block 3");
+    assert!(three.skipped.is_empty(), "{:?}", three.skipped);
     let three = executor
         .execute(&two, &new_payload(three.payload))
         .expect("VALID");
     assert_eq!(three.header.number, 3);
     assert_eq!(three.state.state_root(), three.header.state_root);
+    let reader = created_address(FUNDED, 4);
+    let four = executor
+        .build(
+            &three,
+            &attributes(&three, vec![]),
+            &[eip1559(
+                5,
+                TxKind::Call(reader),
+                U256::ZERO,
+                Bytes::new(),
+                100_000,
+            )],
+        )
+        .expect("block 4");
+    assert!(four.skipped.is_empty(), "{:?}", four.skipped);
+    let four = executor
+        .execute(&three, &new_payload(four.payload))
+        .expect("VALID");
+    assert_eq!(
+        four.state.storage(&reader, &U256::ZERO),
+        U256::from_be_bytes(three.hash.0)
+    );
 }
 
 /// Executes `payload` changed by `change` (and resealed) on the genesis, expecting `reason`.

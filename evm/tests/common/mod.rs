@@ -30,6 +30,13 @@ const RUNTIME: &str = "600035801560175780600055600052602a60206000a1005b60006000f
 /// Constructor: `sstore(1, 7)`, `log1(0x01)` with no data, then returns [`RUNTIME`].
 const INIT: &str = "6007600155600160006000a1601d8060176000396000f3";
 
+/// Creates a contract whose every call stores `blockhash(number - 1)` in slot 0.
+pub fn blockhash_creation_code() -> Bytes {
+    hex::decode("600980600b6000396000f3600143034060005500")
+        .expect("hex")
+        .into()
+}
+
 pub fn contract_creation_code() -> Bytes {
     let mut code = hex::decode(INIT).expect("hex");
     code.extend(hex::decode(RUNTIME).expect("hex"));
