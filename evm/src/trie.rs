@@ -67,6 +67,8 @@ impl Node {
 
     fn encoded(&self) -> &[u8] {
         self.encoded.get_or_init(|| {
+            #[cfg(test)]
+            tests::ENCODINGS.with(|n| n.set(n.get() + 1));
             let mut payload = Vec::new();
             match &self.kind {
                 Kind::Leaf { path, value } => {
@@ -348,6 +350,30 @@ mod tests {
         }
         assert!(trie.is_empty());
         assert_eq!(trie.root(), EMPTY_ROOT_HASH);
+    }
+
+    thread_local! {
+        /// Node encodings computed on this thread (each costs a keccak when referenced).
+        pub(super) static ENCODINGS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    #[test]
+    fn an_update_rehashes_only_its_path() {
+        let mut trie = Trie::default();
+        for i in 0..10_000u64 {
+            trie.insert(&keccak256(i.to_be_bytes()), vec![1; 40]);
+        }
+        trie.root();
+        let full = ENCODINGS.with(|n| n.replace(0));
+        assert!(full > 10_000, "the first root encodes every node ({full})");
+        trie.insert(&keccak256(77u64.to_be_bytes()), vec![2; 40]);
+        trie.root();
+        // 10,000 random keys make a trie about 4 branch levels deep: the update re-encodes
+        // the leaf and the branches above it, nothing else.
+        let after_update = ENCODINGS.with(|n| n.replace(0));
+        assert!(after_update <= 6, "{after_update} nodes re-encoded");
+        trie.root();
+        assert_eq!(ENCODINGS.with(|n| n.get()), 0, "an unchanged trie re-encodes nothing");
     }
 
     #[test]
