@@ -373,7 +373,11 @@ mod tests {
         let after_update = ENCODINGS.with(|n| n.replace(0));
         assert!(after_update <= 6, "{after_update} nodes re-encoded");
         trie.root();
-        assert_eq!(ENCODINGS.with(|n| n.get()), 0, "an unchanged trie re-encodes nothing");
+        assert_eq!(
+            ENCODINGS.with(|n| n.get()),
+            0,
+            "an unchanged trie re-encodes nothing"
+        );
     }
 
     #[test]

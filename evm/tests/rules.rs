@@ -6,7 +6,8 @@ use alloy_eips::eip4895::Withdrawal;
 use alloy_primitives::{Address, B256, Bloom, Bytes, TxKind, U256, address, b256};
 use alloy_rpc_types_engine::{ExecutionPayloadV3, PayloadAttributes};
 use cohort_evm::{
-    DEVNET_GENESIS, Executed, Executor, GenesisError, Invalid, NewPayload, StateReader, StateStore,
+    BuildError, DEVNET_GENESIS, Executed, Executor, GenesisError, Invalid, NewPayload, StateReader,
+    StateStore,
 };
 use common::*;
 
@@ -447,4 +448,65 @@ fn parent_stays_usable_after_an_invalid_payload() {
     executor
         .execute(&genesis, &new_payload(payload))
         .expect("the good payload is still VALID on the same parent");
+}
+
+#[test]
+fn build_refuses_attributes_it_cannot_honour() {
+    let (executor, genesis) = Executor::genesis(DEVNET_GENESIS).expect("devnet genesis");
+    let mut stale = attributes(&genesis, vec![]);
+    stale.timestamp = genesis.header.timestamp;
+    assert_eq!(
+        executor.build(&genesis, &stale, &[]).err(),
+        Some(BuildError::Timestamp { got: 0, parent: 0 })
+    );
+    let mut no_root = attributes(&genesis, vec![]);
+    no_root.parent_beacon_block_root = None;
+    assert_eq!(
+        executor.build(&genesis, &no_root, &[]).err(),
+        Some(BuildError::Missing("parentBeaconBlockRoot"))
+    );
+    let mut no_withdrawals = attributes(&genesis, vec![]);
+    no_withdrawals.withdrawals = None;
+    assert_eq!(
+        executor.build(&genesis, &no_withdrawals, &[]).err(),
+        Some(BuildError::Missing("withdrawals"))
+    );
+}
+
+#[test]
+fn build_leaves_out_what_does_not_fit_the_block_gas() {
+    let (executor, genesis) = Executor::genesis(DEVNET_GENESIS).expect("devnet genesis");
+    let txs = [
+        // Uses most of the block: the next one's gas limit no longer fits.
+        eip1559(
+            0,
+            TxKind::Call(RECIPIENT),
+            U256::ZERO,
+            Bytes::new(),
+            29_990_000,
+        ),
+        eip1559(1, TxKind::Call(RECIPIENT), U256::ZERO, Bytes::new(), 21_000),
+    ];
+    let built = executor
+        .build(&genesis, &attributes(&genesis, vec![]), &txs)
+        .expect("build");
+    // A transfer uses 21,000 of its limit, so the block's gas used is 21,000 and the second
+    // transaction (whose limit is checked against the gas left, not the gas used) fits.
+    assert!(built.skipped.is_empty(), "{:?}", built.skipped);
+    assert_eq!(built.executed.header.gas_used, 42_000);
+    let too_big = [eip1559(
+        0,
+        TxKind::Call(RECIPIENT),
+        U256::ZERO,
+        Bytes::new(),
+        30_000_001,
+    )];
+    let built = executor
+        .build(&genesis, &attributes(&genesis, vec![]), &too_big)
+        .expect("build");
+    assert_eq!(built.skipped.len(), 1, "over the block gas limit");
+    assert!(built.executed.receipts.is_empty());
+    executor
+        .execute(&genesis, &new_payload(built.payload))
+        .expect("the empty block is VALID");
 }
