@@ -510,3 +510,24 @@ fn build_leaves_out_what_does_not_fit_the_block_gas() {
         .execute(&genesis, &new_payload(built.payload))
         .expect("the empty block is VALID");
 }
+
+#[test]
+fn a_signature_without_a_sender_is_invalid_and_left_out_when_building() {
+    let err = rejects(|p| inner(p).transactions[0] = unrecoverable(0), true);
+    match err {
+        Invalid::Transaction { index: 0, reason } => {
+            assert!(reason.contains("recover"), "{reason}")
+        }
+        other => panic!("{other}"),
+    }
+    let (executor, genesis) = Executor::genesis(DEVNET_GENESIS).expect("devnet genesis");
+    let built = executor
+        .build(&genesis, &attributes(&genesis, vec![]), &[unrecoverable(0)])
+        .expect("build");
+    assert_eq!(built.skipped.len(), 1);
+    assert!(
+        built.skipped[0].1.contains("recover"),
+        "{:?}",
+        built.skipped
+    );
+}

@@ -121,3 +121,23 @@ pub fn reseal(payload: &mut ExecutionPayloadV3, parent_beacon_block_root: B256) 
     block.header.parent_beacon_block_root = Some(parent_beacon_block_root);
     payload.payload_inner.payload_inner.block_hash = block.header.hash_slow();
 }
+
+/// An EIP-1559 transfer whose signature (r = 0) recovers no sender.
+pub fn unrecoverable(nonce: u64) -> Bytes {
+    let tx = TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(RECIPIENT),
+        value: U256::from(1),
+        access_list: AccessList::default(),
+        input: Bytes::new(),
+    };
+    let signature = alloy_primitives::Signature::new(U256::ZERO, U256::from(1), false);
+    let hash = tx.signature_hash();
+    TxEnvelope::from(alloy_consensus::Signed::new_unchecked(tx, signature, hash))
+        .encoded_2718()
+        .into()
+}
