@@ -8,6 +8,7 @@
 
 use crate::trie::Trie;
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_rlp::Decodable;
 use alloy_trie::{KECCAK_EMPTY, TrieAccount};
 use revm::{database::BundleState, state::Bytecode};
 use std::{collections::HashMap, sync::Arc};
@@ -110,14 +111,15 @@ impl StateChanges {
 #[derive(Clone, Debug)]
 struct Account {
     info: AccountInfo,
-    storage: HashMap<U256, U256>,
-    /// The storage trie; its root is cached in its nodes, so an account whose storage did not
+    /// The storage trie, also where slots are read from (one copy of the storage, shared with
+    /// the parent's). Its root is cached in its nodes, so an account whose storage did not
     /// change costs nothing when the state root is taken.
     storage_trie: Trie,
 }
 
-/// The whole state in memory. Cloning copies the account index (one pointer per account) and
-/// shares every account and trie node with the original.
+/// The whole state in memory. Cloning copies the account and code indexes (one pointer per
+/// entry) and shares every account and trie node with the original; changing an account then
+/// copies only that account's record and the trie nodes on the changed paths.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryState {
     accounts: HashMap<Address, Arc<Account>>,
@@ -141,9 +143,14 @@ impl StateReader for MemoryState {
     }
 
     fn storage(&self, address: &Address, slot: &U256) -> U256 {
-        self.accounts
-            .get(address)
-            .and_then(|account| account.storage.get(slot).copied())
+        let Some(account) = self.accounts.get(address) else {
+            return U256::ZERO;
+        };
+        account
+            .storage_trie
+            .get(&keccak256(B256::from(*slot)))
+            // The trie holds only values this type encoded.
+            .and_then(|mut value| U256::decode(&mut value).ok())
             .unwrap_or_default()
     }
 
@@ -170,23 +177,19 @@ impl StateStore for MemoryState {
             let account = self.accounts.entry(change.address).or_insert_with(|| {
                 Arc::new(Account {
                     info,
-                    storage: HashMap::new(),
                     storage_trie: Trie::default(),
                 })
             });
             let account = Arc::make_mut(account);
             account.info = info;
             if change.wipe_storage {
-                account.storage.clear();
                 account.storage_trie = Trie::default();
             }
             for (slot, value) in &change.storage {
                 let slot_key = keccak256(B256::from(*slot));
                 if value.is_zero() {
-                    account.storage.remove(slot);
                     account.storage_trie.remove(&slot_key);
                 } else {
-                    account.storage.insert(*slot, *value);
                     account
                         .storage_trie
                         .insert(&slot_key, alloy_rlp::encode(value));
