@@ -6,6 +6,8 @@
 #       starts the client, runs COMMAND with COHORT_ENGINE_URL and COHORT_ENGINE_JWT set, stops
 #       the client and exits with COMMAND's status. CI runs:
 #       ./scripts/ethereumjs.sh cargo test -p cohort-engine --test remote_ethereumjs -- --nocapture
+#       ./scripts/ethereumjs.sh cargo test -p cohort-evm --test ethereumjs -- --nocapture
+#       The chain's genesis is evm/genesis/devnet.json (override: COHORT_ETHEREUMJS_GENESIS).
 #   ./scripts/ethereumjs.sh
 #       starts the client, prints the URL and the jwt.hex path (also written to
 #       $WORK/engine.env), and keeps it running until Ctrl-C.
@@ -79,47 +81,11 @@ trap 'exit 130' INT TERM
 (umask 077 && node -e "console.log(require('crypto').randomBytes(32).toString('hex'))" >"$WORK/jwt.hex")
 
 # Post-merge from block 0: every fork up to Cancun active at genesis, terminal total
-# difficulty 0, so the client is driven by the Engine API alone.
-cat >"$WORK/genesis.json" <<'EOF'
-{
-  "config": {
-    "chainId": 1337,
-    "homesteadBlock": 0,
-    "eip150Block": 0,
-    "eip155Block": 0,
-    "eip158Block": 0,
-    "byzantiumBlock": 0,
-    "constantinopleBlock": 0,
-    "petersburgBlock": 0,
-    "istanbulBlock": 0,
-    "muirGlacierBlock": 0,
-    "berlinBlock": 0,
-    "londonBlock": 0,
-    "arrowGlacierBlock": 0,
-    "grayGlacierBlock": 0,
-    "mergeNetsplitBlock": 0,
-    "shanghaiTime": 0,
-    "cancunTime": 0,
-    "terminalTotalDifficulty": 0,
-    "terminalTotalDifficultyPassed": true
-  },
-  "nonce": "0x0",
-  "timestamp": "0x0",
-  "extraData": "0x",
-  "gasLimit": "0x1c9c380",
-  "difficulty": "0x0",
-  "mixHash": "0x0000000000000000000000000000000000000000000000000000000000000000",
-  "coinbase": "0x0000000000000000000000000000000000000000",
-  "baseFeePerGas": "0x3b9aca00",
-  "alloc": {
-    "0x8943545177806ed17b9f23f0a21ee5948ecaa776": { "balance": "0xd3c21bcecceda1000000" },
-    "0x000000000000000000000000000000000000c0de": { "balance": "0x1" }
-  },
-  "number": "0x0",
-  "gasUsed": "0x0",
-  "parentHash": "0x0000000000000000000000000000000000000000000000000000000000000000"
-}
-EOF
+# difficulty 0, so the client is driven by the Engine API alone. The file is the one the
+# embedded executor (cohort-evm) starts from, so both compute the same genesis block.
+GENESIS="${COHORT_ETHEREUMJS_GENESIS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/evm/genesis/devnet.json}"
+[ -f "$GENESIS" ] || die "genesis file $GENESIS is missing"
+cp "$GENESIS" "$WORK/genesis.json"
 
 # Started from inside $WORK: the client writes log-rotation files (and, given `--logFile false`,
 # a file literally named after "false") into its working directory, never into the checkout.

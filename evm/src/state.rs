@@ -1,0 +1,273 @@
+//! The world state behind the executor: a trait the EVM reads through and block changes are
+//! applied to, and an in-memory implementation with an incrementally maintained state root.
+//!
+//! The executor never writes into the parent's state: it executes against a read view of it and
+//! applies the resulting [`StateChanges`] to a clone, so an INVALID block leaves the parent
+//! exactly as it was, and a VALID one yields a new state that shares unchanged parts with the
+//! parent. A persistent implementation (commonware storage) implements [`StateStore`] too.
+
+use crate::trie::Trie;
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_rlp::Decodable;
+use alloy_trie::{KECCAK_EMPTY, TrieAccount};
+use revm::{database::BundleState, state::Bytecode};
+use std::{collections::HashMap, sync::Arc};
+
+/// An account's fields other than its storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub nonce: u64,
+    pub balance: U256,
+    pub code_hash: B256,
+}
+
+/// What the EVM needs to read from a state.
+pub trait StateReader {
+    fn account(&self, address: &Address) -> Option<AccountInfo>;
+    /// Zero for an unset slot or a missing account.
+    fn storage(&self, address: &Address, slot: &U256) -> U256;
+    fn code(&self, code_hash: &B256) -> Option<Bytes>;
+}
+
+/// A state blocks can be applied to.
+pub trait StateStore: StateReader + Clone {
+    fn apply(&mut self, changes: &StateChanges);
+    /// The state root; implementations must not rehash what did not change.
+    fn state_root(&self) -> B256;
+}
+
+/// One account's change in a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountChange {
+    pub address: Address,
+    /// `None`: the account no longer exists (self-destructed, or touched while empty).
+    pub info: Option<AccountInfo>,
+    /// The account's storage was destroyed before `storage` applies (a contract destroyed and
+    /// created again in the block).
+    pub wipe_storage: bool,
+    /// New slot values; zero clears the slot.
+    pub storage: Vec<(U256, U256)>,
+}
+
+/// Every state change of one block, in a deterministic order (sorted by address and slot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateChanges {
+    pub accounts: Vec<AccountChange>,
+    /// New contract code by hash.
+    pub codes: Vec<(B256, Bytes)>,
+}
+
+impl StateChanges {
+    pub(crate) fn from_bundle(bundle: BundleState) -> Self {
+        let mut accounts: Vec<AccountChange> = bundle
+            .state
+            .into_iter()
+            .map(|(address, account)| {
+                let mut storage: Vec<(U256, U256)> = account
+                    .storage
+                    .iter()
+                    .map(|(slot, value)| (*slot, value.present_value))
+                    .collect();
+                storage.sort_unstable();
+                AccountChange {
+                    address,
+                    info: account.info.as_ref().map(|info| AccountInfo {
+                        nonce: info.nonce,
+                        balance: info.balance,
+                        code_hash: info.code_hash,
+                    }),
+                    wipe_storage: account.status.was_destroyed(),
+                    storage,
+                }
+            })
+            .collect();
+        accounts.sort_unstable_by_key(|change| change.address);
+        let mut codes: Vec<(B256, Bytes)> = bundle
+            .contracts
+            .into_iter()
+            .filter(|(hash, _)| *hash != KECCAK_EMPTY)
+            .map(|(hash, code)| (hash, code.original_bytes()))
+            .collect();
+        codes.sort_unstable_by_key(|(hash, _)| *hash);
+        Self { accounts, codes }
+    }
+
+    /// Changes that create accounts from scratch (genesis allocations).
+    pub(crate) fn push_account(
+        &mut self,
+        address: Address,
+        info: AccountInfo,
+        storage: Vec<(U256, U256)>,
+    ) {
+        self.accounts.push(AccountChange {
+            address,
+            info: Some(info),
+            wipe_storage: false,
+            storage,
+        });
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Account {
+    info: AccountInfo,
+    /// The storage trie, also where slots are read from (one copy of the storage, shared with
+    /// the parent's). Its root is cached in its nodes, so an account whose storage did not
+    /// change costs nothing when the state root is taken.
+    storage_trie: Trie,
+}
+
+/// The whole state in memory. Cloning copies the account and code indexes (one pointer per
+/// entry) and shares every account and trie node with the original; changing an account then
+/// copies only that account's record and the trie nodes on the changed paths.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryState {
+    accounts: HashMap<Address, Arc<Account>>,
+    codes: HashMap<B256, Bytes>,
+    account_trie: Trie,
+}
+
+impl MemoryState {
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+}
+
+impl StateReader for MemoryState {
+    fn account(&self, address: &Address) -> Option<AccountInfo> {
+        self.accounts.get(address).map(|account| account.info)
+    }
+
+    fn storage(&self, address: &Address, slot: &U256) -> U256 {
+        let Some(account) = self.accounts.get(address) else {
+            return U256::ZERO;
+        };
+        account
+            .storage_trie
+            .get(&keccak256(B256::from(*slot)))
+            // The trie holds only values this type encoded.
+            .and_then(|mut value| U256::decode(&mut value).ok())
+            .unwrap_or_default()
+    }
+
+    fn code(&self, code_hash: &B256) -> Option<Bytes> {
+        if *code_hash == KECCAK_EMPTY {
+            return Some(Bytes::new());
+        }
+        self.codes.get(code_hash).cloned()
+    }
+}
+
+impl StateStore for MemoryState {
+    fn apply(&mut self, changes: &StateChanges) {
+        for (hash, code) in &changes.codes {
+            self.codes.insert(*hash, code.clone());
+        }
+        for change in &changes.accounts {
+            let key = keccak256(change.address);
+            let Some(info) = change.info else {
+                self.accounts.remove(&change.address);
+                self.account_trie.remove(&key);
+                continue;
+            };
+            let account = self.accounts.entry(change.address).or_insert_with(|| {
+                Arc::new(Account {
+                    info,
+                    storage_trie: Trie::default(),
+                })
+            });
+            let account = Arc::make_mut(account);
+            account.info = info;
+            if change.wipe_storage {
+                account.storage_trie = Trie::default();
+            }
+            for (slot, value) in &change.storage {
+                let slot_key = keccak256(B256::from(*slot));
+                if value.is_zero() {
+                    account.storage_trie.remove(&slot_key);
+                } else {
+                    account
+                        .storage_trie
+                        .insert(&slot_key, alloy_rlp::encode(value));
+                }
+            }
+            let leaf = TrieAccount {
+                nonce: account.info.nonce,
+                balance: account.info.balance,
+                storage_root: account.storage_trie.root(),
+                code_hash: account.info.code_hash,
+            };
+            self.account_trie.insert(&key, alloy_rlp::encode(leaf));
+        }
+    }
+
+    fn state_root(&self) -> B256 {
+        self.account_trie.root()
+    }
+}
+
+/// The EVM's read view of a parent state and its recent block hashes.
+pub(crate) struct Reader<'a, S> {
+    pub state: &'a S,
+    /// Hashes of the blocks before the one executing, oldest first; the last is the parent.
+    pub hashes: &'a [B256],
+    /// The parent's number.
+    pub parent_number: u64,
+}
+
+impl<S> std::fmt::Debug for Reader<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("parent_number", &self.parent_number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: StateReader> revm::DatabaseRef for Reader<'_, S> {
+    type Error = std::convert::Infallible;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<revm::state::AccountInfo>, Self::Error> {
+        Ok(self.state.account(&address).map(|info| {
+            let code = self
+                .state
+                .code(&info.code_hash)
+                .map(Bytecode::new_raw)
+                .unwrap_or_default();
+            revm::state::AccountInfo {
+                balance: info.balance,
+                nonce: info.nonce,
+                code_hash: info.code_hash,
+                code: Some(code),
+                ..Default::default()
+            }
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        Ok(self
+            .state
+            .code(&code_hash)
+            .map(Bytecode::new_raw)
+            .unwrap_or_default())
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        Ok(self.state.storage(&address, &index))
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        // BLOCKHASH sees the 256 most recent blocks; revm asks only for those.
+        let back = self.parent_number.checked_sub(number);
+        Ok(back
+            .and_then(|back| {
+                let back = usize::try_from(back).ok()?;
+                let index = self.hashes.len().checked_sub(1 + back)?;
+                self.hashes.get(index).copied()
+            })
+            .unwrap_or_default())
+    }
+}
