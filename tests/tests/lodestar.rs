@@ -31,10 +31,11 @@
 //!     second operator's copy of the same object gets (`..._ALREADY_KNOWN`) and failed reads
 //!     are reported, not failed on.
 //!
-//! With `COHORT_LODESTAR_DOPPELGANGER=1` both scenarios run with doppelganger protection on (the
-//! default with beacon nodes): no check starts before every operator has cleared all of Cohort's
-//! validators through Lodestar's liveness answers, and none may be taken for a doppelganger.
-//! Without it the clusters turn protection off in their configs.
+//! Both scenarios run with doppelganger protection on (the default with beacon nodes): no check
+//! starts before every operator has cleared all of Cohort's validators through Lodestar's
+//! liveness answers (about three epochs), and none may be taken for a doppelganger.
+//! `COHORT_LODESTAR_DOPPELGANGER=0` turns protection off in the clusters' configs, for a quicker
+//! run.
 //!
 //! At the end it prints the finality timeline and, per operator, what `/metrics` says about the
 //! submission delay into the slot and failed duties per role, and every metric whose name
@@ -78,10 +79,10 @@ const FEE_RECIPIENT: &str = "0x000000000000000000000000000000000000c0de";
 /// The operator SIGKILLed in scenario 1.
 const KILLED: usize = 3;
 
-/// Whether the run checks doppelganger protection against Lodestar
-/// (`COHORT_LODESTAR_DOPPELGANGER=1`).
+/// Whether the run checks doppelganger protection against Lodestar (unless
+/// `COHORT_LODESTAR_DOPPELGANGER=0`).
 fn doppelganger_checked() -> bool {
-    std::env::var("COHORT_LODESTAR_DOPPELGANGER").is_ok_and(|value| value == "1")
+    std::env::var("COHORT_LODESTAR_DOPPELGANGER").map_or(true, |value| value != "0")
 }
 
 fn is_cohort(index: u64) -> bool {
@@ -1482,9 +1483,8 @@ impl Cluster {
         let configs: Vec<PathBuf> = (0..OPERATORS)
             .map(|i| dir.join(format!("operator-{i}")).join("operator.toml"))
             .collect();
-        // Doppelganger protection (on by default with beacon nodes) is off unless
-        // COHORT_LODESTAR_DOPPELGANGER=1: its check against Lodestar's liveness answers is new and
-        // costs three epochs per scenario.
+        // Doppelganger protection (on by default with beacon nodes) is turned off only with
+        // COHORT_LODESTAR_DOPPELGANGER=0: its check costs three epochs per scenario.
         if !doppelganger_checked() {
             for config in &configs {
                 let text = std::fs::read_to_string(config)
