@@ -124,7 +124,10 @@ fn combined_signatures_verify_under_an_independent_bn254() {
         let public = g2_from(&split.sharing.group_public_key().to_bytes());
         assert!(public == G2::one() * secret_fr, "group G2 key of n={n}");
         let g1 = split.sharing.group_g1_public_key().to_bytes();
-        assert!(g1_from(&g1) == G1::one() * secret_fr, "group G1 key of n={n}");
+        assert!(
+            g1_from(&g1) == G1::one() * secret_fr,
+            "group G1 key of n={n}"
+        );
 
         let message_hash = keccak256([b"task output ".as_slice(), &[round]].concat()).0;
         let reference_timestamp = 1_760_000_000 + u32::from(round);
@@ -144,15 +147,22 @@ fn combined_signatures_verify_under_an_independent_bn254() {
         let whole = hashed * secret_fr;
 
         let message = HashedMessage::certificate(reference_timestamp, &B256::from(message_hash));
-        let partials: Vec<Bn254Partial> =
-            split.shares.iter().map(|share| share.sign(&message)).collect();
+        let partials: Vec<Bn254Partial> = split
+            .shares
+            .iter()
+            .map(|share| share.sign(&message))
+            .collect();
         for partial in &partials {
             let share_key = split
                 .sharing
                 .share_public_key(partial.operator)
                 .expect("share key");
             assert!(
-                verifies(g1_from(&partial.signature), hashed, g2_from(&share_key.to_bytes())),
+                verifies(
+                    g1_from(&partial.signature),
+                    hashed,
+                    g2_from(&share_key.to_bytes())
+                ),
                 "operator {}'s partial under its share key",
                 partial.operator
             );
@@ -164,7 +174,10 @@ fn combined_signatures_verify_under_an_independent_bn254() {
             let combined = split.sharing.combine(chosen).expect("t partials");
             assert_eq!(combined, g1_bytes(whole), "n={n}");
             assert!(verifies(g1_from(&combined), hashed, public), "n={n}");
-            assert!(interpolate(chosen) == whole, "independent interpolation, n={n}");
+            assert!(
+                interpolate(chosen) == whole,
+                "independent interpolation, n={n}"
+            );
         }
         // t − 1 partials: no interpolation of them verifies.
         let short = &partials[..t - 1];

@@ -368,18 +368,19 @@ impl Bn254Sharing {
         message: &HashedMessage,
         partial: &Bn254Partial,
     ) -> Result<(), ThresholdError> {
-        let key = self.share_public_key(partial.operator).ok_or(
-            ThresholdError::UnknownOperator {
-                operator: partial.operator,
-                operators: self.operators(),
-            },
-        )?;
-        let point = g1_from_bytes(&partial.signature, "BN254 partial signature").map_err(
-            |source| ThresholdError::Encoding {
-                operator: partial.operator,
-                source,
-            },
-        )?;
+        let key =
+            self.share_public_key(partial.operator)
+                .ok_or(ThresholdError::UnknownOperator {
+                    operator: partial.operator,
+                    operators: self.operators(),
+                })?;
+        let point =
+            g1_from_bytes(&partial.signature, "BN254 partial signature").map_err(|source| {
+                ThresholdError::Encoding {
+                    operator: partial.operator,
+                    source,
+                }
+            })?;
         key.verify_point(&message.0, &point)
             .map_err(|_| ThresholdError::PartialVerification(partial.operator))
     }
@@ -408,12 +409,13 @@ impl Bn254Sharing {
         let chosen = &sorted[..self.threshold as usize];
         let mut points = Vec::with_capacity(chosen.len());
         for partial in chosen {
-            let point = g1_from_bytes(&partial.signature, "BN254 partial signature").map_err(
-                |source| ThresholdError::Encoding {
-                    operator: partial.operator,
-                    source,
-                },
-            )?;
+            let point =
+                g1_from_bytes(&partial.signature, "BN254 partial signature").map_err(|source| {
+                    ThresholdError::Encoding {
+                        operator: partial.operator,
+                        source,
+                    }
+                })?;
             points.push((partial.operator, point));
         }
         interpolate_g1(&points)
@@ -473,7 +475,10 @@ impl Bn254Sharing {
     }
 
     /// The partials sorted by operator, refusing unknown and repeated operators.
-    fn checked_sorted(&self, partials: &[Bn254Partial]) -> Result<Vec<Bn254Partial>, ThresholdError> {
+    fn checked_sorted(
+        &self,
+        partials: &[Bn254Partial],
+    ) -> Result<Vec<Bn254Partial>, ThresholdError> {
         let mut sorted = partials.to_vec();
         sorted.sort_by_key(|partial| partial.operator);
         for (i, partial) in sorted.iter().enumerate() {

@@ -55,8 +55,11 @@ fn any_t_partials_give_exactly_the_whole_keys_signature() {
             ),
         ];
         for (message, whole) in cases {
-            let partials: Vec<Bn254Partial> =
-                split.shares.iter().map(|share| share.sign(&message)).collect();
+            let partials: Vec<Bn254Partial> = split
+                .shares
+                .iter()
+                .map(|share| share.sign(&message))
+                .collect();
             for partial in &partials {
                 split
                     .sharing
@@ -113,7 +116,10 @@ fn t_minus_one_partials_do_not_verify() {
         .sharing
         .combine_verified(&message, &partials)
         .expect_err("4 of 5");
-    assert!(matches!(err, ThresholdError::NotEnoughPartials { .. }), "{err}");
+    assert!(
+        matches!(err, ThresholdError::NotEnoughPartials { .. }),
+        "{err}"
+    );
     // Interpolating the 4 anyway gives a point that is not the signature and does not verify.
     let points: Vec<(u32, G1Affine)> = partials
         .iter()
@@ -133,8 +139,11 @@ fn bad_partials_are_found_dropped_and_reported() {
     let split = split(&mut StdRng::seed_from_u64(2), &key, 7).expect("split");
     let message = HashedMessage::solidity(&digest());
     let whole = key.sign_solidity(&digest());
-    let mut partials: Vec<Bn254Partial> =
-        split.shares.iter().map(|share| share.sign(&message)).collect();
+    let mut partials: Vec<Bn254Partial> = split
+        .shares
+        .iter()
+        .map(|share| share.sign(&message))
+        .collect();
     // Operator 1 signs another message (a valid point), operator 4 sends bytes that are no
     // point at all: both among the first t, so the fast path fails and the fallback runs.
     partials[1] = split.shares[1].sign(&HashedMessage::solidity(&keccak256(b"other")));
@@ -145,7 +154,12 @@ fn bad_partials_are_found_dropped_and_reported() {
         .expect("5 honest of 7 suffice");
     assert_eq!(combined.signature, whole);
     assert_eq!(combined.bad, vec![1, 4]);
-    assert!(split.sharing.verify_partial(&message, &partials[1]).is_err());
+    assert!(
+        split
+            .sharing
+            .verify_partial(&message, &partials[1])
+            .is_err()
+    );
     assert!(matches!(
         split.sharing.verify_partial(&message, &partials[4]),
         Err(ThresholdError::Encoding { operator: 4, .. })
@@ -179,8 +193,11 @@ fn repeated_or_unknown_operators_are_refused() {
     let key = key();
     let split = split(&mut StdRng::seed_from_u64(3), &key, 4).expect("split");
     let message = HashedMessage::solidity(&digest());
-    let mut partials: Vec<Bn254Partial> =
-        split.shares.iter().map(|share| share.sign(&message)).collect();
+    let mut partials: Vec<Bn254Partial> = split
+        .shares
+        .iter()
+        .map(|share| share.sign(&message))
+        .collect();
     partials.push(partials[2]);
     assert_eq!(
         split.sharing.combine_verified(&message, &partials),
