@@ -40,6 +40,8 @@ use zeroize::Zeroize;
 
 use crate::Error;
 
+pub mod threshold;
+
 /// gnark-crypto's domain separation tag as Hourglass (crypto-libs) passes it to `HashToG1`.
 pub const GNARK_DST: &[u8] = b"BLS_SIG_BN254G1_XMD:SHA-256_SSWU_RO_NUL_";
 

@@ -274,6 +274,8 @@ fn write_outputs(
         threshold: N3f1::quorum(operators.len() as u32),
         operators: operators.iter().map(identity::public_key_hex).collect(),
         validators,
+        // A cluster AVS key is split by `cohort cluster init`; a DKG does not make one.
+        avs: None,
     };
     let text = serde_json::to_string_pretty(&lock).map_err(|e| e.to_string())?;
     files::write_secret(&config.lock, text.as_bytes())
@@ -492,6 +494,16 @@ fn current(args: &ReshareArgs, me: &PublicKey) -> Result<Current, String> {
         &operators,
         sharings.iter().map(|(v, s)| (*v, s)),
     );
+    // Hashed as `keys::load` hashes it, so a joining operator agrees with the current ones.
+    let hash = match &lock.avs {
+        None => hash,
+        Some(avs) => {
+            let sharing = avs
+                .sharing(lock.threshold, operators.len())
+                .map_err(|e| format!("{}: avs: {e}", path.display()))?;
+            keys::LockedAvsKey::bind(&sharing, hash)
+        }
+    };
     Ok(Current {
         name: lock.name,
         operators,

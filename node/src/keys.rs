@@ -6,8 +6,16 @@
 //! ed25519 identity and one EIP-2335 keystore per validator share, every file mode 0600. A
 //! key file any other user can read is refused, not just warned about: a share that leaked
 //! once has leaked for good.
+//!
+//! A cluster that runs one AVS operator together also holds a cluster BN254 key split t-of-n
+//! the same way: its public half (group G2 and G1 keys, every share's G2 key) in the lock's
+//! optional `avs` section, each operator's share in `avs-share.json`, an EIP-2335 keystore of
+//! the share's 32-byte big-endian scalar beside its validator shares.
 
 use crate::config::{self, Config};
+use cohort_avs_crypto::{
+    Bn254G1PublicKey, Bn254Key, Bn254PublicKey, Bn254SecretShare, Bn254Sharing,
+};
 use cohort_ingress::keys::{self, ValidatorShare};
 use cohort_keystore::{
     eip2335::{self, Kdf, Keystore, KeystoreError},
@@ -48,6 +56,89 @@ pub struct Lock {
     /// operator i's.
     pub operators: Vec<String>,
     pub validators: Vec<LockedValidator>,
+    /// The cluster's BN254 AVS operator key, when it has one. Locks written before AVS keys
+    /// existed have none, and load as they always did (same lock hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avs: Option<LockedAvsKey>,
+}
+
+/// The public half of the cluster's BN254 AVS key, split t-of-n with the lock's threshold
+/// (operator i's share is the polynomial's value at i + 1, as for validator shares).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedAvsKey {
+    /// The group G2 key (hex, 128 bytes, `X.c1 ‖ X.c0 ‖ Y.c1 ‖ Y.c0` as EigenLayer encodes
+    /// it): what Hourglass's aggregator verifies the cluster's result signatures against.
+    pub public_key: String,
+    /// The group G1 key (hex, 64 bytes `X ‖ Y`), registered beside the G2 key in EigenLayer's
+    /// `KeyRegistrar`.
+    pub public_key_g1: String,
+    /// Every share's G2 key (hex, 128 bytes) in share order: operator i's partial signatures
+    /// verify against `shares[i]`.
+    pub shares: Vec<String>,
+}
+
+impl LockedAvsKey {
+    pub fn of(sharing: &Bn254Sharing) -> Self {
+        Self {
+            public_key: alloy_primitives::hex::encode(sharing.group_public_key().to_bytes()),
+            public_key_g1: alloy_primitives::hex::encode(sharing.group_g1_public_key().to_bytes()),
+            shares: sharing
+                .share_public_keys()
+                .iter()
+                .map(|key| alloy_primitives::hex::encode(key.to_bytes()))
+                .collect(),
+        }
+    }
+
+    /// Parses and checks the section: every key a valid point, as many shares as operators, and
+    /// the share keys one polynomial's values whose constant term is the group key.
+    pub fn sharing(&self, threshold: u32, operators: usize) -> Result<Bn254Sharing, String> {
+        if self.shares.len() != operators {
+            return Err(format!(
+                "{} share keys for {operators} operators",
+                self.shares.len()
+            ));
+        }
+        let bytes = |what: &str, text: &str| {
+            keys::decode_hex(text).ok_or_else(|| format!("{what} is not hex"))
+        };
+        let group = Bn254PublicKey::from_bytes(&bytes("public_key", &self.public_key)?)
+            .map_err(|err| format!("public_key: {err}"))?;
+        let group_g1 = Bn254G1PublicKey::from_bytes(&bytes("public_key_g1", &self.public_key_g1)?)
+            .map_err(|err| format!("public_key_g1: {err}"))?;
+        let mut shares = Vec::with_capacity(self.shares.len());
+        for (i, text) in self.shares.iter().enumerate() {
+            let what = format!("shares[{i}]");
+            shares.push(
+                Bn254PublicKey::from_bytes(&bytes(&what, text)?)
+                    .map_err(|err| format!("{what}: {err}"))?,
+            );
+        }
+        Bn254Sharing::new(threshold, group, group_g1, shares).map_err(|err| err.to_string())
+    }
+
+    /// `hash`, chained with this key's public parts (see [`LockHash::with_avs_key`]).
+    pub fn bind(sharing: &Bn254Sharing, hash: LockHash) -> LockHash {
+        let shares: Vec<[u8; 128]> = sharing
+            .share_public_keys()
+            .iter()
+            .map(Bn254PublicKey::to_bytes)
+            .collect();
+        hash.with_avs_key(
+            &sharing.group_public_key().to_bytes(),
+            &sharing.group_g1_public_key().to_bytes(),
+            shares.iter().map(|share| share.as_slice()),
+        )
+    }
+}
+
+/// One operator's part of the cluster's AVS key: the sharing every operator holds and its own
+/// share, ready for the pure signing functions of `cohort_avs_crypto::bn254::threshold`.
+#[derive(Clone, Debug)]
+pub struct AvsShare {
+    pub sharing: Arc<Bn254Sharing>,
+    pub share: Bn254SecretShare,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -70,6 +161,13 @@ pub struct Loaded {
     pub index: usize,
     pub participants: Set<PublicKey>,
     pub shares: Arc<BTreeMap<u64, ValidatorShare>>,
+    /// This operator's share of the cluster AVS key, when the lock has one.
+    pub avs: Option<AvsShare>,
+}
+
+/// The keystore file of this operator's share of the cluster AVS key.
+pub fn avs_share_file(dir: &Path) -> PathBuf {
+    dir.join("avs-share.json")
 }
 
 /// The keystore file of `validator`'s share.
@@ -151,6 +249,29 @@ pub enum KeysError {
         path: PathBuf,
         problem: ShareProblem,
     },
+    #[error("shares.lock {}: avs: {problem}", path.display())]
+    AvsKey { path: PathBuf, problem: String },
+    #[error("{}: {problem}", path.display())]
+    AvsShare {
+        path: PathBuf,
+        problem: AvsShareProblem,
+    },
+}
+
+/// What is wrong with this operator's AVS key share once read.
+#[derive(Debug, thiserror::Error)]
+pub enum AvsShareProblem {
+    #[error("not UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    #[error("not a BN254 secret: {0}")]
+    NotBn254(cohort_avs_crypto::Error),
+    #[error(
+        "this is not operator {operator}'s share of the cluster AVS key in the lock (wrong \
+         keystore, or a lock from another cluster)"
+    )]
+    Foreign { operator: usize },
 }
 
 /// What is wrong with one validator's entry in the cluster lock.
@@ -286,6 +407,18 @@ pub fn load(config: &Config) -> Result<Loaded, KeysError> {
         }
         shares.insert(validator.index, ValidatorShare { sharing, share });
     }
+    let avs = match &lock.avs {
+        None => None,
+        Some(locked) => Some(load_avs_share(
+            locked,
+            lock.threshold,
+            participants.len(),
+            index,
+            lock_path,
+            &config.shares_dir,
+            &password,
+        )?),
+    };
     // The lock as decoded, in its own order: what every operator of the cluster must hold.
     let lock_hash = LockHash::of(
         &lock.name,
@@ -293,13 +426,63 @@ pub fn load(config: &Config) -> Result<Loaded, KeysError> {
         &participants,
         sharings.iter().map(|(index, sharing)| (*index, sharing)),
     );
+    let lock_hash = match &avs {
+        None => lock_hash,
+        Some(avs) => LockedAvsKey::bind(&avs.sharing, lock_hash),
+    };
     Ok(Loaded {
         key,
         cluster: ClusterIdentity::new(lock.name, lock_hash),
         index,
         participants,
         shares: Arc::new(shares),
+        avs,
     })
+}
+
+/// Checks the lock's AVS section and reads this operator's share of it, which must be the
+/// share the section names for it.
+fn load_avs_share(
+    locked: &LockedAvsKey,
+    threshold: u32,
+    operators: usize,
+    index: usize,
+    lock_path: &Path,
+    shares_dir: &Path,
+    password: &str,
+) -> Result<AvsShare, KeysError> {
+    let sharing = locked
+        .sharing(threshold, operators)
+        .map_err(|problem| KeysError::AvsKey {
+            path: lock_path.to_path_buf(),
+            problem,
+        })?;
+    let path = avs_share_file(shares_dir);
+    let file = |problem| KeysError::AvsShare {
+        path: path.clone(),
+        problem,
+    };
+    let bytes = files::read_secret(&path).map_err(KeysError::ShareFile)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| file(AvsShareProblem::NotUtf8))?;
+    let keystore = Keystore::from_json(text).map_err(|err| file(err.into()))?;
+    let secret = eip2335::decrypt(&keystore, password).map_err(|err| file(err.into()))?;
+    let share = Bn254SecretShare::from_be_bytes(index as u32, &secret)
+        .map_err(|err| file(AvsShareProblem::NotBn254(err)))?;
+    if sharing.share_public_key(index as u32) != Some(&share.public_key()) {
+        return Err(file(AvsShareProblem::Foreign { operator: index }));
+    }
+    Ok(AvsShare {
+        sharing: Arc::new(sharing),
+        share,
+    })
+}
+
+/// The cluster AVS key `cohort cluster init` splits.
+pub enum AvsKey {
+    /// A fresh key, drawn while splitting and never written whole.
+    Fresh,
+    /// An existing key (the operator's BN254 key, as the supervisor reads it).
+    Existing(Bn254Key),
 }
 
 /// Whose keys a new cluster splits.
@@ -337,6 +520,8 @@ pub struct InitPlan {
     pub kdf: Kdf,
     pub beacon: config::Beacon,
     pub beacon_nodes: Vec<String>,
+    /// A cluster BN254 AVS key to split among the operators, if any.
+    pub avs: Option<AvsKey>,
 }
 
 /// Writes a whole cluster's keys and configs under `plan.out`: `cluster-lock.json` and one
@@ -456,12 +641,50 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             )?;
         }
     }
+    let avs = match &plan.avs {
+        None => None,
+        Some(avs) => {
+            let fresh;
+            let key = match avs {
+                AvsKey::Fresh => {
+                    fresh = Bn254Key::generate(&mut rng);
+                    &fresh
+                }
+                AvsKey::Existing(key) => key,
+            };
+            let split = cohort_avs_crypto::bn254::threshold::split_with_threshold(
+                &mut rng,
+                key,
+                n as u32,
+                N3f1::quorum(n as u32),
+            )
+            .map_err(|err| format!("splitting the AVS key: {err}"))?;
+            for (i, dir) in dirs.iter().enumerate() {
+                let share = &split.shares[i];
+                let keystore = eip2335::encrypt(
+                    &*share.to_be_bytes(),
+                    &passwords[i],
+                    &alloy_primitives::hex::encode(share.public_key().to_bytes()),
+                    "",
+                    plan.kdf,
+                    &mut rng,
+                )
+                .map_err(|err| format!("encrypting the AVS key's share: {err}"))?;
+                write(
+                    &avs_share_file(&dir.join("shares")),
+                    keystore.to_json_pretty().as_bytes(),
+                )?;
+            }
+            Some(LockedAvsKey::of(&split.sharing))
+        }
+    };
     let operators_hex: Vec<String> = participants.iter().map(identity::public_key_hex).collect();
     let lock = Lock {
         name: plan.name.clone(),
         threshold: N3f1::quorum(n as u32),
         operators: operators_hex.clone(),
         validators,
+        avs,
     };
     let lock_text = serde_json::to_string_pretty(&lock).map_err(|err| err.to_string())?;
     let lock_path = plan.out.join("cluster-lock.json");
@@ -566,6 +789,7 @@ pub(crate) mod tests {
                 ..Default::default()
             },
             beacon_nodes: Vec::new(),
+            avs: None,
         }
     }
 
@@ -715,6 +939,239 @@ pub(crate) mod tests {
         let pretty: Lock = serde_json::from_str(&text).expect("lock parses");
         std::fs::write(&config.lock, serde_json::to_string(&pretty).expect("json")).expect("write");
         assert_eq!(load(&config).expect("keys load").cluster, honest);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    fn avs_key() -> Bn254Key {
+        Bn254Key::from_be_bytes(&alloy_primitives::keccak256(b"cluster avs key").0[1..])
+            .expect("31 bytes are below the order")
+    }
+
+    fn read_lock(path: &Path) -> Lock {
+        serde_json::from_str(&std::fs::read_to_string(path).expect("lock")).expect("lock parses")
+    }
+
+    #[test]
+    fn an_existing_avs_key_split_at_init_signs_exactly_as_the_whole_key() {
+        use cohort_avs_crypto::{B256, HashedMessage, keccak256};
+        use std::os::unix::fs::PermissionsExt as _;
+        let out = temp("avs");
+        let key = avs_key();
+        let mut plan = plan(out.clone());
+        plan.avs = Some(AvsKey::Existing(key.clone()));
+        let configs = init_cluster(&plan).expect("cluster init");
+
+        // The lock's AVS key is the key that was split, in both groups.
+        let lock = read_lock(&out.join("cluster-lock.json"));
+        let locked = lock.avs.clone().expect("an avs section");
+        assert_eq!(
+            locked.public_key,
+            alloy_primitives::hex::encode(key.public_key().to_bytes())
+        );
+        assert_eq!(
+            locked.public_key_g1,
+            alloy_primitives::hex::encode(key.g1_public_key().to_bytes())
+        );
+        assert_eq!(locked.shares.len(), 4);
+
+        // Every operator reloads its lock and its own share; any 3 shares sign a task result
+        // exactly as the whole key does, and the aggregator's check against the lock's key
+        // passes.
+        let mut loaded = Vec::new();
+        for path in &configs {
+            let config = config::load(path, Vec::new()).expect("valid");
+            let mode = std::fs::metadata(avs_share_file(&config.shares_dir))
+                .expect("share written")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let keys = load(&config).expect("keys load");
+            let avs = keys.avs.clone().expect("an AVS share");
+            assert_eq!(avs.share.operator(), keys.index as u32);
+            assert_eq!(avs.sharing.group_public_key(), key.public_key());
+            loaded.push(keys);
+        }
+        let hashes: Vec<LockHash> = loaded.iter().map(|l| l.cluster.lock_hash).collect();
+        assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+        let message_hash = keccak256(b"output");
+        let message = HashedMessage::certificate(1_760_000_000, &message_hash);
+        let whole = cohort_avs_crypto::sign_result_bn254(&key, 1_760_000_000, &message_hash);
+        let lock_key = Bn254PublicKey::from_bytes(
+            &alloy_primitives::hex::decode(&locked.public_key).expect("hex"),
+        )
+        .expect("G2 key");
+        for skip in 0..4 {
+            let partials: Vec<_> = loaded
+                .iter()
+                .filter(|l| l.index != skip)
+                .map(|l| l.avs.as_ref().expect("share").share.sign(&message))
+                .collect();
+            let sharing = &loaded[0].avs.as_ref().expect("share").sharing;
+            let combined = sharing
+                .combine_verified(&message, &partials)
+                .expect("3 of 4");
+            assert_eq!(combined.signature, whole, "without operator {skip}");
+            cohort_avs_crypto::verify_result_bn254(
+                &lock_key,
+                1_760_000_000,
+                &B256::from(message_hash),
+                &combined.signature,
+            )
+            .expect("the aggregator accepts it");
+        }
+
+        // The AVS key is part of what the cluster agrees on: without it, another hash.
+        let sharings: Vec<(u64, Sharing<MinPk>)> = lock
+            .validators
+            .iter()
+            .map(|v| (v.index, decode_sharing(&v.sharing, 4).expect("sharing")))
+            .collect();
+        let without = LockHash::of(
+            &lock.name,
+            lock.threshold,
+            &loaded[0].participants,
+            sharings.iter().map(|(i, s)| (*i, s)),
+        );
+        assert_ne!(loaded[0].cluster.lock_hash, without);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_fresh_avs_key_is_split_and_never_written_whole() {
+        let out = temp("avs-fresh");
+        let mut plan = plan(out.clone());
+        plan.avs = Some(AvsKey::Fresh);
+        let configs = init_cluster(&plan).expect("cluster init");
+        let lock = read_lock(&out.join("cluster-lock.json"));
+        let locked = lock.avs.expect("an avs section");
+        let sharing = locked.sharing(3, 4).expect("consistent");
+        // No file anywhere holds a key whose public key is the group's: only shares exist.
+        for path in &configs {
+            let config = config::load(path, Vec::new()).expect("valid");
+            let keys = load(&config).expect("keys load");
+            let share = keys.avs.expect("share").share;
+            assert_ne!(&share.public_key(), sharing.group_public_key());
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_lock_without_an_avs_section_loads_with_its_old_hash() {
+        let out = temp("avs-none");
+        let configs = init_cluster(&plan(out.clone())).expect("cluster init");
+        let text = std::fs::read_to_string(out.join("cluster-lock.json")).expect("lock");
+        assert!(!text.contains("\"avs\""), "no section written: {text}");
+        let config = config::load(&configs[0], Vec::new()).expect("valid");
+        let loaded = load(&config).expect("a lock without an AVS key loads");
+        assert!(loaded.avs.is_none());
+        // Its hash is the one `LockHash::of` always gave: existing clusters keep their
+        // namespaces.
+        let lock: Lock = serde_json::from_str(&text).expect("lock parses");
+        let sharings: Vec<(u64, Sharing<MinPk>)> = lock
+            .validators
+            .iter()
+            .map(|v| (v.index, decode_sharing(&v.sharing, 4).expect("sharing")))
+            .collect();
+        let old = LockHash::of(
+            &lock.name,
+            lock.threshold,
+            &loaded.participants,
+            sharings.iter().map(|(i, s)| (*i, s)),
+        );
+        assert_eq!(loaded.cluster.lock_hash, old);
+        // An explicit `null` is the same as no section.
+        let mut value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        value["avs"] = serde_json::Value::Null;
+        std::fs::write(&config.lock, value.to_string()).expect("write");
+        assert_eq!(load(&config).expect("loads").cluster.lock_hash, old);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_tampered_avs_section_or_foreign_avs_share_is_refused() {
+        let out = temp("avs-refuse");
+        let mut plan = plan(out.clone());
+        plan.avs = Some(AvsKey::Existing(avs_key()));
+        let configs = init_cluster(&plan).expect("cluster init");
+        let config = config::load(&configs[0], Vec::new()).expect("valid");
+        let original = std::fs::read_to_string(&config.lock).expect("lock");
+
+        // A share key swapped for another operator's: off the polynomial.
+        let mut lock: Lock = serde_json::from_str(&original).expect("lock");
+        let avs = lock.avs.as_mut().expect("section");
+        avs.shares[3] = avs.shares[2].clone();
+        std::fs::write(&config.lock, serde_json::to_string(&lock).expect("json")).expect("write");
+        let err = load(&config).err().expect("tampered share key refused");
+        assert!(matches!(err, KeysError::AvsKey { .. }), "{err}");
+        assert!(err.to_string().contains("operator 3"), "{err}");
+
+        // Another group key: the shares no longer interpolate to it.
+        let mut lock: Lock = serde_json::from_str(&original).expect("lock");
+        let other = Bn254Key::from_be_bytes(&[9]).expect("key");
+        let avs = lock.avs.as_mut().expect("section");
+        avs.public_key = alloy_primitives::hex::encode(other.public_key().to_bytes());
+        avs.public_key_g1 = alloy_primitives::hex::encode(other.g1_public_key().to_bytes());
+        std::fs::write(&config.lock, serde_json::to_string(&lock).expect("json")).expect("write");
+        let err = load(&config).err().expect("another group key refused");
+        assert!(matches!(err, KeysError::AvsKey { .. }), "{err}");
+
+        // Not hex, and a share missing.
+        let mut lock: Lock = serde_json::from_str(&original).expect("lock");
+        lock.avs.as_mut().expect("section").public_key = "zz".into();
+        std::fs::write(&config.lock, serde_json::to_string(&lock).expect("json")).expect("write");
+        let err = load(&config).err().expect("bad hex refused").to_string();
+        assert!(err.contains("public_key is not hex"), "{err}");
+        let mut lock: Lock = serde_json::from_str(&original).expect("lock");
+        lock.avs.as_mut().expect("section").shares.pop();
+        std::fs::write(&config.lock, serde_json::to_string(&lock).expect("json")).expect("write");
+        let err = load(&config)
+            .err()
+            .expect("short section refused")
+            .to_string();
+        assert!(err.contains("3 share keys for 4 operators"), "{err}");
+
+        // The untouched lock loads; with another operator's AVS share (re-encrypted under this
+        // operator's password, so only the key itself is wrong) it does not.
+        std::fs::write(&config.lock, &original).expect("write");
+        load(&config).expect("the original loads");
+        let mine = config;
+        let theirs = config::load(&configs[1], Vec::new()).expect("valid");
+        let keystore: Keystore = Keystore::from_json(
+            &std::fs::read_to_string(avs_share_file(&theirs.shares_dir)).expect("share"),
+        )
+        .expect("keystore");
+        let password = files::read_password(&theirs.password_file).expect("password");
+        let secret = eip2335::decrypt(&keystore, &password).expect("decrypts");
+        let mine_password = files::read_password(&mine.password_file).expect("password");
+        let reencrypted = eip2335::encrypt(
+            &secret,
+            &mine_password,
+            &keystore.pubkey,
+            "",
+            Kdf::light(),
+            &mut cohort_keystore::os_rng(),
+        )
+        .expect("encrypt");
+        files::write_secret(
+            &avs_share_file(&mine.shares_dir),
+            reencrypted.to_json_pretty().as_bytes(),
+        )
+        .expect("write");
+        let err = load(&mine)
+            .err()
+            .expect("another operator's AVS share refused");
+        assert!(
+            matches!(
+                err,
+                KeysError::AvsShare {
+                    problem: AvsShareProblem::Foreign { operator: 0 },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        std::fs::remove_file(avs_share_file(&mine.shares_dir)).expect("remove");
+        let err = load(&mine).err().expect("missing AVS share refused");
+        assert!(err.to_string().contains("avs-share.json"), "{err}");
         let _ = std::fs::remove_dir_all(&out);
     }
 }

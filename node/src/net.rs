@@ -350,6 +350,7 @@ mod tests {
                 ..Default::default()
             },
             beacon_nodes: Vec::new(),
+            avs: None,
         };
         let configs = crate::keys::init_cluster(&plan).expect("cluster init");
         let config = crate::config::load(&configs[0], Vec::new()).expect("valid");

@@ -110,6 +110,17 @@ pub struct InitArgs {
     /// newline is ignored). Without it the password is asked on the terminal.
     #[arg(long, requires = "import_keystores", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Also create a fresh cluster BN254 AVS operator key, split t-of-n like the validator keys
+    /// (no operator ever holds it whole): its public keys go into the lock's `avs` section,
+    /// each operator's share into `shares/avs-share.json`.
+    #[arg(long, conflicts_with = "avs_key_file")]
+    pub new_avs_key: bool,
+    /// Split an existing BN254 AVS operator key instead: a file the supervisor reads as
+    /// `avs.operator_key` (mode 0600; the secret scalar as hex, or an EIP-2335 keystore when the
+    /// name ends in `.json`, its password in `<file>.password`). The lock's AVS public key is
+    /// then that key's, so the operator's existing registration stays valid.
+    #[arg(long, value_name = "FILE")]
+    pub avs_key_file: Option<PathBuf>,
 }
 
 fn parse_validators(text: &str) -> Result<std::ops::Range<u64>, String> {
@@ -228,7 +239,16 @@ fn check_summary(path: &std::path::Path, config: &config::Config, loaded: &keys:
         config.engine,
         loaded.cluster.name,
         loaded.cluster.lock_hash,
-    )
+    ) + &match &loaded.avs {
+        None => String::new(),
+        Some(avs) => format!(
+            "\ncluster AVS key (BN254, {}-of-{}): {:?}; this operator's share {:?}",
+            avs.sharing.threshold(),
+            avs.sharing.operators(),
+            avs.sharing.group_public_key(),
+            avs.share.public_key(),
+        ),
+    }
 }
 
 /// Reaches every beacon node and reports its version, genesis and sync state; fails if none
@@ -364,6 +384,17 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                     }
                 },
             };
+            let avs = match (&args.avs_key_file, args.new_avs_key) {
+                (Some(path), _) => match read_avs_key(path) {
+                    Ok(key) => Some(keys::AvsKey::Existing(key)),
+                    Err(err) => {
+                        eprintln!("error: --avs-key-file {err}");
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, true) => Some(keys::AvsKey::Fresh),
+                (None, false) => None,
+            };
             let count = match &validators {
                 keys::Validators::Interop(range) => range.end - range.start,
                 keys::Validators::Imported(keys) => keys.len() as u64,
@@ -383,6 +414,7 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                 kdf: args.kdf,
                 beacon,
                 beacon_nodes: args.beacon_nodes.clone(),
+                avs,
             };
             let written = keys::init_cluster(&plan);
             // The imported secrets are wiped here, before anything else runs.
@@ -399,6 +431,15 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                         count,
                         args.out.display()
                     );
+                    if let Some(avs) = avs_key_of(&args.out) {
+                        eprintln!(
+                            "cluster AVS key (BN254, split {}-of-{}): G2 0x{}, G1 0x{}",
+                            avs.1,
+                            configs.len(),
+                            avs.0.public_key,
+                            avs.0.public_key_g1
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
@@ -406,6 +447,24 @@ pub fn cluster(command: ClusterCommand) -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// The AVS section of the lock just written under `out`, with the lock's threshold.
+fn avs_key_of(out: &std::path::Path) -> Option<(keys::LockedAvsKey, u32)> {
+    let text = std::fs::read_to_string(out.join("cluster-lock.json")).ok()?;
+    let lock: keys::Lock = serde_json::from_str(&text).ok()?;
+    Some((lock.avs?, lock.threshold))
+}
+
+/// The BN254 key of `--avs-key-file`, read exactly as the supervisor reads its operator key.
+fn read_avs_key(path: &std::path::Path) -> Result<cohort_avs_crypto::Bn254Key, String> {
+    let key = cohort_supervisor::signing::OperatorKey::load("bn254", path, None, "1")?;
+    match key.0 {
+        cohort_avs_crypto::OperatorKey::Bn254(key) => Ok(key),
+        cohort_avs_crypto::OperatorKey::Ecdsa { .. } => {
+            Err(format!("{}: not a BN254 key", path.display()))
         }
     }
 }
@@ -499,6 +558,7 @@ mod tests {
                 ..Default::default()
             },
             beacon_nodes: Vec::new(),
+            avs: None,
         };
         let configs = keys::init_cluster(&plan).expect("cluster init");
         let mut summaries = Vec::new();
@@ -518,6 +578,49 @@ mod tests {
             summaries.push(loaded.cluster.lock_hash);
         }
         assert!(summaries.windows(2).all(|w| w[0] == w[1]), "{summaries:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    #[test]
+    fn avs_key_file_reads_what_the_supervisor_reads() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp("avs-key");
+        let key = cohort_avs_crypto::Bn254Key::from_be_bytes(&[0x42; 31]).expect("key");
+        let secret = alloy_primitives::hex::encode(*key.to_be_bytes());
+
+        let hex_file = dir.join("operator.bn254");
+        cohort_keystore::files::write_secret(&hex_file, format!("0x{secret}\n").as_bytes())
+            .expect("write");
+        assert_eq!(
+            read_avs_key(&hex_file).expect("hex secret").public_key(),
+            key.public_key()
+        );
+
+        let keystore_file = dir.join("operator-bn254.json");
+        let keystore = cohort_keystore::eip2335::encrypt(
+            &*key.to_be_bytes(),
+            "pass",
+            &alloy_primitives::hex::encode(key.public_key().to_bytes()),
+            "",
+            Kdf::light(),
+            &mut cohort_keystore::os_rng(),
+        )
+        .expect("encrypt");
+        cohort_keystore::files::write_secret(&keystore_file, keystore.to_json_pretty().as_bytes())
+            .expect("write");
+        cohort_keystore::files::write_secret(&dir.join("operator-bn254.json.password"), b"pass\n")
+            .expect("write");
+        assert_eq!(
+            read_avs_key(&keystore_file).expect("keystore").public_key(),
+            key.public_key()
+        );
+
+        // What the supervisor refuses, init refuses: a key others can read, a zero key.
+        std::fs::set_permissions(&hex_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(read_avs_key(&hex_file).is_err());
+        let zero = dir.join("zero.bn254");
+        cohort_keystore::files::write_secret(&zero, b"00").expect("write");
+        let err = read_avs_key(&zero).expect_err("zero key");
+        assert!(err.contains("zero.bn254"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

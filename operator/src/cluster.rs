@@ -19,6 +19,8 @@ use cohort_marshal::PublicKey;
 
 /// Separates the lock's hash from any other SHA-256 a Cohort operator computes.
 const LOCK_HASH_DOMAIN: &[u8] = b"cohort/cluster-lock/v1";
+/// Separates the chaining of a lock's AVS key into its hash.
+const AVS_KEY_DOMAIN: &[u8] = b"cohort/cluster-lock/avs-key/v1";
 
 /// SHA-256 of a cluster lock's contents, in a fixed encoding (not of the file's bytes, so that
 /// reformatting the JSON does not split a cluster).
@@ -51,6 +53,36 @@ impl LockHash {
         for (index, sharing) in validators {
             field(&index.to_be_bytes());
             field(&sharing.encode());
+        }
+        let digest = Sha256::hash(&[bytes.as_slice()]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest.as_ref());
+        Self(hash)
+    }
+}
+
+impl LockHash {
+    /// The hash of a lock that also holds a cluster AVS key: this lock's hash chained with the
+    /// key's public parts (the G2 and G1 group keys and every share's G2 key, each as encoded in
+    /// the lock). A lock without one keeps the hash [`LockHash::of`] gives, so clusters whose
+    /// lock predates AVS keys keep their namespaces.
+    pub fn with_avs_key<'a>(
+        self,
+        group_g2: &[u8],
+        group_g1: &[u8],
+        shares: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Self {
+        let mut bytes = Vec::new();
+        let mut field = |part: &[u8]| {
+            bytes.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(part);
+        };
+        field(AVS_KEY_DOMAIN);
+        field(&self.0);
+        field(group_g2);
+        field(group_g1);
+        for share in shares {
+            field(share);
         }
         let digest = Sha256::hash(&[bytes.as_slice()]);
         let mut hash = [0u8; 32];
@@ -160,6 +192,25 @@ mod tests {
             let other = ClusterIdentity::new("devnet", other);
             assert_ne!(other.p2p_namespace(), identity.p2p_namespace());
             assert_ne!(other.consensus_namespace(), identity.consensus_namespace());
+        }
+        // An AVS key section changes the hash, and each of its parts does.
+        let g2 = [1u8; 128];
+        let g1 = [2u8; 64];
+        let shares = [[3u8; 128], [4u8; 128]];
+        let with = |g2: &[u8], g1: &[u8], shares: &[[u8; 128]]| {
+            lock.with_avs_key(g2, g1, shares.iter().map(|s| s.as_slice()))
+        };
+        let avs = with(&g2, &g1, &shares);
+        assert_eq!(avs, with(&g2, &g1, &shares));
+        for other in [
+            lock,
+            with(&[9u8; 128], &g1, &shares),
+            with(&g2, &[9u8; 64], &shares),
+            with(&g2, &g1, &[[3u8; 128], [9u8; 128]]),
+            with(&g2, &g1, &shares[..1]),
+            others[0].with_avs_key(&g2, &g1, shares.iter().map(|s| s.as_slice())),
+        ] {
+            assert_ne!(other, avs);
         }
         // Neither namespace is the one fixed name every cluster used to share, nor each other.
         assert_ne!(identity.consensus_namespace(), b"cohort");

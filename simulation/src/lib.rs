@@ -25,7 +25,7 @@ pub mod report;
 pub mod source_fault;
 mod traced;
 
-pub use cluster::{ClusterKeys, run, run_with_keys};
+pub use cluster::{ClusterKeys, run, run_with_keys, setup::avs_key};
 pub use cohort_devnet::Kind;
 pub use config::{ConfigError, InjectedBug, LIVENESS_SLOTS, SimConfig};
 pub use engine_fault::{EngineFault, EngineFaultKind};

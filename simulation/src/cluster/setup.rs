@@ -285,6 +285,21 @@ fn split_shares(
     per_operator.into_iter().map(Arc::new).collect()
 }
 
+/// The simulated cluster's BN254 AVS operator key, split t-of-n (t = n - f) among its
+/// `operators`, operator i holding share i as for validator shares: a function of the run's
+/// seed alone. It draws from its own stream (SHA-256 of a label and the seed), so the
+/// validators' shares, drawn from the seed's stream, stay what they were.
+pub fn avs_key(seed: u64, operators: usize) -> cohort_avs_crypto::SplitBn254Key {
+    use rand::SeedableRng as _;
+    let digest = Sha256::hash(&[b"cohort/simulation/avs-key".as_slice(), &seed.to_be_bytes()]);
+    let mut stream = [0u8; 32];
+    stream.copy_from_slice(digest.as_ref());
+    let mut rng = rand::rngs::StdRng::from_seed(stream);
+    let key = cohort_avs_crypto::Bn254Key::generate(&mut rng);
+    cohort_avs_crypto::bn254::threshold::split(&mut rng, &key, operators as u32)
+        .expect("a simulated cluster has at least one operator")
+}
+
 /// Partitions and loss windows over time: at each slot one of them starts or heals, every
 /// link between two operators is set to what the faults in force then make it (cut, lossy or
 /// as configured). One task owns every change, so a partition healing inside a loss window
@@ -478,4 +493,29 @@ fn thread_cpu_time() -> Duration {
         return Duration::ZERO;
     }
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use cohort_avs_crypto::{B256, HashedMessage, keccak256};
+
+    #[test]
+    fn the_avs_key_is_a_function_of_the_seed_and_any_quorum_signs_with_it() {
+        let a = super::avs_key(7, 4);
+        assert_eq!(a.sharing, super::avs_key(7, 4).sharing);
+        assert_ne!(
+            a.sharing.group_public_key(),
+            super::avs_key(8, 4).sharing.group_public_key()
+        );
+        assert_eq!(a.sharing.threshold(), 3);
+        let message = HashedMessage::certificate(1, &B256::from(keccak256(b"task")));
+        let partials: Vec<_> = a.shares[1..].iter().map(|s| s.sign(&message)).collect();
+        let combined = a
+            .sharing
+            .combine_verified(&message, &partials)
+            .expect("3 of 4 sign");
+        a.sharing
+            .verify(&message, &combined.signature)
+            .expect("verifies against the cluster key");
+    }
 }
