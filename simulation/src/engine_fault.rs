@@ -10,6 +10,7 @@ use cohort_engine::{
     PayloadStatusEnum, embedded::EmbeddedEngine,
 };
 use cohort_ingress::SlotClock;
+use crate::traced::Traced;
 use commonware_runtime::{Clock, deterministic};
 use serde::Serialize;
 use std::{sync::Arc, time::Duration};
@@ -79,15 +80,15 @@ impl EngineFault {
 /// An operator's engine with its faults.
 #[derive(Clone)]
 pub struct FaultyEngine {
-    inner: EmbeddedEngine<deterministic::Context>,
+    inner: EmbeddedEngine<Traced>,
     context: Arc<deterministic::Context>,
     clock: SlotClock,
     faults: Arc<Vec<EngineFault>>,
 }
 
 impl FaultyEngine {
-    pub fn new(
-        inner: EmbeddedEngine<deterministic::Context>,
+    pub(crate) fn new(
+        inner: EmbeddedEngine<Traced>,
         context: deterministic::Context,
         clock: SlotClock,
         faults: Vec<EngineFault>,

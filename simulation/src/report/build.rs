@@ -132,6 +132,7 @@ pub(crate) async fn build(
         invalid_partials_by_operator,
         liveness_from: config.liveness_from(),
         restarts: cluster.restarts.load(Ordering::Relaxed),
+        crash_cuts: observed.crash_cuts.clone(),
         blocked,
         max_held: observed.max_held,
         execution_blocks: payloads.len() as u64,
