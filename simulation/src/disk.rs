@@ -206,7 +206,11 @@ impl Disk {
             }
             debug!(
                 operator = self.operator,
-                partition, unsynced, kept, ?torn, "crash cut: kept a prefix of a blob's unsynced writes"
+                partition,
+                unsynced,
+                kept,
+                ?torn,
+                "crash cut: kept a prefix of a blob's unsynced writes"
             );
             cuts.push(Cut {
                 partition,
@@ -392,7 +396,12 @@ mod tests {
             let kept = deterministic::Runner::default().start(|context| async move {
                 let disk = Disk::new(seed, 0, true);
                 let (blob, _, _) = disk
-                    .open(&context, "disk", b"a", BlobVersion::default()..=BlobVersion::default())
+                    .open(
+                        &context,
+                        "disk",
+                        b"a",
+                        BlobVersion::default()..=BlobVersion::default(),
+                    )
                     .await
                     .unwrap();
                 blob.write_at(0, vec![1u8; 8], WriteOptions::default())
@@ -429,7 +438,9 @@ mod tests {
         assert!(outcomes.contains(&8), "{outcomes:?}");
         assert!(outcomes.contains(&24), "{outcomes:?}");
         assert!(
-            outcomes.iter().any(|len| *len != 8 && *len != 16 && *len != 24),
+            outcomes
+                .iter()
+                .any(|len| *len != 8 && *len != 16 && *len != 24),
             "no torn write in {outcomes:?}"
         );
     }
@@ -441,7 +452,12 @@ mod tests {
             deterministic::Runner::default().start(|context| async move {
                 let disk = Disk::new(seed, 0, true);
                 let (blob, _, _) = disk
-                    .open(&context, "disk", b"a", BlobVersion::default()..=BlobVersion::default())
+                    .open(
+                        &context,
+                        "disk",
+                        b"a",
+                        BlobVersion::default()..=BlobVersion::default(),
+                    )
                     .await
                     .unwrap();
                 blob.write_at(0, vec![7u8; 32], WriteOptions::default())
@@ -466,7 +482,12 @@ mod tests {
             deterministic::Runner::default().start(|context| async move {
                 let disk = Disk::new(seed, 0, true);
                 let (blob, _, _) = disk
-                    .open(&context, "disk", b"a", BlobVersion::default()..=BlobVersion::default())
+                    .open(
+                        &context,
+                        "disk",
+                        b"a",
+                        BlobVersion::default()..=BlobVersion::default(),
+                    )
                     .await
                     .unwrap();
                 blob.write_at(0, vec![1u8; 8], WriteOptions::default())
@@ -492,7 +513,12 @@ mod tests {
                 let mut all = Vec::new();
                 for name in [b"a".as_slice(), b"b", b"c", b"d"] {
                     let (blob, _, _) = disk
-                        .open(&context, "disk", name, BlobVersion::default()..=BlobVersion::default())
+                        .open(
+                            &context,
+                            "disk",
+                            name,
+                            BlobVersion::default()..=BlobVersion::default(),
+                        )
                         .await
                         .unwrap();
                     for i in 0..6u8 {

@@ -4,13 +4,13 @@
 //! SYNCING, never answers (the executor's call timeout fires), or calls every payload INVALID.
 //! Outside its window it is the engine it wraps.
 
+use crate::traced::Traced;
 use cohort_engine::{
     B256, BlockTag, EngineError, ExecutionEngine, ExecutionPayloadV3, ExecutionTip,
     ForkchoiceState, ForkchoiceUpdated, PayloadAttributes, PayloadId, PayloadStatus,
     PayloadStatusEnum, embedded::EmbeddedEngine,
 };
 use cohort_ingress::SlotClock;
-use crate::traced::Traced;
 use commonware_runtime::{Clock, deterministic};
 use serde::Serialize;
 use std::{sync::Arc, time::Duration};

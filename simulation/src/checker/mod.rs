@@ -402,11 +402,7 @@ mod tests {
         );
     }
 
-    fn record(
-        target: u64,
-        root: [u8; 32],
-        slot: u64,
-    ) -> Result<BTreeMap<u64, Watermarks>, String> {
+    fn record(target: u64, root: [u8; 32], slot: u64) -> Result<BTreeMap<u64, Watermarks>, String> {
         Ok(BTreeMap::from([(
             5,
             Watermarks {

@@ -3,10 +3,10 @@
 use crate::{
     byzantine,
     counting::Counting,
+    disk::Disk,
     engine_fault::EngineFault,
     engine_fault::FaultyEngine,
     source_fault::{FaultySource, SourceFault},
-    disk::Disk,
     traced::Traced,
 };
 use cohort_actors::{executor, runner};

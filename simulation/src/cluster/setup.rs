@@ -5,12 +5,12 @@ use super::{
     Carried,
     operator::{self, Engines, Observation, OperatorSetup},
 };
+use crate::disk::Disk;
 use crate::{
     SimConfig,
     byzantine::Taps,
     faults::{Loss, Partition},
 };
-use crate::disk::Disk;
 use cohort_actors::runner::{
     cpu::CpuMeter,
     slashing::{SlashingProtection, Watermarks},
@@ -451,6 +451,9 @@ fn spawn_lifecycle(
                         if let Ok(mut engines) = engines.lock() {
                             engines.remove(&index);
                         }
+                        // Aborted tasks are dropped, with every storage handle they held,
+                        // when the executor next gets to them: let it.
+                        context.sleep(Duration::from_millis(1)).await;
                         // Every handle of the life is closed: the disk keeps what a crash
                         // would have let reach it, and the next life reads that.
                         let cuts = disk.crash(&context, life as u64).await;
@@ -493,12 +496,10 @@ async fn durable_record(
     context: &deterministic::Context,
     index: usize,
 ) -> Result<BTreeMap<u64, Watermarks>, String> {
-    let store = SlashingProtection::init(
-        context.child("restart_record"),
-        slashing_partition(index),
-    )
-    .await
-    .map_err(|err| err.to_string())?;
+    let store =
+        SlashingProtection::init(context.child("restart_record"), slashing_partition(index))
+            .await
+            .map_err(|err| err.to_string())?;
     store.watermarks().map_err(|err| err.to_string())
 }
 
