@@ -59,6 +59,9 @@ impl Log {
 
 type Key = (String, Vec<u8>);
 
+/// Every blob's log, by (partition, name).
+type Logs = Arc<Mutex<BTreeMap<Key, Arc<Mutex<Log>>>>>;
+
 /// What a crash kept of one blob's unsynced mutations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Cut {
@@ -80,7 +83,7 @@ pub(crate) struct Cut {
 pub(crate) struct Disk {
     /// `None`: nothing is logged, and a crash keeps nothing unsynced (the runtime's own
     /// behaviour).
-    logs: Option<Arc<Mutex<BTreeMap<Key, Arc<Mutex<Log>>>>>>,
+    logs: Option<Logs>,
     seed: u64,
     operator: usize,
     /// A partition whose syncs return without making anything durable (an injected bug).
