@@ -92,7 +92,8 @@ struct ShapeArgs {
     /// Slots each run simulates.
     #[arg(long, default_value_t = 64)]
     slots: u64,
-    /// Inject a known bug on purpose (`decide-on-verify`), to see the invariants catch it.
+    /// Inject a known bug on purpose (`decide-on-verify`, `unsynced-slashing`), to see the
+    /// invariants catch it.
     #[arg(long, value_parser = InjectedBug::parse)]
     inject_bug: Option<InjectedBug>,
 }

@@ -39,6 +39,10 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// A deliberately injected bug, to prove campaigns find what they should.
     pub injected_bug: Option<InjectedBug>,
+    /// A lone crash keeps a seed-drawn prefix of each blob's unsynced writes, the last one
+    /// possibly torn (`simulation/src/disk.rs`); off (`--no-crash-cut`), it keeps none of them,
+    /// as the runtime alone does.
+    pub crash_cut: bool,
 }
 
 /// Why a run cannot be run, naming the field or flag at fault.
@@ -80,6 +84,10 @@ pub enum InjectedBug {
     /// Followers hand every block they vote for to their runner as if it were finalized, so
     /// shares sign values the cluster may later replace.
     DecideOnVerify,
+    /// Every operator's slashing-protection record acknowledges its syncs without making its
+    /// writes durable (as a store opened with syncing off), so partial signatures leave with
+    /// records a crash can lose.
+    UnsyncedSlashing,
 }
 
 impl InjectedBug {
@@ -94,8 +102,9 @@ impl InjectedBug {
         }
         match text {
             "decide-on-verify" => Ok(Self::DecideOnVerify),
+            "unsynced-slashing" => Ok(Self::UnsyncedSlashing),
             _ => Err(format!(
-                "inject-bug: unknown `{text}`; the only one is decide-on-verify"
+                "inject-bug: unknown `{text}`; one of decide-on-verify, unsynced-slashing"
             )),
         }
     }
@@ -106,6 +115,7 @@ impl InjectedBug {
     pub fn name(&self) -> &'static str {
         match self {
             Self::DecideOnVerify => "decide-on-verify",
+            Self::UnsyncedSlashing => "unsynced-slashing",
         }
     }
 }
@@ -123,6 +133,7 @@ impl Default for SimConfig {
             slot_duration: Duration::from_secs(12),
             faults: Vec::new(),
             injected_bug: None,
+            crash_cut: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! SYNCING, never answers (the executor's call timeout fires), or calls every payload INVALID.
 //! Outside its window it is the engine it wraps.
 
+use crate::traced::Traced;
 use cohort_engine::{
     B256, BlockTag, EngineError, ExecutionEngine, ExecutionPayloadV3, ExecutionTip,
     ForkchoiceState, ForkchoiceUpdated, PayloadAttributes, PayloadId, PayloadStatus,
@@ -79,15 +80,15 @@ impl EngineFault {
 /// An operator's engine with its faults.
 #[derive(Clone)]
 pub struct FaultyEngine {
-    inner: EmbeddedEngine<deterministic::Context>,
+    inner: EmbeddedEngine<Traced>,
     context: Arc<deterministic::Context>,
     clock: SlotClock,
     faults: Arc<Vec<EngineFault>>,
 }
 
 impl FaultyEngine {
-    pub fn new(
-        inner: EmbeddedEngine<deterministic::Context>,
+    pub(crate) fn new(
+        inner: EmbeddedEngine<Traced>,
         context: deterministic::Context,
         clock: SlotClock,
         faults: Vec<EngineFault>,

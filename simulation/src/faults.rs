@@ -607,6 +607,11 @@ pub struct FaultArgs {
     /// the start of slot S until slot H, then heals. Repeatable, not overlapping in time.
     #[arg(long, value_parser = Loss::parse)]
     pub loss: Vec<Loss>,
+    /// A lone crash keeps none of its operator's unsynced writes (the runtime's own
+    /// behaviour), instead of a seed-drawn prefix of each blob's with the last one possibly
+    /// torn; for comparison.
+    #[arg(long = "no-crash-cut")]
+    pub no_crash_cut: bool,
 }
 
 impl FaultArgs {
@@ -642,6 +647,7 @@ impl FaultArgs {
             delivery: self.delivery,
             slot_duration: Duration::from_secs(self.slot_seconds),
             faults,
+            crash_cut: !self.no_crash_cut,
             ..base
         }
     }
@@ -674,6 +680,9 @@ impl SimConfig {
         let mut faults: Vec<&Fault> = self.faults.iter().collect();
         faults.sort_by_key(|fault| fault.flag_order());
         flags.extend(faults.into_iter().map(Fault::flag));
+        if !self.crash_cut {
+            flags.push("--no-crash-cut".into());
+        }
         flags.join(" ")
     }
 }

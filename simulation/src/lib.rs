@@ -18,6 +18,7 @@ mod checker;
 mod cluster;
 pub mod config;
 mod counting;
+mod disk;
 pub mod engine_fault;
 pub mod faults;
 pub mod logs;
@@ -30,5 +31,7 @@ pub use cohort_devnet::Kind;
 pub use config::{ConfigError, InjectedBug, LIVENESS_SLOTS, SimConfig};
 pub use engine_fault::{EngineFault, EngineFaultKind};
 pub use faults::{ClockSkew, Crash, Fault, FaultArgs, Healing, Loss, Offline, Partition, PowerCut};
-pub use report::{CryptoCpu, DutyCounts, Percentiles, PrebuildCounts, Report, Violation};
+pub use report::{
+    CrashCuts, CryptoCpu, DutyCounts, Percentiles, PrebuildCounts, Report, Violation,
+};
 pub use source_fault::{SourceFault, SourceFaultKind};

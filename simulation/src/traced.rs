@@ -19,19 +19,23 @@ use std::{
 };
 use tracing::{Instrument as _, Span};
 
+use crate::disk::{self, Disk};
+
 /// A deterministic context whose spawned tasks run inside `span`.
 pub struct Traced {
     inner: deterministic::Context,
     span: Span,
+    disk: Disk,
 }
 
 impl Traced {
     /// `inner`, with its tasks logging as `operator=index`. The span has no parent: tasks
     /// outlive whatever span they were spawned in.
-    pub fn operator(inner: deterministic::Context, index: usize) -> Self {
+    pub fn operator(inner: deterministic::Context, index: usize, disk: Disk) -> Self {
         Self {
             inner,
             span: tracing::info_span!(parent: None, "operator", operator = index),
+            disk,
         }
     }
 
@@ -39,6 +43,7 @@ impl Traced {
         Self {
             inner,
             span: self.span.clone(),
+            disk: self.disk.clone(),
         }
     }
 }
@@ -56,6 +61,7 @@ impl Supervisor for Traced {
         Self {
             inner: self.inner.with_attribute(key, value),
             span: self.span,
+            disk: self.disk,
         }
     }
 }
@@ -65,6 +71,7 @@ impl Spawner for Traced {
         Self {
             inner: self.inner.shared(blocking),
             span: self.span,
+            disk: self.disk,
         }
     }
 
@@ -72,6 +79,7 @@ impl Spawner for Traced {
         Self {
             inner: self.inner.dedicated(),
             span: self.span,
+            disk: self.disk,
         }
     }
 
@@ -82,10 +90,12 @@ impl Spawner for Traced {
         T: Send + 'static,
     {
         let span = self.span;
+        let disk = self.disk;
         self.inner.spawn(move |inner| {
             let context = Self {
                 inner,
                 span: span.clone(),
+                disk,
             };
             f(context).instrument(span)
         })
@@ -147,7 +157,7 @@ impl governor::clock::Clock for Traced {
 impl governor::clock::ReasonablyRealtime for Traced {}
 
 impl Storage for Traced {
-    type Blob = <deterministic::Context as Storage>::Blob;
+    type Blob = disk::Blob;
 
     fn open_versioned(
         &self,
@@ -155,7 +165,7 @@ impl Storage for Traced {
         name: &[u8],
         versions: std::ops::RangeInclusive<BlobVersion>,
     ) -> impl Future<Output = Result<(Self::Blob, u64, BlobVersion), Error>> + Send {
-        self.inner.open_versioned(partition, name, versions)
+        self.disk.open(&self.inner, partition, name, versions)
     }
 
     fn remove(
@@ -163,7 +173,7 @@ impl Storage for Traced {
         partition: &str,
         name: Option<&[u8]>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.inner.remove(partition, name)
+        self.disk.remove(&self.inner, partition, name)
     }
 
     fn scan(&self, partition: &str) -> impl Future<Output = Result<Vec<Vec<u8>>, Error>> + Send {

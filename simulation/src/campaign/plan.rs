@@ -85,6 +85,7 @@ impl Plan {
             slots: base.slots,
             slot_duration: base.slot_duration,
             injected_bug: base.injected_bug,
+            crash_cut: base.crash_cut,
             ..SimConfig::default()
         };
         let mut draw = Draw::new(*self, seed);

@@ -6,7 +6,10 @@
 pub(crate) mod end;
 
 use crate::{Violation, bounds, cluster::operator::Observation};
-use cohort_actors::executor::{BuildOutcome, Finalized};
+use cohort_actors::{
+    executor::{BuildOutcome, Finalized},
+    runner::slashing::Watermarks,
+};
 use cohort_ingress::{
     DutyId, OperatorId, Role,
     runner::{DutyEvent, SignRequest},
@@ -54,6 +57,8 @@ pub(crate) struct Observed {
     pub(crate) invalid_partials: BTreeMap<OperatorId, u64>,
     /// The most any operator held at once, by `*_held` gauge.
     pub(crate) max_held: BTreeMap<String, u64>,
+    /// What lone crashes kept of their operators' unsynced writes.
+    pub(crate) crash_cuts: crate::report::CrashCuts,
     /// `(operator, gauge)` pairs already reported over their bound, so a leak is one violation.
     pub(crate) over_bound: BTreeSet<(usize, String)>,
     /// `(by, peer)`: operator `by`'s consensus caught `peer` sending conflicting or invalid
@@ -148,6 +153,88 @@ impl Observed {
     /// A crashed operator's running duties end with it; they are not owed an outcome.
     pub(crate) fn on_crash(&mut self, operator: usize) {
         self.started.retain(|(o, _), _| *o != operator);
+    }
+
+    /// Every signature a share let out is covered by the slashing-protection record its
+    /// operator restarts with (`signed_with_durable_record`): a crash after a partial left
+    /// must not take its record with it, or the next life could sign a conflicting message.
+    /// Covered means the record refuses whatever would conflict with what was signed: its
+    /// attestation target and source at least the highest signed (and, at the same target,
+    /// the same root), its block slot at least the highest signed (at the same slot, the same
+    /// root).
+    pub(crate) fn on_restart_record(
+        &mut self,
+        operator: usize,
+        record: &Result<BTreeMap<u64, Watermarks>, String>,
+        slot_now: u64,
+    ) {
+        let record = match record {
+            Ok(record) => record,
+            Err(err) => {
+                // A record that cannot be opened signs nothing: not a conflict, but the
+                // operator is lost until someone repairs it.
+                self.violation(
+                    "signed_with_durable_record",
+                    slot_now,
+                    format!("operator {operator} restarts with an unreadable slashing-protection record: {err}"),
+                );
+                return;
+            }
+        };
+        let mut gaps = Vec::new();
+        for ((_, validator), history) in self
+            .signed_attestations
+            .range((operator, 0)..=(operator, u64::MAX))
+        {
+            let Some((source, target, root)) = history.iter().max_by_key(|(_, t, _)| *t) else {
+                continue;
+            };
+            let highest_source = history.iter().map(|(s, _, _)| *s).max().unwrap_or(0);
+            let mark = record.get(validator).and_then(|w| w.attestation);
+            let covered = mark.is_some_and(|mark| {
+                mark.source_epoch >= highest_source
+                    && (mark.target_epoch > *target
+                        || (mark.target_epoch == *target && mark.signing_root == Some(*root)))
+            });
+            if !covered {
+                gaps.push(format!(
+                    "validator {validator}: signed attestation ({source}, {target}), record {}",
+                    mark.map_or("none".into(), |m| format!(
+                        "({}, {})",
+                        m.source_epoch, m.target_epoch
+                    ))
+                ));
+            }
+        }
+        let mut highest_blocks: BTreeMap<u64, (u64, [u8; 32])> = BTreeMap::new();
+        for ((_, validator, slot), root) in self
+            .signed_blocks
+            .range((operator, 0, 0)..=(operator, u64::MAX, u64::MAX))
+        {
+            let entry = highest_blocks.entry(*validator).or_insert((*slot, *root));
+            if *slot > entry.0 {
+                *entry = (*slot, *root);
+            }
+        }
+        for (validator, (slot, root)) in highest_blocks {
+            let mark = record.get(&validator).and_then(|w| w.block);
+            let covered = mark.is_some_and(|mark| {
+                mark.slot > slot || (mark.slot == slot && mark.signing_root == Some(root))
+            });
+            if !covered {
+                gaps.push(format!(
+                    "validator {validator}: signed block at slot {slot}, record {}",
+                    mark.map_or("none".into(), |m| format!("slot {}", m.slot))
+                ));
+            }
+        }
+        if let Some(first) = gaps.first() {
+            let detail = format!(
+                "operator {operator} restarts with a slashing-protection record that misses {} signature(s) its share let out before the crash; first: {first}",
+                gaps.len()
+            );
+            self.violation("signed_with_durable_record", slot_now, detail);
+        }
     }
 
     pub(crate) fn on_block(&mut self, operator: usize, finalized: Finalized, slot_now: u64) {
@@ -290,6 +377,83 @@ impl Observed {
                 self.missed.remove(&(operator, duty.clone()));
                 self.decided_after_missed.insert((operator, duty));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cohort_actors::runner::slashing::{AttestationWatermark, BlockWatermark};
+
+    fn signed(observed: &mut Observed) {
+        observed.on_duty(
+            1,
+            DutyEvent::Signed {
+                requests: vec![
+                    SignRequest::Attestation {
+                        validator_index: 5,
+                        source_epoch: 2,
+                        target_epoch: 3,
+                        signing_root: [1; 32],
+                    },
+                    SignRequest::Block {
+                        validator_index: 5,
+                        slot: 100,
+                        signing_root: [2; 32],
+                    },
+                ],
+            },
+            3,
+        );
+    }
+
+    fn record(target: u64, root: [u8; 32], slot: u64) -> Result<BTreeMap<u64, Watermarks>, String> {
+        Ok(BTreeMap::from([(
+            5,
+            Watermarks {
+                attestation: Some(AttestationWatermark {
+                    source_epoch: 2,
+                    target_epoch: target,
+                    signing_root: Some(root),
+                }),
+                block: Some(BlockWatermark {
+                    slot,
+                    signing_root: Some([2; 32]),
+                }),
+            },
+        )]))
+    }
+
+    fn violations(record: Result<BTreeMap<u64, Watermarks>, String>) -> Vec<Violation> {
+        let mut observed = Observed::default();
+        signed(&mut observed);
+        observed.on_restart_record(1, &record, 4);
+        // Another operator's record says nothing about operator 1's signatures.
+        observed.on_restart_record(2, &Ok(BTreeMap::new()), 4);
+        observed.violations
+    }
+
+    #[test]
+    fn a_record_covering_every_signature_passes() {
+        assert!(violations(record(3, [1; 32], 100)).is_empty());
+        // A later target or slot refuses everything conflicting too.
+        assert!(violations(record(4, [9; 32], 101)).is_empty());
+    }
+
+    #[test]
+    fn a_record_that_lost_a_signature_is_a_violation() {
+        for lost in [
+            record(2, [1; 32], 100),
+            record(3, [9; 32], 100),
+            record(3, [1; 32], 99),
+            Ok(BTreeMap::new()),
+            Err("both metadata copies failed validation".into()),
+        ] {
+            let found = violations(lost.clone());
+            assert_eq!(found.len(), 1, "{lost:?}: {found:?}");
+            assert_eq!(found[0].invariant, "signed_with_durable_record");
+            assert!(found[0].detail.contains("operator 1"), "{found:?}");
         }
     }
 }

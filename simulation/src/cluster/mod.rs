@@ -188,8 +188,10 @@ async fn run_slots(
         while let Ok((operator, observation)) = cluster.observations.try_recv() {
             observed.observe(operator, observation, slot);
         }
-        while let Ok(operator) = cluster.crashes.try_recv() {
-            observed.on_crash(operator);
+        while let Ok(crashed) = cluster.crashes.try_recv() {
+            observed.on_crash(crashed.operator);
+            observed.on_restart_record(crashed.operator, &crashed.record, slot);
+            observed.crash_cuts.add(&crashed.cuts);
         }
         observed.on_held(
             &commonware_runtime::Metrics::encode(context),

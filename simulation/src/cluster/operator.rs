@@ -3,6 +3,7 @@
 use crate::{
     byzantine,
     counting::Counting,
+    disk::Disk,
     engine_fault::EngineFault,
     engine_fault::FaultyEngine,
     source_fault::{FaultySource, SourceFault},
@@ -83,10 +84,12 @@ pub struct OperatorSetup {
     pub taps: byzantine::Taps,
     /// The network's largest message, which a noisy operator sends to test every limit.
     pub max_message_size: usize,
+    /// This operator's disk: every life's storage, and what a lone crash cuts of it.
+    pub disk: Disk,
 }
 
 /// Every operator's embedded engine, by index (the latest life's).
-pub type Engines = Arc<std::sync::Mutex<BTreeMap<usize, EmbeddedEngine<deterministic::Context>>>>;
+pub type Engines = Arc<std::sync::Mutex<BTreeMap<usize, EmbeddedEngine<Traced>>>>;
 
 /// Starts every actor of one operator and returns their handles.
 pub async fn start(
@@ -173,8 +176,9 @@ pub async fn start(
         setup.source_faults.clone(),
     );
 
+    // The engine's storage is on the operator's disk too: a lone crash cuts its unsynced writes.
     let engine = EmbeddedEngine::init(
-        context.child("engine"),
+        Traced::operator(context.child("engine"), setup.index, setup.disk.clone()),
         cohort_engine::embedded::Config {
             partition: format!("operator-{}-engine", setup.index),
             genesis_timestamp: 0,
@@ -254,7 +258,7 @@ pub async fn start(
     };
     // Every task from here on logs as this operator. The operator's own tasks take the
     // context; these two are this harness's.
-    let context = Traced::operator(context, setup.index);
+    let context = Traced::operator(context, setup.index, setup.disk.clone());
     let heads_context = context.child("beacon_heads");
     let observe_context = context.child("observe");
     let operator = if setup.equivocates {

@@ -5,12 +5,16 @@ use super::{
     Carried,
     operator::{self, Engines, Observation, OperatorSetup},
 };
+use crate::disk::Disk;
 use crate::{
     SimConfig,
     byzantine::Taps,
     faults::{Loss, Partition},
 };
-use cohort_actors::runner::cpu::CpuMeter;
+use cohort_actors::runner::{
+    cpu::CpuMeter,
+    slashing::{SlashingProtection, Watermarks},
+};
 use cohort_devnet::{DevnetBeacon, DevnetChain};
 use cohort_ingress::{
     CommitteeId, SlotClock, SyncCommitteeSpec,
@@ -71,7 +75,17 @@ pub(crate) struct Cluster {
     /// What every operator reports, tagged with its index.
     pub observations: mpsc::UnboundedReceiver<(usize, Observation)>,
     /// Operators whose life just ended in a crash, in band with their observations.
-    pub crashes: mpsc::UnboundedReceiver<usize>,
+    pub crashes: mpsc::UnboundedReceiver<Crashed>,
+}
+
+/// An operator's life ended in a crash: what it left on its disk for the next life.
+pub(crate) struct Crashed {
+    pub operator: usize,
+    /// The slashing-protection record the next life opens with, as the crash left it (an
+    /// error when it cannot be opened).
+    pub record: Result<BTreeMap<u64, Watermarks>, String>,
+    /// What the crash kept of each blob's unsynced writes.
+    pub cuts: Vec<crate::disk::Cut>,
 }
 
 impl Cluster {
@@ -159,7 +173,7 @@ impl Cluster {
             leader_timeout,
         } = cohort_operator::Pacing::of(&clock);
         // The checker learns of crashes in band, so it never waits on a crashed runner's duties.
-        let (crash_sender, crashes) = mpsc::unbounded_channel::<usize>();
+        let (crash_sender, crashes) = mpsc::unbounded_channel::<Crashed>();
         let restarts = Arc::new(AtomicU64::new(carried.map_or(0, |c| c.restarts)));
         // After a power cut every life starts from storage, and none before power is back.
         let back = carried
@@ -216,6 +230,7 @@ impl Cluster {
                 floods_partials: config.floods_partials(index),
                 taps: taps.clone(),
                 max_message_size: max_size,
+                disk: disk(config, index),
             };
             let mut lives = lives(config, index, genesis, clock);
             if lives.is_empty() {
@@ -413,7 +428,7 @@ fn spawn_lifecycle(
     lives: Vec<(SystemTime, Option<SystemTime>)>,
     after_power_cut: bool,
     oracle: &Oracle<PublicKey, deterministic::Context>,
-    crash_sender: &mpsc::UnboundedSender<usize>,
+    crash_sender: &mpsc::UnboundedSender<Crashed>,
     restarts: &Arc<AtomicU64>,
     engines: &Engines,
 ) {
@@ -431,6 +446,7 @@ fn spawn_lifecycle(
                 if life > 0 || after_power_cut {
                     restarts.fetch_add(1, Ordering::Relaxed);
                 }
+                let disk = setup.disk.clone();
                 let setup = setup.clone();
                 let oracle = oracle.clone();
                 let operator = context.child("operator").spawn(move |context| {
@@ -450,7 +466,18 @@ fn spawn_lifecycle(
                         if let Ok(mut engines) = engines.lock() {
                             engines.remove(&index);
                         }
-                        let _ = crash_sender.send(index);
+                        // Aborted tasks are dropped, with every storage handle they held,
+                        // when the executor next gets to them: let it.
+                        context.sleep(Duration::from_millis(1)).await;
+                        // Every handle of the life is closed: the disk keeps what a crash
+                        // would have let reach it, and the next life reads that.
+                        let cuts = disk.crash(&context, life as u64).await;
+                        let record = durable_record(&context, index).await;
+                        let _ = crash_sender.send(Crashed {
+                            operator: index,
+                            record,
+                            cuts,
+                        });
                     }
                     None => {
                         let _ = operator.await;
@@ -458,6 +485,37 @@ fn spawn_lifecycle(
                 }
             }
         });
+}
+
+/// The disk of operator `index`: one that a lone crash cuts, unless the run keeps the runtime's
+/// own behaviour (`--no-crash-cut`: a crash loses every unsynced write) or the operator never
+/// crashes alone.
+fn disk(config: &SimConfig, index: usize) -> Disk {
+    let crashes = config.crashes().any(|c| c.operator == index);
+    let disk = Disk::new(config.seed, index, config.crash_cut && crashes);
+    #[cfg(feature = "test-hooks")]
+    if config.injected_bug == Some(crate::InjectedBug::UnsyncedSlashing) {
+        return disk.with_lying_partition(slashing_partition(index));
+    }
+    disk
+}
+
+/// Where operator `index` keeps its slashing-protection record (the operator's partition
+/// prefix is `operator-{index}`).
+fn slashing_partition(index: usize) -> String {
+    format!("operator-{index}-slashing")
+}
+
+/// The slashing-protection record operator `index` reopens with, read as its runner reads it.
+async fn durable_record(
+    context: &deterministic::Context,
+    index: usize,
+) -> Result<BTreeMap<u64, Watermarks>, String> {
+    let store =
+        SlashingProtection::init(context.child("restart_record"), slashing_partition(index))
+            .await
+            .map_err(|err| err.to_string())?;
+    store.watermarks().map_err(|err| err.to_string())
 }
 
 /// Where in its slot an operator crashes (or, for `usize::MAX`, the whole cluster loses

@@ -143,6 +143,7 @@ pub(crate) async fn build(
         invalid_partials_by_operator,
         liveness_from: config.liveness_from(),
         restarts: cluster.restarts.load(Ordering::Relaxed),
+        crash_cuts: observed.crash_cuts.clone(),
         blocked,
         caught,
         max_held: observed.max_held,

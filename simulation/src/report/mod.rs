@@ -9,6 +9,31 @@ use std::{collections::BTreeMap, fmt};
 
 pub(crate) use build::build;
 
+/// What lone crashes kept of their operators' unsynced writes, summed over every crash and
+/// blob (`simulation/src/disk.rs`).
+#[derive(Clone, Debug, Serialize, Default, PartialEq, Eq)]
+pub struct CrashCuts {
+    /// Blobs that had unsynced mutations when their operator crashed.
+    pub blobs: u64,
+    /// Their unsynced writes and resizes.
+    pub unsynced: u64,
+    /// Of those, the ones that reached the disk whole.
+    pub kept: u64,
+    /// Writes that reached it torn.
+    pub torn: u64,
+}
+
+impl CrashCuts {
+    pub(crate) fn add(&mut self, cuts: &[crate::disk::Cut]) {
+        for cut in cuts {
+            self.blobs += 1;
+            self.unsynced += cut.unsynced as u64;
+            self.kept += cut.kept as u64;
+            self.torn += u64::from(cut.torn.is_some());
+        }
+    }
+}
+
 /// One invariant broken once.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Violation {
@@ -101,6 +126,8 @@ pub struct Report {
     pub liveness_from: Option<u64>,
     /// Restarts of crashed operators during the run.
     pub restarts: u64,
+    /// What lone crashes kept of their operators' unsynced writes.
+    pub crash_cuts: CrashCuts,
     /// `(by, peer)`: operator `by` blocked `peer` for a message it sent.
     pub blocked: Vec<(usize, usize)>,
     /// `(by, peer)`: operator `by`'s consensus caught `peer` sending conflicting or invalid
@@ -241,6 +268,14 @@ impl fmt::Display for Report {
         }
         if self.restarts > 0 {
             writeln!(f, "  operator restarts: {}", self.restarts)?;
+        }
+        if self.crash_cuts.blobs > 0 {
+            let c = &self.crash_cuts;
+            writeln!(
+                f,
+                "  lone crashes cut {} blob(s) with unsynced writes: {} of {} mutations kept, {} write(s) torn",
+                c.blobs, c.kept, c.unsynced, c.torn
+            )?;
         }
         writeln!(
             f,
