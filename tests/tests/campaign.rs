@@ -15,7 +15,10 @@ fn an_injected_signing_bug_is_found_replayed_and_minimized() {
         injected_bug: Some(InjectedBug::DecideOnVerify),
         ..SimConfig::default()
     };
-    let seeds: Vec<u64> = (1..=4).collect();
+    // Of mixed seeds 1..=16 at 24 slots, 6, 10, 12 and 15 catch this bug; 9..=12 holds two of
+    // them. Seeds 1..=4 stopped catching it when consensus stopped cutting equivocating members
+    // off (most likely: fewer views now end without finalizing a block followers voted for).
+    let seeds: Vec<u64> = (9..=12).collect();
     let report = campaign(&[Plan::Mixed], &seeds, &base, 2, |_| {});
     let failure = report
         .failures
