@@ -398,4 +398,158 @@ async fn executor_agrees_with_ethereumjs() {
     println!("wrong state root: here {invalid}; EthereumJS {status:?}");
     // The parent is untouched: the real block 5 still executes on it.
     execute_theirs(&executor, &block4, &five, 5);
+
+    // 7. EthereumJS takes the real block 5; we build block 6 on it with transient storage, a
+    // contract that self-destructs later, one created and destroyed in one transaction
+    // (EIP-6780), a call that runs out of gas and a transfer with a zero tip.
+    let status = rpc.new_payload(&five, beacon_root(5)).await;
+    assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+    rpc.forkchoice(block5.hash, None).await;
+    let fee_recipient = Address::repeat_byte(0xfe);
+    let balance = |block: &Executed, address: &Address| {
+        block
+            .state
+            .account(address)
+            .map(|account| account.balance)
+            .unwrap_or_default()
+    };
+    let txs = [
+        eip1559(
+            8,
+            TxKind::Create,
+            U256::ZERO,
+            transient_storage_creation_code(),
+            100_000,
+        ),
+        eip1559(
+            9,
+            TxKind::Create,
+            U256::from(1_000),
+            selfdestruct_later_creation_code(),
+            100_000,
+        ),
+        eip1559(
+            10,
+            TxKind::Create,
+            U256::from(77),
+            selfdestruct_at_once_creation_code(),
+            100_000,
+        ),
+        // Intrinsic gas is 21,140 for this call data; the SSTORE needs more than what is left.
+        eip1559(
+            11,
+            TxKind::Call(contract),
+            U256::ZERO,
+            call_data(13),
+            23_000,
+        ),
+        eip1559_with_tip(
+            12,
+            TxKind::Call(RECIPIENT),
+            U256::from(3),
+            Bytes::new(),
+            21_000,
+            0,
+        ),
+    ];
+    let built = executor
+        .build(&block5, &attributes(&block5, 6, vec![]), &txs)
+        .expect("build block 6");
+    assert!(built.skipped.is_empty(), "{:?}", built.skipped);
+    let block6 = built.executed;
+    let receipts = &block6.receipts;
+    let statuses: Vec<bool> = receipts.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses, [true, true, true, false, true]);
+    let gas_of = |i: usize| {
+        receipts[i].cumulative_gas_used()
+            - i.checked_sub(1)
+                .map_or(0, |before| receipts[before].cumulative_gas_used())
+    };
+    assert_eq!(gas_of(3), 23_000, "out of gas uses all its gas");
+    assert_eq!(block6.state.storage(&contract, &U256::ZERO), U256::from(11));
+    let transient = created_address(FUNDED, 8);
+    assert_eq!(
+        block6.state.storage(&transient, &U256::from(2)),
+        U256::from(0x2a)
+    );
+    let later = created_address(FUNDED, 9);
+    assert_eq!(balance(&block6, &later), U256::from(1_000));
+    let at_once = created_address(FUNDED, 10);
+    assert!(
+        block6.state.account(&at_once).is_none(),
+        "created and destroyed in one transaction: gone"
+    );
+    assert_eq!(
+        balance(&block6, &RECIPIENT),
+        balance(&block5, &RECIPIENT) + U256::from(77 + 3)
+    );
+    // Every transaction but the last paid TIP per gas to the fee recipient; the last paid none.
+    assert_eq!(
+        balance(&block6, &fee_recipient) - balance(&block5, &fee_recipient),
+        U256::from(receipts[3].cumulative_gas_used()) * U256::from(TIP)
+    );
+    let status = rpc.new_payload(&built.payload, beacon_root(6)).await;
+    assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+    rpc.forkchoice(block6.hash, None).await;
+    let theirs = rpc.block(6).await;
+    assert_eq!(hash_field(&theirs, "hash"), block6.hash);
+    assert_eq!(hash_field(&theirs, "stateRoot"), block6.header.state_root);
+    assert_eq!(
+        hash_field(&theirs, "receiptsRoot"),
+        block6.header.receipts_root
+    );
+    println!(
+        "block 6 (ours: transient storage, EIP-6780, out of gas, zero tip) VALID in EthereumJS: {}",
+        block6.hash
+    );
+
+    // 8. EthereumJS builds block 7: the contract created in block 6 self-destructs (balance
+    // moves, code and storage stay), and a call runs out of gas.
+    rpc.send(&eip1559(
+        13,
+        TxKind::Call(later),
+        U256::ZERO,
+        Bytes::new(),
+        100_000,
+    ))
+    .await;
+    rpc.send(&eip1559(
+        14,
+        TxKind::Call(contract),
+        U256::ZERO,
+        call_data(13),
+        23_000,
+    ))
+    .await;
+    let seven = rpc
+        .build(block6.hash, &attributes(&block6, 7, vec![]))
+        .await;
+    assert_eq!(seven.payload_inner.payload_inner.transactions.len(), 2);
+    let block7 = execute_theirs(&executor, &block6, &seven, 7);
+    let statuses: Vec<bool> = block7.receipts.iter().map(|r| r.status()).collect();
+    assert_eq!(statuses, [true, false]);
+    let account = block7
+        .state
+        .account(&later)
+        .expect("EIP-6780: an older contract survives SELFDESTRUCT");
+    assert_eq!(account.balance, U256::ZERO);
+    assert_eq!(
+        block7
+            .state
+            .code(&account.code_hash)
+            .map(|code| code.to_vec()),
+        Some(vec![0x61, 0xbe, 0xef, 0xff])
+    );
+    assert_eq!(block7.state.storage(&later, &U256::ZERO), U256::from(1));
+    assert_eq!(
+        balance(&block7, &RECIPIENT),
+        balance(&block6, &RECIPIENT) + U256::from(1_000)
+    );
+    let status = rpc.new_payload(&seven, beacon_root(7)).await;
+    assert_eq!(status.status, PayloadStatusEnum::Valid, "{status:?}");
+    rpc.forkchoice(block7.hash, None).await;
+    println!(
+        "block 7 (EthereumJS: SELFDESTRUCT of an older contract) VALID here: {}",
+        block7.hash
+    );
 }

@@ -37,6 +37,26 @@ pub fn blockhash_creation_code() -> Bytes {
         .into()
 }
 
+/// Init code: `tstore(0, 0x2a)`, then `sstore(2, tload(0))`, returning no code. Slot 2 of the
+/// created account is 0x2a only if transient storage (EIP-1153) holds within the frame.
+pub fn transient_storage_creation_code() -> Bytes {
+    hex::decode("602a60005d60005c60025500").expect("hex").into()
+}
+
+/// Init code: `sstore(0, 1)`, then returns a runtime that self-destructs to [`RECIPIENT`]. Under
+/// EIP-6780 a later call only moves the balance: code and storage stay.
+pub fn selfdestruct_later_creation_code() -> Bytes {
+    hex::decode("600160005560048060106000396000f361beefff")
+        .expect("hex")
+        .into()
+}
+
+/// Init code that self-destructs to [`RECIPIENT`] at once: under EIP-6780 an account destroyed
+/// in the transaction that created it is gone, and its value goes to the beneficiary.
+pub fn selfdestruct_at_once_creation_code() -> Bytes {
+    hex::decode("61beefff").expect("hex").into()
+}
+
 pub fn contract_creation_code() -> Bytes {
     let mut code = hex::decode(INIT).expect("hex");
     code.extend(hex::decode(RUNTIME).expect("hex"));
@@ -66,14 +86,29 @@ fn sign<T: SignableTransaction<alloy_primitives::Signature>>(
     tx.into_signed(signature)
 }
 
+/// The priority fee [`eip1559`] offers.
+pub const TIP: u128 = 1_000_000_000;
+
 /// An EIP-1559 transaction, 2718-encoded.
 pub fn eip1559(nonce: u64, to: TxKind, value: U256, input: Bytes, gas_limit: u64) -> Bytes {
+    eip1559_with_tip(nonce, to, value, input, gas_limit, TIP)
+}
+
+/// An EIP-1559 transaction offering `tip` per gas to the block's fee recipient.
+pub fn eip1559_with_tip(
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas_limit: u64,
+    tip: u128,
+) -> Bytes {
     let tx = TxEip1559 {
         chain_id: CHAIN_ID,
         nonce,
         gas_limit,
         max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
+        max_priority_fee_per_gas: tip,
         to,
         value,
         access_list: AccessList::default(),
