@@ -97,6 +97,11 @@ pub struct ReshareArgs {
     /// without it, as long as the current threshold remains. Its public key in hex.
     #[arg(long = "absent")]
     pub absent: Vec<String>,
+    /// Reshare a cluster whose lock carries a cluster AVS (BN254) key although the key cannot
+    /// move yet: the new lock has none, so the new cluster is no longer that AVS operator (it
+    /// must register a new key with the AVS). Without this flag such a reshare is refused.
+    #[arg(long)]
+    pub drop_avs_key: bool,
     #[command(flatten)]
     pub common: CeremonyArgs,
 }
@@ -443,6 +448,8 @@ struct Current {
     hash: LockHash,
     shares: BTreeMap<u64, Share>,
     addresses: Vec<(PublicKey, SocketAddr)>,
+    /// The lock carries a cluster AVS key, which resharing does not carry over.
+    avs_key: bool,
 }
 
 fn current(args: &ReshareArgs, me: &PublicKey) -> Result<Current, String> {
@@ -467,6 +474,7 @@ fn current(args: &ReshareArgs, me: &PublicKey) -> Result<Current, String> {
                 .map(|(v, s)| (*v, s.share.clone()))
                 .collect(),
             addresses: old.operators.clone(),
+            avs_key: loaded.avs.is_some(),
         });
     }
     let path = args
@@ -511,6 +519,7 @@ fn current(args: &ReshareArgs, me: &PublicKey) -> Result<Current, String> {
         hash,
         shares: BTreeMap::new(),
         addresses: Vec::new(),
+        avs_key: lock.avs.is_some(),
     })
 }
 
@@ -525,6 +534,17 @@ fn reshare_inner(args: ReshareArgs) -> Result<ExitCode, String> {
     let (config, key) = load_config(&args.config)?;
     let me = key.public_key();
     let current = current(&args, &me)?;
+    // The AVS key's shares are BN254, which the ceremony does not reshare: going on silently
+    // would leave the new cluster without the AVS identity its AVSs know it by.
+    if current.avs_key && !args.drop_avs_key {
+        return Err(
+            "the current lock carries a cluster AVS (BN254) key, which `cohort reshare` \
+                    cannot move yet: the new lock would have no AVS key. Keep the current \
+                    operators, or pass --drop-avs-key on every operator to reshare the \
+                    validator keys only (the cluster must then register a new AVS key)"
+                .into(),
+        );
+    }
     let new_order: Vec<PublicKey> = config.operators.iter().map(|(k, _)| k.clone()).collect();
     let players = cohort_dkg::operator_set(new_order.clone())?;
     let log_index = players
@@ -536,6 +556,13 @@ fn reshare_inner(args: ReshareArgs) -> Result<ExitCode, String> {
         args.common.log.as_deref(),
         log_index,
     )?;
+    if current.avs_key {
+        tracing::warn!(
+            "--drop-avs-key: the new lock will carry no cluster AVS key; the current \
+             operators' avs-share.json files stay where they are and sign nothing for the new \
+             cluster"
+        );
+    }
     if !config::is_cluster_size(players.len()) {
         return Err(format!(
             "cluster.operators: {} operators; a cluster has 3f+1 (4, 7, 10, 13)",
@@ -664,4 +691,52 @@ fn reshare_inner(args: ReshareArgs) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{AvsKey, init_cluster, tests::plan};
+
+    fn reshare_args(config: &Path, drop_avs_key: bool) -> ReshareArgs {
+        ReshareArgs {
+            config: config.to_path_buf(),
+            old_config: Some(config.to_path_buf()),
+            old_lock: None,
+            peers: Vec::new(),
+            absent: Vec::new(),
+            drop_avs_key,
+            common: CeremonyArgs {
+                timeout_seconds: 1,
+                kdf: Kdf::light(),
+                force: false,
+                log: None,
+                byzantine_bad_dealing_to: None,
+            },
+        }
+    }
+
+    /// A reshare would write a lock without the cluster's AVS key (its BN254 shares are not
+    /// reshared), so it is refused before any ceremony starts unless the operator says so.
+    #[test]
+    fn a_reshare_that_would_drop_the_avs_key_is_refused_without_the_flag() {
+        let out = std::env::temp_dir().join(format!("cohort-reshare-avs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut plan = plan(out.clone());
+        plan.avs = Some(AvsKey::Fresh);
+        let configs = init_cluster(&plan).expect("cluster init");
+        let lock_before = std::fs::read(out.join("cluster-lock.json")).expect("lock");
+
+        let refused = reshare_inner(reshare_args(&configs[0], false))
+            .err()
+            .expect("refused");
+        assert!(refused.contains("--drop-avs-key"), "{refused}");
+        assert!(refused.contains("AVS"), "{refused}");
+        assert_eq!(
+            std::fs::read(out.join("cluster-lock.json")).expect("lock"),
+            lock_before,
+            "nothing written"
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
