@@ -30,6 +30,8 @@ use commonware_utils::sequence::U64;
 use futures::lock::Mutex;
 use std::{
     collections::{BTreeMap, VecDeque},
+    future::Future,
+    pin::Pin,
     sync::Arc,
 };
 use tracing::{debug, info, warn};
@@ -95,9 +97,23 @@ struct Executed {
     state: Arc<State>,
 }
 
+/// The commit of the finalized record: [`Metadata::sync`] owns the store while it writes.
+type Commit<E> =
+    Pin<Box<dyn Future<Output = Result<Metadata<E, U64, Vec<u8>>, metadata::Error>> + Send>>;
+
+/// A finalization whose write has started. It lives in the engine, not in the caller's future:
+/// a caller that gives up (the executor drops a call that outlives its timeout) must not take
+/// the store down with it, so whoever takes the lock next finishes the write.
+struct Pending<E: Storage + Clock + Metrics> {
+    commit: Commit<E>,
+    finalized: Executed,
+}
+
 struct Inner<E: Storage + Clock + Metrics> {
-    /// `None` once a write failed: nothing more may be finalized on an unknown disk state.
+    /// `None` while a commit is pending and once a write failed: nothing more may be finalized
+    /// on an unknown disk state.
     metadata: Option<Metadata<E, U64, Vec<u8>>>,
+    pending: Option<Pending<E>>,
     finalized: ExecutionTip,
     finalized_state: Arc<State>,
     /// Finalized chain by number (the finalized tip included), most recent only.
@@ -182,6 +198,7 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 metadata: Some(metadata),
+                pending: None,
                 finalized,
                 finalized_state: Arc::new(state),
                 canonical,
@@ -197,7 +214,10 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
 
     /// The finalized block and its state root: what a simulation compares across operators.
     pub async fn finalized(&self) -> (ExecutionTip, B256) {
-        let inner = self.inner.lock().await;
+        let mut inner = self.inner.lock().await;
+        // A failed commit is reported by the next forkchoice update; this answer stays the
+        // last finalized block that is on disk.
+        let _ = inner.settle().await;
         (inner.finalized, inner.finalized_state.root())
     }
 }
@@ -321,16 +341,16 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
         let Some(new) = path.first().cloned() else {
             return Ok(());
         };
+        let mut metadata = self
+            .metadata
+            .take()
+            .ok_or_else(|| EngineError::Storage("an earlier write failed; restart".into()))?;
         for executed in path.iter().rev() {
             self.canonical.insert(executed.tip.number, executed.tip);
         }
         while self.canonical.len() > CANONICAL_HISTORY {
             self.canonical.pop_first();
         }
-        let mut metadata = self
-            .metadata
-            .take()
-            .ok_or_else(|| EngineError::Storage("an earlier write failed; restart".into()))?;
         let mut finalized = Vec::with_capacity(48);
         encode_tip(&new.tip, &mut finalized);
         let mut canonical = Vec::with_capacity(self.canonical.len() * 48);
@@ -340,10 +360,24 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
         metadata.put(U64::new(KEY_FINALIZED), finalized);
         metadata.put(U64::new(KEY_STATE), new.state.to_bytes());
         metadata.put(U64::new(KEY_CANONICAL), canonical);
-        let metadata = metadata
-            .sync()
-            .await
-            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        self.pending = Some(Pending {
+            commit: Box::pin(metadata.sync()),
+            finalized: new,
+        });
+        self.settle().await
+    }
+
+    /// Finishes a pending commit, if any, and only then makes its block the finalized one.
+    /// Cancel-safe: dropped while it waits, the commit stays pending for the next call.
+    async fn settle(&mut self) -> Result<(), EngineError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        let written = pending.commit.as_mut().await;
+        let Some(Pending { finalized: new, .. }) = self.pending.take() else {
+            return Ok(());
+        };
+        let metadata = written.map_err(|e| EngineError::Storage(e.to_string()))?;
         self.metadata = Some(metadata);
         self.finalized = new.tip;
         self.finalized_state = new.state.clone();
@@ -457,6 +491,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         parent_beacon_block_root: B256,
     ) -> Result<PayloadStatus, EngineError> {
         let mut inner = self.inner.lock().await;
+        inner.settle().await?;
         let tip = ExecutionTip::of(&payload);
         let parent_hash = payload.payload_inner.payload_inner.parent_hash;
         if block_hash(&payload, parent_beacon_block_root) != tip.hash {
@@ -499,6 +534,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         attributes: Option<PayloadAttributes>,
     ) -> Result<ForkchoiceUpdated, EngineError> {
         let mut inner = self.inner.lock().await;
+        inner.settle().await?;
         let Some((head, head_state)) = inner.lookup(&state.head_block_hash) else {
             return Ok(ForkchoiceUpdated::new(PayloadStatus::from_status(
                 PayloadStatusEnum::Syncing,
@@ -543,7 +579,8 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
     }
 
     async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
-        let inner = self.inner.lock().await;
+        let mut inner = self.inner.lock().await;
+        inner.settle().await?;
         Ok(match tag {
             BlockTag::Finalized => Some(inner.finalized),
             BlockTag::Latest => inner.lookup(&inner.head).map(|(tip, _)| tip),
@@ -626,8 +663,8 @@ mod tests {
     }
 
     /// Builds a payload on `head` with the engine's pool.
-    async fn build(
-        engine: &EmbeddedEngine<deterministic::Context>,
+    async fn build<E: Storage + Clock + Metrics>(
+        engine: &EmbeddedEngine<E>,
         head: B256,
         timestamp: u64,
     ) -> ExecutionPayloadV3 {
@@ -813,6 +850,57 @@ mod tests {
                 .unwrap();
             assert!(answer.is_valid());
             assert_eq!(engine.finalized().await, finalized);
+        });
+    }
+
+    /// The executor drops an engine call that outlives its timeout. A forkchoice update dropped
+    /// while its finalization was being written used to take the store with it, and every later
+    /// call failed with "an earlier write failed; restart" (seen against Lodestar on a loaded
+    /// machine). Under the tokio runtime the write goes to the blocking pool, so the first poll
+    /// of the update pends in the middle of it.
+    #[test]
+    fn a_forkchoice_update_dropped_while_it_writes_leaves_the_engine_working() {
+        let runner = commonware_runtime::tokio::Runner::default();
+        runner.start(|context| async move {
+            let engine = EmbeddedEngine::init(
+                context.child("engine"),
+                Config {
+                    partition: "dropped-write-engine".into(),
+                    genesis_timestamp: GENESIS_TIME,
+                },
+            )
+            .await
+            .expect("engine opens");
+            engine.submit_ops(vec![op("COMMITTEE", 1)]).await;
+            let first = build(&engine, genesis(GENESIS_TIME).hash, GENESIS_TIME + 12).await;
+            engine
+                .new_payload(first.clone(), B256::repeat_byte(3))
+                .await
+                .expect("executes");
+            let hash = first.payload_inner.payload_inner.block_hash;
+
+            let mut update = Box::pin(engine.forkchoice_updated(choice(hash, hash), None));
+            assert!(
+                futures::poll!(update.as_mut()).is_pending(),
+                "the finalization is on its way to disk"
+            );
+            drop(update);
+
+            // Whoever comes next finishes the write; the engine keeps finalizing.
+            assert_eq!(engine.finalized().await.0.hash, hash);
+            engine.submit_ops(vec![op("COMMITTEE", 2)]).await;
+            let second = build(&engine, hash, GENESIS_TIME + 24).await;
+            let status = engine
+                .new_payload(second.clone(), B256::repeat_byte(3))
+                .await
+                .expect("executes");
+            assert!(status.is_valid(), "{status:?}");
+            let next = second.payload_inner.payload_inner.block_hash;
+            engine
+                .forkchoice_updated(choice(next, next), None)
+                .await
+                .expect("the store survived the dropped call");
+            assert_eq!(engine.finalized().await.0.hash, next);
         });
     }
 }
