@@ -121,6 +121,16 @@ impl Bn254Partial {
     /// Encoded length: operator (4 bytes, big-endian) ‖ signature (64).
     pub const LENGTH: usize = 68;
 
+    /// The signature as a curve point; an encoding error names the operator that sent it.
+    fn point(&self) -> Result<G1Affine, ThresholdError> {
+        g1_from_bytes(&self.signature, "BN254 partial signature").map_err(|source| {
+            ThresholdError::Encoding {
+                operator: self.operator,
+                source,
+            }
+        })
+    }
+
     pub fn to_bytes(&self) -> [u8; Self::LENGTH] {
         let mut out = [0u8; Self::LENGTH];
         out[..4].copy_from_slice(&self.operator.to_be_bytes());
@@ -374,13 +384,7 @@ impl Bn254Sharing {
                     operator: partial.operator,
                     operators: self.operators(),
                 })?;
-        let point =
-            g1_from_bytes(&partial.signature, "BN254 partial signature").map_err(|source| {
-                ThresholdError::Encoding {
-                    operator: partial.operator,
-                    source,
-                }
-            })?;
+        let point = partial.point()?;
         key.verify_point(&message.0, &point)
             .map_err(|_| ThresholdError::PartialVerification(partial.operator))
     }
@@ -409,14 +413,7 @@ impl Bn254Sharing {
         let chosen = &sorted[..self.threshold as usize];
         let mut points = Vec::with_capacity(chosen.len());
         for partial in chosen {
-            let point =
-                g1_from_bytes(&partial.signature, "BN254 partial signature").map_err(|source| {
-                    ThresholdError::Encoding {
-                        operator: partial.operator,
-                        source,
-                    }
-                })?;
-            points.push((partial.operator, point));
+            points.push((partial.operator, partial.point()?));
         }
         interpolate_g1(&points)
     }
