@@ -727,9 +727,7 @@ mod tests {
         let configs = init_cluster(&plan).expect("cluster init");
         let lock_before = std::fs::read(out.join("cluster-lock.json")).expect("lock");
 
-        let refused = reshare_inner(reshare_args(&configs[0], false))
-            .err()
-            .expect("refused");
+        let refused = reshare_inner(reshare_args(&configs[0], false)).expect_err("refused");
         assert!(refused.contains("--drop-avs-key"), "{refused}");
         assert!(refused.contains("AVS"), "{refused}");
         assert_eq!(
