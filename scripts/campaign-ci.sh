@@ -6,7 +6,9 @@
 # fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Built with the whole workspace's features, as ./scripts/test.sh built it: no rebuild.
+# The workspace's binaries with the workspace's features. This is not the test build (dev-dependencies
+# change features), so after ./scripts/test.sh it compiles the node's graph once more (11 min on
+# the 2-core machine, measured 2026-12-03).
 cargo build --workspace --bins
 cohort="${CARGO_TARGET_DIR:-target}/debug/cohort"
 commit=$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0)
