@@ -58,7 +58,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
     num::NonZeroU32,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 use tracing::{info, warn};
 use wire::{Bounds, Wire};
@@ -897,30 +897,124 @@ where
         next_send = context.current();
     };
 
-    // Linger a little: peers that have not yet heard this operator's last word get it again
-    // (a message sent while a connection was down is lost).
-    let last = match &outcome {
-        Ok(_) => state.result.as_ref().map(|r| r.message.clone()),
-        Err(
-            CeremonyError::Aborted { .. } | CeremonyError::Timeout { .. } | CeremonyError::Network,
-        ) => None,
-        Err(err) => {
-            warn!(%err, "ceremony failed; telling every operator");
-            let mut reason = err.to_string();
-            reason.truncate(wire::MAX_REASON_BYTES);
-            Some(Wire::Abort {
-                culprit: err.culprit().map(|c| c.key.clone()),
-                reason,
-            })
+    match &outcome {
+        // Linger a little: peers that have not yet heard this operator's last word get it
+        // again (a message sent while a connection was down is lost). A peer still missing it
+        // keeps resending what it is owed, so it will not time out for want of it.
+        Ok(_) => {
+            if let Some(last) = state.result.as_ref().map(|r| r.message.clone()) {
+                for _ in 0..3 {
+                    sender.send(Recipients::Some(peers.clone()), last.encode(), false);
+                    context.sleep(setup.resend).await;
+                }
+            }
         }
-    };
-    if let Some(last) = last {
-        for _ in 0..3 {
-            sender.send(Recipients::Some(peers.clone()), last.encode(), false);
-            context.sleep(setup.resend).await;
+        // Nobody to blame, or the network is gone: nothing worth telling.
+        Err(CeremonyError::Timeout { .. } | CeremonyError::Network | CeremonyError::Setup(_)) => {}
+        Err(err) => {
+            warn!(%err, "ceremony failed; telling every operator why before stopping");
+            let abort = Wire::Abort {
+                culprit: err.culprit().map(|c| c.key.clone()),
+                reason: truncated(err.to_string(), wire::MAX_REASON_BYTES),
+            };
+            // The operator whose abort ended this one has ended too and needs no word.
+            let ended = match err {
+                CeremonyError::Aborted { by, .. } => Some(by.key.clone()),
+                _ => None,
+            };
+            let until = deadline.max(context.current() + setup.resend * 3);
+            tell_until_heard(
+                &mut context,
+                &mut sender,
+                &mut receiver,
+                &peers,
+                ended,
+                abort,
+                until,
+                setup.resend,
+            )
+            .await;
         }
     }
     outcome
+}
+
+/// Sends `message` to every peer until each has shown, by sending anything after this
+/// operator stopped, that its connection is up (it then gets `message` at once), or until
+/// `until`; then waits one more `resend` so the last sends leave before the process ends.
+///
+/// A fixed number of sends is not enough for an abort: a peer that has not connected yet
+/// (it started late, or its machine is busy) would lose them all and wait out its whole
+/// timeout, then blame whoever it heard nothing from instead of the operator at fault. Such a
+/// peer keeps resending what it is owed, so its first message that gets through is answered.
+/// Every operator that stops on an error sends an abort, so peers that stopped too are
+/// heard from at once.
+#[allow(clippy::too_many_arguments)]
+async fn tell_until_heard<E, S, R>(
+    context: &mut E,
+    sender: &mut S,
+    receiver: &mut R,
+    peers: &[PublicKey],
+    ended: Option<PublicKey>,
+    message: Wire,
+    until: SystemTime,
+    resend: Duration,
+) where
+    E: Clock,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+{
+    let encoded = message.encode();
+    let mut waiting: BTreeSet<PublicKey> = peers
+        .iter()
+        .filter(|p| Some(*p) != ended.as_ref())
+        .cloned()
+        .collect();
+    let mut next_send = context.current();
+    let mut last_sent = context.current();
+    loop {
+        let now = context.current();
+        if now >= until || (waiting.is_empty() && now >= last_sent + resend) {
+            return;
+        }
+        if !waiting.is_empty() && now >= next_send {
+            next_send = now + resend;
+            last_sent = now;
+            let recipients = waiting.iter().cloned().collect();
+            sender.send(Recipients::Some(recipients), encoded.clone(), false);
+        }
+        let wake = if waiting.is_empty() {
+            last_sent + resend
+        } else {
+            next_send
+        };
+        select! {
+            received = receiver.recv() => {
+                let Ok((from, _)) = received else {
+                    return;
+                };
+                // Answered once: answering every message would bounce between two operators
+                // that both linger.
+                if waiting.remove(&from) {
+                    last_sent = context.current();
+                    sender.send(Recipients::One(from), encoded.clone(), false);
+                }
+            },
+            _ = context.sleep_until(wake.min(until)) => {},
+        }
+    }
+}
+
+/// `text`, cut to at most `max` bytes on a character boundary.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// A set of operators from keys, for tests and callers that hold a list.

@@ -5,7 +5,9 @@
 use crate::{CHANNEL, CeremonyError, Outcome, PublicKey, Setup};
 use commonware_cryptography::Signer as _;
 use commonware_p2p::simulated::{self, Link, Network};
-use commonware_runtime::{Quota, Runner as _, Spawner as _, Supervisor as _, deterministic};
+use commonware_runtime::{
+    Clock as _, Quota, Runner as _, Spawner as _, Supervisor as _, deterministic,
+};
 use commonware_utils::{NZU32, NZUsize};
 use std::{collections::BTreeSet, time::Duration};
 
@@ -16,6 +18,27 @@ pub fn run(
     seed: u64,
     setups: Vec<Setup>,
     offline: BTreeSet<PublicKey>,
+    latency: Duration,
+) -> Vec<Option<Result<Outcome, CeremonyError>>> {
+    run_with_late(
+        seed,
+        setups,
+        offline,
+        BTreeSet::new(),
+        Duration::ZERO,
+        latency,
+    )
+}
+
+/// As [`run`], but the operators in `late` start with everyone else and are reachable only
+/// after `reachable_after` (a process that is slow to come up, or a connection slow to form):
+/// whatever is sent to them or by them before is lost.
+pub fn run_with_late(
+    seed: u64,
+    setups: Vec<Setup>,
+    offline: BTreeSet<PublicKey>,
+    late: BTreeSet<PublicKey>,
+    reachable_after: Duration,
     latency: Duration,
 ) -> Vec<Option<Result<Outcome, CeremonyError>>> {
     let runtime = deterministic::Config::new()
@@ -51,15 +74,36 @@ pub fn run(
             success_rate: commonware_utils::probability::Probability::from_f64(1.0)
                 .expect("1 is a probability"),
         };
+        let mut late_links = Vec::new();
         for a in &everyone {
             for b in &everyone {
-                if a != b {
-                    oracle
-                        .add_link(a.clone(), b.clone(), link.clone())
-                        .await
-                        .expect("links between distinct peers are accepted");
+                if a == b {
+                    continue;
                 }
+                if late.contains(a) || late.contains(b) {
+                    late_links.push((a.clone(), b.clone()));
+                    continue;
+                }
+                oracle
+                    .add_link(a.clone(), b.clone(), link.clone())
+                    .await
+                    .expect("links between distinct peers are accepted");
             }
+        }
+        if !late_links.is_empty() {
+            let oracle = oracle.clone();
+            let link = link.clone();
+            context
+                .child("late_links")
+                .spawn(move |context| async move {
+                    context.sleep(reachable_after).await;
+                    for (a, b) in late_links {
+                        oracle
+                            .add_link(a, b, link.clone())
+                            .await
+                            .expect("links between distinct peers are accepted");
+                    }
+                });
         }
         let mut handles = Vec::new();
         for setup in setups {

@@ -160,6 +160,36 @@ fn a_byzantine_dealer_is_named_by_every_operator() {
     }
 }
 
+/// An operator that becomes reachable only after the first failure has been told (and its
+/// few resends are over) still learns who is at fault, rather than timing out and blaming
+/// whoever it heard nothing from. Seen in CI: a `cohort dkg` process that connected late
+/// named the victim of a bad dealing, which had aborted and exited before it connected.
+#[test]
+fn an_operator_reachable_late_still_learns_who_is_at_fault() {
+    let operators = identities(0, 4);
+    let mut setups = dkg_setups(&operators, 1);
+    setups[2].misbehave = Some(Misbehavior::CorruptDealingTo(operators[1].public_key()));
+    let late: BTreeSet<PublicKey> = [operators[3].public_key()].into();
+    let results = local::run_with_late(
+        4,
+        setups,
+        BTreeSet::new(),
+        late,
+        Duration::from_secs(6),
+        Duration::from_millis(50),
+    );
+    for (i, result) in results.into_iter().enumerate() {
+        if i == 2 {
+            continue;
+        }
+        let err = result
+            .expect("started")
+            .expect_err("no keys from a bad dealing");
+        let culprit = err.culprit().map(|c| c.name.clone());
+        assert_eq!(culprit.as_deref(), Some("op2"), "op{i}: {err}");
+    }
+}
+
 #[test]
 fn an_offline_operator_is_named_within_the_timeout() {
     let operators = identities(0, 4);
