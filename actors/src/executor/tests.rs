@@ -457,3 +457,71 @@ fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
         assert!(held(&context, "engine_calls_held") <= super::MAX_ENGINE_CALLS as i64);
     });
 }
+
+/// An engine whose store has failed from `broken` on: every forkchoice update answers the
+/// storage error, as the embedded engine does once a write is lost.
+#[derive(Clone)]
+struct BrokenStore {
+    engine: Engine,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ExecutionEngine for BrokenStore {
+    async fn new_payload(
+        &self,
+        payload: ExecutionPayloadV3,
+        root: B256,
+    ) -> Result<PayloadStatus, EngineError> {
+        self.engine.new_payload(payload, root).await
+    }
+    async fn forkchoice_updated(
+        &self,
+        state: ForkchoiceState,
+        attributes: Option<PayloadAttributes>,
+    ) -> Result<ForkchoiceUpdated, EngineError> {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Storage("injected by the test".into()));
+        }
+        self.engine.forkchoice_updated(state, attributes).await
+    }
+    async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
+        self.engine.get_payload(id).await
+    }
+    async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
+        self.engine.block_by_number(tag).await
+    }
+}
+
+/// Issue 19: a storage failure heard by the head lane (not only the finalized one) stops the
+/// executor. Before, the head and prebuild lanes only logged it, and an operator whose engine
+/// had lost its store kept running, answering every build and check with errors.
+#[test]
+fn a_storage_failure_on_a_head_update_stops_the_executor() {
+    deterministic::Runner::default().start(|context| async move {
+        let builder = engine(&context, "builder").await;
+        let blocks = chain(&builder, 1).await;
+        let head = tip(blocks[&1]
+            .payload
+            .as_ref()
+            .expect("block 1 carries a payload"));
+        let broken = BrokenStore {
+            engine: engine(&context, "broken").await,
+            broken: Default::default(),
+        };
+        let (mailbox, _observed, _, handle) =
+            start(&context, broken.clone(), None, Blocks(BTreeMap::new()));
+        context.sleep(Duration::from_millis(10)).await;
+        broken
+            .broken
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        mailbox.canonicalize_head(head).expect("executor running");
+        let stopped = commonware_macros::select! {
+            _ = handle => true,
+            _ = context.sleep(Duration::from_secs(30)) => false,
+        };
+        assert!(
+            stopped,
+            "the executor kept running on a failed engine store"
+        );
+    });
+}

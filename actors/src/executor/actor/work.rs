@@ -119,6 +119,23 @@ pub(crate) enum Done {
     },
 }
 
+impl Done {
+    /// The engine's own storage failure this call reported, if it did.
+    fn storage_failure(&self) -> Option<&str> {
+        let error = match self {
+            Self::FinalizedPayload { result, .. }
+            | Self::Verified { result, .. }
+            | Self::Executed { result, .. } => result.as_ref().err(),
+            Self::Forkchoice { result, .. } => result.as_ref().err(),
+            Self::Fetched { result, .. } => result.as_ref().err(),
+        };
+        match error {
+            Some(EngineError::Storage(reason)) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>
     Actor<E, X, M>
 {
@@ -225,6 +242,11 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
 
     /// Handles an engine answer; an error stops the executor.
     pub(super) async fn on_done(&mut self, done: Done) -> Result<(), Fatal> {
+        // The engine said it cannot go on safely, whichever call heard it: stop here rather
+        // than keep proposing and verifying on an engine that answers every call with it.
+        if let Some(reason) = done.storage_failure() {
+            return Err(Fatal::Storage(reason.to_string()));
+        }
         match done {
             Done::FinalizedPayload { started, result } => {
                 self.measure("engine_newPayloadV3", started, &result);
