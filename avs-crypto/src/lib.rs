@@ -21,6 +21,7 @@
 //! back as [`Error`].
 
 pub mod bn254;
+pub mod cluster_result;
 pub mod ecdsa;
 pub mod encoding;
 mod error;

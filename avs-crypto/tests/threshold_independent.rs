@@ -194,3 +194,70 @@ fn combined_signatures_verify_under_an_independent_bn254() {
         assert!(!verifies(whole, other, public));
     }
 }
+
+/// `abi.encode(bytes32 task_hash, bytes output)`, written here from the ABI's rules: the
+/// word, the offset of the dynamic part (64), its length, the bytes padded to whole words.
+fn message_hash(task_hash: &[u8; 32], output: &[u8]) -> [u8; 32] {
+    let mut encoded = task_hash.to_vec();
+    encoded.extend_from_slice(&be32(&BigUint::from(64u32)));
+    encoded.extend_from_slice(&be32(&BigUint::from(output.len())));
+    encoded.extend_from_slice(output);
+    encoded.resize(encoded.len().div_ceil(32) * 32, 0);
+    keccak256(&encoded).0
+}
+
+/// A cluster of 4 signs one task result in its two rounds while operator 1's performer lies:
+/// the result signature the honest operators combine verifies, under the independent
+/// implementation, against the cluster's one key and over the output they agreed on, and not
+/// over the liar's.
+#[test]
+fn a_cluster_result_signed_despite_a_liar_verifies_under_an_independent_bn254() {
+    use cohort_avs_crypto::{
+        Address, ResultFields,
+        cluster_result::{ResultSigning, Round},
+    };
+    let mut rng = StdRng::seed_from_u64(16);
+    let key = Bn254Key::generate(&mut rng);
+    let split = cohort_avs_crypto::bn254::threshold::split(&mut rng, &key, 4).expect("split");
+    let task_id = keccak256(b"task 16");
+    let fields = |output| ResultFields {
+        task_id,
+        avs: Address::repeat_byte(1),
+        operator: Address::repeat_byte(2),
+        operator_set_id: 0,
+        reference_timestamp: 1_760_000_016,
+        output,
+    };
+    let agreed = b"42".as_slice();
+    let lie = b"41".as_slice();
+    let mut view = ResultSigning::new(split.sharing.clone(), &fields(agreed));
+    let liar = ResultSigning::new(split.sharing.clone(), &fields(lie));
+    for share in &split.shares {
+        let partial = if share.operator() == 1 {
+            liar.result_partial(share)
+        } else {
+            view.result_partial(share)
+        };
+        view.add(Round::Result, partial).expect("known operator");
+    }
+    view.advance();
+    assert_eq!(
+        view.bad().get(&1),
+        Some(&Round::Result),
+        "the liar is named"
+    );
+    let signature = *view
+        .result_signature()
+        .expect("three honest partials combine");
+
+    let public = g2_from(&split.sharing.group_public_key().to_bytes());
+    let hashed_of = |output: &[u8]| -> G1 {
+        let digest = certificate_digest(1_760_000_016, &message_hash(&task_id.0, output));
+        let (x, y) = hash_to_g1(&digest);
+        AffineG1::new(fq(&be32(&x)), fq(&be32(&y)))
+            .expect("on the curve")
+            .into()
+    };
+    assert!(verifies(g1_from(&signature), hashed_of(agreed), public));
+    assert!(!verifies(g1_from(&signature), hashed_of(lie), public));
+}
