@@ -8,6 +8,7 @@ pub mod executor;
 pub mod exits;
 pub mod runner;
 pub mod scheduler;
+pub mod task_record;
 
 /// What the actors' tests share.
 #[cfg(test)]
