@@ -351,15 +351,36 @@ fn payloads_handed_out_are_remembered_for_a_window_of_slots() {
     });
 }
 
-/// The embedded engine, except that while `hang` is set a forkchoice update never answers (a
-/// stuck execution client, or one busy reorganising): only the executor's timeout ends it.
+/// A [`FaultyForkchoice`] fault (0, the default, answers): a forkchoice update never answers
+/// (a stuck execution client, or one busy reorganising), and only the executor's timeout ends
+/// the call.
+const HANG: u8 = 1;
+/// Answer the storage error, as the embedded engine does once a write is lost.
+const STORAGE_FAILED: u8 = 2;
+
+/// The embedded engine, except for forkchoice updates while `fault` is set (to [`HANG`] or
+/// [`STORAGE_FAILED`]).
 #[derive(Clone)]
-struct HangingForkchoice {
+struct FaultyForkchoice {
     engine: Engine,
-    hang: Arc<std::sync::atomic::AtomicBool>,
+    fault: Arc<std::sync::atomic::AtomicU8>,
 }
 
-impl ExecutionEngine for HangingForkchoice {
+impl FaultyForkchoice {
+    async fn new(context: &deterministic::Context, name: &'static str) -> Self {
+        Self {
+            engine: engine(context, name).await,
+            fault: Default::default(),
+        }
+    }
+
+    fn set(&self, fault: u8) {
+        self.fault
+            .store(fault, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl ExecutionEngine for FaultyForkchoice {
     async fn new_payload(
         &self,
         payload: ExecutionPayloadV3,
@@ -372,8 +393,12 @@ impl ExecutionEngine for HangingForkchoice {
         state: ForkchoiceState,
         attributes: Option<PayloadAttributes>,
     ) -> Result<ForkchoiceUpdated, EngineError> {
-        if self.hang.load(std::sync::atomic::Ordering::Relaxed) {
-            futures::future::pending::<()>().await;
+        match self.fault.load(std::sync::atomic::Ordering::Relaxed) {
+            HANG => futures::future::pending::<()>().await,
+            STORAGE_FAILED => {
+                return Err(EngineError::Storage("injected by the test".into()));
+            }
+            _ => {}
         }
         self.engine.forkchoice_updated(state, attributes).await
     }
@@ -399,10 +424,7 @@ fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
             .payload
             .clone()
             .expect("block 1 carries a payload");
-        let hanging = HangingForkchoice {
-            engine: engine(&context, "hanging").await,
-            hang: Default::default(),
-        };
+        let hanging = FaultyForkchoice::new(&context, "hanging").await;
         let (mailbox, mut observed, _, _handle) =
             start(&context, hanging.clone(), None, Blocks(BTreeMap::new()));
         // Slot 0's payload is pre-built while the engine still answers.
@@ -410,9 +432,7 @@ fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
         context.sleep(Duration::from_millis(10)).await;
 
         // From now on forkchoice updates hang: consensus votes for two heads in a row.
-        hanging
-            .hang
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        hanging.set(HANG);
         mailbox
             .canonicalize_head(tip(&foreign))
             .expect("executor running");
@@ -458,40 +478,6 @@ fn a_hanging_forkchoice_update_delays_no_check_and_no_build() {
     });
 }
 
-/// An engine whose store has failed from `broken` on: every forkchoice update answers the
-/// storage error, as the embedded engine does once a write is lost.
-#[derive(Clone)]
-struct BrokenStore {
-    engine: Engine,
-    broken: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl ExecutionEngine for BrokenStore {
-    async fn new_payload(
-        &self,
-        payload: ExecutionPayloadV3,
-        root: B256,
-    ) -> Result<PayloadStatus, EngineError> {
-        self.engine.new_payload(payload, root).await
-    }
-    async fn forkchoice_updated(
-        &self,
-        state: ForkchoiceState,
-        attributes: Option<PayloadAttributes>,
-    ) -> Result<ForkchoiceUpdated, EngineError> {
-        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(EngineError::Storage("injected by the test".into()));
-        }
-        self.engine.forkchoice_updated(state, attributes).await
-    }
-    async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
-        self.engine.get_payload(id).await
-    }
-    async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
-        self.engine.block_by_number(tag).await
-    }
-}
-
 /// Issue 19: a storage failure heard by the head lane (not only the finalized one) stops the
 /// executor. Before, the head and prebuild lanes only logged it, and an operator whose engine
 /// had lost its store kept running, answering every build and check with errors.
@@ -504,16 +490,11 @@ fn a_storage_failure_on_a_head_update_stops_the_executor() {
             .payload
             .as_ref()
             .expect("block 1 carries a payload"));
-        let broken = BrokenStore {
-            engine: engine(&context, "broken").await,
-            broken: Default::default(),
-        };
+        let broken = FaultyForkchoice::new(&context, "broken").await;
         let (mailbox, _observed, _, handle) =
             start(&context, broken.clone(), None, Blocks(BTreeMap::new()));
         context.sleep(Duration::from_millis(10)).await;
-        broken
-            .broken
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        broken.set(STORAGE_FAILED);
         mailbox.canonicalize_head(head).expect("executor running");
         let stopped = commonware_macros::select! {
             _ = handle => true,
