@@ -17,6 +17,7 @@
 //! that fails loses it, and every later call is refused until a restart replays the disk. The
 //! owner must let each call finish (an actor awaiting it in its loop does).
 
+use cohort_ingress::keys::to_hex;
 use commonware_runtime::{Metrics, ReadOptions, Storage, buffer::paged::CacheRef};
 use commonware_storage::journal::{
     Error as JournalError,
@@ -93,9 +94,9 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "task 0x{}: output 0x{} was signed, refusing another (0x{})",
-                hex(task_id),
-                hex(recorded),
-                hex(asked)
+                to_hex(task_id),
+                to_hex(recorded),
+                to_hex(asked)
             ),
             Self::Forgotten {
                 task_id,
@@ -105,7 +106,7 @@ impl fmt::Display for Refusal {
                 f,
                 "task 0x{} was ordered at height {height}, below the oldest kept ({oldest}); \
                  whether it was signed is no longer known",
-                hex(task_id)
+                to_hex(task_id)
             ),
             Self::Reserved => f.write_str("the all-zero task id is not a task"),
         }
@@ -247,10 +248,6 @@ impl<E: Storage + Metrics> TaskRecord<E> {
     pub fn is_empty(&self) -> bool {
         self.signed.is_empty()
     }
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn entry(task_id: &[u8; 32], output: &[u8; 32]) -> Entry {

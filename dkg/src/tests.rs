@@ -134,6 +134,27 @@ fn four_operators_make_keys_whose_threshold_signatures_verify() {
     }
 }
 
+/// Every operator but `byzantine` failed and blames it; their errors, by position.
+fn all_blame(
+    results: Vec<Option<Result<Outcome, CeremonyError>>>,
+    byzantine: usize,
+) -> Vec<(usize, CeremonyError)> {
+    let name = format!("op{byzantine}");
+    results
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != byzantine)
+        .map(|(i, result)| {
+            let err = result
+                .expect("started")
+                .expect_err("no keys from a bad dealing");
+            let culprit = err.culprit().map(|c| c.name.clone());
+            assert_eq!(culprit.as_deref(), Some(name.as_str()), "op{i}: {err}");
+            (i, err)
+        })
+        .collect()
+}
+
 #[test]
 fn a_byzantine_dealer_is_named_by_every_operator() {
     let operators = identities(0, 4);
@@ -141,15 +162,7 @@ fn a_byzantine_dealer_is_named_by_every_operator() {
     // op2 deals op1 a share that does not match its commitment.
     setups[2].misbehave = Some(Misbehavior::CorruptDealingTo(operators[1].public_key()));
     let results = local::run(2, setups, BTreeSet::new(), Duration::from_millis(50));
-    for (i, result) in results.into_iter().enumerate() {
-        if i == 2 {
-            continue;
-        }
-        let err = result
-            .expect("started")
-            .expect_err("no keys from a bad dealing");
-        let culprit = err.culprit().expect("someone is blamed");
-        assert_eq!(culprit.name, "op2", "op{i}: {err}");
+    for (i, err) in all_blame(results, 2) {
         assert!(err.to_string().contains("op2"), "{err}");
         if i == 1 {
             assert!(
@@ -178,16 +191,7 @@ fn an_operator_reachable_late_still_learns_who_is_at_fault() {
         Duration::from_secs(6),
         Duration::from_millis(50),
     );
-    for (i, result) in results.into_iter().enumerate() {
-        if i == 2 {
-            continue;
-        }
-        let err = result
-            .expect("started")
-            .expect_err("no keys from a bad dealing");
-        let culprit = err.culprit().map(|c| c.name.clone());
-        assert_eq!(culprit.as_deref(), Some("op2"), "op{i}: {err}");
-    }
+    all_blame(results, 2);
 }
 
 #[test]
