@@ -46,7 +46,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         }
     }
 
-    /// The front finalized payload's newPayload answered.
+    /// The front finalized payload's newPayload answered (a storage failure never gets here:
+    /// `on_done` stops the executor on it, whichever call reported it).
     pub(super) fn on_finalized_payload(
         &mut self,
         result: Result<PayloadStatus, EngineError>,
@@ -63,7 +64,6 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         let retry_at = self.context.current() + self.retry_delay;
         let status = match result {
             Ok(status) => status,
-            Err(EngineError::Storage(reason)) => return Err(Fatal::Storage(reason)),
             Err(e) => {
                 warn!(number = tip.number, error = %e, retry_in = ?self.retry_delay, "engine did not take a finalized payload; retrying");
                 self.stage = Stage::PayloadAt(retry_at);
@@ -103,7 +103,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         }
     }
 
-    /// The front finalized payload's forkchoice update answered.
+    /// The front finalized payload's forkchoice update answered (storage failures stopped in
+    /// `on_done`).
     pub(super) async fn on_finalized_forkchoice(
         &mut self,
         tip: ExecutionTip,
@@ -126,7 +127,6 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 );
                 self.stage = Stage::ForkchoiceAt { head, at: retry_at };
             }
-            Err(EngineError::Storage(reason)) => return Err(Fatal::Storage(reason)),
             Err(e) if e.is_retryable() => {
                 warn!(number = tip.number, error = %e, retry_in = ?self.retry_delay, "engine unavailable for the finalized forkchoice; retrying");
                 self.stage = Stage::ForkchoiceAt { head, at: retry_at };
