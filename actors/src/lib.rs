@@ -2,6 +2,7 @@
 //! actor and its mailbox) and `actor.rs` (its state and `select!` run loop). Actors talk only
 //! through the mailboxes of `cohort-ingress`.
 
+pub mod avs;
 pub mod committee;
 pub mod doppelganger;
 pub mod executor;

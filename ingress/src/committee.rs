@@ -54,6 +54,9 @@ pub enum Message {
     },
     /// Decisions finalized at some height: their duties leave the pool.
     Finalized { decisions: Arc<Vec<Decision>> },
+    /// Whether work besides duty values waits for a block (a cluster-run AVS's tasks): while
+    /// it does, a leader proposes at once instead of waiting for duties or the heartbeat.
+    OtherWork(bool),
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +132,14 @@ impl Mailbox {
                 complete: Some(epoch),
                 duties,
             })
+            .await
+            .map_err(|_| STOPPED)
+    }
+
+    /// See [`Message::OtherWork`].
+    pub async fn other_work(&mut self, waiting: bool) -> Result<(), Stopped> {
+        self.sender
+            .send(Message::OtherWork(waiting))
             .await
             .map_err(|_| STOPPED)
     }

@@ -6,6 +6,7 @@
 //! Everything a peer can send (a [`Decision`] inside a cluster block) has a bounded codec that
 //! rejects oversized or malformed input with an error instead of allocating what a liar asks.
 
+pub mod avs;
 pub mod clock;
 pub mod committee;
 pub mod doppelganger;

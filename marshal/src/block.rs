@@ -2,7 +2,10 @@
 
 use bytes::BufMut;
 use bytes::Bytes;
-use cohort_ingress::Decision;
+use cohort_ingress::{
+    Decision,
+    avs::{MAX_TASK_DECISIONS, TaskDecision},
+};
 use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
 use commonware_consensus::{BoundedBlock, Heightable, types::Height};
@@ -25,6 +28,8 @@ pub struct BlockCfg {
     /// Most beacon-block proposals among the decisions: each can be megabytes, so the
     /// message bound counts them apart from the small decisions.
     pub max_proposals: usize,
+    /// Most task decisions (orders and outputs of a cluster-run AVS).
+    pub max_tasks: usize,
 }
 
 impl Default for BlockCfg {
@@ -34,6 +39,7 @@ impl Default for BlockCfg {
             max_payload_bytes: 64 * 1024,
             // One slot has one proposer; a block may also carry the previous slot's late one.
             max_proposals: 2,
+            max_tasks: MAX_TASK_DECISIONS,
         }
     }
 }
@@ -55,6 +61,9 @@ pub struct Block {
     pub execution: ExecutionTip,
     /// The execution payload of this block's slot, carried by the first block of a slot only.
     pub payload: Option<Arc<ExecutionPayloadV3>>,
+    /// Tasks of a cluster-run AVS this block orders, and outputs it decides: orders first, then
+    /// outputs, each by task id, a task at most once per kind.
+    pub tasks: Vec<TaskDecision>,
     digest: Digest,
 }
 
@@ -82,10 +91,20 @@ impl Block {
             decisions,
             execution,
             payload: payload.map(Arc::new),
+            tasks: Vec::new(),
             digest: Digest::from([0u8; 32]),
         };
         block.digest = block.compute_digest();
         block
+    }
+
+    /// The same block carrying `tasks` (put in canonical order here).
+    pub fn with_tasks(mut self, mut tasks: Vec<TaskDecision>) -> Self {
+        tasks.sort_by_key(|t| t.sort_key());
+        tasks.dedup_by_key(|t| t.sort_key());
+        self.tasks = tasks;
+        self.digest = self.compute_digest();
+        self
     }
 
     /// The genesis block every operator starts from, on the execution genesis `execution`.
@@ -138,6 +157,7 @@ impl Write for Block {
         self.decisions.write(buf);
         write_tip(&self.execution, buf);
         self.payload_bytes().write(buf);
+        self.tasks.write(buf);
     }
 }
 
@@ -149,6 +169,7 @@ impl EncodeSize for Block {
             + self.decisions.encode_size()
             + TIP_SIZE
             + self.payload_bytes().encode_size()
+            + self.tasks.encode_size()
     }
 }
 
@@ -212,6 +233,13 @@ impl Read for Block {
                 Some(Arc::new(payload))
             }
         };
+        let tasks = Vec::<TaskDecision>::read_cfg(buf, &(RangeCfg::new(0..=cfg.max_tasks), ()))?;
+        if tasks.windows(2).any(|w| w[0].sort_key() >= w[1].sort_key()) {
+            return Err(CodecError::Invalid(
+                "Block",
+                "task decisions not ordered and unique",
+            ));
+        }
         let mut block = Self {
             parent,
             height,
@@ -220,6 +248,7 @@ impl Read for Block {
             decisions,
             execution,
             payload,
+            tasks,
             digest: Digest::from([0u8; 32]),
         };
         block.digest = block.compute_digest();
@@ -259,6 +288,8 @@ impl BoundedBlock for Block {
             + 1
             + 5
             + cfg.max_payload_bytes
+            + 5
+            + cfg.max_tasks * TaskDecision::MAX_ENCODE_SIZE
     }
 }
 
@@ -437,6 +468,7 @@ mod tests {
             max_decisions: 1,
             max_payload_bytes: 4,
             max_proposals: 0,
+            max_tasks: 1,
         };
         let two = Block::new(
             Sha256::hash(&[b"p"]),
@@ -481,5 +513,53 @@ mod tests {
         )
         .encode();
         assert!(Block::decode_cfg(one.slice(..one.len() - 3), &BlockCfg::default()).is_err());
+    }
+
+    #[test]
+    fn task_decisions_round_trip_count_in_the_digest_and_must_be_canonical() {
+        use cohort_ingress::avs::ClusterTask;
+        let base = Block::new(
+            Sha256::hash(&[b"p"]),
+            3,
+            7,
+            1,
+            vec![decision(7)],
+            ExecutionTip::default(),
+            None,
+        );
+        let task = |id: u8| {
+            TaskDecision::Order(ClusterTask {
+                task_id: [id; 32],
+                avs: [1; 20],
+                aggregator: [2; 20],
+                operator_set_id: 0,
+                reference_timestamp: 0,
+                task_block_number: 0,
+                deadline_ms: 1,
+                payload: Bytes::from_static(b"x"),
+                aggregator_signature: Bytes::new(),
+            })
+        };
+        let output = TaskDecision::Output {
+            task_id: [1; 32],
+            output: Bytes::from_static(b"out"),
+        };
+        let with = base
+            .clone()
+            .with_tasks(vec![output.clone(), task(2), task(1)]);
+        assert_ne!(with.digest(), base.digest());
+        assert_eq!(with.tasks, vec![task(1), task(2), output.clone()]);
+        let decoded = Block::decode_cfg(with.encode(), &BlockCfg::default()).unwrap();
+        assert_eq!(decoded, with);
+        assert_eq!(decoded.digest(), with.digest());
+        // A peer's block with its tasks out of order, or over the bound, is refused.
+        let mut unordered = with.clone();
+        unordered.tasks.swap(0, 1);
+        assert!(Block::decode_cfg(unordered.encode(), &BlockCfg::default()).is_err());
+        let tight = BlockCfg {
+            max_tasks: 2,
+            ..BlockCfg::default()
+        };
+        assert!(Block::decode_cfg(with.encode(), &tight).is_err());
     }
 }

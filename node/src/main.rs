@@ -229,6 +229,8 @@ struct SimulateArgs {
     seed: u64,
     #[command(flatten)]
     faults: FaultArgs,
+    #[command(flatten)]
+    avs: cohort_simulation::avs::AvsArgs,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -582,8 +584,16 @@ fn main() -> ExitCode {
             if let Err(code) = init_logs(args.log.as_deref()) {
                 return code;
             }
+            let avs = match args.avs.load() {
+                Ok(avs) => avs,
+                Err(reason) => {
+                    eprintln!("error: {reason}");
+                    return ExitCode::from(2);
+                }
+            };
             let config = args.faults.apply(SimConfig {
                 seed: args.seed,
+                avs,
                 ..args.shape.base()
             });
             simulate(config, args.json, None)

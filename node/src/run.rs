@@ -464,6 +464,9 @@ where
             execution_genesis,
             partition_prefix: "cohort".into(),
             doppelganger,
+            // The node does not run a cluster-run AVS yet: its gRPC executor serves AVSs
+            // per operator (the supervisor signs with this operator's own key).
+            avs: None,
             hooks: cohort_operator::Hooks::default(),
             observers: cohort_operator::Observers {
                 duties: None,

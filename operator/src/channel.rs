@@ -27,11 +27,13 @@ pub enum Channel {
     Partials,
     /// Operators' partial signatures over voluntary exits their operators asked for.
     Exits,
+    /// A cluster-run AVS's tasks, performer reports and partial signatures.
+    Tasks,
 }
 
 impl Channel {
     /// Every channel, in registration order.
-    pub const ALL: [Channel; 7] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Votes,
         Channel::Certificates,
         Channel::Resolver,
@@ -39,6 +41,7 @@ impl Channel {
         Channel::Blocks,
         Channel::Partials,
         Channel::Exits,
+        Channel::Tasks,
     ];
 
     /// The id peers know the channel by on the wire: every operator must agree on it.
@@ -51,6 +54,7 @@ impl Channel {
             Channel::Blocks => 4,
             Channel::Partials => 5,
             Channel::Exits => 6,
+            Channel::Tasks => 7,
         }
     }
 
@@ -64,6 +68,7 @@ impl Channel {
             Channel::Blocks => "blocks",
             Channel::Partials => "partials",
             Channel::Exits => "exits",
+            Channel::Tasks => "tasks",
         }
     }
 
@@ -88,6 +93,7 @@ impl Channel {
                 runner::max_partials_per_message(validators),
             ),
             Channel::Exits => cohort_ingress::exits::ExitPartials::max_encode_size(),
+            Channel::Tasks => cohort_ingress::avs::TaskMessage::MAX_ENCODE_SIZE,
         }
     }
 
@@ -101,6 +107,9 @@ impl Channel {
             Channel::Resolver | Channel::Backfill | Channel::Blocks => NZU32!(64),
             // An honest operator announces its exits every two slots.
             Channel::Exits => NZU32!(8),
+            // About three messages per task per peer (a report, two partials), for a load of
+            // a thousand tasks per second.
+            Channel::Tasks => NZU32!(4096),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! the channels and the engine with its faults first. One wiring for both is what makes a
 //! simulation run say something about the binary operators run.
 
-use cohort_actors::{committee, doppelganger, executor, exits, runner, scheduler};
+use cohort_actors::{avs, committee, doppelganger, executor, exits, runner, scheduler};
 use cohort_engine::{ExecutionEngine, ExecutionTip};
 use cohort_ingress::{
     CommitteeId, DutySink, DutySource, SlotClock, doppelganger::Guard, keys::ValidatorShare,
@@ -99,6 +99,8 @@ pub struct Network<VS, S, R, P, B> {
     pub blocks: (S, R),
     pub partials: (S, R),
     pub exits: (S, R),
+    /// A cluster-run AVS's channel (unused by a cluster that runs none).
+    pub tasks: (S, R),
     /// Who the peers are (marshal fetches missing blocks from them).
     pub peers: P,
     /// Where consensus and marshal report a peer that misbehaved.
@@ -120,6 +122,7 @@ impl<S, R, P, B> Network<S, S, R, P, B> {
             blocks: register(Channel::Blocks),
             partials: register(Channel::Partials),
             exits: register(Channel::Exits),
+            tasks: register(Channel::Tasks),
             peers,
             blocker,
         }
@@ -138,6 +141,7 @@ impl<VS, S, R, P, B> Network<VS, S, R, P, B> {
             blocks: self.blocks,
             partials: self.partials,
             exits: self.exits,
+            tasks: self.tasks,
             peers: self.peers,
             blocker: self.blocker,
         }
@@ -153,6 +157,21 @@ pub struct Observers {
     /// Every peer consensus caught sending conflicting or invalid votes, once per report.
     pub consensus_faults: Option<mpsc::UnboundedSender<PublicKey>>,
 }
+
+/// A cluster-run AVS on this operator: its share of the cluster's BN254 operator key and its
+/// performer.
+pub struct AvsSetup {
+    pub sharing: cohort_avs_crypto::Bn254Sharing,
+    pub share: cohort_avs_crypto::Bn254SecretShare,
+    /// The address the cluster is registered under as one AVS operator.
+    pub operator_address: [u8; 20],
+    pub performer: Arc<dyn avs::Performer>,
+    pub check: avs::TaskCheck,
+    pub events: Option<mpsc::UnboundedSender<avs::TaskEvent>>,
+}
+
+/// Most tasks an operator holds waiting for ordering.
+pub const MAX_PENDING_TASKS: usize = 4096;
 
 pub struct Setup<Src, X> {
     /// This operator's position in `participants`: its share index and proposer number.
@@ -191,6 +210,8 @@ pub struct Setup<Src, X> {
     /// Doppelganger protection: which validators this operator may sign for yet
     /// ([`Guard::off`] for none, as on a devnet whose every validator is the cluster's).
     pub doppelganger: Guard,
+    /// The cluster-run AVS, if this cluster runs one.
+    pub avs: Option<AvsSetup>,
     pub hooks: Hooks,
     pub observers: Observers,
 }
@@ -220,6 +241,8 @@ pub struct Operator {
     pub exits: cohort_ingress::exits::Mailbox,
     /// Why the runner's slashing-protection record is unusable, while it is (for `/health`).
     pub slashing: runner::slashing::SlashingStatus,
+    /// Where a cluster-run AVS's tasks are submitted, if this cluster runs one.
+    pub avs: Option<cohort_ingress::avs::Mailbox>,
 }
 
 /// Starts every actor of one operator.
@@ -320,6 +343,37 @@ where
     )
     .await;
     let marshal_mailbox = marshal.mailbox.clone();
+    // A task record that cannot be opened leaves the AVS off on this operator (logged); its
+    // duties go on, and its peers sign tasks without it while they are a threshold.
+    let avs = match setup.avs {
+        Some(avs_setup) => match avs::init(
+            context.child("avs"),
+            avs::Config {
+                operators: setup.participants.clone(),
+                sharing: avs_setup.sharing,
+                share: avs_setup.share,
+                operator_address: avs_setup.operator_address,
+                performer: avs_setup.performer,
+                check: avs_setup.check,
+                record_partition: format!("{prefix}-tasks"),
+                events: avs_setup.events,
+                committee: Some(committee_mailbox.clone()),
+                mailbox_size: MAILBOX_SIZE,
+                max_pending: MAX_PENDING_TASKS,
+                verify_wait: setup.clock.interval_duration(),
+            },
+        )
+        .await
+        {
+            Ok(started) => Some(started),
+            Err(err) => {
+                tracing::error!(%err, "cannot open the AVS task record; this operator runs no AVS tasks until it restarts with a working disk");
+                None
+            }
+        },
+        None => None,
+    };
+    let avs_mailbox = avs.as_ref().map(|(_, mailbox)| mailbox.clone());
     let (executor_actor, executor_mailbox) = executor::init(
         executor_context,
         executor::Config {
@@ -327,6 +381,7 @@ where
             processed_height: marshal.processed_height,
             runner: runner_mailbox.clone(),
             committee: committee_mailbox.clone(),
+            avs: avs_mailbox.clone(),
             observer: setup.observers.executor,
             engine: setup.engine,
             clock: setup.clock,
@@ -387,6 +442,9 @@ where
         setup.participants.clone(),
         setup.observers.proposals,
     );
+    if let Some(avs) = &avs_mailbox {
+        application = application.with_avs(avs.clone());
+    }
     if let Some(tamper) = setup.hooks.tamper_proposals {
         application = application.with_proposal_tamper(tamper);
     }
@@ -453,11 +511,16 @@ where
     }
     let (exit_sender, exit_receiver) = network.exits;
     handles.push(exits_actor.start(setup.index as u32, exit_sender, exit_receiver));
+    if let Some((avs_actor, _)) = avs {
+        let (task_sender, task_receiver) = network.tasks;
+        handles.push(avs_actor.start(task_sender, task_receiver));
+    }
     Operator {
         handles,
         scheduler: scheduler_mailbox,
         runner: runner_mailbox,
         exits: exits_mailbox,
         slashing: slashing_status,
+        avs: avs_mailbox,
     }
 }

@@ -43,6 +43,8 @@ pub struct SimConfig {
     /// possibly torn (`simulation/src/disk.rs`); off (`--no-crash-cut`), it keeps none of them,
     /// as the runtime alone does.
     pub crash_cut: bool,
+    /// A cluster-run AVS and its task load (`None`: the cluster runs no AVS).
+    pub avs: Option<crate::avs::AvsLoad>,
 }
 
 /// Why a run cannot be run, naming the field or flag at fault.
@@ -134,6 +136,7 @@ impl Default for SimConfig {
             faults: Vec::new(),
             injected_bug: None,
             crash_cut: true,
+            avs: None,
         }
     }
 }
@@ -186,6 +189,27 @@ impl SimConfig {
         if crashed.windows(2).any(|w| w[0] == w[1]) {
             return Err(ConfigError::TwoCrashes);
         }
+        if let Some(avs) = &self.avs {
+            for operator in avs.performer_faults.keys() {
+                if *operator >= self.operators {
+                    return Err(ConfigError::NoSuchOperator {
+                        flag: "avs-performer-fault",
+                        operator: *operator,
+                    });
+                }
+            }
+            if avs.performer_faults.len() > self.tolerated_faults() {
+                return Err(ConfigError::InvalidFault {
+                    flag: "avs-performer-fault",
+                    reason: format!(
+                        "{} faulty performers, but {} operators tolerate at most {}",
+                        avs.performer_faults.len(),
+                        self.operators,
+                        self.tolerated_faults()
+                    ),
+                });
+            }
+        }
         if self.power_cuts().nth(1).is_some() {
             return Err(ConfigError::TwoPowerCuts);
         }
@@ -237,6 +261,9 @@ impl SimConfig {
             // Injected bugs exist only in builds with the test hooks.
             cmd = cmd.replacen("-p cohort-node", "-p cohort-node --features test-hooks", 1);
             cmd.push_str(&format!(" --inject-bug {}", bug.name()));
+        }
+        if let Some(avs) = &self.avs {
+            cmd.push_str(&avs.flags());
         }
         cmd
     }

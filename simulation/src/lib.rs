@@ -11,6 +11,7 @@
 //! - [`report`]: the [`Report`] and its human summary (`Display`);
 //! - [`campaign`]: many seeds of a fault plan, the failure corpus, shrinking a failing run.
 
+pub mod avs;
 mod bounds;
 mod byzantine;
 pub mod campaign;

@@ -127,6 +127,8 @@ pub struct Actor<E> {
     justified: Option<Checkpoint>,
 
     proposals: Vec<PendingPropose>,
+    /// Work besides duty values waits for a block (see [`Message::OtherWork`]).
+    other_work: bool,
     verifications: Vec<PendingVerify>,
 
     blocks_proposed: Registered<Counter>,
@@ -170,6 +172,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             justified_slot: 0,
             scheduled: BTreeSet::new(),
             proposals: Vec::new(),
+            other_work: false,
             verifications: Vec::new(),
             blocks_proposed,
             empty_blocks_proposed,
@@ -279,6 +282,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     self.decided.insert(decision.duty.clone());
                 }
             }
+            Message::OtherWork(waiting) => self.other_work = waiting,
         }
     }
 
@@ -362,7 +366,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 .map(|s| (s, undecided(s)))
                 .find(|(_, decisions)| !decisions.is_empty())
                 .unwrap_or_else(|| (newest, undecided(newest)));
-            if decisions.is_empty() && now < pending.heartbeat_at {
+            if decisions.is_empty() && now < pending.heartbeat_at && !self.other_work {
                 waiting.push(pending);
                 continue;
             }

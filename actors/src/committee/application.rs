@@ -49,6 +49,8 @@ pub struct Application {
     proposals: Option<ProposalObserver>,
     /// A byzantine leader's rewrite of its batches (simulation only; see [`ProposalTamper`]).
     tamper: Option<ProposalTamper>,
+    /// The cluster-run AVS, if this cluster runs one: its tasks and outputs ride in blocks.
+    avs: Option<cohort_ingress::avs::Mailbox>,
     /// A deliberately injected bug, for proving that simulation campaigns catch it: hands
     /// every block this follower votes for to the runner as if it were finalized. Compiled
     /// only with the `test-hooks` feature, never into a release node.
@@ -71,6 +73,7 @@ impl Application {
             participants,
             proposals,
             tamper: None,
+            avs: None,
             #[cfg(feature = "test-hooks")]
             decide_on_verify: None,
         }
@@ -80,6 +83,12 @@ impl Application {
     /// it proposes.
     pub fn with_proposal_tamper(mut self, tamper: ProposalTamper) -> Self {
         self.tamper = Some(tamper);
+        self
+    }
+
+    /// Orders the tasks of a cluster-run AVS and decides their outputs in this cluster's blocks.
+    pub fn with_avs(mut self, avs: cohort_ingress::avs::Mailbox) -> Self {
+        self.avs = Some(avs);
         self
     }
 
@@ -230,11 +239,16 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
             parent.execution,
             payload,
         );
+        let block = match &mut self.avs {
+            Some(avs) => block.with_tasks(avs.propose().await),
+            None => block,
+        };
         let digest = block.digest();
         debug!(
             height = block.height,
             slot = block.slot,
             decisions = block.decisions.len(),
+            tasks = block.tasks.len(),
             execution = block.execution.number,
             view = context.round.view().get(),
             "built cluster block"
@@ -298,6 +312,21 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
             .unwrap_or(false);
         if !valid {
             return false;
+        }
+        if !block.tasks.is_empty() {
+            let vouched = match &mut self.avs {
+                Some(avs) => avs.verify(Arc::new(block.tasks.clone())).await,
+                None => {
+                    warn!(
+                        height = block.height,
+                        "refusing block: it carries AVS tasks and this cluster runs no AVS"
+                    );
+                    false
+                }
+            };
+            if !vouched {
+                return false;
+            }
         }
         if let Some(payload) = &block.payload {
             let mut verdict = self.executor.verify(block.slot, payload.clone()).await;

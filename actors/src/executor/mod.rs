@@ -78,6 +78,8 @@ pub struct Config<X: ExecutionEngine, M: FinalizedBlocks> {
     pub processed_height: Option<u64>,
     pub runner: runner::Mailbox,
     pub committee: committee::Mailbox,
+    /// The cluster-run AVS, if any: gets each finalized block's task decisions.
+    pub avs: Option<cohort_ingress::avs::Mailbox>,
     /// Receives every finalized block once processed (duplicates after a restart removed) and
     /// every payload this operator handed to consensus.
     pub observer: Option<mpsc::UnboundedSender<Observed>>,

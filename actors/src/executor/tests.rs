@@ -70,6 +70,7 @@ fn start<X: ExecutionEngine>(
             processed_height: processed,
             runner: runner::Mailbox::new(runner_sender),
             committee: committee::Mailbox::new(committee_sender),
+            avs: None,
             observer: Some(observer),
             engine,
             clock,

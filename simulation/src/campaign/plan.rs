@@ -86,6 +86,7 @@ impl Plan {
             slot_duration: base.slot_duration,
             injected_bug: base.injected_bug,
             crash_cut: base.crash_cut,
+            avs: base.avs.clone(),
             ..SimConfig::default()
         };
         let mut draw = Draw::new(*self, seed);

@@ -65,6 +65,8 @@ pub(crate) struct Observed {
     /// votes.
     pub(crate) caught: BTreeSet<(usize, cohort_marshal::PublicKey)>,
     pub(crate) violations: Vec<Violation>,
+    /// The cluster-run AVS's tasks, when the run has one.
+    pub(crate) avs: crate::avs::AvsObserved,
 }
 
 impl Observed {
@@ -75,6 +77,11 @@ impl Observed {
             Observation::Duty(event) => self.on_duty(operator, event, slot),
             Observation::Proposed(digest, at) => {
                 self.proposed.entry(digest).or_insert(at);
+            }
+            Observation::Task(event) => {
+                for (invariant, detail) in self.avs.on_event(operator, event) {
+                    self.violation(invariant, slot, detail);
+                }
             }
             Observation::Caught(peer) => {
                 self.caught.insert((operator, peer));

@@ -188,6 +188,13 @@ async fn run_slots(
         while let Ok((operator, observation)) = cluster.observations.try_recv() {
             observed.observe(operator, observation, slot);
         }
+        if let Some((group, records)) = &mut cluster.avs {
+            while let Ok(record) = records.try_recv() {
+                for (invariant, detail) in observed.avs.on_client(record, group) {
+                    observed.violation(invariant, slot, detail);
+                }
+            }
+        }
         while let Ok(crashed) = cluster.crashes.try_recv() {
             observed.on_crash(crashed.operator);
             observed.on_restart_record(crashed.operator, &crashed.record, slot);
@@ -201,6 +208,7 @@ async fn run_slots(
         );
         if cut_at.is_some_and(|(cut_slot, _)| slot == cut_slot) {
             // The power goes: hand the record on, holding nothing of this runtime.
+            observed.avs.on_power_cut();
             if let Ok(mut engines) = cluster.engines.lock() {
                 engines.clear();
             }

@@ -42,6 +42,18 @@ pub enum Observation {
     Proposed(cohort_marshal::Digest, std::time::SystemTime),
     /// Consensus caught this peer sending conflicting or invalid votes.
     Caught(PublicKey),
+    /// What this operator's AVS actor did with a task.
+    Task(cohort_actors::avs::TaskEvent),
+}
+
+/// This operator's part of the cluster-run AVS.
+#[derive(Clone)]
+pub struct SimAvs {
+    pub key: cohort_avs_crypto::SplitBn254Key,
+    pub fault: Option<crate::avs::PerformerFault>,
+    pub mailboxes: crate::avs::Mailboxes,
+    /// The simulation index of the operator at each share position (events name positions).
+    pub indices: Arc<Vec<usize>>,
 }
 
 #[derive(Clone)]
@@ -86,6 +98,8 @@ pub struct OperatorSetup {
     pub max_message_size: usize,
     /// This operator's disk: every life's storage, and what a lone crash cuts of it.
     pub disk: Disk,
+    /// The cluster-run AVS, if the run has one.
+    pub avs: Option<SimAvs>,
 }
 
 /// Every operator's embedded engine, by index (the latest life's).
@@ -118,6 +132,7 @@ pub async fn start(
     let blocks = register(Channel::Blocks).await;
     let partials = register(Channel::Partials).await;
     let exits = register(Channel::Exits).await;
+    let tasks = register(Channel::Tasks).await;
     let count = |channel: Channel, (s, r)| {
         let receiver =
             Counting::new(r, setup.received.clone()).tapped(me.clone(), channel.id(), &setup.taps);
@@ -134,6 +149,7 @@ pub async fn start(
             (Channel::Blocks.id(), blocks.0.clone()),
             (Channel::Partials.id(), partials.0.clone()),
             (Channel::Exits.id(), exits.0.clone()),
+            (Channel::Tasks.id(), tasks.0.clone()),
         ];
         let max_size = setup.max_message_size;
         context
@@ -200,6 +216,24 @@ pub async fn start(
     let (finalized_sender, mut finalized_receiver) = mpsc::unbounded_channel();
     let (proposal_sender, mut proposal_receiver) = mpsc::unbounded_channel();
     let (caught_sender, mut caught_receiver) = mpsc::unbounded_channel();
+    let (task_sender, mut task_receiver) = mpsc::unbounded_channel();
+    // Held by the forwarder below, so that a run without an AVS never closes its receiver.
+    let task_events_open = task_sender.clone();
+    let position = setup
+        .participants
+        .position(&me)
+        .expect("every operator is a participant");
+    let avs = setup.avs.as_ref().map(|avs| cohort_operator::AvsSetup {
+        sharing: avs.key.sharing.clone(),
+        share: avs.key.shares[position].clone(),
+        operator_address: crate::avs::SIM_OPERATOR_ADDRESS,
+        performer: Arc::new(crate::avs::SimPerformer {
+            fault: avs.fault,
+            context: context.child("performer"),
+        }),
+        check: Arc::new(crate::avs::check),
+        events: Some(task_sender),
+    });
     // The cluster's namespaces come from its lock as a node's do; the simulated cluster's lock
     // is its operators and every validator's polynomial.
     let namespace = cluster_identity(&setup.participants, &setup.shares).consensus_namespace();
@@ -224,6 +258,7 @@ pub async fn start(
         // Every devnet validator is the cluster's, and a run starts at genesis: nothing to
         // protect against (the runner's and the checker's own tests cover the guard).
         doppelganger: cohort_ingress::doppelganger::Guard::off(),
+        avs,
         hooks: cohort_operator::Hooks {
             fault: setup.fault,
             cpu: Some(setup.cpu.clone()),
@@ -253,6 +288,7 @@ pub async fn start(
         blocks: count(Channel::Blocks, blocks),
         partials: count(Channel::Partials, partials),
         exits: count(Channel::Exits, exits),
+        tasks: count(Channel::Tasks, tasks),
         peers: oracle.manager(),
         blocker: control.clone(),
     };
@@ -270,6 +306,11 @@ pub async fn start(
         cohort_operator::start(context, wiring, network).await
     };
     let mut handles = operator.handles;
+    if let (Some(avs), Some(mailbox)) = (&setup.avs, operator.avs)
+        && let Ok(mut mailboxes) = avs.mailboxes.lock()
+    {
+        mailboxes.insert(setup.index, mailbox);
+    }
 
     // The beacon node's head events.
     handles.push(
@@ -280,7 +321,13 @@ pub async fn start(
     // Forward this operator's observations, tagged with its index.
     let index = setup.index;
     let out = setup.observations;
+    let indices = setup
+        .avs
+        .as_ref()
+        .map(|avs| avs.indices.clone())
+        .unwrap_or_default();
     handles.push(observe_context.spawn(move |_| async move {
+        let _task_events_open = task_events_open;
         loop {
             let observation = select! {
                 observed = finalized_receiver.recv() => observed.map(|observed| match observed {
@@ -294,6 +341,7 @@ pub async fn start(
                     proposed.map(|(digest, at)| Observation::Proposed(digest, at))
                 },
                 caught = caught_receiver.recv() => caught.map(Observation::Caught),
+                event = task_receiver.recv() => event.map(|event| Observation::Task(by_index(&indices, event))),
             };
             let Some(observation) = observation else {
                 return;
@@ -304,6 +352,30 @@ pub async fn start(
         }
     }));
     handles
+}
+
+/// An AVS event with the operator it names given by simulation index, as the report shows them.
+fn by_index(
+    indices: &[usize],
+    event: cohort_actors::avs::TaskEvent,
+) -> cohort_actors::avs::TaskEvent {
+    use cohort_actors::avs::TaskEvent;
+    let index = |position: u32| {
+        indices
+            .get(position as usize)
+            .map_or(position, |index| *index as u32)
+    };
+    match event {
+        TaskEvent::BadPartial { task_id, operator } => TaskEvent::BadPartial {
+            task_id,
+            operator: index(operator),
+        },
+        TaskEvent::Disagreed { task_id, operator } => TaskEvent::Disagreed {
+            task_id,
+            operator: index(operator),
+        },
+        other => other,
+    }
 }
 
 /// The name every simulated cluster goes by.

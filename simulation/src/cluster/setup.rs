@@ -76,6 +76,12 @@ pub(crate) struct Cluster {
     pub observations: mpsc::UnboundedReceiver<(usize, Observation)>,
     /// Operators whose life just ended in a crash, in band with their observations.
     pub crashes: mpsc::UnboundedReceiver<Crashed>,
+    /// The cluster-run AVS's key (its group key checks every signed result) and what its
+    /// clients saw, when the run has one.
+    pub avs: Option<(
+        cohort_avs_crypto::Bn254PublicKey,
+        mpsc::UnboundedReceiver<crate::avs::ClientRecord>,
+    )>,
 }
 
 /// An operator's life ended in a crash: what it left on its disk for the next life.
@@ -182,6 +188,39 @@ impl Cluster {
         let engines: Engines = Default::default();
         let noisy = (0..n).filter(|i| config.is_noisy(*i));
         let taps = Taps::new(noisy.map(|i| keys[i].public_key()));
+        let avs_key = config.avs.as_ref().map(|_| avs_key(config.seed, n));
+        let mailboxes = crate::avs::Mailboxes::default();
+        let indices: Arc<Vec<usize>> = Arc::new(
+            participants
+                .iter()
+                .map(|key| {
+                    keys.iter()
+                        .position(|k| k.public_key() == *key)
+                        .expect("every participant has a key")
+                })
+                .collect(),
+        );
+        let avs = match (&config.avs, &avs_key) {
+            (Some(load), Some(key)) => {
+                let (records_sender, records) = mpsc::unbounded_channel();
+                // After a power cut the clients start again from the restart slot.
+                let first = back.map_or(0, |_| config.power_cut().map_or(0, |c| c.restart_slot));
+                crate::avs::spawn_load(
+                    context,
+                    crate::avs::LoadSchedule {
+                        load: load.clone(),
+                        seed: config.seed,
+                        clock,
+                        slots: (first, config.slots),
+                        operators: n,
+                    },
+                    mailboxes.clone(),
+                    records_sender,
+                );
+                Some((*key.sharing.group_public_key(), records))
+            }
+            _ => None,
+        };
         for (index, key) in keys.iter().enumerate() {
             let setup = OperatorSetup {
                 index,
@@ -231,6 +270,15 @@ impl Cluster {
                 taps: taps.clone(),
                 max_message_size: max_size,
                 disk: disk(config, index),
+                avs: avs_key.as_ref().map(|key| super::operator::SimAvs {
+                    key: key.clone(),
+                    fault: config
+                        .avs
+                        .as_ref()
+                        .and_then(|load| load.performer_faults.get(&index).copied()),
+                    mailboxes: mailboxes.clone(),
+                    indices: indices.clone(),
+                }),
             };
             let mut lives = lives(config, index, genesis, clock);
             if lives.is_empty() {
@@ -268,6 +316,7 @@ impl Cluster {
             restarts,
             observations,
             crashes,
+            avs,
         }
     }
 

@@ -76,6 +76,13 @@ pub(crate) async fn build(
         "caught misbehaving in consensus",
     );
     let invalid_partials_by_operator = invalid_partials_by_sender(&observed, cluster);
+    let avs = config.avs.as_ref().map(|_| {
+        let end = cluster.clock.slot_start(config.slots + 1);
+        for (invariant, detail) in observed.avs.at_end(end) {
+            observed.violation(invariant, config.slots, detail);
+        }
+        observed.avs.report()
+    });
 
     let decided_slots: BTreeSet<u64> = decided_duties
         .iter()
@@ -91,7 +98,7 @@ pub(crate) async fn build(
     let blocks = canonical.iter().filter(|block| block.height > 0);
     let empty_blocks = blocks
         .clone()
-        .filter(|block| block.decisions.is_empty())
+        .filter(|block| block.decisions.is_empty() && block.tasks.is_empty())
         .count() as u64;
     let slots_with_block: BTreeSet<u64> = blocks
         .map(|block| block.slot)
@@ -141,6 +148,7 @@ pub(crate) async fn build(
         share_signatures: observed.share_signatures,
         rejections: chain.rejections.clone(),
         invalid_partials_by_operator,
+        avs,
         liveness_from: config.liveness_from(),
         restarts: cluster.restarts.load(Ordering::Relaxed),
         crash_cuts: observed.crash_cuts.clone(),

@@ -122,6 +122,8 @@ pub struct Report {
     /// Partial signatures the honest operators found invalid and dropped, by the simulation
     /// index of the operator that sent them (from the runners' `InvalidPartial` events).
     pub invalid_partials_by_operator: BTreeMap<usize, u64>,
+    /// The cluster-run AVS's tasks, when the run has one.
+    pub avs: Option<crate::avs::AvsReport>,
     /// The first slot the liveness invariant covered (`None`: the faults did not owe it).
     pub liveness_from: Option<u64>,
     /// Restarts of crashed operators during the run.
@@ -265,6 +267,33 @@ impl fmt::Display for Report {
                 "  operators caught sending conflicting or invalid votes (kept connected): {}",
                 pairs.join(", ")
             )?;
+        }
+        if let Some(avs) = &self.avs {
+            writeln!(
+                f,
+                "  AVS tasks: {} submitted, {} signed by the cluster key, {} failed, {} lost to a power cut; submit to answer (simulated): p50 {} ms, p99 {} ms",
+                avs.submitted,
+                avs.signed,
+                avs.failed,
+                avs.lost_to_power_cut,
+                avs.latency_ms.p50,
+                avs.latency_ms.p99
+            )?;
+            for (kind, count) in &avs.failures {
+                writeln!(f, "    failed: {count} x {kind}")?;
+            }
+            for (operator, count) in &avs.bad_partials_by_operator {
+                writeln!(
+                    f,
+                    "    invalid task partials from operator {operator}: {count}"
+                )?;
+            }
+            for (operator, count) in &avs.disagreements_by_operator {
+                writeln!(
+                    f,
+                    "    outputs from operator {operator}'s performer that the cluster did not sign: {count}"
+                )?;
+            }
         }
         if self.restarts > 0 {
             writeln!(f, "  operator restarts: {}", self.restarts)?;

@@ -185,6 +185,13 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             .finalized(decisions)
             .await
             .map_err(Fatal::HandOff)?;
+        if let Some(avs) = &mut self.avs
+            && !block.tasks.is_empty()
+        {
+            avs.finalized(height, Arc::new(block.tasks.clone()))
+                .await
+                .map_err(Fatal::HandOff)?;
+        }
         if let Some(observer) = &self.observer {
             let _ = observer.send(Observed::Finalized(Finalized {
                 block: block.clone(),
