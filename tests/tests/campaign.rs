@@ -15,10 +15,10 @@ fn an_injected_signing_bug_is_found_replayed_and_minimized() {
         injected_bug: Some(InjectedBug::DecideOnVerify),
         ..SimConfig::default()
     };
-    // Of mixed seeds 1..=16 at 24 slots, 6, 10, 12 and 15 catch this bug; 9..=12 holds two of
-    // them. Seeds 1..=4 stopped catching it when consensus stopped cutting equivocating members
-    // off (most likely: fewer views now end without finalizing a block followers voted for).
-    let seeds: Vec<u64> = (9..=12).collect();
+    // Of mixed seeds 1..=16 at 24 slots, 6 and 15 catch this bug (since cluster blocks carry
+    // AVS task decisions, whose extra byte changed every run's trajectory; before, 6, 10, 12
+    // and 15 did). 5..=8 holds one of them.
+    let seeds: Vec<u64> = (5..=8).collect();
     let report = campaign(&[Plan::Mixed], &seeds, &base, 2, |_| {});
     let failure = report
         .failures
