@@ -13,9 +13,13 @@ use commonware_codec::{
     Buf, EncodeSize, Error as CodecError, FixedSize, RangeCfg, Read, ReadExt, Write,
 };
 use commonware_utils::channel::{mpsc, oneshot};
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
-use crate::Stopped;
+use crate::{Stopped, keys::to_hex};
 
 const STOPPED: Stopped = Stopped { actor: "avs" };
 
@@ -34,11 +38,6 @@ pub const PARTIAL_LENGTH: usize = 68;
 
 /// A task's id: the 32 bytes of Hourglass's `0x`-hex `task_id`.
 pub type TaskId = [u8; 32];
-
-/// Lowercase hex of a byte string, for logs and errors.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A task as the cluster orders it: what every operator needs to run it and to sign its result,
 /// and the aggregator's signature so that every operator checks the task for itself instead of
@@ -60,8 +59,8 @@ pub struct ClusterTask {
 impl fmt::Debug for ClusterTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterTask")
-            .field("task_id", &hex(&self.task_id))
-            .field("avs", &hex(&self.avs))
+            .field("task_id", &to_hex(&self.task_id))
+            .field("avs", &to_hex(&self.avs))
             .field("deadline_ms", &self.deadline_ms)
             .field("payload_len", &self.payload.len())
             .finish()
@@ -69,6 +68,11 @@ impl fmt::Debug for ClusterTask {
 }
 
 impl ClusterTask {
+    /// The caller's deadline as a time.
+    pub fn deadline(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.deadline_ms)
+    }
+
     /// Fixed part of the encoding: ids, addresses, numbers.
     const FIXED: usize = 32 + 20 + 20 + 4 + 4 + 8 + 8;
     pub const MAX_ENCODE_SIZE: usize =

@@ -10,7 +10,8 @@ use cohort_avs_crypto::{
 };
 use cohort_ingress::{
     SlotClock,
-    avs::{ClusterTask, Mailbox, SignedTask, TaskError, TaskId, hex},
+    avs::{ClusterTask, Mailbox, SignedTask, TaskError, TaskId},
+    keys::to_hex,
 };
 use commonware_cryptography::{Hasher, Sha256};
 use commonware_runtime::{Clock, Spawner, Supervisor as _, deterministic};
@@ -174,7 +175,7 @@ pub fn check(task: &ClusterTask) -> Result<(), String> {
     if task.avs != SIM_AVS {
         return Err(format!(
             "AVS 0x{} is not run by this cluster",
-            hex(&task.avs)
+            to_hex(&task.avs)
         ));
     }
     Ok(())
@@ -260,7 +261,7 @@ async fn submit(
     operators: usize,
     task: ClusterTask,
 ) -> Result<SignedTask, String> {
-    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(task.deadline_ms);
+    let deadline = task.deadline();
     let mut attempt = 0;
     loop {
         let operator = (first + attempt) % operators;
@@ -360,7 +361,7 @@ impl AvsObserved {
                                 "avs_honest_output",
                                 format!(
                                     "task 0x{}: the cluster signed an output no honest performer gave",
-                                    hex(&task_id)
+                                    to_hex(&task_id)
                                 ),
                             ));
                         }
@@ -383,7 +384,7 @@ impl AvsObserved {
                         "avs_task_log",
                         format!(
                             "task 0x{} was first ordered at different heights: {log:?}",
-                            hex(&task_id)
+                            to_hex(&task_id)
                         ),
                     ));
                 }
@@ -396,7 +397,7 @@ impl AvsObserved {
                         "avs_one_output",
                         format!(
                             "task 0x{}: partials signed for {} different outputs",
-                            hex(&task_id),
+                            to_hex(&task_id),
                             digests.len()
                         ),
                     ));
@@ -427,7 +428,7 @@ impl AvsObserved {
     pub(crate) fn at_end(&self, now: SystemTime) -> Vec<AvsViolation> {
         let mut violations = Vec::new();
         for (task_id, (task, _)) in &self.tasks {
-            let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(task.deadline_ms);
+            let deadline = task.deadline();
             if deadline + Duration::from_secs(1) < now
                 && !self.ended.contains_key(task_id)
                 && !self.lost_to_power_cut.contains(task_id)
@@ -436,7 +437,7 @@ impl AvsObserved {
                     "avs_task_ends",
                     format!(
                         "task 0x{} passed its deadline without an answer to its caller",
-                        hex(task_id)
+                        to_hex(task_id)
                     ),
                 ));
             }
@@ -479,7 +480,7 @@ fn verify(task: &ClusterTask, signed: &SignedTask, group: &Bn254PublicKey) -> Ve
     ) {
         violations.push((
             "avs_signature_valid",
-            format!("task 0x{}: result signature: {err}", hex(&task.task_id)),
+            format!("task 0x{}: result signature: {err}", to_hex(&task.task_id)),
         ));
     }
     let auth = AuthFields {
@@ -492,7 +493,7 @@ fn verify(task: &ClusterTask, signed: &SignedTask, group: &Bn254PublicKey) -> Ve
     if let Err(err) = verify_auth_bn254(group, &auth, &signed.auth_signature) {
         violations.push((
             "avs_signature_valid",
-            format!("task 0x{}: auth signature: {err}", hex(&task.task_id)),
+            format!("task 0x{}: auth signature: {err}", to_hex(&task.task_id)),
         ));
     }
     violations

@@ -12,8 +12,9 @@ use cohort_avs_crypto::{
 };
 use cohort_ingress::avs::{
     ClusterTask, MAX_TASK_DECISIONS, MAX_TASK_PAYLOAD, Message, SignatureRound, SignedTask,
-    TaskDecision, TaskError, TaskId, TaskMessage, hex,
+    TaskDecision, TaskError, TaskId, TaskMessage,
 };
+use cohort_ingress::keys::to_hex;
 use commonware_codec::{DecodeExt as _, Encode as _};
 use commonware_cryptography::PublicKey;
 use commonware_macros::select;
@@ -378,7 +379,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         }
         if let Err(reason) = self.admissible(&task) {
             self.metrics.failed.inc();
-            info!(task_id = %hex(&task_id), %reason, "task refused");
+            info!(task_id = %to_hex(&task_id), %reason, "task refused");
             let _ = response.send(Err(TaskError::Invalid(reason)));
             return;
         }
@@ -396,7 +397,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             .or_insert_with(|| Tracked::new(task.clone()));
         tracked.waiters.push(response);
         if tracked.ordered_at.is_none() {
-            debug!(task_id = %hex(&task_id), "task accepted; shared for ordering");
+            debug!(task_id = %to_hex(&task_id), "task accepted; shared for ordering");
             broadcast(sender, &TaskMessage::Task(tracked.task.clone()));
         }
     }
@@ -451,7 +452,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             match decision {
                 TaskDecision::Order(task) => {
                     if let Err(reason) = self.admissible(task) {
-                        warn!(task_id = %hex(&task.task_id), %reason, "refusing block: it orders a task this operator finds invalid");
+                        warn!(task_id = %to_hex(&task.task_id), %reason, "refusing block: it orders a task this operator finds invalid");
                         return Some(false);
                     }
                 }
@@ -463,7 +464,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                     {
                         Some(true) => {}
                         Some(false) => {
-                            warn!(task_id = %hex(task_id), "refusing block: its output for the task is not the one this operator's performer gave");
+                            warn!(task_id = %to_hex(task_id), "refusing block: its output for the task is not the one this operator's performer gave");
                             return Some(false);
                         }
                         None => undecided = true,
@@ -545,11 +546,11 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             },
         );
         if tracked.deadline() <= now {
-            debug!(task_id = %hex(&task.task_id), height, "task ordered after its deadline; not running it");
+            debug!(task_id = %to_hex(&task.task_id), height, "task ordered after its deadline; not running it");
             tracked.own = Some(Err("ordered after its deadline".into()));
             return;
         }
-        debug!(task_id = %hex(&task.task_id), height, "task ordered; running the performer");
+        debug!(task_id = %to_hex(&task.task_id), height, "task ordered; running the performer");
         let execution = self.performer.execute(&tracked.task);
         let deadline = tracked.deadline();
         let task_id = task.task_id;
@@ -568,7 +569,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
     /// Takes a finalized output; returns the record request its partial needs.
     fn on_decided(&mut self, task_id: &TaskId, output: &Bytes) -> Option<SignRequest> {
         let Some(tracked) = self.tasks.get_mut(task_id) else {
-            warn!(task_id = %hex(task_id), "output decided for a task this operator does not know (ordered before it restarted, or already forgotten); not signing it");
+            warn!(task_id = %to_hex(task_id), "output decided for a task this operator does not know (ordered before it restarted, or already forgotten); not signing it");
             return None;
         };
         let height = tracked.ordered_at?;
@@ -588,7 +589,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         for (operator, reported) in &tracked.reports {
             if *reported != decided {
                 self.metrics.disagreements.inc();
-                warn!(task_id = %hex(task_id), operator = operator + 1, "operator's performer reported another output than the one the cluster decided");
+                warn!(task_id = %to_hex(task_id), operator = operator + 1, "operator's performer reported another output than the one the cluster decided");
                 emit(
                     &self.events,
                     TaskEvent::Disagreed {
@@ -637,7 +638,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             match verdict {
                 Verdict::Sign | Verdict::SignAgain => self.sign_result(&request.task_id, sender),
                 Verdict::Refuse(refusal) => {
-                    error!(task_id = %hex(&request.task_id), %refusal, "not signing the decided output");
+                    error!(task_id = %to_hex(&request.task_id), %refusal, "not signing the decided output");
                     self.refuse(&request.task_id, TaskError::Refused(refusal.to_string()));
                 }
             }
@@ -721,7 +722,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         if signing.bad().len() > bad_before {
             for (operator, round) in signing.bad() {
                 self.metrics.bad_partials.inc();
-                warn!(task_id = %hex(task_id), operator = operator + 1, ?round, "operator's partial signature does not verify; dropped, and nothing more from it counts for this task");
+                warn!(task_id = %to_hex(task_id), operator = operator + 1, ?round, "operator's partial signature does not verify; dropped, and nothing more from it counts for this task");
                 emit(
                     &self.events,
                     TaskEvent::BadPartial {
@@ -742,7 +743,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         };
         tracked.signed = Some(signed.clone());
         self.metrics.signed.inc();
-        info!(task_id = %hex(task_id), callers = tracked.waiters.len(), "task result signed by the cluster");
+        info!(task_id = %to_hex(task_id), callers = tracked.waiters.len(), "task result signed by the cluster");
         for waiter in tracked.waiters.drain(..) {
             let _ = waiter.send(Ok(signed.clone()));
         }
@@ -765,7 +766,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 if let Some(decided) = &tracked.decided
                     && decided != output
                 {
-                    warn!(task_id = %hex(&task_id), "this operator's performer gave another output than the one the cluster decided");
+                    warn!(task_id = %to_hex(&task_id), "this operator's performer gave another output than the one the cluster decided");
                 }
                 broadcast(
                     sender,
@@ -776,7 +777,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 );
             }
             Err(reason) => {
-                warn!(task_id = %hex(&task_id), %reason, "performer failed; this operator vouches only for an output enough peers report");
+                warn!(task_id = %to_hex(&task_id), %reason, "performer failed; this operator vouches only for an output enough peers report");
             }
         }
         tracked.own = Some(result);
@@ -808,7 +809,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 }
                 if let Err(reason) = self.admissible(&task) {
                     self.metrics.invalid.inc();
-                    debug!(operator = operator + 1, task_id = %hex(&task.task_id), %reason, "peer shared a task this operator refuses");
+                    debug!(operator = operator + 1, task_id = %to_hex(&task.task_id), %reason, "peer shared a task this operator refuses");
                     return;
                 }
                 if self.pending() >= self.max_pending {
@@ -873,7 +874,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 if tracked.signed.is_none() && tracked.refused.is_none() {
                     let error = TaskError::NoAgreement(tracked.stage(threshold));
                     if !tracked.waiters.is_empty() {
-                        info!(task_id = %hex(task_id), %error, "task failed");
+                        info!(task_id = %to_hex(task_id), %error, "task failed");
                         failed.push((*task_id, error.clone()));
                     }
                     for waiter in tracked.waiters.drain(..) {

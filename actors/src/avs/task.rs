@@ -3,7 +3,10 @@
 
 use bytes::Bytes;
 use cohort_avs_crypto::{B256, Bn254Partial, cluster_result::ResultSigning, message_hash};
-use cohort_ingress::avs::{ClusterTask, SignatureRound, SignedTask, TaskError, TaskId, hex};
+use cohort_ingress::{
+    avs::{ClusterTask, SignatureRound, SignedTask, TaskError, TaskId},
+    keys::to_hex,
+};
 use commonware_utils::channel::oneshot;
 use std::{
     collections::BTreeMap,
@@ -72,7 +75,7 @@ impl Tracked {
     }
 
     pub fn deadline(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(self.task.deadline_ms)
+        self.task.deadline()
     }
 
     fn reported(&self, digest: &[u8; 32]) -> usize {
@@ -149,7 +152,7 @@ impl Tracked {
         format!(
             "output 0x{} decided, but too few valid partial signatures arrived (result round \
              {}, auth round {}, need {threshold})",
-            hex(&digest(
+            to_hex(&digest(
                 &self.task.task_id,
                 self.decided.as_deref().unwrap_or_default()
             )),
