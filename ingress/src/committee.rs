@@ -29,8 +29,10 @@ pub enum Message {
     },
     /// Consensus asks this operator, as leader, for the next block's contents. `included` holds
     /// the duties already decided in the not-yet-finalized ancestry, which must not repeat.
-    /// Answered when there is work, or with an empty batch once the heartbeat is due.
+    /// Answered when there is work, or with an empty batch once the heartbeat is due; dropped
+    /// unanswered once enough operators voted to skip `view` (see [`Message::Nullify`]).
     Propose {
+        view: u64,
         parent_slot: u64,
         included: BTreeSet<DutyId>,
         response: oneshot::Sender<Batch>,
@@ -54,6 +56,11 @@ pub enum Message {
     },
     /// Decisions finalized at some height: their duties leave the pool.
     Finalized { decisions: Arc<Vec<Decision>> },
+    /// Operator `signer` (its participant index) voted to skip consensus view `view`. Once f+1
+    /// have, at least one honest operator did, and an honest operator that voted to skip never
+    /// votes for the view's block: a leader still holding that view's request gives it up, so
+    /// the view is skipped at once rather than after the certification timeout.
+    Nullify { view: u64, signer: u32 },
     /// Whether work besides duty values waits for a block (a cluster-run AVS's tasks): while
     /// it does, a leader proposes at once instead of waiting for duties or the heartbeat.
     OtherWork(bool),
@@ -87,10 +94,17 @@ impl Mailbox {
     }
 
     /// Resolves to `None` if the committee stopped before answering.
-    pub async fn propose(&mut self, parent_slot: u64, included: BTreeSet<DutyId>) -> Option<Batch> {
+    /// Resolves to `None` if the committee stopped or gave the view up.
+    pub async fn propose(
+        &mut self,
+        view: u64,
+        parent_slot: u64,
+        included: BTreeSet<DutyId>,
+    ) -> Option<Batch> {
         let (response, receiver) = oneshot::channel();
         self.sender
             .send(Message::Propose {
+                view,
                 parent_slot,
                 included,
                 response,
@@ -134,6 +148,12 @@ impl Mailbox {
             })
             .await
             .map_err(|_| STOPPED)
+    }
+
+    /// See [`Message::Nullify`]. Never waits: consensus reports from its voting loop, and a
+    /// vote that does not fit in a full mailbox only costs a faster skip.
+    pub fn nullify(&mut self, view: u64, signer: u32) {
+        let _ = self.sender.try_send(Message::Nullify { view, signer });
     }
 
     /// See [`Message::OtherWork`].

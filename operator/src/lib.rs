@@ -13,6 +13,7 @@ use cohort_ingress::{
 };
 use cohort_marshal::{PublicKey, Scheme};
 use commonware_consensus::{
+    Reporters,
     marshal::standard::Inline,
     simplex::{
         self,
@@ -32,6 +33,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 mod channel;
 pub mod cluster;
 mod consensus_faults;
+mod skip_votes;
 
 pub use channel::{Channel, max_message_size};
 
@@ -278,6 +280,7 @@ where
             heartbeat: setup.heartbeat,
             verify_grace: setup.clock.interval_duration(),
             mailbox_size: MAILBOX_SIZE,
+            operators: setup.participants.len(),
             check_proposal: {
                 let source = setup.beacon.clone();
                 Arc::new(move |proposal| source.check_proposal(proposal))
@@ -435,6 +438,7 @@ where
     );
     let mut handles = marshal.start(executor_mailbox.clone());
 
+    let skip_votes = skip_votes::SkipVotes::new(committee_mailbox.clone());
     let mut application = committee::Application::new(
         committee_mailbox,
         executor_mailbox,
@@ -471,7 +475,7 @@ where
             ),
             automaton: inline.clone(),
             relay: inline.clone(),
-            reporter: inline,
+            reporter: Reporters::from((inline, skip_votes)),
             strategy: Sequential,
             partition: format!("{prefix}-simplex"),
             mailbox_size: NZUsize!(MAILBOX_SIZE),

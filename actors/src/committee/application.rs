@@ -212,7 +212,10 @@ impl<E: Clock> commonware_consensus::Application<E> for Application {
         // Duties already decided by not-yet-finalized blocks of the parent's slot must not be
         // decided again; the committee adds what is already finalized.
         let included = decided_in_slot(&mut ancestry, parent.slot).await.included;
-        let mut batch = self.committee.propose(parent.slot, included).await?;
+        let mut batch = self
+            .committee
+            .propose(context.round.view().get(), parent.slot, included)
+            .await?;
         if let Some(tamper) = &self.tamper {
             let view = LeaderView {
                 view: context.round.view().get(),

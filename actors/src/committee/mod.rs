@@ -30,6 +30,10 @@ pub struct Config {
     /// before refusing to vote for a block that decides it.
     pub verify_grace: Duration,
     pub mailbox_size: usize,
+    /// How many operators vote in the cluster's consensus: f+1 of them voting to skip a view
+    /// (f = (n - 1) / 3) make its leader give the view up (see
+    /// [`Message::Nullify`](cohort_ingress::committee::Message::Nullify)).
+    pub operators: usize,
     /// Whether a proposed beacon block's header commits to its contents (the duty source's
     /// [`check_proposal`](cohort_ingress::DutySource::check_proposal)).
     pub check_proposal: ProposalCheck,

@@ -45,6 +45,7 @@ fn start(context: &deterministic::Context) -> Mailbox {
             heartbeat: Duration::from_secs(12),
             verify_grace: Duration::from_secs(4),
             mailbox_size: 16,
+            operators: 4,
             check_proposal: Arc::new(|_| Ok(())),
         },
     );
@@ -172,6 +173,42 @@ fn follower_waits_for_a_duty_it_has_not_started_then_refuses() {
     });
 }
 
+/// A leader waiting for work gives its view up as soon as f+1 operators (2 of 4) voted to skip
+/// it, and only then: one skip vote (possibly a byzantine one's), or votes for other views, keep
+/// it waiting for its heartbeat.
+#[test]
+fn idle_leader_gives_up_a_view_that_f_plus_one_operators_skip() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut mailbox = start(&context);
+        let genesis = context.current();
+        let elapsed = |from| context.current().duration_since(from).unwrap();
+
+        let mut waiting = mailbox.clone();
+        let mut request = Box::pin(async move { waiting.propose(5, 0, BTreeSet::new()).await });
+        // One skip vote for the view, votes for others, a repeated vote and a signer outside
+        // the cluster: not enough.
+        mailbox.nullify(5, 1);
+        mailbox.nullify(5, 1);
+        mailbox.nullify(4, 2);
+        mailbox.nullify(6, 3);
+        mailbox.nullify(5, 9);
+        select! {
+            _ = &mut request => panic!("gave the view up on one skip vote"),
+            _ = context.sleep(Duration::from_secs(3)) => {},
+        }
+        // A second operator skips view 5: the request is dropped at once, unanswered.
+        mailbox.nullify(5, 2);
+        let before = context.current();
+        assert_eq!(request.await, None);
+        assert!(elapsed(before) < Duration::from_millis(50));
+
+        // The next view's request is unaffected and waits for its heartbeat as before.
+        let batch = mailbox.propose(7, 0, BTreeSet::new()).await.unwrap();
+        assert!(batch.decisions.is_empty());
+        assert!(elapsed(genesis) >= Duration::from_secs(12));
+    });
+}
+
 #[test]
 fn leader_proposes_at_once_with_work_and_waits_without() {
     deterministic::Runner::default().start(|context| async move {
@@ -181,7 +218,7 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
         let elapsed = |from| context.current().duration_since(from).unwrap();
 
         // No duty expected and no work: the empty block waits for the heartbeat (12 s).
-        let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
+        let batch = mailbox.propose(1, 0, BTreeSet::new()).await.unwrap();
         assert!(batch.decisions.is_empty());
         let waited = elapsed(genesis);
         assert!(
@@ -195,7 +232,7 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
             .expect(vec![decision(1).duty])
             .await
             .expect("actor running");
-        let batch = mailbox.propose(0, BTreeSet::new()).await.unwrap();
+        let batch = mailbox.propose(1, 0, BTreeSet::new()).await.unwrap();
         assert!(batch.decisions.is_empty());
         let waited = elapsed(genesis);
         assert!(
@@ -211,7 +248,7 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
             .await
             .expect("actor running");
         let before = context.current();
-        let batch = mailbox.propose(1, BTreeSet::new()).await.unwrap();
+        let batch = mailbox.propose(1, 1, BTreeSet::new()).await.unwrap();
         assert_eq!(batch.slot, 1);
         assert_eq!(batch.decisions, vec![own.clone()]);
         assert!(context.current().duration_since(before).unwrap() < Duration::from_millis(50));
@@ -219,7 +256,7 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
         // Already in the unfinalized ancestry: not proposed again; nothing else is due in slot 1,
         // so the empty block waits for slot 2's duty time (24 s + 4 s + 1 s).
         let included: BTreeSet<DutyId> = [own.duty.clone()].into();
-        let batch = mailbox.propose(1, included).await.unwrap();
+        let batch = mailbox.propose(1, 1, included).await.unwrap();
         assert!(batch.decisions.is_empty());
         assert_eq!(batch.slot, 2);
         let waited = elapsed(genesis);
