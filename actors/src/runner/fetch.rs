@@ -11,7 +11,7 @@ use super::{
 };
 use cohort_ingress::{
     AttestationData, DecidedValue, DutyId, DutySink, DutySource, Role, Root, SlotClock,
-    SourceError, keys::Signature,
+    SourceError, committee::MAX_BLOCK_AGE_SLOTS, keys::Signature,
 };
 use commonware_cryptography::PublicKey;
 use commonware_macros::select;
@@ -265,13 +265,15 @@ pub(super) fn aggregation_backoff(clock: &SlotClock, attempt: u32) -> Duration {
 }
 
 /// The last moment an aggregation may ask the beacon node again. A contribution is published
-/// only in its own slot, so not past its end. An aggregate stays useful after its slot, but its
-/// value must be decided in a cluster block of its slot, which the next slot's first block (its
-/// attestation data, due at one third of it) ends.
+/// only in its own slot, so not past its end. An aggregate stays valid on the network for an
+/// epoch, and its value can be decided as long as a block of its slot can still be finalized:
+/// a cluster that fell behind (a lost view, a start) decides a slot's attestation data late, the
+/// attestations reach the beacon node only then, and the aggregate a moment after. So it is
+/// asked for until the duty itself ends undecided.
 pub(super) fn aggregation_deadline(clock: &SlotClock, id: &DutyId) -> SystemTime {
     if id.role == Role::SyncCommitteeContribution {
         clock.slot_start(id.slot + 1)
     } else {
-        clock.interval_start(id.slot + 1, 1)
+        clock.slot_start(id.slot + 1 + MAX_BLOCK_AGE_SLOTS)
     }
 }
