@@ -649,12 +649,10 @@ fn send_selection_proofs(harness: &mut Harness, slot: u64, validator: u64) {
 /// so an aggregator asks its beacon node for the aggregate just before the attestations reach
 /// it. The runner asks again, with a backoff, until the role's deadline, and hands the aggregate
 /// to the committee once the node has it. Before, it asked once, and every operator of the
-/// cluster missed the aggregation the same way. A node that never gets the attestations is asked
-/// a bounded number of times, never past the deadline.
-/// Issue 19, item 1: an aggregator whose beacon node has no aggregate yet when the slot's
-/// attestation data is decided asks again with a backoff, also when the cluster decided that
-/// data late (after the next slot's attestation time, as after a lost view), and stops once its
-/// duty ends.
+/// cluster missed the aggregation the same way. That holds also when the cluster decided the
+/// data after the next slot's attestation time (as after a lost view): the aggregate is asked
+/// for until the duty ends, no longer only until then. A node that never gets the attestations
+/// is asked a bounded number of times, never past the duty's end.
 #[test]
 fn an_aggregate_the_beacon_node_lacks_at_first_is_asked_for_again() {
     deterministic::Runner::default().start(|context| async move {
