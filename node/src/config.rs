@@ -628,6 +628,32 @@ pub fn validate_with(file: File, base: &Path, lock_required: bool) -> Result<Con
 impl Config {
     /// Checks each configured size limit against `validators`: a limit below the largest
     /// message an honest operator sends would cut honest peers off.
+    /// A cluster-run AVS is signed with the cluster's AVS key: the lock must carry one.
+    pub fn check_cluster_avs(&self, lock_has_avs_key: bool) -> Result<(), Vec<Problem>> {
+        let mut problems = Vec::new();
+        if let Some(avs) = &self.avs
+            && !lock_has_avs_key
+        {
+            for entry in avs.avs.values().filter(|entry| entry.cluster) {
+                problem(
+                    &mut problems,
+                    "avs.performers",
+                    format!(
+                        "AVS {} is cluster-run (cluster = true), but the cluster lock has no \
+                         AVS key to sign it with (`cluster init --new-avs-key` or \
+                         `--avs-key-file`)",
+                        entry.address
+                    ),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     pub fn check_channel_sizes(&self, validators: usize) -> Result<(), Vec<Problem>> {
         let operators = self.operators.len() as u32;
         let mut problems = Vec::new();

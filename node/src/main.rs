@@ -3,6 +3,7 @@
 mod avs_cli;
 mod beacon_cli;
 mod bench;
+mod cluster_avs;
 mod config;
 mod dkg_cli;
 mod exit;

@@ -173,6 +173,7 @@ fn load(path: &std::path::Path) -> Result<(config::Config, keys::Loaded), LoadEr
     let loaded = keys::load(&config)?;
     config
         .check_channel_sizes(loaded.shares.len())
+        .and_then(|()| config.check_cluster_avs(loaded.avs.is_some()))
         .map_err(|problems| config::ConfigError {
             path: path.to_path_buf(),
             problems,

@@ -443,6 +443,27 @@ where
     let operators = loaded.participants.len();
     let committee = CommitteeId::new((1..=operators as u64).collect())
         .map_err(|err| format!("cluster.operators: {err}"))?;
+    // The AVS performer supervisor, when configured: on this runtime's tokio threads, its
+    // metrics on this node's /metrics. Started before the operator, whose AVS actor (for a
+    // cluster-run AVS) runs tasks on the supervisor's performers; the supervisor's route to
+    // that actor is attached once the operator is up, and answers UNAVAILABLE until then.
+    let cluster_avs = crate::cluster_avs::ClusterAvs::of(config.avs.as_ref(), loaded.avs.as_ref())?;
+    let (supervisor, _supervisor_metrics) = match config.avs.clone() {
+        None => (None, Vec::new()),
+        Some(avs) => {
+            let (metrics, guards) = supervisor_metrics(&context);
+            let route = cluster_avs.as_ref().map(|cluster| cluster.route());
+            let running =
+                cohort_supervisor::start(avs, metrics, context.child("supervisor"), route)
+                    .await
+                    .map_err(|err| format!("the AVS supervisor did not start: {err}"))?;
+            (Some(running), guards)
+        }
+    };
+    let avs_setup = cluster_avs
+        .as_ref()
+        .zip(supervisor.as_ref())
+        .map(|(cluster, running)| cluster.setup(running.mailbox.clone()));
     let pacing = cohort_operator::Pacing::of(&clock);
     let operator = cohort_operator::start(
         context.child("operator"),
@@ -464,9 +485,8 @@ where
             execution_genesis,
             partition_prefix: "cohort".into(),
             doppelganger,
-            // The node does not run a cluster-run AVS yet: its gRPC executor serves AVSs
-            // per operator (the supervisor signs with this operator's own key).
-            avs: None,
+            // A cluster-run AVS's actor; per-operator AVSs stay the supervisor's alone.
+            avs: avs_setup,
             hooks: cohort_operator::Hooks::default(),
             observers: cohort_operator::Observers {
                 duties: None,
@@ -479,6 +499,9 @@ where
     )
     .await;
 
+    if let (Some(cluster), Some(avs)) = (&cluster_avs, &operator.avs) {
+        cluster.attach(avs.clone());
+    }
     (duties.follow)(&context, operator.scheduler.clone());
     // Exit requests the operator leaves in the data directory (`cohort exit request`).
     {
@@ -519,18 +542,6 @@ where
             slashing: operator.slashing.clone(),
         },
     );
-    // The AVS performer supervisor, when configured: on this runtime's tokio threads, its
-    // metrics on this node's /metrics.
-    let (supervisor, _supervisor_metrics) = match config.avs.clone() {
-        None => (None, Vec::new()),
-        Some(avs) => {
-            let (metrics, guards) = supervisor_metrics(&context);
-            let running = cohort_supervisor::start(avs, metrics, context.child("supervisor"))
-                .await
-                .map_err(|err| format!("the AVS supervisor did not start: {err}"))?;
-            (Some(running), guards)
-        }
-    };
     info!(
         metrics = %format!("http://{}/metrics", config.metrics_listen),
         health = %format!("http://{}/health", config.metrics_listen),

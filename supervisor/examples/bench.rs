@@ -148,6 +148,7 @@ fn main() -> Result<(), String> {
         management_listen: None,
         metrics_listen: None,
         operator_address: format!("{:#x}", operator.address()),
+        cluster_operator_address: None,
         operator_key: OperatorKeyFile {
             kind: "ecdsa".into(),
             secret_file: key_path,
@@ -173,6 +174,7 @@ fn main() -> Result<(), String> {
             args: vec![],
             env: Default::default(),
             port: None,
+            cluster: false,
             registry_url: Some("echo".into()),
             digest: Some(digest),
         }],
@@ -182,7 +184,7 @@ fn main() -> Result<(), String> {
     let storage = dir.path().join("storage");
     let runtime = commonware_runtime::tokio::Config::default().with_storage_directory(storage);
     commonware_runtime::tokio::Runner::new(runtime).start(|context| async move {
-        let running = cohort_supervisor::start(config, Metrics::default(), context).await?;
+        let running = cohort_supervisor::start(config, Metrics::default(), context, None).await?;
         let addr = running.local_addr;
         // Wait for the performer to serve.
         let mut ready = false;

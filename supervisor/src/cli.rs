@@ -29,6 +29,14 @@ pub fn run_executor(path: &Path) -> Result<(), String> {
         let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
         format!("{}:\n{}", path.display(), lines.join("\n"))
     })?;
+    if let Some(avs) = config.avs.values().find(|avs| avs.cluster) {
+        return Err(format!(
+            "{}: AVS {} is cluster-run (cluster = true): only `cohort run`, as part of its \
+             cluster, serves it; `cohort executor` runs per-operator AVSs",
+            path.display(),
+            avs.address
+        ));
+    }
     // A commonware runtime (tokio underneath): the records live in its storage, under the
     // AVS data directory.
     let runtime = commonware_runtime::tokio::Config::default()
@@ -37,7 +45,7 @@ pub fn run_executor(path: &Path) -> Result<(), String> {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let metrics_listen = config.metrics_listen;
-        let running = crate::start(config, metrics, context.child("supervisor")).await?;
+        let running = crate::start(config, metrics, context.child("supervisor"), None).await?;
         if let Some(addr) = metrics_listen {
             serve_metrics(addr, Arc::new(registry)).await?;
         }

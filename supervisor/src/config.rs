@@ -28,6 +28,12 @@ pub struct File {
     pub metrics_listen: Option<String>,
     /// This operator's address (`0x` + 40 hex); tasks name it as `executor_address`.
     pub operator_address: String,
+    /// The address the whole cluster is registered under as one AVS operator (`0x` + 40 hex):
+    /// tasks for a cluster-run AVS (`cluster = true`) name it as `executor_address`, and their
+    /// results are signed by the cluster's threshold BN254 key under it. Only `cohort run`
+    /// can serve a cluster-run AVS.
+    #[serde(default)]
+    pub cluster_operator_address: Option<String>,
     /// The key results are signed with.
     pub operator_key: OperatorKeyFile,
     /// `ECDSACertificateVerifier` address and major version: the EIP-712 domain of ECDSA result
@@ -152,6 +158,12 @@ pub struct AvsFile {
     /// deployment replaces the running one in place: drain, stop, start the new one.
     #[serde(default)]
     pub port: Option<u16>,
+    /// Run by the whole cluster as one AVS operator: every operator of the cluster serves it,
+    /// a task any of them receives is ordered through the cluster chain, every operator's
+    /// performer runs it, and the output the cluster agrees on is signed with the cluster's
+    /// key (see `cluster_operator_address`). Off: this operator signs with its own key.
+    #[serde(default)]
+    pub cluster: bool,
     /// The performer deployed at start when none was deployed before (both or neither).
     #[serde(default)]
     pub registry_url: Option<String>,
@@ -188,6 +200,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Lowercase `0x…`.
     pub operator_address: String,
+    /// Lowercase `0x…`; set whenever an AVS is cluster-run.
+    pub cluster_operator_address: Option<String>,
     pub operator_key: OperatorKey,
     pub artifacts_dir: PathBuf,
     pub data_dir: PathBuf,
@@ -226,6 +240,24 @@ pub struct AvsConfig {
     /// Set for a performer bound to a fixed port: deployments replace it in place.
     pub fixed_port: Option<u16>,
     pub initial: Option<(String, String)>,
+    /// Run by the whole cluster (see [`AvsFile::cluster`]).
+    pub cluster: bool,
+}
+
+impl Config {
+    /// The address tasks for `avs` must name as their executor: the cluster's for a
+    /// cluster-run AVS, this operator's otherwise.
+    pub fn executor_for(&self, avs: &str) -> &str {
+        match (self.avs.get(avs), &self.cluster_operator_address) {
+            (Some(entry), Some(cluster)) if entry.cluster => cluster,
+            _ => &self.operator_address,
+        }
+    }
+
+    /// Whether any AVS here is cluster-run.
+    pub fn runs_cluster_avs(&self) -> bool {
+        self.avs.values().any(|avs| avs.cluster)
+    }
 }
 
 /// Parses the `[avs]` table of a TOML document (the node's config or an executor-only file).
@@ -307,6 +339,19 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
             format!("`{}` is not 0x + 40 hex", file.operator_address),
         );
     }
+    let cluster_operator_address = match &file.cluster_operator_address {
+        None => None,
+        Some(text) => {
+            let parsed = parse_address(text);
+            if parsed.is_none() {
+                problem(
+                    "cluster_operator_address",
+                    format!("`{text}` is not 0x + 40 hex"),
+                );
+            }
+            parsed
+        }
+    };
     let resolve = |path: &Path| {
         if path.is_absolute() {
             path.to_path_buf()
@@ -410,6 +455,14 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
         if entry.max_concurrent_tasks == 0 {
             problem(&field("max_concurrent_tasks"), "must be at least 1".into());
         }
+        if entry.cluster && file.cluster_operator_address.is_none() {
+            problem(
+                &field("cluster"),
+                "a cluster-run AVS needs avs.cluster_operator_address: the address the cluster \
+                 is registered under as one AVS operator"
+                    .into(),
+            );
+        }
         if entry.port == Some(0) {
             problem(
                 &field("port"),
@@ -446,6 +499,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
                 env: entry.env.clone(),
                 fixed_port: entry.port,
                 initial,
+                cluster: entry.cluster,
             },
         );
     }
@@ -455,6 +509,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
             management_listen,
             metrics_listen,
             operator_address,
+            cluster_operator_address,
             operator_key,
             artifacts_dir,
             data_dir,
@@ -522,6 +577,64 @@ mod tests {
         assert!(config.avs.contains_key(&format!("0x{}", "ab".repeat(20))));
         assert_eq!(config.data_dir, dir.path().join("data"));
         assert!(!config.auth_enabled);
+    }
+
+    /// A cluster-run AVS needs the cluster's address, and its tasks name that address as
+    /// executor; the other AVSs keep this operator's.
+    #[test]
+    fn a_cluster_run_avs_needs_and_uses_the_cluster_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = write_key(dir.path(), 0o600);
+        let address = format!(
+            "{:#x}",
+            cohort_avs_crypto::EcdsaKey::from_bytes(&[1; 32])
+                .expect("key")
+                .address()
+        );
+        let text = |cluster_address: &str| {
+            format!(
+                r#"
+                [avs]
+                operator_address = "{address}"
+                {cluster_address}
+                ecdsa_certificate_verifier = "0x{v}"
+                artifacts_dir = "."
+                data_dir = "data"
+                [avs.operator_key]
+                kind = "ecdsa"
+                secret_file = "{key}"
+                [[avs.performers]]
+                avs_address = "0x{A}"
+                cluster = true
+                [[avs.performers]]
+                avs_address = "0x{B}"
+                "#,
+                key = key.display(),
+                v = "11".repeat(20),
+                A = "aa".repeat(20),
+                B = "bb".repeat(20),
+            )
+        };
+        let file = parse_table(&table(&text(""))).expect("parses");
+        let problems = validate(file, dir.path()).expect_err("no cluster address");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "avs.performers[0].cluster");
+        let file = parse_table(&table(&text(&format!(
+            "cluster_operator_address = \"0x{}\"",
+            "C1".repeat(20)
+        ))))
+        .expect("parses");
+        let config = validate(file, dir.path()).expect("valid");
+        assert!(config.runs_cluster_avs());
+        let cluster = format!("0x{}", "c1".repeat(20));
+        assert_eq!(
+            config.executor_for(&format!("0x{}", "aa".repeat(20))),
+            cluster
+        );
+        assert_eq!(
+            config.executor_for(&format!("0x{}", "bb".repeat(20))),
+            address
+        );
     }
 
     #[test]

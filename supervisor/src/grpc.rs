@@ -16,7 +16,7 @@ use crate::{
         executor_service_server::{ExecutorService, ExecutorServiceServer},
     },
     supervisor::{self, Mailbox},
-    validate,
+    validate::{self, CheckedTask},
 };
 use std::{
     net::SocketAddr,
@@ -53,12 +53,23 @@ pub fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
     })
 }
 
+/// Where a cluster-run AVS's tasks go: the node's cluster, which orders the task, agrees on an
+/// output and answers with the cluster's signatures (or a status that says why not).
+pub trait ClusterRoute: Send + Sync + 'static {
+    fn submit(
+        &self,
+        task: CheckedTask,
+        deadline: Instant,
+    ) -> futures::future::BoxFuture<'static, Result<TaskResult, Status>>;
+}
+
 /// `ExecutorService`.
 #[derive(Clone)]
 pub struct Executor {
     config: Arc<Config>,
     mailbox: Mailbox,
     metrics: Metrics,
+    cluster: Option<Arc<dyn ClusterRoute>>,
 }
 
 #[tonic::async_trait]
@@ -75,6 +86,15 @@ impl ExecutorService for Executor {
             self.metrics.task(&avs, "refused");
             info!(avs_address = %avs, code = ?status.code(), error = status.message(), "task refused");
         })?;
+        if task.cluster {
+            let Some(cluster) = &self.cluster else {
+                return Err(Status::failed_precondition(format!(
+                    "AVS {avs} is cluster-run, and this executor is not part of a cluster \
+                     (only `cohort run` serves a cluster-run AVS)"
+                )));
+            };
+            return cluster.submit(task, deadline).await.map(Response::new);
+        }
         self.mailbox.submit(task, deadline).await.map(Response::new)
     }
 }
@@ -155,8 +175,13 @@ impl Running {
 
 /// Starts the supervisor on the current tokio runtime: opens its records in `storage` (a
 /// commonware runtime context), binds its ports, starts the actor (performers start in the
-/// background) and serves.
-pub async fn start<E>(config: Config, metrics: Metrics, storage: E) -> Result<Running, String>
+/// background) and serves. A cluster-run AVS's tasks go to `cluster`.
+pub async fn start<E>(
+    config: Config,
+    metrics: Metrics,
+    storage: E,
+    cluster: Option<Arc<dyn ClusterRoute>>,
+) -> Result<Running, String>
 where
     E: commonware_runtime::Storage
         + commonware_runtime::Clock
@@ -203,6 +228,7 @@ where
         config: config.clone(),
         mailbox: mailbox.clone(),
         metrics,
+        cluster,
     };
     let management = Management {
         mailbox: mailbox.clone(),

@@ -25,6 +25,13 @@ pub struct CheckedTask {
     pub avs_bytes: Address,
     pub operator_set_id: u32,
     pub reference_timestamp: u32,
+    pub task_block_number: u64,
+    /// Who signed the task, and the signature: what the cluster's other operators check again
+    /// before they vouch for a cluster-run AVS's task.
+    pub aggregator: Address,
+    pub aggregator_signature: Vec<u8>,
+    /// For a cluster-run AVS: answered by the cluster, not by this operator's key.
+    pub cluster: bool,
     pub payload: Vec<u8>,
     /// The aggregator's digest of the task: two submissions with one id and different
     /// contents have different digests.
@@ -69,25 +76,85 @@ pub fn check(config: &Config, task: TaskSubmission) -> Result<CheckedTask, Statu
             task.version
         )));
     }
+    let claim = Claim {
+        task_hash,
+        avs,
+        aggregator,
+        executor,
+        operator_set_id: task.operator_set_id,
+        reference_timestamp: task.reference_timestamp,
+        task_block_number: task.task_block_number,
+        payload: &task.payload,
+        signature: &task.signature,
+    };
+    let signers = check_claim(config, &claim)?;
+    let cluster = config
+        .avs
+        .get(&claim.avs)
+        .is_some_and(|entry| entry.cluster);
+    let avs = claim.avs;
+    Ok(CheckedTask {
+        key: task.task_id.to_ascii_lowercase(),
+        task_id: task.task_id,
+        task_hash,
+        avs,
+        avs_bytes: signers.avs,
+        operator_set_id: task.operator_set_id,
+        reference_timestamp: task.reference_timestamp,
+        task_block_number: task.task_block_number,
+        aggregator: signers.aggregator,
+        aggregator_signature: task.signature,
+        cluster,
+        payload: task.payload,
+        request_hash: hex::encode(signers.request_hash),
+    })
+}
+
+/// What a claim that passed [`check_claim`] names, parsed.
+struct Signers {
+    avs: Address,
+    aggregator: Address,
+    /// The aggregator's digest of the task.
+    request_hash: B256,
+}
+
+/// What the aggregator signed, its formats checked: addresses lowercase `0x…`.
+struct Claim<'a> {
+    task_hash: B256,
+    avs: String,
+    aggregator: String,
+    executor: String,
+    operator_set_id: u32,
+    reference_timestamp: u32,
+    task_block_number: u64,
+    payload: &'a [u8],
+    signature: &'a [u8],
+}
+
+/// Steps 2 to 4: the task is for this executor (the cluster, for a cluster-run AVS), an AVS it
+/// serves and an operator set it is in, and the aggregator's signature holds.
+fn check_claim(config: &Config, claim: &Claim<'_>) -> Result<Signers, Status> {
+    let avs = &claim.avs;
     // 2. The task must be for this executor.
-    if executor != config.operator_address {
+    let expected = config.executor_for(avs);
+    if claim.executor != expected {
         return Err(Status::invalid_argument(format!(
-            "executor_address {executor} is not this executor ({})",
-            config.operator_address
+            "executor_address {} is not this executor ({expected})",
+            claim.executor
         )));
     }
     // 3. The operator must be in the task's operator set.
-    let Some(avs_config) = config.avs.get(&avs) else {
+    let Some(avs_config) = config.avs.get(avs) else {
         return Err(Status::not_found(format!(
             "AVS {avs} is not served by this executor"
         )));
     };
     if !avs_config.operator_sets.is_empty()
-        && !avs_config.operator_sets.contains(&task.operator_set_id)
+        && !avs_config.operator_sets.contains(&claim.operator_set_id)
     {
         return Err(Status::failed_precondition(format!(
-            "operator {} is not in operator set {} of AVS {avs}",
-            config.operator_address, task.operator_set_id
+            "operator {expected} is not in operator set {} of AVS {avs}",
+            claim.operator_set_id
         )));
     }
     // 4. The aggregator's signature, over the message with our own address in it.
@@ -95,26 +162,23 @@ pub fn check(config: &Config, task: TaskSubmission) -> Result<CheckedTask, Statu
         text.parse()
             .map_err(|_| Status::invalid_argument(format!("`{text}` is not an address")))
     };
-    let avs_bytes = parse(&avs)?;
+    let avs_bytes = parse(avs)?;
     let signed = SignedTask {
-        task_id: task_hash,
+        task_id: claim.task_hash,
         avs: avs_bytes,
-        executor: parse(&config.operator_address)?,
-        operator_set_id: task.operator_set_id,
-        reference_timestamp: task.reference_timestamp,
-        task_block_number: task.task_block_number,
-        payload: &task.payload,
+        executor: parse(expected)?,
+        operator_set_id: claim.operator_set_id,
+        reference_timestamp: claim.reference_timestamp,
+        task_block_number: claim.task_block_number,
+        payload: claim.payload,
     };
-    match verify_aggregator(
-        &config.aggregators,
-        &parse(&aggregator)?,
-        &signed,
-        &task.signature,
-    ) {
+    let aggregator = parse(&claim.aggregator)?;
+    match verify_aggregator(&config.aggregators, &aggregator, &signed, claim.signature) {
         Ok(()) => {}
         Err(AggregatorRefusal::Unknown) => {
             return Err(Status::permission_denied(format!(
-                "aggregator {aggregator} is not an accepted aggregator"
+                "aggregator {} is not an accepted aggregator",
+                claim.aggregator
             )));
         }
         Err(AggregatorRefusal::BadSignature(why)) => {
@@ -132,17 +196,50 @@ pub fn check(config: &Config, task: TaskSubmission) -> Result<CheckedTask, Statu
         task_block_number: signed.task_block_number,
         payload: signed.payload,
     });
-    Ok(CheckedTask {
-        key: task.task_id.to_ascii_lowercase(),
-        task_id: task.task_id,
-        task_hash,
+    Ok(Signers {
+        avs: avs_bytes,
+        aggregator,
+        request_hash,
+    })
+}
+
+/// A task another operator of the cluster received, as the cluster chain orders it: checked
+/// again here, since an operator vouches only for tasks it can check itself. The AVS must be
+/// cluster-run here, and the aggregator's signature must name the cluster as executor.
+pub struct OrderedTask<'a> {
+    pub task_id: B256,
+    pub avs: Address,
+    pub aggregator: Address,
+    pub operator_set_id: u32,
+    pub reference_timestamp: u32,
+    pub task_block_number: u64,
+    pub payload: &'a [u8],
+    pub signature: &'a [u8],
+}
+
+/// See [`OrderedTask`]; the error says why this operator will not vouch for it.
+pub fn check_ordered(config: &Config, task: &OrderedTask<'_>) -> Result<(), String> {
+    let avs = format!("{:#x}", task.avs);
+    if !config.avs.get(&avs).is_some_and(|entry| entry.cluster) {
+        return Err(format!("AVS {avs} is not cluster-run on this operator"));
+    }
+    let Some(cluster) = &config.cluster_operator_address else {
+        return Err("no avs.cluster_operator_address on this operator".into());
+    };
+    let claim = Claim {
+        task_hash: task.task_id,
         avs,
-        avs_bytes,
+        aggregator: format!("{:#x}", task.aggregator),
+        executor: cluster.clone(),
         operator_set_id: task.operator_set_id,
         reference_timestamp: task.reference_timestamp,
+        task_block_number: task.task_block_number,
         payload: task.payload,
-        request_hash: hex::encode(request_hash),
-    })
+        signature: task.signature,
+    };
+    check_claim(config, &claim)
+        .map(|_| ())
+        .map_err(|status| status.message().to_string())
 }
 
 #[cfg(test)]
@@ -169,6 +266,7 @@ mod tests {
             management_listen: None,
             metrics_listen: None,
             operator_address: format!("{:#x}", operator.address()),
+            cluster_operator_address: None,
             operator_key: OperatorKey(cohort_avs_crypto::OperatorKey::Ecdsa {
                 key: operator,
                 domain: Eip712Domain::eigenlayer("1", Address::ZERO),
@@ -203,6 +301,7 @@ mod tests {
                     env: BTreeMap::new(),
                     fixed_port: None,
                     initial: None,
+                    cluster: false,
                 },
             )]),
         }
@@ -246,6 +345,69 @@ mod tests {
         let checked = check(&config, submission(&config)).expect("valid");
         assert_eq!(checked.payload, b"square:3");
         assert_eq!(checked.key, checked.task_id.to_ascii_lowercase());
+    }
+
+    /// For a cluster-run AVS the aggregator signs for the cluster's address: a task naming
+    /// this operator's own address is refused, one naming the cluster's passes and is marked
+    /// cluster-run. Another operator checks the task as ordered with the same rules.
+    #[test]
+    fn a_cluster_run_avs_takes_tasks_for_the_cluster_and_checks_them_when_ordered() {
+        let mut config = config();
+        let cluster = format!("0x{}", "c1".repeat(20));
+        config.cluster_operator_address = Some(cluster.clone());
+        for avs in config.avs.values_mut() {
+            avs.cluster = true;
+        }
+        // Signed for this operator's own address: not for this executor.
+        let err = check(&config, submission(&config)).expect_err("refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+
+        // Signed for the cluster: accepted, and ordered elsewhere it checks the same.
+        let mut cluster_config = config.clone();
+        cluster_config.operator_address = cluster.clone();
+        let mut task = submission(&cluster_config);
+        task.executor_address = cluster.clone();
+        let checked = check(&config, task.clone()).expect("valid");
+        assert!(checked.cluster);
+        let ordered = |payload: &[u8], signature: &[u8]| -> Result<(), String> {
+            check_ordered(
+                &config,
+                &OrderedTask {
+                    task_id: checked.task_hash,
+                    avs: checked.avs_bytes,
+                    aggregator: checked.aggregator,
+                    operator_set_id: checked.operator_set_id,
+                    reference_timestamp: checked.reference_timestamp,
+                    task_block_number: checked.task_block_number,
+                    payload,
+                    signature,
+                },
+            )
+        };
+        ordered(&checked.payload, &checked.aggregator_signature).expect("vouched for");
+        let forged = ordered(b"square:4", &checked.aggregator_signature).expect_err("forged");
+        assert!(forged.contains("does not verify"), "{forged}");
+
+        // An AVS this operator does not run as the cluster's is not vouched for.
+        let mut per_operator = config.clone();
+        for avs in per_operator.avs.values_mut() {
+            avs.cluster = false;
+        }
+        let refused = check_ordered(
+            &per_operator,
+            &OrderedTask {
+                task_id: checked.task_hash,
+                avs: checked.avs_bytes,
+                aggregator: checked.aggregator,
+                operator_set_id: checked.operator_set_id,
+                reference_timestamp: checked.reference_timestamp,
+                task_block_number: checked.task_block_number,
+                payload: &checked.payload,
+                signature: &checked.aggregator_signature,
+            },
+        )
+        .expect_err("not cluster-run here");
+        assert!(refused.contains("not cluster-run"), "{refused}");
     }
 
     #[test]

@@ -49,8 +49,14 @@ const UNRULY: usize = 2;
 const AVS_OPERATOR_KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
 const AVS_OPERATOR_ADDRESS: &str = "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23";
 
+/// The devnet tests each run four node processes with timing checks: one at a time.
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
+    let _alone = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
     let bin = cohort_binary();
     let mut cluster = Cluster::init(&bin);
@@ -464,6 +470,282 @@ fn add_unruly_performers(config: &Path, dir: &Path) -> String {
     tag
 }
 
+// ---- a cluster-run AVS ----
+
+/// The address the test cluster is registered under as one AVS operator.
+const CLUSTER_AVS_ADDRESS: [u8; 20] = [0xc1; 20];
+/// The cluster-run AVS.
+const CLUSTER_AVS: [u8; 20] = [0xa7; 20];
+/// The aggregator's ECDSA secret: the test signs tasks as the aggregator.
+const AGGREGATOR_SECRET: [u8; 32] = [0x22; 32];
+
+/// Adds an `[avs]` table to operator `i`'s config serving [`CLUSTER_AVS`] as cluster-run with a
+/// well-behaved performer; returns where its executor API listens.
+fn add_cluster_avs(config: &Path, dir: &Path, i: usize, tag: &str) -> SocketAddr {
+    use sha2::Digest as _;
+    let avs_dir = dir.join(format!("avs-{i}"));
+    let artifacts = avs_dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
+    let key = avs_dir.join("operator.key");
+    std::fs::write(&key, format!("{AVS_OPERATOR_KEY}\n")).expect("write the AVS operator key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod the AVS operator key");
+    let performer = env!("CARGO_BIN_EXE_unruly_performer");
+    let script = format!("#!/bin/sh\n# {tag}\nexec '{performer}' echo {tag}\n");
+    std::fs::write(artifacts.join("echo"), &script).expect("write the performer script");
+    std::fs::set_permissions(
+        artifacts.join("echo"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the performer script");
+    let digest = hex_lower(&sha2::Sha256::digest(script.as_bytes()));
+    let listen = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port for the AVS listener");
+    let aggregator = cohort_avs_crypto::EcdsaKey::from_bytes(&AGGREGATOR_SECRET)
+        .expect("aggregator key")
+        .address();
+    let table = format!(
+        "\n[avs]\nlisten = \"{listen}\"\noperator_address = \"{AVS_OPERATOR_ADDRESS}\"\n\
+         cluster_operator_address = \"0x{cluster}\"\n\
+         ecdsa_certificate_verifier = \"0x{verifier}\"\nartifacts_dir = \"{artifacts}\"\n\
+         data_dir = \"{data}\"\n[avs.operator_key]\nkind = \"ecdsa\"\nsecret_file = \"{key}\"\n\
+         [avs.limits]\nhealth_interval_ms = 500\n\
+         [[avs.aggregators]]\naddress = \"{aggregator:#x}\"\n\
+         [[avs.performers]]\navs_address = \"0x{avs}\"\ncluster = true\n\
+         registry_url = \"echo\"\ndigest = \"sha256:{digest}\"\n",
+        cluster = hex_lower(&CLUSTER_AVS_ADDRESS),
+        verifier = "ad".repeat(20),
+        artifacts = artifacts.display(),
+        data = avs_dir.join("data").display(),
+        key = key.display(),
+        avs = hex_lower(&CLUSTER_AVS),
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(config)
+        .and_then(|mut file| file.write_all(table.as_bytes()))
+        .expect("append the [avs] table");
+    listen
+}
+
+/// A task for [`CLUSTER_AVS`], signed by the aggregator for the cluster's address.
+fn cluster_task(id: u8, payload: &[u8]) -> cohort_supervisor::proto::executor::TaskSubmission {
+    use cohort_avs_crypto::{Address, B256, EcdsaKey, TaskFields, sign_aggregator_ecdsa};
+    let aggregator = EcdsaKey::from_bytes(&AGGREGATOR_SECRET).expect("aggregator key");
+    let task_id = B256::repeat_byte(id);
+    let reference_timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs() as u32)
+        .unwrap_or(1);
+    let fields = TaskFields {
+        task_id,
+        avs: Address::from(CLUSTER_AVS),
+        executor: Address::from(CLUSTER_AVS_ADDRESS),
+        operator_set_id: 0,
+        reference_timestamp,
+        task_block_number: 1,
+        payload,
+    };
+    cohort_supervisor::proto::executor::TaskSubmission {
+        task_id: format!("{task_id:#x}"),
+        aggregator_address: format!("{:#x}", aggregator.address()),
+        avs_address: format!("{:#x}", Address::from(CLUSTER_AVS)),
+        payload: payload.to_vec(),
+        signature: sign_aggregator_ecdsa(&aggregator, &fields).to_vec(),
+        operator_set_id: 0,
+        reference_timestamp,
+        executor_address: format!("{:#x}", Address::from(CLUSTER_AVS_ADDRESS)),
+        task_block_number: 1,
+        version: 1,
+    }
+}
+
+/// SubmitTask to the executor at `listen`, with a 20 s deadline.
+async fn submit(
+    listen: SocketAddr,
+    task: cohort_supervisor::proto::executor::TaskSubmission,
+) -> Result<cohort_supervisor::proto::executor::TaskResult, tonic::Status> {
+    use cohort_supervisor::proto::executor::executor_service_client::ExecutorServiceClient;
+    let mut client = ExecutorServiceClient::connect(format!("http://{listen}"))
+        .await
+        .map_err(|err| tonic::Status::unavailable(err.to_string()))?;
+    let mut request = tonic::Request::new(task);
+    request.set_timeout(Duration::from_secs(20));
+    client
+        .submit_task(request)
+        .await
+        .map(|answer| answer.into_inner())
+}
+
+/// Issue 16 through the node: four `cohort run` processes share a BN254 key split by `cluster
+/// init --new-avs-key`, and serve one AVS marked `cluster = true`. A task the aggregator signs
+/// for the cluster's address, submitted over gRPC to one operator, is ordered through the
+/// cluster chain, run by every operator's performer, and answered with the echoed output and a
+/// result and an auth signature that verify against the lock's group key under the cluster's
+/// address, as an aggregator checks them; another operator asked for the same task answers
+/// the same signatures; a task whose aggregator signature does not verify is refused; and
+/// `cohort executor` refuses to serve a cluster-run AVS alone, as `config check` refuses one
+/// whose lock has no AVS key.
+#[test]
+fn a_cluster_run_avs_answers_tasks_with_the_cluster_key() {
+    use cohort_avs_crypto::{
+        Address, AuthFields, B256, Bn254PublicKey, message_hash, verify_auth_bn254,
+        verify_result_bn254,
+    };
+    let _alone = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let started = Instant::now();
+    let bin = cohort_binary();
+    let mut cluster = Cluster::init_with(&bin, &["--new-avs-key"]);
+    let lock: Value = serde_json::from_str(
+        &std::fs::read_to_string(cluster.dir.join("cluster-lock.json")).expect("read the lock"),
+    )
+    .expect("the lock is JSON");
+    let group_hex = lock["avs"]["public_key"]
+        .as_str()
+        .expect("the lock carries the cluster's AVS key");
+    let group_bytes: Vec<u8> = (0..group_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&group_hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    let group = Bn254PublicKey::from_bytes(&group_bytes).expect("a G2 key");
+    let tag = format!("clusteravs{}", now_nanos() % 1_000_000_000);
+    let listens: Vec<SocketAddr> = (0..OPERATORS)
+        .map(|i| {
+            let config = cluster.operators[i].config.clone();
+            add_cluster_avs(&config, &cluster.dir, i, &tag)
+        })
+        .collect();
+
+    // A cluster whose lock has no AVS key cannot run one: `config check` says so.
+    let keyless = Cluster::init(&bin);
+    add_cluster_avs(&keyless.operators[0].config, &keyless.dir, 0, &tag);
+    let check = Command::new(&bin)
+        .args(["config", "check", "--config"])
+        .arg(&keyless.operators[0].config)
+        .output()
+        .expect("run cohort config check");
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !check.status.success() && said.contains("no AVS key"),
+        "config check of a cluster-run AVS without the lock's key: {} {said}",
+        check.status
+    );
+    drop(keyless);
+
+    // `cohort executor` alone cannot serve it.
+    let alone = Command::new(&bin)
+        .args(["executor", "--config"])
+        .arg(&cluster.operators[0].config)
+        .output()
+        .expect("run cohort executor");
+    let said = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        !alone.status.success() && said.contains("cluster-run"),
+        "cohort executor with a cluster-run AVS: {} {said}",
+        alone.status
+    );
+
+    for i in 0..OPERATORS {
+        cluster.start(i);
+    }
+    cluster.wait_all_ready(SLOT * 2 + Duration::from_secs(GENESIS_DELAY + 40));
+    eprintln!("[{:>5.1}s] cluster ready", secs(started));
+
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let payload = b"one operator, four machines".to_vec();
+    // Performers deploy in the background: until every operator's serves, a task may find no
+    // agreement; each attempt is a new task.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (task, answer) = (1u8..)
+        .find_map(|id| {
+            let task = cluster_task(id, &payload);
+            match runtime.block_on(submit(listens[0], task.clone())) {
+                Ok(answer) => Some((task, answer)),
+                Err(status) if Instant::now() < deadline => {
+                    eprintln!(
+                        "  task {id}: {:?} {}; trying again",
+                        status.code(),
+                        status.message()
+                    );
+                    std::thread::sleep(Duration::from_secs(2));
+                    None
+                }
+                Err(status) => cluster.fail(&format!(
+                    "no cluster-signed answer within 120 s: {:?} {}",
+                    status.code(),
+                    status.message()
+                )),
+            }
+        })
+        .expect("an answer or a failure");
+    eprintln!(
+        "[{:>5.1}s] task {} signed by the cluster",
+        secs(started),
+        task.task_id
+    );
+    assert_eq!(answer.output, payload, "the performer's output");
+    assert_eq!(
+        answer.operator_address,
+        format!("{:#x}", Address::from(CLUSTER_AVS_ADDRESS)),
+        "the result names the cluster as its operator"
+    );
+    let task_id: B256 = task.task_id.parse().expect("a task id");
+    let hash = message_hash(&task_id, &answer.output);
+    if let Err(err) = verify_result_bn254(
+        &group,
+        task.reference_timestamp,
+        &hash,
+        &answer.result_signature,
+    ) {
+        cluster.fail(&format!("the result signature does not verify: {err}"));
+    }
+    let auth = AuthFields {
+        task_id,
+        avs: Address::from(CLUSTER_AVS),
+        operator: Address::from(CLUSTER_AVS_ADDRESS),
+        operator_set_id: 0,
+        result_signature: &answer.result_signature,
+    };
+    if let Err(err) = verify_auth_bn254(&group, &auth, &answer.auth_signature) {
+        cluster.fail(&format!("the auth signature does not verify: {err}"));
+    }
+
+    // Another operator asked for the same task answers what the cluster signed.
+    let again = runtime
+        .block_on(submit(listens[2], task.clone()))
+        .unwrap_or_else(|status| {
+            cluster.fail(&format!(
+                "operator 2 did not answer the signed task: {:?} {}",
+                status.code(),
+                status.message()
+            ))
+        });
+    assert_eq!(again.result_signature, answer.result_signature);
+    assert_eq!(again.auth_signature, answer.auth_signature);
+
+    // A task whose aggregator signature does not verify is refused where it arrives.
+    let mut forged = cluster_task(0xf0, b"forged");
+    forged.payload = b"not what was signed".to_vec();
+    match runtime.block_on(submit(listens[1], forged)) {
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {}
+        other => cluster.fail(&format!("a forged task was not refused: {other:?}")),
+    }
+
+    for (i, status, took) in cluster.sigterm_all(Duration::from_secs(30)) {
+        if !status.is_some_and(|status| status.success()) {
+            cluster.fail(&format!(
+                "operator {i} did not stop cleanly on SIGTERM ({status:?} after {took:?})"
+            ));
+        }
+    }
+    let left = processes_tagged(&tag);
+    assert!(left.is_empty(), "performers outlived their nodes: {left:?}");
+    eprintln!("[{:>5.1}s] stopped; no performer left", secs(started));
+}
+
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -639,6 +921,11 @@ impl std::fmt::Display for Snapshot {
 
 impl Cluster {
     fn init(bin: &Path) -> Self {
+        Self::init_with(bin, &[])
+    }
+
+    /// `cohort cluster init` with `extra` arguments.
+    fn init_with(bin: &Path, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "cohort-devnet-test-{}-{}",
             std::process::id(),
@@ -655,6 +942,7 @@ impl Cluster {
             .args(["--slot-seconds", &SLOT_SECONDS.to_string()])
             .args(["--base-port", &p2p_base.to_string()])
             .args(["--metrics-base-port", &metrics_base.to_string()])
+            .args(extra)
             .output()
             .expect("run cohort cluster init");
         assert!(

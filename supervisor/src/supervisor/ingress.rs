@@ -74,6 +74,20 @@ impl Mailbox {
         .await
     }
 
+    /// Runs a task of a cluster-run AVS on this operator's performer, through the AVS's worker
+    /// pool, and returns the output unsigned: the cluster signs the output it agrees on.
+    pub async fn perform(&self, task: CheckedTask, deadline: Instant) -> Result<Vec<u8>, Status> {
+        if !task.cluster {
+            return Err(Status::internal(format!(
+                "AVS {} is not cluster-run; its tasks are signed by this operator",
+                task.avs
+            )));
+        }
+        self.submit(task, deadline)
+            .await
+            .map(|result| result.output)
+    }
+
     pub async fn deploy(
         &self,
         request: DeployArtifactRequest,

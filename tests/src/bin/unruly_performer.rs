@@ -2,7 +2,8 @@
 //! Hourglass's performer API on `GRPC_PORT` (health SERVING, tasks echoed) and, by its first
 //! argument, floods its output with lines (`flood`), exits after a while (`exit-after-ms N`,
 //! which the supervisor restarts until it gives up), or freezes its whole process group
-//! (`freeze-after-ms N`: SIGSTOP, so that nothing answers, not even health checks).
+//! (`freeze-after-ms N`: SIGSTOP, so that nothing answers, not even health checks). With
+//! `echo` it behaves: the well-behaved performer of a test that needs one.
 
 use cohort_supervisor::proto::performer::{
     HealthCheckRequest, HealthCheckResponse, StartSyncRequest, StartSyncResponse, TaskRequest,
@@ -41,6 +42,7 @@ impl PerformerService for Echo {
 }
 
 enum Mode {
+    Echo,
     Flood,
     ExitAfter(Duration),
     FreezeAfter(Duration),
@@ -55,10 +57,13 @@ fn mode() -> Result<Mode, String> {
             .ok_or_else(|| format!("{} needs milliseconds", args[0]))
     };
     match args.first().map(String::as_str) {
+        Some("echo") => Ok(Mode::Echo),
         Some("flood") => Ok(Mode::Flood),
         Some("exit-after-ms") => millis(1).map(Mode::ExitAfter),
         Some("freeze-after-ms") => millis(1).map(Mode::FreezeAfter),
-        _ => Err("usage: unruly_performer flood | exit-after-ms N | freeze-after-ms N".into()),
+        _ => {
+            Err("usage: unruly_performer echo | flood | exit-after-ms N | freeze-after-ms N".into())
+        }
     }
 }
 
@@ -78,6 +83,7 @@ fn main() {
         std::process::exit(2);
     };
     match mode {
+        Mode::Echo => {}
         Mode::Flood => {
             std::thread::spawn(|| {
                 let mut out = std::io::stdout().lock();

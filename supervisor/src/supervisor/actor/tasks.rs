@@ -189,13 +189,17 @@ impl Actor {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "task answered"
                 );
-                self.processed.insert(
-                    key.clone(),
-                    Processed {
-                        request_hash: flight.task.request_hash.clone(),
-                        result: answer.clone(),
-                    },
-                );
+                // A cluster-run AVS's output is no answer to replay: the cluster answers its
+                // callers, and its own record says what it signed.
+                if !flight.task.cluster {
+                    self.processed.insert(
+                        key.clone(),
+                        Processed {
+                            request_hash: flight.task.request_hash.clone(),
+                            result: answer.clone(),
+                        },
+                    );
+                }
             }
             Err(status) => warn!(
                 avs_address = %avs,
@@ -340,6 +344,20 @@ async fn execute(
             echoed = %String::from_utf8_lossy(&response.task_id),
             "performer echoed another task id; answering with the submitted one"
         );
+    }
+    if task.cluster {
+        // A cluster-run AVS's output is signed by the cluster once it agrees on it; nothing is
+        // signed with this operator's key, and the cluster's task record is the durable one.
+        return Ok(TaskResult {
+            task_id: task.task_id.clone(),
+            operator_address: String::new(),
+            output: response.result,
+            result_signature: Vec::new(),
+            avs_address: task.avs.clone(),
+            operator_set_id: task.operator_set_id,
+            auth_signature: Vec::new(),
+            version: 1,
+        });
     }
     let signatures = config.operator_key.sign_result(
         &task.task_hash,
