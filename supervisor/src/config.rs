@@ -339,19 +339,6 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
             format!("`{}` is not 0x + 40 hex", file.operator_address),
         );
     }
-    let cluster_operator_address = match &file.cluster_operator_address {
-        None => None,
-        Some(text) => {
-            let parsed = parse_address(text);
-            if parsed.is_none() {
-                problem(
-                    "cluster_operator_address",
-                    format!("`{text}` is not 0x + 40 hex"),
-                );
-            }
-            parsed
-        }
-    };
     let resolve = |path: &Path| {
         if path.is_absolute() {
             path.to_path_buf()
@@ -359,19 +346,21 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
             base.join(path)
         }
     };
-    let verifier = match &file.ecdsa_certificate_verifier {
-        None => None,
-        Some(text) => {
-            let parsed = parse_address(text);
-            if parsed.is_none() {
-                problem(
-                    "ecdsa_certificate_verifier",
-                    format!("`{text}` is not 0x + 40 hex"),
-                );
-            }
-            parsed
+    // Optional addresses: absent is fine, present must parse.
+    let mut optional_address = |field: &str, value: &Option<String>| {
+        let text = value.as_ref()?;
+        let parsed = parse_address(text);
+        if parsed.is_none() {
+            problem(field, format!("`{text}` is not 0x + 40 hex"));
         }
+        parsed
     };
+    let cluster_operator_address =
+        optional_address("cluster_operator_address", &file.cluster_operator_address);
+    let verifier = optional_address(
+        "ecdsa_certificate_verifier",
+        &file.ecdsa_certificate_verifier,
+    );
     let secret_file = resolve(&file.operator_key.secret_file);
     let operator_key = match OperatorKey::load(
         &file.operator_key.kind,

@@ -369,9 +369,9 @@ mod tests {
         task.executor_address = cluster.clone();
         let checked = check(&config, task.clone()).expect("valid");
         assert!(checked.cluster);
-        let ordered = |payload: &[u8], signature: &[u8]| -> Result<(), String> {
+        let ordered = |config: &Config, payload: &[u8], signature: &[u8]| {
             check_ordered(
-                &config,
+                config,
                 &OrderedTask {
                     task_id: checked.task_hash,
                     avs: checked.avs_bytes,
@@ -384,8 +384,9 @@ mod tests {
                 },
             )
         };
-        ordered(&checked.payload, &checked.aggregator_signature).expect("vouched for");
-        let forged = ordered(b"square:4", &checked.aggregator_signature).expect_err("forged");
+        let signature = &checked.aggregator_signature;
+        ordered(&config, &checked.payload, signature).expect("vouched for");
+        let forged = ordered(&config, b"square:4", signature).expect_err("forged");
         assert!(forged.contains("does not verify"), "{forged}");
 
         // An AVS this operator does not run as the cluster's is not vouched for.
@@ -393,20 +394,8 @@ mod tests {
         for avs in per_operator.avs.values_mut() {
             avs.cluster = false;
         }
-        let refused = check_ordered(
-            &per_operator,
-            &OrderedTask {
-                task_id: checked.task_hash,
-                avs: checked.avs_bytes,
-                aggregator: checked.aggregator,
-                operator_set_id: checked.operator_set_id,
-                reference_timestamp: checked.reference_timestamp,
-                task_block_number: checked.task_block_number,
-                payload: &checked.payload,
-                signature: &checked.aggregator_signature,
-            },
-        )
-        .expect_err("not cluster-run here");
+        let refused =
+            ordered(&per_operator, &checked.payload, signature).expect_err("not cluster-run here");
         assert!(refused.contains("not cluster-run"), "{refused}");
     }
 

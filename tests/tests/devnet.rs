@@ -529,6 +529,21 @@ fn add_cluster_avs(config: &Path, dir: &Path, i: usize, tag: &str) -> SocketAddr
     listen
 }
 
+/// Runs `cohort <args> <config>`, which must refuse; returns what it said on stderr.
+fn refused(bin: &Path, args: &[&str], config: &Path) -> String {
+    let output = Command::new(bin)
+        .args(args)
+        .arg(config)
+        .output()
+        .expect("run cohort");
+    assert!(
+        !output.status.success(),
+        "cohort {args:?} {} was accepted",
+        config.display()
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// A task for [`CLUSTER_AVS`], signed by the aggregator for the cluster's address.
 fn cluster_task(id: u8, payload: &[u8]) -> cohort_supervisor::proto::executor::TaskSubmission {
     use cohort_avs_crypto::{Address, B256, EcdsaKey, TaskFields, sign_aggregator_ecdsa};
@@ -622,31 +637,21 @@ fn a_cluster_run_avs_answers_tasks_with_the_cluster_key() {
     // A cluster whose lock has no AVS key cannot run one: `config check` says so.
     let keyless = Cluster::init(&bin);
     add_cluster_avs(&keyless.operators[0].config, &keyless.dir, 0, &tag);
-    let check = Command::new(&bin)
-        .args(["config", "check", "--config"])
-        .arg(&keyless.operators[0].config)
-        .output()
-        .expect("run cohort config check");
-    let said = String::from_utf8_lossy(&check.stderr);
-    assert!(
-        !check.status.success() && said.contains("no AVS key"),
-        "config check of a cluster-run AVS without the lock's key: {} {said}",
-        check.status
+    let said = refused(
+        &bin,
+        &["config", "check", "--config"],
+        &keyless.operators[0].config,
     );
+    assert!(said.contains("no AVS key"), "config check: {said}");
     drop(keyless);
 
     // `cohort executor` alone cannot serve it.
-    let alone = Command::new(&bin)
-        .args(["executor", "--config"])
-        .arg(&cluster.operators[0].config)
-        .output()
-        .expect("run cohort executor");
-    let said = String::from_utf8_lossy(&alone.stderr);
-    assert!(
-        !alone.status.success() && said.contains("cluster-run"),
-        "cohort executor with a cluster-run AVS: {} {said}",
-        alone.status
+    let said = refused(
+        &bin,
+        &["executor", "--config"],
+        &cluster.operators[0].config,
     );
+    assert!(said.contains("cluster-run"), "cohort executor: {said}");
 
     for i in 0..OPERATORS {
         cluster.start(i);
