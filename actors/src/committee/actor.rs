@@ -1,4 +1,4 @@
-use super::Config;
+use super::{Config, skips::Skips};
 use cohort_ingress::{
     AttestationData, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, DutyTarget, Role,
     SlotClock,
@@ -21,10 +21,6 @@ use tracing::{debug, info, warn};
 
 /// How many slots of finalized duties are remembered to refuse a second decision.
 const DECIDED_MEMORY_SLOTS: u64 = 64;
-
-/// Views whose skip votes are remembered: those around the newest view heard of. Votes for older
-/// views cannot matter to a leader's request any more.
-const NULLIFY_MEMORY_VIEWS: u64 = 32;
 
 struct PendingPropose {
     view: u64,
@@ -132,11 +128,8 @@ pub struct Actor<E> {
     justified: Option<Checkpoint>,
 
     proposals: Vec<PendingPropose>,
-    /// Who voted to skip each recent view (participant indices).
-    nullified: BTreeMap<u64, BTreeSet<u32>>,
-    /// Skip votes that prove a view's block cannot be finalized by honest votes: f+1.
-    nullifies_to_give_up: usize,
-    operators: usize,
+    /// Who voted to skip which recent view.
+    skips: Skips,
     /// Work besides duty values waits for a block (see [`Message::OtherWork`]).
     other_work: bool,
     verifications: Vec<PendingVerify>,
@@ -172,7 +165,6 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             Counter::default(),
         );
         let held = Held::new(&context);
-        let max_faults = config.operators.saturating_sub(1) / 3;
         Self {
             context: ContextCell::new(context),
             clock: config.clock,
@@ -190,9 +182,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             justified_slot: 0,
             scheduled: BTreeSet::new(),
             proposals: Vec::new(),
-            nullified: BTreeMap::new(),
-            nullifies_to_give_up: max_faults + 1,
-            operators: config.operators,
+            skips: Skips::new(config.operators),
             other_work: false,
             verifications: Vec::new(),
             blocks_proposed,
@@ -306,30 +296,9 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     self.decided.insert(decision.duty.clone());
                 }
             }
-            Message::Nullify { view, signer } => self.on_nullify(view, signer),
+            Message::Nullify { view, signer } => self.skips.record(view, signer),
             Message::OtherWork(waiting) => self.other_work = waiting,
         }
-    }
-
-    fn on_nullify(&mut self, view: u64, signer: u32) {
-        if signer as usize >= self.operators {
-            return;
-        }
-        let newest = self.nullified.keys().next_back().copied().unwrap_or(0);
-        if view.saturating_add(NULLIFY_MEMORY_VIEWS) < newest {
-            return;
-        }
-        self.nullified.entry(view).or_default().insert(signer);
-        let oldest = view.max(newest).saturating_sub(NULLIFY_MEMORY_VIEWS);
-        self.nullified = self.nullified.split_off(&oldest);
-    }
-
-    /// Whether f+1 operators voted to skip `view`: at least one honest one did, so its block
-    /// can gather a quorum only with a byzantine operator's second vote.
-    fn view_lost(&self, view: u64) -> bool {
-        self.nullified
-            .get(&view)
-            .is_some_and(|signers| signers.len() >= self.nullifies_to_give_up)
     }
 
     fn set_held(&self) {
@@ -385,14 +354,14 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             if pending.response.is_closed() {
                 continue; // Consensus abandoned the view.
             }
-            if self.view_lost(pending.view) {
+            if self.skips.lost(pending.view) {
                 // Dropping the request makes consensus vote to skip the view now: with this
                 // vote the skip reaches a quorum at once instead of after the certification
                 // timeout, and the work waiting here goes to the next leader's block.
                 self.views_given_up.inc();
                 info!(
                     view = pending.view,
-                    skipped_by = self.nullified.get(&pending.view).map_or(0, |s| s.len()),
+                    skipped_by = self.skips.count(pending.view),
                     "giving up the view this operator leads: enough operators voted to skip it \
                      that its block cannot be finalized; consensus moves to the next leader"
                 );

@@ -9,6 +9,7 @@
 
 mod actor;
 mod application;
+mod skips;
 #[cfg(test)]
 mod tests;
 
