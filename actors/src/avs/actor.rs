@@ -29,7 +29,7 @@ use commonware_utils::{
 };
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -163,6 +163,15 @@ fn emit(events: &Option<mpsc::UnboundedSender<TaskEvent>>, event: TaskEvent) {
 fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The operators `bad` names that `before` did not: each is reported once per task, however
+/// many more turn up after it.
+pub(super) fn newly_bad(before: &BTreeSet<u32>, bad: &BTreeMap<u32, Round>) -> Vec<(u32, Round)> {
+    bad.iter()
+        .filter(|(operator, _)| !before.contains(operator))
+        .map(|(operator, round)| (*operator, *round))
+        .collect()
 }
 
 fn round_of(round: SignatureRound) -> Round {
@@ -702,7 +711,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         let Some(signing) = tracked.signing.as_mut() else {
             return;
         };
-        let bad_before = signing.bad().len();
+        let bad_before: BTreeSet<u32> = signing.bad().keys().copied().collect();
         let mut signatures = signing.advance();
         if !tracked.auth_sent
             && let Some(partial) = signing.auth_partial(&self.share)
@@ -719,18 +728,16 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             );
             signatures = signing.advance();
         }
-        if signing.bad().len() > bad_before {
-            for (operator, round) in signing.bad() {
-                self.metrics.bad_partials.inc();
-                warn!(task_id = %to_hex(task_id), operator = operator + 1, ?round, "operator's partial signature does not verify; dropped, and nothing more from it counts for this task");
-                emit(
-                    &self.events,
-                    TaskEvent::BadPartial {
-                        task_id: *task_id,
-                        operator: *operator,
-                    },
-                );
-            }
+        for (operator, round) in newly_bad(&bad_before, signing.bad()) {
+            self.metrics.bad_partials.inc();
+            warn!(task_id = %to_hex(task_id), operator = operator + 1, ?round, "operator's partial signature does not verify; dropped, and nothing more from it counts for this task");
+            emit(
+                &self.events,
+                TaskEvent::BadPartial {
+                    task_id: *task_id,
+                    operator,
+                },
+            );
         }
         let (Some(signatures), None) = (signatures, &tracked.signed) else {
             return;

@@ -112,3 +112,19 @@ fn a_task_close_to_its_deadline_is_not_ordered() {
     assert!(tracked.orderable(deadline - Duration::from_secs(2), WINDOW, margin));
     assert!(!tracked.orderable(deadline - Duration::from_millis(500), WINDOW, margin));
 }
+
+/// A second operator's bad partial is reported alone: the first one's, found earlier, is not
+/// reported (and counted) again.
+#[test]
+fn each_bad_operator_is_reported_once() {
+    use super::actor::newly_bad;
+    use cohort_avs_crypto::cluster_result::Round;
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut bad = BTreeMap::from([(2u32, Round::Result)]);
+    assert_eq!(newly_bad(&BTreeSet::new(), &bad), vec![(2, Round::Result)]);
+    let before: BTreeSet<u32> = bad.keys().copied().collect();
+    bad.insert(0, Round::Auth);
+    assert_eq!(newly_bad(&before, &bad), vec![(0, Round::Auth)]);
+    let before: BTreeSet<u32> = bad.keys().copied().collect();
+    assert!(newly_bad(&before, &bad).is_empty());
+}
