@@ -418,16 +418,9 @@ fn secs(since: Instant) -> f64 {
 /// Adds an `[avs]` table to one operator's config with three performers that misbehave, each
 /// a small script around `unruly_performer` carrying `tag` (to find leftover processes).
 fn add_unruly_performers(config: &Path, dir: &Path) -> String {
-    use sha2::Digest as _;
     let tag = format!("unruly{}", now_nanos() % 1_000_000_000);
     let avs_dir = dir.join("avs");
-    let artifacts = avs_dir.join("artifacts");
-    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
-    let key = avs_dir.join("operator.key");
-    std::fs::write(&key, format!("{AVS_OPERATOR_KEY}\n")).expect("write the AVS operator key");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod the AVS operator key");
-    let performer = env!("CARGO_BIN_EXE_unruly_performer");
+    let (artifacts, key) = prepare_avs_dir(&avs_dir);
     let listen = TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port for the AVS listener");
@@ -449,12 +442,7 @@ fn add_unruly_performers(config: &Path, dir: &Path) -> String {
         .enumerate()
     {
         let name = format!("unruly-{n}");
-        let script = format!("#!/bin/sh\n# {tag}\nexec '{performer}' {mode} {tag}\n");
-        let path = artifacts.join(&name);
-        std::fs::write(&path, &script).expect("write a performer script");
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod a performer script");
-        let digest = hex_lower(&sha2::Sha256::digest(script.as_bytes()));
+        let digest = write_performer(&artifacts, &name, mode, &tag);
         table.push_str(&format!(
             "[[avs.performers]]\navs_address = \"0x{:040x}\"\nregistry_url = \"{name}\"\n\
              digest = \"sha256:{digest}\"\n",
@@ -482,23 +470,9 @@ const AGGREGATOR_SECRET: [u8; 32] = [0x22; 32];
 /// Adds an `[avs]` table to operator `i`'s config serving [`CLUSTER_AVS`] as cluster-run with a
 /// well-behaved performer; returns where its executor API listens.
 fn add_cluster_avs(config: &Path, dir: &Path, i: usize, tag: &str) -> SocketAddr {
-    use sha2::Digest as _;
     let avs_dir = dir.join(format!("avs-{i}"));
-    let artifacts = avs_dir.join("artifacts");
-    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
-    let key = avs_dir.join("operator.key");
-    std::fs::write(&key, format!("{AVS_OPERATOR_KEY}\n")).expect("write the AVS operator key");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod the AVS operator key");
-    let performer = env!("CARGO_BIN_EXE_unruly_performer");
-    let script = format!("#!/bin/sh\n# {tag}\nexec '{performer}' echo {tag}\n");
-    std::fs::write(artifacts.join("echo"), &script).expect("write the performer script");
-    std::fs::set_permissions(
-        artifacts.join("echo"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod the performer script");
-    let digest = hex_lower(&sha2::Sha256::digest(script.as_bytes()));
+    let (artifacts, key) = prepare_avs_dir(&avs_dir);
+    let digest = write_performer(&artifacts, "echo", "echo", tag);
     let listen = TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port for the AVS listener");
@@ -749,6 +723,31 @@ fn a_cluster_run_avs_answers_tasks_with_the_cluster_key() {
     let left = processes_tagged(&tag);
     assert!(left.is_empty(), "performers outlived their nodes: {left:?}");
     eprintln!("[{:>5.1}s] stopped; no performer left", secs(started));
+}
+
+/// Makes `avs_dir`'s artifacts directory and writes the AVS operator key (mode 0600) beside
+/// it; returns both paths.
+fn prepare_avs_dir(avs_dir: &Path) -> (PathBuf, PathBuf) {
+    let artifacts = avs_dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
+    let key = avs_dir.join("operator.key");
+    std::fs::write(&key, format!("{AVS_OPERATOR_KEY}\n")).expect("write the AVS operator key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod the AVS operator key");
+    (artifacts, key)
+}
+
+/// Writes artifact `name`: a script running `unruly_performer` in `mode`, carrying `tag` (to
+/// find leftover processes). Returns its sha256, as a deployment names it.
+fn write_performer(artifacts: &Path, name: &str, mode: &str, tag: &str) -> String {
+    use sha2::Digest as _;
+    let performer = env!("CARGO_BIN_EXE_unruly_performer");
+    let script = format!("#!/bin/sh\n# {tag}\nexec '{performer}' {mode} {tag}\n");
+    let path = artifacts.join(name);
+    std::fs::write(&path, &script).expect("write a performer script");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod a performer script");
+    hex_lower(&sha2::Sha256::digest(script.as_bytes()))
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
