@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::bn254::threshold::{
-    Bn254Partial, Bn254SecretShare, Bn254Sharing, HashedMessage, ThresholdError,
+    Bn254Partial, Bn254SecretShare, Bn254Sharing, Combined, HashedMessage, ThresholdError,
 };
 use crate::encoding::{AuthFields, auth_digest, message_hash};
 use crate::hourglass::{ResultFields, ResultSignatures};
@@ -129,10 +129,57 @@ impl ResultSigning {
     /// Returns the two signatures once both are combined. Partials found bad on the way are
     /// dropped (see [`Self::bad`]), and the round waits for more.
     pub fn advance(&mut self) -> Option<ResultSignatures> {
+        // At most the two rounds, in order.
+        for _ in 0..2 {
+            let Some((round, message, partials)) = self.combinable() else {
+                break;
+            };
+            let outcome = self.sharing.combine_verified(&message, &partials);
+            self.settle(round, outcome);
+        }
+        self.signatures()
+    }
+
+    /// The round that has enough partials to combine now, with its message and partials: for
+    /// a caller that combines many tasks' rounds in one batch
+    /// ([`Bn254Sharing::combine_verified_batch`]) and hands each outcome to [`Self::settle`].
+    pub fn combinable(&self) -> Option<(Round, HashedMessage, Vec<Bn254Partial>)> {
         let need = self.sharing.threshold() as usize;
-        if self.result_signature.is_none() && self.result_partials.len() >= need {
-            let message = self.result_message;
-            if let Some(signature) = self.combine(Round::Result, &message) {
+        if self.result_signature.is_none() {
+            return (self.result_partials.len() >= need).then(|| {
+                (
+                    Round::Result,
+                    self.result_message,
+                    self.result_partials.values().copied().collect(),
+                )
+            });
+        }
+        let message = self.auth_message?;
+        (self.auth_signature.is_none() && self.auth_partials.len() >= need)
+            .then(|| (Round::Auth, message, self.auth_partials.values().copied().collect()))
+    }
+
+    /// Takes the outcome of combining the partials [`Self::combinable`] gave for `round`:
+    /// keeps the signature (the result's makes the auth message known), drops the bad partials
+    /// and remembers their operators, so later partials from them are ignored.
+    pub fn settle(&mut self, round: Round, outcome: Result<Combined, ThresholdError>) {
+        let (signature, bad) = match outcome {
+            Ok(combined) => (Some(combined.signature), combined.bad),
+            Err(ThresholdError::NotEnoughPartials { bad, .. }) => (None, bad),
+            // Operators are checked on `add` and kept once each, so the other errors cannot
+            // come from a peer; without a signature, the round waits for more partials.
+            Err(_) => (None, Vec::new()),
+        };
+        for operator in bad {
+            self.bad.entry(operator).or_insert(round);
+            self.result_partials.remove(&operator);
+            self.auth_partials.remove(&operator);
+        }
+        let Some(signature) = signature else {
+            return;
+        };
+        match round {
+            Round::Result if self.result_signature.is_none() => {
                 self.result_signature = Some(signature);
                 self.auth_message = Some(HashedMessage::gnark(
                     auth_digest(&AuthFields {
@@ -145,14 +192,11 @@ impl ResultSigning {
                     .as_slice(),
                 ));
             }
+            Round::Auth if self.auth_message.is_some() && self.auth_signature.is_none() => {
+                self.auth_signature = Some(signature);
+            }
+            _ => {}
         }
-        if let Some(message) = self.auth_message
-            && self.auth_signature.is_none()
-            && self.auth_partials.len() >= need
-        {
-            self.auth_signature = self.combine(Round::Auth, &message);
-        }
-        self.signatures()
     }
 
     /// Both signatures, once combined.
@@ -179,28 +223,6 @@ impl ResultSigning {
             Round::Result => self.result_partials.keys().copied().collect(),
             Round::Auth => self.auth_partials.keys().copied().collect(),
         }
-    }
-
-    /// One round's combination; the bad partials it finds are dropped and their operators
-    /// recorded, so later partials from them are ignored.
-    fn combine(&mut self, round: Round, message: &HashedMessage) -> Option<[u8; 64]> {
-        let partials: Vec<Bn254Partial> = match round {
-            Round::Result => self.result_partials.values().copied().collect(),
-            Round::Auth => self.auth_partials.values().copied().collect(),
-        };
-        let (signature, bad) = match self.sharing.combine_verified(message, &partials) {
-            Ok(combined) => (Some(combined.signature), combined.bad),
-            Err(ThresholdError::NotEnoughPartials { bad, .. }) => (None, bad),
-            // Operators are checked on `add` and kept once each, so the other errors cannot
-            // come from a peer; without a signature, the round waits for more partials.
-            Err(_) => (None, Vec::new()),
-        };
-        for operator in bad {
-            self.bad.entry(operator).or_insert(round);
-            self.result_partials.remove(&operator);
-            self.auth_partials.remove(&operator);
-        }
-        signature
     }
 }
 

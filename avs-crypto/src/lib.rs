@@ -30,7 +30,7 @@ mod hourglass;
 pub use alloy_primitives::{Address, B256, keccak256};
 pub use bn254::threshold::{
     Bn254G1PublicKey, Bn254Partial, Bn254SecretShare, Bn254Sharing, Combined, HashedMessage,
-    SplitBn254Key, ThresholdError, threshold_of,
+    SplitBn254Key, ThresholdError, threshold_of, verify_batch,
 };
 pub use bn254::{Bn254Key, Bn254PublicKey, Bn254Signature};
 pub use ecdsa::{EcdsaKey, EcdsaSignature};

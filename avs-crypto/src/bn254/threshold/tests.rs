@@ -330,3 +330,68 @@ fn partials_round_trip_through_bytes() {
         Err(Error::Length { expected: 68, .. })
     ));
 }
+
+#[test]
+fn a_batch_combines_exactly_what_one_by_one_does_and_names_a_liar_in_it() {
+    let key = key();
+    let split = split(&mut StdRng::seed_from_u64(4), &key, 4).expect("split");
+    let digests: Vec<B256> = (0u8..9).map(|i| keccak256([i])).collect();
+    let mut items = Vec::new();
+    for (i, digest) in digests.iter().enumerate() {
+        let message = HashedMessage::solidity(digest);
+        let mut partials: Vec<Bn254Partial> =
+            split.shares.iter().map(|share| share.sign(&message)).collect();
+        if i % 3 == 1 {
+            // Operator 1 lies on every third message: it signs something else.
+            partials[1] = split.shares[1].sign(&HashedMessage::solidity(&keccak256(b"lie")));
+        }
+        if i == 4 {
+            // Too few for this one: only operators 0 and 2.
+            partials = vec![partials[0], partials[2]];
+        }
+        items.push((message, partials));
+    }
+    let batch = split.sharing.combine_verified_batch(&items);
+    assert_eq!(batch.len(), items.len());
+    for (i, ((message, partials), answer)) in items.iter().zip(&batch).enumerate() {
+        let alone = split.sharing.combine_verified(message, partials);
+        assert_eq!(answer, &alone, "item {i}: the batch answers as one by one does");
+        match i {
+            4 => assert!(matches!(answer, Err(ThresholdError::NotEnoughPartials { .. }))),
+            1 | 7 => {
+                let combined = answer.as_ref().expect("three honest partials remain");
+                assert_eq!(combined.bad, vec![1], "item {i}: the liar is named");
+                assert_eq!(combined.signature, key.sign_solidity(&digests[i]));
+            }
+            _ => {
+                let combined = answer.as_ref().expect("combines");
+                assert_eq!(combined.signature, key.sign_solidity(&digests[i]));
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_verification_names_each_bad_signature() {
+    let key = key();
+    let digests: Vec<B256> = (0u8..16).map(|i| keccak256([i, 1])).collect();
+    let mut signatures: Vec<Vec<u8>> = digests
+        .iter()
+        .map(|digest| key.sign_solidity(digest).to_vec())
+        .collect();
+    // A valid signature on another message, a swapped pair, and bytes that are no point.
+    signatures[3] = key.sign_solidity(&keccak256(b"other")).to_vec();
+    signatures.swap(8, 9);
+    signatures[12] = vec![0u8; 64];
+    let messages: Vec<HashedMessage> = digests.iter().map(HashedMessage::solidity).collect();
+    let items: Vec<(HashedMessage, &[u8])> = messages
+        .iter()
+        .copied()
+        .zip(signatures.iter().map(Vec::as_slice))
+        .collect();
+    let valid = verify_batch(key.public_key(), &items);
+    let bad: Vec<usize> = (0..16).filter(|i| !valid[*i]).collect();
+    assert_eq!(bad, vec![3, 8, 9, 12]);
+    assert!(verify_batch(key.public_key(), &items[..3]).iter().all(|v| *v));
+    assert!(verify_batch(key.public_key(), &[]).is_empty());
+}
