@@ -32,7 +32,11 @@ pub const MAX_TASK_OUTPUT: usize = 16 * 1024;
 /// Largest aggregator signature carried with a task (ECDSA is 65 bytes, BN254 64).
 pub const MAX_AGGREGATOR_SIGNATURE: usize = 128;
 /// Most task decisions (orders and outputs) one cluster block carries.
-pub const MAX_TASK_DECISIONS: usize = 32;
+pub const MAX_TASK_DECISIONS: usize = 8192;
+/// Most bytes the task decisions of one cluster block take. With small tasks a block carries
+/// thousands, so the cluster orders and settles thousands of tasks per block; a block of large
+/// ones carries fewer.
+pub const MAX_TASK_DECISION_BYTES: usize = 1024 * 1024;
 /// Length of one encoded BN254 partial signature: the operator index and a G1 point.
 pub const PARTIAL_LENGTH: usize = 68;
 
@@ -200,49 +204,121 @@ pub enum SignatureRound {
     Auth,
 }
 
-/// What operators of a cluster-run AVS send each other.
+/// One operator's performer output for an ordered task, by digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub task_id: TaskId,
+    pub digest: [u8; 32],
+}
+
+/// One operator's partial signature for one round of a decided output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskPartial {
+    pub task_id: TaskId,
+    pub round: SignatureRound,
+    pub partial: [u8; PARTIAL_LENGTH],
+}
+
+impl TaskPartial {
+    const SIZE: usize = 32 + 1 + PARTIAL_LENGTH;
+}
+
+/// What operators of a cluster-run AVS send each other. Each message batches what one turn of
+/// the sender's run loop produced (every report of the performers that answered, every partial
+/// of the block just finalized), so the message count stays flat as the task load grows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskMessage {
-    /// A task this operator received and checked, for whoever leads next to order.
-    Task(ClusterTask),
-    /// The digest of what this operator's performer gave for an ordered task.
-    Report { task_id: TaskId, digest: [u8; 32] },
-    /// This operator's partial signature for one round of a decided output.
-    Partial {
-        task_id: TaskId,
-        round: SignatureRound,
-        partial: [u8; PARTIAL_LENGTH],
-    },
+    /// Tasks this operator received and checked, for whoever leads next to order.
+    Tasks(Vec<ClusterTask>),
+    /// The digests of what this operator's performer gave for ordered tasks.
+    Reports(Vec<Report>),
+    /// This operator's partial signatures for decided outputs.
+    Partials(Vec<TaskPartial>),
 }
 
 impl TaskMessage {
-    pub const MAX_ENCODE_SIZE: usize = 1 + ClusterTask::MAX_ENCODE_SIZE;
+    /// Most items (tasks, reports, partials) in one message.
+    pub const MAX_ITEMS: usize = 4096;
+    /// Most bytes the tasks of one [`TaskMessage::Tasks`] take: a sender splits a larger batch.
+    pub const MAX_TASK_BYTES: usize = 1024 * 1024;
+    pub const MAX_ENCODE_SIZE: usize = 1 + 5 + {
+        let partials = Self::MAX_ITEMS * TaskPartial::SIZE;
+        if partials > Self::MAX_TASK_BYTES {
+            partials
+        } else {
+            Self::MAX_TASK_BYTES
+        }
+    };
+
+    /// The messages that carry `tasks`, each within the bounds a receiver enforces.
+    pub fn tasks(tasks: Vec<ClusterTask>) -> Vec<Self> {
+        let mut messages = Vec::new();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for task in tasks {
+            let size = task.encode_size();
+            if !batch.is_empty()
+                && (batch.len() == Self::MAX_ITEMS || bytes + size > Self::MAX_TASK_BYTES)
+            {
+                messages.push(Self::Tasks(std::mem::take(&mut batch)));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(task);
+        }
+        if !batch.is_empty() {
+            messages.push(Self::Tasks(batch));
+        }
+        messages
+    }
+
+    /// The messages that carry `reports`.
+    pub fn reports(reports: Vec<Report>) -> Vec<Self> {
+        reports
+            .chunks(Self::MAX_ITEMS)
+            .map(|chunk| Self::Reports(chunk.to_vec()))
+            .collect()
+    }
+
+    /// The messages that carry `partials`.
+    pub fn partials(partials: Vec<TaskPartial>) -> Vec<Self> {
+        partials
+            .chunks(Self::MAX_ITEMS)
+            .map(|chunk| Self::Partials(chunk.to_vec()))
+            .collect()
+    }
+}
+
+fn round_tag(round: SignatureRound) -> u8 {
+    match round {
+        SignatureRound::Result => 0,
+        SignatureRound::Auth => 1,
+    }
 }
 
 impl Write for TaskMessage {
     fn write(&self, buf: &mut impl BufMut) {
         match self {
-            Self::Task(task) => {
+            Self::Tasks(tasks) => {
                 0u8.write(buf);
-                task.write(buf);
+                tasks.write(buf);
             }
-            Self::Report { task_id, digest } => {
+            Self::Reports(reports) => {
                 1u8.write(buf);
-                task_id.write(buf);
-                digest.write(buf);
-            }
-            Self::Partial {
-                task_id,
-                round,
-                partial,
-            } => {
-                match round {
-                    SignatureRound::Result => 2u8,
-                    SignatureRound::Auth => 3u8,
+                reports.len().write(buf);
+                for report in reports {
+                    report.task_id.write(buf);
+                    report.digest.write(buf);
                 }
-                .write(buf);
-                task_id.write(buf);
-                partial.write(buf);
+            }
+            Self::Partials(partials) => {
+                2u8.write(buf);
+                partials.len().write(buf);
+                for partial in partials {
+                    partial.task_id.write(buf);
+                    round_tag(partial.round).write(buf);
+                    partial.partial.write(buf);
+                }
             }
         }
     }
@@ -251,32 +327,73 @@ impl Write for TaskMessage {
 impl EncodeSize for TaskMessage {
     fn encode_size(&self) -> usize {
         1 + match self {
-            Self::Task(task) => task.encode_size(),
-            Self::Report { .. } => 32 + 32,
-            Self::Partial { .. } => 32 + PARTIAL_LENGTH,
+            Self::Tasks(tasks) => tasks.encode_size(),
+            Self::Reports(reports) => reports.len().encode_size() + reports.len() * 64,
+            Self::Partials(partials) => {
+                partials.len().encode_size() + partials.len() * TaskPartial::SIZE
+            }
         }
     }
+}
+
+/// Reads a batch's length: at most [`TaskMessage::MAX_ITEMS`], and backed by the bytes left at
+/// `min_item` bytes each, so a length prefix alone never buys an allocation.
+fn read_count(buf: &mut impl Buf, min_item: usize) -> Result<usize, CodecError> {
+    let count = usize::read_cfg(buf, &RangeCfg::new(1..=TaskMessage::MAX_ITEMS))?;
+    if count.saturating_mul(min_item) > buf.remaining() {
+        return Err(CodecError::EndOfBuffer);
+    }
+    Ok(count)
 }
 
 impl Read for TaskMessage {
     type Cfg = ();
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
-        let tag = u8::read(buf)?;
-        match tag {
-            0 => Ok(Self::Task(ClusterTask::read(buf)?)),
-            1 => Ok(Self::Report {
-                task_id: <[u8; 32]>::read(buf)?,
-                digest: <[u8; 32]>::read(buf)?,
-            }),
-            2 | 3 => Ok(Self::Partial {
-                task_id: <[u8; 32]>::read(buf)?,
-                round: if tag == 2 {
-                    SignatureRound::Result
-                } else {
-                    SignatureRound::Auth
-                },
-                partial: <[u8; PARTIAL_LENGTH]>::read(buf)?,
-            }),
+        match u8::read(buf)? {
+            0 => {
+                let count = read_count(buf, ClusterTask::FIXED + 2)?;
+                let start = buf.remaining();
+                let mut tasks = Vec::with_capacity(count);
+                for _ in 0..count {
+                    tasks.push(ClusterTask::read(buf)?);
+                    if start - buf.remaining() > Self::MAX_TASK_BYTES {
+                        return Err(CodecError::Invalid(
+                            "TaskMessage",
+                            "tasks exceed the batch's byte bound",
+                        ));
+                    }
+                }
+                Ok(Self::Tasks(tasks))
+            }
+            1 => {
+                let count = read_count(buf, 64)?;
+                let mut reports = Vec::with_capacity(count);
+                for _ in 0..count {
+                    reports.push(Report {
+                        task_id: <[u8; 32]>::read(buf)?,
+                        digest: <[u8; 32]>::read(buf)?,
+                    });
+                }
+                Ok(Self::Reports(reports))
+            }
+            2 => {
+                let count = read_count(buf, TaskPartial::SIZE)?;
+                let mut partials = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let task_id = <[u8; 32]>::read(buf)?;
+                    let round = match u8::read(buf)? {
+                        0 => SignatureRound::Result,
+                        1 => SignatureRound::Auth,
+                        other => return Err(CodecError::InvalidEnum(other)),
+                    };
+                    partials.push(TaskPartial {
+                        task_id,
+                        round,
+                        partial: <[u8; PARTIAL_LENGTH]>::read(buf)?,
+                    });
+                }
+                Ok(Self::Partials(partials))
+            }
             other => Err(CodecError::InvalidEnum(other)),
         }
     }
@@ -437,16 +554,23 @@ mod tests {
             assert_eq!(TaskDecision::decode(bytes).unwrap(), decision);
         }
         for message in [
-            TaskMessage::Task(task()),
-            TaskMessage::Report {
+            TaskMessage::Tasks(vec![task(), task()]),
+            TaskMessage::Reports(vec![Report {
                 task_id: [1; 32],
                 digest: [2; 32],
-            },
-            TaskMessage::Partial {
-                task_id: [1; 32],
-                round: SignatureRound::Auth,
-                partial: [3; PARTIAL_LENGTH],
-            },
+            }]),
+            TaskMessage::Partials(vec![
+                TaskPartial {
+                    task_id: [1; 32],
+                    round: SignatureRound::Auth,
+                    partial: [3; PARTIAL_LENGTH],
+                },
+                TaskPartial {
+                    task_id: [2; 32],
+                    round: SignatureRound::Result,
+                    partial: [4; PARTIAL_LENGTH],
+                },
+            ]),
         ] {
             let bytes = message.encode();
             assert!(bytes.len() <= TaskMessage::MAX_ENCODE_SIZE);
@@ -464,5 +588,51 @@ mod tests {
             output: Bytes::from(vec![0u8; MAX_TASK_OUTPUT + 1]),
         };
         assert!(TaskDecision::decode(output.encode()).is_err());
+    }
+
+    #[test]
+    fn batches_are_split_within_the_bounds_a_receiver_enforces() {
+        let mut big = task();
+        big.payload = Bytes::from(vec![0u8; MAX_TASK_PAYLOAD]);
+        // 200 tasks of 16 KiB: more than one message's byte bound.
+        let messages = TaskMessage::tasks(vec![big; 200]);
+        assert!(messages.len() > 1);
+        let mut carried = 0;
+        for message in &messages {
+            let bytes = message.encode();
+            assert!(bytes.len() <= TaskMessage::MAX_ENCODE_SIZE);
+            let TaskMessage::Tasks(tasks) = TaskMessage::decode(bytes).unwrap() else {
+                panic!("not tasks");
+            };
+            carried += tasks.len();
+        }
+        assert_eq!(carried, 200);
+        let partial = TaskPartial {
+            task_id: [1; 32],
+            round: SignatureRound::Result,
+            partial: [3; PARTIAL_LENGTH],
+        };
+        let messages = TaskMessage::partials(vec![partial; TaskMessage::MAX_ITEMS + 1]);
+        assert_eq!(messages.len(), 2);
+        for message in &messages {
+            assert!(message.encode().len() <= TaskMessage::MAX_ENCODE_SIZE);
+        }
+    }
+
+    #[test]
+    fn a_batch_longer_than_its_bytes_or_bound_is_refused() {
+        // A count the bytes do not back.
+        let mut bytes = vec![2u8];
+        4096usize.write(&mut bytes);
+        assert!(TaskMessage::decode(Bytes::from(bytes)).is_err());
+        // A count above the bound.
+        let mut bytes = vec![1u8];
+        (TaskMessage::MAX_ITEMS + 1).write(&mut bytes);
+        bytes.extend(std::iter::repeat_n(0u8, 64 * (TaskMessage::MAX_ITEMS + 1)));
+        assert!(TaskMessage::decode(Bytes::from(bytes)).is_err());
+        // An empty batch: nobody sends one.
+        let mut bytes = vec![1u8];
+        0usize.write(&mut bytes);
+        assert!(TaskMessage::decode(Bytes::from(bytes)).is_err());
     }
 }

@@ -203,3 +203,63 @@ fn varint_len(value: usize) -> usize {
     }
     len
 }
+
+fn cluster_task(id: u8) -> cohort_ingress::avs::ClusterTask {
+    cohort_ingress::avs::ClusterTask {
+        task_id: [id; 32],
+        avs: [1; 20],
+        aggregator: [2; 20],
+        operator_set_id: 3,
+        reference_timestamp: 4,
+        task_block_number: 5,
+        deadline_ms: 6,
+        payload: Bytes::from_static(b"payload"),
+        aggregator_signature: Bytes::from(vec![9u8; 65]),
+    }
+}
+
+#[test]
+fn task_channel_messages_and_task_decisions_refuse_malformed_bytes() {
+    use cohort_ingress::avs::{
+        PARTIAL_LENGTH, Report, SignatureRound, TaskDecision, TaskMessage, TaskPartial,
+    };
+    let messages = [
+        TaskMessage::Tasks(vec![cluster_task(1), cluster_task(2)]),
+        TaskMessage::Reports(
+            (0..3)
+                .map(|i| Report {
+                    task_id: [i; 32],
+                    digest: [i + 1; 32],
+                })
+                .collect(),
+        ),
+        TaskMessage::Partials(vec![
+            TaskPartial {
+                task_id: [1; 32],
+                round: SignatureRound::Result,
+                partial: [3; PARTIAL_LENGTH],
+            },
+            TaskPartial {
+                task_id: [2; 32],
+                round: SignatureRound::Auth,
+                partial: [4; PARTIAL_LENGTH],
+            },
+        ]),
+    ];
+    let valid: Vec<Vec<u8>> = messages.iter().map(|m| m.encode().to_vec()).collect();
+    let outcome = support::fuzz("TaskMessage", 6, CASES, &valid, budget, |bytes| {
+        canonical(bytes, TaskMessage::decode(Bytes::copy_from_slice(bytes)))
+    });
+    assert!(outcome.accepted < outcome.cases, "{outcome:?}");
+    let decisions = [
+        TaskDecision::Order(cluster_task(3)),
+        TaskDecision::Output {
+            task_id: [4; 32],
+            output: Bytes::from_static(b"output"),
+        },
+    ];
+    let valid: Vec<Vec<u8>> = decisions.iter().map(|d| d.encode().to_vec()).collect();
+    support::fuzz("TaskDecision", 7, CASES, &valid, budget, |bytes| {
+        canonical(bytes, TaskDecision::decode(Bytes::copy_from_slice(bytes)))
+    });
+}

@@ -4,7 +4,7 @@ use bytes::BufMut;
 use bytes::Bytes;
 use cohort_ingress::{
     Decision,
-    avs::{MAX_TASK_DECISIONS, TaskDecision},
+    avs::{MAX_TASK_DECISION_BYTES, MAX_TASK_DECISIONS, TaskDecision},
 };
 use commonware_codec::Buf;
 use commonware_codec::{EncodeSize, Error as CodecError, RangeCfg, Read, ReadExt, Write};
@@ -30,6 +30,8 @@ pub struct BlockCfg {
     pub max_proposals: usize,
     /// Most task decisions (orders and outputs of a cluster-run AVS).
     pub max_tasks: usize,
+    /// Most bytes the task decisions take together.
+    pub max_task_bytes: usize,
 }
 
 impl Default for BlockCfg {
@@ -40,6 +42,7 @@ impl Default for BlockCfg {
             // One slot has one proposer; a block may also carry the previous slot's late one.
             max_proposals: 2,
             max_tasks: MAX_TASK_DECISIONS,
+            max_task_bytes: MAX_TASK_DECISION_BYTES,
         }
     }
 }
@@ -177,6 +180,9 @@ impl EncodeSize for Block {
 /// and its value's tag.
 const MIN_DECISION_SIZE: usize = 8 + 8 + 1 + 1 + 1;
 
+/// The fewest bytes one task decision can take: an output's tag, task id and empty output.
+const MIN_TASK_DECISION_SIZE: usize = 1 + 32 + 1;
+
 /// Encoded size of an [`ExecutionTip`].
 const TIP_SIZE: usize = 32 + 8 + 8;
 
@@ -233,7 +239,21 @@ impl Read for Block {
                 Some(Arc::new(payload))
             }
         };
-        let tasks = Vec::<TaskDecision>::read_cfg(buf, &(RangeCfg::new(0..=cfg.max_tasks), ()))?;
+        let count = usize::read_cfg(buf, &RangeCfg::new(0..=cfg.max_tasks))?;
+        if count.saturating_mul(MIN_TASK_DECISION_SIZE) > buf.remaining() {
+            return Err(CodecError::EndOfBuffer);
+        }
+        let start = buf.remaining();
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            tasks.push(TaskDecision::read(buf)?);
+            if start - buf.remaining() > cfg.max_task_bytes {
+                return Err(CodecError::Invalid(
+                    "Block",
+                    "task decisions exceed the block's byte bound",
+                ));
+            }
+        }
         if tasks.windows(2).any(|w| w[0].sort_key() >= w[1].sort_key()) {
             return Err(CodecError::Invalid(
                 "Block",
@@ -289,7 +309,7 @@ impl BoundedBlock for Block {
             + 5
             + cfg.max_payload_bytes
             + 5
-            + cfg.max_tasks * TaskDecision::MAX_ENCODE_SIZE
+            + cfg.max_task_bytes
     }
 }
 
@@ -469,6 +489,7 @@ mod tests {
             max_payload_bytes: 4,
             max_proposals: 0,
             max_tasks: 1,
+            max_task_bytes: 64,
         };
         let two = Block::new(
             Sha256::hash(&[b"p"]),
@@ -561,5 +582,14 @@ mod tests {
             ..BlockCfg::default()
         };
         assert!(Block::decode_cfg(with.encode(), &tight).is_err());
+        let small = BlockCfg {
+            max_task_bytes: with.tasks.iter().map(|t| t.encode_size()).sum::<usize>() - 1,
+            ..BlockCfg::default()
+        };
+        assert!(
+            Block::decode_cfg(with.encode(), &small).is_err(),
+            "task decisions over the byte bound"
+        );
+        assert!(with.encode_size() <= Block::max_encode_size(&BlockCfg::default()));
     }
 }
