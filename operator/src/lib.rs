@@ -172,8 +172,13 @@ pub struct AvsSetup {
     pub events: Option<mpsc::UnboundedSender<avs::TaskEvent>>,
 }
 
-/// Most tasks an operator holds waiting for ordering.
-pub const MAX_PENDING_TASKS: usize = 4096;
+/// Most tasks an operator holds waiting for ordering (its own callers' and those its peers
+/// shared): two seconds of a load of 10,000 tasks per second, over the cluster.
+pub const MAX_PENDING_TASKS: usize = 20_000;
+
+/// Most tasks an operator tracks at all: with a task kept until shortly after its deadline, a
+/// load of 10,000 tasks per second with 24-second deadlines, at about a kilobyte each.
+pub const MAX_TRACKED_TASKS: usize = 400_000;
 
 pub struct Setup<Src, X> {
     /// This operator's position in `participants`: its share index and proposer number.
@@ -363,6 +368,7 @@ where
                 committee: Some(committee_mailbox.clone()),
                 mailbox_size: MAILBOX_SIZE,
                 max_pending: MAX_PENDING_TASKS,
+                max_tracked: MAX_TRACKED_TASKS,
                 verify_wait: setup.clock.interval_duration(),
             },
         )

@@ -72,9 +72,10 @@ pub fn bound(name: &str, validators: u64, operators: u64) -> Option<u64> {
         "executor_finalized_blocks_held" => 16,
         "executor_requests_held" => cohort_ingress::executor::REQUESTS_CAPACITY as u64,
         "executor_engine_calls_held" => cohort_actors::executor::MAX_ENGINE_CALLS as u64,
-        // Waiting tasks are capped; ordered ones live at most their (capped) lifetime plus the
-        // retention after it, and blocks order a bounded number per block.
-        "avs_tasks_held" => 4 * cohort_operator::MAX_PENDING_TASKS as u64,
+        // Submissions and shared tasks stop at the cap of tracked tasks; beyond it only orders
+        // from finalized blocks are tracked, and those come from what the other operators
+        // track (each under the same cap).
+        "avs_tasks_held" => n * cohort_operator::MAX_TRACKED_TASKS as u64,
         _ => return None,
     })
 }

@@ -13,11 +13,11 @@ use cohort_avs_crypto::{
     cluster_result::{ResultSigning, Round},
 };
 use cohort_ingress::avs::{
-    ClusterTask, MAX_TASK_DECISIONS, MAX_TASK_PAYLOAD, Message, SignatureRound, SignedTask,
-    TaskDecision, TaskError, TaskId, TaskMessage,
+    ClusterTask, MAX_TASK_DECISION_BYTES, MAX_TASK_DECISIONS, MAX_TASK_PAYLOAD, Message, Report,
+    SignatureRound, SignedTask, TaskDecision, TaskError, TaskId, TaskMessage, TaskPartial,
 };
 use cohort_ingress::keys::to_hex;
-use commonware_codec::{DecodeExt as _, Encode as _};
+use commonware_codec::{DecodeExt as _, Encode as _, EncodeSize as _};
 use commonware_cryptography::PublicKey;
 use commonware_macros::select;
 use commonware_p2p::{Receiver, Recipients, Sender};
@@ -37,9 +37,12 @@ use std::{
 };
 use tracing::{debug, error, info, warn};
 
-/// How long a task is remembered after its deadline: a caller's retry to this operator within
-/// it gets the signed result (or the same error) at once.
-const RETAIN_AFTER_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a task is remembered after its deadline: a caller's late retry to this operator
+/// within it gets the signed result (or the same error) at once. Short, since everything held
+/// costs memory at thousands of tasks per second, and a task past its deadline is refused at
+/// submission anyway (the task record, not this memory, is what keeps a second output from
+/// being signed).
+const RETAIN_AFTER_DEADLINE: Duration = Duration::from_secs(10);
 /// A task decision proposed in a block (built here or seen) is not proposed again sooner than
 /// this: that block is most likely on its way to finalization.
 const REPROPOSE_AFTER: Duration = Duration::from_secs(4);
@@ -51,6 +54,13 @@ const ORDER_MARGIN: Duration = Duration::from_secs(1);
 pub const MAX_TASK_LIFETIME: Duration = Duration::from_secs(600);
 /// The record is pruned at most once per this many finalized heights.
 const PRUNE_EVERY_HEIGHTS: u64 = 64;
+/// What this operator sends its peers goes out at most this often under load, batched (at
+/// once when the last batch left longer ago): a heavy load then costs a few hundred messages
+/// per second, not several per task.
+const FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// Most mailbox messages (mostly callers' tasks) taken in one turn of the run loop, so that
+/// what they produce leaves in one batch without starving the other inputs.
+const MAILBOX_BATCH: usize = 256;
 
 /// A performer's answer for a task, back from its own task.
 type Performed = (TaskId, Result<Bytes, String>);
@@ -140,20 +150,83 @@ pub struct Actor<E: Clock + Spawner + Metrics + Storage, P: PublicKey> {
         mpsc::UnboundedReceiver<Performed>,
     ),
     tasks: BTreeMap<TaskId, Tracked>,
+    /// Tasks not ordered yet: what a leader orders, and what `max_pending` bounds.
+    unordered: BTreeSet<TaskId>,
+    /// Ordered tasks without a decided output: what a leader proposes outputs for.
+    undecided: BTreeSet<TaskId>,
+    /// When each task next needs attention (its deadline, then the end of its retention).
+    /// Entries may be stale; each is checked against the task when it comes due.
+    timers: BTreeSet<(SystemTime, TaskId)>,
+    /// Tasks whose signing may progress: combined together at the end of the loop's turn.
+    dirty: BTreeSet<TaskId>,
+    outbox: Outbox,
     waiting: Vec<Waiting>,
+    /// Whether anything a waiting block's verdict depends on changed since it was evaluated.
+    verdicts_stale: bool,
     max_pending: usize,
+    max_tracked: usize,
     verify_wait: Duration,
     pruned_at: u64,
     committee: Option<cohort_ingress::committee::Mailbox>,
+    /// Whether this operator, as leader, has task decisions to propose.
+    work: bool,
+    /// `work` must be found again by looking at every task that could be proposed: something
+    /// was proposed, ordered or decided, or a proposal's window ran out.
+    work_stale: bool,
+    /// When the earliest proposal seen here stops counting as recent.
+    reconsider_at: Option<SystemTime>,
     /// What the committee was last told about waiting task decisions.
     work_signalled: bool,
+    /// Whether a block was finalized since this operator started. Until then the committee is
+    /// not told of task work: at a start no operator has heard from the others yet, and
+    /// consensus skips (votes to nullify) the view of a leader it has not heard from while it
+    /// hears a quorum of others. A leader that proposes at once, before those skip votes reach
+    /// it, then loses its view to the certification timeout (16 s at 12 s slots); a leader
+    /// without work holds its proposal and gives the view up when f + 1 skip votes arrive
+    /// (the committee's rule), which costs one round trip.
+    chain_moving: bool,
     metrics: AvsMetrics,
 }
 
-/// Sends `message` to every other operator; a full or closed channel drops it (partials and
-/// reports are sent again by nobody, so a lost one only slows the round down to the others).
-fn broadcast<S: Sender>(sender: &mut S, message: &TaskMessage) {
-    let _ = sender.send(Recipients::All, message.encode(), false);
+/// What this operator sends its peers, gathered during a turn of the run loop (or a few) and
+/// sent as one message per kind.
+#[derive(Default)]
+struct Outbox {
+    tasks: Vec<ClusterTask>,
+    reports: Vec<Report>,
+    partials: Vec<TaskPartial>,
+    flushed_at: Option<SystemTime>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.reports.is_empty() && self.partials.is_empty()
+    }
+
+    /// When the next batch may leave: at once if none left recently.
+    fn due(&self) -> Option<SystemTime> {
+        if self.is_empty() {
+            return None;
+        }
+        Some(self.flushed_at.map_or(SystemTime::UNIX_EPOCH, |at| at + FLUSH_EVERY))
+    }
+
+    /// Sends what is due to every other operator. A full or closed channel drops a message:
+    /// nobody sends reports and partials again, so a lost one only slows the round down to
+    /// the others' (and a lost task is shared again by nobody, but its caller can retry).
+    fn flush<S: Sender>(&mut self, sender: &mut S, now: SystemTime) {
+        if self.due().is_none_or(|due| now < due) {
+            return;
+        }
+        self.flushed_at = Some(now);
+        let messages = TaskMessage::tasks(std::mem::take(&mut self.tasks))
+            .into_iter()
+            .chain(TaskMessage::reports(std::mem::take(&mut self.reports)))
+            .chain(TaskMessage::partials(std::mem::take(&mut self.partials)));
+        for message in messages {
+            let _ = sender.send(Recipients::All, message.encode(), false);
+        }
+    }
 }
 
 fn emit(events: &Option<mpsc::UnboundedSender<TaskEvent>>, event: TaskEvent) {
@@ -206,12 +279,23 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             mailbox,
             performed: mpsc::unbounded_channel(),
             tasks: BTreeMap::new(),
+            unordered: BTreeSet::new(),
+            undecided: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            outbox: Outbox::default(),
             waiting: Vec::new(),
+            verdicts_stale: false,
             max_pending: config.max_pending,
+            max_tracked: config.max_tracked,
             verify_wait: config.verify_wait,
             pruned_at: 0,
             committee: config.committee,
+            work: false,
+            work_stale: false,
+            reconsider_at: None,
             work_signalled: false,
+            chain_moving: false,
             metrics,
         }
     }
@@ -232,23 +316,32 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         loop {
             let wake = self.next_wake();
             // Priorities: consensus and callers first (a block waits on them), then performers'
-            // outputs, then peers, then deadlines.
+            // outputs, then peers, then deadlines and batches due.
             select! {
                 message = self.mailbox.recv() => {
                     let Some(message) = message else {
                         debug!("avs mailbox closed; stopping");
                         return;
                     };
-                    self.handle(message, &mut sender).await;
+                    self.handle(message).await;
+                    for _ in 1..MAILBOX_BATCH {
+                        let Ok(message) = self.mailbox.try_recv() else {
+                            break;
+                        };
+                        self.handle(message).await;
+                    }
                 },
                 performed = self.performed.1.recv() => {
                     if let Some((task_id, result)) = performed {
-                        self.on_performed(task_id, result, &mut sender);
+                        self.on_performed(task_id, result);
+                    }
+                    while let Ok((task_id, result)) = self.performed.1.try_recv() {
+                        self.on_performed(task_id, result);
                     }
                 },
                 received = receiver.recv() => {
                     match received {
-                        Ok((peer, bytes)) => self.on_message(peer, bytes, &mut sender),
+                        Ok((peer, bytes)) => self.on_message(peer, bytes),
                         Err(err) => {
                             warn!(%err, "task channel closed; the avs actor stops and this operator signs no more task results");
                             return;
@@ -256,9 +349,11 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                     }
                 },
                 _ = self.context.sleep_until(wake) => {
-                    self.on_deadlines();
+                    self.on_timers();
                 },
             }
+            self.settle_dirty();
+            self.outbox.flush(&mut sender, self.context.current());
             self.answer_waiting();
             self.metrics.held.set(self.tasks.len() as i64);
             let work = self.has_work();
@@ -274,14 +369,73 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         }
     }
 
-    /// Whether this operator, as leader, has task decisions to propose now.
-    fn has_work(&self) -> bool {
+    /// Whether this operator, as leader, has task decisions to propose now. Kept up to date
+    /// by the events that can make a task proposable (each checked alone), and found again by
+    /// a scan only after the events that can make it false: a scan per block, not per task.
+    fn has_work(&mut self) -> bool {
+        if !self.chain_moving {
+            return false;
+        }
+        if self.work_stale {
+            self.work_stale = false;
+            let now = self.context.current();
+            self.work = self
+                .unordered
+                .iter()
+                .filter_map(|id| self.tasks.get(id))
+                .any(|t| t.orderable(now, REPROPOSE_AFTER, ORDER_MARGIN))
+                || self
+                    .undecided
+                    .iter()
+                    .filter_map(|id| self.tasks.get(id))
+                    .any(|t| {
+                        t.proposable_output(self.threshold, now, REPROPOSE_AFTER)
+                            .is_some()
+                    });
+        }
+        self.work
+    }
+
+    /// One task may have become proposable: cheaper than a scan.
+    fn maybe_work(&mut self, task_id: &TaskId) {
+        if self.work {
+            return;
+        }
         let now = self.context.current();
-        self.tasks.values().any(|t| {
-            t.orderable(now, REPROPOSE_AFTER, ORDER_MARGIN)
-                || t.proposable_output(self.threshold, now, REPROPOSE_AFTER)
-                    .is_some()
-        })
+        if let Some(tracked) = self.tasks.get(task_id)
+            && (tracked.orderable(now, REPROPOSE_AFTER, ORDER_MARGIN)
+                || tracked
+                    .proposable_output(self.threshold, now, REPROPOSE_AFTER)
+                    .is_some())
+        {
+            self.work = true;
+        }
+    }
+
+    /// A proposal was built or seen now: what it holds is not proposable until the window
+    /// ends, so the work is found again, and again when the window ends.
+    fn proposed_now(&mut self) {
+        self.work_stale = true;
+        if self.reconsider_at.is_none() {
+            self.reconsider_at = Some(self.context.current() + REPROPOSE_AFTER);
+        }
+    }
+
+    /// Starts tracking a task: indexed as unordered, with a timer at its deadline.
+    fn track(&mut self, task: &ClusterTask) {
+        let task_id = task.task_id;
+        if !self.tasks.contains_key(&task_id) {
+            self.unordered.insert(task_id);
+            self.timers.insert((task.deadline(), task_id));
+            self.tasks.insert(task_id, Tracked::new(task.clone()));
+        }
+    }
+
+    fn forget(&mut self, task_id: &TaskId) {
+        self.tasks.remove(task_id);
+        self.unordered.remove(task_id);
+        self.undecided.remove(task_id);
+        self.dirty.remove(task_id);
     }
 
     fn now_ms(&self) -> u64 {
@@ -294,13 +448,13 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         for waiting in &self.waiting {
             wake = wake.min(waiting.until);
         }
-        for tracked in self.tasks.values() {
-            let deadline = tracked.deadline();
-            let at = if tracked.expired {
-                deadline + RETAIN_AFTER_DEADLINE
-            } else {
-                deadline
-            };
+        if let Some((at, _)) = self.timers.first() {
+            wake = wake.min(*at);
+        }
+        if let Some(at) = self.reconsider_at {
+            wake = wake.min(at);
+        }
+        if let Some(at) = self.outbox.due() {
             wake = wake.min(at);
         }
         wake.max(now)
@@ -333,15 +487,12 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
     }
 
     fn pending(&self) -> usize {
-        self.tasks
-            .values()
-            .filter(|t| t.ordered_at.is_none())
-            .count()
+        self.unordered.len()
     }
 
-    async fn handle<S: Sender<PublicKey = P>>(&mut self, message: Message, sender: &mut S) {
+    async fn handle(&mut self, message: Message) {
         match message {
-            Message::Submit { task, response } => self.submit(task, response, sender),
+            Message::Submit { task, response } => self.submit(task, response),
             Message::Propose { response } => {
                 let _ = response.send(self.propose());
             }
@@ -363,16 +514,15 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 }
             }
             Message::Finalized { height, decisions } => {
-                self.on_finalized(height, &decisions, sender).await;
+                self.on_finalized(height, &decisions).await;
             }
         }
     }
 
-    fn submit<S: Sender<PublicKey = P>>(
+    fn submit(
         &mut self,
         task: ClusterTask,
         response: oneshot::Sender<Result<SignedTask, TaskError>>,
-        sender: &mut S,
     ) {
         self.metrics.submitted.inc();
         let task_id = task.task_id;
@@ -402,42 +552,73 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             ))));
             return;
         }
-        let tracked = self
-            .tasks
-            .entry(task_id)
-            .or_insert_with(|| Tracked::new(task.clone()));
+        if !self.tasks.contains_key(&task_id) && self.tasks.len() >= self.max_tracked {
+            self.metrics.failed.inc();
+            let _ = response.send(Err(TaskError::Busy(format!(
+                "{} tasks are in flight or kept for retries",
+                self.max_tracked
+            ))));
+            return;
+        }
+        self.track(&task);
+        let Some(tracked) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         tracked.waiters.push(response);
         if tracked.ordered_at.is_none() {
             debug!(task_id = %to_hex(&task_id), "task accepted; shared for ordering");
-            broadcast(sender, &TaskMessage::Task(tracked.task.clone()));
+            let shared = tracked.task.clone();
+            self.outbox.tasks.push(shared);
+            self.maybe_work(&task_id);
         }
     }
 
     /// The task decisions of this operator's next block as leader: outputs enough operators
-    /// computed, then tasks waiting to be ordered.
+    /// computed, then tasks waiting to be ordered, within the block's count and byte bounds.
     fn propose(&mut self) -> Vec<TaskDecision> {
         let now = self.context.current();
         let mut decisions = Vec::new();
-        for (task_id, tracked) in self.tasks.iter_mut() {
-            if decisions.len() == MAX_TASK_DECISIONS {
-                return decisions;
-            }
+        let mut bytes = 0;
+        let fits = |decisions: &Vec<TaskDecision>, bytes: usize, size: usize| {
+            decisions.len() < MAX_TASK_DECISIONS && bytes + size <= MAX_TASK_DECISION_BYTES
+        };
+        for task_id in &self.undecided {
+            let Some(tracked) = self.tasks.get_mut(task_id) else {
+                continue;
+            };
             if let Some(output) = tracked.proposable_output(self.threshold, now, REPROPOSE_AFTER) {
-                tracked.output_proposed = Some(now);
-                decisions.push(TaskDecision::Output {
+                let decision = TaskDecision::Output {
                     task_id: *task_id,
                     output,
-                });
+                };
+                let size = decision.encode_size();
+                if !fits(&decisions, bytes, size) {
+                    break;
+                }
+                tracked.output_proposed = Some(now);
+                bytes += size;
+                decisions.push(decision);
             }
         }
-        for tracked in self.tasks.values_mut() {
-            if decisions.len() == MAX_TASK_DECISIONS {
-                break;
-            }
+        for task_id in &self.unordered {
+            let Some(tracked) = self.tasks.get_mut(task_id) else {
+                continue;
+            };
             if tracked.orderable(now, REPROPOSE_AFTER, ORDER_MARGIN) {
+                let size = 1 + tracked.task.encode_size();
+                if !fits(&decisions, bytes, size) {
+                    break;
+                }
                 tracked.order_proposed = Some(now);
+                bytes += size;
                 decisions.push(TaskDecision::Order(tracked.task.clone()));
             }
+        }
+        if decisions.is_empty() {
+            // Whatever made this operator think it had work is gone (expired, ordered).
+            self.work_stale = true;
+        } else {
+            self.proposed_now();
         }
         decisions
     }
@@ -453,6 +634,9 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                     TaskDecision::Output { .. } => tracked.output_proposed = Some(now),
                 }
             }
+        }
+        if !decisions.is_empty() {
+            self.proposed_now();
         }
     }
 
@@ -486,17 +670,26 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         (!undecided).then_some(true)
     }
 
+    /// Answers the blocks waiting for this operator's verdict: again only once something they
+    /// depend on changed (a performer answered, a report or a decision came), else only those
+    /// whose wait ran out.
     fn answer_waiting(&mut self) {
         if self.waiting.is_empty() {
             return;
         }
         let now = self.context.current();
+        let reevaluate = std::mem::take(&mut self.verdicts_stale);
         let waiting = std::mem::take(&mut self.waiting);
         for entry in waiting {
             if entry.response.is_closed() {
                 continue;
             }
-            match self.evaluate(&entry.decisions) {
+            let verdict = if reevaluate || now >= entry.until {
+                self.evaluate(&entry.decisions)
+            } else {
+                None
+            };
+            match verdict {
                 Some(vote) => {
                     let _ = entry.response.send(vote);
                 }
@@ -511,12 +704,12 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         }
     }
 
-    async fn on_finalized<S: Sender<PublicKey = P>>(
-        &mut self,
-        height: u64,
-        decisions: &[TaskDecision],
-        sender: &mut S,
-    ) {
+    async fn on_finalized(&mut self, height: u64, decisions: &[TaskDecision]) {
+        // Genesis is "finalized" at every start; a block above it was agreed by the cluster.
+        if !self.chain_moving && height > 0 {
+            self.chain_moving = true;
+            self.work_stale = true;
+        }
         let mut requests = Vec::new();
         for decision in decisions {
             match decision {
@@ -528,8 +721,12 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 }
             }
         }
+        if !decisions.is_empty() {
+            self.work_stale = true;
+            self.verdicts_stale = true;
+        }
         if !requests.is_empty() {
-            self.sign_decided(&requests, sender).await;
+            self.sign_decided(&requests).await;
         }
         if height >= self.pruned_at + PRUNE_EVERY_HEIGHTS {
             self.prune(height).await;
@@ -538,16 +735,27 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
 
     fn on_ordered(&mut self, height: u64, task: &ClusterTask) {
         let now = self.context.current();
-        let tracked = self
-            .tasks
-            .entry(task.task_id)
-            .or_insert_with(|| Tracked::new(task.clone()));
+        self.track(task);
+        let Some(tracked) = self.tasks.get_mut(&task.task_id) else {
+            return;
+        };
         if tracked.ordered_at.is_some() {
             return;
         }
-        // The finalized body is the task every operator runs and signs for.
+        // The finalized body is the task every operator runs and signs for (its deadline may
+        // differ from a peer's copy: the timer below follows the finalized one).
         tracked.task = task.clone();
         tracked.ordered_at = Some(height);
+        let deadline = tracked.deadline();
+        let expired = deadline <= now;
+        if expired {
+            debug!(task_id = %to_hex(&task.task_id), height, "task ordered after its deadline; not running it");
+            tracked.own = Some(Err("ordered after its deadline".into()));
+        }
+        let execution = (!expired).then(|| self.performer.execute(&tracked.task));
+        self.unordered.remove(&task.task_id);
+        self.undecided.insert(task.task_id);
+        self.timers.insert((deadline, task.task_id));
         self.metrics.ordered.inc();
         emit(
             &self.events,
@@ -556,14 +764,10 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 task_id: task.task_id,
             },
         );
-        if tracked.deadline() <= now {
-            debug!(task_id = %to_hex(&task.task_id), height, "task ordered after its deadline; not running it");
-            tracked.own = Some(Err("ordered after its deadline".into()));
+        let Some(execution) = execution else {
             return;
-        }
+        };
         debug!(task_id = %to_hex(&task.task_id), height, "task ordered; running the performer");
-        let execution = self.performer.execute(&tracked.task);
-        let deadline = tracked.deadline();
         let task_id = task.task_id;
         let done = self.performed.0.clone();
         self.context
@@ -587,6 +791,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         if tracked.decided.is_some() {
             return None;
         }
+        self.undecided.remove(task_id);
         let decided = digest(task_id, output);
         tracked.decided = Some(output.clone());
         self.metrics.decided.inc();
@@ -628,12 +833,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         })
     }
 
-    fn on_performed<S: Sender<PublicKey = P>>(
-        &mut self,
-        task_id: TaskId,
-        result: Result<Bytes, String>,
-        sender: &mut S,
-    ) {
+    fn on_performed(&mut self, task_id: TaskId, result: Result<Bytes, String>) {
         let Some(tracked) = self.tasks.get_mut(&task_id) else {
             return;
         };
@@ -646,27 +846,21 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 {
                     warn!(task_id = %to_hex(&task_id), "this operator's performer gave another output than the one the cluster decided");
                 }
-                broadcast(
-                    sender,
-                    &TaskMessage::Report {
-                        task_id,
-                        digest: reported,
-                    },
-                );
+                self.outbox.reports.push(Report {
+                    task_id,
+                    digest: reported,
+                });
             }
             Err(reason) => {
                 warn!(task_id = %to_hex(&task_id), %reason, "performer failed; this operator vouches only for an output enough peers report");
             }
         }
         tracked.own = Some(result);
+        self.verdicts_stale = true;
+        self.maybe_work(&task_id);
     }
 
-    fn on_message<S: Sender<PublicKey = P>>(
-        &mut self,
-        peer: P,
-        bytes: impl commonware_codec::Buf,
-        sender: &mut S,
-    ) {
+    fn on_message(&mut self, peer: P, bytes: impl commonware_codec::Buf) {
         let Some(operator) = self.operators.position(&peer) else {
             self.metrics.invalid.inc();
             return;
@@ -681,88 +875,137 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             }
         };
         match message {
-            TaskMessage::Task(task) => {
-                if self.tasks.contains_key(&task.task_id) {
-                    return;
-                }
-                if let Err(reason) = self.admissible(&task) {
-                    self.metrics.invalid.inc();
-                    debug!(operator = operator + 1, task_id = %to_hex(&task.task_id), %reason, "peer shared a task this operator refuses");
-                    return;
-                }
-                if self.pending() >= self.max_pending {
-                    return;
-                }
-                self.tasks.insert(task.task_id, Tracked::new(task));
-            }
-            TaskMessage::Report { task_id, digest } => {
-                if let Some(tracked) = self.tasks.get_mut(&task_id) {
-                    tracked.reports.entry(operator).or_insert(digest);
+            TaskMessage::Tasks(tasks) => {
+                for task in tasks {
+                    self.on_shared(operator, task);
                 }
             }
-            TaskMessage::Partial {
-                task_id,
-                round,
-                partial,
-            } => {
-                let partial = match Bn254Partial::from_bytes(&partial) {
-                    Ok(partial) if partial.operator == operator => partial,
-                    Ok(partial) => {
-                        self.metrics.invalid.inc();
-                        warn!(
-                            operator = operator + 1,
-                            claimed = partial.operator + 1,
-                            "partial signature claims another operator; dropped"
-                        );
-                        return;
+            TaskMessage::Reports(reports) => {
+                for Report { task_id, digest } in reports {
+                    if let Some(tracked) = self.tasks.get_mut(&task_id) {
+                        tracked.reports.entry(operator).or_insert(digest);
+                        self.maybe_work(&task_id);
                     }
-                    Err(err) => {
-                        self.metrics.invalid.inc();
-                        warn!(operator = operator + 1, %err, "undecodable partial signature; dropped");
-                        return;
-                    }
-                };
-                let Some(tracked) = self.tasks.get_mut(&task_id) else {
-                    return;
-                };
-                match tracked.signing.as_mut() {
-                    Some(signing) => {
-                        let _ = signing.add(round_of(round), partial);
-                        self.advance(&task_id, sender);
-                    }
-                    None => tracked.hold_early(round, partial),
+                }
+                self.verdicts_stale = true;
+            }
+            TaskMessage::Partials(partials) => {
+                for partial in partials {
+                    self.on_partial(operator, partial);
                 }
             }
         }
     }
 
-    /// Answers callers whose task's deadline passed without a signed result, and forgets tasks
-    /// long past theirs.
-    fn on_deadlines(&mut self) {
+    /// A task a peer received and shared, for ordering.
+    fn on_shared(&mut self, operator: u32, task: ClusterTask) {
+        if self.tasks.contains_key(&task.task_id) {
+            return;
+        }
+        if let Err(reason) = self.admissible(&task) {
+            self.metrics.invalid.inc();
+            debug!(operator = operator + 1, task_id = %to_hex(&task.task_id), %reason, "peer shared a task this operator refuses");
+            return;
+        }
+        if self.pending() >= self.max_pending || self.tasks.len() >= self.max_tracked {
+            return;
+        }
+        let task_id = task.task_id;
+        self.track(&task);
+        self.maybe_work(&task_id);
+    }
+
+    fn on_partial(&mut self, operator: u32, message: TaskPartial) {
+        let TaskPartial {
+            task_id,
+            round,
+            partial,
+        } = message;
+        let partial = match Bn254Partial::from_bytes(&partial) {
+            Ok(partial) if partial.operator == operator => partial,
+            Ok(partial) => {
+                self.metrics.invalid.inc();
+                warn!(
+                    operator = operator + 1,
+                    claimed = partial.operator + 1,
+                    "partial signature claims another operator; dropped"
+                );
+                return;
+            }
+            Err(err) => {
+                self.metrics.invalid.inc();
+                warn!(operator = operator + 1, %err, "undecodable partial signature; dropped");
+                return;
+            }
+        };
+        let Some(tracked) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        if tracked.signed.is_some() {
+            return;
+        }
+        match tracked.signing.as_mut() {
+            Some(signing) => {
+                let _ = signing.add(round_of(round), partial);
+                self.dirty.insert(task_id);
+            }
+            None => tracked.hold_early(round, partial),
+        }
+    }
+
+    /// Timers that came due: callers whose task's deadline passed without a signed result
+    /// are answered, tasks long past theirs are forgotten, and a proposal window that ended
+    /// makes this operator look for work again.
+    fn on_timers(&mut self) {
         let now = self.context.current();
+        if self.reconsider_at.is_some_and(|at| at <= now) {
+            self.reconsider_at = None;
+            self.work_stale = true;
+        }
         let threshold = self.threshold;
         let mut failed = Vec::new();
-        self.tasks.retain(|task_id, tracked| {
+        let mut forgotten = Vec::new();
+        while let Some(&(at, task_id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(tracked) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
             let deadline = tracked.deadline();
             if now >= deadline + RETAIN_AFTER_DEADLINE {
-                return false;
+                forgotten.push(task_id);
+                continue;
             }
-            if now >= deadline && !tracked.expired {
-                tracked.expired = true;
-                if tracked.signed.is_none() && tracked.refused.is_none() {
-                    let error = TaskError::NoAgreement(tracked.stage(threshold));
-                    if !tracked.waiters.is_empty() {
-                        info!(task_id = %to_hex(task_id), %error, "task failed");
-                        failed.push((*task_id, error.clone()));
-                    }
-                    for waiter in tracked.waiters.drain(..) {
-                        let _ = waiter.send(Err(error.clone()));
-                    }
-                    tracked.refused = Some(error);
+            if now < deadline {
+                // A stale entry: the finalized copy of the task has a later deadline.
+                self.timers.insert((deadline, task_id));
+                continue;
+            }
+            self.timers.insert((deadline + RETAIN_AFTER_DEADLINE, task_id));
+            if tracked.expired {
+                continue;
+            }
+            tracked.expired = true;
+            if tracked.signed.is_none() && tracked.refused.is_none() {
+                let error = TaskError::NoAgreement(tracked.stage(threshold));
+                if !tracked.waiters.is_empty() {
+                    info!(task_id = %to_hex(&task_id), %error, "task failed");
+                    failed.push((task_id, error.clone()));
                 }
+                for waiter in tracked.waiters.drain(..) {
+                    let _ = waiter.send(Err(error.clone()));
+                }
+                tracked.refused = Some(error);
             }
-            true
-        });
+            // Past its deadline nothing is proposed for it any more.
+            self.undecided.remove(&task_id);
+            self.work_stale = true;
+        }
+        for task_id in forgotten {
+            self.forget(&task_id);
+        }
         for (task_id, error) in failed {
             self.metrics.failed.inc();
             emit(&self.events, TaskEvent::Failed { task_id, error });

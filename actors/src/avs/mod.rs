@@ -79,6 +79,9 @@ pub struct Config<P: PublicKey> {
     pub mailbox_size: usize,
     /// Most tasks waiting to be ordered; more are refused as busy.
     pub max_pending: usize,
+    /// Most tasks tracked at all (waiting, in flight, or answered and kept for retries until
+    /// shortly after their deadline); more are refused as busy. What bounds the actor's memory.
+    pub max_tracked: usize,
     /// How long a follower waits for its performer (or peers' reports) before refusing to vouch
     /// for an output.
     pub verify_wait: Duration,

@@ -106,7 +106,9 @@ impl Tracked {
             // Already finalized here: a repeat of the same output is harmless.
             return Some(decided.as_ref() == output);
         }
-        self.ordered_at?;
+        // Not finalized here yet is no reason to wait: threshold-many matching reports hold
+        // f + 1 honest ones, and an honest performer runs a task only once its order is
+        // finalized, so the order precedes this output on the chain.
         let asked = digest(&self.task.task_id, output);
         if let Some(Ok(own)) = &self.own {
             return Some(digest(&self.task.task_id, own) == asked);
@@ -117,6 +119,16 @@ impl Tracked {
             return Some(true);
         }
         None
+    }
+
+    /// Drops what only signing needs (partials, reports, the performer's output): once a task
+    /// is signed only its answer (and the decided output, which a late block may repeat) is
+    /// kept, for a caller that asks again.
+    pub fn compact(&mut self) {
+        self.signing = None;
+        self.reports = BTreeMap::new();
+        self.early = Vec::new();
+        self.own = None;
     }
 
     /// Keeps a partial that arrived before the decision, within a bound.

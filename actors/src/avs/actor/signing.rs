@@ -5,13 +5,9 @@
 use super::*;
 
 impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
-    /// Records the decided outputs (one sync for the block), then signs and sends a partial for
-    /// each the record allows.
-    pub(super) async fn sign_decided<S: Sender<PublicKey = P>>(
-        &mut self,
-        requests: &[SignRequest],
-        sender: &mut S,
-    ) {
+    /// Records the decided outputs (one sync for the block), then signs a partial for each the
+    /// record allows; they leave together in the next batch.
+    pub(super) async fn sign_decided(&mut self, requests: &[SignRequest]) {
         let verdicts = match self.record.decide(requests).await {
             Ok(verdicts) => verdicts,
             Err(err) => {
@@ -24,7 +20,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         };
         for (request, verdict) in requests.iter().zip(verdicts) {
             match verdict {
-                Verdict::Sign | Verdict::SignAgain => self.sign_result(&request.task_id, sender),
+                Verdict::Sign | Verdict::SignAgain => self.sign_result(&request.task_id),
                 Verdict::Refuse(refusal) => {
                     error!(task_id = %to_hex(&request.task_id), %refusal, "not signing the decided output");
                     self.refuse(&request.task_id, TaskError::Refused(refusal.to_string()));
@@ -51,11 +47,7 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         );
     }
 
-    pub(super) fn sign_result<S: Sender<PublicKey = P>>(
-        &mut self,
-        task_id: &TaskId,
-        sender: &mut S,
-    ) {
+    fn sign_result(&mut self, task_id: &TaskId) {
         let Some(tracked) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -64,14 +56,11 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         };
         let partial = signing.result_partial(&self.share);
         let _ = signing.add(Round::Result, partial);
-        broadcast(
-            sender,
-            &TaskMessage::Partial {
-                task_id: *task_id,
-                round: SignatureRound::Result,
-                partial: partial.to_bytes(),
-            },
-        );
+        self.outbox.partials.push(TaskPartial {
+            task_id: *task_id,
+            round: SignatureRound::Result,
+            partial: partial.to_bytes(),
+        });
         emit(
             &self.events,
             TaskEvent::PartialSigned {
@@ -82,34 +71,75 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
         for (round, partial) in std::mem::take(&mut tracked.early) {
             let _ = signing.add(round_of(round), partial);
         }
-        self.advance(task_id, sender);
+        self.dirty.insert(*task_id);
     }
 
-    /// Combines whatever round can be, sends the auth partial once the result is combined, and
-    /// answers the callers once both are.
-    pub(super) fn advance<S: Sender<PublicKey = P>>(&mut self, task_id: &TaskId, sender: &mut S) {
+    /// Combines every round that can be, across all the tasks whose partials changed, in one
+    /// batch (one pairing check for the lot while nobody lies); then the auth rounds the
+    /// combined results opened, with this operator's auth partials sent; then answers the
+    /// callers of every task whose two signatures are both combined.
+    pub(super) fn settle_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        // The rounds of a task come in order, so two passes finish whatever can be.
+        for _ in 0..2 {
+            let mut pending = Vec::new();
+            let mut items = Vec::new();
+            for task_id in &dirty {
+                let Some(tracked) = self.tasks.get(task_id) else {
+                    continue;
+                };
+                if tracked.signed.is_some() {
+                    continue;
+                }
+                if let Some((round, message, partials)) =
+                    tracked.signing.as_ref().and_then(|s| s.combinable())
+                {
+                    pending.push((*task_id, round));
+                    items.push((message, partials));
+                }
+            }
+            if items.is_empty() {
+                return;
+            }
+            let outcomes = self.sharing.combine_verified_batch(&items);
+            let mut next = BTreeSet::new();
+            for ((task_id, round), outcome) in pending.into_iter().zip(outcomes) {
+                if self.settle(&task_id, round, outcome) {
+                    next.insert(task_id);
+                }
+            }
+            dirty = next;
+        }
+    }
+
+    /// Applies one round's combination to a task; returns whether its auth round just opened
+    /// (this operator's auth partial then joins the batch, and the round may combine at once).
+    fn settle(
+        &mut self,
+        task_id: &TaskId,
+        round: Round,
+        outcome: Result<cohort_avs_crypto::Combined, cohort_avs_crypto::ThresholdError>,
+    ) -> bool {
         let Some(tracked) = self.tasks.get_mut(task_id) else {
-            return;
+            return false;
         };
         let Some(signing) = tracked.signing.as_mut() else {
-            return;
+            return false;
         };
         let bad_before: BTreeSet<u32> = signing.bad().keys().copied().collect();
-        let mut signatures = signing.advance();
+        signing.settle(round, outcome);
+        let mut opened = false;
         if !tracked.auth_sent
             && let Some(partial) = signing.auth_partial(&self.share)
         {
             tracked.auth_sent = true;
             let _ = signing.add(Round::Auth, partial);
-            broadcast(
-                sender,
-                &TaskMessage::Partial {
-                    task_id: *task_id,
-                    round: SignatureRound::Auth,
-                    partial: partial.to_bytes(),
-                },
-            );
-            signatures = signing.advance();
+            self.outbox.partials.push(TaskPartial {
+                task_id: *task_id,
+                round: SignatureRound::Auth,
+                partial: partial.to_bytes(),
+            });
+            opened = true;
         }
         for (operator, round) in newly_bad(&bad_before, signing.bad()) {
             self.metrics.bad_partials.inc();
@@ -122,8 +152,8 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 },
             );
         }
-        let (Some(signatures), None) = (signatures, &tracked.signed) else {
-            return;
+        let Some(signatures) = signing.signatures() else {
+            return opened;
         };
         let signed = SignedTask {
             task_id: *task_id,
@@ -132,11 +162,14 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
             auth_signature: signatures.auth_signature,
         };
         tracked.signed = Some(signed.clone());
+        // Only the answer is needed from here on (for a caller that asks again).
+        tracked.compact();
         self.metrics.signed.inc();
-        info!(task_id = %to_hex(task_id), callers = tracked.waiters.len(), "task result signed by the cluster");
+        debug!(task_id = %to_hex(task_id), callers = tracked.waiters.len(), "task result signed by the cluster");
         for waiter in tracked.waiters.drain(..) {
             let _ = waiter.send(Ok(signed.clone()));
         }
         emit(&self.events, TaskEvent::Signed(signed));
+        false
     }
 }

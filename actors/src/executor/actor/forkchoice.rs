@@ -185,9 +185,9 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             .finalized(decisions)
             .await
             .map_err(Fatal::HandOff)?;
-        if let Some(avs) = &mut self.avs
-            && !block.tasks.is_empty()
-        {
+        // Every block, even one without tasks: the AVS actor learns from the first that the
+        // chain moves (see its `chain_moving`).
+        if let Some(avs) = &mut self.avs {
             avs.finalized(height, Arc::new(block.tasks.clone()))
                 .await
                 .map_err(Fatal::HandOff)?;
