@@ -6,7 +6,8 @@ use crate::report::{Percentiles, percentiles};
 use bytes::Bytes;
 use cohort_actors::avs::{Performer, TaskEvent};
 use cohort_avs_crypto::{
-    Address, AuthFields, B256, Bn254PublicKey, message_hash, verify_auth_bn254, verify_result_bn254,
+    Address, AuthFields, B256, Bn254PublicKey, HashedMessage, auth_digest, message_hash,
+    verify_auth_bn254, verify_batch, verify_result_bn254,
 };
 use cohort_ingress::{
     SlotClock,
@@ -328,20 +329,27 @@ pub(crate) struct AvsObserved {
     bad_partials: BTreeMap<usize, u64>,
     disagreements: BTreeMap<usize, u64>,
     pub(crate) signed_by_cluster: u64,
+    /// Signed results not checked yet: checked together once per slot.
+    unverified: Vec<(ClusterTask, SignedTask)>,
+    /// The first submission and the last signed answer: the window throughput is taken over.
+    first_submitted: Option<SystemTime>,
+    last_signed: Option<SystemTime>,
 }
+
+/// Signed results per slot checked one by one, as an aggregator checks them; those beyond are
+/// checked in one batch (a random linear combination), so a load of thousands of tasks per
+/// second is checked in full without a pairing per signature.
+const VERIFY_ONE_BY_ONE: usize = 64;
 
 /// A violation the AVS invariants found: (invariant, detail).
 pub(crate) type AvsViolation = (&'static str, String);
 
 impl AvsObserved {
-    pub(crate) fn on_client(
-        &mut self,
-        record: ClientRecord,
-        group: &Bn254PublicKey,
-    ) -> Vec<AvsViolation> {
+    pub(crate) fn on_client(&mut self, record: ClientRecord) -> Vec<AvsViolation> {
         let mut violations = Vec::new();
         match record {
             ClientRecord::Submitted { task, at } => {
+                self.first_submitted.get_or_insert(at);
                 self.tasks.insert(task.task_id, (task, at));
             }
             ClientRecord::Ended {
@@ -355,7 +363,8 @@ impl AvsObserved {
                             .map_or(0, |d| d.as_millis() as u64),
                     );
                     if let Ok(signed) = &result {
-                        violations.extend(verify(task, signed, group));
+                        self.last_signed = Some(self.last_signed.map_or(at, |last| last.max(at)));
+                        self.unverified.push((task.clone(), signed.clone()));
                         if signed.output != honest_output(&task.payload) {
                             violations.push((
                                 "avs_honest_output",
@@ -415,6 +424,20 @@ impl AvsObserved {
         violations
     }
 
+    /// Checks the signed results that came since the last call: both signatures of each
+    /// against the cluster's key.
+    pub(crate) fn verify_signed(&mut self, group: &Bn254PublicKey) -> Vec<AvsViolation> {
+        let unverified = std::mem::take(&mut self.unverified);
+        let split = unverified.len().min(VERIFY_ONE_BY_ONE);
+        let (alone, batched) = unverified.split_at(split);
+        let mut violations: Vec<AvsViolation> = alone
+            .iter()
+            .flat_map(|(task, signed)| verify(task, signed, group))
+            .collect();
+        violations.extend(verify_batched(batched, group));
+        violations
+    }
+
     /// The power went: tasks in flight are lost with the clients that waited for them.
     pub(crate) fn on_power_cut(&mut self) {
         for task_id in self.tasks.keys() {
@@ -454,9 +477,19 @@ impl AvsObserved {
                 *failures.entry(kind).or_default() += 1;
             }
         }
+        let signed = self.ended.values().filter(|r| r.is_ok()).count() as u64;
+        let window_ms = match (self.first_submitted, self.last_signed) {
+            (Some(first), Some(last)) => last.duration_since(first).map_or(0, |d| d.as_millis()),
+            _ => 0,
+        };
         AvsReport {
             submitted: self.tasks.len() as u64,
-            signed: self.ended.values().filter(|r| r.is_ok()).count() as u64,
+            signed,
+            signed_per_second: if window_ms == 0 {
+                0
+            } else {
+                (u128::from(signed) * 1000 / window_ms) as u64
+            },
             failed: self.ended.values().filter(|r| r.is_err()).count() as u64,
             lost_to_power_cut: self.lost_to_power_cut.len() as u64,
             latency_ms: percentiles(self.latencies.clone()),
@@ -499,11 +532,54 @@ fn verify(task: &ClusterTask, signed: &SignedTask, group: &Bn254PublicKey) -> Ve
     violations
 }
 
+/// [`verify`] for many results at once: every result and auth signature in one batch check,
+/// which names each one that fails.
+fn verify_batched(results: &[(ClusterTask, SignedTask)], group: &Bn254PublicKey) -> Vec<AvsViolation> {
+    let mut messages = Vec::with_capacity(results.len() * 2);
+    for (task, signed) in results {
+        let task_id = B256::from(task.task_id);
+        let hash = message_hash(&task_id, &signed.output);
+        messages.push(HashedMessage::certificate(task.reference_timestamp, &hash));
+        let auth = AuthFields {
+            task_id,
+            avs: Address::from(task.avs),
+            operator: Address::from(SIM_OPERATOR_ADDRESS),
+            operator_set_id: task.operator_set_id,
+            result_signature: &signed.result_signature,
+        };
+        messages.push(HashedMessage::gnark(auth_digest(&auth).as_slice()));
+    }
+    let items: Vec<(HashedMessage, &[u8])> = results
+        .iter()
+        .flat_map(|(_, signed)| [signed.result_signature.as_slice(), signed.auth_signature.as_slice()])
+        .zip(&messages)
+        .map(|(signature, message)| (*message, signature))
+        .collect();
+    verify_batch(group, &items)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, valid)| !valid)
+        .map(|(index, _)| {
+            let (task, _) = &results[index / 2];
+            let which = if index % 2 == 0 { "result" } else { "auth" };
+            (
+                "avs_signature_valid",
+                format!(
+                    "task 0x{}: {which} signature does not verify against the cluster's key",
+                    to_hex(&task.task_id)
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The tasks part of a run's report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AvsReport {
     pub submitted: u64,
     pub signed: u64,
+    /// Tasks signed per simulated second, from the first submission to the last signed answer.
+    pub signed_per_second: u64,
     pub failed: u64,
     pub lost_to_power_cut: u64,
     /// Simulated time from a client's submission to its answer (signed or error).
@@ -514,4 +590,65 @@ pub struct AvsReport {
     pub bad_partials_by_operator: BTreeMap<usize, u64>,
     /// Performer outputs that differed from the one the cluster decided, by operator.
     pub disagreements_by_operator: BTreeMap<usize, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cohort_avs_crypto::{Bn254Key, sign_auth_bn254, sign_result_bn254};
+
+    fn signed(key: &Bn254Key, number: u64) -> (ClusterTask, SignedTask) {
+        let task = task(7, number, SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+        let output = honest_output(&task.payload);
+        let task_id = B256::from(task.task_id);
+        let result_signature =
+            sign_result_bn254(key, task.reference_timestamp, &message_hash(&task_id, &output))
+                .to_vec();
+        let auth_signature = sign_auth_bn254(
+            key,
+            &AuthFields {
+                task_id,
+                avs: Address::from(task.avs),
+                operator: Address::from(SIM_OPERATOR_ADDRESS),
+                operator_set_id: task.operator_set_id,
+                result_signature: &result_signature,
+            },
+        )
+        .to_vec();
+        let signed = SignedTask {
+            task_id: task.task_id,
+            output,
+            result_signature,
+            auth_signature,
+        };
+        (task, signed)
+    }
+
+    #[test]
+    fn a_bad_signature_is_named_whether_checked_alone_or_in_a_batch() {
+        let key = Bn254Key::from_be_bytes(&[7u8; 31]).expect("key");
+        let mut observed = AvsObserved::default();
+        let results: Vec<_> = (0..(VERIFY_ONE_BY_ONE as u64 + 40))
+            .map(|n| signed(&key, n))
+            .collect();
+        let alone = 3;
+        let batched = VERIFY_ONE_BY_ONE + 17;
+        let mut bad = results.clone();
+        // A result signature from another key, checked alone; an auth signature that is another
+        // task's, checked in the batch.
+        let other = Bn254Key::from_be_bytes(&[9u8; 31]).expect("key");
+        bad[alone].1.result_signature = signed(&other, alone as u64).1.result_signature;
+        bad[batched].1.auth_signature = results[batched + 1].1.auth_signature.clone();
+        observed.unverified = results;
+        assert!(observed.verify_signed(key.public_key()).is_empty());
+        observed.unverified = bad.clone();
+        let violations = observed.verify_signed(key.public_key());
+        let named: Vec<String> = violations.iter().map(|(_, detail)| detail.clone()).collect();
+        // The auth signature is over the result signature, so a wrong result breaks both.
+        assert_eq!(violations.len(), 3, "{named:?}");
+        assert!(named[0].contains(&to_hex(&bad[alone].0.task_id)) && named[0].contains("result"));
+        assert!(named[1].contains(&to_hex(&bad[alone].0.task_id)) && named[1].contains("auth"));
+        assert!(named[2].contains(&to_hex(&bad[batched].0.task_id)) && named[2].contains("auth"));
+        assert!(violations.iter().all(|(invariant, _)| *invariant == "avs_signature_valid"));
+    }
 }

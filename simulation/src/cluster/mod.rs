@@ -190,9 +190,12 @@ async fn run_slots(
         }
         if let Some((group, records)) = &mut cluster.avs {
             while let Ok(record) = records.try_recv() {
-                for (invariant, detail) in observed.avs.on_client(record, group) {
+                for (invariant, detail) in observed.avs.on_client(record) {
                     observed.violation(invariant, slot, detail);
                 }
+            }
+            for (invariant, detail) in observed.avs.verify_signed(group) {
+                observed.violation(invariant, slot, detail);
             }
         }
         while let Ok(crashed) = cluster.crashes.try_recv() {

@@ -271,9 +271,10 @@ impl fmt::Display for Report {
         if let Some(avs) = &self.avs {
             writeln!(
                 f,
-                "  AVS tasks: {} submitted, {} signed by the cluster key, {} failed, {} lost to a power cut; submit to answer (simulated): p50 {} ms, p99 {} ms",
+                "  AVS tasks: {} submitted, {} signed by the cluster key ({} per simulated second), {} failed, {} lost to a power cut; submit to answer (simulated): p50 {} ms, p99 {} ms",
                 avs.submitted,
                 avs.signed,
+                avs.signed_per_second,
                 avs.failed,
                 avs.lost_to_power_cut,
                 avs.latency_ms.p50,
