@@ -116,7 +116,8 @@ struct CampaignArgs {
     /// Seeds to run: `A..B` (inclusive), `N`, or a comma-separated list.
     #[arg(long, default_value = "1..100", value_parser = parse_seeds)]
     seeds: Seeds,
-    /// Fault plans, comma-separated, or `all`: calm, network, crash, partition, byzantine, mixed.
+    /// Fault plans, comma-separated, or `all`: calm, network, crash, partition, byzantine,
+    /// clock, engine, source, avs, mixed.
     #[arg(long, default_value = "mixed", value_parser = parse_plans)]
     plan: Plans,
     #[command(flatten)]
@@ -134,7 +135,8 @@ struct CampaignArgs {
 
 #[derive(Parser)]
 struct ReplayArgs {
-    /// The fault plan: calm, network, crash, partition, byzantine, mixed.
+    /// The fault plan: calm, network, crash, partition, byzantine, clock, engine, source, avs,
+    /// mixed.
     #[arg(long, value_parser = Plan::parse)]
     plan: Plan,
     #[arg(long)]
@@ -230,8 +232,6 @@ struct SimulateArgs {
     seed: u64,
     #[command(flatten)]
     faults: FaultArgs,
-    #[command(flatten)]
-    avs: cohort_simulation::avs::AvsArgs,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -413,8 +413,8 @@ fn print_campaign(report: &CampaignReport) {
         report.seeds_per_minute
     );
     println!(
-        "  {:<10} {:>6} {:>7} {:>22}  violations by invariant",
-        "plan", "seeds", "failed", "attestations accepted"
+        "  {:<10} {:>6} {:>7} {:>22} {:>18}  violations by invariant",
+        "plan", "seeds", "failed", "attestations accepted", "AVS tasks signed"
     );
     for (plan, summary) in &report.plans {
         let violations = if summary.violations_by_invariant.is_empty() {
@@ -431,12 +431,18 @@ fn print_campaign(report: &CampaignReport) {
             "{} of {}",
             summary.attestations_accepted, summary.attestations_expected
         );
+        let signed = if summary.tasks_submitted == 0 {
+            "-".to_string()
+        } else {
+            format!("{} of {}", summary.tasks_signed, summary.tasks_submitted)
+        };
         println!(
-            "  {:<10} {:>6} {:>7} {:>22}  {violations}",
+            "  {:<10} {:>6} {:>7} {:>22} {:>18}  {violations}",
             plan.name(),
             summary.seeds_run,
             summary.seeds_failed,
-            accepted
+            accepted,
+            signed
         );
     }
     for failure in &report.failures {
@@ -585,16 +591,8 @@ fn main() -> ExitCode {
             if let Err(code) = init_logs(args.log.as_deref()) {
                 return code;
             }
-            let avs = match args.avs.load() {
-                Ok(avs) => avs,
-                Err(reason) => {
-                    eprintln!("error: {reason}");
-                    return ExitCode::from(2);
-                }
-            };
             let config = args.faults.apply(SimConfig {
                 seed: args.seed,
-                avs,
                 ..args.shape.base()
             });
             simulate(config, args.json, None)

@@ -83,7 +83,7 @@ pub struct AvsLoad {
 impl AvsLoad {
     /// The `cohort simulate` flags that give this load.
     pub fn flags(&self) -> String {
-        let mut flags = format!(" --avs-tasks-per-slot {}", self.tasks_per_slot);
+        let mut flags = format!("--avs-tasks-per-slot {}", self.tasks_per_slot);
         for (operator, fault) in &self.performer_faults {
             flags.push_str(&format!(
                 " --avs-performer-fault {operator}:{}",
@@ -118,20 +118,16 @@ fn parse_performer_fault(text: &str) -> Result<(usize, PerformerFault), String> 
 }
 
 impl AvsArgs {
-    /// The load these flags ask for, if any.
-    pub fn load(&self) -> Result<Option<AvsLoad>, String> {
-        if self.avs_tasks_per_slot == 0 {
-            if !self.avs_performer_fault.is_empty() {
-                return Err(
-                    "--avs-performer-fault needs --avs-tasks-per-slot (the run has no AVS)".into(),
-                );
-            }
-            return Ok(None);
+    /// The load these flags ask for, if any. Performer faults without tasks are kept (as a
+    /// load of no tasks), so that validation refuses them instead of dropping them silently.
+    pub fn load(&self) -> Option<AvsLoad> {
+        if self.avs_tasks_per_slot == 0 && self.avs_performer_fault.is_empty() {
+            return None;
         }
-        Ok(Some(AvsLoad {
+        Some(AvsLoad {
             tasks_per_slot: self.avs_tasks_per_slot,
             performer_faults: self.avs_performer_fault.iter().copied().collect(),
-        }))
+        })
     }
 }
 

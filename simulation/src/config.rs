@@ -190,6 +190,12 @@ impl SimConfig {
             return Err(ConfigError::TwoCrashes);
         }
         if let Some(avs) = &self.avs {
+            if avs.tasks_per_slot == 0 {
+                return Err(ConfigError::InvalidFault {
+                    flag: "avs-performer-fault",
+                    reason: "needs --avs-tasks-per-slot (the run has no AVS)".into(),
+                });
+            }
             for operator in avs.performer_faults.keys() {
                 if *operator >= self.operators {
                     return Err(ConfigError::NoSuchOperator {
@@ -261,9 +267,6 @@ impl SimConfig {
             // Injected bugs exist only in builds with the test hooks.
             cmd = cmd.replacen("-p cohort-node", "-p cohort-node --features test-hooks", 1);
             cmd.push_str(&format!(" --inject-bug {}", bug.name()));
-        }
-        if let Some(avs) = &self.avs {
-            cmd.push_str(&avs.flags());
         }
         cmd
     }

@@ -612,6 +612,8 @@ pub struct FaultArgs {
     /// torn; for comparison.
     #[arg(long = "no-crash-cut")]
     pub no_crash_cut: bool,
+    #[command(flatten)]
+    pub avs: crate::avs::AvsArgs,
 }
 
 impl FaultArgs {
@@ -648,6 +650,7 @@ impl FaultArgs {
             slot_duration: Duration::from_secs(self.slot_seconds),
             faults,
             crash_cut: !self.no_crash_cut,
+            avs: self.avs.load(),
             ..base
         }
     }
@@ -682,6 +685,9 @@ impl SimConfig {
         flags.extend(faults.into_iter().map(Fault::flag));
         if !self.crash_cut {
             flags.push("--no-crash-cut".into());
+        }
+        if let Some(avs) = &self.avs {
+            flags.push(avs.flags());
         }
         flags.join(" ")
     }
@@ -763,6 +769,14 @@ mod tests {
                     heal_slot: 9,
                 }),
             ],
+            avs: Some(crate::avs::AvsLoad {
+                tasks_per_slot: 7,
+                performer_faults: [
+                    (1, crate::avs::PerformerFault::Lie),
+                    (3, crate::avs::PerformerFault::Hang),
+                ]
+                .into(),
+            }),
             ..SimConfig::default()
         };
         let flags = config.fault_flags();
@@ -771,6 +785,7 @@ mod tests {
             .apply(SimConfig::default());
         assert_eq!(parsed.fault_flags(), flags);
         assert_eq!(parsed.faults, config.faults);
+        assert_eq!(parsed.avs, config.avs);
     }
 
     #[test]
@@ -791,6 +806,19 @@ mod tests {
                 .contains("must end")
         );
         assert!(FaultArgs::parse("--crash 1").unwrap_err().contains("crash"));
+        assert!(
+            FaultArgs::parse("--avs-performer-fault 1:sulk")
+                .unwrap_err()
+                .contains("one of lie, slow, hang, crash")
+        );
+        // A faulty performer in a run without tasks is refused, not dropped.
+        let no_tasks = FaultArgs::parse("--avs-performer-fault 1:lie")
+            .expect("parses")
+            .apply(SimConfig::default())
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(no_tasks.contains("avs-tasks-per-slot"), "{no_tasks}");
         assert!(PowerCut::parse("6-6").unwrap_err().contains("come back"));
         assert!(Loss::parse("0@2-4").unwrap_err().contains("1..=100"));
         assert!(Loss::parse("10@4-4").unwrap_err().contains("heal after"));

@@ -80,6 +80,30 @@ fn smaller(config: &SimConfig) -> Vec<SimConfig> {
             ..config.clone()
         }
     }));
+    // AVS load: a performer fault fewer, no tasks at all, or half as many.
+    if let Some(avs) = &config.avs {
+        for operator in avs.performer_faults.keys() {
+            let mut avs = avs.clone();
+            avs.performer_faults.remove(operator);
+            out.push(SimConfig {
+                avs: Some(avs),
+                ..config.clone()
+            });
+        }
+        out.push(SimConfig {
+            avs: None,
+            ..config.clone()
+        });
+        if avs.tasks_per_slot > 1 {
+            out.push(SimConfig {
+                avs: Some(crate::avs::AvsLoad {
+                    tasks_per_slot: avs.tasks_per_slot / 2,
+                    ..avs.clone()
+                }),
+                ..config.clone()
+            });
+        }
+    }
     if config.delivery < 1.0 {
         out.push(SimConfig {
             delivery: 1.0,
@@ -151,9 +175,22 @@ mod tests {
             faults: vec![crash.clone(), Fault::Byzantine(2)],
             delivery: 0.95,
             slots: 40,
+            avs: Some(crate::avs::AvsLoad {
+                tasks_per_slot: 6,
+                performer_faults: [(0, crate::avs::PerformerFault::Slow)].into(),
+            }),
             ..SimConfig::default()
         };
         let steps = smaller(&config);
+        assert!(steps.iter().any(|c| c.avs.is_none()));
+        assert!(steps.iter().any(|c| c
+            .avs
+            .as_ref()
+            .is_some_and(|avs| avs.performer_faults.is_empty() && avs.tasks_per_slot == 6)));
+        assert!(steps.iter().any(|c| c
+            .avs
+            .as_ref()
+            .is_some_and(|avs| avs.tasks_per_slot == 3)));
         assert!(steps.iter().any(|c| c.faults == vec![Fault::Byzantine(2)]));
         assert!(steps.iter().any(|c| c.faults == vec![crash.clone()]));
         assert!(steps.iter().any(|c| c.delivery == 1.0));

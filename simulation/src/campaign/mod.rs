@@ -36,6 +36,9 @@ pub struct SeedOutcome {
     pub attestations_expected: u64,
     pub attestations_accepted: u64,
     pub proposals_accepted: u64,
+    /// AVS tasks submitted and answered with a signed result (0 in a run without AVS load).
+    pub tasks_submitted: u64,
+    pub tasks_signed: u64,
     pub outcome_digest: String,
     pub wall_ms: u64,
     /// `cohort replay` for this seed.
@@ -67,6 +70,8 @@ impl SeedOutcome {
             attestations_expected: get(&report.expected, Kind::Attestation),
             attestations_accepted: get(&report.accepted, Kind::Attestation),
             proposals_accepted: get(&report.accepted, Kind::Proposal),
+            tasks_submitted: report.avs.as_ref().map_or(0, |avs| avs.submitted),
+            tasks_signed: report.avs.as_ref().map_or(0, |avs| avs.signed),
             outcome_digest: report.outcome_digest.clone(),
             wall_ms: report.wall_ms,
             replay: replay_command(plan, config.seed, base),
@@ -97,6 +102,8 @@ pub struct PlanSummary {
     pub violations_by_invariant: BTreeMap<String, u64>,
     pub attestations_expected: u64,
     pub attestations_accepted: u64,
+    pub tasks_submitted: u64,
+    pub tasks_signed: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -159,6 +166,8 @@ pub fn campaign(
         summary.seeds_run += 1;
         summary.attestations_expected += outcome.attestations_expected;
         summary.attestations_accepted += outcome.attestations_accepted;
+        summary.tasks_submitted += outcome.tasks_submitted;
+        summary.tasks_signed += outcome.tasks_signed;
         if outcome.failed() {
             summary.seeds_failed += 1;
             for invariant in &outcome.invariants_violated {
@@ -185,10 +194,13 @@ pub fn campaign(
 mod tests {
     use super::*;
     use crate::Fault;
+    use std::collections::BTreeSet;
 
     #[test]
     fn a_plan_draws_the_same_faults_from_the_same_seed_and_valid_ones_always() {
         let base = SimConfig::default();
+        let mut loaded = (0, 0);
+        let mut kinds = BTreeSet::new();
         for plan in Plan::ALL {
             for seed in 0..200 {
                 let config = plan.config(seed, &base);
@@ -211,8 +223,40 @@ mod tests {
                     })
                     .count();
                 assert!(operators_lost <= f || plan == Plan::Partition);
+                // A faulty performer makes its operator faulty: with the other faulty
+                // operators, still at most `f`.
+                let performers: BTreeSet<usize> = config
+                    .avs
+                    .iter()
+                    .flat_map(|avs| avs.performer_faults.keys().copied())
+                    .collect();
+                let faulty: BTreeSet<usize> = config
+                    .faults
+                    .iter()
+                    // A skew within a twelfth of a slot is weather, not a faulty operator.
+                    .filter(|fault| !matches!(fault, Fault::ClockSkew(_)))
+                    .filter_map(Fault::operator)
+                    .chain(performers.iter().copied())
+                    .collect();
+                assert!(faulty.len() <= f || plan == Plan::Partition, "{plan} seed {seed}");
+                match plan {
+                    Plan::Avs => {
+                        assert!(config.avs.is_some());
+                        loaded.0 += 1;
+                    }
+                    Plan::Mixed => loaded.1 += u32::from(config.avs.is_some()),
+                    _ => assert!(config.avs.is_none(), "{plan} seed {seed}"),
+                }
+                for fault in config.avs.iter().flat_map(|avs| avs.performer_faults.values()) {
+                    kinds.insert(fault.name());
+                }
             }
         }
+        // The AVS plan always carries tasks, the mixed one about one run in two; every kind
+        // of performer fault is drawn.
+        assert_eq!(loaded.0, 200);
+        assert!((60..140).contains(&loaded.1), "{} of 200 mixed runs", loaded.1);
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
         // Seeds differ: a mixed campaign is not 200 copies of one run.
         let distinct: std::collections::BTreeSet<String> = (0..200)
             .map(|seed| {

@@ -4,8 +4,9 @@ use crate::{
     ClockSkew, Crash, EngineFault, EngineFaultKind, Fault, Loss, Offline, Partition, PowerCut,
     SimConfig, SourceFault, SourceFaultKind,
 };
+use crate::avs::{AvsLoad, PerformerFault};
 use serde::{Deserialize, Serialize};
-use std::{fmt, time::Duration};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 /// What a campaign throws at the cluster. Every fault a plan draws is explicit in the
 /// [`SimConfig`] it returns, so a run replays from `(plan, seed)` or from its flags alone.
@@ -32,13 +33,19 @@ pub enum Plan {
     Engine,
     /// Up to `f` beacon nodes answering late or not at all for a few slots.
     Source,
-    /// Network faults (a loss window one run in four) plus up to `f` faulty operators, each drawn from every kind above, skewed
-    /// clocks one run in two, a partition one run in three and a power cut one run in five.
+    /// A cluster-run AVS under task load (1..=12 tasks a slot) with up to `f` operators'
+    /// performers lying, slow, hanging or crashed, on a drawn network (a loss window one run
+    /// in four).
+    Avs,
+    /// Network faults (a loss window one run in four) plus up to `f` faulty operators, each
+    /// drawn from every kind above, skewed clocks one run in two, a partition one run in
+    /// three and a power cut one run in five; one run in two also carries AVS load, the
+    /// performers of faulty operators faulty too one in two.
     Mixed,
 }
 
 impl Plan {
-    pub const ALL: [Plan; 9] = [
+    pub const ALL: [Plan; 10] = [
         Plan::Calm,
         Plan::Network,
         Plan::Crash,
@@ -47,6 +54,7 @@ impl Plan {
         Plan::Clock,
         Plan::Engine,
         Plan::Source,
+        Plan::Avs,
         Plan::Mixed,
     ];
 
@@ -60,6 +68,7 @@ impl Plan {
             Plan::Clock => "clock",
             Plan::Engine => "engine",
             Plan::Source => "source",
+            Plan::Avs => "avs",
             Plan::Mixed => "mixed",
         }
     }
@@ -122,10 +131,17 @@ impl Plan {
                     faults.push(Fault::Source(source_fault(&mut draw, operator, slots)));
                 }
             }
+            Plan::Avs => {
+                network(&mut draw, &mut config, &mut faults, false);
+                let faulty = draw.below(f as u64 + 1) as usize;
+                let performers = draw.operators(n, faulty);
+                config.avs = Some(avs_load(&mut draw, &performers, true));
+            }
             Plan::Mixed => {
                 network(&mut draw, &mut config, &mut faults, false);
                 let faulty = draw.below(f as u64 + 1) as usize;
-                for operator in draw.operators(n, faulty) {
+                let faulty = draw.operators(n, faulty);
+                for &operator in &faulty {
                     let fault = match draw.below(7) {
                         0 | 1 => Fault::Crash(crash(&mut draw, operator, slots)),
                         2 => Fault::Offline(Offline {
@@ -146,6 +162,12 @@ impl Plan {
                 }
                 if draw.below(5) == 0 {
                     faults.extend(power_cut(&mut draw, slots).map(Fault::PowerCut));
+                }
+                // Drawn last, so the faults above are the ones this seed drew before plans
+                // carried AVS load. Only operators already faulty get a faulty performer: the
+                // cluster still has at most `f` faulty operators.
+                if draw.below(2) == 0 {
+                    config.avs = Some(avs_load(&mut draw, &faulty, false));
                 }
             }
         }
@@ -292,6 +314,28 @@ fn partition(draw: &mut Draw, n: usize, slots: u64) -> Partition {
         operators: draw.operators(n, size),
         from_slot,
         heal_slot: from_slot + 1 + draw.below(8),
+    }
+}
+
+/// A cluster-run AVS taking 1..=12 tasks a slot; the performer of each of `faulty` (every one,
+/// or one in two) lies, is slow, hangs or has crashed.
+fn avs_load(draw: &mut Draw, faulty: &[usize], every: bool) -> AvsLoad {
+    let tasks_per_slot = 1 + draw.below(12) as u32;
+    let mut performer_faults = BTreeMap::new();
+    for &operator in faulty {
+        if every || draw.below(2) == 0 {
+            let fault = match draw.below(4) {
+                0 => PerformerFault::Lie,
+                1 => PerformerFault::Slow,
+                2 => PerformerFault::Hang,
+                _ => PerformerFault::Crash,
+            };
+            performer_faults.insert(operator, fault);
+        }
+    }
+    AvsLoad {
+        tasks_per_slot,
+        performer_faults,
     }
 }
 
