@@ -155,8 +155,13 @@ impl ResultSigning {
             });
         }
         let message = self.auth_message?;
-        (self.auth_signature.is_none() && self.auth_partials.len() >= need)
-            .then(|| (Round::Auth, message, self.auth_partials.values().copied().collect()))
+        (self.auth_signature.is_none() && self.auth_partials.len() >= need).then(|| {
+            (
+                Round::Auth,
+                message,
+                self.auth_partials.values().copied().collect(),
+            )
+        })
     }
 
     /// Takes the outcome of combining the partials [`Self::combinable`] gave for `round`:

@@ -530,7 +530,10 @@ fn verify(task: &ClusterTask, signed: &SignedTask, group: &Bn254PublicKey) -> Ve
 
 /// [`verify`] for many results at once: every result and auth signature in one batch check,
 /// which names each one that fails.
-fn verify_batched(results: &[(ClusterTask, SignedTask)], group: &Bn254PublicKey) -> Vec<AvsViolation> {
+fn verify_batched(
+    results: &[(ClusterTask, SignedTask)],
+    group: &Bn254PublicKey,
+) -> Vec<AvsViolation> {
     let mut messages = Vec::with_capacity(results.len() * 2);
     for (task, signed) in results {
         let task_id = B256::from(task.task_id);
@@ -547,7 +550,12 @@ fn verify_batched(results: &[(ClusterTask, SignedTask)], group: &Bn254PublicKey)
     }
     let items: Vec<(HashedMessage, &[u8])> = results
         .iter()
-        .flat_map(|(_, signed)| [signed.result_signature.as_slice(), signed.auth_signature.as_slice()])
+        .flat_map(|(_, signed)| {
+            [
+                signed.result_signature.as_slice(),
+                signed.auth_signature.as_slice(),
+            ]
+        })
         .zip(&messages)
         .map(|(signature, message)| (*message, signature))
         .collect();
@@ -597,9 +605,12 @@ mod tests {
         let task = task(7, number, SystemTime::UNIX_EPOCH + Duration::from_secs(100));
         let output = honest_output(&task.payload);
         let task_id = B256::from(task.task_id);
-        let result_signature =
-            sign_result_bn254(key, task.reference_timestamp, &message_hash(&task_id, &output))
-                .to_vec();
+        let result_signature = sign_result_bn254(
+            key,
+            task.reference_timestamp,
+            &message_hash(&task_id, &output),
+        )
+        .to_vec();
         let auth_signature = sign_auth_bn254(
             key,
             &AuthFields {
@@ -639,12 +650,19 @@ mod tests {
         assert!(observed.verify_signed(key.public_key()).is_empty());
         observed.unverified = bad.clone();
         let violations = observed.verify_signed(key.public_key());
-        let named: Vec<String> = violations.iter().map(|(_, detail)| detail.clone()).collect();
+        let named: Vec<String> = violations
+            .iter()
+            .map(|(_, detail)| detail.clone())
+            .collect();
         // The auth signature is over the result signature, so a wrong result breaks both.
         assert_eq!(violations.len(), 3, "{named:?}");
         assert!(named[0].contains(&to_hex(&bad[alone].0.task_id)) && named[0].contains("result"));
         assert!(named[1].contains(&to_hex(&bad[alone].0.task_id)) && named[1].contains("auth"));
         assert!(named[2].contains(&to_hex(&bad[batched].0.task_id)) && named[2].contains("auth"));
-        assert!(violations.iter().all(|(invariant, _)| *invariant == "avs_signature_valid"));
+        assert!(
+            violations
+                .iter()
+                .all(|(invariant, _)| *invariant == "avs_signature_valid")
+        );
     }
 }

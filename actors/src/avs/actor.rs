@@ -208,7 +208,10 @@ impl Outbox {
         if self.is_empty() {
             return None;
         }
-        Some(self.flushed_at.map_or(SystemTime::UNIX_EPOCH, |at| at + FLUSH_EVERY))
+        Some(
+            self.flushed_at
+                .map_or(SystemTime::UNIX_EPOCH, |at| at + FLUSH_EVERY),
+        )
     }
 
     /// Sends what is due to every other operator. A full or closed channel drops a message:
@@ -983,7 +986,8 @@ impl<E: Clock + Spawner + Metrics + Storage, P: PublicKey> Actor<E, P> {
                 self.timers.insert((deadline, task_id));
                 continue;
             }
-            self.timers.insert((deadline + RETAIN_AFTER_DEADLINE, task_id));
+            self.timers
+                .insert((deadline + RETAIN_AFTER_DEADLINE, task_id));
             if tracked.expired {
                 continue;
             }

@@ -708,8 +708,7 @@ fn verify_points_batch(key: &G2Affine, items: &[(G1Affine, G1Affine)]) -> Vec<bo
         0 => return Vec::new(),
         1 => {
             let (hashed, signature) = items[0];
-            let product =
-                Bn254::multi_pairing([signature, -hashed], [G2Affine::generator(), *key]);
+            let product = Bn254::multi_pairing([signature, -hashed], [G2Affine::generator(), *key]);
             return vec![product.is_zero()];
         }
         _ => {}
@@ -737,10 +736,7 @@ fn verify_points_batch(key: &G2Affine, items: &[(G1Affine, G1Affine)]) -> Vec<bo
     let signatures: Vec<G1Affine> = items.iter().map(|(_, signature)| *signature).collect();
     let signature_sum = G1Projective::msm_unchecked(&signatures, &coefficients).into_affine();
     let hashed_sum = G1Projective::msm_unchecked(&hashed, &coefficients).into_affine();
-    let product = Bn254::multi_pairing(
-        [signature_sum, -hashed_sum],
-        [G2Affine::generator(), *key],
-    );
+    let product = Bn254::multi_pairing([signature_sum, -hashed_sum], [G2Affine::generator(), *key]);
     if product.is_zero() {
         return vec![true; items.len()];
     }

@@ -183,14 +183,16 @@ mod tests {
         };
         let steps = smaller(&config);
         assert!(steps.iter().any(|c| c.avs.is_none()));
-        assert!(steps.iter().any(|c| c
-            .avs
-            .as_ref()
-            .is_some_and(|avs| avs.performer_faults.is_empty() && avs.tasks_per_slot == 6)));
-        assert!(steps.iter().any(|c| c
-            .avs
-            .as_ref()
-            .is_some_and(|avs| avs.tasks_per_slot == 3)));
+        assert!(steps.iter().any(|c| {
+            c.avs
+                .as_ref()
+                .is_some_and(|avs| avs.performer_faults.is_empty() && avs.tasks_per_slot == 6)
+        }));
+        assert!(
+            steps
+                .iter()
+                .any(|c| c.avs.as_ref().is_some_and(|avs| avs.tasks_per_slot == 3))
+        );
         assert!(steps.iter().any(|c| c.faults == vec![Fault::Byzantine(2)]));
         assert!(steps.iter().any(|c| c.faults == vec![crash.clone()]));
         assert!(steps.iter().any(|c| c.delivery == 1.0));

@@ -238,7 +238,10 @@ mod tests {
                     .filter_map(Fault::operator)
                     .chain(performers.iter().copied())
                     .collect();
-                assert!(faulty.len() <= f || plan == Plan::Partition, "{plan} seed {seed}");
+                assert!(
+                    faulty.len() <= f || plan == Plan::Partition,
+                    "{plan} seed {seed}"
+                );
                 match plan {
                     Plan::Avs => {
                         assert!(config.avs.is_some());
@@ -247,7 +250,11 @@ mod tests {
                     Plan::Mixed => loaded.1 += u32::from(config.avs.is_some()),
                     _ => assert!(config.avs.is_none(), "{plan} seed {seed}"),
                 }
-                for fault in config.avs.iter().flat_map(|avs| avs.performer_faults.values()) {
+                for fault in config
+                    .avs
+                    .iter()
+                    .flat_map(|avs| avs.performer_faults.values())
+                {
                     kinds.insert(fault.name());
                 }
             }
@@ -255,7 +262,11 @@ mod tests {
         // The AVS plan always carries tasks, the mixed one about one run in two; every kind
         // of performer fault is drawn.
         assert_eq!(loaded.0, 200);
-        assert!((60..140).contains(&loaded.1), "{} of 200 mixed runs", loaded.1);
+        assert!(
+            (60..140).contains(&loaded.1),
+            "{} of 200 mixed runs",
+            loaded.1
+        );
         assert_eq!(kinds.len(), 4, "{kinds:?}");
         // Seeds differ: a mixed campaign is not 200 copies of one run.
         let distinct: std::collections::BTreeSet<String> = (0..200)

@@ -1,10 +1,10 @@
 //! Fault plans: what a campaign throws at the cluster, drawn from the seed alone.
 
+use crate::avs::{AvsLoad, PerformerFault};
 use crate::{
     ClockSkew, Crash, EngineFault, EngineFaultKind, Fault, Loss, Offline, Partition, PowerCut,
     SimConfig, SourceFault, SourceFaultKind,
 };
-use crate::avs::{AvsLoad, PerformerFault};
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, fmt, time::Duration};
 

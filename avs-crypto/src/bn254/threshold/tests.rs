@@ -339,8 +339,11 @@ fn a_batch_combines_exactly_what_one_by_one_does_and_names_a_liar_in_it() {
     let mut items = Vec::new();
     for (i, digest) in digests.iter().enumerate() {
         let message = HashedMessage::solidity(digest);
-        let mut partials: Vec<Bn254Partial> =
-            split.shares.iter().map(|share| share.sign(&message)).collect();
+        let mut partials: Vec<Bn254Partial> = split
+            .shares
+            .iter()
+            .map(|share| share.sign(&message))
+            .collect();
         if i % 3 == 1 {
             // Operator 1 lies on every third message: it signs something else.
             partials[1] = split.shares[1].sign(&HashedMessage::solidity(&keccak256(b"lie")));
@@ -355,9 +358,15 @@ fn a_batch_combines_exactly_what_one_by_one_does_and_names_a_liar_in_it() {
     assert_eq!(batch.len(), items.len());
     for (i, ((message, partials), answer)) in items.iter().zip(&batch).enumerate() {
         let alone = split.sharing.combine_verified(message, partials);
-        assert_eq!(answer, &alone, "item {i}: the batch answers as one by one does");
+        assert_eq!(
+            answer, &alone,
+            "item {i}: the batch answers as one by one does"
+        );
         match i {
-            4 => assert!(matches!(answer, Err(ThresholdError::NotEnoughPartials { .. }))),
+            4 => assert!(matches!(
+                answer,
+                Err(ThresholdError::NotEnoughPartials { .. })
+            )),
             1 | 7 => {
                 let combined = answer.as_ref().expect("three honest partials remain");
                 assert_eq!(combined.bad, vec![1], "item {i}: the liar is named");
@@ -392,6 +401,10 @@ fn batch_verification_names_each_bad_signature() {
     let valid = verify_batch(key.public_key(), &items);
     let bad: Vec<usize> = (0..16).filter(|i| !valid[*i]).collect();
     assert_eq!(bad, vec![3, 8, 9, 12]);
-    assert!(verify_batch(key.public_key(), &items[..3]).iter().all(|v| *v));
+    assert!(
+        verify_batch(key.public_key(), &items[..3])
+            .iter()
+            .all(|v| *v)
+    );
     assert!(verify_batch(key.public_key(), &[]).is_empty());
 }
