@@ -481,11 +481,9 @@ impl AvsObserved {
         AvsReport {
             submitted: self.tasks.len() as u64,
             signed,
-            signed_per_second: if window_ms == 0 {
-                0
-            } else {
-                (u128::from(signed) * 1000 / window_ms) as u64
-            },
+            signed_per_second: (u128::from(signed) * 1000)
+                .checked_div(window_ms)
+                .map_or(0, |rate| rate as u64),
             failed: self.ended.values().filter(|r| r.is_err()).count() as u64,
             lost_to_power_cut: self.lost_to_power_cut.len() as u64,
             latency_ms: percentiles(self.latencies.clone()),
