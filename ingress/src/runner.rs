@@ -190,6 +190,15 @@ pub enum DutyEvent {
         /// The finalized height that decided it.
         height: u64,
     },
+    /// A finalized block decided a duty of a slot before this runner started: the operator
+    /// was down (or cut off and then restarted) while the cluster decided it, so this process
+    /// never ran it and did not sign it. If the operator's previous run reported it
+    /// [`DutyEvent::Missed`], this is the correction that run could no longer send.
+    DecidedWhileAway {
+        duty: crate::DutyId,
+        /// The finalized height that decided it.
+        height: u64,
+    },
     /// A peer's partial signature was dropped as invalid: it failed verification against the
     /// sender's share, or names a validator the cluster does not run. One event per partial,
     /// as the runner's `partials_invalid{sender}` metric counts them, so an observer can tell

@@ -225,6 +225,10 @@ pub fn spawn_load(
     }
     context.child("avs_load").spawn(move |context| async move {
         let gap = clock.slot_duration / load.tasks_per_slot;
+        // Clients are this task's children, and the runtime aborts a task's children when it
+        // ends: it waits for them, or the callers still waiting when the last task goes out
+        // would vanish without an answer.
+        let mut clients = Vec::new();
         for slot in first_slot..last_slot {
             for i in 0..load.tasks_per_slot {
                 context.sleep_until(clock.slot_start(slot) + gap * i).await;
@@ -238,16 +242,17 @@ pub fn spawn_load(
                 let first = number as usize % operators;
                 let mailboxes = mailboxes.clone();
                 let records = records.clone();
-                context.child("client").spawn(move |context| async move {
+                clients.push(context.child("client").spawn(move |context| async move {
                     let result = submit(&context, &mailboxes, first, operators, task.clone()).await;
                     let _ = records.send(ClientRecord::Ended {
                         task_id: task.task_id,
                         at: context.current(),
                         result,
                     });
-                });
+                }));
             }
         }
+        futures::future::join_all(clients).await;
     });
 }
 

@@ -123,6 +123,9 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     /// Duties this runner reported missed, kept [`MISSED_MEMORY_SLOTS`] so a decision that
     /// reaches it late (after a partition, while catching up) is reported as the final outcome.
     pub(super) missed: std::collections::BTreeSet<DutyId>,
+    /// The slot this runner started in: duties of earlier slots were never its own to run
+    /// (a previous run's, or none while the operator was down).
+    pub(super) started_slot: u64,
     /// The attestation data the cluster decided per slot: what aggregators aggregate.
     pub(super) decided_data: BTreeMap<u64, AttestationData>,
     /// Beacon-node and duty-sink calls and aggregation timers outstanding.
@@ -147,6 +150,7 @@ where
         mailbox: mpsc::Receiver<Message>,
     ) -> Self {
         let metrics = Metrics::register(&context);
+        let started_slot = config.clock.current_slot(context.current());
         let max_partials = config.max_partials_per_message();
         let max_partials_per_slot = super::max_partials_per_slot(config.shares.len());
         let me = config
@@ -187,6 +191,7 @@ where
             quorum: Quorum::new(threshold, config.crypto),
             finalized_early: BTreeMap::new(),
             missed: BTreeSet::new(),
+            started_slot,
             recalled: BTreeMap::new(),
             decided_data: BTreeMap::new(),
             calls: FuturesUnordered::new(),

@@ -110,6 +110,22 @@ where
                     );
                     continue;
                 }
+                if decision.duty.slot < self.started_slot {
+                    // Decided while this operator was away: a previous run may have reported
+                    // it missed and could not correct that after the restart.
+                    debug!(
+                        parent: &span(&decision.duty),
+                        height,
+                        "duty of a slot before this run started was decided by the cluster;                          this operator did not sign it"
+                    );
+                    emit(
+                        &self.events,
+                        DutyEvent::DecidedWhileAway {
+                            duty: decision.duty.clone(),
+                            height,
+                        },
+                    );
+                }
                 self.finalized_early
                     .insert(decision.duty.clone(), decision.value.clone());
                 continue;

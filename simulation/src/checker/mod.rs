@@ -384,6 +384,12 @@ impl Observed {
                 self.missed.remove(&(operator, duty.clone()));
                 self.decided_after_missed.insert((operator, duty));
             }
+            DutyEvent::DecidedWhileAway { duty, .. } => {
+                // The correction a restarted runner gives for a previous run's "missed".
+                if self.missed.remove(&(operator, duty.clone())) {
+                    self.decided_after_missed.insert((operator, duty));
+                }
+            }
         }
     }
 }
