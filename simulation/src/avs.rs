@@ -486,9 +486,10 @@ impl AvsObserved {
         AvsReport {
             submitted: self.tasks.len() as u64,
             signed,
-            signed_per_second: (u128::from(signed) * 1000)
+            // Tenths, so a light load does not read as none.
+            signed_per_second: (u128::from(signed) * 10_000)
                 .checked_div(window_ms)
-                .map_or(0, |rate| rate as u64),
+                .map_or(0.0, |tenths| tenths as f64 / 10.0),
             failed: self.ended.values().filter(|r| r.is_err()).count() as u64,
             lost_to_power_cut: self.lost_to_power_cut.len() as u64,
             latency_ms: percentiles(self.latencies.clone()),
@@ -586,7 +587,7 @@ pub struct AvsReport {
     pub submitted: u64,
     pub signed: u64,
     /// Tasks signed per simulated second, from the first submission to the last signed answer.
-    pub signed_per_second: u64,
+    pub signed_per_second: f64,
     pub failed: u64,
     pub lost_to_power_cut: u64,
     /// Simulated time from a client's submission to its answer (signed or error).

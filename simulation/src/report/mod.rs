@@ -271,7 +271,7 @@ impl fmt::Display for Report {
         if let Some(avs) = &self.avs {
             writeln!(
                 f,
-                "  AVS tasks: {} submitted, {} signed by the cluster key ({} per simulated second), {} failed, {} lost to a power cut; submit to answer (simulated): p50 {} ms, p99 {} ms",
+                "  AVS tasks: {} submitted, {} signed by the cluster key ({:.1} per simulated second), {} failed, {} lost to a power cut; submit to answer (simulated): p50 {} ms, p99 {} ms",
                 avs.submitted,
                 avs.signed,
                 avs.signed_per_second,
