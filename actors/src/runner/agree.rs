@@ -116,7 +116,8 @@ where
                     debug!(
                         parent: &span(&decision.duty),
                         height,
-                        "duty of a slot before this run started was decided by the cluster;                          this operator did not sign it"
+                        "duty of a slot before this run started was decided by the cluster; \
+                         this operator did not sign it"
                     );
                     emit(
                         &self.events,
