@@ -20,6 +20,9 @@ pub struct DevnetBeacon {
     /// cluster's (the first `validators`) and, above them, validators nobody here runs.
     sync_population: u64,
     clock: SlotClock,
+    /// When every slot's head block reaches this node (`None`: a seed-drawn time per operator
+    /// and slot, some slots one head behind).
+    head_at: Option<Duration>,
 }
 
 fn hash_u64(parts: &[&[u8]]) -> u64 {
@@ -37,7 +40,15 @@ impl DevnetBeacon {
             validators,
             sync_population: validators,
             clock,
+            head_at: None,
         }
+    }
+
+    /// This beacon with every slot's head block seen `at` into the slot, and never one head
+    /// behind: the condition under which the head-to-submission delay is measured.
+    pub fn with_head_at(mut self, at: Option<Duration>) -> Self {
+        self.head_at = at;
+        self
     }
 
     /// This beacon with sync committees drawn from `population` validators (at least the
@@ -132,6 +143,9 @@ impl DevnetBeacon {
 
     /// When this operator's node sees the head block of `slot`, after the slot starts.
     pub fn head_delay(&self, slot: u64) -> Duration {
+        if let Some(at) = self.head_at {
+            return at;
+        }
         let ms = hash_u64(&[
             b"head",
             &self.seed.to_le_bytes(),
@@ -143,6 +157,9 @@ impl DevnetBeacon {
 
     /// Whether this operator's node is one head behind in `slot` (about one slot in eight).
     fn lagging(&self, slot: u64) -> bool {
+        if self.head_at.is_some() {
+            return false;
+        }
         hash_u64(&[
             b"lag",
             &self.seed.to_le_bytes(),

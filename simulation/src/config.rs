@@ -45,6 +45,9 @@ pub struct SimConfig {
     pub crash_cut: bool,
     /// A cluster-run AVS and its task load (`None`: the cluster runs no AVS).
     pub avs: Option<crate::avs::AvsLoad>,
+    /// Every operator's beacon node sees each slot's head block this long into the slot
+    /// (`None`: a seed-drawn time per operator and slot, 0 to 6 s, some one head behind).
+    pub head_at: Option<Duration>,
 }
 
 /// Why a run cannot be run, naming the field or flag at fault.
@@ -62,6 +65,8 @@ pub enum ConfigError {
     Delivery(f64),
     #[error("slot_duration: must be at least 1s")]
     SlotTooShort,
+    #[error("head-at-ms: {at_ms} ms is not within the slot ({slot_ms} ms)")]
+    HeadAfterSlot { at_ms: u64, slot_ms: u64 },
     #[error("{flag}: operator {operator} does not exist")]
     NoSuchOperator { flag: &'static str, operator: usize },
     #[error("{flag}: {reason}")]
@@ -137,6 +142,7 @@ impl Default for SimConfig {
             injected_bug: None,
             crash_cut: true,
             avs: None,
+            head_at: None,
         }
     }
 }
@@ -165,6 +171,14 @@ impl SimConfig {
         }
         if self.slot_duration < Duration::from_secs(1) {
             return Err(ConfigError::SlotTooShort);
+        }
+        if let Some(at) = self.head_at
+            && at >= self.slot_duration
+        {
+            return Err(ConfigError::HeadAfterSlot {
+                at_ms: at.as_millis() as u64,
+                slot_ms: self.slot_duration.as_millis() as u64,
+            });
         }
         let mut faults: Vec<&Fault> = self.faults.iter().collect();
         faults.sort_by_key(|fault| fault.flag_order());

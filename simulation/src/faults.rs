@@ -555,6 +555,11 @@ pub struct FaultArgs {
     /// Slot length in seconds.
     #[arg(long, default_value_t = 12)]
     pub slot_seconds: u64,
+    /// Every operator's beacon node sees each slot's head block this many milliseconds into
+    /// the slot, none of them a head behind (default: a seed-drawn time per operator and slot
+    /// between 0 and 6 s, and now and then the previous head).
+    #[arg(long = "head-at-ms")]
+    pub head_at_ms: Option<u64>,
     /// Operator offline: `I` (never starts) or `I@S` (starts at slot S). Repeatable.
     #[arg(long, value_parser = Offline::parse)]
     pub offline: Vec<Offline>,
@@ -651,6 +656,7 @@ impl FaultArgs {
             faults,
             crash_cut: !self.no_crash_cut,
             avs: self.avs.load(),
+            head_at: self.head_at_ms.map(Duration::from_millis),
             ..base
         }
     }
@@ -679,6 +685,9 @@ impl SimConfig {
         ];
         if self.slot_duration != Duration::from_secs(12) {
             flags.push(format!("--slot-seconds {}", self.slot_duration.as_secs()));
+        }
+        if let Some(at) = self.head_at {
+            flags.push(format!("--head-at-ms {}", at.as_millis()));
         }
         let mut faults: Vec<&Fault> = self.faults.iter().collect();
         faults.sort_by_key(|fault| fault.flag_order());
@@ -777,6 +786,7 @@ mod tests {
                 ]
                 .into(),
             }),
+            head_at: Some(Duration::from_millis(1_250)),
             ..SimConfig::default()
         };
         let flags = config.fault_flags();
@@ -786,6 +796,7 @@ mod tests {
         assert_eq!(parsed.fault_flags(), flags);
         assert_eq!(parsed.faults, config.faults);
         assert_eq!(parsed.avs, config.avs);
+        assert_eq!(parsed.head_at, config.head_at);
     }
 
     #[test]

@@ -63,6 +63,37 @@ fn every_attestation_proposal_and_aggregate_is_accepted() {
     assert!(report.invalid_partials_by_operator.is_empty());
 }
 
+/// With every beacon node seeing the head block 1 s into the slot, the committee duty starts
+/// on the head event and attestations leave after the four link delays the path needs (the
+/// leader's block, two consensus votes, the post-consensus partials) plus the simulation's
+/// processing, not at one third of the slot; every operator decides within one link delay of
+/// the others.
+#[test]
+fn attestations_leave_four_link_delays_after_the_head_event() {
+    let mut cfg = config(7, 8);
+    cfg.head_at = Some(std::time::Duration::from_secs(1));
+    let report = run(&cfg);
+    assert_clean(&report);
+    assert_all_accepted(&report);
+    let link_ms = cfg.latency.as_millis() as u64;
+    for role in [Kind::Attestation, Kind::SyncMessage] {
+        let from_head = &report.head_to_submit_ms_by_role[&role];
+        let from_start = &report.submit_latency_ms_by_role[&role];
+        assert_eq!(from_head.max + 1_000, from_start.max, "{role}");
+        // 4 link delays, jitter, and about 40 of the simulation's 1 ms executor rounds.
+        assert!(
+            from_head.p99 <= 4 * link_ms + 60,
+            "{role} left {from_head:?} after the head event; replay: {}",
+            report.replay
+        );
+    }
+    let decide = &report.decide_latency_ms;
+    assert!(
+        decide.p99 <= decide.p50 + link_ms,
+        "decide latency spread: {decide:?}"
+    );
+}
+
 #[test]
 fn one_operator_down_still_gets_every_duty_accepted() {
     for down in [0, 3] {

@@ -65,6 +65,8 @@ pub struct OperatorSetup {
     pub clock: SlotClock,
     pub seed: u64,
     pub validators: u64,
+    /// When this operator's beacon node sees each head block, if the run fixes it.
+    pub head_at: Option<Duration>,
     pub heartbeat: Duration,
     pub leader_timeout: Duration,
     pub observations: mpsc::UnboundedSender<(usize, Observation)>,
@@ -184,7 +186,8 @@ pub async fn start(
         setup
             .validators
             .saturating_mul(super::setup::SYNC_POPULATION_FACTOR),
-    );
+    )
+    .with_head_at(setup.head_at);
     let source = FaultySource::new(
         DevnetSource::new(beacon.clone(), setup.chain.clone()),
         beacon_clock,

@@ -55,6 +55,7 @@ pub const SYNC_POPULATION_FACTOR: u64 = 16;
 pub fn devnet_beacon(config: &SimConfig, operator: u64, clock: SlotClock) -> DevnetBeacon {
     DevnetBeacon::new(config.seed, operator, config.validators, clock)
         .with_sync_population(config.validators.saturating_mul(SYNC_POPULATION_FACTOR))
+        .with_head_at(config.head_at)
 }
 
 /// A started cluster: what the run loop and the end-of-run checks need of it.
@@ -237,6 +238,7 @@ impl Cluster {
                 },
                 seed: config.seed,
                 validators: config.validators,
+                head_at: config.head_at,
                 heartbeat,
                 leader_timeout,
                 observations: observations_sender.clone(),

@@ -145,6 +145,7 @@ pub(crate) async fn build(
             .iter()
             .map(|(kind, latencies)| (*kind, percentiles(latencies.clone())))
             .collect::<BTreeMap<Kind, Percentiles>>(),
+        head_to_submit_ms_by_role: head_to_submit(config, &chain.submit_latencies_ms),
         share_signatures: observed.share_signatures,
         rejections: chain.rejections.clone(),
         invalid_partials_by_operator,
@@ -340,4 +341,27 @@ fn invalid_partials_by_sender(observed: &Observed, cluster: &Cluster) -> BTreeMa
         }
     }
     invalid
+}
+
+/// Submission delays counted from the head event instead of the slot start, for the roles a
+/// head event starts, when the run fixes when every beacon node sees the head.
+fn head_to_submit(
+    config: &SimConfig,
+    from_slot_start: &BTreeMap<Kind, Vec<u64>>,
+) -> BTreeMap<Kind, Percentiles> {
+    let Some(head_at) = config.head_at else {
+        return BTreeMap::new();
+    };
+    let head_ms = head_at.as_millis() as u64;
+    [Kind::Attestation, Kind::SyncMessage]
+        .into_iter()
+        .filter_map(|kind| {
+            let latencies = from_slot_start.get(&kind)?;
+            let after_head = latencies
+                .iter()
+                .map(|ms| ms.saturating_sub(head_ms))
+                .collect();
+            Some((kind, percentiles(after_head)))
+        })
+        .collect()
 }

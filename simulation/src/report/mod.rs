@@ -115,6 +115,10 @@ pub struct Report {
     /// The same by role: attestations are due at one third of the slot and aggregates at two
     /// thirds, so each role is judged against its own deadline.
     pub submit_latency_ms_by_role: BTreeMap<Kind, Percentiles>,
+    /// With the head block's arrival fixed (`--head-at-ms`): simulated time from the head event
+    /// to the beacon chain accepting each object of the roles the head starts (attestations
+    /// and sync committee messages). Empty when heads arrive at drawn times.
+    pub head_to_submit_ms_by_role: BTreeMap<Kind, Percentiles>,
     /// Signatures each share made after slashing protection allowed them.
     pub share_signatures: u64,
     /// The first rejections the chain logged, if any.
@@ -232,6 +236,13 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  {kind} submission from slot start (simulated): p50 {} ms, p99 {} ms, max {} ms",
+                latency.p50, latency.p99, latency.max
+            )?;
+        }
+        for (kind, latency) in &self.head_to_submit_ms_by_role {
+            writeln!(
+                f,
+                "  {kind} submission from the head event (simulated): p50 {} ms, p99 {} ms, max {} ms",
                 latency.p50, latency.p99, latency.max
             )?;
         }
