@@ -535,15 +535,18 @@ impl<E: Clock + Send + Sync + 'static> DutySource for ApiSource<E> {
             .collect())
     }
 
-    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+    async fn aggregate_attestation(
+        &self,
+        data: AttestationData,
+        committee_index: u64,
+    ) -> Result<Aggregate, SourceError> {
         let root = api::hex(&signing::attestation_data_root(&data));
         let slot = data.slot;
         let (endpoint, path) = if self.is_electra(slot) {
             (
                 "validator/aggregate_attestation_v2",
                 format!(
-                    "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={}",
-                    data.index
+                    "/eth/v2/validator/aggregate_attestation?attestation_data_root={root}&slot={slot}&committee_index={committee_index}"
                 ),
             )
         } else {

@@ -11,6 +11,11 @@ use cohort_ingress::{
 use commonware_cryptography::{Hasher, Sha256};
 use std::time::Duration;
 
+/// The consensus spec's `TARGET_COMMITTEE_SIZE`.
+const TARGET_COMMITTEE_SIZE: u64 = 128;
+/// The consensus spec's `MAX_COMMITTEES_PER_SLOT`.
+const MAX_COMMITTEES_PER_SLOT: u64 = 64;
+
 #[derive(Clone, Debug)]
 pub struct DevnetBeacon {
     seed: u64,
@@ -75,7 +80,18 @@ impl DevnetBeacon {
         self.clock.first_slot(epoch) + offset
     }
 
-    /// Every attester duty of `epoch`, computed the same way on every operator.
+    /// Beacon committees per slot, counted as the consensus spec counts them
+    /// (`get_committee_count_per_slot`): one per 128 validators of a slot's share of the
+    /// validator set, at least 1 and at most 64. At 100,000 validators that is 24 committees of
+    /// about 130 each, never one committee above the 2,048 members an aggregate's bits allow.
+    pub fn committees_per_slot(&self) -> u64 {
+        (self.validators / self.clock.slots_per_epoch.max(1) / TARGET_COMMITTEE_SIZE)
+            .clamp(1, MAX_COMMITTEES_PER_SLOT)
+    }
+
+    /// Every attester duty of `epoch`, computed the same way on every operator: each slot's
+    /// attesters split into [`Self::committees_per_slot`] committees of near-equal size, as
+    /// the spec slices a shuffled list (`compute_committee`).
     pub fn duties(&self, epoch: u64) -> Vec<AttesterDuty> {
         let mut duties: Vec<AttesterDuty> = (0..self.validators)
             .map(|validator_index| AttesterDuty {
@@ -87,12 +103,17 @@ impl DevnetBeacon {
             })
             .collect();
         duties.sort();
-        // Each slot's attesters form its committee: position and length within it.
-        for committee in duties.chunk_by_mut(|a, b| a.slot == b.slot) {
-            let length = committee.len() as u64;
-            for (position, duty) in committee.iter_mut().enumerate() {
-                duty.validator_committee_index = position as u64;
-                duty.committee_length = length;
+        let committees = self.committees_per_slot() as usize;
+        for attesters in duties.chunk_by_mut(|a, b| a.slot == b.slot) {
+            let total = attesters.len();
+            for index in 0..committees {
+                let (start, end) = (total * index / committees, total * (index + 1) / committees);
+                let length = (end - start) as u64;
+                for (position, duty) in attesters[start..end].iter_mut().enumerate() {
+                    duty.committee_index = index as u64;
+                    duty.validator_committee_index = position as u64;
+                    duty.committee_length = length;
+                }
             }
         }
         duties
@@ -266,7 +287,7 @@ pub async fn head_events<E: commonware_runtime::Clock>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
+    use std::{collections::BTreeMap, time::SystemTime};
 
     #[test]
     fn every_validator_attests_once_per_epoch() {
@@ -278,6 +299,43 @@ mod tests {
         let other = DevnetBeacon::new(7, 2, 100, clock);
         assert_eq!(other.duties(3), duties, "operators agree on duties");
         assert_ne!(DevnetBeacon::new(8, 1, 100, clock).duties(3), duties);
+    }
+
+    /// Committees are counted and sized as on a real chain, so no aggregate's bits exceed the
+    /// 2,048 members a committee may have, however many validators the devnet runs.
+    #[test]
+    fn a_slots_attesters_split_into_committees_of_at_most_2048() {
+        let clock = SlotClock::mainnet(SystemTime::UNIX_EPOCH);
+        for (validators, committees) in [(64, 1), (10_000, 2), (100_000, 24), (4_000_000, 64)] {
+            let beacon = DevnetBeacon::new(7, 1, validators, clock);
+            assert_eq!(beacon.committees_per_slot(), committees, "{validators}");
+            if validators > 100_000 {
+                continue; // counted, not drawn: a duty list that long is slow to build
+            }
+            let duties = beacon.duties(2);
+            assert_eq!(duties.len() as u64, validators);
+            let mut seats: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+            for duty in &duties {
+                assert!(duty.committee_index < committees);
+                assert!(
+                    duty.committee_length as usize <= cohort_ingress::duty::MAX_COMMITTEE_MEMBERS
+                );
+                seats
+                    .entry((duty.slot, duty.committee_index))
+                    .or_default()
+                    .push(duty.validator_committee_index);
+            }
+            for ((slot, committee), mut positions) in seats {
+                let length = duties
+                    .iter()
+                    .find(|d| d.slot == slot && d.committee_index == committee)
+                    .map(|d| d.committee_length);
+                positions.sort_unstable();
+                let expected: Vec<u64> = (0..positions.len() as u64).collect();
+                assert_eq!(positions, expected, "slot {slot} committee {committee}");
+                assert_eq!(length, Some(positions.len() as u64));
+            }
+        }
     }
 
     #[test]

@@ -96,6 +96,15 @@ struct Accepted {
 /// subcommittee for a contribution (0 for every other kind).
 type ObjectKey = (Kind, u64, u64, u64);
 
+/// An attester's place in its slot: which beacon committee, its position there, and how many
+/// members that committee has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seat {
+    pub committee: u64,
+    pub position: u64,
+    pub length: u64,
+}
+
 #[derive(Default)]
 struct State {
     public_keys: BTreeMap<u64, blst::min_pk::PublicKey>,
@@ -105,8 +114,9 @@ struct State {
     attestations: BTreeMap<u64, Vec<(u64, AttestationData, [u8; 96])>>,
     /// Blocks this chain built (with a valid RANDAO reveal), by slot.
     built: BTreeMap<u64, Vec<BlockHeader>>,
-    /// Committee positions per slot (validator -> position), computed once per epoch.
-    committees: BTreeMap<u64, BTreeMap<u64, u64>>,
+    /// Each attester's seat per slot (validator -> committee, position, its length), computed
+    /// once per epoch.
+    committees: BTreeMap<u64, BTreeMap<u64, Seat>>,
     /// Sync committees by period, computed once each.
     sync_committees: BTreeMap<u64, Vec<u64>>,
     /// Accepted sync committee messages per slot: what contributions are built from.
@@ -366,7 +376,7 @@ impl DevnetChain {
             &aggregate.signature,
             &selection_proof,
         );
-        let committee_length = self.committee_length(slot);
+        let seat = self.seat(slot, validator);
         let scheduled = self.beacon.attester_slot(epoch, validator) == slot;
         self.submit((Kind::Aggregate, slot, validator, 0), signature, |state| {
             if !scheduled {
@@ -376,6 +386,7 @@ impl DevnetChain {
             if !Self::verify(state, validator, &selection_root, &selection_proof) {
                 return Err("invalid selection proof".into());
             }
+            let committee_length = seat.map_or(0, |seat| seat.length);
             if !signing::is_aggregator(committee_length, &selection_proof) {
                 return Err("selection proof does not select this aggregator".into());
             }
@@ -622,18 +633,22 @@ impl DevnetChain {
         Sha256::hash(&[b"state", &slot.to_le_bytes()])
     }
 
-    fn committee(&self, state: &mut State, slot: u64) -> BTreeMap<u64, u64> {
+    /// Every attester's seat in `slot`.
+    fn seats<'a>(&self, state: &'a mut State, slot: u64) -> Option<&'a BTreeMap<u64, Seat>> {
         if !state.committees.contains_key(&slot) {
             let epoch = self.beacon.epoch_of(slot);
             for duty in self.beacon.duties(epoch) {
-                state
-                    .committees
-                    .entry(duty.slot)
-                    .or_default()
-                    .insert(duty.validator_index, duty.validator_committee_index);
+                state.committees.entry(duty.slot).or_default().insert(
+                    duty.validator_index,
+                    Seat {
+                        committee: duty.committee_index,
+                        position: duty.validator_committee_index,
+                        length: duty.committee_length,
+                    },
+                );
             }
         }
-        state.committees.get(&slot).cloned().unwrap_or_default()
+        state.committees.get(&slot)
     }
 
     /// How many validators attest in `slot`.
@@ -699,16 +714,34 @@ impl DevnetChain {
             .collect()
     }
 
-    pub fn committee_length(&self, slot: u64) -> u64 {
+    /// Where `validator` sits among the attesters of `slot`, if it attests then.
+    pub fn seat(&self, slot: u64, validator: u64) -> Option<Seat> {
         let mut state = self.lock();
-        self.committee(&mut state, slot).len() as u64
+        self.seats(&mut state, slot)?.get(&validator).copied()
     }
 
-    /// The aggregate of every accepted attestation of `data`.
-    pub fn aggregate(&self, data: &AttestationData) -> Result<Aggregate, SourceError> {
+    /// The aggregate of every accepted attestation of `data` by members of committee
+    /// `committee_index`, its bits over that committee.
+    pub fn aggregate(
+        &self,
+        data: &AttestationData,
+        committee_index: u64,
+    ) -> Result<Aggregate, SourceError> {
         let mut state = self.lock();
-        let positions = self.committee(&mut state, data.slot);
-        let length = positions.len();
+        let members: BTreeMap<u64, Seat> = self
+            .seats(&mut state, data.slot)
+            .map(|seats| {
+                seats
+                    .iter()
+                    .filter(|(_, seat)| seat.committee == committee_index)
+                    .map(|(validator, seat)| (*validator, *seat))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let length = members
+            .values()
+            .next()
+            .map_or(0, |seat| seat.length as usize);
         let mut bits = vec![false; length];
         let mut signatures = Vec::new();
         for (validator, attested, signature) in
@@ -717,10 +750,10 @@ impl DevnetChain {
             if attested != data {
                 continue;
             }
-            let Some(position) = positions.get(validator) else {
+            let Some(seat) = members.get(validator) else {
                 continue;
             };
-            let Some(bit) = bits.get_mut(*position as usize) else {
+            let Some(bit) = bits.get_mut(seat.position as usize) else {
                 continue;
             };
             let Ok(signature) = blst::min_pk::Signature::from_bytes(signature) else {

@@ -12,5 +12,5 @@ mod chain;
 mod source;
 
 pub use beacon::{DevnetBeacon, head_events};
-pub use chain::{ChainReport, DevnetChain, Kind, KindStats};
+pub use chain::{ChainReport, DevnetChain, Kind, KindStats, Seat};
 pub use source::DevnetSource;

@@ -118,8 +118,12 @@ impl DutySource for DevnetSource {
         Ok(())
     }
 
-    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
-        self.chain.aggregate(&data)
+    async fn aggregate_attestation(
+        &self,
+        data: AttestationData,
+        committee_index: u64,
+    ) -> Result<Aggregate, SourceError> {
+        self.chain.aggregate(&data, committee_index)
     }
 
     async fn sync_duties(&self, epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {

@@ -55,10 +55,14 @@ pub trait DutySource: Clone + Send + Sync + 'static {
     /// signing a header whose body is not the one published would waste the slot.
     fn check_proposal(&self, proposal: &BlockProposal) -> Result<(), String>;
 
-    /// The best aggregate this beacon node has for `data`.
+    /// The best aggregate this beacon node has for `data` from the members of beacon committee
+    /// `committee_index` (its bits are over that committee). Before Electra the data's own
+    /// index names the committee too; from Electra on the index is 0 and only this says which
+    /// of a slot's committees is meant.
     fn aggregate_attestation(
         &self,
         data: AttestationData,
+        committee_index: u64,
     ) -> impl Future<Output = Result<Aggregate, SourceError>> + Send;
 
     /// The sync committee duties of the cluster's validators in the sync committee period

@@ -218,9 +218,15 @@ impl DutySource for FaultySource {
         self.inner.check_proposal(proposal)
     }
 
-    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+    async fn aggregate_attestation(
+        &self,
+        data: AttestationData,
+        committee_index: u64,
+    ) -> Result<Aggregate, SourceError> {
         self.source().await?;
-        self.inner.aggregate_attestation(data).await
+        self.inner
+            .aggregate_attestation(data, committee_index)
+            .await
     }
 
     async fn sync_duties(&self, epoch: u64) -> Result<Vec<SyncDuty>, SourceError> {

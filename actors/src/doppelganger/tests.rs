@@ -50,7 +50,11 @@ impl DutySource for Liveness {
     fn check_proposal(&self, _: &BlockProposal) -> Result<(), String> {
         Ok(())
     }
-    async fn aggregate_attestation(&self, _: AttestationData) -> Result<Aggregate, SourceError> {
+    async fn aggregate_attestation(
+        &self,
+        _: AttestationData,
+        _: u64,
+    ) -> Result<Aggregate, SourceError> {
         Err(unavailable())
     }
     async fn sync_duties(&self, _: u64) -> Result<Vec<SyncDuty>, SourceError> {

@@ -81,10 +81,10 @@ where
             .push(Box::pin(async move { Work::Value(id, call.await) }));
     }
 
-    fn fetch_aggregate(&mut self, id: DutyId, data: AttestationData) {
+    fn fetch_aggregate(&mut self, id: DutyId, data: AttestationData, committee_index: u64) {
         let source = self.source.clone();
         let call = self.bounded(async move {
-            let aggregate = source.aggregate_attestation(data).await?;
+            let aggregate = source.aggregate_attestation(data, committee_index).await?;
             if aggregate.data != data {
                 return Err(SourceError::Unavailable(
                     "beacon node aggregated other attestation data".into(),
@@ -205,7 +205,7 @@ where
             let selected = running.selected(&self.clock.sync_committee);
             self.fetch_contributions(id.clone(), selected, data.beacon_block_root);
         } else {
-            self.fetch_aggregate(id.clone(), data);
+            self.fetch_aggregate(id.clone(), data, committee_index);
         }
     }
 

@@ -67,7 +67,11 @@ impl DutySource for Silent {
     fn check_proposal(&self, _: &BlockProposal) -> Result<(), String> {
         Ok(())
     }
-    async fn aggregate_attestation(&self, data: AttestationData) -> Result<Aggregate, SourceError> {
+    async fn aggregate_attestation(
+        &self,
+        data: AttestationData,
+        _committee_index: u64,
+    ) -> Result<Aggregate, SourceError> {
         let pool = self.aggregates.lock().expect("pool lock");
         pool.iter()
             .find(|aggregate| aggregate.data == data)

@@ -72,6 +72,7 @@ impl<E: Clock + Send + Sync + 'static> DutySource for Source<E> {
     async fn aggregate_attestation(
         &self,
         _data: AttestationData,
+        _committee_index: u64,
     ) -> Result<Aggregate, SourceError> {
         Err(SourceError::NotYet { what: "aggregate" })
     }
