@@ -10,6 +10,15 @@ use std::{collections::BTreeSet, sync::Arc};
 /// that slot can still be decided; after it, it is missed for good.
 pub const MAX_BLOCK_AGE_SLOTS: u64 = 2;
 
+/// The size of an attestation offer on the wire: one encoded
+/// [`AttestationData`](crate::AttestationData).
+///
+/// An operator whose beacon node answered its slot's attestation data offers it to every peer,
+/// so that a leader whose own node has not seen the slot's head yet can propose what f+1
+/// operators' nodes agree on instead of holding the slot up (the committee's `offers`). The
+/// cluster's committee is the only one an operator attests for, so the data names the duty.
+pub const ATTESTATION_OFFER_SIZE: usize = 8 + 8 + 32 + (8 + 32) * 2;
+
 /// What the leader puts in its next cluster block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -169,5 +178,31 @@ impl Mailbox {
             .send(Message::Finalized { decisions })
             .await
             .map_err(|_| STOPPED)
+    }
+}
+
+#[cfg(test)]
+mod offer_tests {
+    use super::*;
+    use crate::AttestationData;
+    use commonware_codec::EncodeSize as _;
+    use commonware_cryptography::sha256::Digest;
+
+    #[test]
+    fn an_offer_is_exactly_one_attestation_data() {
+        let data = AttestationData {
+            slot: u64::MAX,
+            index: 0,
+            beacon_block_root: Digest([7; 32]),
+            source: Checkpoint {
+                epoch: 1,
+                root: Digest([1; 32]),
+            },
+            target: Checkpoint {
+                epoch: 2,
+                root: Digest([2; 32]),
+            },
+        };
+        assert_eq!(data.encode_size(), ATTESTATION_OFFER_SIZE);
     }
 }

@@ -12,6 +12,10 @@ pub enum Message {
     /// The duties of `epoch` may have changed (the block they depend on is no longer canonical):
     /// fetch them again.
     Refetch { epoch: u64 },
+    /// The cluster finalized `slot`'s attestation data before this operator's beacon node
+    /// reported the slot's head: the head exists and the cluster agreed on it, so the slot's
+    /// committee duty starts now rather than at the head event or a third into the slot.
+    Decided { slot: u64 },
     /// Hand the runner no more duties: the node is stopping. Answered once it takes effect.
     Drain { response: oneshot::Sender<()> },
 }
@@ -33,6 +37,14 @@ impl Mailbox {
             .send(Message::Head { slot, block_root })
             .await
             .map_err(|_| STOPPED)
+    }
+
+    /// See [`Message::Decided`]. Never waits: the runner reports from its loop while the
+    /// scheduler may be waiting to hand the runner a duty, and a report that does not fit in a
+    /// full mailbox only leaves the duty to start at its usual time. Returns whether the
+    /// report went in.
+    pub fn decided(&mut self, slot: u64) -> bool {
+        self.sender.try_send(Message::Decided { slot }).is_ok()
     }
 
     /// Asks for `epoch`'s duties to be fetched again; fails if the scheduler has stopped.

@@ -139,6 +139,34 @@ fn decisions_and_duty_ids_refuse_malformed_bytes() {
     );
 }
 
+/// The offers channel carries one encoded `AttestationData` (see
+/// `committee::ATTESTATION_OFFER_SIZE`): a fixed-size value, so anything but its exact length
+/// is refused.
+#[test]
+fn attestation_offers_refuse_malformed_bytes() {
+    let valid: Vec<Vec<u8>> = [0, 9, u64::MAX]
+        .into_iter()
+        .map(|slot| data(slot).encode().to_vec())
+        .collect();
+    assert!(
+        valid
+            .iter()
+            .all(|bytes| bytes.len() == cohort_ingress::committee::ATTESTATION_OFFER_SIZE)
+    );
+    let outcome = support::fuzz("AttestationData", 8, CASES, &valid, budget, |bytes| {
+        let decoded = AttestationData::decode(Bytes::copy_from_slice(bytes));
+        if bytes.len() != cohort_ingress::committee::ATTESTATION_OFFER_SIZE {
+            assert!(
+                decoded.is_err(),
+                "{} bytes decoded as an offer",
+                bytes.len()
+            );
+        }
+        canonical(bytes, decoded)
+    });
+    assert!(outcome.accepted < outcome.cases, "{outcome:?}");
+}
+
 fn partials(entries: u64) -> PartialSignatures {
     let root = Sha256::hash(&[b"root"]);
     let mut bytes = [0u8; 32];

@@ -29,11 +29,14 @@ pub enum Channel {
     Exits,
     /// A cluster-run AVS's tasks, performer reports and partial signatures.
     Tasks,
+    /// Each operator's attestation data for its slot, offered to whoever leads (see
+    /// [`cohort_ingress::committee::ATTESTATION_OFFER_SIZE`]).
+    Offers,
 }
 
 impl Channel {
     /// Every channel, in registration order.
-    pub const ALL: [Channel; 8] = [
+    pub const ALL: [Channel; 9] = [
         Channel::Votes,
         Channel::Certificates,
         Channel::Resolver,
@@ -42,6 +45,7 @@ impl Channel {
         Channel::Partials,
         Channel::Exits,
         Channel::Tasks,
+        Channel::Offers,
     ];
 
     /// The id peers know the channel by on the wire: every operator must agree on it.
@@ -55,6 +59,7 @@ impl Channel {
             Channel::Partials => 5,
             Channel::Exits => 6,
             Channel::Tasks => 7,
+            Channel::Offers => 8,
         }
     }
 
@@ -69,6 +74,7 @@ impl Channel {
             Channel::Partials => "partials",
             Channel::Exits => "exits",
             Channel::Tasks => "tasks",
+            Channel::Offers => "offers",
         }
     }
 
@@ -94,6 +100,7 @@ impl Channel {
             ),
             Channel::Exits => cohort_ingress::exits::ExitPartials::max_encode_size(),
             Channel::Tasks => cohort_ingress::avs::TaskMessage::MAX_ENCODE_SIZE,
+            Channel::Offers => cohort_ingress::committee::ATTESTATION_OFFER_SIZE,
         }
     }
 
@@ -105,8 +112,9 @@ impl Channel {
             Channel::Votes | Channel::Certificates => NZU32!(256),
             Channel::Partials => NZU32!(128),
             Channel::Resolver | Channel::Backfill | Channel::Blocks => NZU32!(64),
-            // An honest operator announces its exits every two slots.
-            Channel::Exits => NZU32!(8),
+            // An honest operator announces its exits every two slots, and offers one
+            // attestation data per slot.
+            Channel::Exits | Channel::Offers => NZU32!(8),
             // About three messages per task per peer (a report, two partials), for a load of
             // a thousand tasks per second.
             Channel::Tasks => NZU32!(4096),

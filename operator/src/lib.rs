@@ -103,6 +103,8 @@ pub struct Network<VS, S, R, P, B> {
     pub exits: (S, R),
     /// A cluster-run AVS's channel (unused by a cluster that runs none).
     pub tasks: (S, R),
+    /// Attestation data offered to the leader.
+    pub offers: (S, R),
     /// Who the peers are (marshal fetches missing blocks from them).
     pub peers: P,
     /// Where consensus and marshal report a peer that misbehaved.
@@ -125,6 +127,7 @@ impl<S, R, P, B> Network<S, S, R, P, B> {
             partials: register(Channel::Partials),
             exits: register(Channel::Exits),
             tasks: register(Channel::Tasks),
+            offers: register(Channel::Offers),
             peers,
             blocker,
         }
@@ -144,6 +147,7 @@ impl<VS, S, R, P, B> Network<VS, S, R, P, B> {
             partials: self.partials,
             exits: self.exits,
             tasks: self.tasks,
+            offers: self.offers,
             peers: self.peers,
             blocker: self.blocker,
         }
@@ -285,7 +289,7 @@ where
             heartbeat: setup.heartbeat,
             verify_grace: setup.clock.interval_duration(),
             mailbox_size: MAILBOX_SIZE,
-            operators: setup.participants.len(),
+            participants: setup.participants.clone(),
             check_proposal: {
                 let source = setup.beacon.clone();
                 Arc::new(move |proposal| source.check_proposal(proposal))
@@ -511,9 +515,14 @@ where
     );
 
     handles.push(consensus.start(network.votes, network.certificates, network.resolver));
-    handles.push(committee_actor.start());
+    let (offer_sender, offer_receiver) = network.offers;
+    handles.push(committee_actor.start(offer_sender, offer_receiver));
     let (partial_sender, partial_receiver) = network.partials;
-    handles.push(runner_actor.start(runner::Network::new(partial_sender, partial_receiver)));
+    handles.push(
+        runner_actor
+            .with_scheduler(scheduler_mailbox.clone())
+            .start(runner::Network::new(partial_sender, partial_receiver)),
+    );
     handles.push(executor_actor.start());
     handles.push(scheduler_actor.start());
     if let Some(actor) = doppelganger_actor {

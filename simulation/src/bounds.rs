@@ -62,6 +62,8 @@ pub fn bound(name: &str, validators: u64, operators: u64) -> Option<u64> {
         }
         "committee_decided_data_held" => 2 * e + 3,
         "committee_pending_proposals_held" | "committee_pending_verifications_held" => 4,
+        // The first offer of each peer for the previous, current and next slot.
+        "committee_offers_held" => 3 * n,
         "scheduler_duty_epochs_held" => 3,
         "scheduler_scheduled_duties_held" => 3 * (v + e) + 3 * sync,
         "scheduler_duty_fetches_held" => 5,

@@ -5,12 +5,18 @@ use cohort_ingress::{
     committee::{Batch, MAX_BLOCK_AGE_SLOTS, Message},
 };
 use cohort_marshal::BlockCfg;
+use commonware_codec::{DecodeExt as _, Encode as _};
+use commonware_cryptography::PublicKey;
 use commonware_macros::select;
+use commonware_p2p::{Receiver, Recipients, Sender};
 use commonware_runtime::{
     Clock, ContextCell, Handle, Metrics, Spawner, spawn_cell,
     telemetry::metrics::{GaugeExt as _, Registered},
 };
-use commonware_utils::channel::{mpsc, oneshot};
+use commonware_utils::{
+    channel::{mpsc, oneshot},
+    ordered::Set,
+};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -46,6 +52,7 @@ struct Held {
     decided_data: Registered<Gauge>,
     proposals: Registered<Gauge>,
     verifications: Registered<Gauge>,
+    offers: Registered<Gauge>,
 }
 
 impl Held {
@@ -81,6 +88,11 @@ impl Held {
                 "block checks waiting for this operator to learn a duty; consensus keeps one \
                  open at a time, and one it abandoned is dropped at the next wake",
             ),
+            offers: gauge(
+                "offers_held",
+                "attestation data peers offered; at most one per operator for each of the \
+                 previous, current and next slot",
+            ),
         }
     }
 }
@@ -94,7 +106,7 @@ enum Verdict {
     Invalid(&'static str),
 }
 
-pub struct Actor<E> {
+pub struct Actor<E, P: PublicKey> {
     context: ContextCell<E>,
     clock: SlotClock,
     committee: CommitteeId,
@@ -133,16 +145,24 @@ pub struct Actor<E> {
     /// Work besides duty values waits for a block (see [`Message::OtherWork`]).
     other_work: bool,
     verifications: Vec<PendingVerify>,
+    /// The cluster's operators in share order: an offer's sender is named by its position.
+    participants: Set<P>,
+    /// Attestation data peers' beacon nodes answered, by slot and offering operator (the
+    /// first offer of each counts): what a leader without its own value proposes once f+1
+    /// operators offered the same.
+    offers: BTreeMap<u64, BTreeMap<u32, AttestationData>>,
 
     blocks_proposed: Registered<Counter>,
     empty_blocks_proposed: Registered<Counter>,
     values_rejected: Registered<Counter>,
     views_given_up: Registered<Counter>,
+    offered_values_proposed: Registered<Counter>,
+    offers_refused: Registered<Counter>,
     held: Held,
 }
 
-impl<E: Clock + Spawner + Metrics> Actor<E> {
-    pub(super) fn new(context: E, config: Config, mailbox: mpsc::Receiver<Message>) -> Self {
+impl<E: Clock + Spawner + Metrics, P: PublicKey> Actor<E, P> {
+    pub(super) fn new(context: E, config: Config<P>, mailbox: mpsc::Receiver<Message>) -> Self {
         let blocks_proposed = context.register(
             "blocks_proposed",
             "blocks this operator proposed as leader",
@@ -164,6 +184,18 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
              voted to skip them",
             Counter::default(),
         );
+        let offered_values_proposed = context.register(
+            "offered_values_proposed",
+            "slots whose attestation data this operator proposed as leader from f+1 operators' \
+             offers, its own beacon node not having answered yet",
+            Counter::default(),
+        );
+        let offers_refused = context.register(
+            "offers_refused",
+            "attestation offers dropped: malformed, from outside the cluster, for a slot not \
+             near the current one, or a second one from an operator for a slot",
+            Counter::default(),
+        );
         let held = Held::new(&context);
         Self {
             context: ContextCell::new(context),
@@ -182,23 +214,36 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             justified_slot: 0,
             scheduled: BTreeSet::new(),
             proposals: Vec::new(),
-            skips: Skips::new(config.operators),
+            skips: Skips::new(config.participants.len()),
             other_work: false,
             verifications: Vec::new(),
+            participants: config.participants,
+            offers: BTreeMap::new(),
             blocks_proposed,
             empty_blocks_proposed,
             values_rejected,
             views_given_up,
+            offered_values_proposed,
+            offers_refused,
             held,
         }
     }
 
-    /// Runs the actor under the context the wiring named it with.
-    pub fn start(mut self) -> Handle<()> {
-        spawn_cell!(self.context, self.run())
+    /// Runs the actor under the context the wiring named it with, offering and hearing
+    /// attestation data on the offers channel.
+    pub fn start<Tx, Rx>(mut self, sender: Tx, receiver: Rx) -> Handle<()>
+    where
+        Tx: Sender<PublicKey = P>,
+        Rx: Receiver<PublicKey = P>,
+    {
+        spawn_cell!(self.context, self.run(sender, receiver))
     }
 
-    async fn run(mut self) {
+    async fn run<Tx, Rx>(mut self, mut sender: Tx, mut receiver: Rx)
+    where
+        Tx: Sender<PublicKey = P>,
+        Rx: Receiver<PublicKey = P>,
+    {
         loop {
             let now = self.context.current();
             self.answer_proposals(now);
@@ -213,20 +258,42 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     None => futures::future::pending().await,
                 }
             };
+            // Priorities: this operator's own actors (values, consensus's questions), then
+            // peers' offers, then the clock.
             select! {
                 message = self.mailbox.recv() => {
                     let Some(message) = message else {
                         debug!("committee mailbox closed; stopping");
                         return;
                     };
-                    self.handle(message);
+                    if let Some(data) = self.handle(message) {
+                        // Best effort: a peer that misses it proposes on its own node's answer.
+                        let recipients = sender.send(Recipients::All, data.encode(), false);
+                        debug!(
+                            slot = data.slot,
+                            peers = recipients.len(),
+                            "offered this operator's attestation data to its peers"
+                        );
+                    }
+                },
+                received = receiver.recv() => {
+                    match received {
+                        Ok((peer, bytes)) => self.on_offer(peer, bytes),
+                        Err(err) => {
+                            warn!(%err, "offers channel closed; the committee stops");
+                            return;
+                        }
+                    }
                 },
                 _ = timer => {},
             }
         }
     }
 
-    fn handle(&mut self, message: Message) {
+    /// Takes one mailbox message; returns attestation data to offer to the peers (this
+    /// operator's own, first handed over for its slot).
+    fn handle(&mut self, message: Message) -> Option<AttestationData> {
+        let mut offer = None;
         match message {
             Message::Submit {
                 duty,
@@ -244,6 +311,11 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 }
                 self.known.insert(duty.clone());
                 if !self.decided.contains(&duty) {
+                    if let (Role::Committee, DecidedValue::Attestation(data)) = (&duty.role, &value)
+                        && !self.pool.contains_key(&duty)
+                    {
+                        offer = Some(*data);
+                    }
                     self.pool.insert(duty, value);
                 }
             }
@@ -299,6 +371,78 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             Message::Nullify { view, signer } => self.skips.record(view, signer),
             Message::OtherWork(waiting) => self.other_work = waiting,
         }
+        offer
+    }
+
+    /// Keeps a peer's attestation data for its slot, if it is one a block could still carry.
+    /// Nothing here is trusted: an offer counts only alongside f+1 alike, and even then is
+    /// proposed only if it passes the checks a follower makes.
+    fn on_offer(&mut self, peer: P, bytes: impl commonware_codec::Buf) {
+        let Some(operator) = self.participants.position(&peer) else {
+            self.offers_refused.inc();
+            warn!(%peer, "attestation offer from outside the cluster; dropped");
+            return;
+        };
+        let operator = operator as u32;
+        let data = match AttestationData::decode(bytes) {
+            Ok(data) => data,
+            Err(err) => {
+                self.offers_refused.inc();
+                warn!(operator = operator + 1, %err, "malformed attestation offer; dropped");
+                return;
+            }
+        };
+        let current = self.clock.current_slot(self.context.current());
+        // The previous slot's may still be decided; a peer whose clock runs a little ahead
+        // offers the next one's before this operator's slot turns.
+        if data.slot + 1 < current || data.slot > current + 1 || data.index != 0 {
+            self.offers_refused.inc();
+            debug!(
+                operator = operator + 1,
+                slot = data.slot,
+                current,
+                "attestation offer for a slot no block here may carry; dropped"
+            );
+            return;
+        }
+        let by_operator = self.offers.entry(data.slot).or_default();
+        if by_operator.contains_key(&operator) {
+            self.offers_refused.inc();
+            debug!(
+                operator = operator + 1,
+                slot = data.slot,
+                "second attestation offer from an operator for one slot; the first counts"
+            );
+            return;
+        }
+        by_operator.insert(operator, data);
+    }
+
+    /// Whether f+1 operators offered attestation data for `slot` that `alike` accepts.
+    fn offered_by_enough(&self, slot: u64, alike: impl Fn(&AttestationData) -> bool) -> bool {
+        let needed = (self.participants.len().saturating_sub(1)) / 3 + 1;
+        self.offers
+            .get(&slot)
+            .is_some_and(|offers| offers.values().filter(|data| alike(data)).count() >= needed)
+    }
+
+    /// The committee duty of `slot` as f+1 operators' offers agree on it, if this operator
+    /// holds no value of its own for it and a follower would vote for it.
+    fn offered_decision(&self, slot: u64, included: &BTreeSet<DutyId>) -> Option<Decision> {
+        let duty = DutyId::committee(self.committee.clone(), self.clock.epoch_of(slot), slot);
+        if self.pool.contains_key(&duty) || self.decided.contains(&duty) || included.contains(&duty)
+        {
+            return None;
+        }
+        let offers = self.offers.get(&slot)?;
+        let data = offers
+            .values()
+            .find(|data| self.offered_by_enough(slot, |other| other == *data))?;
+        let decision = Decision {
+            duty,
+            value: DecidedValue::Attestation(*data),
+        };
+        (self.check_decision(slot, &decision) == Verdict::Valid).then_some(decision)
     }
 
     fn set_held(&self) {
@@ -311,6 +455,10 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         set(&self.held.decided_data, self.decided_data.len());
         set(&self.held.proposals, self.proposals.len());
         set(&self.held.verifications, self.verifications.len());
+        set(
+            &self.held.offers,
+            self.offers.values().map(BTreeMap::len).sum::<usize>(),
+        );
     }
 
     /// When an idle leader stops waiting for work and proposes an empty block.
@@ -371,16 +519,21 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
             // (a view lost to a timeout must not drop its slot's duties), else the current one.
             let max_decisions = BlockCfg::default().max_decisions;
             let undecided = |block_slot: u64| -> Vec<Decision> {
-                self.pool
-                    .range(DutyId::first_of_slot(block_slot)..)
-                    .take_while(|(id, _)| id.slot == block_slot)
-                    .filter(|(id, _)| {
-                        !pending.included.contains(*id) && !self.decided.contains(*id)
-                    })
-                    .map(|(id, value)| Decision {
-                        duty: id.clone(),
-                        value: value.clone(),
-                    })
+                // The committee duty sorts first in its slot, as pool order has it.
+                self.offered_decision(block_slot, &pending.included)
+                    .into_iter()
+                    .chain(
+                        self.pool
+                            .range(DutyId::first_of_slot(block_slot)..)
+                            .take_while(|(id, _)| id.slot == block_slot)
+                            .filter(|(id, _)| {
+                                !pending.included.contains(*id) && !self.decided.contains(*id)
+                            })
+                            .map(|(id, value)| Decision {
+                                duty: id.clone(),
+                                value: value.clone(),
+                            }),
+                    )
                     // What a block may carry (what peers decode); the rest, last in duty order
                     // (aggregates, then contributions), waits for the next block.
                     .take(max_decisions)
@@ -399,6 +552,17 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                 continue;
             }
             self.blocks_proposed.inc();
+            if let Some(first) = decisions.first()
+                && first.duty.role == Role::Committee
+                && !self.pool.contains_key(&first.duty)
+            {
+                self.offered_values_proposed.inc();
+                info!(
+                    slot = block_slot,
+                    "proposing the slot's attestation data as f+1 operators offered it; this \
+                     operator's beacon node has not answered yet"
+                );
+            }
             if decisions.is_empty() {
                 self.empty_blocks_proposed.inc();
                 debug!(
@@ -571,6 +735,13 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
                     Some(_) if self.justified_slot >= slot => {
                         Verdict::Invalid("source newer than this operator's justified checkpoint")
                     }
+                    // Its node has not answered for this slot yet, but f+1 operators' nodes
+                    // answered with this source: at least one honest node justified it, which
+                    // is all this operator's own answer would have shown. (Without this, a
+                    // newly justified checkpoint holds the block until this node answers.)
+                    _ if self.offered_by_enough(slot, |offered| offered.source == data.source) => {
+                        Verdict::Valid
+                    }
                     _ => Verdict::Unknown,
                 }
             }
@@ -658,6 +829,7 @@ impl<E: Clock + Spawner + Metrics> Actor<E> {
         self.decided_data = self
             .decided_data
             .split_off(&slot.saturating_sub(DECIDED_MEMORY_SLOTS));
+        self.offers = self.offers.split_off(&slot.saturating_sub(1));
         self.scheduled = self.scheduled.split_off(
             &self
                 .clock

@@ -3,9 +3,15 @@ use cohort_ingress::{
     AttestationData, BlockProposal, Checkpoint, CommitteeId, DecidedValue, Decision, DutyId, Role,
     SlotClock, SyncCommitteeContribution, committee::Mailbox,
 };
-use commonware_cryptography::{Hasher, Sha256};
+use commonware_codec::{DecodeExt as _, Encode as _};
+use commonware_cryptography::{Hasher, Sha256, Signer as _, ed25519};
 use commonware_macros::select;
-use commonware_runtime::{Clock, Runner, Supervisor as _, deterministic};
+use commonware_p2p::{
+    Receiver as _, Recipients, Sender as _,
+    simulated::{self, Link},
+};
+use commonware_runtime::{Clock, Quota, Runner, Supervisor as _, deterministic};
+use commonware_utils::{NZU32, NZUsize, ordered::Set, probability::Probability};
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 fn clock(context: &deterministic::Context) -> SlotClock {
@@ -36,7 +42,59 @@ fn decision(slot: u64) -> Decision {
     }
 }
 
-fn start(context: &deterministic::Context) -> Mailbox {
+/// The three other operators of the cluster, as raw channel ends on the offers channel.
+struct Peers {
+    /// The committee under test's key.
+    me: ed25519::PublicKey,
+    senders: Vec<simulated::Sender<ed25519::PublicKey, deterministic::Context>>,
+    receivers: Vec<simulated::Receiver<ed25519::PublicKey>>,
+}
+
+async fn start(context: &deterministic::Context) -> Mailbox {
+    start_with_peers(context).await.0
+}
+
+/// A committee for operator 0 of four, linked to the other three by 50 ms links.
+async fn start_with_peers(context: &deterministic::Context) -> (Mailbox, Peers) {
+    let keys: Vec<ed25519::PrivateKey> = (0..4u64).map(ed25519::PrivateKey::from_seed).collect();
+    let participants: Set<ed25519::PublicKey> =
+        Set::from_iter_dedup(keys.iter().map(|key| key.public_key()));
+    let (network, oracle) = simulated::Network::new_with_peers(
+        context.child("network"),
+        simulated::Config {
+            max_size: 1 << 12,
+            max_peers_per_set: NZUsize!(4),
+            disconnect_on_block: true,
+            tracked_peer_sets: NZUsize!(1),
+        },
+        participants.iter().cloned(),
+    )
+    .await;
+    network.start();
+    let link = Link {
+        latency: Duration::from_millis(50),
+        jitter: Duration::ZERO,
+        success_rate: Probability::from_f64(1.0).expect("1.0 is a probability"),
+    };
+    for from in participants.iter() {
+        for to in participants.iter().filter(|to| *to != from) {
+            oracle
+                .add_link(from.clone(), to.clone(), link.clone())
+                .await
+                .expect("link between distinct peers");
+        }
+    }
+    let quota = Quota::per_second(NZU32!(1_000));
+    let mut ends = Vec::new();
+    for key in &keys {
+        ends.push(
+            oracle
+                .control(key.public_key())
+                .register(0, quota)
+                .await
+                .expect("channel registers"),
+        );
+    }
     let (actor, mailbox) = init(
         context.child("committee"),
         Config {
@@ -45,18 +103,26 @@ fn start(context: &deterministic::Context) -> Mailbox {
             heartbeat: Duration::from_secs(12),
             verify_grace: Duration::from_secs(4),
             mailbox_size: 16,
-            operators: 4,
+            participants,
             check_proposal: Arc::new(|_| Ok(())),
         },
     );
-    actor.start();
-    mailbox
+    let mut ends = ends.into_iter();
+    let (sender, receiver) = ends.next().expect("four operators");
+    actor.start(sender, receiver);
+    let (senders, receivers) = ends.unzip();
+    let peers = Peers {
+        me: keys[0].public_key(),
+        senders,
+        receivers,
+    };
+    (mailbox, peers)
 }
 
 #[test]
 fn follower_refuses_values_it_can_prove_wrong() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         context.sleep(Duration::from_secs(4)).await;
         let own = decision(0);
         mailbox
@@ -126,7 +192,7 @@ fn follower_refuses_values_it_can_prove_wrong() {
 #[test]
 fn follower_waits_for_a_duty_it_has_not_started_then_refuses() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         let slots = clock(&context);
         context.sleep(Duration::from_secs(1)).await;
         // Slot 0's duty is not known here yet: the answer waits.
@@ -179,7 +245,7 @@ fn follower_waits_for_a_duty_it_has_not_started_then_refuses() {
 #[test]
 fn idle_leader_gives_up_a_view_that_f_plus_one_operators_skip() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         let genesis = context.current();
         let elapsed = |from| context.current().duration_since(from).unwrap();
 
@@ -212,7 +278,7 @@ fn idle_leader_gives_up_a_view_that_f_plus_one_operators_skip() {
 #[test]
 fn leader_proposes_at_once_with_work_and_waits_without() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         let genesis = context.current();
         // The deterministic runtime advances a millisecond per scheduler cycle.
         let elapsed = |from| context.current().duration_since(from).unwrap();
@@ -271,7 +337,7 @@ fn leader_proposes_at_once_with_work_and_waits_without() {
 #[test]
 fn follower_vouches_for_a_scheduled_duty_before_its_own_runner_starts_it() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         let slots = clock(&context);
         // The finalized checkpoint comes from an earlier duty's submission.
         let earlier = decision(0);
@@ -313,7 +379,7 @@ fn what_the_committee_holds_stays_bounded_over_many_epochs() {
     use cohort_ingress::BlockHeader;
     deterministic::Runner::default().start(|context| async move {
         const VALIDATORS: u64 = 4;
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         let clock = clock(&context);
         let schedule = |epoch: u64| -> Vec<DutyId> {
             let first = epoch * 32;
@@ -412,7 +478,7 @@ fn contributions(slot: u64, list: Vec<SyncCommitteeContribution>) -> Arc<Vec<Dec
 #[test]
 fn follower_checks_contributions_against_the_decided_head() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         // Mainnet's subcommittees have 128 members.
         let bits = SlotClock::mainnet(context.current())
             .sync_committee
@@ -493,7 +559,7 @@ async fn answer_within(
 #[test]
 fn follower_refuses_a_block_of_a_slot_that_has_not_started() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         let slots = clock(&context);
         context.sleep(Duration::from_secs(4)).await;
         let own = decision(0);
@@ -522,7 +588,7 @@ fn follower_refuses_a_block_of_a_slot_that_has_not_started() {
 #[test]
 fn follower_refuses_at_once_a_duty_its_complete_schedule_lacks() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         context.sleep(Duration::from_secs(4)).await;
         let own = decision(0);
         mailbox
@@ -579,7 +645,7 @@ fn follower_refuses_at_once_a_duty_its_complete_schedule_lacks() {
 #[test]
 fn follower_refuses_a_value_of_another_kind_than_the_role() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         context.sleep(Duration::from_secs(4)).await;
         let own = decision(0);
         mailbox
@@ -645,7 +711,7 @@ fn follower_refuses_a_value_of_another_kind_than_the_role() {
 #[test]
 fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
     deterministic::Runner::default().start(|context| async move {
-        let mut mailbox = start(&context);
+        let mut mailbox = start(&context).await;
         // Slot 65, epoch 2.
         context.sleep(Duration::from_secs(65 * 12 + 4)).await;
         let data = |slot: u64, source: u64| AttestationData {
@@ -755,6 +821,188 @@ fn follower_refuses_a_source_not_before_target_or_newer_than_it_justified() {
             )
             .await,
             Some(Some(false))
+        );
+    });
+}
+
+fn attestation(decision: &Decision) -> AttestationData {
+    match decision.value {
+        DecidedValue::Attestation(data) => data,
+        _ => panic!("not an attestation"),
+    }
+}
+
+/// Asks for a block on a parent of `parent_slot` as leader of view 1, and gives up after
+/// `within` (dropping the request, as consensus does when it moves on).
+async fn propose_within(
+    context: &deterministic::Context,
+    mailbox: &Mailbox,
+    parent_slot: u64,
+    within: Duration,
+) -> Option<Option<cohort_ingress::committee::Batch>> {
+    let proposal = {
+        let mut mailbox = mailbox.clone();
+        async move { mailbox.propose(1, parent_slot, BTreeSet::new()).await }
+    };
+    select! {
+        _ = context.sleep(within) => None,
+        batch = proposal => Some(batch),
+    }
+}
+
+/// Issue 17, item 3: a leader whose beacon node has not answered yet does not hold the slot
+/// up when f+1 operators' nodes have (it proposes what they offered alike), and takes nothing
+/// less: one offer, offers that disagree, data a follower would refuse, malformed bytes.
+#[test]
+fn leader_without_its_own_value_proposes_what_f_plus_one_operators_offered() {
+    deterministic::Runner::default().start(|context| async move {
+        let (mut mailbox, mut peers) = start_with_peers(&context).await;
+        let slots = clock(&context);
+
+        // This operator's own value for slot 0 goes to every peer.
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await
+            .expect("actor running");
+        for receiver in peers.receivers.iter_mut() {
+            let (from, bytes) = receiver.recv().await.expect("offer arrives");
+            assert_eq!(from, peers.me);
+            assert_eq!(AttestationData::decode(bytes).unwrap(), attestation(&own));
+        }
+
+        // Slot 1: this operator's node has not answered.
+        mailbox
+            .expect(vec![decision(1).duty])
+            .await
+            .expect("actor running");
+        context.sleep_until(slots.slot_start(1)).await;
+        let head = attestation(&decision(1));
+        let mut other_head = head;
+        other_head.beacon_block_root = Sha256::hash(&[b"another head"]);
+        let me = Recipients::One(peers.me.clone());
+        let mut offer = |peer: usize, bytes: Vec<u8>| {
+            let sent = peers.senders[peer].send(me.clone(), bytes, false);
+            assert_eq!(sent.len(), 1);
+        };
+
+        // One offer, then a second naming another head: no f+1 alike, so the leader waits.
+        offer(0, head.encode().to_vec());
+        offer(1, other_head.encode().to_vec());
+        // Malformed, and a second offer from the same operator: both dropped.
+        offer(1, vec![1, 2, 3]);
+        offer(1, head.encode().to_vec());
+        assert!(
+            propose_within(&context, &mailbox, 1, Duration::from_millis(500))
+                .await
+                .is_none(),
+            "proposed on fewer than f+1 alike offers"
+        );
+        assert_eq!(
+            crate::testing::gauge(&context, "committee_offers_refused_total"),
+            2
+        );
+
+        // A second operator offers the first head: proposed at once.
+        offer(2, head.encode().to_vec());
+        let batch = propose_within(&context, &mailbox, 1, Duration::from_millis(200))
+            .await
+            .expect("proposed once f+1 offered alike")
+            .expect("actor running");
+        assert_eq!(batch.slot, 1);
+        assert_eq!(batch.decisions, vec![decision(1)]);
+        assert_eq!(held(&context, "offers_held"), 3);
+
+        // Slot 2: two operators offer data a follower would refuse (a source newer than its
+        // target): never proposed.
+        mailbox
+            .expect(vec![decision(2).duty])
+            .await
+            .expect("actor running");
+        context.sleep_until(slots.slot_start(2)).await;
+        let mut wrong = attestation(&decision(2));
+        wrong.source = checkpoint(1);
+        offer(0, wrong.encode().to_vec());
+        offer(2, wrong.encode().to_vec());
+        assert!(
+            propose_within(&context, &mailbox, 2, Duration::from_millis(500))
+                .await
+                .is_none(),
+            "proposed offered data that fails a follower's checks"
+        );
+        // Its own value arrives: proposed as its own, offers or not.
+        let own = decision(2);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await
+            .expect("actor running");
+        let batch = propose_within(&context, &mailbox, 2, Duration::from_millis(200))
+            .await
+            .expect("proposed its own value at once")
+            .expect("actor running");
+        assert_eq!(batch.decisions, vec![own]);
+    });
+}
+
+/// A newly justified checkpoint: a follower whose own node has not answered for the slot waits
+/// rather than vote for a source newer than any it saw justified, unless f+1 operators' nodes
+/// answered with that source (one of them honest), which is all its own answer would show.
+#[test]
+fn follower_vouches_for_a_newer_source_that_f_plus_one_operators_offered() {
+    deterministic::Runner::default().start(|context| async move {
+        let (mut mailbox, mut peers) = start_with_peers(&context).await;
+        let slots = clock(&context);
+        // This operator's node last justified epoch 0 (its value for slot 0).
+        let own = decision(0);
+        mailbox
+            .submit(own.duty.clone(), own.value.clone(), checkpoint(0))
+            .await
+            .expect("actor running");
+        let slot = 64;
+        let mut newer = decision(slot);
+        let DecidedValue::Attestation(ref mut data) = newer.value else {
+            unreachable!("a committee decision");
+        };
+        data.source = checkpoint(1);
+        data.target = checkpoint(2);
+        let data = *data;
+        mailbox
+            .expect(vec![newer.duty.clone()])
+            .await
+            .expect("actor running");
+        context.sleep_until(slots.slot_start(slot)).await;
+
+        // One operator offered it (perhaps the leader itself): not enough, the block waits.
+        let me = Recipients::One(peers.me.clone());
+        assert_eq!(
+            peers.senders[0]
+                .send(me.clone(), data.encode(), false)
+                .len(),
+            1
+        );
+        let block = vec![newer.clone()];
+        assert_eq!(
+            answer_within(
+                &context,
+                &mailbox,
+                slot,
+                block.clone(),
+                Duration::from_millis(500)
+            )
+            .await,
+            None,
+            "voted for an unseen source on one operator's word"
+        );
+        // A second operator offered the same source (another head, even): vouched for at once.
+        let mut other_head = data;
+        other_head.beacon_block_root = Sha256::hash(&[b"another head"]);
+        assert_eq!(
+            peers.senders[2].send(me, other_head.encode(), false).len(),
+            1
+        );
+        assert_eq!(
+            answer_within(&context, &mailbox, slot, block, Duration::from_millis(200)).await,
+            Some(Some(true))
         );
     });
 }

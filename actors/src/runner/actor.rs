@@ -18,6 +18,7 @@ use cohort_ingress::{
     doppelganger::Guard,
     keys::{Signature, ValidatorShare},
     runner::{DutyEvent, Message},
+    scheduler,
     signing::ForkInfo,
 };
 use commonware_cryptography::PublicKey;
@@ -88,6 +89,9 @@ pub struct Actor<E, S: DutySource, K: DutySink, P: PublicKey> {
     pub(super) source: S,
     pub(super) sink: K,
     pub(super) committee: committee::Mailbox,
+    /// Told when the cluster decides a committee duty this operator has not started, so the
+    /// duty starts at once (see [`Actor::with_scheduler`]).
+    pub(super) scheduler: Option<scheduler::Mailbox>,
     pub(super) operators: Set<P>,
     pub(super) shares: Arc<BTreeMap<u64, ValidatorShare>>,
     /// This operator's share index (its position among the operators).
@@ -190,6 +194,7 @@ where
             waiting: BTreeMap::new(),
             quorum: Quorum::new(threshold, config.crypto),
             finalized_early: BTreeMap::new(),
+            scheduler: None,
             missed: BTreeSet::new(),
             started_slot,
             recalled: BTreeMap::new(),
@@ -201,6 +206,14 @@ where
     }
 
     /// Runs the actor on the context the wiring named for it (no second name of its own).
+    /// Lets the runner start a committee duty as soon as the cluster decides it. The scheduler
+    /// is built after the runner (it hands the runner duties), so it is given here, before
+    /// [`Actor::start`]; without it a decided duty waits for its usual start.
+    pub fn with_scheduler(mut self, scheduler: scheduler::Mailbox) -> Self {
+        self.scheduler = Some(scheduler);
+        self
+    }
+
     pub fn start<Tx, Rx>(mut self, network: Network<Tx, Rx>) -> Handle<()>
     where
         Tx: Sender<PublicKey = P>,

@@ -127,6 +127,21 @@ where
                         },
                     );
                 }
+                if decision.duty.role == Role::Committee
+                    && decision.duty.slot == self.clock.current_slot(now)
+                    && let Some(scheduler) = &mut self.scheduler
+                {
+                    // The cluster agreed on the slot's head before this operator's beacon node
+                    // reported one: the duty need not wait for it.
+                    let asked = scheduler.decided(decision.duty.slot);
+                    debug!(
+                        parent: &span(&decision.duty),
+                        height,
+                        asked,
+                        "committee duty decided before it started here; asking the scheduler \
+                         to start it now"
+                    );
+                }
                 self.finalized_early
                     .insert(decision.duty.clone(), decision.value.clone());
                 continue;

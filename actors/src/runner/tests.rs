@@ -141,6 +141,8 @@ struct Harness {
     events: mpsc::UnboundedReceiver<cohort_ingress::runner::DutyEvent>,
     /// Why the slashing-protection record is unusable, as `/health` reads it.
     slashing_status: super::slashing::SlashingStatus,
+    /// What the runner tells the scheduler.
+    scheduler: mpsc::Receiver<cohort_ingress::scheduler::Message>,
 }
 
 /// One runner (operator 0 of four) on a simulated network with one peer that may send junk.
@@ -288,8 +290,12 @@ async fn start_with(
             ),
         },
     );
-    actor.start(Network::new(sender, receiver));
+    let (scheduler_sender, scheduler) = mpsc::channel(16);
+    actor
+        .with_scheduler(cohort_ingress::scheduler::Mailbox::new(scheduler_sender))
+        .start(Network::new(sender, receiver));
     Harness {
+        scheduler,
         clock,
         runner,
         peer,
@@ -1001,6 +1007,49 @@ fn a_duty_reported_missed_and_decided_later_is_reported_decided_after_all() {
         // Nothing is signed or kept for it.
         assert_eq!(harness.runner.in_flight().await, Some(0));
         assert_eq!(held(&context, "finalized_early_held"), 0);
+    });
+}
+
+/// Issue 17, item 3: the cluster deciding the current slot's committee duty before this
+/// operator started it (its beacon node has not reported the head) asks the scheduler to start
+/// it now; a decision for a past slot's does not.
+#[test]
+fn a_committee_duty_decided_before_it_starts_here_is_started_at_once() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("valid committee");
+        let slot = 3;
+        let epoch = harness.clock.epoch_of(slot);
+        context
+            .sleep_until(harness.clock.slot_start(slot) + Duration::from_secs(1))
+            .await;
+        let decided = |slot: u64| {
+            Arc::new(vec![cohort_ingress::Decision {
+                duty: DutyId::committee(committee.clone(), epoch, slot),
+                value: cohort_ingress::DecidedValue::Attestation(decided_vote(slot, epoch)),
+            }])
+        };
+        harness
+            .runner
+            .finalized(7, slot - 1, decided(slot - 1))
+            .await
+            .expect("actor running");
+        harness
+            .runner
+            .finalized(8, slot, decided(slot))
+            .await
+            .expect("actor running");
+        context.sleep(Duration::from_millis(10)).await;
+        let mut told = Vec::new();
+        while let Ok(message) = harness.scheduler.try_recv() {
+            match message {
+                cohort_ingress::scheduler::Message::Decided { slot } => told.push(slot),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(told, vec![slot]);
+        // Kept until the scheduler starts it.
+        assert_eq!(held(&context, "finalized_early_held"), 2);
     });
 }
 

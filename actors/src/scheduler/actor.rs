@@ -215,6 +215,17 @@ impl<E: Clock + Spawner + Metrics, S: DutySource> Actor<E, S> {
                                 self.heads.insert(slot);
                             }
                         }
+                        Message::Decided { slot } => {
+                            let current = self.clock.current_slot(self.context.current());
+                            if slot == current && self.heads.insert(slot) {
+                                debug!(
+                                    slot,
+                                    "the cluster decided the slot's attestation data before \
+                                     this operator's beacon node reported its head; the \
+                                     committee duty starts now"
+                                );
+                            }
+                        }
                         Message::Refetch { epoch } => {
                             // Slots already handed out stay handed out; the rest of the epoch
                             // runs on what the node says now.

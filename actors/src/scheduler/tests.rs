@@ -271,6 +271,28 @@ fn a_head_event_starts_the_duty_early() {
     });
 }
 
+/// Issue 17, item 3: the cluster finalizing the slot's attestation data before this operator's
+/// beacon node reports the head starts the duty as a head event would (only for the current
+/// slot).
+#[test]
+fn the_cluster_deciding_the_slot_starts_the_duty_early() {
+    deterministic::Runner::default().start(|context| async move {
+        let (mut mailbox, mut receiver, clock) = start(&context, Duration::ZERO);
+        context
+            .sleep_until(clock.slot_start(1) + Duration::from_secs(2))
+            .await;
+        assert!(mailbox.decided(0), "mailbox has room");
+        assert!(mailbox.decided(1), "mailbox has room");
+        let duty = next_duty(&mut receiver).await;
+        assert_eq!(duty.id.slot, 1);
+        let at = context.current();
+        assert!(
+            at < clock.slot_start(1) + Duration::from_millis(2_100),
+            "not early"
+        );
+    });
+}
+
 #[test]
 fn late_duties_still_start_within_their_slot() {
     deterministic::Runner::default().start(|context| async move {

@@ -135,6 +135,7 @@ pub async fn start(
     let partials = register(Channel::Partials).await;
     let exits = register(Channel::Exits).await;
     let tasks = register(Channel::Tasks).await;
+    let offers = register(Channel::Offers).await;
     let count = |channel: Channel, (s, r)| {
         let receiver =
             Counting::new(r, setup.received.clone()).tapped(me.clone(), channel.id(), &setup.taps);
@@ -152,6 +153,7 @@ pub async fn start(
             (Channel::Partials.id(), partials.0.clone()),
             (Channel::Exits.id(), exits.0.clone()),
             (Channel::Tasks.id(), tasks.0.clone()),
+            (Channel::Offers.id(), offers.0.clone()),
         ];
         let max_size = setup.max_message_size;
         context
@@ -292,6 +294,7 @@ pub async fn start(
         partials: count(Channel::Partials, partials),
         exits: count(Channel::Exits, exits),
         tasks: count(Channel::Tasks, tasks),
+        offers: count(Channel::Offers, offers),
         peers: oracle.manager(),
         blocker: control.clone(),
     };
