@@ -543,13 +543,20 @@ async fn answer_within(
     decisions: Vec<Decision>,
     within: Duration,
 ) -> Option<Option<bool>> {
-    let verdict = {
-        let mut mailbox = mailbox.clone();
-        async move { mailbox.verify(slot, Arc::new(decisions)).await }
-    };
+    let mut mailbox = mailbox.clone();
+    before(context, within, mailbox.verify(slot, Arc::new(decisions))).await
+}
+
+/// What `answer` resolves to, unless `within` passes first (then the request is dropped, as
+/// consensus drops one when it moves on).
+async fn before<T>(
+    context: &deterministic::Context,
+    within: Duration,
+    answer: impl std::future::Future<Output = T>,
+) -> Option<T> {
     select! {
         _ = context.sleep(within) => None,
-        verdict = verdict => Some(verdict),
+        answer = answer => Some(answer),
     }
 }
 
@@ -840,14 +847,13 @@ async fn propose_within(
     parent_slot: u64,
     within: Duration,
 ) -> Option<Option<cohort_ingress::committee::Batch>> {
-    let proposal = {
-        let mut mailbox = mailbox.clone();
-        async move { mailbox.propose(1, parent_slot, BTreeSet::new()).await }
-    };
-    select! {
-        _ = context.sleep(within) => None,
-        batch = proposal => Some(batch),
-    }
+    let mut mailbox = mailbox.clone();
+    before(
+        context,
+        within,
+        mailbox.propose(1, parent_slot, BTreeSet::new()),
+    )
+    .await
 }
 
 /// Issue 17, item 3: a leader whose beacon node has not answered yet does not hold the slot
