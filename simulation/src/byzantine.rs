@@ -501,6 +501,41 @@ impl Flood {
     }
 }
 
+/// A byzantine operator's attestation offers: at each slot's start, before any honest node can
+/// have answered (and so before its own honest offer, which peers then drop as a second one),
+/// data no beacon node reported: another head, and a source checkpoint of its own making one
+/// epoch before the target. One such offer must never be proposed by an honest leader (f+1
+/// alike are needed) nor make a follower vouch for that source.
+pub async fn lying_offers(
+    context: deterministic::Context,
+    clock: SlotClock,
+    mut sender: simulated::Sender<PublicKey, deterministic::Context>,
+) {
+    use commonware_p2p::Sender as _;
+    loop {
+        let slot = clock.current_slot(context.current()) + 1;
+        context
+            .sleep_until(clock.slot_start(slot) + Duration::from_millis(1))
+            .await;
+        let epoch = clock.epoch_of(slot);
+        let made_up = |what: &[u8]| Sha256::hash(&[b"lying offer", what, &slot.to_le_bytes()]);
+        let lie = AttestationData {
+            slot,
+            index: 0,
+            beacon_block_root: made_up(b"head"),
+            source: Checkpoint {
+                epoch: epoch.saturating_sub(1),
+                root: made_up(b"source"),
+            },
+            target: Checkpoint {
+                epoch,
+                root: made_up(b"target"),
+            },
+        };
+        let _ = sender.send(Recipients::All, lie.encode(), false);
+    }
+}
+
 #[cfg(test)]
 mod leader_tests {
     use super::*;

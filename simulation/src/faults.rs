@@ -21,7 +21,8 @@ pub enum Fault {
     Offline(Offline),
     /// An operator that crashes during a slot and restarts with its storage later, or never.
     Crash(Crash),
-    /// A byzantine operator that sends well-formed but wrong partial signatures.
+    /// A byzantine operator that sends well-formed but wrong partial signatures, and offers
+    /// attestation data of its own making at each slot's start.
     Byzantine(usize),
     /// A byzantine operator that floods every channel with malformed, oversized, mutated and
     /// replayed messages besides its honest work.
@@ -567,7 +568,9 @@ pub struct FaultArgs {
     /// its storage at slot R). Repeatable, one per operator.
     #[arg(long, value_parser = Crash::parse)]
     pub crash: Vec<Crash>,
-    /// Byzantine operator `I`: sends well-formed but wrong partial signatures. Repeatable.
+    /// Byzantine operator `I`: sends well-formed but wrong partial signatures, and offers
+    /// attestation data of its own making (another head, a made-up source) at each slot's
+    /// start. Repeatable.
     #[arg(long)]
     pub byzantine: Vec<usize>,
     /// Byzantine operator `I` that, besides its honest work, floods every channel with

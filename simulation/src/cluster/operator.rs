@@ -94,6 +94,8 @@ pub struct OperatorSetup {
     pub harmful_leader: bool,
     /// Floods its peers with partial signatures built for decoding work.
     pub floods_partials: bool,
+    /// Offers attestation data of its own making at each slot's start.
+    pub lies_in_offers: bool,
     /// What noisy operators can replay; every receiver feeds it.
     pub taps: byzantine::Taps,
     /// The network's largest message, which a noisy operator sends to test every limit.
@@ -159,6 +161,14 @@ pub async fn start(
         context
             .child("saboteur")
             .spawn(move |context| byzantine::saboteur(context, senders, tap, max_size));
+    }
+
+    if setup.lies_in_offers {
+        let sender = offers.0.clone();
+        let clock = setup.clock;
+        context
+            .child("lying_offers")
+            .spawn(move |context| byzantine::lying_offers(context, clock, sender));
     }
 
     if setup.floods_partials {

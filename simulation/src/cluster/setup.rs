@@ -269,6 +269,7 @@ impl Cluster {
                 equivocates: config.equivocates(index),
                 harmful_leader: config.leads_harmfully(index),
                 floods_partials: config.floods_partials(index),
+                lies_in_offers: config.sends_wrong_partials(index),
                 taps: taps.clone(),
                 max_message_size: max_size,
                 disk: disk(config, index),
