@@ -576,6 +576,24 @@ impl DecidedValue {
     /// The largest encoding of a contribution list.
     const MAX_CONTRIBUTIONS_SIZE: usize =
         5 + MAX_SYNC_COMMITTEE_SUBNETS as usize * SyncCommitteeContribution::MAX_ENCODE_SIZE;
+
+    /// Whether this is the kind of value a duty of `role` signs after consensus. Another kind
+    /// would have honest shares sign what the duty is not for: a second attestation for a
+    /// validator (its honest one then refused as a double vote), the slot's attestation data
+    /// overwritten by an aggregator's, a block header for a validator that is the real
+    /// proposer. Followers refuse such a block and runners refuse to sign such a decision.
+    pub fn fits_role(&self, role: Role) -> bool {
+        matches!(
+            (role, self),
+            (Role::Committee, DecidedValue::Attestation(_))
+                | (Role::Proposer, DecidedValue::Block(_))
+                | (Role::Aggregator, DecidedValue::Aggregate(_))
+                | (
+                    Role::SyncCommitteeContribution,
+                    DecidedValue::Contributions(_)
+                )
+        )
+    }
 }
 
 impl Write for DecidedValue {

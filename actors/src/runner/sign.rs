@@ -190,7 +190,7 @@ where
         };
         // A role signs one kind of value (the committee refuses others before voting; this
         // holds even if a block got past it).
-        if !value_fits_role(id.role, value) {
+        if !value.fits_role(id.role) {
             return Err("decided value is not of the kind the duty's role signs".into());
         }
         match (value, &id.target) {
@@ -531,18 +531,4 @@ where
             }
         }
     }
-}
-
-/// Whether `value` is the kind of value a duty of `role` signs after consensus.
-pub(super) fn value_fits_role(role: Role, value: &DecidedValue) -> bool {
-    matches!(
-        (role, value),
-        (Role::Committee, DecidedValue::Attestation(_))
-            | (Role::Proposer, DecidedValue::Block(_))
-            | (Role::Aggregator, DecidedValue::Aggregate(_))
-            | (
-                Role::SyncCommitteeContribution,
-                DecidedValue::Contributions(_)
-            )
-    )
 }

@@ -106,21 +106,8 @@ impl<E: Clock + Spawner + Metrics, P: PublicKey> Actor<E, P> {
         let Some(finalized) = self.finalized else {
             return Verdict::Unknown;
         };
-        // Each role signs one kind of value. Another kind would have honest shares sign what
-        // the duty is not for: a second attestation for a validator (its honest one then
-        // refused as a double vote), the slot's attestation data overwritten by an
-        // aggregator's, a block header for a validator that is the real proposer.
-        let kind_fits = matches!(
-            (&duty.role, &decision.value),
-            (Role::Committee, DecidedValue::Attestation(_))
-                | (Role::Proposer, DecidedValue::Block(_))
-                | (Role::Aggregator, DecidedValue::Aggregate(_))
-                | (
-                    Role::SyncCommitteeContribution,
-                    DecidedValue::Contributions(_)
-                )
-        );
-        if !kind_fits {
+        // Each role signs one kind of value (see `DecidedValue::fits_role`).
+        if !decision.value.fits_role(duty.role) {
             return Verdict::Invalid("value kind does not fit the duty's role");
         }
         match &decision.value {
