@@ -50,6 +50,12 @@ pub struct Config<P: PublicKey> {
     pub check_proposal: ProposalCheck,
 }
 
+/// f+1 of `operators` (f = (n - 1) / 3): enough that at least one is honest. What makes a
+/// view lost (skip votes) and what makes an offered value or source trustworthy (offers).
+fn f_plus_one(operators: usize) -> usize {
+    operators.saturating_sub(1) / 3 + 1
+}
+
 /// See [`Config::check_proposal`].
 pub type ProposalCheck =
     std::sync::Arc<dyn Fn(&cohort_ingress::BlockProposal) -> Result<(), String> + Send + Sync>;

@@ -17,11 +17,10 @@ pub(super) struct Skips {
 
 impl Skips {
     pub(super) fn new(operators: usize) -> Self {
-        let max_faults = operators.saturating_sub(1) / 3;
         Self {
             by_view: BTreeMap::new(),
             operators,
-            lost_at: max_faults + 1,
+            lost_at: super::f_plus_one(operators),
         }
     }
 

@@ -59,7 +59,7 @@ impl<E: Clock + Spawner + Metrics, P: PublicKey> Actor<E, P> {
         slot: u64,
         alike: impl Fn(&AttestationData) -> bool,
     ) -> bool {
-        let needed = (self.participants.len().saturating_sub(1)) / 3 + 1;
+        let needed = crate::committee::f_plus_one(self.participants.len());
         self.offers
             .get(&slot)
             .is_some_and(|offers| offers.values().filter(|data| alike(data)).count() >= needed)
