@@ -277,6 +277,19 @@ fn serving_performer(
     }
 }
 
+/// Whether tonic itself ended the call at its `grpc-timeout` (a `TimeoutExpired` somewhere in
+/// the status's source chain).
+fn tonic_timed_out(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// Runs one task on a performer and signs the result; the record is durable before it returns.
 async fn execute(
     channel: tonic::transport::Channel,
@@ -305,7 +318,9 @@ async fn execute(
                 "the task's deadline passed; the performer's call was cancelled",
             ));
         }
-        Ok(Err(status)) if status.code() == Code::DeadlineExceeded => {
+        // tonic's client ends the call at the `grpc-timeout` it sent too, with a bare
+        // CANCELLED ("Timeout expired") that races the timer above.
+        Ok(Err(status)) if status.code() == Code::DeadlineExceeded || tonic_timed_out(&status) => {
             return Err(Status::deadline_exceeded(format!(
                 "the task's deadline passed: {}",
                 status.message()
@@ -386,4 +401,19 @@ async fn execute(
         .await
         .map_err(|err| Status::internal(format!("the result could not be stored: {err}")))?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tonic_s_own_timeout_is_told_from_a_performer_s_cancellation() {
+        let timed_out = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(timed_out.code(), Code::Cancelled);
+        assert!(tonic_timed_out(&timed_out));
+        assert!(!tonic_timed_out(&Status::cancelled(
+            "the performer cancelled"
+        )));
+    }
 }
