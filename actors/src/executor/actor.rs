@@ -345,7 +345,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                         debug!("marshal is gone; the executor stops");
                         return;
                     };
-                    if !self.on_update(update) {
+                    if !self.on_update(update).await {
                         return;
                     }
                 },

@@ -39,26 +39,39 @@ async fn engine(context: &deterministic::Context, name: &'static str) -> Engine 
     .expect("engine opens")
 }
 
+type Started = (
+    Mailbox<Block>,
+    mpsc::UnboundedReceiver<Observed>,
+    SlotClock,
+    commonware_runtime::Handle<()>,
+);
+
 /// Starts an executor on `engine`; returns its mailbox, observer and slot clock.
 fn start<X: ExecutionEngine>(
     context: &deterministic::Context,
     engine: X,
     processed: Option<u64>,
     blocks: Blocks,
-) -> (
-    Mailbox<Block>,
-    mpsc::UnboundedReceiver<Observed>,
-    SlotClock,
-    commonware_runtime::Handle<()>,
-) {
-    let clock = SlotClock::mainnet(context.current() + Duration::from_secs(12));
-    // Nothing under test reads what the runner and committee are told, but they must be
-    // running: a send to a stopped actor stops the executor.
+) -> Started {
+    // Most tests do not read what the runner is told, but it must be running: a send to a
+    // stopped actor stops the executor.
     let (runner_sender, mut runner_inbox) = mpsc::channel::<runner::Message>(1024);
-    let (committee_sender, mut committee_inbox) = mpsc::channel::<committee::Message>(1024);
     context
         .child("runner")
         .spawn(move |_| async move { while runner_inbox.recv().await.is_some() {} });
+    start_with_runner(context, engine, processed, blocks, runner_sender)
+}
+
+/// [`start`], with the runner's messages going to `runner_sender`.
+fn start_with_runner<X: ExecutionEngine>(
+    context: &deterministic::Context,
+    engine: X,
+    processed: Option<u64>,
+    blocks: Blocks,
+    runner_sender: mpsc::Sender<runner::Message>,
+) -> Started {
+    let clock = SlotClock::mainnet(context.current() + Duration::from_secs(12));
+    let (committee_sender, mut committee_inbox) = mpsc::channel::<committee::Message>(1024);
     context
         .child("committee")
         .spawn(move |_| async move { while committee_inbox.recv().await.is_some() {} });
@@ -286,6 +299,56 @@ fn an_invalid_finalized_payload_stops_the_executor() {
         assert!(handle.await.is_ok());
         assert_eq!(mailbox.canonicalize_and_build(5, genesis()).await, None);
         assert_eq!(refusing.engine.finalized().await.0, genesis());
+    });
+}
+
+/// Decisions are final once marshal delivers their block: the runner gets them at once, even
+/// while the engine is still syncing the block's payload (before, the runner heard of them only
+/// after newPayload and forkchoice, so a syncing engine held back every post-consensus
+/// signature of the cluster's decisions).
+#[test]
+fn decisions_reach_the_runner_while_the_engine_syncs_their_payload() {
+    use commonware_consensus::{Reporter as _, marshal::Update};
+    use commonware_cryptography::Digested;
+    use commonware_utils::{Acknowledgement as _, acknowledgement::Exact};
+    deterministic::Runner::default().start(|context| async move {
+        let builder = engine(&context, "builder").await;
+        let blocks = chain(&builder, 1).await;
+        let block = blocks[&1].clone();
+        let syncing = Gated::new(
+            engine(&context, "syncing").await,
+            0,
+            PayloadStatusEnum::Syncing,
+        );
+        let (runner_sender, mut runner_inbox) = mpsc::channel::<runner::Message>(16);
+        let (mut mailbox, _observed, _, _handle) = start_with_runner(
+            &context,
+            syncing.clone(),
+            None,
+            Blocks(BTreeMap::new()),
+            runner_sender,
+        );
+        let digest = commonware_cryptography::Digestible::digest(block.as_ref());
+        let (ack, _acknowledged) = Exact::handle();
+        let _ = mailbox.report(Update::Block(Digested::precomputed(block, digest), ack));
+
+        let told = commonware_macros::select! {
+            message = runner_inbox.recv() => message,
+            _ = context.sleep(Duration::from_secs(5)) => None,
+        };
+        assert!(
+            matches!(
+                told,
+                Some(runner::Message::Finalized {
+                    height: 1,
+                    block_slot: 1,
+                    ..
+                })
+            ),
+            "the runner was not told of the finalized block while the engine synced"
+        );
+        // The engine still has not taken the payload: the runner did not wait for it.
+        assert_eq!(syncing.engine.finalized().await.0, genesis());
     });
 }
 

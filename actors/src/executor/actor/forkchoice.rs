@@ -10,9 +10,10 @@ use super::{
 impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlocks>
     Actor<E, X, M>
 {
-    /// Takes marshal's update: a block joins the finalized queue. `false` when the executor
-    /// must stop (a block out of order).
-    pub(super) fn on_update(&mut self, update: Update<Block>) -> bool {
+    /// Takes marshal's update: a block joins the finalized queue, and its decisions go to the
+    /// runner and the committee at once. `false` when the executor must stop (a block out of
+    /// order, or an actor gone).
+    pub(super) async fn on_update(&mut self, update: Update<Block>) -> bool {
         match update {
             Update::Tip(round, height, digest) => {
                 debug!(height = height.get(), view = round.view().get(), %digest, "new finalized tip");
@@ -36,6 +37,10 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 }
                 let block: Arc<Block> = block.inner_shared();
                 self.queued = Some(height);
+                if let Err(reason) = self.announce(&block).await {
+                    self.stop_on(reason);
+                    return false;
+                }
                 self.finalizing.push_back(Finalizing {
                     slot: block.slot,
                     payload: block.payload.clone(),
@@ -44,6 +49,23 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 true
             }
         }
+    }
+
+    /// Hands a finalized block's decisions to the runner and the committee as soon as marshal
+    /// delivers it, before its payload reaches the engine: what the cluster decided is final
+    /// whatever the engine says of the payload (an engine that refuses it stops this executor,
+    /// not the duties), and the post-consensus signatures need not wait for newPayload and
+    /// forkchoice, nor for an engine that is syncing or slow.
+    async fn announce(&mut self, block: &Block) -> Result<(), Fatal> {
+        let decisions = Arc::new(block.decisions.clone());
+        self.runner
+            .finalized(block.height, block.slot, decisions.clone())
+            .await
+            .map_err(Fatal::HandOff)?;
+        self.committee
+            .finalized(decisions)
+            .await
+            .map_err(Fatal::HandOff)
     }
 
     /// The front finalized payload's newPayload answered (a storage failure never gets here:
@@ -147,7 +169,8 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         Ok(())
     }
 
-    /// The front finalized payload is in the engine: hand its block on and acknowledge it.
+    /// The front finalized payload is in the engine: hand its tasks on and acknowledge it (its
+    /// decisions went out when it arrived).
     pub(super) async fn complete_front(&mut self) -> Result<(), Fatal> {
         self.stage = Stage::Ready;
         let Some(front) = self.finalizing.pop_front() else {
@@ -176,15 +199,6 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
         if !ops.is_empty() {
             self.engine.submit_ops(ops).await;
         }
-        let decisions = Arc::new(block.decisions.clone());
-        self.runner
-            .finalized(height, block.slot, decisions.clone())
-            .await
-            .map_err(Fatal::HandOff)?;
-        self.committee
-            .finalized(decisions)
-            .await
-            .map_err(Fatal::HandOff)?;
         // Every block, even one without tasks: the AVS actor learns from the first that the
         // chain moves (see its `chain_moving`).
         if let Some(avs) = &mut self.avs {
