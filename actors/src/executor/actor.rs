@@ -163,6 +163,9 @@ pub struct Actor<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: 
     stage: Stage,
     /// The highest height queued from marshal: the next block must follow it.
     queued: Option<u64>,
+    /// The finalized payload the engine was last said to be syncing: a syncing engine is
+    /// asked again every `retry_delay` for as long as it syncs, and says so once per payload.
+    syncing_reported: Option<u64>,
     /// Forkchoice updates waiting for their turn; at most one is with the engine.
     lane: Lane,
     /// Engine calls in flight, polled by the run loop beside its mailbox.
@@ -283,6 +286,7 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             backfilling: 0,
             stage: Stage::Ready,
             queued: config.processed_height,
+            syncing_reported: None,
             lane: Lane::default(),
             work: Pool::default(),
             verifications: 0,

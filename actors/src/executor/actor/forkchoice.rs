@@ -114,11 +114,22 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
                 reason: validation_error,
             }),
             PayloadStatusEnum::Syncing | PayloadStatusEnum::Accepted => {
-                warn!(
-                    number = tip.number,
-                    status = status.status.as_str(),
-                    "engine has not validated a finalized payload yet; asking again"
-                );
+                if self.syncing_reported.replace(tip.number) != Some(tip.number) {
+                    warn!(
+                        number = tip.number,
+                        status = status.status.as_str(),
+                        retry_every = ?self.retry_delay,
+                        "engine has not validated a finalized payload yet; asking again until \
+                         it does, and marshal holds back further blocks past its limit of \
+                         unacknowledged ones meanwhile (said once per payload)"
+                    );
+                } else {
+                    debug!(
+                        number = tip.number,
+                        status = status.status.as_str(),
+                        "engine still has not validated the finalized payload; asking again"
+                    );
+                }
                 self.stage = Stage::PayloadAt(retry_at);
                 Ok(())
             }
