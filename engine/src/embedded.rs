@@ -1,32 +1,43 @@
-//! The embedded engine: an in-process execution engine speaking Engine API types.
+//! The embedded engine: a small Ethereum execution client in process, speaking Engine API types.
 //!
-//! It behaves like an execution client as far as the executor can tell: it keeps executed
-//! payloads by hash, checks parent linkage, number, timestamp and its own state root,
-//! executes the payload's transactions ([`crate::ops`]), answers VALID / INVALID / SYNCING,
-//! builds payloads on `forkchoiceUpdated` with attributes, and refuses forkchoice states that
-//! would move the finalized block off its chain. It runs on the runtime it is given, so under
-//! the deterministic runtime a whole cluster's engines replay from the seed.
+//! Payloads are executed by [`cohort_evm`] (alloy-evm's Ethereum block executor over revm) with
+//! every check an execution client makes: the RLP header hash, the header rules against the
+//! parent, the EIP-4788 system call, transactions, withdrawals, gas used, receipts root, logs
+//! bloom and state root. So the cluster chain is an EVM chain, and an external client given the
+//! same genesis file agrees on every block. It answers VALID / INVALID (with the reason) /
+//! SYNCING, builds payloads from its transaction pool on `forkchoiceUpdated` with attributes,
+//! and refuses forkchoice states that would move the finalized block off its chain. It runs on
+//! the runtime it is given, so under the deterministic runtime a whole cluster's engines replay
+//! from the seed.
 //!
-//! Only the finalized block, its state and the recent canonical hashes are persisted (one
-//! atomic [`Metadata`] commit per finalization); executed but unfinalized payloads live in
-//! memory and are simply sent again after a restart, as marshal redelivers what was not
-//! acknowledged. A payload at or below the finalized height is answered from the canonical
-//! record, never executed twice.
-//!
-//! The block hash is `keccak256(ssz(payload with block_hash zeroed) || parent_beacon_block_root)`,
-//! not an RLP header hash: every operator of a cluster must run this engine for payloads to
-//! agree.
+//! Executed but unfinalized blocks live in memory, each with its own post-state (states share
+//! every unchanged account and trie node, so a fork costs what it changed). Finalization
+//! appends each finalized block's state changes to a journal and then moves the finalized
+//! header in a metadata store (see `record`); a restart applies the journaled changes to the
+//! genesis state, which re-executes nothing, and checks the result against the finalized
+//! header's state root. A payload at or below the finalized height is answered from the
+//! canonical record, never executed twice.
 
 use crate::{
     BlockTag, EngineError, ExecutionEngine, ExecutionTip, ForkchoiceState, ForkchoiceUpdated,
-    InvalidPayload, PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
-    ops::{ClusterOp, OP_GAS, State},
+    PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
 };
-use alloy_primitives::{B64, B256, Bloom, Bytes, U256, keccak256};
-use alloy_rpc_types_engine::{ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3};
-use commonware_runtime::{Clock, Metrics, Storage};
-use commonware_storage::metadata::{self, Metadata};
-use commonware_utils::sequence::U64;
+use alloy_consensus::Header;
+use alloy_primitives::{B64, B256, Bytes, keccak256};
+use alloy_rpc_types_engine::ExecutionPayloadV3;
+use cohort_evm::{
+    BuildError, Executor, MemoryState, NewPayload, Pool, PoolError, StateChanges, StateStore,
+};
+use commonware_codec::RangeCfg;
+use commonware_runtime::{Clock, Metrics, Storage, buffer::paged::CacheRef};
+use commonware_storage::{
+    journal::contiguous::{
+        Contiguous as _,
+        variable::{Config as JournalConfig, Journal},
+    },
+    metadata::{self, Metadata},
+};
+use commonware_utils::{NZU16, NZU64, NZUsize, sequence::U64};
 use futures::lock::Mutex;
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -37,93 +48,113 @@ use std::{
 use tracing::{debug, info, warn};
 
 mod record;
-use record::{KEY_CANONICAL, KEY_FINALIZED, KEY_STATE, corrupt, decode_tip, encode_tip};
+use record::{KEY_CANONICAL, KEY_FINALIZED_HEADER, LEGACY_KEYS, corrupt, decode_tip, encode_tip};
 
-/// Gas limit of every payload this engine builds and accepts.
-pub const GAS_LIMIT: u64 = 30_000_000;
-/// Most ops one payload carries: keeps a payload well inside a cluster block's size limit.
-pub const MAX_OPS_PER_PAYLOAD: usize = 256;
-/// Base fee of every payload; the state transition charges no fees.
-pub const BASE_FEE: u64 = 7;
+/// A block this engine executed, with its post-state.
+type Block = cohort_evm::Executed<MemoryState>;
+
+/// Bytes of transactions one built payload carries at most: a cluster block carries the
+/// payload as SSZ within its 64 KiB payload limit, and the rest of the payload (header fields,
+/// offsets, withdrawals) fits in what is left.
+pub const MAX_TRANSACTION_BYTES_PER_PAYLOAD: usize = 48 * 1024;
 /// Executed, unfinalized payloads kept in memory. Beyond it the lowest are dropped (the
 /// executor sends them again if they are ever needed).
 const MAX_UNFINALIZED: usize = 1024;
-/// Finalized canonical hashes remembered, to answer redelivered old payloads without
-/// executing them again.
+/// Finalized canonical hashes remembered, to answer redelivered old payloads without executing
+/// them again (and to give BLOCKHASH its 256 after a restart).
 const CANONICAL_HISTORY: usize = 1024;
 /// Built payloads kept for `getPayload`.
 const MAX_BUILDS: usize = 16;
-/// Ops waiting in the pool; more are refused with a warning.
-const MAX_POOL: usize = 65_536;
+/// Transactions waiting in the pool at most.
+pub const MAX_POOL: usize = 65_536;
+/// Largest state-changes record read back (a block's changes are bounded by its gas).
+const MAX_CHANGES_RECORD: usize = 64 << 20;
 
 /// JSON-RPC error codes of the Engine API.
 const INVALID_FORKCHOICE_STATE: i64 = -38002;
 const INVALID_PAYLOAD_ATTRIBUTES: i64 = -38003;
 const UNKNOWN_PAYLOAD: i64 = -38001;
+const INTERNAL_ERROR: i64 = -32603;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Storage partition of this engine (unique per operator).
+    /// Storage partition of this engine (unique per operator); the journal of state changes
+    /// takes `{partition}-changes`.
     pub partition: String,
-    /// Timestamp of the execution genesis block (seconds).
-    pub genesis_timestamp: u64,
+    /// The chain's genesis file (geth-style `genesis.json`). Every engine of a cluster,
+    /// embedded or external, must be given the same file.
+    pub genesis: Arc<str>,
 }
 
-/// The genesis block every embedded engine with `genesis_timestamp` starts from.
-pub fn genesis(genesis_timestamp: u64) -> ExecutionTip {
-    let mut preimage = b"cohort-embedded-genesis".to_vec();
-    preimage.extend_from_slice(&genesis_timestamp.to_be_bytes());
-    preimage.extend_from_slice(State::default().root().as_slice());
-    ExecutionTip {
-        hash: keccak256(&preimage),
-        number: 0,
-        timestamp: genesis_timestamp,
+impl Config {
+    /// An engine on the devnet genesis that `scripts/ethereumjs.sh` also gives EthereumJS.
+    pub fn devnet(partition: impl Into<String>) -> Self {
+        Self {
+            partition: partition.into(),
+            genesis: cohort_evm::DEVNET_GENESIS.into(),
+        }
     }
 }
 
-/// The hash this engine gives a payload.
-pub fn block_hash(payload: &ExecutionPayloadV3, parent_beacon_block_root: B256) -> B256 {
-    let mut unsealed = payload.clone();
-    unsealed.payload_inner.payload_inner.block_hash = B256::ZERO;
-    let mut preimage = crate::encode_payload(&unsealed);
-    preimage.extend_from_slice(parent_beacon_block_root.as_slice());
-    keccak256(&preimage)
+fn tip_of(block: &Block) -> ExecutionTip {
+    ExecutionTip {
+        hash: block.hash,
+        number: block.header.number,
+        timestamp: block.header.timestamp,
+    }
 }
 
-#[derive(Clone, Debug)]
-struct Executed {
-    tip: ExecutionTip,
-    parent: B256,
-    state: Arc<State>,
+/// The genesis block of the chain `genesis_json` describes.
+pub fn genesis(genesis_json: &str) -> Result<ExecutionTip, EngineError> {
+    let (_, genesis) =
+        Executor::genesis(genesis_json).map_err(|e| EngineError::Genesis(e.to_string()))?;
+    Ok(tip_of(&genesis))
 }
 
-/// The commit of the finalized record: [`Metadata::sync`] owns the store while it writes.
-type Commit<E> =
-    Pin<Box<dyn Future<Output = Result<Metadata<E, U64, Vec<u8>>, metadata::Error>> + Send>>;
+/// The genesis block of the devnet genesis file the repository keeps.
+pub fn devnet_genesis() -> ExecutionTip {
+    // The file is compiled in and its genesis hash is pinned by cohort-evm's tests.
+    genesis(cohort_evm::DEVNET_GENESIS).unwrap_or_else(|e| panic!("the devnet genesis: {e}"))
+}
+
+/// The state root of the devnet genesis.
+pub fn devnet_genesis_state_root() -> B256 {
+    Executor::genesis(cohort_evm::DEVNET_GENESIS)
+        .map(|(_, genesis)| genesis.header.state_root)
+        .unwrap_or_else(|e| panic!("the devnet genesis: {e}"))
+}
+
+/// The stores a finalization writes: journal first, metadata second.
+struct Stores<E: Storage + Clock + Metrics> {
+    metadata: Metadata<E, U64, Vec<u8>>,
+    journal: Journal<E, Vec<u8>>,
+}
+
+/// The commit of a finalization: it owns the stores while it writes.
+type Commit<E> = Pin<Box<dyn Future<Output = Result<Stores<E>, String>> + Send>>;
 
 /// A finalization whose write has started. It lives in the engine, not in the caller's future:
 /// a caller that gives up (the executor drops a call that outlives its timeout) must not take
-/// the store down with it, so whoever takes the lock next finishes the write.
+/// the stores down with it, so whoever takes the lock next finishes the write.
 struct Pending<E: Storage + Clock + Metrics> {
     commit: Commit<E>,
-    finalized: Executed,
+    finalized: Arc<Block>,
 }
 
 struct Inner<E: Storage + Clock + Metrics> {
+    executor: Executor,
     /// `None` while a commit is pending and once a write failed: nothing more may be finalized
     /// on an unknown disk state.
-    metadata: Option<Metadata<E, U64, Vec<u8>>>,
+    stores: Option<Stores<E>>,
     pending: Option<Pending<E>>,
-    finalized: ExecutionTip,
-    finalized_state: Arc<State>,
+    finalized: Arc<Block>,
     /// Finalized chain by number (the finalized tip included), most recent only.
     canonical: BTreeMap<u64, ExecutionTip>,
     /// Executed payloads above the finalized block, by hash.
-    blocks: BTreeMap<B256, Executed>,
+    blocks: BTreeMap<B256, Arc<Block>>,
     head: B256,
     safe: B256,
-    /// The newest waiting op per key.
-    pool: BTreeMap<Vec<u8>, ClusterOp>,
+    pool: Pool,
     builds: BTreeMap<B64, ExecutionPayloadV3>,
     build_order: VecDeque<B64>,
 }
@@ -150,62 +181,73 @@ fn invalid(reason: impl Into<String>, latest_valid_hash: Option<B256>) -> Payloa
     )
 }
 
+fn storage_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Storage(e.to_string())
+}
+
 impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
     /// Opens the engine's storage, resuming at the finalized block it last persisted, or at
     /// genesis on first start.
     pub async fn init(context: E, config: Config) -> Result<Self, EngineError> {
+        let (executor, genesis) =
+            Executor::genesis(&config.genesis).map_err(|e| EngineError::Genesis(e.to_string()))?;
         let metadata = Metadata::<_, U64, Vec<u8>>::init(
             context.child("metadata"),
             metadata::Config {
-                partition: config.partition,
+                partition: config.partition.clone(),
                 codec_config: ((0..).into(), ()),
             },
         )
         .await
-        .map_err(|e| EngineError::Storage(e.to_string()))?;
-        let (finalized, state, canonical) = match metadata.get(&U64::new(KEY_FINALIZED)) {
-            None => {
-                let genesis = genesis(config.genesis_timestamp);
-                (genesis, State::default(), BTreeMap::from([(0, genesis)]))
-            }
-            Some(bytes) => {
-                let finalized = decode_tip(bytes).ok_or_else(|| corrupt("finalized record"))?;
-                let state = metadata
-                    .get(&U64::new(KEY_STATE))
-                    .ok_or_else(|| corrupt("state missing"))
-                    .and_then(|b| State::from_bytes(b).map_err(|e| corrupt(&e.to_string())))?;
-                let mut canonical = BTreeMap::new();
-                for chunk in metadata
-                    .get(&U64::new(KEY_CANONICAL))
-                    .ok_or_else(|| corrupt("canonical hashes missing"))?
-                    .chunks(48)
-                {
-                    let tip = decode_tip(chunk).ok_or_else(|| corrupt("canonical hash"))?;
-                    canonical.insert(tip.number, tip);
-                }
-                if canonical.get(&finalized.number) != Some(&finalized) {
-                    return Err(corrupt("finalized block missing from canonical hashes"));
-                }
-                info!(
-                    number = finalized.number,
-                    hash = %finalized.hash,
-                    keys = state.len(),
-                    "embedded engine resumed from its finalized block"
-                );
-                (finalized, state, canonical)
-            }
+        .map_err(storage_error)?;
+        if LEGACY_KEYS
+            .iter()
+            .any(|key| metadata.get(&U64::new(*key)).is_some())
+        {
+            return Err(corrupt(
+                "written by an engine version before Ethereum execution; remove the operator's \
+                 engine data to start its execution chain again from genesis",
+            ));
+        }
+        let finalized_header = match metadata.get(&U64::new(KEY_FINALIZED_HEADER)) {
+            None => None,
+            Some(bytes) => Some(
+                <Header as alloy_rlp::Decodable>::decode(&mut bytes.as_slice())
+                    .map_err(|_| corrupt("finalized header"))?,
+            ),
         };
+        let finalized_number = finalized_header.as_ref().map_or(0, |h| h.number);
+        let journal = Journal::<_, Vec<u8>>::init_at_most(
+            context.child("changes"),
+            journal_config(&config.partition),
+            finalized_number,
+        )
+        .await
+        .map_err(storage_error)?;
+        let (finalized, canonical) = match finalized_header {
+            None => {
+                if journal.bounds().end != 0 {
+                    return Err(corrupt("state changes without a finalized block"));
+                }
+                let tip = tip_of(&genesis);
+                (genesis, BTreeMap::from([(0, tip)]))
+            }
+            Some(header) => resume(&metadata, &journal, genesis, header).await?,
+        };
+        let head = finalized.hash;
+        let mut pool = Pool::new(executor.chain_id(), MAX_POOL);
+        pool.prune(&finalized.state);
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
-                metadata: Some(metadata),
+                executor,
+                stores: Some(Stores { metadata, journal }),
                 pending: None,
-                finalized,
-                finalized_state: Arc::new(state),
+                finalized: Arc::new(finalized),
                 canonical,
                 blocks: BTreeMap::new(),
-                head: finalized.hash,
-                safe: finalized.hash,
-                pool: BTreeMap::new(),
+                head,
+                safe: head,
+                pool,
                 builds: BTreeMap::new(),
                 build_order: VecDeque::new(),
             })),
@@ -218,150 +260,197 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
         // A failed commit is reported by the next forkchoice update; this answer stays the
         // last finalized block that is on disk.
         let _ = inner.settle().await;
-        (inner.finalized, inner.finalized_state.root())
+        (tip_of(&inner.finalized), inner.finalized.header.state_root)
+    }
+
+    /// Takes a signed transaction (EIP-2718 bytes) into the pool, checked against the finalized
+    /// state; the leader builds with it. Its hash, or why it was refused.
+    pub async fn submit_transaction(&self, raw: Bytes) -> Result<B256, PoolError> {
+        let mut inner = self.inner.lock().await;
+        let Inner {
+            pool, finalized, ..
+        } = &mut *inner;
+        pool.insert(raw, &finalized.state, finalized.header.gas_limit)
+            .map(|pooled| pooled.hash)
+    }
+
+    /// Transactions waiting in the pool.
+    pub async fn pool_len(&self) -> usize {
+        self.inner.lock().await.pool.len()
     }
 }
 
+fn journal_config(partition: &str) -> JournalConfig<(RangeCfg<usize>, ())> {
+    JournalConfig {
+        partition: format!("{partition}-changes"),
+        items_per_section: NZU64!(1024),
+        compression: None,
+        codec_config: (RangeCfg::new(0..=MAX_CHANGES_RECORD), ()),
+        page_cache: CacheRef::new(NZU16!(4096), NZUsize!(16)),
+        write_buffer: NZUsize!(1 << 20),
+        replay_buffer: NZUsize!(1 << 20),
+    }
+}
+
+/// Rebuilds the finalized block from the genesis state and the journaled changes, and checks it
+/// against the stored header and canonical hashes.
+async fn resume<E: Storage + Clock + Metrics>(
+    metadata: &Metadata<E, U64, Vec<u8>>,
+    journal: &Journal<E, Vec<u8>>,
+    genesis: Block,
+    header: Header,
+) -> Result<(Block, BTreeMap<u64, ExecutionTip>), EngineError> {
+    let number = header.number;
+    if journal.bounds().end != number {
+        return Err(corrupt(&format!(
+            "finalized block {number} but state changes for {} blocks",
+            journal.bounds().end
+        )));
+    }
+    let mut canonical = BTreeMap::new();
+    for chunk in metadata
+        .get(&U64::new(KEY_CANONICAL))
+        .ok_or_else(|| corrupt("canonical hashes missing"))?
+        .chunks(48)
+    {
+        let tip = decode_tip(chunk).ok_or_else(|| corrupt("canonical hash"))?;
+        canonical.insert(tip.number, tip);
+    }
+    let hash = header.hash_slow();
+    let finalized_tip = ExecutionTip {
+        hash,
+        number,
+        timestamp: header.timestamp,
+    };
+    if canonical.get(&number) != Some(&finalized_tip) {
+        return Err(corrupt("finalized block missing from canonical hashes"));
+    }
+    if canonical
+        .get(&0)
+        .is_some_and(|stored| stored.hash != genesis.hash)
+    {
+        return Err(EngineError::Genesis(
+            "the engine's data was written for a chain with another genesis; give it the \
+             genesis file it started with"
+                .into(),
+        ));
+    }
+    let mut state = genesis.state;
+    for position in 0..number {
+        let bytes = journal.read(position).await.map_err(storage_error)?;
+        let changes = StateChanges::decode(&bytes)
+            .map_err(|e| corrupt(&format!("state changes of block {}: {e}", position + 1)))?;
+        state.apply(&changes);
+    }
+    if state.state_root() != header.state_root {
+        return Err(corrupt(&format!(
+            "replayed state root {} is not the finalized header's {}",
+            state.state_root(),
+            header.state_root
+        )));
+    }
+    // BLOCKHASH needs the 256 most recent hashes, which the canonical record keeps.
+    let first = number.saturating_sub(255);
+    let recent_hashes: Vec<B256> = (first..=number)
+        .map(|n| canonical.get(&n).map(|tip| tip.hash))
+        .collect::<Option<_>>()
+        .ok_or_else(|| corrupt("recent canonical hashes missing"))?;
+    info!(
+        number,
+        %hash,
+        accounts = state.len(),
+        "embedded engine resumed from its finalized block"
+    );
+    Ok((
+        Block {
+            header,
+            hash,
+            state,
+            receipts: Vec::new(),
+            changes: StateChanges::default(),
+            recent_hashes: Arc::new(recent_hashes),
+        },
+        canonical,
+    ))
+}
+
 impl<E: Storage + Clock + Metrics> Inner<E> {
-    fn lookup(&self, hash: &B256) -> Option<(ExecutionTip, Arc<State>)> {
+    fn lookup(&self, hash: &B256) -> Option<Arc<Block>> {
         if *hash == self.finalized.hash {
-            return Some((self.finalized, self.finalized_state.clone()));
+            return Some(self.finalized.clone());
         }
-        self.blocks
-            .get(hash)
-            .map(|executed| (executed.tip, executed.state.clone()))
+        self.blocks.get(hash).cloned()
     }
 
     /// The unfinalized blocks from `head` back to (not including) the finalized block, head
     /// first; `None` if `head` does not descend from the finalized block.
-    fn path_to_finalized(&self, head: &B256) -> Option<Vec<Executed>> {
+    fn path_to_finalized(&self, head: &B256) -> Option<Vec<Arc<Block>>> {
         let mut path = Vec::new();
         let mut cursor = *head;
         while cursor != self.finalized.hash {
-            let executed = self.blocks.get(&cursor)?;
-            cursor = executed.parent;
-            path.push(executed.clone());
+            let block = self.blocks.get(&cursor)?;
+            cursor = block.header.parent_hash;
+            path.push(block.clone());
         }
         Some(path)
     }
 
-    /// Validates `payload` against its parent and executes it; the new state on success.
-    fn execute(
-        parent: &ExecutionTip,
-        parent_state: &State,
-        payload: &ExecutionPayloadV3,
-    ) -> Result<State, InvalidPayload> {
-        let v2 = &payload.payload_inner;
-        let v1 = &v2.payload_inner;
-        if v1.block_number != parent.number + 1 {
-            return Err(InvalidPayload::Number {
-                number: v1.block_number,
-                parent: parent.number,
-            });
-        }
-        if v1.timestamp <= parent.timestamp {
-            return Err(InvalidPayload::Timestamp {
-                timestamp: v1.timestamp,
-                parent: parent.timestamp,
-            });
-        }
-        if !v2.withdrawals.is_empty() {
-            return Err(InvalidPayload::Withdrawals);
-        }
-        if payload.blob_gas_used != 0 || payload.excess_blob_gas != 0 {
-            return Err(InvalidPayload::Blobs);
-        }
-        if v1.gas_limit != GAS_LIMIT {
-            return Err(InvalidPayload::GasLimit {
-                found: v1.gas_limit,
-                expected: GAS_LIMIT,
-            });
-        }
-        if v1.base_fee_per_gas != U256::from(BASE_FEE) {
-            return Err(InvalidPayload::BaseFee {
-                found: v1.base_fee_per_gas,
-                expected: BASE_FEE,
-            });
-        }
-        if v1.transactions.len() > MAX_OPS_PER_PAYLOAD {
-            return Err(InvalidPayload::TooManyTransactions {
-                count: v1.transactions.len(),
-                max: MAX_OPS_PER_PAYLOAD,
-            });
-        }
-        let gas_used = v1.transactions.len() as u64 * OP_GAS;
-        if v1.gas_used != gas_used {
-            return Err(InvalidPayload::GasUsed {
-                found: v1.gas_used,
-                expected: gas_used,
-            });
-        }
-        let mut state = parent_state.clone();
-        for (index, tx) in v1.transactions.iter().enumerate() {
-            let op = ClusterOp::decode(tx)
-                .map_err(|source| InvalidPayload::Transaction { index, source })?;
-            state.apply(&op);
-        }
-        if receipts_root(&v1.transactions) != v1.receipts_root {
-            return Err(InvalidPayload::ReceiptsRoot);
-        }
-        let executed = state.root();
-        if executed != v1.state_root {
-            return Err(InvalidPayload::StateRoot {
-                claimed: v1.state_root,
-                executed,
-            });
-        }
-        Ok(state)
-    }
-
-    fn remember(&mut self, tip: ExecutionTip, parent: B256, state: State) {
+    fn remember(&mut self, block: Arc<Block>) {
         if self.blocks.len() >= MAX_UNFINALIZED
             && let Some(lowest) = self
                 .blocks
                 .iter()
-                .min_by_key(|(hash, e)| (e.tip.number, **hash))
+                .min_by_key(|(hash, b)| (b.header.number, **hash))
                 .map(|(hash, _)| *hash)
         {
             self.blocks.remove(&lowest);
         }
-        self.blocks.insert(
-            tip.hash,
-            Executed {
-                tip,
-                parent,
-                state: Arc::new(state),
-            },
-        );
+        self.blocks.insert(block.hash, block);
     }
 
     /// Moves the finalized block to `path[0]` (path from new finalized back to the old one's
     /// child, new first) and persists it before anything else may rely on it.
-    async fn finalize(&mut self, path: Vec<Executed>) -> Result<(), EngineError> {
+    async fn finalize(&mut self, path: Vec<Arc<Block>>) -> Result<(), EngineError> {
         let Some(new) = path.first().cloned() else {
             return Ok(());
         };
-        let mut metadata = self
-            .metadata
+        let Stores { metadata, journal } = self
+            .stores
             .take()
             .ok_or_else(|| EngineError::Storage("an earlier write failed; restart".into()))?;
-        for executed in path.iter().rev() {
-            self.canonical.insert(executed.tip.number, executed.tip);
+        for block in path.iter().rev() {
+            self.canonical.insert(block.header.number, tip_of(block));
         }
         while self.canonical.len() > CANONICAL_HISTORY {
             self.canonical.pop_first();
         }
-        let mut finalized = Vec::with_capacity(48);
-        encode_tip(&new.tip, &mut finalized);
+        let records: Vec<Vec<u8>> = path.iter().rev().map(|b| b.changes.encode()).collect();
         let mut canonical = Vec::with_capacity(self.canonical.len() * 48);
         for tip in self.canonical.values() {
             encode_tip(tip, &mut canonical);
         }
-        metadata.put(U64::new(KEY_FINALIZED), finalized);
-        metadata.put(U64::new(KEY_STATE), new.state.to_bytes());
-        metadata.put(U64::new(KEY_CANONICAL), canonical);
+        let header = alloy_rlp::encode(&new.header);
+        let first = path.last().map_or(new.header.number, |b| b.header.number);
+        let commit = async move {
+            let mut journal = journal;
+            if journal.bounds().end + 1 != first {
+                return Err(format!(
+                    "the journal ends at block {}, the finalization starts at {first}",
+                    journal.bounds().end
+                ));
+            }
+            for record in &records {
+                journal = journal.append(record).await.map_err(|e| e.to_string())?.0;
+            }
+            let journal = journal.sync().await.map_err(|e| e.to_string())?;
+            let mut metadata = metadata;
+            metadata.put(U64::new(KEY_FINALIZED_HEADER), header);
+            metadata.put(U64::new(KEY_CANONICAL), canonical);
+            let metadata = metadata.sync().await.map_err(|e| e.to_string())?;
+            Ok(Stores { metadata, journal })
+        };
         self.pending = Some(Pending {
-            commit: Box::pin(metadata.sync()),
+            commit: Box::pin(commit),
             finalized: new,
         });
         self.settle().await
@@ -377,80 +466,46 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
         let Some(Pending { finalized: new, .. }) = self.pending.take() else {
             return Ok(());
         };
-        let metadata = written.map_err(|e| EngineError::Storage(e.to_string()))?;
-        self.metadata = Some(metadata);
-        self.finalized = new.tip;
-        self.finalized_state = new.state.clone();
-        let number = new.tip.number;
-        self.blocks.retain(|_, e| e.tip.number > number);
-        let state = self.finalized_state.clone();
-        self.pool.retain(|_, op| state.is_newer(op));
-        debug!(number, hash = %new.tip.hash, "embedded engine finalized");
+        self.stores = Some(written.map_err(EngineError::Storage)?);
+        let number = new.header.number;
+        self.finalized = new;
+        self.blocks.retain(|_, b| b.header.number > number);
+        self.pool.prune(&self.finalized.state);
+        debug!(number, hash = %self.finalized.hash, "embedded engine finalized");
         Ok(())
     }
 
     fn build(
         &mut self,
-        head: ExecutionTip,
-        head_state: &State,
+        head: &Block,
         attributes: &PayloadAttributes,
     ) -> Result<PayloadId, EngineError> {
-        let refuse = |message: String| EngineError::Rpc {
-            code: INVALID_PAYLOAD_ATTRIBUTES,
-            message,
-        };
-        if attributes.timestamp <= head.timestamp {
-            return Err(refuse(format!(
-                "timestamp {} is not after head timestamp {}",
-                attributes.timestamp, head.timestamp
-            )));
-        }
-        if attributes
-            .withdrawals
-            .as_ref()
-            .is_some_and(|w| !w.is_empty())
-        {
-            return Err(refuse("the cluster chain has no withdrawals".into()));
-        }
         let Some(parent_beacon_block_root) = attributes.parent_beacon_block_root else {
-            return Err(refuse("parent_beacon_block_root is required (V3)".into()));
+            return Err(EngineError::Rpc {
+                code: INVALID_PAYLOAD_ATTRIBUTES,
+                message: "parent_beacon_block_root is required (V3)".into(),
+            });
         };
-        let mut state = head_state.clone();
-        let mut transactions = Vec::new();
-        for op in self.pool.values() {
-            if transactions.len() == MAX_OPS_PER_PAYLOAD {
-                break;
-            }
-            if state.apply(op) {
-                transactions.push(op.encode());
-            }
-        }
-        let mut payload = ExecutionPayloadV3 {
-            payload_inner: ExecutionPayloadV2 {
-                payload_inner: ExecutionPayloadV1 {
-                    parent_hash: head.hash,
-                    fee_recipient: attributes.suggested_fee_recipient,
-                    state_root: state.root(),
-                    receipts_root: receipts_root(&transactions),
-                    logs_bloom: Bloom::default(),
-                    prev_randao: attributes.prev_randao,
-                    block_number: head.number + 1,
-                    gas_limit: GAS_LIMIT,
-                    gas_used: transactions.len() as u64 * OP_GAS,
-                    timestamp: attributes.timestamp,
-                    extra_data: Bytes::from_static(b"cohort"),
-                    base_fee_per_gas: U256::from(BASE_FEE),
-                    block_hash: B256::ZERO,
-                    transactions,
+        let transactions = self
+            .pool
+            .select(&head.state, MAX_TRANSACTION_BYTES_PER_PAYLOAD);
+        let built = self
+            .executor
+            .build(head, attributes, &transactions)
+            .map_err(|e| EngineError::Rpc {
+                code: match e {
+                    BuildError::Execution(_) => INTERNAL_ERROR,
+                    _ => INVALID_PAYLOAD_ATTRIBUTES,
                 },
-                withdrawals: Vec::new(),
-            },
-            blob_gas_used: 0,
-            excess_blob_gas: 0,
-        };
-        payload.payload_inner.payload_inner.block_hash =
-            block_hash(&payload, parent_beacon_block_root);
-
+                message: e.to_string(),
+            })?;
+        if !built.skipped.is_empty() {
+            debug!(
+                left_out = built.skipped.len(),
+                first_reason = %built.skipped[0].1,
+                "pooled transactions left out of the built payload; they stay pooled until finality passes their nonce"
+            );
+        }
         let mut preimage = Vec::with_capacity(32 * 4 + 8 + 20);
         preimage.extend_from_slice(head.hash.as_slice());
         preimage.extend_from_slice(&attributes.timestamp.to_be_bytes());
@@ -461,7 +516,9 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
         let id = PayloadId::new(id);
-        if self.builds.insert(id.0, payload).is_none() {
+        // The builder executed its block: keep it, so its own newPayload executes nothing.
+        self.remember(Arc::new(built.executed));
+        if self.builds.insert(id.0, built.payload).is_none() {
             self.build_order.push_back(id.0);
         }
         while self.build_order.len() > MAX_BUILDS {
@@ -473,17 +530,6 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
     }
 }
 
-/// The receipts root this engine commits to: the hash of the transactions in order (an op has
-/// no outcome beyond the state change, so its receipt is itself).
-fn receipts_root(transactions: &[Bytes]) -> B256 {
-    let mut preimage = Vec::new();
-    for tx in transactions {
-        preimage.extend_from_slice(&(tx.len() as u32).to_be_bytes());
-        preimage.extend_from_slice(tx);
-    }
-    keccak256(&preimage)
-}
-
 impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
     async fn new_payload(
         &self,
@@ -492,38 +538,47 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
     ) -> Result<PayloadStatus, EngineError> {
         let mut inner = self.inner.lock().await;
         inner.settle().await?;
+        // The hash is checked before anything else: a payload is the block it names only if
+        // its contents hash to that name.
+        if let Err(reason) = cohort_evm::sealed_block(&payload, parent_beacon_block_root) {
+            return Ok(invalid(reason.to_string(), None));
+        }
         let tip = ExecutionTip::of(&payload);
         let parent_hash = payload.payload_inner.payload_inner.parent_hash;
-        if block_hash(&payload, parent_beacon_block_root) != tip.hash {
-            return Ok(invalid(
-                "block hash does not match the payload's contents",
-                None,
-            ));
-        }
         if inner.blocks.contains_key(&tip.hash) || inner.canonical.get(&tip.number) == Some(&tip) {
             // Known: executed before (maybe before a restart); never execute twice.
             return Ok(PayloadStatus::new(PayloadStatusEnum::Valid, Some(tip.hash)));
         }
-        if tip.number <= inner.finalized.number {
+        if tip.number <= inner.finalized.header.number {
             return Ok(invalid(
                 format!(
                     "block {} is at or below finalized number {} and not on the finalized chain",
-                    tip.number, inner.finalized.number
+                    tip.number, inner.finalized.header.number
                 ),
                 Some(inner.finalized.hash),
             ));
         }
-        let Some((parent, parent_state)) = inner.lookup(&parent_hash) else {
+        let Some(parent) = inner.lookup(&parent_hash) else {
             return Ok(PayloadStatus::from_status(PayloadStatusEnum::Syncing));
         };
-        match Inner::<E>::execute(&parent, &parent_state, &payload) {
-            Ok(state) => {
-                inner.remember(tip, parent_hash, state);
+        let new = NewPayload {
+            payload,
+            versioned_hashes: Vec::new(),
+            parent_beacon_block_root,
+        };
+        match inner.executor.execute(&parent, &new) {
+            Ok(block) => {
+                inner.remember(Arc::new(block));
                 Ok(PayloadStatus::new(PayloadStatusEnum::Valid, Some(tip.hash)))
             }
             Err(reason) => {
-                warn!(number = tip.number, hash = %tip.hash, %reason, "payload is invalid");
-                Ok(invalid(reason.to_string(), Some(parent.hash)))
+                warn!(
+                    number = tip.number,
+                    hash = %tip.hash,
+                    %reason,
+                    "embedded engine found the payload INVALID; its parent state is unchanged"
+                );
+                Ok(invalid(reason.to_string(), Some(parent_hash)))
             }
         }
     }
@@ -535,7 +590,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
     ) -> Result<ForkchoiceUpdated, EngineError> {
         let mut inner = self.inner.lock().await;
         inner.settle().await?;
-        let Some((head, head_state)) = inner.lookup(&state.head_block_hash) else {
+        let Some(head) = inner.lookup(&state.head_block_hash) else {
             return Ok(ForkchoiceUpdated::new(PayloadStatus::from_status(
                 PayloadStatusEnum::Syncing,
             )));
@@ -548,7 +603,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         };
         let finalized = state.finalized_block_hash;
         if finalized != B256::ZERO && finalized != inner.finalized.hash {
-            let Some(position) = path.iter().position(|e| e.tip.hash == finalized) else {
+            let Some(position) = path.iter().position(|b| b.hash == finalized) else {
                 return Err(EngineError::Rpc {
                     code: INVALID_FORKCHOICE_STATE,
                     message: "finalized block is not an ancestor of head".into(),
@@ -561,7 +616,7 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         }
         inner.head = head.hash;
         let payload_id = match attributes {
-            Some(attributes) => Some(inner.build(head, &head_state, &attributes)?),
+            Some(attributes) => Some(inner.build(&head, &attributes)?),
             None => None,
         };
         Ok(ForkchoiceUpdated {
@@ -581,38 +636,18 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
     async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
         let mut inner = self.inner.lock().await;
         inner.settle().await?;
+        let finalized_number = inner.finalized.header.number;
         Ok(match tag {
-            BlockTag::Finalized => Some(inner.finalized),
-            BlockTag::Latest => inner.lookup(&inner.head).map(|(tip, _)| tip),
-            BlockTag::Number(number) if number <= inner.finalized.number => {
+            BlockTag::Finalized => Some(tip_of(&inner.finalized)),
+            BlockTag::Latest => inner.lookup(&inner.head).map(|b| tip_of(&b)),
+            BlockTag::Number(number) if number <= finalized_number => {
                 inner.canonical.get(&number).copied()
             }
             BlockTag::Number(number) => inner
                 .path_to_finalized(&inner.head)
-                .and_then(|path| path.into_iter().find(|e| e.tip.number == number))
-                .map(|e| e.tip),
+                .and_then(|path| path.into_iter().find(|b| b.header.number == number))
+                .map(|b| tip_of(&b)),
         })
-    }
-
-    async fn submit_ops(&self, ops: Vec<ClusterOp>) {
-        let mut inner = self.inner.lock().await;
-        for op in ops {
-            if !inner.finalized_state.is_newer(&op) {
-                continue;
-            }
-            if inner
-                .pool
-                .get(&op.key)
-                .is_some_and(|held| held.slot >= op.slot)
-            {
-                continue;
-            }
-            if inner.pool.len() >= MAX_POOL && !inner.pool.contains_key(&op.key) {
-                warn!(key = %String::from_utf8_lossy(&op.key), "op pool full; dropping op");
-                continue;
-            }
-            inner.pool.insert(op.key.clone(), op);
-        }
     }
 }
 
@@ -620,9 +655,13 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
 mod tests {
     use super::*;
     use crate::Address;
+    use alloy_primitives::U256;
+    use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
     use commonware_runtime::{Runner as _, Supervisor as _, deterministic};
 
-    const GENESIS_TIME: u64 = 1_000;
+    const ROOT: B256 = B256::repeat_byte(3);
+    const RECIPIENT: Address = Address::repeat_byte(0xbe);
+    const GWEI: u128 = 1_000_000_000;
 
     async fn engine(
         context: &deterministic::Context,
@@ -630,13 +669,14 @@ mod tests {
     ) -> EmbeddedEngine<deterministic::Context> {
         EmbeddedEngine::init(
             context.child(name),
-            Config {
-                partition: format!("{name}-engine"),
-                genesis_timestamp: GENESIS_TIME,
-            },
+            Config::devnet(format!("{name}-engine")),
         )
         .await
         .expect("engine opens")
+    }
+
+    fn wallet() -> Wallet {
+        Wallet::new(&DEVNET_FUNDED_KEY, 1337, 0).expect("the devnet key")
     }
 
     fn attributes(timestamp: u64) -> PayloadAttributes {
@@ -645,13 +685,9 @@ mod tests {
             prev_randao: B256::repeat_byte(1),
             suggested_fee_recipient: Address::repeat_byte(2),
             withdrawals: Some(Vec::new()),
-            parent_beacon_block_root: Some(B256::repeat_byte(3)),
+            parent_beacon_block_root: Some(ROOT),
             ..Default::default()
         }
-    }
-
-    fn op(key: &str, slot: u64) -> ClusterOp {
-        ClusterOp::new(key, slot, B256::repeat_byte(slot as u8)).expect("valid key")
     }
 
     fn choice(head: B256, finalized: B256) -> ForkchoiceState {
@@ -659,6 +695,20 @@ mod tests {
             head_block_hash: head,
             safe_block_hash: finalized,
             finalized_block_hash: finalized,
+        }
+    }
+
+    /// Submits `count` transfers from `wallet` to `engine`'s pool.
+    async fn transfers<E: Storage + Clock + Metrics>(
+        engine: &EmbeddedEngine<E>,
+        wallet: &mut Wallet,
+        count: usize,
+    ) {
+        for _ in 0..count {
+            let raw = wallet
+                .transfer(RECIPIENT, U256::from(1_000), 10 * GWEI, GWEI)
+                .expect("signs");
+            engine.submit_transaction(raw).await.expect("pooled");
         }
     }
 
@@ -677,49 +727,43 @@ mod tests {
         engine.get_payload(id).await.expect("payload built")
     }
 
+    async fn finalize<E: Storage + Clock + Metrics>(engine: &EmbeddedEngine<E>, hash: B256) {
+        engine
+            .forkchoice_updated(choice(hash, hash), None)
+            .await
+            .expect("finalized");
+    }
+
+    fn hash_of(payload: &ExecutionPayloadV3) -> B256 {
+        payload.payload_inner.payload_inner.block_hash
+    }
+
     #[test]
     fn a_built_payload_executes_identically_on_another_engine() {
         deterministic::Runner::default().start(|context| async move {
             let builder = engine(&context, "a").await;
             let follower = engine(&context, "b").await;
-            let genesis = genesis(GENESIS_TIME);
-            builder
-                .submit_ops(vec![op("COMMITTEE", 1), op("PROPOSER-v1", 1)])
-                .await;
-            let payload = build(&builder, genesis.hash, GENESIS_TIME + 12).await;
+            let genesis = devnet_genesis();
+            transfers(&builder, &mut wallet(), 2).await;
+            let payload = build(&builder, genesis.hash, 12).await;
             let inner = &payload.payload_inner.payload_inner;
             assert_eq!(inner.block_number, 1);
             assert_eq!(inner.parent_hash, genesis.hash);
             assert_eq!(inner.transactions.len(), 2);
-            let root = B256::repeat_byte(3);
-            assert!(
-                builder
-                    .new_payload(payload.clone(), root)
-                    .await
-                    .unwrap()
-                    .is_valid()
-            );
-            assert!(
-                follower
-                    .new_payload(payload.clone(), root)
-                    .await
-                    .unwrap()
-                    .is_valid()
-            );
-            let hash = inner.block_hash;
+            assert_eq!(inner.gas_used, 42_000);
             for engine in [&builder, &follower] {
-                engine
-                    .forkchoice_updated(choice(hash, hash), None)
-                    .await
-                    .unwrap();
+                let status = engine.new_payload(payload.clone(), ROOT).await.unwrap();
+                assert!(status.is_valid(), "{status:?}");
+                finalize(engine, inner.block_hash).await;
             }
             let (a, root_a) = builder.finalized().await;
             let (b, root_b) = follower.finalized().await;
             assert_eq!((a, root_a), (b, root_b));
             assert_eq!(a.number, 1);
             assert_eq!(root_a, inner.state_root);
-            // Ops now finalized leave the pool: the next build carries none.
-            let next = build(&builder, hash, GENESIS_TIME + 24).await;
+            // Transactions now finalized leave the pool: the next build carries none.
+            assert_eq!(builder.pool_len().await, 0);
+            let next = build(&builder, inner.block_hash, 24).await;
             assert!(next.payload_inner.payload_inner.transactions.is_empty());
         });
     }
@@ -729,84 +773,81 @@ mod tests {
         deterministic::Runner::default().start(|context| async move {
             let builder = engine(&context, "a").await;
             let follower = engine(&context, "b").await;
-            let genesis = genesis(GENESIS_TIME);
-            builder.submit_ops(vec![op("COMMITTEE", 1)]).await;
-            let first = build(&builder, genesis.hash, GENESIS_TIME + 12).await;
-            let root = B256::repeat_byte(3);
-            builder.new_payload(first.clone(), root).await.unwrap();
-            let first_hash = first.payload_inner.payload_inner.block_hash;
-            builder.submit_ops(vec![op("COMMITTEE", 2)]).await;
-            let second = build(&builder, first_hash, GENESIS_TIME + 24).await;
+            let genesis = devnet_genesis();
+            let mut wallet = wallet();
+            transfers(&builder, &mut wallet, 1).await;
+            let first = build(&builder, genesis.hash, 12).await;
+            builder.new_payload(first.clone(), ROOT).await.unwrap();
+            transfers(&builder, &mut wallet, 1).await;
+            let second = build(&builder, hash_of(&first), 24).await;
+            assert_eq!(second.payload_inner.payload_inner.transactions.len(), 1);
 
             // Parent unknown to the follower: SYNCING, not INVALID.
-            let answer = follower.new_payload(second.clone(), root).await.unwrap();
+            let answer = follower.new_payload(second.clone(), ROOT).await.unwrap();
             assert_eq!(answer.status, PayloadStatusEnum::Syncing);
 
-            // A changed state root (resealed so the hash matches) is caught by execution.
+            // A changed state root (resealed so the hash matches) is caught by execution, and
+            // the parent stays the latest valid block.
             let mut lying = first.clone();
             lying.payload_inner.payload_inner.state_root = B256::repeat_byte(9);
-            let resealed = block_hash(&lying, root);
-            lying.payload_inner.payload_inner.block_hash = resealed;
-            let answer = follower.new_payload(lying, root).await.unwrap();
-            let expected = InvalidPayload::StateRoot {
-                claimed: B256::repeat_byte(9),
-                executed: first.payload_inner.payload_inner.state_root,
+            cohort_evm::reseal(&mut lying, ROOT);
+            let answer = follower.new_payload(lying, ROOT).await.unwrap();
+            let PayloadStatusEnum::Invalid { validation_error } = &answer.status else {
+                panic!("a wrong state root must be INVALID: {answer:?}");
             };
-            assert_eq!(
-                answer.status,
-                PayloadStatusEnum::Invalid {
-                    validation_error: expected.to_string()
-                }
+            assert!(
+                validation_error.starts_with("state root"),
+                "{validation_error}"
             );
+            assert_eq!(answer.latest_valid_hash, Some(genesis.hash));
 
-            // A changed field without resealing breaks the hash.
+            // A changed field without resealing breaks the hash, even for a known block.
             let mut tampered = first.clone();
             tampered.payload_inner.payload_inner.gas_used += 1;
-            let answer = follower.new_payload(tampered, root).await.unwrap();
-            assert!(matches!(answer.status, PayloadStatusEnum::Invalid { .. }));
-
-            // A malformed transaction, resealed, is INVALID.
-            let mut garbage = first.clone();
-            garbage.payload_inner.payload_inner.transactions = vec![Bytes::from_static(b"\x01")];
-            garbage.payload_inner.payload_inner.gas_used = OP_GAS;
-            garbage.payload_inner.payload_inner.block_hash = block_hash(&garbage, root);
-            let answer = follower.new_payload(garbage, root).await.unwrap();
-            let expected = InvalidPayload::Transaction {
-                index: 0,
-                source: crate::ops::OpError::NoKeyLength,
+            let answer = builder.new_payload(tampered, ROOT).await.unwrap();
+            let PayloadStatusEnum::Invalid { validation_error } = &answer.status else {
+                panic!("a tampered payload must be INVALID: {answer:?}");
             };
-            assert_eq!(
-                answer.status,
-                PayloadStatusEnum::Invalid {
-                    validation_error: expected.to_string()
-                }
+            assert!(
+                validation_error.contains("block hash"),
+                "{validation_error}"
+            );
+
+            // A transaction that does not decode, resealed, is INVALID.
+            let mut garbage = first.clone();
+            garbage.payload_inner.payload_inner.transactions = vec![Bytes::from_static(b"\x02")];
+            cohort_evm::reseal(&mut garbage, ROOT);
+            let answer = follower.new_payload(garbage, ROOT).await.unwrap();
+            assert!(
+                matches!(answer.status, PayloadStatusEnum::Invalid { .. }),
+                "{answer:?}"
             );
 
             // Attributes that do not move time forward are refused.
             let refused = builder
-                .forkchoice_updated(
-                    choice(first_hash, B256::ZERO),
-                    Some(attributes(GENESIS_TIME + 12)),
-                )
+                .forkchoice_updated(choice(hash_of(&first), B256::ZERO), Some(attributes(12)))
                 .await;
-            assert!(matches!(
-                refused,
-                Err(EngineError::Rpc {
-                    code: INVALID_PAYLOAD_ATTRIBUTES,
-                    ..
-                })
-            ));
+            assert!(
+                matches!(
+                    refused,
+                    Err(EngineError::Rpc {
+                        code: INVALID_PAYLOAD_ATTRIBUTES,
+                        ..
+                    })
+                ),
+                "{refused:?}"
+            );
 
             // Finalizing a block that is not an ancestor of head is refused.
             assert!(
                 follower
-                    .new_payload(first.clone(), root)
+                    .new_payload(first.clone(), ROOT)
                     .await
                     .unwrap()
                     .is_valid()
             );
             let refused = follower
-                .forkchoice_updated(choice(genesis.hash, first_hash), None)
+                .forkchoice_updated(choice(genesis.hash, hash_of(&first)), None)
                 .await;
             assert!(matches!(
                 refused,
@@ -819,23 +860,66 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_refuses_what_cannot_execute_and_says_why() {
+        deterministic::Runner::default().start(|context| async move {
+            let engine = engine(&context, "a").await;
+            let mut funded = wallet();
+            let raw = funded
+                .transfer(RECIPIENT, U256::from(1), 10 * GWEI, GWEI)
+                .unwrap();
+            engine.submit_transaction(raw.clone()).await.unwrap();
+            assert_eq!(engine.submit_transaction(raw).await, Err(PoolError::Known));
+            let mut other_chain = Wallet::new(&DEVNET_FUNDED_KEY, 1, 1).unwrap();
+            let raw = other_chain
+                .transfer(RECIPIENT, U256::from(1), 10 * GWEI, GWEI)
+                .unwrap();
+            assert!(matches!(
+                engine.submit_transaction(raw).await,
+                Err(PoolError::ChainId { .. })
+            ));
+            let mut empty = Wallet::new(&B256::repeat_byte(7), 1337, 0).unwrap();
+            let raw = empty
+                .transfer(RECIPIENT, U256::from(1), 10 * GWEI, GWEI)
+                .unwrap();
+            assert!(matches!(
+                engine.submit_transaction(raw).await,
+                Err(PoolError::InsufficientFunds { .. })
+            ));
+            assert!(matches!(
+                engine
+                    .submit_transaction(Bytes::from_static(b"\x02\xff"))
+                    .await,
+                Err(PoolError::Malformed(_))
+            ));
+            assert_eq!(engine.pool_len().await, 1);
+        });
+    }
+
+    #[test]
     fn a_restart_resumes_at_the_finalized_block_and_never_executes_it_again() {
         let executor = deterministic::Runner::default();
-        let ((payload, finalized), checkpoint) = executor.start_and_recover(|context| async move {
-            let engine = engine(&context, "a").await;
-            engine.submit_ops(vec![op("COMMITTEE", 1)]).await;
-            let payload = build(&engine, genesis(GENESIS_TIME).hash, GENESIS_TIME + 12).await;
-            engine
-                .new_payload(payload.clone(), B256::repeat_byte(3))
-                .await
-                .unwrap();
-            let hash = payload.payload_inner.payload_inner.block_hash;
-            engine
-                .forkchoice_updated(choice(hash, hash), None)
-                .await
-                .unwrap();
-            (payload, engine.finalized().await)
-        });
+        let ((payloads, finalized), checkpoint) =
+            executor.start_and_recover(|context| async move {
+                let engine = engine(&context, "a").await;
+                let mut wallet = wallet();
+                let mut head = devnet_genesis().hash;
+                let mut payloads = Vec::new();
+                for block in 1..=3u64 {
+                    transfers(&engine, &mut wallet, 2).await;
+                    let payload = build(&engine, head, block * 12).await;
+                    assert!(
+                        engine
+                            .new_payload(payload.clone(), ROOT)
+                            .await
+                            .unwrap()
+                            .is_valid()
+                    );
+                    head = hash_of(&payload);
+                    finalize(&engine, head).await;
+                    payloads.push(payload);
+                }
+                (payloads, engine.finalized().await)
+            });
         deterministic::Runner::from(checkpoint).start(|context| async move {
             let engine = engine(&context, "a").await;
             assert_eq!(engine.finalized().await, finalized);
@@ -844,12 +928,29 @@ mod tests {
                 Some(finalized.0)
             );
             // Redelivered after the restart: known, VALID, nothing executed.
-            let answer = engine
-                .new_payload(payload.clone(), B256::repeat_byte(3))
-                .await
-                .unwrap();
+            let answer = engine.new_payload(payloads[2].clone(), ROOT).await.unwrap();
             assert!(answer.is_valid());
-            assert_eq!(engine.finalized().await, finalized);
+            // The restored state knows the sender's nonce: a used nonce is refused...
+            let mut replay = wallet();
+            let used = replay
+                .transfer(RECIPIENT, U256::from(1_000), 10 * GWEI, GWEI)
+                .unwrap();
+            assert_eq!(
+                engine.submit_transaction(used).await,
+                Err(PoolError::NonceTooLow {
+                    nonce: 0,
+                    account: 6
+                })
+            );
+            // ...and the next block built on it is VALID to an engine that executed all four.
+            let mut next_wallet = Wallet::new(&DEVNET_FUNDED_KEY, 1337, 6).unwrap();
+            transfers(&engine, &mut next_wallet, 1).await;
+            let fourth = build(&engine, finalized.0.hash, 48).await;
+            let witness = self::engine(&context, "witness").await;
+            for payload in payloads.iter().chain([&fourth]) {
+                let status = witness.new_payload(payload.clone(), ROOT).await.unwrap();
+                assert!(status.is_valid(), "{status:?}");
+            }
         });
     }
 
@@ -864,20 +965,18 @@ mod tests {
         runner.start(|context| async move {
             let engine = EmbeddedEngine::init(
                 context.child("engine"),
-                Config {
-                    partition: "dropped-write-engine".into(),
-                    genesis_timestamp: GENESIS_TIME,
-                },
+                Config::devnet("dropped-write-engine"),
             )
             .await
             .expect("engine opens");
-            engine.submit_ops(vec![op("COMMITTEE", 1)]).await;
-            let first = build(&engine, genesis(GENESIS_TIME).hash, GENESIS_TIME + 12).await;
+            let mut wallet = wallet();
+            transfers(&engine, &mut wallet, 1).await;
+            let first = build(&engine, devnet_genesis().hash, 12).await;
             engine
-                .new_payload(first.clone(), B256::repeat_byte(3))
+                .new_payload(first.clone(), ROOT)
                 .await
                 .expect("executes");
-            let hash = first.payload_inner.payload_inner.block_hash;
+            let hash = hash_of(&first);
 
             let mut update = Box::pin(engine.forkchoice_updated(choice(hash, hash), None));
             assert!(
@@ -888,18 +987,15 @@ mod tests {
 
             // Whoever comes next finishes the write; the engine keeps finalizing.
             assert_eq!(engine.finalized().await.0.hash, hash);
-            engine.submit_ops(vec![op("COMMITTEE", 2)]).await;
-            let second = build(&engine, hash, GENESIS_TIME + 24).await;
+            transfers(&engine, &mut wallet, 1).await;
+            let second = build(&engine, hash, 24).await;
             let status = engine
-                .new_payload(second.clone(), B256::repeat_byte(3))
+                .new_payload(second.clone(), ROOT)
                 .await
                 .expect("executes");
             assert!(status.is_valid(), "{status:?}");
-            let next = second.payload_inner.payload_inner.block_hash;
-            engine
-                .forkchoice_updated(choice(next, next), None)
-                .await
-                .expect("the store survived the dropped call");
+            let next = hash_of(&second);
+            finalize(&engine, next).await;
             assert_eq!(engine.finalized().await.0.hash, next);
         });
     }

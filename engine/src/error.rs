@@ -2,8 +2,6 @@
 //! can match on: the executor retries some engine errors and stops on others, and a block
 //! decoder maps a bad payload to its own codec error.
 
-use crate::ops::OpError;
-use alloy_primitives::{B256, U256};
 use std::time::Duration;
 
 /// Why an engine call did not produce an answer.
@@ -30,6 +28,10 @@ pub enum EngineError {
     /// The engine's storage failed; the engine cannot go on safely.
     #[error("engine storage failed: {0}")]
     Storage(String),
+    /// The genesis file cannot start a chain, or is not the one the engine's data was written
+    /// for.
+    #[error("engine genesis: {0}")]
+    Genesis(String),
 }
 
 impl EngineError {
@@ -50,32 +52,4 @@ pub enum PayloadDecodeError {
     TooLarge { len: usize, max: usize },
     #[error("payload is not valid SSZ: {0:?}")]
     Ssz(ssz::DecodeError),
-}
-
-/// Why the embedded engine calls a payload INVALID. Its text is the `validation_error` of the
-/// INVALID status, which the executor logs and passes on to consensus.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidPayload {
-    #[error("block number {number} does not follow parent number {parent}")]
-    Number { number: u64, parent: u64 },
-    #[error("timestamp {timestamp} is not after parent timestamp {parent}")]
-    Timestamp { timestamp: u64, parent: u64 },
-    #[error("the cluster chain has no withdrawals")]
-    Withdrawals,
-    #[error("the cluster chain has no blobs")]
-    Blobs,
-    #[error("gas limit {found} is not {expected}")]
-    GasLimit { found: u64, expected: u64 },
-    #[error("base fee {found} is not {expected}")]
-    BaseFee { found: U256, expected: u64 },
-    #[error("{count} transactions, more than {max}")]
-    TooManyTransactions { count: usize, max: usize },
-    #[error("gas used {found} is not {expected}")]
-    GasUsed { found: u64, expected: u64 },
-    #[error("transaction {index}: {source}")]
-    Transaction { index: usize, source: OpError },
-    #[error("receipts root does not match the transactions")]
-    ReceiptsRoot,
-    #[error("state root {claimed} does not match the executed state {executed}")]
-    StateRoot { claimed: B256, executed: B256 },
 }

@@ -4,17 +4,16 @@
 //! Engine API calls it needs (`engine_newPayloadV3`, `engine_forkchoiceUpdatedV3`,
 //! `engine_getPayloadV3`) plus the one `eth_getBlockByNumber` read it backfills from. Two
 //! engines implement it:
-//! - [`embedded::EmbeddedEngine`], the default: in-process, deterministic under the
-//!   simulation runtime, persisted through commonware storage;
+//! - [`embedded::EmbeddedEngine`], the default: an Ethereum execution engine in process
+//!   ([`cohort_evm`]), deterministic under the simulation runtime, persisted through
+//!   commonware storage;
 //! - [`remote::RemoteEngine`]: an external execution client over HTTP with a JWT secret.
 //!
-//! Every operator of one cluster must run the same kind of engine: block hashes are the
-//! engine's own (the embedded engine does not hash RLP headers), so a payload built by one
-//! kind is invalid to the other.
+//! Both execute real Ethereum blocks with real RLP header hashes, so given the same genesis
+//! file they agree on every block.
 
 pub mod embedded;
 mod error;
-pub mod ops;
 pub mod remote;
 
 pub use alloy_primitives::{Address, B256, Bytes as AlloyBytes, U256};
@@ -23,7 +22,7 @@ pub use alloy_rpc_types_engine::{
     PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
 };
 
-pub use error::{EngineError, InvalidPayload, PayloadDecodeError};
+pub use error::{EngineError, PayloadDecodeError};
 
 use std::future::Future;
 
@@ -84,14 +83,6 @@ pub trait ExecutionEngine: Clone + Send + Sync + 'static {
         &self,
         tag: BlockTag,
     ) -> impl Future<Output = Result<Option<ExecutionTip>, EngineError>> + Send;
-
-    /// Hands the engine the cluster operations a finalized block decided, for its pool: the
-    /// embedded engine includes them in the payloads it builds. An external client takes its
-    /// transactions from its own mempool instead, so the default ignores them.
-    fn submit_ops(&self, ops: Vec<ops::ClusterOp>) -> impl Future<Output = ()> + Send {
-        let _ = ops;
-        std::future::ready(())
-    }
 }
 
 /// Encodes a payload as SSZ, the form a cluster block carries it in.

@@ -189,24 +189,7 @@ impl Executor {
         parent: &Executed<S>,
         new: &NewPayload,
     ) -> Result<Executed<S>, Invalid> {
-        // Checked before decoding: the conversion refuses long extra data with a generic error.
-        let extra_data = &new.payload.payload_inner.payload_inner.extra_data;
-        if extra_data.len() > MAX_EXTRA_DATA {
-            return Err(Invalid::ExtraData(extra_data.len()));
-        }
-        let mut block = new
-            .payload
-            .clone()
-            .try_into_block::<TxEnvelope>()
-            .map_err(|e| Invalid::Malformed(e.to_string()))?;
-        block.header.parent_beacon_block_root = Some(new.parent_beacon_block_root);
-        let computed = block.header.hash_slow();
-        if computed != new.payload.payload_inner.payload_inner.block_hash {
-            return Err(Invalid::BlockHash {
-                payload: new.payload.payload_inner.payload_inner.block_hash,
-                computed,
-            });
-        }
+        let (block, computed) = sealed_block(&new.payload, new.parent_beacon_block_root)?;
         let header = &block.header;
         self.check_header(&parent.header, parent.hash, header)?;
 
@@ -556,6 +539,45 @@ impl Executor {
             skipped,
             fees,
         })
+    }
+}
+
+/// The block a payload describes and the hash of its header, checked against the payload's
+/// block hash: what an engine verifies before trusting anything the payload claims (a payload
+/// whose hash it has seen is the same block only if its contents hash to that hash).
+pub fn sealed_block(
+    payload: &ExecutionPayloadV3,
+    parent_beacon_block_root: B256,
+) -> Result<(Block<TxEnvelope>, B256), Invalid> {
+    // Checked before decoding: the conversion refuses long extra data with a generic error.
+    let extra_data = &payload.payload_inner.payload_inner.extra_data;
+    if extra_data.len() > MAX_EXTRA_DATA {
+        return Err(Invalid::ExtraData(extra_data.len()));
+    }
+    let mut block = payload
+        .clone()
+        .try_into_block::<TxEnvelope>()
+        .map_err(|e| Invalid::Malformed(e.to_string()))?;
+    block.header.parent_beacon_block_root = Some(parent_beacon_block_root);
+    let computed = block.header.hash_slow();
+    let claimed = payload.payload_inner.payload_inner.block_hash;
+    if computed != claimed {
+        return Err(Invalid::BlockHash {
+            payload: claimed,
+            computed,
+        });
+    }
+    Ok((block, computed))
+}
+
+/// Sets a payload's block hash to the hash of its contents: tests and byzantine simulations
+/// use it to make a changed payload that only execution can refuse.
+pub fn reseal(payload: &mut ExecutionPayloadV3, parent_beacon_block_root: B256) {
+    payload.payload_inner.payload_inner.block_hash = B256::ZERO;
+    if let Err(Invalid::BlockHash { computed, .. }) =
+        sealed_block(payload, parent_beacon_block_root)
+    {
+        payload.payload_inner.payload_inner.block_hash = computed;
     }
 }
 

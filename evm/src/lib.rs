@@ -7,13 +7,22 @@
 //! [`trie::Trie`], whose nodes cache their hashes, so a block rehashes only what it changed.
 
 mod executor;
+pub mod pool;
 mod spec;
 pub mod state;
 pub mod trie;
+pub mod wallet;
 
-pub use executor::{BuildError, Built, Executed, Executor, Invalid, NewPayload};
+pub use executor::{
+    BuildError, Built, Executed, Executor, Invalid, NewPayload, reseal, sealed_block,
+};
+pub use pool::{Pool, PoolError, Pooled};
 pub use spec::{ChainSpec, GenesisError};
-pub use state::{AccountChange, AccountInfo, MemoryState, StateChanges, StateReader, StateStore};
+pub use state::{
+    AccountChange, AccountInfo, ChangesDecodeError, MemoryState, StateChanges, StateReader,
+    StateStore,
+};
+pub use wallet::{DEVNET_FUNDED_KEY, Wallet, WalletError};
 
 /// The devnet genesis that `scripts/ethereumjs.sh` gives EthereumJS.
 pub const DEVNET_GENESIS: &str = include_str!("../genesis/devnet.json");

@@ -271,3 +271,202 @@ impl<S: StateReader> revm::DatabaseRef for Reader<'_, S> {
             .unwrap_or_default())
     }
 }
+
+/// Why stored [`StateChanges`] bytes do not decode.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("state changes record is malformed: {0}")]
+pub struct ChangesDecodeError(&'static str);
+
+/// Version byte of the [`StateChanges`] record.
+const CHANGES_VERSION: u8 = 1;
+
+impl StateChanges {
+    /// The record a persistent store keeps per finalized block. Layout (all integers big
+    /// endian): version, account count (u32), per account: address, an info flag (0 deleted,
+    /// 1 present) with nonce (u64), balance (32) and code hash (32) when present, a wipe flag,
+    /// slot count (u32) and (slot, value) pairs of 32 bytes each; then code count (u32) and per
+    /// code its hash, length (u32) and bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![CHANGES_VERSION];
+        out.extend_from_slice(&(self.accounts.len() as u32).to_be_bytes());
+        for change in &self.accounts {
+            out.extend_from_slice(change.address.as_slice());
+            match change.info {
+                None => out.push(0),
+                Some(info) => {
+                    out.push(1);
+                    out.extend_from_slice(&info.nonce.to_be_bytes());
+                    out.extend_from_slice(&info.balance.to_be_bytes::<32>());
+                    out.extend_from_slice(info.code_hash.as_slice());
+                }
+            }
+            out.push(u8::from(change.wipe_storage));
+            out.extend_from_slice(&(change.storage.len() as u32).to_be_bytes());
+            for (slot, value) in &change.storage {
+                out.extend_from_slice(&slot.to_be_bytes::<32>());
+                out.extend_from_slice(&value.to_be_bytes::<32>());
+            }
+        }
+        out.extend_from_slice(&(self.codes.len() as u32).to_be_bytes());
+        for (hash, code) in &self.codes {
+            out.extend_from_slice(hash.as_slice());
+            out.extend_from_slice(&(code.len() as u32).to_be_bytes());
+            out.extend_from_slice(code);
+        }
+        out
+    }
+
+    /// Parses [`Self::encode`]'s record. Counts are checked against the bytes left before
+    /// anything is allocated, so a damaged record cannot ask for more memory than it holds.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ChangesDecodeError> {
+        let mut input = Input(bytes);
+        if input.take::<1>("version")?[0] != CHANGES_VERSION {
+            return Err(ChangesDecodeError("unknown version"));
+        }
+        // An account is at least 20 + 1 + 1 + 4 bytes.
+        let count = input.count(26, "account count")?;
+        let mut accounts = Vec::with_capacity(count);
+        for _ in 0..count {
+            let address = Address::from(input.take::<20>("address")?);
+            let info = match input.take::<1>("info flag")?[0] {
+                0 => None,
+                1 => Some(AccountInfo {
+                    nonce: u64::from_be_bytes(input.take::<8>("nonce")?),
+                    balance: U256::from_be_bytes(input.take::<32>("balance")?),
+                    code_hash: B256::from(input.take::<32>("code hash")?),
+                }),
+                _ => return Err(ChangesDecodeError("info flag is neither 0 nor 1")),
+            };
+            let wipe_storage = match input.take::<1>("wipe flag")?[0] {
+                0 => false,
+                1 => true,
+                _ => return Err(ChangesDecodeError("wipe flag is neither 0 nor 1")),
+            };
+            let slots = input.count(64, "slot count")?;
+            let mut storage = Vec::with_capacity(slots);
+            for _ in 0..slots {
+                let slot = U256::from_be_bytes(input.take::<32>("slot")?);
+                let value = U256::from_be_bytes(input.take::<32>("value")?);
+                storage.push((slot, value));
+            }
+            accounts.push(AccountChange {
+                address,
+                info,
+                wipe_storage,
+                storage,
+            });
+        }
+        let count = input.count(36, "code count")?;
+        let mut codes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let hash = B256::from(input.take::<32>("code hash")?);
+            let len = input.count(1, "code length")?;
+            let code = input.slice(len, "code")?;
+            if keccak256(code) != hash {
+                return Err(ChangesDecodeError("code does not hash to its hash"));
+            }
+            codes.push((hash, Bytes::copy_from_slice(code)));
+        }
+        if !input.0.is_empty() {
+            return Err(ChangesDecodeError("trailing bytes"));
+        }
+        Ok(Self { accounts, codes })
+    }
+}
+
+/// A cursor over a record being decoded.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], ChangesDecodeError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(ChangesDecodeError(what))?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn slice(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], ChangesDecodeError> {
+        if self.0.len() < len {
+            return Err(ChangesDecodeError(what));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    /// A u32 count of items of at least `min_item` bytes each, refused if the bytes left could
+    /// not hold that many.
+    fn count(&mut self, min_item: usize, what: &'static str) -> Result<usize, ChangesDecodeError> {
+        let count = u32::from_be_bytes(self.take::<4>(what)?) as usize;
+        if count.saturating_mul(min_item) > self.0.len() {
+            return Err(ChangesDecodeError(what));
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StateChanges {
+        let code = Bytes::from_static(&[0x60, 0x00, 0x60, 0x00, 0xf3]);
+        StateChanges {
+            accounts: vec![
+                AccountChange {
+                    address: Address::repeat_byte(1),
+                    info: Some(AccountInfo {
+                        nonce: 3,
+                        balance: U256::from(10).pow(U256::from(20)),
+                        code_hash: keccak256(&code),
+                    }),
+                    wipe_storage: true,
+                    storage: vec![(U256::from(1), U256::from(7)), (U256::MAX, U256::ZERO)],
+                },
+                AccountChange {
+                    address: Address::repeat_byte(2),
+                    info: None,
+                    wipe_storage: false,
+                    storage: Vec::new(),
+                },
+            ],
+            codes: vec![(keccak256(&code), code)],
+        }
+    }
+
+    #[test]
+    fn changes_survive_their_record() {
+        let changes = sample();
+        assert_eq!(StateChanges::decode(&changes.encode()), Ok(changes));
+        let empty = StateChanges::default();
+        assert_eq!(StateChanges::decode(&empty.encode()), Ok(empty));
+    }
+
+    #[test]
+    fn every_cut_or_flipped_record_is_an_error_not_a_panic() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(StateChanges::decode(&bytes[..len]).is_err(), "cut at {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(StateChanges::decode(&longer).is_err());
+        // A count claiming more items than the bytes hold is refused before allocating.
+        let mut huge = vec![CHANGES_VERSION];
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            StateChanges::decode(&huge),
+            Err(ChangesDecodeError("account count"))
+        );
+        // A code that does not match its hash is refused.
+        let mut wrong_code = bytes;
+        let last = wrong_code.len() - 1;
+        wrong_code[last] ^= 1;
+        assert_eq!(
+            StateChanges::decode(&wrong_code),
+            Err(ChangesDecodeError("code does not hash to its hash"))
+        );
+    }
+}

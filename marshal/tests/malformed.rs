@@ -27,14 +27,11 @@ fn payload() -> ExecutionPayloadV3 {
     deterministic::Runner::default().start(|context| async move {
         let engine = EmbeddedEngine::init(
             context.child("engine"),
-            embedded::Config {
-                partition: "malformed-engine".into(),
-                genesis_timestamp: 0,
-            },
+            embedded::Config::devnet("malformed-engine"),
         )
         .await
         .expect("engine opens");
-        let genesis = embedded::genesis(0);
+        let genesis = embedded::devnet_genesis();
         let update = engine
             .forkchoice_updated(
                 ForkchoiceState {
@@ -61,7 +58,7 @@ fn payload() -> ExecutionPayloadV3 {
 }
 
 fn blocks() -> Vec<Block> {
-    let genesis = Block::genesis(embedded::genesis(0));
+    let genesis = Block::genesis(embedded::devnet_genesis());
     let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("a committee");
     let data = |slot| AttestationData {
         slot,

@@ -51,10 +51,7 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
             Engine::Embedded {} => {
                 let engine = EmbeddedEngine::init(
                     context.child("engine"),
-                    cohort_engine::embedded::Config {
-                        partition: "cohort-engine".into(),
-                        genesis_timestamp: 0,
-                    },
+                    cohort_engine::embedded::Config::devnet("cohort-engine"),
                 )
                 .await
                 .map_err(|err| format!("the embedded engine's storage did not open: {err}"))?;

@@ -86,9 +86,10 @@ impl Pacing {
     }
 }
 
-/// The execution genesis every embedded engine of a cluster starts from.
+/// The execution genesis every embedded engine of a cluster starts from (the devnet genesis
+/// file the repository keeps).
 pub fn execution_genesis() -> ExecutionTip {
-    cohort_engine::embedded::genesis(0)
+    cohort_engine::embedded::devnet_genesis()
 }
 
 /// The channels one operator talks on, already registered, and how it names and blocks peers.

@@ -160,8 +160,4 @@ impl ExecutionEngine for FaultyEngine {
     async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
         self.inner.block_by_number(tag).await
     }
-
-    async fn submit_ops(&self, ops: Vec<cohort_engine::ops::ClusterOp>) {
-        self.inner.submit_ops(ops).await
-    }
 }

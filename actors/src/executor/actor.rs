@@ -1,7 +1,6 @@
 use super::{
     Config, FinalizedBlocks, MAX_BUILDS, MAX_VERIFICATIONS,
     error::{Fatal, RecordError, StartError},
-    ops::op_for,
 };
 use cohort_engine::{
     Address, B256, BlockTag, EngineError, ExecutionEngine, ExecutionPayloadV3, ExecutionTip,

@@ -26,7 +26,6 @@
 
 mod actor;
 mod error;
-pub mod ops;
 #[cfg(test)]
 mod tests;
 

@@ -3,7 +3,7 @@ use crate::executor::BuildOutcome;
 use cohort_engine::{
     Address, B256, BlockTag, EngineError, ExecutionEngine, ExecutionPayloadV3, ExecutionTip,
     ForkchoiceState, ForkchoiceUpdated, PayloadAttributes, PayloadId, PayloadStatus,
-    PayloadStatusEnum,
+    PayloadStatusEnum, U256,
     embedded::{self, EmbeddedEngine},
 };
 use cohort_ingress::{SlotClock, committee, executor::Mailbox, runner};
@@ -24,16 +24,13 @@ impl FinalizedBlocks for Blocks {
 }
 
 fn genesis() -> ExecutionTip {
-    embedded::genesis(0)
+    embedded::devnet_genesis()
 }
 
 async fn engine(context: &deterministic::Context, name: &'static str) -> Engine {
     EmbeddedEngine::init(
         context.child(name),
-        embedded::Config {
-            partition: format!("{name}-engine"),
-            genesis_timestamp: 0,
-        },
+        embedded::Config::devnet(format!("{name}-engine")),
     )
     .await
     .expect("engine opens")
@@ -215,11 +212,12 @@ async fn chain(builder: &Engine, count: u64) -> BTreeMap<u64, Arc<Block>> {
 fn a_start_backfills_what_the_engine_is_missing() {
     deterministic::Runner::default().start(|context| async move {
         let builder = engine(&context, "builder").await;
-        builder
-            .submit_ops(vec![
-                cohort_engine::ops::ClusterOp::new("COMMITTEE", 1, B256::repeat_byte(1)).unwrap(),
-            ])
-            .await;
+        let mut wallet = cohort_evm::Wallet::new(&cohort_evm::DEVNET_FUNDED_KEY, 1337, 0)
+            .expect("the devnet key");
+        let transfer = wallet
+            .transfer(Address::repeat_byte(0xbe), U256::from(1), 10_000_000_000, 1)
+            .expect("signs");
+        builder.submit_transaction(transfer).await.expect("pooled");
         let blocks = chain(&builder, 3).await;
         let expected = blocks[&3].execution;
         // A fresh engine under an operator whose marshal already processed height 3.

@@ -1,12 +1,16 @@
-//! What the embedded engine persists: the keys of its one metadata store, the fixed-width
-//! encoding of an execution tip in it, and the error for a store that does not decode.
+//! What the embedded engine persists. A metadata store holds the finalized block's header and
+//! the recent canonical hashes; a journal holds each finalized block's state changes, item
+//! `n - 1` for block `n`. The journal is written and synced first, the metadata second, so the
+//! metadata never names a block whose changes are not on disk; on open the journal is cut back
+//! to the metadata's block, dropping what a crash left between the two writes.
 
 use crate::{EngineError, ExecutionTip};
 use alloy_primitives::B256;
 
-pub(super) const KEY_FINALIZED: u64 = 0;
-pub(super) const KEY_STATE: u64 = 1;
+pub(super) const KEY_FINALIZED_HEADER: u64 = 3;
 pub(super) const KEY_CANONICAL: u64 = 2;
+/// Keys the engine wrote before it executed Ethereum blocks (its own state format).
+pub(super) const LEGACY_KEYS: [u64; 2] = [0, 1];
 
 pub(super) fn encode_tip(tip: &ExecutionTip, out: &mut Vec<u8>) {
     out.extend_from_slice(tip.hash.as_slice());

@@ -345,7 +345,7 @@ pub(crate) async fn engine_converged(
     engines: &Engines,
     payloads: &Payloads,
 ) -> EnginesAtEnd {
-    let genesis_root = cohort_engine::ops::State::default().root();
+    let genesis_root = cohort_engine::embedded::devnet_genesis_state_root();
     let settled = payloads
         .iter()
         .rev()

@@ -210,10 +210,7 @@ pub async fn start(
     // The engine's storage is on the operator's disk too: a lone crash cuts its unsynced writes.
     let engine = EmbeddedEngine::init(
         Traced::operator(context.child("engine"), setup.index, setup.disk.clone()),
-        cohort_engine::embedded::Config {
-            partition: format!("operator-{}-engine", setup.index),
-            genesis_timestamp: 0,
-        },
+        cohort_engine::embedded::Config::devnet(format!("operator-{}-engine", setup.index)),
     )
     .await
     .expect("the simulated engine's storage opens");

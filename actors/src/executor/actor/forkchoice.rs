@@ -206,10 +206,6 @@ impl<E: Clock + Spawner + Metrics + Storage, X: ExecutionEngine, M: FinalizedBlo
             return Ok(());
         };
         let height = block.height;
-        let ops: Vec<_> = block.decisions.iter().filter_map(op_for).collect();
-        if !ops.is_empty() {
-            self.engine.submit_ops(ops).await;
-        }
         // Every block, even one without tasks: the AVS actor learns from the first that the
         // chain moves (see its `chain_moving`).
         if let Some(avs) = &mut self.avs {
