@@ -23,10 +23,11 @@ use crate::{
     PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
 };
 use alloy_consensus::Header;
-use alloy_primitives::{B64, B256, Bytes, keccak256};
+use alloy_primitives::{Address, B64, B256, Bytes, keccak256};
 use alloy_rpc_types_engine::ExecutionPayloadV3;
 use cohort_evm::{
-    BuildError, Executor, MemoryState, NewPayload, Pool, PoolError, StateChanges, StateStore,
+    AccountInfo, BuildError, Executor, MemoryState, NewPayload, Pool, PoolError, StateChanges,
+    StateReader as _, StateStore,
 };
 use commonware_codec::RangeCfg;
 use commonware_runtime::{Clock, Metrics, Storage, buffer::paged::CacheRef};
@@ -272,6 +273,11 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
         } = &mut *inner;
         pool.insert(raw, &finalized.state, finalized.header.gas_limit)
             .map(|pooled| pooled.hash)
+    }
+
+    /// An account as the finalized state has it.
+    pub async fn account(&self, address: &Address) -> Option<AccountInfo> {
+        self.inner.lock().await.finalized.state.account(address)
     }
 
     /// Transactions waiting in the pool.
@@ -654,7 +660,6 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Address;
     use alloy_primitives::U256;
     use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
     use commonware_runtime::{Runner as _, Supervisor as _, deterministic};

@@ -17,6 +17,9 @@ use std::{collections::BTreeSet, time::Duration};
 /// timeout (a slot and two seconds) until simplex skips it.
 pub const LIVENESS_SLOTS: u64 = 4;
 
+/// Transfers per slot of a run's transaction load unless told otherwise.
+pub const DEFAULT_TRANSACTIONS_PER_SLOT: u32 = 4;
+
 /// The slots a duty may still change after its own: the block-age window and post-consensus.
 const DUTY_WINDOW: u64 = 1
     + cohort_ingress::committee::MAX_BLOCK_AGE_SLOTS
@@ -48,6 +51,8 @@ pub struct SimConfig {
     /// Every operator's beacon node sees each slot's head block this long into the slot
     /// (`None`: a seed-drawn time per operator and slot, 0 to 6 s, some one head behind).
     pub head_at: Option<Duration>,
+    /// Transfers the simulated wallet signs and offers each slot (`--transactions-per-slot`).
+    pub transactions_per_slot: u32,
 }
 
 /// Why a run cannot be run, naming the field or flag at fault.
@@ -143,6 +148,7 @@ impl Default for SimConfig {
             crash_cut: true,
             avs: None,
             head_at: None,
+            transactions_per_slot: DEFAULT_TRANSACTIONS_PER_SLOT,
         }
     }
 }

@@ -22,6 +22,7 @@ mod counting;
 mod disk;
 pub mod engine_fault;
 pub mod faults;
+mod load;
 pub mod logs;
 pub mod report;
 pub mod source_fault;
@@ -32,6 +33,7 @@ pub use cohort_devnet::Kind;
 pub use config::{ConfigError, InjectedBug, LIVENESS_SLOTS, SimConfig};
 pub use engine_fault::{EngineFault, EngineFaultKind};
 pub use faults::{ClockSkew, Crash, Fault, FaultArgs, Healing, Loss, Offline, Partition, PowerCut};
+pub use load::TxReport;
 pub use report::{
     CrashCuts, CryptoCpu, DutyCounts, Percentiles, PrebuildCounts, Report, Violation,
 };

@@ -3,7 +3,7 @@
 //! invariant, named after it; [`crate::report`] calls them in a fixed order.
 
 use super::Observed;
-use crate::{SimConfig, cluster::operator::Engines};
+use crate::{LIVENESS_SLOTS, SimConfig, cluster::operator::Engines};
 use cohort_devnet::{ChainReport, DevnetBeacon, Kind};
 use cohort_engine::B256;
 use cohort_ingress::{
@@ -403,6 +403,49 @@ pub(crate) async fn engine_converged(
             .get(&finalized_height)
             .map(|(_, root, _)| *root)
             .unwrap_or(genesis_root),
+    }
+}
+
+/// The slot by whose start every transaction the load signed is owed finalized at the end: the
+/// cluster has had [`LIVENESS_SLOTS`] to include it, once liveness is owed at all.
+pub(crate) fn transactions_owed_by(config: &SimConfig) -> Option<u64> {
+    let by = config.slots.checked_sub(LIVENESS_SLOTS)?;
+    config
+        .liveness_from()
+        .filter(|from| *from <= by)
+        .map(|_| by)
+}
+
+/// The finalized chain executed the load's transactions once each (it cannot hold more than
+/// the wallet signed: a nonce executes once), and, when liveness is owed, every one signed in
+/// time.
+pub(crate) fn transactions_finalized(
+    observed: &mut Observed,
+    config: &SimConfig,
+    transactions: &crate::TxReport,
+) {
+    if transactions.finalized > transactions.submitted {
+        observed.violation(
+            "transactions_finalized",
+            config.slots,
+            format!(
+                "the finalized payloads hold {} transactions, the wallet signed {}",
+                transactions.finalized, transactions.submitted
+            ),
+        );
+    }
+    if transactions.finalized < transactions.owed {
+        observed.violation(
+            "transactions_finalized",
+            config.slots,
+            format!(
+                "{} transactions signed by slot {:?} owed finalized, {} are (first refusal: {:?})",
+                transactions.owed,
+                transactions_owed_by(config),
+                transactions.finalized,
+                transactions.first_refusal
+            ),
+        );
     }
 }
 

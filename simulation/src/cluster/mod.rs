@@ -105,6 +105,7 @@ pub(crate) struct Carried {
     pub received: Arc<AtomicU64>,
     pub cpu: CpuMeter,
     pub restarts: u64,
+    pub load: crate::load::TxLoad,
 }
 
 enum Outcome {
@@ -149,6 +150,7 @@ async fn simulate(
                 received: cluster.received,
                 cpu: cluster.cpu,
                 restarts: cluster.restarts.load(Ordering::Relaxed),
+                load: cluster.load.clone(),
             }));
         }
         Slots::Done(observed) => observed,
@@ -181,6 +183,9 @@ async fn run_slots(
         (cut.slot, clock.slot_start(cut.slot) + offset)
     });
     for slot in first_slot..=config.slots {
+        if slot < config.slots {
+            cluster.load.slot(slot, &cluster.engines).await;
+        }
         match cut_at {
             Some((cut_slot, at)) if slot == cut_slot => context.sleep_until(at).await,
             _ => context.sleep_until(clock.slot_start(slot + 1)).await,

@@ -69,6 +69,8 @@ pub(crate) struct Cluster {
     pub chain: DevnetChain,
     pub oracle: Oracle<PublicKey, deterministic::Context>,
     pub engines: Engines,
+    /// The wallet sending the run's transactions.
+    pub load: crate::load::TxLoad,
     /// Network messages every operator received, over every channel.
     pub received: Arc<AtomicU64>,
     pub cpu: CpuMeter,
@@ -314,6 +316,10 @@ impl Cluster {
             chain,
             oracle,
             engines,
+            load: carried.map_or_else(
+                || crate::load::TxLoad::new(config.seed, config.transactions_per_slot),
+                |carried| carried.load.clone(),
+            ),
             received,
             cpu,
             restarts,

@@ -26,6 +26,10 @@ pub struct FaultArgs {
     /// between 0 and 6 s, and now and then the previous head).
     #[arg(long = "head-at-ms")]
     pub head_at_ms: Option<u64>,
+    /// Transfers a wallet on the devnet's funded account signs and offers to the operators'
+    /// engines each slot (0: no transaction load).
+    #[arg(long, default_value_t = crate::config::DEFAULT_TRANSACTIONS_PER_SLOT)]
+    pub transactions_per_slot: u32,
     /// Operator offline: `I` (never starts) or `I@S` (starts at slot S). Repeatable.
     #[arg(long, value_parser = Offline::parse)]
     pub offline: Vec<Offline>,
@@ -125,6 +129,7 @@ impl FaultArgs {
             crash_cut: !self.no_crash_cut,
             avs: self.avs.load(),
             head_at: self.head_at_ms.map(Duration::from_millis),
+            transactions_per_slot: self.transactions_per_slot,
             ..base
         }
     }
@@ -156,6 +161,12 @@ impl SimConfig {
         }
         if let Some(at) = self.head_at {
             flags.push(format!("--head-at-ms {}", at.as_millis()));
+        }
+        if self.transactions_per_slot != crate::config::DEFAULT_TRANSACTIONS_PER_SLOT {
+            flags.push(format!(
+                "--transactions-per-slot {}",
+                self.transactions_per_slot
+            ));
         }
         let mut faults: Vec<&Fault> = self.faults.iter().collect();
         faults.sort_by_key(|fault| fault.flag_order());

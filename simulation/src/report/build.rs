@@ -51,6 +51,15 @@ pub(crate) async fn build(
     end::liveness_after_heal(&mut observed, config, &chain, &attesters_by_slot);
     let payloads = end::one_payload_per_slot(&mut observed, &canonical);
     let engines = end::engine_converged(&mut observed, config, &cluster.engines, &payloads).await;
+    let in_payloads = canonical
+        .iter()
+        .filter_map(|block| block.payload.as_ref())
+        .map(|payload| payload.payload_inner.payload_inner.transactions.len() as u64)
+        .sum();
+    let transactions = cluster
+        .load
+        .report(in_payloads, end::transactions_owed_by(config));
+    end::transactions_finalized(&mut observed, config, &transactions);
     let outcome_digest = outcome_digest(&observed);
     let (waits, consensus) = latency_split(&observed, &canonical);
     // Who blocked whom for what it sent.
@@ -160,6 +169,7 @@ pub(crate) async fn build(
         engine_finalized_height: engines.finalized_height,
         engine_finalized_by_operator: engines.finalized_by_operator,
         engine_state_root: engines.state_root.to_string(),
+        transactions,
         prebuild: observed.prebuild.clone(),
         messages_per_operator_per_slot: per_operator_slot(
             cluster.received.load(Ordering::Relaxed) as f64

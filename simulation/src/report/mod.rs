@@ -150,6 +150,8 @@ pub struct Report {
     pub engine_finalized_by_operator: BTreeMap<usize, u64>,
     /// The state root the engines hold at that height (they agree, or `engine_converged` fails).
     pub engine_state_root: String,
+    /// The transaction load and how much of it the finalized chain executed.
+    pub transactions: crate::TxReport,
     /// Payloads leaders handed to consensus, by how they were built.
     pub prebuild: PrebuildCounts,
     /// Network messages received per live operator per slot, over every channel.
@@ -327,6 +329,19 @@ impl fmt::Display for Report {
             self.prebuild.hits,
             self.prebuild.fallbacks,
             self.prebuild.misses
+        )?;
+        let t = &self.transactions;
+        writeln!(
+            f,
+            "  transactions: {} submitted ({} per slot), {} in finalized payloads ({} owed by the end){}",
+            t.submitted,
+            t.per_slot,
+            t.finalized,
+            t.owed,
+            match &t.first_refusal {
+                Some(reason) => format!("; {} offers refused, first: {reason}", t.refused),
+                None => String::new(),
+            }
         )?;
         writeln!(
             f,
