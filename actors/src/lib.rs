@@ -7,6 +7,7 @@ pub mod committee;
 pub mod doppelganger;
 pub mod executor;
 pub mod exits;
+pub mod relay;
 pub mod runner;
 pub mod scheduler;
 pub mod task_record;

@@ -52,7 +52,7 @@ mod record;
 use record::{KEY_CANONICAL, KEY_FINALIZED_HEADER, LEGACY_KEYS, corrupt, decode_tip, encode_tip};
 
 /// A block this engine executed, with its post-state.
-type Block = cohort_evm::Executed<MemoryState>;
+pub type Block = cohort_evm::Executed<MemoryState>;
 
 /// Bytes of transactions one built payload carries at most: a cluster block carries the
 /// payload as SSZ within its 64 KiB payload limit, and the rest of the payload (header fields,
@@ -66,6 +66,8 @@ const MAX_UNFINALIZED: usize = 1024;
 const CANONICAL_HISTORY: usize = 1024;
 /// Built payloads kept for `getPayload`.
 const MAX_BUILDS: usize = 16;
+/// Largest signed transaction the pool (and the transactions channel) takes.
+pub const MAX_TRANSACTION_BYTES: usize = cohort_evm::pool::MAX_TRANSACTION_BYTES;
 /// Transactions waiting in the pool at most.
 pub const MAX_POOL: usize = 65_536;
 /// Largest state-changes record read back (a block's changes are bounded by its gas).
@@ -266,7 +268,7 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
 
     /// Takes a signed transaction (EIP-2718 bytes) into the pool, checked against the finalized
     /// state; the leader builds with it. Its hash, or why it was refused.
-    pub async fn submit_transaction(&self, raw: Bytes) -> Result<B256, PoolError> {
+    pub async fn pool_transaction(&self, raw: Bytes) -> Result<B256, PoolError> {
         let mut inner = self.inner.lock().await;
         let Inner {
             pool, finalized, ..
@@ -278,6 +280,17 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
     /// An account as the finalized state has it.
     pub async fn account(&self, address: &Address) -> Option<AccountInfo> {
         self.inner.lock().await.finalized.state.account(address)
+    }
+
+    /// The finalized block with its state, for reads (a JSON-RPC server's): a shared handle,
+    /// read without holding the engine.
+    pub async fn finalized_block(&self) -> Arc<cohort_evm::Executed<MemoryState>> {
+        self.inner.lock().await.finalized.clone()
+    }
+
+    /// The chain id of the engine's genesis.
+    pub async fn chain_id(&self) -> u64 {
+        self.inner.lock().await.executor.chain_id()
     }
 
     /// Transactions waiting in the pool.
@@ -639,6 +652,10 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         })
     }
 
+    async fn submit_transaction(&self, raw: Bytes) -> Result<B256, String> {
+        self.pool_transaction(raw).await.map_err(|e| e.to_string())
+    }
+
     async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
         let mut inner = self.inner.lock().await;
         inner.settle().await?;
@@ -713,7 +730,7 @@ mod tests {
             let raw = wallet
                 .transfer(RECIPIENT, U256::from(1_000), 10 * GWEI, GWEI)
                 .expect("signs");
-            engine.submit_transaction(raw).await.expect("pooled");
+            engine.pool_transaction(raw).await.expect("pooled");
         }
     }
 
@@ -872,14 +889,14 @@ mod tests {
             let raw = funded
                 .transfer(RECIPIENT, U256::from(1), 10 * GWEI, GWEI)
                 .unwrap();
-            engine.submit_transaction(raw.clone()).await.unwrap();
-            assert_eq!(engine.submit_transaction(raw).await, Err(PoolError::Known));
+            engine.pool_transaction(raw.clone()).await.unwrap();
+            assert_eq!(engine.pool_transaction(raw).await, Err(PoolError::Known));
             let mut other_chain = Wallet::new(&DEVNET_FUNDED_KEY, 1, 1).unwrap();
             let raw = other_chain
                 .transfer(RECIPIENT, U256::from(1), 10 * GWEI, GWEI)
                 .unwrap();
             assert!(matches!(
-                engine.submit_transaction(raw).await,
+                engine.pool_transaction(raw).await,
                 Err(PoolError::ChainId { .. })
             ));
             let mut empty = Wallet::new(&B256::repeat_byte(7), 1337, 0).unwrap();
@@ -887,12 +904,12 @@ mod tests {
                 .transfer(RECIPIENT, U256::from(1), 10 * GWEI, GWEI)
                 .unwrap();
             assert!(matches!(
-                engine.submit_transaction(raw).await,
+                engine.pool_transaction(raw).await,
                 Err(PoolError::InsufficientFunds { .. })
             ));
             assert!(matches!(
                 engine
-                    .submit_transaction(Bytes::from_static(b"\x02\xff"))
+                    .pool_transaction(Bytes::from_static(b"\x02\xff"))
                     .await,
                 Err(PoolError::Malformed(_))
             ));
@@ -941,7 +958,7 @@ mod tests {
                 .transfer(RECIPIENT, U256::from(1_000), 10 * GWEI, GWEI)
                 .unwrap();
             assert_eq!(
-                engine.submit_transaction(used).await,
+                engine.pool_transaction(used).await,
                 Err(PoolError::NonceTooLow {
                     nonce: 0,
                     account: 6

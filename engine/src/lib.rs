@@ -83,6 +83,18 @@ pub trait ExecutionEngine: Clone + Send + Sync + 'static {
         &self,
         tag: BlockTag,
     ) -> impl Future<Output = Result<Option<ExecutionTip>, EngineError>> + Send;
+
+    /// A signed transaction (EIP-2718 bytes) for the engine's pool: its hash, or why it was
+    /// refused. An engine without a pool of its own here refuses every one.
+    fn submit_transaction(
+        &self,
+        raw: AlloyBytes,
+    ) -> impl Future<Output = Result<B256, String>> + Send {
+        let _ = raw;
+        std::future::ready(Err(
+            "this engine takes transactions on its own JSON-RPC port".to_string(),
+        ))
+    }
 }
 
 /// Encodes a payload as SSZ, the form a cluster block carries it in.

@@ -622,6 +622,14 @@ impl ExecutionEngine for RemoteEngine {
             timestamp: block.timestamp.to::<u64>(),
         }))
     }
+
+    /// `eth_sendRawTransaction` to the client, which pools it and builds with it: how the
+    /// transaction relay reaches an external client's mempool.
+    async fn submit_transaction(&self, raw: crate::AlloyBytes) -> Result<B256, String> {
+        self.call("eth_sendRawTransaction", (raw,))
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

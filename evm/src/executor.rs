@@ -581,6 +581,14 @@ pub fn reseal(payload: &mut ExecutionPayloadV3, parent_beacon_block_root: B256) 
     }
 }
 
+/// The EIP-1559 base fee of a child of `parent`.
+pub fn next_base_fee(parent: &Header) -> u64 {
+    // London is active from genesis, so every parent has a base fee.
+    parent
+        .next_block_base_fee(BaseFeeParams::ethereum())
+        .unwrap_or_default()
+}
+
 enum RunError {
     Transaction { index: usize, reason: String },
     Block(String),

@@ -14,7 +14,7 @@ pub mod trie;
 pub mod wallet;
 
 pub use executor::{
-    BuildError, Built, Executed, Executor, Invalid, NewPayload, reseal, sealed_block,
+    BuildError, Built, Executed, Executor, Invalid, NewPayload, next_base_fee, reseal, sealed_block,
 };
 pub use pool::{Pool, PoolError, Pooled};
 pub use spec::{ChainSpec, GenesisError};

@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod signing;
 pub mod source;
 pub mod sync;
+pub mod transactions;
 
 pub use clock::SlotClock;
 

@@ -429,6 +429,17 @@ pub fn validate_with(file: File, base: &Path, lock_required: bool) -> Result<Con
     if listen.is_some() && listen == metrics_listen {
         problem(p, "metrics_listen", "is the same address as `listen`");
     }
+    if let Engine::Embedded {
+        rpc_listen: Some(rpc),
+    } = &file.engine
+        && [listen, metrics_listen].contains(&Some(*rpc))
+    {
+        problem(
+            p,
+            "engine.rpc_listen",
+            "is the same address as `listen` or `metrics_listen`",
+        );
+    }
     if !(1..=600).contains(&file.stop_timeout_seconds) {
         problem(p, "stop_timeout_seconds", "must be within 1..=600");
     }
@@ -718,7 +729,7 @@ mod tests {
     fn the_example_parses() {
         let file = parse(EXAMPLE, no_env()).expect("example parses");
         assert_eq!(file.cluster.operators.len(), 4);
-        assert_eq!(file.engine, Engine::Embedded {});
+        assert_eq!(file.engine, Engine::Embedded { rpc_listen: None });
     }
 
     #[test]
@@ -849,14 +860,14 @@ mod tests {
         let text = EXAMPLE.replace("kind = \"embedded\"", "");
         assert_eq!(
             parse(&text, no_env()).expect("default kind").engine,
-            Engine::Embedded {}
+            Engine::Embedded { rpc_listen: None }
         );
         let text = EXAMPLE
             .replace("[engine]", "")
             .replace("kind = \"embedded\"", "");
         assert_eq!(
             parse(&text, no_env()).expect("no table").engine,
-            Engine::Embedded {}
+            Engine::Embedded { rpc_listen: None }
         );
     }
 

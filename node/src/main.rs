@@ -14,6 +14,7 @@ mod keys;
 mod log_lines;
 mod net;
 mod operator_cli;
+mod rpc;
 mod run;
 mod slashing_cli;
 mod telemetry;

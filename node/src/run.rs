@@ -48,14 +48,19 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
         .with_catch_panics(false);
     tokio::Runner::new(runtime).start(|context| async move {
         match config.engine.clone() {
-            Engine::Embedded {} => {
+            Engine::Embedded { rpc_listen } => {
                 let engine = EmbeddedEngine::init(
                     context.child("engine"),
                     cohort_engine::embedded::Config::devnet("cohort-engine"),
                 )
                 .await
                 .map_err(|err| format!("the embedded engine's storage did not open: {err}"))?;
-                operate(context, config, loaded, engine).await
+                let rpc = rpc_listen.map(|address| {
+                    let engine = engine.clone();
+                    let start: RpcRouter = Box::new(move |relay| crate::rpc::router(engine, relay));
+                    (address, start)
+                });
+                operate(context, config, loaded, engine, rpc).await
             }
             Engine::Remote {
                 url,
@@ -69,7 +74,7 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
                 remote.allow_remote_http = allow_remote_http;
                 let engine = RemoteEngine::new(remote)
                     .map_err(|err| format!("engine.url `{url}`: {err}"))?;
-                operate(context, config, loaded, engine).await
+                operate(context, config, loaded, engine, None).await
             }
         }
     })
@@ -186,11 +191,15 @@ pub(crate) fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, Stri
     Ok(file)
 }
 
+/// Builds the execution JSON-RPC's router once the operator's transaction relay exists.
+type RpcRouter = Box<dyn FnOnce(cohort_ingress::transactions::Mailbox) -> axum::Router + Send>;
+
 async fn operate<X: ExecutionEngine>(
     context: tokio::Context,
     config: Config,
     loaded: Loaded,
     engine: X,
+    rpc: Option<(std::net::SocketAddr, RpcRouter)>,
 ) -> Result<(), String> {
     match config.beacon.clone() {
         BeaconSource::Devnet { seed } => {
@@ -220,7 +229,7 @@ async fn operate<X: ExecutionEngine>(
                         .spawn(move |context| head_events(context, beacon, heads));
                 }),
             };
-            serve(context, config, loaded, engine, duties).await
+            serve(context, config, loaded, engine, duties, rpc).await
         }
         BeaconSource::Api {
             nodes,
@@ -308,7 +317,7 @@ async fn operate<X: ExecutionEngine>(
                         .spawn(move |context| beacon_upkeep(context, upkeep, clock));
                 }),
             };
-            serve(context, config, loaded, engine, duties).await
+            serve(context, config, loaded, engine, duties, rpc).await
         }
     }
 }
@@ -387,6 +396,7 @@ async fn serve<X, S>(
     loaded: Loaded,
     engine: X,
     duties: Duties<S>,
+    rpc: Option<(std::net::SocketAddr, RpcRouter)>,
 ) -> Result<(), String>
 where
     X: ExecutionEngine,
@@ -496,6 +506,14 @@ where
     )
     .await;
 
+    if let Some((address, router)) = rpc {
+        telemetry::serve_app(
+            &context,
+            address,
+            "the execution JSON-RPC",
+            router(operator.transactions.clone()),
+        );
+    }
     if let (Some(cluster), Some(avs)) = (&cluster_avs, &operator.avs) {
         cluster.attach(avs.clone());
     }

@@ -208,38 +208,58 @@ const MAX_REQUEST_BUFFER: usize = 8192;
 /// spin a core.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// What the metrics listener serves, for its log lines.
+const METRICS_AND_HEALTH: &str = "/metrics and /health";
+
 /// Serves `/metrics` (the runtime's registry) and `/health` on `address`.
 pub fn serve(context: &tokio::Context, address: SocketAddr, probe: HealthProbe) {
-    context.child("http").spawn(move |context| async move {
+    let app = router(context.child("metrics"), probe);
+    serve_app(context, address, METRICS_AND_HEALTH, app);
+}
+
+/// Serves `app` on `address` within [`HttpLimits::DEFAULT`], until the runtime stops; `what`
+/// names it in log lines. A listener that cannot bind is logged, and the node runs without it.
+pub fn serve_app(context: &tokio::Context, address: SocketAddr, what: &'static str, app: Router) {
+    context.child("http").spawn(move |_| async move {
         // A tokio listener, not the runtime's: the runtime's network applies p2p timeouts and
         // counts bandwidth, neither of which suits an HTTP endpoint.
         let listener = match ::tokio::net::TcpListener::bind(address).await {
             Ok(listener) => listener,
             Err(err) => {
-                error!(%address, %err, "cannot serve /metrics and /health; the node runs without them");
+                error!(%address, %err, what, "cannot bind the listener; the node runs without it");
                 return;
             }
         };
-        info!(%address, "serving /metrics and /health");
-        serve_listener(context, listener, probe, HttpLimits::DEFAULT).await;
+        info!(%address, what, "serving");
+        serve_router(listener, app, HttpLimits::DEFAULT, what).await;
     });
 }
 
 /// Serves `/metrics` and `/health` on `listener` within `limits`, until the runtime stops.
+#[cfg(test)]
 pub async fn serve_listener(
     context: tokio::Context,
     listener: ::tokio::net::TcpListener,
     probe: HealthProbe,
     limits: HttpLimits,
 ) {
-    let app = router(context, probe);
+    serve_router(listener, router(context, probe), limits, METRICS_AND_HEALTH).await
+}
+
+/// Serves `app` on `listener` within `limits`, one request per connection.
+async fn serve_router(
+    listener: ::tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    what: &'static str,
+) {
     let permits = Arc::new(::tokio::sync::Semaphore::new(limits.max_connections));
     let mut refused: u64 = 0;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
-                warn!(%err, "the /metrics and /health listener cannot accept; retrying");
+                warn!(%err, what, "the listener cannot accept; retrying");
                 ::tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
@@ -251,7 +271,8 @@ pub async fn serve_listener(
                 warn!(
                     refused,
                     limit = limits.max_connections,
-                    "/metrics and /health are at their connection limit; closing new connections"
+                    what,
+                    "the listener is at its connection limit; closing new connections"
                 );
             }
             continue;

@@ -32,11 +32,13 @@ pub enum Channel {
     /// Each operator's attestation data for its slot, offered to whoever leads (see
     /// [`cohort_ingress::committee::ATTESTATION_OFFER_SIZE`]).
     Offers,
+    /// Signed transactions for the cluster chain, sent once by the operator a user gave them to.
+    Transactions,
 }
 
 impl Channel {
     /// Every channel, in registration order.
-    pub const ALL: [Channel; 9] = [
+    pub const ALL: [Channel; 10] = [
         Channel::Votes,
         Channel::Certificates,
         Channel::Resolver,
@@ -46,6 +48,7 @@ impl Channel {
         Channel::Exits,
         Channel::Tasks,
         Channel::Offers,
+        Channel::Transactions,
     ];
 
     /// The id peers know the channel by on the wire: every operator must agree on it.
@@ -60,6 +63,7 @@ impl Channel {
             Channel::Exits => 6,
             Channel::Tasks => 7,
             Channel::Offers => 8,
+            Channel::Transactions => 9,
         }
     }
 
@@ -75,6 +79,7 @@ impl Channel {
             Channel::Exits => "exits",
             Channel::Tasks => "tasks",
             Channel::Offers => "offers",
+            Channel::Transactions => "transactions",
         }
     }
 
@@ -101,6 +106,7 @@ impl Channel {
             Channel::Exits => cohort_ingress::exits::ExitPartials::max_encode_size(),
             Channel::Tasks => cohort_ingress::avs::TaskMessage::MAX_ENCODE_SIZE,
             Channel::Offers => cohort_ingress::committee::ATTESTATION_OFFER_SIZE,
+            Channel::Transactions => cohort_engine::embedded::MAX_TRANSACTION_BYTES,
         }
     }
 
@@ -118,6 +124,8 @@ impl Channel {
             // About three messages per task per peer (a report, two partials), for a load of
             // a thousand tasks per second.
             Channel::Tasks => NZU32!(4096),
+            // One message per transaction a user sends the peer.
+            Channel::Transactions => NZU32!(1024),
         }
     }
 }

@@ -106,6 +106,8 @@ pub struct Network<VS, S, R, P, B> {
     pub tasks: (S, R),
     /// Attestation data offered to the leader.
     pub offers: (S, R),
+    /// Signed transactions for the cluster chain.
+    pub transactions: (S, R),
     /// Who the peers are (marshal fetches missing blocks from them).
     pub peers: P,
     /// Where consensus and marshal report a peer that misbehaved.
@@ -129,6 +131,7 @@ impl<S, R, P, B> Network<S, S, R, P, B> {
             exits: register(Channel::Exits),
             tasks: register(Channel::Tasks),
             offers: register(Channel::Offers),
+            transactions: register(Channel::Transactions),
             peers,
             blocker,
         }
@@ -149,6 +152,7 @@ impl<VS, S, R, P, B> Network<VS, S, R, P, B> {
             exits: self.exits,
             tasks: self.tasks,
             offers: self.offers,
+            transactions: self.transactions,
             peers: self.peers,
             blocker: self.blocker,
         }
@@ -255,6 +259,8 @@ pub struct Operator {
     pub slashing: runner::slashing::SlashingStatus,
     /// Where a cluster-run AVS's tasks are submitted, if this cluster runs one.
     pub avs: Option<cohort_ingress::avs::Mailbox>,
+    /// Where users' signed transactions for the cluster chain go (a JSON-RPC server).
+    pub transactions: cohort_ingress::transactions::Mailbox,
 }
 
 /// Starts every actor of one operator.
@@ -397,7 +403,7 @@ where
             committee: committee_mailbox.clone(),
             avs: avs_mailbox.clone(),
             observer: setup.observers.executor,
-            engine: setup.engine,
+            engine: setup.engine.clone(),
             clock: setup.clock,
             operator: setup.index as u32,
             fee_recipient: cohort_engine::Address::repeat_byte(setup.index as u8 + 1),
@@ -529,6 +535,15 @@ where
     if let Some(actor) = doppelganger_actor {
         handles.push(actor.start());
     }
+    let (relay_actor, relay_mailbox) = cohort_actors::relay::init(
+        context.child("relay"),
+        cohort_actors::relay::Config {
+            engine: setup.engine,
+            mailbox_size: MAILBOX_SIZE,
+        },
+    );
+    let (transaction_sender, transaction_receiver) = network.transactions;
+    handles.push(relay_actor.start(transaction_sender, transaction_receiver));
     let (exit_sender, exit_receiver) = network.exits;
     handles.push(exits_actor.start(setup.index as u32, exit_sender, exit_receiver));
     if let Some((avs_actor, _)) = avs {
@@ -542,5 +557,6 @@ where
         exits: exits_mailbox,
         slashing: slashing_status,
         avs: avs_mailbox,
+        transactions: relay_mailbox,
     }
 }

@@ -160,4 +160,11 @@ impl ExecutionEngine for FaultyEngine {
     async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
         self.inner.block_by_number(tag).await
     }
+
+    async fn submit_transaction(
+        &self,
+        raw: cohort_engine::AlloyBytes,
+    ) -> Result<cohort_engine::B256, String> {
+        self.inner.submit_transaction(raw).await
+    }
 }

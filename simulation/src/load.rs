@@ -2,15 +2,15 @@
 //! seed-drawn transfers every slot, as a user of the cluster chain would, and the report says
 //! how many the finalized chain executed.
 //!
-//! Until transactions travel between operators on a p2p channel of their own, the load offers
-//! each transaction to every operator's engine, as the relay would. A transaction stays
-//! pending, offered again every slot, until an engine's finalized state has passed its nonce:
-//! an engine restarted after a crash or a power cut has lost its pool, and a wallet resends
-//! what it has not seen finalized.
+//! The wallet sends each transaction to one operator's transaction relay (the next operator each
+//! slot, skipping one that is down), which pools it and sends it on to every peer, as a user's
+//! wallet talks to one operator's JSON-RPC port. A transaction stays pending, sent again every
+//! slot, until an engine's finalized state has passed its nonce: an operator restarted after a
+//! crash or a power cut has lost its pool, and a wallet resends what it has not seen finalized.
 
-use crate::cluster::operator::Engines;
+use crate::cluster::operator::{Engines, Relays};
 use cohort_engine::{Address, AlloyBytes as Bytes, U256};
-use cohort_evm::{DEVNET_FUNDED_KEY, PoolError, Wallet};
+use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
 use commonware_cryptography::{Hasher as _, Sha256};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -75,9 +75,9 @@ impl TxLoad {
         Address::from_slice(&digest.as_ref()[..20])
     }
 
-    /// One slot of load: forgets what finality passed, signs this slot's transfers, and offers
-    /// every pending transaction to every engine.
-    pub(crate) async fn slot(&mut self, slot: u64, engines: &Engines) {
+    /// One slot of load: forgets what finality passed, signs this slot's transfers, and sends
+    /// every pending transaction to this slot's operator.
+    pub(crate) async fn slot(&mut self, slot: u64, engines: &Engines, relays: &Relays) {
         let engines: Vec<_> = engines
             .lock()
             .map(|engines| engines.values().cloned().collect())
@@ -102,18 +102,37 @@ impl TxLoad {
             self.pending.insert(nonce, raw);
         }
         self.signed_by_slot.insert(slot, self.wallet.nonce());
-        for engine in &engines {
+        let relays: Vec<_> = relays
+            .lock()
+            .map(|relays| relays.values().cloned().collect())
+            .unwrap_or_default();
+        if relays.is_empty() {
+            return;
+        }
+        // This slot's operator, or the next one that is up.
+        let first = slot as usize % relays.len();
+        for offset in 0..relays.len() {
+            let relay = &relays[(first + offset) % relays.len()];
+            let mut up = true;
             for raw in self.pending.values() {
-                match engine.submit_transaction(raw.clone()).await {
-                    Ok(_) | Err(PoolError::Known) => {}
-                    // Finality passed it between the look and the offer.
-                    Err(PoolError::NonceTooLow { .. }) => {}
+                match relay.submit(raw.clone()).await {
+                    Ok(_) => {}
+                    Err(reason) if reason.contains("has stopped") => {
+                        up = false;
+                        break;
+                    }
+                    // Pooled there already, or finality passed it between the look and now.
+                    Err(reason)
+                        if reason == "already pooled"
+                            || reason.contains("below the account's nonce") => {}
                     Err(refusal) => {
                         self.refused += 1;
-                        self.first_refusal
-                            .get_or_insert_with(|| refusal.to_string());
+                        self.first_refusal.get_or_insert(refusal);
                     }
                 }
+            }
+            if up {
+                return;
             }
         }
     }

@@ -217,7 +217,7 @@ fn a_start_backfills_what_the_engine_is_missing() {
         let transfer = wallet
             .transfer(Address::repeat_byte(0xbe), U256::from(1), 10_000_000_000, 1)
             .expect("signs");
-        builder.submit_transaction(transfer).await.expect("pooled");
+        builder.pool_transaction(transfer).await.expect("pooled");
         let blocks = chain(&builder, 3).await;
         let expected = blocks[&3].execution;
         // A fresh engine under an operator whose marshal already processed height 3.

@@ -13,7 +13,12 @@ pub enum Engine {
     /// In-process, keeping its state under `data_dir`. A struct variant, not a unit one: serde
     /// ignores every other field of a unit variant, and `url` with `kind = "embedded"` is a
     /// mistake to report.
-    Embedded {},
+    Embedded {
+        /// Where the execution chain's JSON-RPC is served (`eth_sendRawTransaction` and the
+        /// reads a wallet needs), e.g. `127.0.0.1:8545`; none by default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rpc_listen: Option<std::net::SocketAddr>,
+    },
     /// An execution client's authenticated Engine API.
     Remote {
         /// The endpoint, `http://host:8551`.
@@ -30,7 +35,7 @@ pub enum Engine {
 
 impl Default for Engine {
     fn default() -> Self {
-        Self::Embedded {}
+        Self::Embedded { rpc_listen: None }
     }
 }
 
@@ -54,11 +59,23 @@ pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
     let Some(engine) = table.get("engine").and_then(toml::Value::as_table) else {
         return found;
     };
-    let (needed, unused): (&[&str], &[&str]) = match engine.get("kind") {
+    let (needed, unused, other): (&[&str], &[&str], &str) = match engine.get("kind") {
         Some(toml::Value::String(kind)) if kind == "embedded" => {
-            (&[], &["url", "jwt_secret", "allow_remote_http"])
+            if let Some(value) = engine.get("rpc_listen") {
+                let parsed = value.as_str().map(str::parse::<std::net::SocketAddr>);
+                if !matches!(parsed, Some(Ok(_))) {
+                    problem(
+                        &mut found,
+                        "engine.rpc_listen",
+                        format!("`{value}` is not an address and port like \"127.0.0.1:8545\""),
+                    );
+                }
+            }
+            (&[], &["url", "jwt_secret", "allow_remote_http"], "remote")
         }
-        Some(toml::Value::String(kind)) if kind == "remote" => (&["url", "jwt_secret"], &[]),
+        Some(toml::Value::String(kind)) if kind == "remote" => {
+            (&["url", "jwt_secret"], &["rpc_listen"], "embedded")
+        }
         other => {
             let kind = match other {
                 Some(toml::Value::String(kind)) => kind.clone(),
@@ -92,7 +109,7 @@ pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
         problem(
             &mut found,
             format!("engine.{field}"),
-            "is only used with engine.kind = \"remote\"",
+            format!("is only used with engine.kind = \"{other}\""),
         );
     }
     found
@@ -101,7 +118,9 @@ pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
 /// Checks the fields the variant has; the jwt secret's path is resolved against `base`.
 pub(super) fn validate(p: &mut Vec<Problem>, base: &Path, engine: &Engine) -> Option<Engine> {
     match engine {
-        Engine::Embedded {} => Some(Engine::Embedded {}),
+        Engine::Embedded { rpc_listen } => Some(Engine::Embedded {
+            rpc_listen: *rpc_listen,
+        }),
         Engine::Remote {
             url,
             jwt_secret,

@@ -184,7 +184,10 @@ async fn run_slots(
     });
     for slot in first_slot..=config.slots {
         if slot < config.slots {
-            cluster.load.slot(slot, &cluster.engines).await;
+            cluster
+                .load
+                .slot(slot, &cluster.engines, &cluster.relays)
+                .await;
         }
         match cut_at {
             Some((cut_slot, at)) if slot == cut_slot => context.sleep_until(at).await,

@@ -82,6 +82,7 @@ pub struct OperatorSetup {
     pub injected_bug: Option<crate::InjectedBug>,
     /// Where this operator's current life leaves its engine, for the end-of-run comparison.
     pub engines: Engines,
+    pub relays: Relays,
     /// This operator's engine misbehaving, if the run asks for it.
     pub engine_faults: Vec<EngineFault>,
     /// This operator's beacon node answering late or not at all, if the run asks for it.
@@ -108,6 +109,8 @@ pub struct OperatorSetup {
 
 /// Every operator's embedded engine, by index (the latest life's).
 pub type Engines = Arc<std::sync::Mutex<BTreeMap<usize, EmbeddedEngine<Traced>>>>;
+/// Each operator's transaction relay (of its current life), where the load sends transactions.
+pub type Relays = Arc<std::sync::Mutex<BTreeMap<usize, cohort_ingress::transactions::Mailbox>>>;
 
 /// Starts every actor of one operator and returns their handles.
 pub async fn start(
@@ -138,6 +141,7 @@ pub async fn start(
     let exits = register(Channel::Exits).await;
     let tasks = register(Channel::Tasks).await;
     let offers = register(Channel::Offers).await;
+    let transactions = register(Channel::Transactions).await;
     let count = |channel: Channel, (s, r)| {
         let receiver =
             Counting::new(r, setup.received.clone()).tapped(me.clone(), channel.id(), &setup.taps);
@@ -156,6 +160,7 @@ pub async fn start(
             (Channel::Exits.id(), exits.0.clone()),
             (Channel::Tasks.id(), tasks.0.clone()),
             (Channel::Offers.id(), offers.0.clone()),
+            (Channel::Transactions.id(), transactions.0.clone()),
         ];
         let max_size = setup.max_message_size;
         context
@@ -302,6 +307,7 @@ pub async fn start(
         exits: count(Channel::Exits, exits),
         tasks: count(Channel::Tasks, tasks),
         offers: count(Channel::Offers, offers),
+        transactions: count(Channel::Transactions, transactions),
         peers: oracle.manager(),
         blocker: control.clone(),
     };
@@ -319,6 +325,9 @@ pub async fn start(
         cohort_operator::start(context, wiring, network).await
     };
     let mut handles = operator.handles;
+    if let Ok(mut relays) = setup.relays.lock() {
+        relays.insert(setup.index, operator.transactions.clone());
+    }
     if let (Some(avs), Some(mailbox)) = (&setup.avs, operator.avs)
         && let Ok(mut mailboxes) = avs.mailboxes.lock()
     {

@@ -69,6 +69,7 @@ pub(crate) struct Cluster {
     pub chain: DevnetChain,
     pub oracle: Oracle<PublicKey, deterministic::Context>,
     pub engines: Engines,
+    pub relays: super::operator::Relays,
     /// The wallet sending the run's transactions.
     pub load: crate::load::TxLoad,
     /// Network messages every operator received, over every channel.
@@ -189,6 +190,7 @@ impl Cluster {
             .and(config.power_cut())
             .map(|cut| clock.slot_start(cut.restart_slot));
         let engines: Engines = Default::default();
+        let relays: super::operator::Relays = Default::default();
         let noisy = (0..n).filter(|i| config.is_noisy(*i));
         let taps = Taps::new(noisy.map(|i| keys[i].public_key()));
         let avs_key = config.avs.as_ref().map(|_| avs_key(config.seed, n));
@@ -257,6 +259,7 @@ impl Cluster {
                 cpu: cpu.clone(),
                 injected_bug: config.injected_bug,
                 engines: engines.clone(),
+                relays: relays.clone(),
                 engine_faults: config
                     .engine_faults()
                     .filter(|f| f.operator == index)
@@ -316,6 +319,7 @@ impl Cluster {
             chain,
             oracle,
             engines,
+            relays,
             load: carried.map_or_else(
                 || crate::load::TxLoad::new(config.seed, config.transactions_per_slot),
                 |carried| carried.load.clone(),

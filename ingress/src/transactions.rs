@@ -1,0 +1,37 @@
+//! The transaction relay's mailbox: how a JSON-RPC server (or a simulated wallet) hands the
+//! operator a signed transaction for the cluster chain.
+
+use cohort_engine::{AlloyBytes, B256};
+use commonware_utils::channel::{mpsc, oneshot};
+
+pub enum Message {
+    /// A signed transaction (EIP-2718 bytes) from a user of this operator: checked by the
+    /// engine's pool and, if taken, sent to every peer so whoever leads can include it.
+    Submit {
+        raw: AlloyBytes,
+        answer: oneshot::Sender<Result<B256, String>>,
+    },
+}
+
+#[derive(Clone)]
+pub struct Mailbox {
+    sender: mpsc::Sender<Message>,
+}
+
+impl Mailbox {
+    pub fn new(sender: mpsc::Sender<Message>) -> Self {
+        Self { sender }
+    }
+
+    /// See [`Message::Submit`]: the transaction's hash, or why it was refused.
+    pub async fn submit(&self, raw: AlloyBytes) -> Result<B256, String> {
+        let (answer, response) = oneshot::channel();
+        self.sender
+            .send(Message::Submit { raw, answer })
+            .await
+            .map_err(|_| "the transaction relay has stopped".to_string())?;
+        response
+            .await
+            .map_err(|_| "the transaction relay has stopped".to_string())?
+    }
+}
