@@ -103,9 +103,6 @@ impl Pool {
         block_gas_limit: u64,
     ) -> Result<Pooled, PoolError> {
         let pooled = self.check(raw, state, block_gas_limit)?;
-        if self.by_hash.contains_key(&pooled.hash) {
-            return Err(PoolError::Known);
-        }
         let queue = self.by_sender.entry(pooled.sender).or_default();
         if let Some(held) = queue.get(&pooled.nonce) {
             let bumped = |old: u128| old + old * REPLACEMENT_BUMP_PERCENT / 100;
@@ -145,6 +142,11 @@ impl Pool {
         // Trailing bytes would give a second encoding of the same transaction.
         if tx.encode_2718_len() != raw.len() {
             return Err(PoolError::Malformed("trailing bytes".into()));
+        }
+        // Known before anything costly: a wallet resending what it has not seen finalized
+        // costs a decode, not a signature recovery.
+        if self.by_hash.contains_key(tx.tx_hash()) {
+            return Err(PoolError::Known);
         }
         if tx.is_eip4844() {
             return Err(PoolError::Blob);

@@ -872,6 +872,55 @@ mod tests {
     }
 
     #[test]
+    fn the_execution_rpc_address_is_checked_and_belongs_to_the_embedded_engine() {
+        let with = |line: &str| EXAMPLE.replace("kind = \"embedded\"", line);
+        let config = parse(
+            &with("kind = \"embedded\"\nrpc_listen = \"127.0.0.1:8545\""),
+            no_env(),
+        )
+        .expect("an rpc address");
+        assert_eq!(
+            config.engine,
+            Engine::Embedded {
+                rpc_listen: Some("127.0.0.1:8545".parse().expect("an address"))
+            }
+        );
+        let problems = parse(
+            &with("kind = \"embedded\"\nrpc_listen = \"localhost\""),
+            no_env(),
+        )
+        .expect_err("no port");
+        assert_eq!(problems[0].field, "engine.rpc_listen", "{}", problems[0]);
+        // The metrics address again: parses, and validation names the clash.
+        let file = parse(
+            &with("kind = \"embedded\"\nrpc_listen = \"127.0.0.1:9100\""),
+            no_env(),
+        )
+        .expect("parses");
+        let problems = validate(file, Path::new("/nonexistent")).expect_err("the metrics address");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.field == "engine.rpc_listen" && p.problem.contains("same address")),
+            "{problems:?}"
+        );
+        let problems = parse(
+            &with(
+                "kind = \"remote\"\nurl = \"http://127.0.0.1:8551\"\njwt_secret = \"jwt.hex\"\n\
+                 rpc_listen = \"127.0.0.1:8545\"",
+            ),
+            no_env(),
+        )
+        .expect_err("an rpc address for an external client");
+        let named: Vec<_> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            named.iter().any(|p| p.contains("engine.rpc_listen")
+                && p.contains("only used with engine.kind = \"embedded\"")),
+            "{named:?}"
+        );
+    }
+
+    #[test]
     fn a_wrongly_typed_engine_field_is_named() {
         let text = EXAMPLE.replace(
             "kind = \"embedded\"",

@@ -1,6 +1,7 @@
-//! The simulated cluster's transaction load: a wallet on the devnet's funded account sends
-//! seed-drawn transfers every slot, as a user of the cluster chain would, and the report says
-//! how many the finalized chain executed.
+//! The simulated cluster's transaction load: the devnet's funded account funds a few seed-drawn
+//! sender accounts at the first slot (one per 16 transfers a slot), and once that is finalized
+//! they send seed-drawn transfers every slot, as users of the cluster chain would; the report
+//! says how many the finalized chain executed.
 //!
 //! The wallet sends each transaction to one operator's transaction relay (the next operator each
 //! slot, skipping one that is down), which pools it and sends it on to every peer, as a user's
@@ -38,70 +39,122 @@ pub struct TxReport {
     pub first_refusal: Option<String>,
 }
 
+/// Transfers one sender signs per slot at most: with finality a slot or two behind, its
+/// pending nonces stay well inside the pool's 64-nonce window.
+const PER_SENDER_PER_SLOT: u32 = 16;
+/// What the funded account gives each sender: enough for a run of transfers and fees.
+const SENDER_FUNDS: u128 = 1_000 * 1_000_000_000_000_000_000;
+
 #[derive(Clone)]
 pub(crate) struct TxLoad {
-    wallet: Wallet,
+    /// The devnet's funded account, which funds the senders at the first slot.
+    funder: Wallet,
+    /// The accounts the load's transfers come from (seed-drawn keys).
+    senders: Vec<Wallet>,
     seed: u64,
     per_slot: u32,
-    /// Signed and not yet seen finalized, by nonce.
-    pending: BTreeMap<u64, Bytes>,
+    /// Signed and not yet seen finalized, by (wallet, nonce); wallet 0 is the funder, `i + 1`
+    /// the sender `i`.
+    pending: BTreeMap<(usize, u64), Bytes>,
     /// Transactions signed by the start of each slot.
     signed_by_slot: BTreeMap<u64, u64>,
+    signed: u64,
     refused: u64,
     first_refusal: Option<String>,
 }
 
 impl TxLoad {
     pub(crate) fn new(seed: u64, per_slot: u32) -> Self {
+        let wallet = |key: &cohort_engine::B256| {
+            Wallet::new(key, CHAIN_ID, 0).unwrap_or_else(|e| panic!("a load key: {e}"))
+        };
+        let senders = per_slot.div_ceil(PER_SENDER_PER_SLOT) as usize;
         Self {
-            wallet: Wallet::new(&DEVNET_FUNDED_KEY, CHAIN_ID, 0)
-                .unwrap_or_else(|e| panic!("the devnet's funded key: {e}")),
+            funder: wallet(&DEVNET_FUNDED_KEY),
+            senders: (0..senders as u64)
+                .map(|i| {
+                    let digest =
+                        Sha256::hash(&[b"load-sender", &seed.to_be_bytes(), &i.to_be_bytes()]);
+                    wallet(&cohort_engine::B256::from_slice(digest.as_ref()))
+                })
+                .collect(),
             seed,
             per_slot,
             pending: BTreeMap::new(),
             signed_by_slot: BTreeMap::new(),
+            signed: 0,
             refused: 0,
             first_refusal: None,
         }
     }
 
-    pub(crate) fn sender(&self) -> Address {
-        self.wallet.address()
-    }
-
-    /// A recipient drawn from the seed and the nonce: the same on every replay.
-    fn recipient(&self, nonce: u64) -> Address {
-        let digest = Sha256::hash(&[&self.seed.to_be_bytes(), &nonce.to_be_bytes()]);
+    /// A recipient drawn from the seed and a counter: the same on every replay.
+    fn recipient(&self, counter: u64) -> Address {
+        let digest = Sha256::hash(&[&self.seed.to_be_bytes(), &counter.to_be_bytes()]);
         Address::from_slice(&digest.as_ref()[..20])
     }
 
-    /// One slot of load: forgets what finality passed, signs this slot's transfers, and sends
-    /// every pending transaction to this slot's operator.
+    fn wallet(&mut self, index: usize) -> &mut Wallet {
+        match index {
+            0 => &mut self.funder,
+            i => &mut self.senders[i - 1],
+        }
+    }
+
+    fn sign(&mut self, index: usize, to: Address, value: U256) {
+        let wallet = self.wallet(index);
+        let nonce = wallet.nonce();
+        let raw = wallet
+            .transfer(to, value, MAX_FEE_PER_GAS, TIP_PER_GAS)
+            .unwrap_or_else(|e| panic!("signing a load transfer: {e}"));
+        self.pending.insert((index, nonce), raw);
+        self.signed += 1;
+    }
+
+    /// One slot of load: forgets what finality passed, signs this slot's transfers (the
+    /// senders' funding first, their transfers once it is finalized), and sends every pending
+    /// transaction to this slot's operator.
     pub(crate) async fn slot(&mut self, slot: u64, engines: &Engines, relays: &Relays) {
+        if self.per_slot == 0 {
+            return;
+        }
         let engines: Vec<_> = engines
             .lock()
             .map(|engines| engines.values().cloned().collect())
             .unwrap_or_default();
-        let mut finalized_nonce = 0;
+        let addresses: Vec<Address> = std::iter::once(self.funder.address())
+            .chain(self.senders.iter().map(Wallet::address))
+            .collect();
+        // Per wallet, the nonce and balance the most advanced engine has finalized.
+        let mut finalized = vec![(0u64, U256::ZERO); addresses.len()];
         for engine in &engines {
-            let nonce = engine
-                .account(&self.sender())
-                .await
-                .map_or(0, |account| account.nonce);
-            finalized_nonce = finalized_nonce.max(nonce);
+            for (index, address) in addresses.iter().enumerate() {
+                if let Some(account) = engine.account(address).await
+                    && account.nonce >= finalized[index].0
+                {
+                    finalized[index] = (account.nonce, account.balance);
+                }
+            }
         }
-        self.pending = self.pending.split_off(&finalized_nonce);
-        for _ in 0..self.per_slot {
-            let nonce = self.wallet.nonce();
-            let to = self.recipient(nonce);
-            let value = U256::from(1 + nonce % 1_000);
-            let raw = self
-                .wallet
-                .transfer(to, value, MAX_FEE_PER_GAS, TIP_PER_GAS)
-                .unwrap_or_else(|e| panic!("signing a load transfer: {e}"));
-            self.pending.insert(nonce, raw);
+        self.pending
+            .retain(|(index, nonce), _| *nonce >= finalized[*index].0);
+        if self.funder.nonce() == 0 {
+            for to in addresses.iter().skip(1) {
+                self.sign(0, *to, U256::from(SENDER_FUNDS));
+            }
         }
-        self.signed_by_slot.insert(slot, self.wallet.nonce());
+        let funded: Vec<usize> = (1..addresses.len())
+            .filter(|index| !finalized[*index].1.is_zero())
+            .collect();
+        if !funded.is_empty() {
+            for n in 0..self.per_slot as usize {
+                let index = funded[n % funded.len()];
+                let to = self.recipient(self.signed);
+                let value = U256::from(1 + self.signed % 1_000);
+                self.sign(index, to, value);
+            }
+        }
+        self.signed_by_slot.insert(slot, self.signed);
         let relays: Vec<_> = relays
             .lock()
             .map(|relays| relays.values().cloned().collect())
@@ -145,7 +198,7 @@ impl TxLoad {
             .map_or(0, |(_, signed)| *signed);
         TxReport {
             per_slot: self.per_slot,
-            submitted: self.wallet.nonce(),
+            submitted: self.signed,
             owed,
             finalized,
             refused: self.refused,

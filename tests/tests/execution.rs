@@ -30,6 +30,15 @@ fn every_engine_ends_on_the_same_finalized_block_and_state_root_over_200_slots()
         "the chain's blocks changed the execution state"
     );
     assert!(hit_rate(&report) >= 0.99, "prebuild {:?}", report.prebuild);
+    // The wallet's transfers went through one operator's relay each and every one owed is in
+    // the finalized chain.
+    let transactions = &report.transactions;
+    assert!(transactions.owed >= 4 * 190, "{transactions:?}");
+    assert!(
+        transactions.finalized >= transactions.owed,
+        "{transactions:?}"
+    );
+    assert_eq!(transactions.refused, 0, "{transactions:?}");
 }
 
 #[test]
