@@ -6,12 +6,9 @@ use cohort_engine::{
 use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
 use cohort_ingress::transactions::Mailbox;
 use commonware_cryptography::{Signer as _, ed25519};
-use commonware_p2p::{
-    Recipients, Sender as _,
-    simulated::{self, Link},
-};
+use commonware_p2p::{Recipients, Sender as _, simulated};
 use commonware_runtime::{Clock as _, Quota, Runner as _, Supervisor as _, deterministic};
-use commonware_utils::{NZU32, NZUsize, ordered::Set, probability::Probability};
+use commonware_utils::{NZU32, ordered::Set};
 use std::time::Duration;
 
 const OPERATORS: usize = 4;
@@ -29,31 +26,9 @@ async fn start(context: &deterministic::Context) -> Cluster {
         .collect();
     let operators: Set<ed25519::PublicKey> =
         Set::from_iter_dedup(keys.iter().map(|key| key.public_key()));
-    let (network, oracle) = simulated::Network::new_with_peers(
-        context.child("network"),
-        simulated::Config {
-            max_size: 1 << 18,
-            max_peers_per_set: NZUsize!(OPERATORS),
-            disconnect_on_block: true,
-            tracked_peer_sets: NZUsize!(1),
-        },
-        operators.iter().cloned(),
-    )
-    .await;
-    network.start();
-    let link = Link {
-        latency: Duration::from_millis(20),
-        jitter: Duration::ZERO,
-        success_rate: Probability::from_f64(1.0).expect("1.0 is a probability"),
-    };
-    for from in operators.iter() {
-        for to in operators.iter().filter(|to| *to != from) {
-            oracle
-                .add_link(from.clone(), to.clone(), link.clone())
-                .await
-                .expect("link between distinct peers");
-        }
-    }
+    let oracle =
+        crate::testing::fully_connected(context, &operators, 1 << 18, Duration::from_millis(20))
+            .await;
     let quota = Quota::per_second(NZU32!(1_000));
     let mut mailboxes = Vec::new();
     let mut engines = Vec::new();
