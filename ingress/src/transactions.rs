@@ -1,6 +1,7 @@
 //! The transaction relay's mailbox: how a JSON-RPC server (or a simulated wallet) hands the
 //! operator a signed transaction for the cluster chain.
 
+use crate::Stopped;
 use cohort_engine::{AlloyBytes, B256};
 use commonware_utils::channel::{mpsc, oneshot};
 
@@ -23,15 +24,17 @@ impl Mailbox {
         Self { sender }
     }
 
-    /// See [`Message::Submit`]: the transaction's hash, or why it was refused.
-    pub async fn submit(&self, raw: AlloyBytes) -> Result<B256, String> {
+    /// See [`Message::Submit`]: the transaction's hash or why the pool refused it; `Err` if
+    /// the relay has stopped (its operator is down).
+    pub async fn submit(&self, raw: AlloyBytes) -> Result<Result<B256, String>, Stopped> {
+        const STOPPED: Stopped = Stopped {
+            actor: "transaction relay",
+        };
         let (answer, response) = oneshot::channel();
         self.sender
             .send(Message::Submit { raw, answer })
             .await
-            .map_err(|_| "the transaction relay has stopped".to_string())?;
-        response
-            .await
-            .map_err(|_| "the transaction relay has stopped".to_string())?
+            .map_err(|_| STOPPED)?;
+        response.await.map_err(|_| STOPPED)
     }
 }

@@ -249,7 +249,10 @@ async fn dispatch<E: Storage + Clock + Metrics>(
                 .map_err(|_| invalid_params("the signed transaction is not hex"))?;
             let raw = Bytes::from(raw);
             let sent = match &server.relay {
-                Some(relay) => relay.submit(raw).await,
+                Some(relay) => relay
+                    .submit(raw)
+                    .await
+                    .unwrap_or_else(|stopped| Err(stopped.to_string())),
                 None => engine
                     .pool_transaction(raw)
                     .await

@@ -169,16 +169,16 @@ impl TxLoad {
             let mut up = true;
             for raw in self.pending.values() {
                 match relay.submit(raw.clone()).await {
-                    Ok(_) => {}
-                    Err(reason) if reason.contains("has stopped") => {
+                    Ok(Ok(_)) => {}
+                    Err(_stopped) => {
                         up = false;
                         break;
                     }
                     // Pooled there already, or finality passed it between the look and now.
-                    Err(reason)
+                    Ok(Err(reason))
                         if reason == "already pooled"
                             || reason.contains("below the account's nonce") => {}
-                    Err(refusal) => {
+                    Ok(Err(refusal)) => {
                         self.refused += 1;
                         self.first_refusal.get_or_insert(refusal);
                     }

@@ -82,18 +82,23 @@ fn a_transaction_sent_to_one_operator_reaches_every_pool_once() {
         let hash = cluster.mailboxes[0]
             .submit(first.clone())
             .await
+            .expect("the relay runs")
             .expect("pooled");
         context.sleep(Duration::from_millis(200)).await;
         for engine in &cluster.engines {
             assert_eq!(engine.pool_len().await, 1);
         }
         // Sent again to another operator: refused there as known, and nothing doubles.
-        let again = cluster.mailboxes[1].submit(first).await;
+        let again = cluster.mailboxes[1]
+            .submit(first)
+            .await
+            .expect("the relay runs");
         assert_eq!(again, Err("already pooled".to_string()));
         // A transaction the pool refuses is answered with why and never sent on.
         let refused = cluster.mailboxes[2]
             .submit(AlloyBytes::from_static(b"\x02\xff"))
             .await
+            .expect("the relay runs")
             .expect_err("garbage is refused");
         assert!(
             refused.starts_with("transaction does not decode"),
