@@ -16,7 +16,9 @@
 //! header in a metadata store (see `record`); a restart applies the journaled changes to the
 //! genesis state, which re-executes nothing, and checks the result against the finalized
 //! header's state root. A payload at or below the finalized height is answered from the
-//! canonical record, never executed twice.
+//! canonical record, never executed twice. The same finalization appends each block's record
+//! (header, transactions, senders, receipts) to a history journal (see `history`), which the
+//! chain's JSON-RPC reads blocks and receipts from.
 
 use crate::{
     BlockTag, EngineError, ExecutionEngine, ExecutionTip, ForkchoiceState, ForkchoiceUpdated,
@@ -26,8 +28,8 @@ use alloy_consensus::Header;
 use alloy_primitives::{Address, B64, B256, Bytes, keccak256};
 use alloy_rpc_types_engine::ExecutionPayloadV3;
 use cohort_evm::{
-    AccountInfo, BuildError, Executor, MemoryState, NewPayload, Pool, PoolError, StateChanges,
-    StateReader as _, StateStore,
+    AccountInfo, BlockRecord, BuildError, CallError, CallOutcome, CallRequest, Executor,
+    MemoryState, NewPayload, Pool, PoolError, StateChanges, StateReader as _, StateStore,
 };
 use commonware_codec::RangeCfg;
 use commonware_runtime::{Clock, Metrics, Storage, buffer::paged::CacheRef};
@@ -48,6 +50,9 @@ use std::{
 };
 use tracing::{debug, info, warn};
 
+mod history;
+pub use history::BlockId;
+use history::{Cached, Index};
 mod record;
 use record::{KEY_CANONICAL, KEY_FINALIZED_HEADER, LEGACY_KEYS, corrupt, decode_tip, encode_tip};
 
@@ -131,6 +136,8 @@ pub fn devnet_genesis_state_root() -> B256 {
 struct Stores<E: Storage + Clock + Metrics> {
     metadata: Metadata<E, U64, Vec<u8>>,
     journal: Journal<E, Vec<u8>>,
+    /// The finalized blocks' [`BlockRecord`]s, for reads.
+    blocks: Journal<E, Vec<u8>>,
 }
 
 /// The commit of a finalization: it owns the stores while it writes.
@@ -142,6 +149,8 @@ type Commit<E> = Pin<Box<dyn Future<Output = Result<Stores<E>, String>> + Send>>
 struct Pending<E: Storage + Clock + Metrics> {
     commit: Commit<E>,
     finalized: Arc<Block>,
+    /// The records the commit writes, indexed once it is on disk.
+    records: Vec<Arc<BlockRecord>>,
 }
 
 struct Inner<E: Storage + Clock + Metrics> {
@@ -160,6 +169,7 @@ struct Inner<E: Storage + Clock + Metrics> {
     pool: Pool,
     builds: BTreeMap<B64, ExecutionPayloadV3>,
     build_order: VecDeque<B64>,
+    history: Index,
 }
 
 /// The engine handle; clones share one engine.
@@ -220,6 +230,13 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
             ),
         };
         let finalized_number = finalized_header.as_ref().map_or(0, |h| h.number);
+        let (blocks, history) = history::open(
+            context.child("blocks"),
+            &config.partition,
+            BlockRecord::of(&genesis),
+            finalized_number,
+        )
+        .await?;
         let journal = Journal::<_, Vec<u8>>::init_at_most(
             context.child("changes"),
             journal_config(&config.partition),
@@ -243,7 +260,11 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
         Ok(Self {
             inner: Arc::new(Mutex::new(Inner {
                 executor,
-                stores: Some(Stores { metadata, journal }),
+                stores: Some(Stores {
+                    metadata,
+                    journal,
+                    blocks,
+                }),
                 pending: None,
                 finalized: Arc::new(finalized),
                 canonical,
@@ -253,6 +274,7 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
                 pool,
                 builds: BTreeMap::new(),
                 build_order: VecDeque::new(),
+                history,
             })),
         })
     }
@@ -296,6 +318,49 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
     /// Transactions waiting in the pool.
     pub async fn pool_len(&self) -> usize {
         self.inner.lock().await.pool.len()
+    }
+
+    /// The finalized block `id` names, with its transactions and receipts. `None` for a block
+    /// that is not finalized (or, in a data directory older than the history, not kept).
+    pub async fn block(&self, id: BlockId) -> Result<Option<Arc<BlockRecord>>, EngineError> {
+        let mut inner = self.inner.lock().await;
+        inner.settle().await?;
+        let finalized = inner.finalized.header.number;
+        let Some(number) = inner.history.number(id, finalized) else {
+            return Ok(None);
+        };
+        inner.record(number).await
+    }
+
+    /// A finalized transaction: its block and its index there.
+    pub async fn transaction(
+        &self,
+        hash: &B256,
+    ) -> Result<Option<(Arc<BlockRecord>, usize)>, EngineError> {
+        let mut inner = self.inner.lock().await;
+        inner.settle().await?;
+        let Some((number, index)) = inner.history.transaction(hash) else {
+            return Ok(None);
+        };
+        Ok(inner.record(number).await?.map(|record| (record, index)))
+    }
+
+    /// Runs a call on the finalized state (`eth_call`); nothing is written. The engine is not
+    /// held while the call runs.
+    pub async fn call(&self, request: &CallRequest) -> Result<CallOutcome, CallError> {
+        let (executor, finalized) = self.snapshot().await;
+        executor.call(&finalized, request)
+    }
+
+    /// The gas `request` needs on the finalized state (`eth_estimateGas`).
+    pub async fn estimate_gas(&self, request: &CallRequest) -> Result<u64, CallError> {
+        let (executor, finalized) = self.snapshot().await;
+        executor.estimate_gas(&finalized, request)
+    }
+
+    async fn snapshot(&self) -> (Executor, Arc<Block>) {
+        let inner = self.inner.lock().await;
+        (inner.executor.clone(), inner.finalized.clone())
     }
 }
 
@@ -386,6 +451,9 @@ async fn resume<E: Storage + Clock + Metrics>(
             hash,
             state,
             receipts: Vec::new(),
+            transactions: Vec::new(),
+            senders: Vec::new(),
+            withdrawals: Vec::new(),
             changes: StateChanges::default(),
             recent_hashes: Arc::new(recent_hashes),
         },
@@ -394,6 +462,26 @@ async fn resume<E: Storage + Clock + Metrics>(
 }
 
 impl<E: Storage + Clock + Metrics> Inner<E> {
+    /// The record of finalized block `number`, from memory or the history journal.
+    ///
+    /// Takes `&mut self` although it only reads: the future must be `Send`, and `Inner` is not
+    /// `Sync` (a pending commit is a `Send`-only future).
+    async fn record(&mut self, number: u64) -> Result<Option<Arc<BlockRecord>>, EngineError> {
+        let position = match self.history.cached(number) {
+            Cached::Hit(record) => return Ok(Some(record)),
+            Cached::NotKept => return Ok(None),
+            Cached::OnDisk(position) => position,
+        };
+        let stores = self
+            .stores
+            .as_mut()
+            .ok_or_else(|| EngineError::Storage("an earlier write failed; restart".into()))?;
+        let bytes = stores.blocks.read(position).await.map_err(storage_error)?;
+        let record = BlockRecord::decode(&bytes)
+            .map_err(|e| corrupt(&format!("history of block {number}: {e}")))?;
+        Ok(Some(Arc::new(record)))
+    }
+
     fn lookup(&self, hash: &B256) -> Option<Arc<Block>> {
         if *hash == self.finalized.hash {
             return Some(self.finalized.clone());
@@ -433,7 +521,11 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
         let Some(new) = path.first().cloned() else {
             return Ok(());
         };
-        let Stores { metadata, journal } = self
+        let Stores {
+            metadata,
+            journal,
+            blocks,
+        } = self
             .stores
             .take()
             .ok_or_else(|| EngineError::Storage("an earlier write failed; restart".into()))?;
@@ -444,6 +536,12 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             self.canonical.pop_first();
         }
         let records: Vec<Vec<u8>> = path.iter().rev().map(|b| b.changes.encode()).collect();
+        let block_records: Vec<Arc<BlockRecord>> = path
+            .iter()
+            .rev()
+            .map(|b| Arc::new(BlockRecord::of(b)))
+            .collect();
+        let history: Vec<Vec<u8>> = block_records.iter().map(|r| r.encode()).collect();
         let mut canonical = Vec::with_capacity(self.canonical.len() * 48);
         for tip in self.canonical.values() {
             encode_tip(tip, &mut canonical);
@@ -458,19 +556,35 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
                     journal.bounds().end
                 ));
             }
+            if blocks.bounds().end + 1 != first {
+                return Err(format!(
+                    "the block history ends at block {}, the finalization starts at {first}",
+                    blocks.bounds().end
+                ));
+            }
             for record in &records {
                 journal = journal.append(record).await.map_err(|e| e.to_string())?.0;
             }
+            let mut blocks = blocks;
+            for record in &history {
+                blocks = blocks.append(record).await.map_err(|e| e.to_string())?.0;
+            }
             let journal = journal.sync().await.map_err(|e| e.to_string())?;
+            let blocks = blocks.sync().await.map_err(|e| e.to_string())?;
             let mut metadata = metadata;
             metadata.put(U64::new(KEY_FINALIZED_HEADER), header);
             metadata.put(U64::new(KEY_CANONICAL), canonical);
             let metadata = metadata.sync().await.map_err(|e| e.to_string())?;
-            Ok(Stores { metadata, journal })
+            Ok(Stores {
+                metadata,
+                journal,
+                blocks,
+            })
         };
         self.pending = Some(Pending {
             commit: Box::pin(commit),
             finalized: new,
+            records: block_records,
         });
         self.settle().await
     }
@@ -482,10 +596,18 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             return Ok(());
         };
         let written = pending.commit.as_mut().await;
-        let Some(Pending { finalized: new, .. }) = self.pending.take() else {
+        let Some(Pending {
+            finalized: new,
+            records,
+            ..
+        }) = self.pending.take()
+        else {
             return Ok(());
         };
         self.stores = Some(written.map_err(EngineError::Storage)?);
+        for record in records {
+            self.history.add(record);
+        }
         let number = new.header.number;
         self.finalized = new;
         self.blocks.retain(|_, b| b.header.number > number);
@@ -973,6 +1095,105 @@ mod tests {
                 let status = witness.new_payload(payload.clone(), ROOT).await.unwrap();
                 assert!(status.is_valid(), "{status:?}");
             }
+        });
+    }
+
+    #[test]
+    fn finalized_blocks_and_transactions_are_read_back_across_a_restart() {
+        // More blocks than the engine keeps decoded in memory, so the oldest come from disk.
+        const BLOCKS: u64 = 140;
+        let executor = deterministic::Runner::default();
+        let ((records, sent), checkpoint) = executor.start_and_recover(|context| async move {
+            let engine = engine(&context, "a").await;
+            let mut wallet = wallet();
+            let mut head = devnet_genesis().hash;
+            let mut sent = Vec::new();
+            for block in 1..=BLOCKS {
+                if block % 20 == 1 {
+                    let raw = wallet
+                        .transfer(RECIPIENT, U256::from(block), 10 * GWEI, GWEI)
+                        .unwrap();
+                    sent.push((engine.pool_transaction(raw).await.unwrap(), block));
+                }
+                let payload = build(&engine, head, block * 12).await;
+                assert!(
+                    engine
+                        .new_payload(payload.clone(), ROOT)
+                        .await
+                        .unwrap()
+                        .is_valid()
+                );
+                head = hash_of(&payload);
+                finalize(&engine, head).await;
+            }
+            let mut records = Vec::new();
+            for number in [0, 1, 2, BLOCKS - 1, BLOCKS] {
+                let record = engine.block(BlockId::Number(number)).await.unwrap();
+                records.push(record.expect("a finalized block is kept"));
+            }
+            // Not finalized (not even built): nothing.
+            assert!(
+                engine
+                    .block(BlockId::Number(BLOCKS + 1))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            (records, sent)
+        });
+        let checkpoint = deterministic::Runner::from(checkpoint)
+            .start_and_recover(|context| async move {
+                let engine = engine(&context, "a").await;
+                for record in &records {
+                    let by_number = engine.block(BlockId::Number(record.header.number)).await;
+                    let by_hash = engine.block(BlockId::Hash(record.hash)).await;
+                    assert_eq!(by_number.unwrap().as_deref(), Some(&**record));
+                    assert_eq!(by_hash.unwrap().as_deref(), Some(&**record));
+                }
+                assert_eq!(records[4].hash, engine.finalized().await.0.hash);
+                for (hash, number) in &sent {
+                    let (record, index) = engine.transaction(hash).await.unwrap().expect("found");
+                    assert_eq!(record.header.number, *number);
+                    assert_eq!(record.transactions[index].tx_hash(), hash);
+                    assert_eq!(record.senders[index], wallet().address());
+                    assert!(record.receipts[index].status());
+                }
+                assert!(
+                    engine
+                        .transaction(&B256::repeat_byte(9))
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+                // An engine whose data predates the history: drop the history's partition.
+                for partition in [
+                    "a-engine-blocks_data",
+                    "a-engine-blocks_offsets-blobs",
+                    "a-engine-blocks_offsets-metadata",
+                ] {
+                    context.remove(partition, None).await.unwrap();
+                }
+            })
+            .1;
+        deterministic::Runner::from(checkpoint).start(|context| async move {
+            let engine = engine(&context, "a").await;
+            let (finalized, _) = engine.finalized().await;
+            assert_eq!(finalized.number, BLOCKS);
+            // Blocks before the resumed one are not kept; genesis always is.
+            assert!(engine.block(BlockId::Number(3)).await.unwrap().is_none());
+            assert!(engine.block(BlockId::Number(0)).await.unwrap().is_some());
+            // Blocks finalized from now on are.
+            let payload = build(&engine, finalized.hash, (BLOCKS + 1) * 12).await;
+            assert!(
+                engine
+                    .new_payload(payload.clone(), ROOT)
+                    .await
+                    .unwrap()
+                    .is_valid()
+            );
+            finalize(&engine, hash_of(&payload)).await;
+            let record = engine.block(BlockId::Number(BLOCKS + 1)).await.unwrap();
+            assert_eq!(record.map(|r| r.hash), Some(hash_of(&payload)));
         });
     }
 

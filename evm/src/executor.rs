@@ -23,7 +23,7 @@ use alloy_evm::{
     },
 };
 use alloy_hardforks::EthereumHardforks;
-use alloy_primitives::{B64, B256, Bloom, Bytes, U256};
+use alloy_primitives::{Address, B64, B256, Bloom, Bytes, U256};
 use alloy_rpc_types_engine::{ExecutionPayloadV3, PayloadAttributes};
 use revm::database::{State, states::bundle_state::BundleRetention};
 use std::{borrow::Cow, sync::Arc};
@@ -45,6 +45,11 @@ pub struct Executed<S = MemoryState> {
     pub state: S,
     /// Receipts in transaction order (empty for genesis).
     pub receipts: Vec<ReceiptEnvelope>,
+    /// The block's transactions and their recovered senders, in order: what a finalized
+    /// block's history record keeps for the chain's reads.
+    pub transactions: Vec<TxEnvelope>,
+    pub senders: Vec<Address>,
+    pub withdrawals: Vec<Withdrawal>,
     /// What the block changed (what a persistent store writes).
     pub changes: StateChanges,
     /// Hashes of up to 256 blocks ending with this one, oldest first (BLOCKHASH).
@@ -140,6 +145,7 @@ struct Run<S> {
     changes: StateChanges,
     state: S,
     transactions: Vec<TxEnvelope>,
+    senders: Vec<Address>,
     skipped: Vec<(usize, String)>,
     fees: U256,
 }
@@ -169,6 +175,9 @@ impl Executor {
                 hash,
                 state,
                 receipts: Vec::new(),
+                transactions: Vec::new(),
+                senders: Vec::new(),
+                withdrawals: Vec::new(),
                 changes: StateChanges::default(),
                 recent_hashes: Arc::new(vec![hash]),
             },
@@ -262,6 +271,9 @@ impl Executor {
             hash: computed,
             state: run.state,
             receipts: run.receipts,
+            transactions: run.transactions,
+            senders: run.senders,
+            withdrawals: withdrawals.to_vec(),
             changes: run.changes,
         })
     }
@@ -354,9 +366,9 @@ impl Executor {
         let block = Block {
             header,
             body: BlockBody {
-                transactions: run.transactions,
+                transactions: run.transactions.clone(),
                 ommers: Vec::new(),
-                withdrawals: Some(Withdrawals::new(withdrawals)),
+                withdrawals: Some(Withdrawals::new(withdrawals.clone())),
             },
         };
         let hash = block.header.hash_slow();
@@ -368,6 +380,9 @@ impl Executor {
                 hash,
                 state: run.state,
                 receipts: run.receipts,
+                transactions: run.transactions,
+                senders: run.senders,
+                withdrawals,
                 changes: run.changes,
             },
             payload,
@@ -487,6 +502,7 @@ impl Executor {
 
         let base_fee = header.base_fee_per_gas.unwrap_or_default();
         let mut included = Vec::with_capacity(transactions.len());
+        let mut senders = Vec::with_capacity(transactions.len());
         let mut skipped = Vec::new();
         let mut fees = U256::ZERO;
         for (index, tx) in transactions.iter().enumerate() {
@@ -503,8 +519,10 @@ impl Executor {
                     }
                 }
             };
+            let sender = recovered.signer();
             match executor.execute_transaction(recovered) {
                 Ok(gas) => {
+                    senders.push(sender);
                     let tip = tx.effective_tip_per_gas(base_fee).unwrap_or_default();
                     fees += U256::from(tip) * U256::from(gas.tx_gas_used());
                     included.push(tx.clone());
@@ -536,6 +554,7 @@ impl Executor {
             changes,
             state,
             transactions: included,
+            senders,
             skipped,
             fees,
         })

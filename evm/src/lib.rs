@@ -6,16 +6,20 @@
 //! alloy-consensus types, so hashes are the real RLP header hashes. The state root is kept by
 //! [`trie::Trie`], whose nodes cache their hashes, so a block rehashes only what it changed.
 
+mod call;
 mod executor;
+pub mod history;
 pub mod pool;
 mod spec;
 pub mod state;
 pub mod trie;
 pub mod wallet;
 
+pub use call::{CallError, CallOutcome, CallRequest};
 pub use executor::{
     BuildError, Built, Executed, Executor, Invalid, NewPayload, next_base_fee, reseal, sealed_block,
 };
+pub use history::{BlockRecord, Placement, RecordDecodeError};
 pub use pool::{Pool, PoolError, Pooled};
 pub use spec::{ChainSpec, GenesisError};
 pub use state::{

@@ -6,8 +6,8 @@ use alloy_eips::eip4895::Withdrawal;
 use alloy_primitives::{Address, B256, Bloom, Bytes, TxKind, U256, address, b256};
 use alloy_rpc_types_engine::{ExecutionPayloadV3, PayloadAttributes};
 use cohort_evm::{
-    BuildError, DEVNET_GENESIS, Executed, Executor, GenesisError, Invalid, NewPayload, StateReader,
-    StateStore,
+    BlockRecord, BuildError, DEVNET_GENESIS, Executed, Executor, GenesisError, Invalid, NewPayload,
+    StateReader, StateStore,
 };
 use common::*;
 
@@ -157,6 +157,45 @@ fn a_built_block_executes_valid_with_the_same_results() {
             .storage(&BEACON_ROOTS, &(timestamp + U256::from(8191))),
         U256::from_be_bytes(BEACON_ROOT.0)
     );
+}
+
+#[test]
+fn a_finalized_block_record_round_trips_and_refuses_damage() {
+    let (executor, genesis, payload) = chain();
+    let executed = executor
+        .execute(&genesis, &new_payload(payload))
+        .expect("VALID");
+    let record = BlockRecord::of(&executed);
+    assert_eq!(record.senders, vec![FUNDED, FUNDED]);
+    assert_eq!(record.withdrawals.len(), 1);
+    let bytes = record.encode();
+    assert_eq!(BlockRecord::decode(&bytes), Ok(record.clone()));
+    // The derived receipt fields: the creation's contract, gas and first log index.
+    let transfer = record.placement(0).expect("transaction 0");
+    let creation = record.placement(1).expect("transaction 1");
+    assert_eq!(transfer.gas_used, 21_000);
+    assert_eq!(transfer.contract_address, None);
+    assert_eq!(creation.contract_address, Some(created_address(FUNDED, 1)));
+    assert_eq!(
+        transfer.gas_used + creation.gas_used,
+        executed.header.gas_used
+    );
+    assert_eq!(creation.first_log_index, 0);
+    assert_eq!(record.placement(2), None);
+    assert_eq!(record.position(record.transactions[1].tx_hash()), Some(1));
+    // Damage is refused, never half-read.
+    assert!(BlockRecord::decode(&bytes[..bytes.len() - 1]).is_err());
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(BlockRecord::decode(&trailing).is_err());
+    let mut version = bytes.clone();
+    version[0] = 9;
+    assert!(BlockRecord::decode(&version).is_err());
+    assert!(BlockRecord::decode(&[]).is_err());
+    // A record whose counts differ (a sender missing) is refused.
+    let mut short = record;
+    short.senders.pop();
+    assert!(BlockRecord::decode(&short.encode()).is_err());
 }
 
 #[test]

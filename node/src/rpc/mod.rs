@@ -3,10 +3,14 @@
 //! JSON-RPC 2.0 over HTTP POST (single calls and batches), served on `engine.rpc_listen` when the
 //! embedded engine runs (an external client has its own). `eth_sendRawTransaction` hands a
 //! transaction to the operator's transaction relay, which pools it (checked as the pool checks
-//! it) and sends it to every peer, so whoever leads builds with it; reads answer from the
-//! finalized state, which is the state every operator of the cluster agrees on: `latest`,
-//! `safe`, `finalized` and `pending` all name it, as does its number, and any other block is
-//! refused with a message saying so (no historical state is kept).
+//! it) and sends it to every peer, so whoever leads builds with it.
+//!
+//! Reads answer from the finalized chain, which every operator of the cluster agrees on: the
+//! chain's head for a wallet is the finalized block (`latest`, `safe`, `finalized` and `pending`
+//! all name it, and `eth_blockNumber` is its number), so a wallet never sees a block that could
+//! still change. Blocks, transactions and receipts of every finalized block are kept; state is
+//! kept for the finalized block only, so state reads (`eth_getBalance`, `eth_call`...) at an
+//! older block are refused with a message saying so.
 
 use alloy_primitives::{Address, B256, Bytes, U256, hex};
 use axum::{
@@ -16,8 +20,8 @@ use axum::{
     http::{Response, StatusCode, header},
     routing::post,
 };
-use cohort_engine::{BlockTag, ExecutionEngine as _, embedded::EmbeddedEngine};
-use cohort_evm::StateReader as _;
+use cohort_engine::embedded::{BlockId, EmbeddedEngine};
+use cohort_evm::{CallError, CallOutcome, StateReader as _};
 use cohort_ingress::transactions::Mailbox;
 use commonware_runtime::{Clock, Metrics, Storage};
 use serde_json::{Value, json};
@@ -35,18 +39,41 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
 const SERVER_ERROR: i64 = -32000;
+/// What clients answer a call that reverted with, the revert data in `data`.
+const EXECUTION_REVERTED: i64 = 3;
+
+mod json;
 
 /// A JSON-RPC error object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RpcError {
     pub code: i64,
     pub message: String,
+    /// Revert data of a call.
+    pub data: Option<Value>,
 }
 
 fn error(code: i64, message: impl Into<String>) -> RpcError {
     RpcError {
         code,
         message: message.into(),
+        data: None,
+    }
+}
+
+fn server_error(e: impl std::fmt::Display) -> RpcError {
+    error(SERVER_ERROR, e.to_string())
+}
+
+fn call_error(e: CallError) -> RpcError {
+    match e {
+        CallError::Reverted { output } => RpcError {
+            code: EXECUTION_REVERTED,
+            message: "execution reverted".into(),
+            data: Some(Value::String(hex::encode_prefixed(&output))),
+        },
+        CallError::BothFees | CallError::TipAboveCap { .. } => invalid_params(e.to_string()),
+        other => server_error(other),
     }
 }
 
@@ -70,6 +97,12 @@ const METHODS: &[&str] = &[
     "eth_getTransactionCount",
     "eth_getCode",
     "eth_getStorageAt",
+    "eth_call",
+    "eth_estimateGas",
+    "eth_getBlockByNumber",
+    "eth_getBlockByHash",
+    "eth_getTransactionByHash",
+    "eth_getTransactionReceipt",
     "eth_sendRawTransaction",
 ];
 
@@ -115,9 +148,20 @@ pub async fn answer<E: Storage + Clock + Metrics>(server: &Server<E>, body: &[u8
 fn reply(id: Value, result: Result<Value, RpcError>) -> Value {
     match result {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-        Err(RpcError { code, message }) => {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-        }
+        Err(RpcError {
+            code,
+            message,
+            data: None,
+        }) => json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
+        Err(RpcError {
+            code,
+            message,
+            data: Some(data),
+        }) => json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": code, "message": message, "data": data}
+        }),
     }
 }
 
@@ -183,6 +227,28 @@ fn at_finalized(params: &[Value], index: usize, finalized: u64) -> Result<(), Rp
     ))
 }
 
+/// The block the tag at `index` names (absent means latest, the finalized block).
+fn block_id(params: &[Value], index: usize, finalized: u64) -> Result<BlockId, RpcError> {
+    let tag = param(params, index, "block")?;
+    Ok(BlockId::Number(match tag {
+        "latest" | "safe" | "finalized" | "pending" => finalized,
+        "earliest" => 0,
+        hex_number => parse_u64(hex_number)
+            .ok_or_else(|| invalid_params(format!("`{tag}` is not a block tag or number")))?,
+    }))
+}
+
+/// The "full transactions" flag at `index` (absent: hashes only).
+fn full_transactions(params: &[Value], index: usize) -> Result<bool, RpcError> {
+    match params.get(index) {
+        None => Ok(false),
+        Some(Value::Bool(full)) => Ok(*full),
+        Some(_) => Err(invalid_params(format!(
+            "parameter {index} (full transactions) must be true or false"
+        ))),
+    }
+}
+
 fn parse_u64(text: &str) -> Option<u64> {
     let digits = text.strip_prefix("0x")?;
     if digits.is_empty() || digits.len() > 16 {
@@ -205,11 +271,8 @@ async fn dispatch<E: Storage + Clock + Metrics>(
             env!("CARGO_PKG_VERSION")
         ))),
         "eth_blockNumber" => {
-            let head = engine
-                .block_by_number(BlockTag::Latest)
-                .await
-                .map_err(|e| error(SERVER_ERROR, e.to_string()))?;
-            Ok(quantity(U256::from(head.map_or(0, |tip| tip.number))))
+            let (finalized, _) = engine.finalized().await;
+            Ok(quantity(U256::from(finalized.number)))
         }
         "eth_gasPrice" => {
             let block = engine.finalized_block().await;
@@ -242,6 +305,51 @@ async fn dispatch<E: Storage + Clock + Metrics>(
             at_finalized(params, 2, block.header.number)?;
             let value = block.state.storage(&address, &slot);
             Ok(Value::String(B256::from(value).to_string()))
+        }
+        "eth_getBlockByNumber" | "eth_getBlockByHash" => {
+            let id = if method == "eth_getBlockByHash" {
+                BlockId::Hash(json::hash(params, 0, "block hash")?)
+            } else {
+                let (finalized, _) = engine.finalized().await;
+                block_id(params, 0, finalized.number)?
+            };
+            let full = full_transactions(params, 1)?;
+            let record = engine.block(id).await.map_err(server_error)?;
+            Ok(record.map_or(Value::Null, |record| json::block(&record, full)))
+        }
+        "eth_getTransactionByHash" | "eth_getTransactionReceipt" => {
+            let hash = json::hash(params, 0, "transaction hash")?;
+            let found = engine.transaction(&hash).await.map_err(server_error)?;
+            Ok(match found {
+                None => Value::Null,
+                Some((record, index)) if method == "eth_getTransactionByHash" => {
+                    json::transaction(&record, index)
+                }
+                Some((record, index)) => json::receipt(&record, index),
+            })
+        }
+        "eth_call" => {
+            let request = json::call_request(params.first())?;
+            let (finalized, _) = engine.finalized().await;
+            at_finalized(params, 1, finalized.number)?;
+            match engine.call(&request).await.map_err(call_error)? {
+                CallOutcome::Success { output, .. } => {
+                    Ok(Value::String(hex::encode_prefixed(&output)))
+                }
+                CallOutcome::Revert { output, .. } => {
+                    Err(call_error(CallError::Reverted { output }))
+                }
+                CallOutcome::Halt { reason, .. } => {
+                    Err(server_error(format!("execution halted: {reason}")))
+                }
+            }
+        }
+        "eth_estimateGas" => {
+            let request = json::call_request(params.first())?;
+            let (finalized, _) = engine.finalized().await;
+            at_finalized(params, 1, finalized.number)?;
+            let gas = engine.estimate_gas(&request).await.map_err(call_error)?;
+            Ok(quantity(U256::from(gas)))
         }
         "eth_sendRawTransaction" => {
             let text = param(params, 0, "signed transaction")?;
@@ -384,6 +492,223 @@ mod tests {
             let again = call(&server, "eth_sendRawTransaction", json!([text])).await;
             assert_eq!(again["error"]["code"], SERVER_ERROR);
             assert_eq!(again["error"]["message"], "already pooled");
+        });
+    }
+
+    /// Init code of a contract that stores 42 in slot 0 and logs topic 1; its runtime code
+    /// returns slot 0 when called without data and reverts with 0xdead otherwise.
+    const CONTRACT: &str = "602a600055600160006000a1601c6018600039601c6000f3\
+                            3615601057\
+                            61dead6000526002601efd\
+                            5b60005460005260206000f3";
+    const FEE_RECIPIENT: &str = "0xfefefefefefefefefefefefefefefefefefefefe";
+
+    /// Builds a block from the pool on the finalized block, executes and finalizes it.
+    async fn finalize_a_block<E: Storage + Clock + Metrics>(engine: &EmbeddedEngine<E>) -> B256 {
+        use cohort_engine::{ExecutionEngine as _, ForkchoiceState, PayloadAttributes};
+        let (parent, _) = engine.finalized().await;
+        let choice = |hash| ForkchoiceState {
+            head_block_hash: hash,
+            safe_block_hash: hash,
+            finalized_block_hash: hash,
+        };
+        let attributes = PayloadAttributes {
+            timestamp: parent.timestamp + 12,
+            prev_randao: B256::repeat_byte(1),
+            suggested_fee_recipient: Address::from_str(FEE_RECIPIENT).unwrap(),
+            withdrawals: Some(Vec::new()),
+            parent_beacon_block_root: Some(B256::repeat_byte(2)),
+            ..Default::default()
+        };
+        let update = engine
+            .forkchoice_updated(choice(parent.hash), Some(attributes))
+            .await
+            .unwrap();
+        let payload = engine
+            .get_payload(update.payload_id.unwrap())
+            .await
+            .unwrap();
+        let hash = payload.payload_inner.payload_inner.block_hash;
+        let status = engine
+            .new_payload(payload, B256::repeat_byte(2))
+            .await
+            .unwrap();
+        assert!(status.is_valid(), "{status:?}");
+        engine.forkchoice_updated(choice(hash), None).await.unwrap();
+        hash
+    }
+
+    #[test]
+    fn a_wallet_reads_blocks_receipts_and_calls_of_the_finalized_chain() {
+        deterministic::Runner::default().start(|context| async move {
+            let server = server(&context).await;
+            let mut wallet = Wallet::new(&DEVNET_FUNDED_KEY, 1337, 0).unwrap();
+            let funded = wallet.address();
+            let contract = funded.create(0);
+            let create = wallet
+                .sign(
+                    alloy_primitives::TxKind::Create,
+                    U256::ZERO,
+                    Bytes::from(hex::decode(CONTRACT).unwrap()),
+                    200_000,
+                    10_000_000_000,
+                    1,
+                )
+                .unwrap();
+            let recipient = Address::repeat_byte(0xbe);
+            let transfer = wallet
+                .transfer(recipient, U256::from(7), 10_000_000_000, 1)
+                .unwrap();
+            let mut hashes = Vec::new();
+            for raw in [&create, &transfer] {
+                let sent = call(
+                    &server,
+                    "eth_sendRawTransaction",
+                    json!([hex::encode_prefixed(raw)]),
+                )
+                .await;
+                hashes.push(sent["result"].as_str().expect("a hash").to_string());
+            }
+            // Pooled is not finalized: no receipt yet.
+            let early = call(&server, "eth_getTransactionReceipt", json!([hashes[0]])).await;
+            assert_eq!(early["result"], Value::Null, "{early}");
+
+            let block_hash = finalize_a_block(&server.engine).await.to_string();
+            assert_eq!(
+                call(&server, "eth_blockNumber", json!([])).await["result"],
+                "0x1"
+            );
+
+            // The block, by number and by hash, with hashes or full transactions.
+            let block = call(&server, "eth_getBlockByNumber", json!(["latest", false])).await;
+            let block = &block["result"];
+            assert_eq!(block["hash"], block_hash.as_str(), "{block}");
+            assert_eq!(block["number"], "0x1");
+            assert_eq!(block["miner"], FEE_RECIPIENT);
+            assert_eq!(block["transactions"], json!(hashes));
+            let (tip, state_root) = server.engine.finalized().await;
+            assert_eq!(block["stateRoot"], state_root.to_string());
+            assert_eq!(tip.hash.to_string(), block_hash);
+            let by_hash = call(&server, "eth_getBlockByHash", json!([block_hash, false])).await;
+            assert_eq!(&by_hash["result"], block);
+            let full = call(&server, "eth_getBlockByNumber", json!(["0x1", true])).await;
+            let first = &full["result"]["transactions"][0];
+            assert_eq!(first["hash"], hashes[0].as_str());
+            assert_eq!(first["from"], funded.to_string().to_lowercase());
+            assert_eq!(first["blockHash"], block_hash.as_str());
+            assert_eq!(first["transactionIndex"], "0x0");
+            let genesis = call(&server, "eth_getBlockByNumber", json!(["earliest"])).await;
+            assert_eq!(genesis["result"]["number"], "0x0");
+            let ahead = call(&server, "eth_getBlockByNumber", json!(["0x2", false])).await;
+            assert_eq!(ahead["result"], Value::Null);
+
+            // Receipts: the creation with its contract and log, then the transfer.
+            let created = call(&server, "eth_getTransactionReceipt", json!([hashes[0]])).await;
+            let created = &created["result"];
+            assert_eq!(created["status"], "0x1", "{created}");
+            assert_eq!(
+                created["contractAddress"],
+                contract.to_string().to_lowercase()
+            );
+            assert_eq!(created["to"], Value::Null);
+            assert_eq!(created["logs"].as_array().map(Vec::len), Some(1));
+            assert_eq!(created["logs"][0]["logIndex"], "0x0");
+            assert_eq!(
+                created["logs"][0]["topics"][0],
+                format!("{}", B256::with_last_byte(1))
+            );
+            let creation_gas = u64::from_str_radix(
+                created["gasUsed"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("0x"),
+                16,
+            )
+            .unwrap();
+            let moved = call(&server, "eth_getTransactionReceipt", json!([hashes[1]])).await;
+            let moved = &moved["result"];
+            assert_eq!(moved["gasUsed"], "0x5208");
+            assert_eq!(moved["transactionIndex"], "0x1");
+            assert_eq!(
+                moved["cumulativeGasUsed"],
+                format!("{:#x}", creation_gas + 21_000)
+            );
+            assert_eq!(moved["contractAddress"], Value::Null);
+            assert_eq!(moved["blockHash"], block_hash.as_str());
+            let tx = call(&server, "eth_getTransactionByHash", json!([hashes[1]])).await;
+            assert_eq!(tx["result"]["to"], recipient.to_string().to_lowercase());
+            assert_eq!(tx["result"]["value"], "0x7");
+            let unknown = call(&server, "eth_getTransactionReceipt", json!([B256::ZERO])).await;
+            assert_eq!(unknown["result"], Value::Null);
+
+            // Calls against the finalized state: a read, a revert with its data.
+            let read = call(&server, "eth_call", json!([{"to": contract}, "latest"])).await;
+            assert_eq!(
+                read["result"],
+                format!("{}", B256::with_last_byte(42)),
+                "{read}"
+            );
+            let reverted = call(
+                &server,
+                "eth_call",
+                json!([{"to": contract, "data": "0x01"}]),
+            )
+            .await;
+            assert_eq!(reverted["error"]["code"], EXECUTION_REVERTED, "{reverted}");
+            assert_eq!(reverted["error"]["data"], "0xdead");
+            // Estimates: a transfer, and a call whose estimate is the least gas that works.
+            let transfer_gas = call(
+                &server,
+                "eth_estimateGas",
+                json!([{"from": funded, "to": recipient, "value": "0x1"}]),
+            )
+            .await;
+            assert_eq!(transfer_gas["result"], "0x5208");
+            let estimate = call(&server, "eth_estimateGas", json!([{"to": contract}])).await;
+            let gas = u64::from_str_radix(
+                estimate["result"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("0x"),
+                16,
+            )
+            .unwrap();
+            assert!(gas > 21_000, "{estimate}");
+            let enough = call(
+                &server,
+                "eth_call",
+                json!([{"to": contract, "gas": format!("{gas:#x}")}]),
+            )
+            .await;
+            assert!(enough["result"].is_string(), "{enough}");
+            let short = call(
+                &server,
+                "eth_call",
+                json!([{"to": contract, "gas": format!("{:#x}", gas - 1)}]),
+            )
+            .await;
+            assert_eq!(short["error"]["code"], SERVER_ERROR, "{short}");
+            let no_estimate = call(
+                &server,
+                "eth_estimateGas",
+                json!([{"to": contract, "data": "0x01"}]),
+            )
+            .await;
+            assert_eq!(no_estimate["error"]["code"], EXECUTION_REVERTED);
+            // Bad call objects are the caller's error.
+            let both = call(
+                &server,
+                "eth_call",
+                json!([{"to": contract, "gasPrice": "0x1", "maxFeePerGas": "0x1"}]),
+            )
+            .await;
+            assert_eq!(both["error"]["code"], INVALID_PARAMS);
+            let not_object = call(&server, "eth_call", json!(["0x00"])).await;
+            assert_eq!(not_object["error"]["code"], INVALID_PARAMS);
+            let bad_hash = call(&server, "eth_getBlockByHash", json!(["0x12", false])).await;
+            assert_eq!(bad_hash["error"]["code"], INVALID_PARAMS);
+            let old_state = call(&server, "eth_call", json!([{"to": contract}, "0x0"])).await;
+            assert_eq!(old_state["error"]["code"], SERVER_ERROR);
         });
     }
 
