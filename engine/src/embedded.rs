@@ -785,8 +785,17 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         Ok(match tag {
             BlockTag::Finalized => Some(tip_of(&inner.finalized)),
             BlockTag::Latest => inner.lookup(&inner.head).map(|b| tip_of(&b)),
+            // The canonical record keeps recent hashes only; older blocks (genesis, which the
+            // node asks for on every start, among them) come from the history.
             BlockTag::Number(number) if number <= finalized_number => {
-                inner.canonical.get(&number).copied()
+                match inner.canonical.get(&number).copied() {
+                    Some(tip) => Some(tip),
+                    None => inner.record(number).await?.map(|record| ExecutionTip {
+                        hash: record.hash,
+                        number,
+                        timestamp: record.header.timestamp,
+                    }),
+                }
             }
             BlockTag::Number(number) => inner
                 .path_to_finalized(&inner.head)
@@ -1100,8 +1109,9 @@ mod tests {
 
     #[test]
     fn finalized_blocks_and_transactions_are_read_back_across_a_restart() {
-        // More blocks than the engine keeps decoded in memory, so the oldest come from disk.
-        const BLOCKS: u64 = 140;
+        // More blocks than the engine keeps decoded in memory, so the oldest come from disk,
+        // and more than the canonical record keeps hashes of.
+        const BLOCKS: u64 = CANONICAL_HISTORY as u64 + 6;
         let executor = deterministic::Runner::default();
         let ((records, sent), checkpoint) = executor.start_and_recover(|context| async move {
             let engine = engine(&context, "a").await;
@@ -1151,6 +1161,13 @@ mod tests {
                     assert_eq!(by_hash.unwrap().as_deref(), Some(&**record));
                 }
                 assert_eq!(records[4].hash, engine.finalized().await.0.hash);
+                // The node asks for the genesis block on every start: still answered.
+                assert_eq!(
+                    engine.block_by_number(BlockTag::Number(0)).await.unwrap(),
+                    Some(devnet_genesis())
+                );
+                let second = engine.block_by_number(BlockTag::Number(2)).await.unwrap();
+                assert_eq!(second.map(|tip| tip.hash), Some(records[2].hash));
                 for (hash, number) in &sent {
                     let (record, index) = engine.transaction(hash).await.unwrap().expect("found");
                     assert_eq!(record.header.number, *number);

@@ -431,6 +431,7 @@ pub fn validate_with(file: File, base: &Path, lock_required: bool) -> Result<Con
     }
     if let Engine::Embedded {
         rpc_listen: Some(rpc),
+        ..
     } = &file.engine
         && [listen, metrics_listen].contains(&Some(*rpc))
     {
@@ -729,7 +730,7 @@ mod tests {
     fn the_example_parses() {
         let file = parse(EXAMPLE, no_env()).expect("example parses");
         assert_eq!(file.cluster.operators.len(), 4);
-        assert_eq!(file.engine, Engine::Embedded { rpc_listen: None });
+        assert_eq!(file.engine, Engine::default());
     }
 
     #[test]
@@ -860,15 +861,71 @@ mod tests {
         let text = EXAMPLE.replace("kind = \"embedded\"", "");
         assert_eq!(
             parse(&text, no_env()).expect("default kind").engine,
-            Engine::Embedded { rpc_listen: None }
+            Engine::default()
         );
         let text = EXAMPLE
             .replace("[engine]", "")
             .replace("kind = \"embedded\"", "");
         assert_eq!(
             parse(&text, no_env()).expect("no table").engine,
-            Engine::Embedded { rpc_listen: None }
+            Engine::default()
         );
+    }
+
+    #[test]
+    fn the_embedded_engine_takes_a_genesis_file_and_refuses_one_it_cannot_use() {
+        let dir = std::env::temp_dir().join(format!("cohort-genesis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        std::fs::write(dir.join("chain.json"), cohort_evm::DEVNET_GENESIS).expect("written");
+        std::fs::write(dir.join("broken.json"), "{\"config\": 1}").expect("written");
+        let with = |line: &str| EXAMPLE.replace("kind = \"embedded\"", line);
+        let engine_of = |line: &str| {
+            let file = parse(&with(line), no_env()).expect("parses");
+            let problems = match validate(file, &dir) {
+                Ok(config) => return Ok(config.engine),
+                Err(problems) => problems,
+            };
+            let genesis: Vec<_> = problems
+                .into_iter()
+                .filter(|p| p.field == "engine.genesis")
+                .collect();
+            Err(genesis)
+        };
+        // Other fields of the example fail validation here (no keys in `dir`); only the
+        // genesis problems are looked at.
+        let good = engine_of("kind = \"embedded\"\ngenesis = \"chain.json\"");
+        assert!(
+            matches!(&good, Ok(_)) || matches!(&good, Err(p) if p.is_empty()),
+            "{good:?}"
+        );
+        let missing = engine_of("kind = \"embedded\"\ngenesis = \"nowhere.json\"");
+        assert!(
+            matches!(&missing, Err(p) if p.len() == 1 && p[0].problem.contains("cannot be read")),
+            "{missing:?}"
+        );
+        let broken = engine_of("kind = \"embedded\"\ngenesis = \"broken.json\"");
+        assert!(
+            matches!(&broken, Err(p) if p.len() == 1 && p[0].problem.contains("broken.json")),
+            "{broken:?}"
+        );
+        let problems =
+            parse(&with("kind = \"embedded\"\ngenesis = 5"), no_env()).expect_err("a number");
+        assert_eq!(problems[0].field, "engine.genesis", "{}", problems[0]);
+        let problems = parse(
+            &with(
+                "kind = \"remote\"\nurl = \"http://127.0.0.1:8551\"\njwt_secret = \"jwt.hex\"\n\
+                 genesis = \"chain.json\"",
+            ),
+            no_env(),
+        )
+        .expect_err("a genesis for an external client");
+        assert!(
+            problems.iter().any(|p| p.field == "engine.genesis"
+                && p.problem
+                    .contains("only used with engine.kind = \"embedded\"")),
+            "{problems:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -882,7 +939,8 @@ mod tests {
         assert_eq!(
             config.engine,
             Engine::Embedded {
-                rpc_listen: Some("127.0.0.1:8545".parse().expect("an address"))
+                rpc_listen: Some("127.0.0.1:8545".parse().expect("an address")),
+                genesis: None,
             }
         );
         let problems = parse(

@@ -728,7 +728,7 @@ pub fn init_cluster(plan: &InitPlan) -> Result<Vec<PathBuf>, String> {
             },
             beacon_nodes: plan.beacon_nodes.clone(),
             beacon: plan.beacon.clone(),
-            engine: config::Engine::Embedded { rpc_listen: None },
+            engine: config::Engine::default(),
             p2p: Default::default(),
         };
         let text = toml::to_string_pretty(&file).map_err(|err| err.to_string())?;

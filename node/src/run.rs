@@ -48,13 +48,20 @@ pub fn run(config: Config, loaded: Loaded) -> Result<(), String> {
         .with_catch_panics(false);
     tokio::Runner::new(runtime).start(|context| async move {
         match config.engine.clone() {
-            Engine::Embedded { rpc_listen } => {
-                let engine = EmbeddedEngine::init(
-                    context.child("engine"),
-                    cohort_engine::embedded::Config::devnet("cohort-engine"),
-                )
-                .await
-                .map_err(|err| format!("the embedded engine's storage did not open: {err}"))?;
+            Engine::Embedded {
+                rpc_listen,
+                genesis,
+            } => {
+                let mut engine_config = cohort_engine::embedded::Config::devnet("cohort-engine");
+                if let Some(path) = genesis {
+                    let text = std::fs::read_to_string(&path).map_err(|err| {
+                        format!("engine.genesis {} cannot be read: {err}", path.display())
+                    })?;
+                    engine_config.genesis = text.into();
+                }
+                let engine = EmbeddedEngine::init(context.child("engine"), engine_config)
+                    .await
+                    .map_err(|err| format!("the embedded engine did not start: {err}"))?;
                 let rpc = rpc_listen.map(|address| {
                     let engine = engine.clone();
                     let start: RpcRouter = Box::new(move |relay| crate::rpc::router(engine, relay));

@@ -18,6 +18,11 @@ pub enum Engine {
         /// reads a wallet needs), e.g. `127.0.0.1:8545`; none by default.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rpc_listen: Option<std::net::SocketAddr>,
+        /// The chain's genesis file (geth-style `genesis.json`, the same file every execution
+        /// client of the cluster gets); the repository's devnet genesis (chain id 1337) when
+        /// absent. In a validated [`Config`], resolved against the config file's directory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genesis: Option<PathBuf>,
     },
     /// An execution client's authenticated Engine API.
     Remote {
@@ -35,7 +40,10 @@ pub enum Engine {
 
 impl Default for Engine {
     fn default() -> Self {
-        Self::Embedded { rpc_listen: None }
+        Self::Embedded {
+            rpc_listen: None,
+            genesis: None,
+        }
     }
 }
 
@@ -71,11 +79,22 @@ pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
                     );
                 }
             }
+            if let Some(value) = engine.get("genesis")
+                && !value.is_str()
+            {
+                problem(
+                    &mut found,
+                    "engine.genesis",
+                    format!("must be a path, not the {} `{value}`", value.type_str()),
+                );
+            }
             (&[], &["url", "jwt_secret", "allow_remote_http"], "remote")
         }
-        Some(toml::Value::String(kind)) if kind == "remote" => {
-            (&["url", "jwt_secret"], &["rpc_listen"], "embedded")
-        }
+        Some(toml::Value::String(kind)) if kind == "remote" => (
+            &["url", "jwt_secret"],
+            &["rpc_listen", "genesis"],
+            "embedded",
+        ),
         other => {
             let kind = match other {
                 Some(toml::Value::String(kind)) => kind.clone(),
@@ -118,9 +137,30 @@ pub(super) fn problems(table: &toml::Table) -> Vec<Problem> {
 /// Checks the fields the variant has; the jwt secret's path is resolved against `base`.
 pub(super) fn validate(p: &mut Vec<Problem>, base: &Path, engine: &Engine) -> Option<Engine> {
     match engine {
-        Engine::Embedded { rpc_listen } => Some(Engine::Embedded {
-            rpc_listen: *rpc_listen,
-        }),
+        Engine::Embedded {
+            rpc_listen,
+            genesis,
+        } => {
+            let genesis = genesis.as_ref().map(|path| resolve(base, path));
+            if let Some(path) = &genesis {
+                match std::fs::read_to_string(path) {
+                    Err(e) => problem(
+                        p,
+                        "engine.genesis",
+                        format!("{} cannot be read: {e}", path.display()),
+                    ),
+                    Ok(text) => {
+                        if let Err(e) = cohort_engine::embedded::genesis(&text) {
+                            problem(p, "engine.genesis", format!("{}: {e}", path.display()));
+                        }
+                    }
+                }
+            }
+            Some(Engine::Embedded {
+                rpc_listen: *rpc_listen,
+                genesis,
+            })
+        }
         Engine::Remote {
             url,
             jwt_secret,
