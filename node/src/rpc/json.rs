@@ -202,3 +202,63 @@ pub(super) fn hash(params: &[Value], index: usize, what: &str) -> Result<B256, R
     let text = super::param(params, index, what)?;
     B256::from_str(text).map_err(|_| invalid_params(format!("`{text}` is not a 32-byte hash")))
 }
+
+/// Most blocks one `eth_feeHistory` call covers.
+pub(super) const MAX_FEE_HISTORY: u64 = 1024;
+
+/// The `eth_feeHistory` percentiles (parameter 2): numbers within 0..=100, non-decreasing.
+pub(super) fn percentiles(value: Option<&Value>) -> Result<Vec<f64>, RpcError> {
+    let list = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => {
+            return Err(invalid_params(
+                "parameter 2 (reward percentiles) must be a list",
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let p = item
+            .as_f64()
+            .filter(|p| (0.0..=100.0).contains(p))
+            .ok_or_else(|| invalid_params(format!("percentile `{item}` is not within 0..=100")))?;
+        if out.last().is_some_and(|last| p < *last) {
+            return Err(invalid_params("percentiles must not decrease"));
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// The tips paid in `record` at each of `percentiles` of its gas, as `eth_feeHistory` reports
+/// them: transactions sorted by tip, each weighted by the gas it used.
+pub(super) fn rewards(record: &BlockRecord, percentiles: &[f64]) -> Vec<Value> {
+    let base_fee = record.header.base_fee_per_gas.unwrap_or_default();
+    let mut paid: Vec<(u128, u64)> = (0..record.transactions.len())
+        .filter_map(|index| {
+            let tip = record.transactions[index]
+                .effective_tip_per_gas(base_fee)
+                .unwrap_or_default();
+            record.placement(index).map(|p| (tip, p.gas_used))
+        })
+        .collect();
+    paid.sort_unstable();
+    let total: u64 = paid.iter().map(|(_, gas)| gas).sum();
+    percentiles
+        .iter()
+        .map(|percentile| {
+            let threshold = (total as f64 * percentile / 100.0).ceil() as u64;
+            let mut cumulative = 0u64;
+            let tip = paid
+                .iter()
+                .find(|(_, gas)| {
+                    cumulative += gas;
+                    cumulative >= threshold
+                })
+                .or(paid.last())
+                .map_or(0, |(tip, _)| *tip);
+            quantity(U256::from(tip))
+        })
+        .collect()
+}

@@ -103,6 +103,9 @@ const METHODS: &[&str] = &[
     "eth_getBlockByHash",
     "eth_getTransactionByHash",
     "eth_getTransactionReceipt",
+    "eth_feeHistory",
+    "eth_syncing",
+    "eth_accounts",
     "eth_sendRawTransaction",
 ];
 
@@ -317,6 +320,78 @@ async fn dispatch<E: Storage + Clock + Metrics>(
             let record = engine.block(id).await.map_err(server_error)?;
             Ok(record.map_or(Value::Null, |record| json::block(&record, full)))
         }
+        "eth_feeHistory" => {
+            let count = match params.first() {
+                Some(Value::Number(n)) => n.as_u64(),
+                Some(Value::String(text)) => parse_u64(text),
+                _ => None,
+            }
+            .filter(|count| (1..=json::MAX_FEE_HISTORY).contains(count))
+            .ok_or_else(|| {
+                invalid_params(format!(
+                    "parameter 0 (block count) must be 1..={}",
+                    json::MAX_FEE_HISTORY
+                ))
+            })?;
+            let (finalized, _) = engine.finalized().await;
+            let BlockId::Number(newest) = block_id(params, 1, finalized.number)? else {
+                return Err(invalid_params("parameter 1 must be a block tag or number"));
+            };
+            if newest > finalized.number {
+                return Err(server_error(format!(
+                    "block {newest} is not finalized (finalized: {})",
+                    finalized.number
+                )));
+            }
+            let percentiles = json::percentiles(params.get(2))?;
+            let oldest = newest.saturating_sub(count - 1);
+            let mut base_fees = Vec::new();
+            let mut ratios = Vec::new();
+            let mut rewards = Vec::new();
+            let mut last = None;
+            for number in oldest..=newest {
+                let Some(record) = engine
+                    .block(BlockId::Number(number))
+                    .await
+                    .map_err(server_error)?
+                else {
+                    // Not kept (older than this data directory's history): start after it.
+                    base_fees.clear();
+                    ratios.clear();
+                    rewards.clear();
+                    continue;
+                };
+                let header = &record.header;
+                base_fees.push(quantity(U256::from(
+                    header.base_fee_per_gas.unwrap_or_default(),
+                )));
+                ratios.push(json!(
+                    header.gas_used as f64 / header.gas_limit.max(1) as f64
+                ));
+                if !percentiles.is_empty() {
+                    rewards.push(Value::Array(json::rewards(&record, &percentiles)));
+                }
+                last = Some(record);
+            }
+            let Some(last) = last else {
+                return Err(server_error("no fee history is kept for those blocks"));
+            };
+            let first = newest + 1 - ratios.len() as u64;
+            base_fees.push(quantity(U256::from(cohort_evm::next_base_fee(
+                &last.header,
+            ))));
+            let mut out = json!({
+                "oldestBlock": quantity(U256::from(first)),
+                "baseFeePerGas": base_fees,
+                "gasUsedRatio": ratios,
+            });
+            if !percentiles.is_empty() {
+                out["reward"] = Value::Array(rewards);
+            }
+            Ok(out)
+        }
+        "eth_syncing" => Ok(Value::Bool(false)),
+        "eth_accounts" => Ok(json!([])),
         "eth_getTransactionByHash" | "eth_getTransactionReceipt" => {
             let hash = json::hash(params, 0, "transaction hash")?;
             let found = engine.transaction(&hash).await.map_err(server_error)?;
@@ -640,6 +715,31 @@ mod tests {
             assert_eq!(tx["result"]["value"], "0x7");
             let unknown = call(&server, "eth_getTransactionReceipt", json!([B256::ZERO])).await;
             assert_eq!(unknown["result"], Value::Null);
+
+            // Fee history over genesis and block 1: two base fees and the next one.
+            let fees = call(
+                &server,
+                "eth_feeHistory",
+                json!(["0x2", "latest", [0, 50, 100]]),
+            )
+            .await;
+            let fees = &fees["result"];
+            assert_eq!(fees["oldestBlock"], "0x0", "{fees}");
+            assert_eq!(fees["baseFeePerGas"].as_array().map(Vec::len), Some(3));
+            assert_eq!(fees["baseFeePerGas"][0], "0x3b9aca00");
+            assert_eq!(fees["reward"][0], json!(["0x0", "0x0", "0x0"]));
+            // Both transactions of block 1 tipped 1 wei.
+            assert_eq!(fees["reward"][1], json!(["0x1", "0x1", "0x1"]));
+            let ratio = fees["gasUsedRatio"][1].as_f64().unwrap();
+            assert!(ratio > 0.0 && ratio < 1.0, "{fees}");
+            let too_many = call(&server, "eth_feeHistory", json!([2000, "latest"])).await;
+            assert_eq!(too_many["error"]["code"], INVALID_PARAMS);
+            let unordered = call(&server, "eth_feeHistory", json!([1, "latest", [50, 10]])).await;
+            assert_eq!(unordered["error"]["code"], INVALID_PARAMS);
+            assert_eq!(
+                call(&server, "eth_syncing", json!([])).await["result"],
+                false
+            );
 
             // Calls against the finalized state: a read, a revert with its data.
             let read = call(&server, "eth_call", json!([{"to": contract}, "latest"])).await;
