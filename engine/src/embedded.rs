@@ -22,7 +22,7 @@
 
 use crate::{
     BlockTag, EngineError, ExecutionEngine, ExecutionTip, ForkchoiceState, ForkchoiceUpdated,
-    PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
+    PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum, TransactionRefused,
 };
 use alloy_consensus::Header;
 use alloy_primitives::{Address, B64, B256, Bytes, keccak256};
@@ -774,8 +774,12 @@ impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
         })
     }
 
-    async fn submit_transaction(&self, raw: Bytes) -> Result<B256, String> {
-        self.pool_transaction(raw).await.map_err(|e| e.to_string())
+    async fn submit_transaction(&self, raw: Bytes) -> Result<B256, TransactionRefused> {
+        self.pool_transaction(raw).await.map_err(|e| match e {
+            PoolError::Known => TransactionRefused::Known,
+            PoolError::NonceTooLow { .. } => TransactionRefused::Stale(e.to_string()),
+            other => TransactionRefused::Refused(other.to_string()),
+        })
     }
 
     async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {

@@ -53,3 +53,19 @@ pub enum PayloadDecodeError {
     #[error("payload is not valid SSZ: {0:?}")]
     Ssz(ssz::DecodeError),
 }
+
+/// Why an engine did not take a signed transaction into its pool. Callers that resend (the
+/// relay, the simulation's load) treat the first two as done, not as failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionRefused {
+    /// The engine holds it already.
+    #[error("already pooled")]
+    Known,
+    /// Its nonce is below the sender's: it, or another with that nonce, already executed.
+    #[error("{0}")]
+    Stale(String),
+    /// Anything else (malformed, bad signature, no funds, pool full...), in the engine's words;
+    /// an engine that could not be reached says so here too.
+    #[error("{0}")]
+    Refused(String),
+}

@@ -22,7 +22,7 @@ pub use alloy_rpc_types_engine::{
     PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
 };
 
-pub use error::{EngineError, PayloadDecodeError};
+pub use error::{EngineError, PayloadDecodeError, TransactionRefused};
 
 use std::future::Future;
 
@@ -89,11 +89,11 @@ pub trait ExecutionEngine: Clone + Send + Sync + 'static {
     fn submit_transaction(
         &self,
         raw: AlloyBytes,
-    ) -> impl Future<Output = Result<B256, String>> + Send {
+    ) -> impl Future<Output = Result<B256, TransactionRefused>> + Send {
         let _ = raw;
-        std::future::ready(Err(
+        std::future::ready(Err(TransactionRefused::Refused(
             "this engine takes transactions on its own JSON-RPC port".to_string(),
-        ))
+        )))
     }
 }
 

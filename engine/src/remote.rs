@@ -625,10 +625,27 @@ impl ExecutionEngine for RemoteEngine {
 
     /// `eth_sendRawTransaction` to the client, which pools it and builds with it: how the
     /// transaction relay reaches an external client's mempool.
-    async fn submit_transaction(&self, raw: crate::AlloyBytes) -> Result<B256, String> {
+    async fn submit_transaction(
+        &self,
+        raw: crate::AlloyBytes,
+    ) -> Result<B256, crate::TransactionRefused> {
         self.call("eth_sendRawTransaction", (raw,))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| refusal(&e.to_string()))
+    }
+}
+
+/// A client's refusal of a transaction, sorted by the words clients use for a duplicate
+/// (geth: "already known"; EthereumJS: "already in the TxPool") and a stale nonce ("nonce too
+/// low" in both): JSON-RPC gives them no codes of their own.
+fn refusal(message: &str) -> crate::TransactionRefused {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("already known") || lower.contains("already in the txpool") {
+        crate::TransactionRefused::Known
+    } else if lower.contains("nonce too low") {
+        crate::TransactionRefused::Stale(message.to_string())
+    } else {
+        crate::TransactionRefused::Refused(message.to_string())
     }
 }
 
@@ -1129,5 +1146,23 @@ mod tests {
             .unwrap_err();
         assert_eq!(error, EngineError::Timeout(Duration::from_millis(300)));
         server.abort();
+    }
+
+    #[test]
+    fn client_refusals_are_sorted_by_what_they_mean() {
+        use crate::TransactionRefused::{Known, Refused, Stale};
+        assert_eq!(refusal("already known"), Known);
+        assert_eq!(
+            refusal("0xab: this transaction is already in the TxPool"),
+            Known
+        );
+        let stale =
+            "0x89 tries to send a tx with nonce 0, but account has nonce 3 (tx nonce too low)";
+        assert_eq!(refusal(stale), Stale(stale.into()));
+        assert_eq!(refusal("nonce too low"), Stale("nonce too low".into()));
+        assert_eq!(
+            refusal("insufficient funds for gas * price + value"),
+            Refused("insufficient funds for gas * price + value".into())
+        );
     }
 }

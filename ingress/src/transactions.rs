@@ -2,7 +2,7 @@
 //! operator a signed transaction for the cluster chain.
 
 use crate::Stopped;
-use cohort_engine::{AlloyBytes, B256};
+use cohort_engine::{AlloyBytes, B256, TransactionRefused};
 use commonware_utils::channel::{mpsc, oneshot};
 
 pub enum Message {
@@ -10,7 +10,7 @@ pub enum Message {
     /// engine's pool and, if taken, sent to every peer so whoever leads can include it.
     Submit {
         raw: AlloyBytes,
-        answer: oneshot::Sender<Result<B256, String>>,
+        answer: oneshot::Sender<Result<B256, TransactionRefused>>,
     },
 }
 
@@ -26,7 +26,10 @@ impl Mailbox {
 
     /// See [`Message::Submit`]: the transaction's hash or why the pool refused it; `Err` if
     /// the relay has stopped (its operator is down).
-    pub async fn submit(&self, raw: AlloyBytes) -> Result<Result<B256, String>, Stopped> {
+    pub async fn submit(
+        &self,
+        raw: AlloyBytes,
+    ) -> Result<Result<B256, TransactionRefused>, Stopped> {
         const STOPPED: Stopped = Stopped {
             actor: "transaction relay",
         };

@@ -164,7 +164,7 @@ impl ExecutionEngine for FaultyEngine {
     async fn submit_transaction(
         &self,
         raw: cohort_engine::AlloyBytes,
-    ) -> Result<cohort_engine::B256, String> {
+    ) -> Result<cohort_engine::B256, cohort_engine::TransactionRefused> {
         self.inner.submit_transaction(raw).await
     }
 }

@@ -10,7 +10,7 @@
 //! crash or a power cut has lost its pool, and a wallet resends what it has not seen finalized.
 
 use crate::cluster::operator::{Engines, Relays};
-use cohort_engine::{Address, AlloyBytes as Bytes, U256};
+use cohort_engine::{Address, AlloyBytes as Bytes, TransactionRefused, U256};
 use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
 use commonware_cryptography::{Hasher as _, Sha256};
 use serde::Serialize;
@@ -175,10 +175,8 @@ impl TxLoad {
                         break;
                     }
                     // Pooled there already, or finality passed it between the look and now.
-                    Ok(Err(reason))
-                        if reason == "already pooled"
-                            || reason.contains("below the account's nonce") => {}
-                    Ok(Err(refusal)) => {
+                    Ok(Err(TransactionRefused::Known | TransactionRefused::Stale(_))) => {}
+                    Ok(Err(TransactionRefused::Refused(refusal))) => {
                         self.refused += 1;
                         self.first_refusal.get_or_insert(refusal);
                     }

@@ -93,7 +93,7 @@ fn a_transaction_sent_to_one_operator_reaches_every_pool_once() {
             .submit(first)
             .await
             .expect("the relay runs");
-        assert_eq!(again, Err("already pooled".to_string()));
+        assert_eq!(again, Err(cohort_engine::TransactionRefused::Known));
         // A transaction the pool refuses is answered with why and never sent on.
         let refused = cluster.mailboxes[2]
             .submit(AlloyBytes::from_static(b"\x02\xff"))
@@ -101,7 +101,8 @@ fn a_transaction_sent_to_one_operator_reaches_every_pool_once() {
             .expect("the relay runs")
             .expect_err("garbage is refused");
         assert!(
-            refused.starts_with("transaction does not decode"),
+            matches!(&refused, cohort_engine::TransactionRefused::Refused(reason)
+                if reason.starts_with("transaction does not decode")),
             "{refused}"
         );
         context.sleep(Duration::from_millis(200)).await;

@@ -435,7 +435,8 @@ async fn dispatch<E: Storage + Clock + Metrics>(
                 Some(relay) => relay
                     .submit(raw)
                     .await
-                    .unwrap_or_else(|stopped| Err(stopped.to_string())),
+                    .map_err(|stopped| stopped.to_string())
+                    .and_then(|pooled| pooled.map_err(|refusal| refusal.to_string())),
                 None => engine
                     .pool_transaction(raw)
                     .await
