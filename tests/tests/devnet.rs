@@ -16,12 +16,17 @@
 //! floods its output, one exits in a loop, one freezes), and its duties must not suffer: the
 //! checks above hold for it too, its log shows each performer handled, and none outlives it.
 //!
+//! A second cluster runs two operators on the embedded engine and two on EthereumJS
+//! (`a_mixed_cluster_…`, through `COHORT_ETHEREUMJS_INSTANCES=2 ./scripts/ethereumjs.sh`):
+//! transactions sent through different operators, one execution chain with the same block
+//! hashes everywhere.
+//!
 //! The binary is `target/<profile>/cohort` next to this test's executable (rebuilt through
 //! `$CARGO` when the test runs under cargo, so it is never stale), or `$DEVNET_TEST_BIN`.
 //! On failure the tail of every operator's log is printed and the cluster directory is kept
 //! (set DEVNET_TEST_KEEP=1 to keep it on success too).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
@@ -1030,6 +1035,20 @@ impl Cluster {
         std::fs::write(path, text).expect("write the operator's config");
     }
 
+    /// Replaces operator `i`'s `[engine]` table (cluster init writes the embedded engine's)
+    /// with `body`.
+    fn set_engine(&self, i: usize, body: &str) {
+        let path = &self.operators[i].config;
+        let text = std::fs::read_to_string(path).expect("read the operator's config");
+        let embedded = "\n[engine]\nkind = \"embedded\"\n";
+        assert!(
+            text.contains(embedded),
+            "the config has cluster init's [engine] table"
+        );
+        let text = text.replacen(embedded, &format!("\n[engine]\n{body}"), 1);
+        std::fs::write(path, text).expect("write the operator's config");
+    }
+
     fn command(&self, i: usize) -> Command {
         let mut command = Command::new(&self.bin);
         command
@@ -1512,6 +1531,675 @@ impl Metrics {
             .map(|(_, value)| value)
             .sum()
     }
+}
+
+// ---- a mixed cluster: two embedded engines, two EthereumJS clients ----
+
+/// Operators on the embedded engine, each serving the chain's JSON-RPC (`engine.rpc_listen`).
+const ON_EMBEDDED: [usize; 2] = [0, 1];
+/// Operators on EthereumJS through the Engine API: the script's client 1, then client 2.
+const ON_ETHEREUMJS: [usize; 2] = [2, 3];
+const CHAIN_ID: u64 = 1337;
+const MAX_FEE_PER_GAS: u128 = 100_000_000_000;
+const PRIORITY_FEE_PER_GAS: u128 = 1_000_000_000;
+/// What the funded key gives the second account, in wei (10 ETH).
+const FUNDING: u64 = 10_000_000_000_000_000_000;
+/// Transfers per route, each to a recipient of its own.
+const TRANSFERS_PER_ROUTE: usize = 3;
+/// Extra rounds, each one transfer, while one kind of engine has built no block with transactions.
+const MAX_EXTRA_ROUNDS: usize = 10;
+
+/// Four `cohort run` processes, operators 0 and 1 on the embedded engine and 2 and 3 on
+/// EthereumJS (one client each, started by the script with COHORT_ETHEREUMJS_INSTANCES=2):
+/// transactions go in through different operators (operator 0's and operator 1's JSON-RPC,
+/// and operator 3's EthereumJS client directly), and every operator finalizes one chain whose
+/// execution blocks have the same hashes in both embedded engines and both clients, with every
+/// transaction in it, and with blocks carrying transactions built by both kinds of engine.
+///
+/// ```text
+/// COHORT_ETHEREUMJS_INSTANCES=2 ./scripts/ethereumjs.sh \
+///     cargo test -p cohort-tests --test devnet a_mixed_cluster -- --nocapture
+/// ```
+///
+/// Without two clients in the script's variables the test says it was skipped and passes.
+#[test]
+fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_chain() {
+    use cohort_engine::{Address, B256, U256};
+    use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
+
+    let list = |name: &str| -> Vec<String> {
+        std::env::var(name)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (engine_urls, jwts, client_rpcs) = (
+        list("COHORT_ENGINE_URLS"),
+        list("COHORT_ENGINE_JWTS"),
+        list("COHORT_ETHEREUMJS_RPC_URLS"),
+    );
+    if engine_urls.len() < 2 || jwts.len() < 2 || client_rpcs.len() < 2 {
+        eprintln!(
+            "SKIPPED a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_chain: \
+             COHORT_ENGINE_URLS, COHORT_ENGINE_JWTS and COHORT_ETHEREUMJS_RPC_URLS do not name two \
+             EthereumJS clients. Run it through COHORT_ETHEREUMJS_INSTANCES=2 ./scripts/ethereumjs.sh \
+             cargo test -p cohort-tests --test devnet a_mixed_cluster -- --nocapture"
+        );
+        return;
+    }
+    let _alone = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let started = Instant::now();
+    let bin = cohort_binary();
+    let mut cluster = Cluster::init(&bin);
+
+    // Where the test reads the execution chain: each embedded operator's JSON-RPC, each
+    // EthereumJS client's own. (name, URL)
+    let mut sources: Vec<(String, String)> = Vec::new();
+    for i in ON_EMBEDDED {
+        let port = free_port();
+        cluster.set_engine(
+            i,
+            &format!("kind = \"embedded\"\nrpc_listen = \"127.0.0.1:{port}\"\n"),
+        );
+        sources.push((
+            format!("operator {i} (embedded)"),
+            format!("http://127.0.0.1:{port}"),
+        ));
+    }
+    for (client, i) in ON_ETHEREUMJS.into_iter().enumerate() {
+        cluster.set_engine(
+            i,
+            &format!(
+                "kind = \"remote\"\nurl = {}\njwt_secret = {}\n",
+                toml::Value::String(engine_urls[client].clone()),
+                toml::Value::String(jwts[client].clone()),
+            ),
+        );
+        sources.push((
+            format!("EthereumJS {} (operator {i})", client + 1),
+            client_rpcs[client].clone(),
+        ));
+    }
+    let operator_rpc = |i: usize| sources[i].1.clone();
+    // The client behind operator 3: transactions sent to it reach no other operator.
+    let client_of_operator_3 = client_rpcs[1].clone();
+
+    for i in 0..OPERATORS {
+        cluster.start(i);
+    }
+    cluster.wait_all_ready(SLOT * 2 + Duration::from_secs(GENESIS_DELAY + 40));
+    let before = cluster.snapshot_all();
+    cluster.wait("every operator finalizes blocks", SLOT * 8, |c| {
+        for (i, was) in before.iter().enumerate() {
+            let now = c.snapshot(i)?.finalized_height;
+            if now < was.finalized_height + 2 {
+                return Err(format!("operator {i}: finalized height still {now}"));
+            }
+        }
+        Ok(())
+    });
+    eprintln!(
+        "[{:>5.1}s] mixed cluster ready and finalizing (operators {ON_EMBEDDED:?} embedded, {ON_ETHEREUMJS:?} on EthereumJS)",
+        secs(started)
+    );
+
+    // What every source must end up showing: recipients' balances, senders' nonces.
+    let mut balances: BTreeMap<Address, U256> = BTreeMap::new();
+    let mut nonces: BTreeMap<Address, u64> = BTreeMap::new();
+    let mut sent: Vec<String> = Vec::new();
+    let mut next_recipient = 0u8;
+    let mut recipient = || {
+        next_recipient += 1;
+        Address::repeat_byte(0x60 + next_recipient)
+    };
+    let mut funded = Wallet::new(&DEVNET_FUNDED_KEY, CHAIN_ID, 0).expect("the devnet key");
+    let mut second =
+        Wallet::new(&B256::repeat_byte(0x5e), CHAIN_ID, 0).expect("a second account's key");
+    // Signs a transfer, sends it to `url` and records what it must change.
+    let mut send = |wallet: &mut Wallet,
+                    to: Address,
+                    value: U256,
+                    url: &str,
+                    route: &str,
+                    balances: &mut BTreeMap<Address, U256>,
+                    nonces: &mut BTreeMap<Address, u64>| {
+        let raw = wallet
+            .transfer(to, value, MAX_FEE_PER_GAS, PRIORITY_FEE_PER_GAS)
+            .expect("signs a transfer");
+        let hash = rpc_call(
+            url,
+            "eth_sendRawTransaction",
+            json_array([format!("0x{}", hex_lower(&raw))]),
+        )
+        .unwrap_or_else(|err| cluster.fail(&format!("sending a transfer through {route}: {err}")));
+        if hash.as_str().is_none_or(|hash| hash.len() != 66) {
+            cluster.fail(&format!(
+                "eth_sendRawTransaction through {route} answered {hash}, not a transaction hash"
+            ));
+        }
+        *balances.entry(to).or_default() += value;
+        nonces.insert(wallet.address(), wallet.nonce());
+        sent.push(route.to_string());
+    };
+    let landed = |what: &str,
+                  timeout: Duration,
+                  balances: &BTreeMap<Address, U256>,
+                  nonces: &BTreeMap<Address, u64>|
+     -> Duration {
+        let from = Instant::now();
+        cluster.wait(what, timeout, |_| {
+            check_accounts(&sources, balances, nonces)
+        });
+        from.elapsed()
+    };
+
+    // (1) The funded key, through operator 0's JSON-RPC: the second account's funding and
+    // transfers; the relay takes them to every operator, and whoever leads builds with them.
+    let route_0 = "operator 0's JSON-RPC";
+    send(
+        &mut funded,
+        second.address(),
+        U256::from(FUNDING),
+        &operator_rpc(0),
+        route_0,
+        &mut balances,
+        &mut nonces,
+    );
+    for k in 0..TRANSFERS_PER_ROUTE {
+        send(
+            &mut funded,
+            recipient(),
+            U256::from(1_000 + k as u64),
+            &operator_rpc(0),
+            route_0,
+            &mut balances,
+            &mut nonces,
+        );
+    }
+    let took_0 = landed(
+        "the funded key's transfers through operator 0 land on every source",
+        SLOT * 15,
+        &balances,
+        &nonces,
+    );
+    eprintln!(
+        "[{:>5.1}s] (1) {} transfers through {route_0} finalized everywhere in {took_0:.1?}",
+        secs(started),
+        TRANSFERS_PER_ROUTE + 1
+    );
+    // The second account's balance is not tracked from here on (fees vary with the base fee).
+    balances.remove(&second.address());
+
+    // (2) The second account, through operator 3's EthereumJS client directly: only that
+    // client has these, so they land only in a block operator 3 leads and EthereumJS builds.
+    let route_3 = "operator 3's EthereumJS client";
+    for k in 0..TRANSFERS_PER_ROUTE {
+        send(
+            &mut second,
+            recipient(),
+            U256::from(2_000 + k as u64),
+            &client_of_operator_3,
+            route_3,
+            &mut balances,
+            &mut nonces,
+        );
+    }
+    let took_3 = landed(
+        "the second account's transfers through operator 3's client land on every source",
+        SLOT * 30,
+        &balances,
+        &nonces,
+    );
+    eprintln!(
+        "[{:>5.1}s] (2) {TRANSFERS_PER_ROUTE} transfers through {route_3} finalized everywhere in {took_3:.1?}",
+        secs(started)
+    );
+
+    // (3) The second account, through operator 1's JSON-RPC.
+    let route_1 = "operator 1's JSON-RPC";
+    for k in 0..TRANSFERS_PER_ROUTE {
+        send(
+            &mut second,
+            recipient(),
+            U256::from(3_000 + k as u64),
+            &operator_rpc(1),
+            route_1,
+            &mut balances,
+            &mut nonces,
+        );
+    }
+    let took_1 = landed(
+        "the second account's transfers through operator 1 land on every source",
+        SLOT * 15,
+        &balances,
+        &nonces,
+    );
+    eprintln!(
+        "[{:>5.1}s] (3) {TRANSFERS_PER_ROUTE} transfers through {route_1} finalized everywhere in {took_1:.1?}",
+        secs(started)
+    );
+
+    // (4) Both kinds of engine built finalized blocks with transactions: while one has not,
+    // one more transfer at a time through operators 0 and 1 (whoever leads next builds it).
+    let mut extra = 0;
+    let builders = loop {
+        let lowest = lowest_finalized(&sources).unwrap_or_else(|err| cluster.fail(&err));
+        let blocks = compare_blocks(&sources, lowest).unwrap_or_else(|err| cluster.fail(&err));
+        let embedded_built = blocks.iter().any(|b| b.transactions > 0 && b.on_embedded());
+        let ethereumjs_built = blocks
+            .iter()
+            .any(|b| b.transactions > 0 && !b.on_embedded());
+        if embedded_built && ethereumjs_built {
+            break blocks;
+        }
+        if extra == MAX_EXTRA_ROUNDS {
+            cluster.fail(&format!(
+                "after {extra} extra transfers, no finalized block with transactions was built by \
+                 {}: {blocks:?}",
+                if embedded_built {
+                    "an EthereumJS-backed operator"
+                } else {
+                    "an embedded-engine operator"
+                }
+            ));
+        }
+        let route = ON_EMBEDDED[extra % 2];
+        send(
+            &mut funded,
+            recipient(),
+            U256::from(4_000 + extra as u64),
+            &operator_rpc(route),
+            &format!("operator {route}'s JSON-RPC (extra)"),
+            &mut balances,
+            &mut nonces,
+        );
+        extra += 1;
+        landed(
+            "an extra transfer lands on every source",
+            SLOT * 15,
+            &balances,
+            &nonces,
+        );
+    };
+
+    // (5) Every operator has built finalized blocks: each leads in turn, whatever its engine.
+    let mut builders = builders;
+    let took = Instant::now();
+    cluster.wait(
+        "every operator has built a finalized execution block",
+        SLOT * 40,
+        |_| {
+            let lowest = lowest_finalized(&sources)?;
+            builders = compare_blocks(&sources, lowest)?;
+            let idle: Vec<usize> = (0..OPERATORS)
+                .filter(|i| !builders.iter().any(|b| b.builder() == Some(*i)))
+                .collect();
+            if idle.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "operators {idle:?} built none of execution blocks 1..={lowest}"
+                ))
+            }
+        },
+    );
+    eprintln!(
+        "[{:>5.1}s] (5) every operator built finalized execution blocks (waited {:.1?})",
+        secs(started),
+        took.elapsed()
+    );
+
+    // Every finalized block was built by the operator its fee recipient names (operator i's
+    // is 0x(i+1) repeated), and that operator's own log says it built it, with as many
+    // transactions.
+    let mut by_kind = [0usize; 2];
+    let mut transactions_by_kind = [0usize; 2];
+    let mut per_operator = [0usize; OPERATORS];
+    for block in &builders {
+        let Some(builder) = block.builder() else {
+            cluster.fail(&format!(
+                "execution block {} has fee recipient {}, no operator's",
+                block.number, block.miner
+            ));
+        };
+        let built = cluster.operators[builder]
+            .logs
+            .iter()
+            .flat_map(|log| built_payloads(log).unwrap_or_else(|err| cluster.fail(&err)))
+            .any(|(number, transactions)| {
+                number == block.number && transactions == block.transactions
+            });
+        if !built {
+            cluster.fail(&format!(
+                "execution block {} ({} transactions) names operator {builder} as fee recipient, \
+                 but its log has no such built payload",
+                block.number, block.transactions
+            ));
+        }
+        per_operator[builder] += 1;
+        if block.transactions > 0 {
+            let kind = usize::from(!block.on_embedded());
+            by_kind[kind] += 1;
+            transactions_by_kind[kind] += block.transactions;
+        }
+    }
+    let total: usize = builders.iter().map(|b| b.transactions).sum();
+    if total != sent.len() {
+        cluster.fail(&format!(
+            "{total} transactions in the finalized execution blocks, {} sent",
+            sent.len()
+        ));
+    }
+    check_accounts(&sources, &balances, &nonces).unwrap_or_else(|err| cluster.fail(&err));
+    // No engine found another's payload invalid; a payload an engine could not check in time
+    // (EthereumJS answers SYNCING while busy) only cost that operator its vote, and is counted.
+    let mut withheld = [0usize; OPERATORS];
+    for (i, operator) in cluster.operators.iter().enumerate() {
+        for log in &operator.logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(line) = text
+                .lines()
+                .find(|line| line.contains("refusing block: its payload is invalid"))
+            {
+                cluster.fail(&format!("operator {i} refused a payload: {line}"));
+            }
+            withheld[i] += text
+                .matches("cannot check the block's payload yet; not voting")
+                .count();
+        }
+    }
+
+    // One finalized consensus chain in every log, every operator still finalizing.
+    let before = cluster.snapshot_all();
+    cluster.wait("every operator keeps finalizing", SLOT * 8, |c| {
+        for (i, was) in before.iter().enumerate() {
+            let now = c.snapshot(i)?.finalized_height;
+            if now < was.finalized_height + 2 {
+                return Err(format!(
+                    "operator {i}: finalized height {now}, was {}",
+                    was.finalized_height
+                ));
+            }
+        }
+        Ok(())
+    });
+    let (checked, common) = cluster.check_one_finalized_chain();
+    // And the execution chain, compared once more up to where every source is now.
+    let lowest = lowest_finalized(&sources).unwrap_or_else(|err| cluster.fail(&err));
+    let compared = compare_blocks(&sources, lowest)
+        .unwrap_or_else(|err| cluster.fail(&err))
+        .len();
+    for (i, snapshot) in cluster.snapshot_all().iter().enumerate() {
+        eprintln!("  operator {i}: {snapshot}");
+    }
+    let mut routes: BTreeMap<&str, usize> = BTreeMap::new();
+    for route in &sent {
+        *routes.entry(route.as_str()).or_default() += 1;
+    }
+    eprintln!(
+        "[{:>5.1}s] one finalized chain: {checked} consensus heights agree across every log \
+         ({common} seen by all four); execution blocks 1..={lowest} ({compared} blocks, built \
+         {per_operator:?} by operators 0..3) have the same hashes on {}",
+        secs(started),
+        sources
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!(
+        "  {} transactions sent ({routes:?}), all finalized: {} in {} blocks built by embedded \
+         engines, {} in {} blocks built by EthereumJS; {} recipients' balances and {} senders' \
+         nonces equal on all four sources",
+        sent.len(),
+        transactions_by_kind[0],
+        by_kind[0],
+        transactions_by_kind[1],
+        by_kind[1],
+        balances.len(),
+        nonces.len()
+    );
+    eprintln!(
+        "  votes withheld for a payload the engine could not check yet, by operator: {withheld:?}"
+    );
+
+    for (i, status, took) in cluster.sigterm_all(Duration::from_secs(30)) {
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => {
+                cluster.fail(&format!("operator {i} exited with {status} after SIGTERM"))
+            }
+            None => cluster.fail(&format!("operator {i} still running 30 s after SIGTERM")),
+        }
+        eprintln!("  operator {i}: exited 0 {took:?} after SIGTERM");
+    }
+    eprintln!("[{:>5.1}s] mixed cluster stopped cleanly", secs(started));
+}
+
+/// A free port on 127.0.0.1, chosen by the kernel.
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn json_array<const N: usize>(items: [String; N]) -> Value {
+    Value::Array(items.into_iter().map(Value::String).collect())
+}
+
+fn address_hex(address: &cohort_engine::Address) -> String {
+    format!("0x{}", hex_lower(address.as_slice()))
+}
+
+fn quantity(value: &Value, what: &str) -> Result<cohort_engine::U256, String> {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| format!("{what}: {value} is not a quantity"))
+}
+
+/// Every source shows each recipient's balance and each sender's nonce as expected.
+fn check_accounts(
+    sources: &[(String, String)],
+    balances: &BTreeMap<cohort_engine::Address, cohort_engine::U256>,
+    nonces: &BTreeMap<cohort_engine::Address, u64>,
+) -> Result<(), String> {
+    for (name, url) in sources {
+        for (address, want) in balances {
+            let what = format!("{name}: eth_getBalance({address})");
+            let got = quantity(
+                &rpc_call(
+                    url,
+                    "eth_getBalance",
+                    json_array([address_hex(address), "latest".into()]),
+                )
+                .map_err(|err| format!("{what}: {err}"))?,
+                &what,
+            )?;
+            if got != *want {
+                return Err(format!("{what} is {got}, expected {want}"));
+            }
+        }
+        for (address, want) in nonces {
+            let what = format!("{name}: eth_getTransactionCount({address})");
+            let got = quantity(
+                &rpc_call(
+                    url,
+                    "eth_getTransactionCount",
+                    json_array([address_hex(address), "latest".into()]),
+                )
+                .map_err(|err| format!("{what}: {err}"))?,
+                &what,
+            )?;
+            if got != cohort_engine::U256::from(*want) {
+                return Err(format!("{what} is {got}, expected {want}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The lowest finalized execution block number over every source: the node's JSON-RPC serves
+/// the finalized state (`eth_blockNumber`), EthereumJS names its finalized block.
+fn lowest_finalized(sources: &[(String, String)]) -> Result<u64, String> {
+    let mut lowest = u64::MAX;
+    for (name, url) in sources {
+        let number = if name.contains("EthereumJS") {
+            let block = rpc_call(url, "eth_getBlockByNumber", json!(["finalized", false]))
+                .map_err(|err| format!("{name}: {err}"))?;
+            quantity(
+                &block["number"],
+                &format!("{name}: the finalized block's number"),
+            )?
+        } else {
+            let number = rpc_call(url, "eth_blockNumber", json!([]))
+                .map_err(|err| format!("{name}: {err}"))?;
+            quantity(&number, &format!("{name}: eth_blockNumber"))?
+        };
+        lowest = lowest.min(u64::try_from(number).map_err(|_| format!("{name}: {number}"))?);
+    }
+    Ok(lowest)
+}
+
+/// One finalized execution block as every source agrees on it.
+#[derive(Debug)]
+struct ExecutionBlock {
+    number: u64,
+    miner: String,
+    transactions: usize,
+}
+
+impl ExecutionBlock {
+    /// The operator whose fee recipient (0x(i+1) repeated) the block pays.
+    fn builder(&self) -> Option<usize> {
+        (0..OPERATORS).find(|i| self.miner == format!("0x{}", format!("{:02x}", i + 1).repeat(20)))
+    }
+
+    fn on_embedded(&self) -> bool {
+        self.builder().is_some_and(|i| ON_EMBEDDED.contains(&i))
+    }
+}
+
+/// Blocks 1..=`up_to` on every source: the same hash, fee recipient and transactions.
+fn compare_blocks(sources: &[(String, String)], up_to: u64) -> Result<Vec<ExecutionBlock>, String> {
+    let mut blocks = Vec::new();
+    // TEMP until eth_getBlockByNumber lands on the node's JSON-RPC.
+    let sources: Vec<_> = sources
+        .iter()
+        .filter(|(name, _)| name.contains("EthereumJS"))
+        .cloned()
+        .collect();
+    let sources = &sources[..];
+    for number in 1..=up_to {
+        let mut first: Option<(&str, Value)> = None;
+        for (name, url) in sources {
+            let block = rpc_call(
+                url,
+                "eth_getBlockByNumber",
+                json!([format!("{number:#x}"), false]),
+            )
+            .map_err(|err| format!("{name}: block {number}: {err}"))?;
+            if block.is_null() {
+                return Err(format!("{name} has no block {number}"));
+            }
+            let Some((first_name, first)) = &first else {
+                first = Some((name, block));
+                continue;
+            };
+            for field in ["hash", "miner", "transactions", "stateRoot"] {
+                if block[field] != first[field] {
+                    return Err(format!(
+                        "execution block {number}: {field} is {} on {first_name}, {} on {name}",
+                        first[field], block[field]
+                    ));
+                }
+            }
+        }
+        let Some((name, block)) = first else {
+            return Err("no source".into());
+        };
+        blocks.push(ExecutionBlock {
+            number,
+            miner: block["miner"]
+                .as_str()
+                .ok_or_else(|| format!("{name}: block {number} has no miner"))?
+                .to_ascii_lowercase(),
+            transactions: block["transactions"]
+                .as_array()
+                .ok_or_else(|| format!("{name}: block {number} has no transactions"))?
+                .len(),
+        });
+    }
+    Ok(blocks)
+}
+
+/// (execution number, transactions) of every `built the slot's payload` line of a JSON log.
+fn built_payloads(log: &Path) -> Result<Vec<(u64, usize)>, String> {
+    let text = std::fs::read_to_string(log).map_err(|err| format!("{}: {err}", log.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["message"] == "built the slot's payload")
+        .filter_map(|entry| {
+            Some((
+                entry["number"].as_u64()?,
+                entry["transactions"].as_u64()? as usize,
+            ))
+        })
+        .collect())
+}
+
+/// One JSON-RPC 2.0 call over HTTP POST to `url` (`http://ip:port`): its result, or why not.
+fn rpc_call(url: &str, method: &str, params: Value) -> Result<Value, String> {
+    let address: SocketAddr = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| format!("{url} is not http://ip:port"))?;
+    let fail = |err: std::io::Error| format!("{method} on {url}: {err}");
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .map_err(fail)?;
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(fail)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(fail)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{method} on {url}: no header end in {response:?}"))?;
+    let chunked = head.lines().any(|line| {
+        line.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let reply: Value = serde_json::from_str(&body)
+        .map_err(|err| format!("{method} on {url}: not JSON ({err}): {head} {body}"))?;
+    if let Some(error) = reply.get("error") {
+        return Err(format!("{method} on {url}: {error}"));
+    }
+    reply
+        .get("result")
+        .cloned()
+        .ok_or_else(|| format!("{method} on {url}: no result in {reply}"))
 }
 
 // ---- garbage peers ----
