@@ -1826,6 +1826,12 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
         );
     };
 
+    eprintln!(
+        "[{:>5.1}s] (4) finalized blocks with transactions built by both kinds of engine \
+         ({extra} extra transfers needed)",
+        secs(started)
+    );
+
     // (5) Every operator has built finalized blocks: each leads in turn, whatever its engine.
     let mut builders = builders;
     let took = Instant::now();
