@@ -2094,13 +2094,6 @@ impl ExecutionBlock {
 /// Blocks 1..=`up_to` on every source: the same hash, fee recipient and transactions.
 fn compare_blocks(sources: &[(String, String)], up_to: u64) -> Result<Vec<ExecutionBlock>, String> {
     let mut blocks = Vec::new();
-    // TEMP until eth_getBlockByNumber lands on the node's JSON-RPC.
-    let sources: Vec<_> = sources
-        .iter()
-        .filter(|(name, _)| name.contains("EthereumJS"))
-        .cloned()
-        .collect();
-    let sources = &sources[..];
     for number in 1..=up_to {
         let mut first: Option<(&str, Value)> = None;
         for (name, url) in sources {
@@ -2129,6 +2122,9 @@ fn compare_blocks(sources: &[(String, String)], up_to: u64) -> Result<Vec<Execut
         let Some((name, block)) = first else {
             return Err("no source".into());
         };
+        if !block["hash"].is_string() {
+            return Err(format!("{name}: block {number} has no hash: {block}"));
+        }
         blocks.push(ExecutionBlock {
             number,
             miner: block["miner"]
