@@ -16,7 +16,7 @@ pub mod embedded;
 mod error;
 pub mod remote;
 
-pub use alloy_primitives::{Address, B256, Bytes as AlloyBytes, U256};
+pub use alloy_primitives::{Address, B256, Bytes as AlloyBytes, TxKind, U256};
 pub use alloy_rpc_types_engine::{
     ExecutionPayloadV1, ExecutionPayloadV2, ExecutionPayloadV3, ForkchoiceState, ForkchoiceUpdated,
     PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,

@@ -1546,6 +1546,13 @@ const PRIORITY_FEE_PER_GAS: u128 = 1_000_000_000;
 const FUNDING: u64 = 10_000_000_000_000_000_000;
 /// Transfers per route, each to a recipient of its own.
 const TRANSFERS_PER_ROUTE: usize = 3;
+/// Init code of a contract whose constructor stores 42 in slot 0 and logs topic 1 (its runtime
+/// code returns slot 0): a receipt with a log and a contract address.
+const LOGGING_CONTRACT: &[u8] = &[
+    0x60, 0x2a, 0x60, 0x00, 0x55, 0x60, 0x01, 0x60, 0x00, 0x60, 0x00, 0xa1, 0x60, 0x0b, 0x60, 0x18,
+    0x60, 0x00, 0x39, 0x60, 0x0b, 0x60, 0x00, 0xf3, 0x60, 0x00, 0x54, 0x60, 0x00, 0x52, 0x60, 0x20,
+    0x60, 0x00, 0xf3,
+];
 /// Extra rounds, each one transfer, while one kind of engine has built no block with transactions.
 const MAX_EXTRA_ROUNDS: usize = 10;
 
@@ -1660,16 +1667,28 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
     let mut second =
         Wallet::new(&B256::repeat_byte(0x5e), CHAIN_ID, 0).expect("a second account's key");
     // Signs a transfer, sends it to `url` and records what it must change.
+    // Signs a transfer (or, without a recipient, the creation of a contract that stores and
+    // logs: receipts with a contract address and a log to compare), sends it to `url` and
+    // records what it must change.
     let mut send = |wallet: &mut Wallet,
-                    to: Address,
+                    to: Option<Address>,
                     value: U256,
                     url: &str,
                     route: &str,
                     balances: &mut BTreeMap<Address, U256>,
                     nonces: &mut BTreeMap<Address, u64>| {
-        let raw = wallet
-            .transfer(to, value, MAX_FEE_PER_GAS, PRIORITY_FEE_PER_GAS)
-            .expect("signs a transfer");
+        let raw = match to {
+            Some(to) => wallet.transfer(to, value, MAX_FEE_PER_GAS, PRIORITY_FEE_PER_GAS),
+            None => wallet.sign(
+                cohort_engine::TxKind::Create,
+                U256::ZERO,
+                LOGGING_CONTRACT.to_vec().into(),
+                200_000,
+                MAX_FEE_PER_GAS,
+                PRIORITY_FEE_PER_GAS,
+            ),
+        }
+        .expect("signs a transaction");
         let hash = rpc_call(
             url,
             "eth_sendRawTransaction",
@@ -1681,7 +1700,9 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
                 "eth_sendRawTransaction through {route} answered {hash}, not a transaction hash"
             ));
         }
-        *balances.entry(to).or_default() += value;
+        if let Some(to) = to {
+            *balances.entry(to).or_default() += value;
+        }
         nonces.insert(wallet.address(), wallet.nonce());
         sent.push(route.to_string());
     };
@@ -1702,7 +1723,7 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
     let route_0 = "operator 0's JSON-RPC";
     send(
         &mut funded,
-        second.address(),
+        Some(second.address()),
         U256::from(FUNDING),
         &operator_rpc(0),
         route_0,
@@ -1712,7 +1733,7 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
     for k in 0..TRANSFERS_PER_ROUTE {
         send(
             &mut funded,
-            recipient(),
+            Some(recipient()),
             U256::from(1_000 + k as u64),
             &operator_rpc(0),
             route_0,
@@ -1720,6 +1741,15 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
             &mut nonces,
         );
     }
+    send(
+        &mut funded,
+        None,
+        U256::ZERO,
+        &operator_rpc(0),
+        route_0,
+        &mut balances,
+        &mut nonces,
+    );
     let took_0 = landed(
         "the funded key's transfers through operator 0 land on every source",
         SLOT * 15,
@@ -1740,7 +1770,7 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
     for k in 0..TRANSFERS_PER_ROUTE {
         send(
             &mut second,
-            recipient(),
+            Some(recipient()),
             U256::from(2_000 + k as u64),
             &client_of_operator_3,
             route_3,
@@ -1748,6 +1778,15 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
             &mut nonces,
         );
     }
+    send(
+        &mut second,
+        None,
+        U256::ZERO,
+        &client_of_operator_3,
+        route_3,
+        &mut balances,
+        &mut nonces,
+    );
     let took_3 = landed(
         "the second account's transfers through operator 3's client land on every source",
         SLOT * 30,
@@ -1764,7 +1803,7 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
     for k in 0..TRANSFERS_PER_ROUTE {
         send(
             &mut second,
-            recipient(),
+            Some(recipient()),
             U256::from(3_000 + k as u64),
             &operator_rpc(1),
             route_1,
@@ -1810,7 +1849,7 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
         let route = ON_EMBEDDED[extra % 2];
         send(
             &mut funded,
-            recipient(),
+            Some(recipient()),
             U256::from(4_000 + extra as u64),
             &operator_rpc(route),
             &format!("operator {route}'s JSON-RPC (extra)"),
@@ -1936,9 +1975,16 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
     let (checked, common) = cluster.check_one_finalized_chain();
     // And the execution chain, compared once more up to where every source is now.
     let lowest = lowest_finalized(&sources).unwrap_or_else(|err| cluster.fail(&err));
-    let compared = compare_blocks(&sources, lowest)
-        .unwrap_or_else(|err| cluster.fail(&err))
-        .len();
+    let compared = compare_blocks(&sources, lowest).unwrap_or_else(|err| cluster.fail(&err));
+    let logged: usize = compared.iter().map(|block| block.logged).sum();
+    let created: usize = compared.iter().map(|block| block.created).sum();
+    // Both contract creations (one through a relay, one built by EthereumJS) were compared.
+    if logged < 2 || created < 2 {
+        cluster.fail(&format!(
+            "{created} contract creations and {logged} receipts with logs compared, expected 2"
+        ));
+    }
+    let compared = compared.len();
     for (i, snapshot) in cluster.snapshot_all().iter().enumerate() {
         eprintln!("  operator {i}: {snapshot}");
     }
@@ -1949,7 +1995,9 @@ fn a_mixed_cluster_of_embedded_and_ethereumjs_engines_finalizes_one_execution_ch
     eprintln!(
         "[{:>5.1}s] one finalized chain: {checked} consensus heights agree across every log \
          ({common} seen by all four); execution blocks 1..={lowest} ({compared} blocks, built \
-         {per_operator:?} by operators 0..3) have the same hashes on {}",
+         {per_operator:?} by operators 0..3) are the same, field by field with their \
+         transactions and receipts ({created} contract creations, {logged} receipts with logs), \
+         on {}",
         secs(started),
         sources
             .iter()
@@ -2078,6 +2126,9 @@ struct ExecutionBlock {
     number: u64,
     miner: String,
     transactions: usize,
+    /// Receipts with logs, and contract creations (compared field by field like the rest).
+    logged: usize,
+    created: usize,
 }
 
 impl ExecutionBlock {
@@ -2091,7 +2142,117 @@ impl ExecutionBlock {
     }
 }
 
-/// Blocks 1..=`up_to` on every source: the same hash, fee recipient and transactions.
+/// The fields of a block, a transaction and a receipt that every source must answer alike
+/// (EthereumJS's answers name them; `totalDifficulty` and `size` are left out: post-merge
+/// clients disagree on the first, and the second is advisory).
+const BLOCK_FIELDS: &[&str] = &[
+    "hash",
+    "parentHash",
+    "number",
+    "timestamp",
+    "miner",
+    "stateRoot",
+    "transactionsRoot",
+    "receiptsRoot",
+    "logsBloom",
+    "gasLimit",
+    "gasUsed",
+    "baseFeePerGas",
+    "extraData",
+    "mixHash",
+    "nonce",
+    "difficulty",
+    "sha3Uncles",
+    "uncles",
+    "withdrawalsRoot",
+    "withdrawals",
+    "blobGasUsed",
+    "excessBlobGas",
+    "parentBeaconBlockRoot",
+    "transactions",
+];
+const TRANSACTION_FIELDS: &[&str] = &[
+    "hash",
+    "type",
+    "chainId",
+    "nonce",
+    "from",
+    "to",
+    "value",
+    "gas",
+    // Not `gasPrice`: for an included EIP-1559 transaction the execution API (and geth, and
+    // the embedded engine) answer the effective price paid, EthereumJS 0.10.5 the fee cap.
+    "maxFeePerGas",
+    "maxPriorityFeePerGas",
+    "input",
+    "accessList",
+    "v",
+    "r",
+    "s",
+    "blockHash",
+    "blockNumber",
+    "transactionIndex",
+];
+const RECEIPT_FIELDS: &[&str] = &[
+    "transactionHash",
+    "transactionIndex",
+    "blockHash",
+    "blockNumber",
+    "from",
+    "to",
+    "cumulativeGasUsed",
+    "gasUsed",
+    // Not `effectiveGasPrice`: EthereumJS 0.10.5 answers the priority fee alone; the execution
+    // API's base fee + tip is checked on the embedded operators instead (`paid_price`).
+    "contractAddress",
+    "logs",
+    "logsBloom",
+    "type",
+    "status",
+];
+
+/// A receipt's `effectiveGasPrice` (and its transaction's `gasPrice`) is what the execution API
+/// says an EIP-1559 transaction pays: the base fee plus the tip its fee cap leaves room for.
+fn paid_price(block: &Value, transaction: &Value, receipt: &Value) -> Result<(), String> {
+    let base_fee = quantity(&block["baseFeePerGas"], "baseFeePerGas")?;
+    let cap = quantity(&transaction["maxFeePerGas"], "maxFeePerGas")?;
+    let tip = quantity(&transaction["maxPriorityFeePerGas"], "maxPriorityFeePerGas")?;
+    let expected = base_fee + tip.min(cap - base_fee);
+    let effective = quantity(&receipt["effectiveGasPrice"], "effectiveGasPrice")?;
+    let price = quantity(&transaction["gasPrice"], "gasPrice")?;
+    if effective != expected || price != expected {
+        return Err(format!(
+            "effectiveGasPrice {effective} and gasPrice {price}, the base fee {base_fee} plus \
+             the tip make {expected}"
+        ));
+    }
+    Ok(())
+}
+
+/// The fields of `fields` on which `a` and `b` differ (addresses and hex compared without
+/// case), each as "field: a vs b".
+fn differing(a: &Value, b: &Value, fields: &[&str]) -> Vec<String> {
+    fn normal(value: &Value) -> Value {
+        match value {
+            Value::String(text) => Value::String(text.to_ascii_lowercase()),
+            Value::Array(items) => Value::Array(items.iter().map(normal).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(key, value)| (key.clone(), normal(value)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    fields
+        .iter()
+        .filter(|field| normal(&a[**field]) != normal(&b[**field]))
+        .map(|field| format!("{field}: {} vs {}", a[*field], b[*field]))
+        .collect()
+}
+
+/// Blocks 1..=`up_to` on every source: the same block, field by field, and the same
+/// transactions and receipts.
 fn compare_blocks(sources: &[(String, String)], up_to: u64) -> Result<Vec<ExecutionBlock>, String> {
     let mut blocks = Vec::new();
     for number in 1..=up_to {
@@ -2110,12 +2271,57 @@ fn compare_blocks(sources: &[(String, String)], up_to: u64) -> Result<Vec<Execut
                 first = Some((name, block));
                 continue;
             };
-            for field in ["hash", "miner", "transactions", "stateRoot"] {
-                if block[field] != first[field] {
-                    return Err(format!(
-                        "execution block {number}: {field} is {} on {first_name}, {} on {name}",
-                        first[field], block[field]
-                    ));
+            // Every field a client answers with: the embedded engine's JSON-RPC must say what
+            // EthereumJS says, not only agree on the hash.
+            let differ = differing(first, &block, BLOCK_FIELDS);
+            if !differ.is_empty() {
+                return Err(format!(
+                    "execution block {number} differs between {first_name} and {name}: {}",
+                    differ.join("; ")
+                ));
+            }
+        }
+        // And each of its transactions and receipts.
+        let (first_name, first_block) = first.as_ref().ok_or("no source")?;
+        let (mut logged, mut created) = (0, 0);
+        for hash in first_block["transactions"].as_array().into_iter().flatten() {
+            for (method, fields) in [
+                ("eth_getTransactionByHash", TRANSACTION_FIELDS),
+                ("eth_getTransactionReceipt", RECEIPT_FIELDS),
+            ] {
+                let mut reference: Option<(&str, Value)> = None;
+                for (name, url) in sources {
+                    let answer = rpc_call(url, method, json!([hash]))
+                        .map_err(|err| format!("{name}: {method} {hash}: {err}"))?;
+                    if answer.is_null() {
+                        return Err(format!("{name}: {method} {hash} is null"));
+                    }
+                    if method == "eth_getTransactionReceipt" && !name.contains("EthereumJS") {
+                        let transaction = rpc_call(url, "eth_getTransactionByHash", json!([hash]))
+                            .map_err(|err| format!("{name}: {hash}: {err}"))?;
+                        paid_price(first_block, &transaction, &answer)
+                            .map_err(|err| format!("{name}: {hash}: {err}"))?;
+                    }
+                    let Some((reference_name, reference)) = &reference else {
+                        if method == "eth_getTransactionReceipt" {
+                            logged += usize::from(
+                                answer["logs"]
+                                    .as_array()
+                                    .is_some_and(|logs| !logs.is_empty()),
+                            );
+                            created += usize::from(answer["contractAddress"].is_string());
+                        }
+                        reference = Some((name, answer));
+                        continue;
+                    };
+                    let differ = differing(reference, &answer, fields);
+                    if !differ.is_empty() {
+                        return Err(format!(
+                            "{method} {hash} (block {number} on {first_name}) differs between \
+                             {reference_name} and {name}: {}",
+                            differ.join("; ")
+                        ));
+                    }
                 }
             }
         }
@@ -2135,6 +2341,8 @@ fn compare_blocks(sources: &[(String, String)], up_to: u64) -> Result<Vec<Execut
                 .as_array()
                 .ok_or_else(|| format!("{name}: block {number} has no transactions"))?
                 .len(),
+            logged,
+            created,
         });
     }
     Ok(blocks)

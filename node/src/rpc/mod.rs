@@ -714,6 +714,9 @@ mod tests {
             let tx = call(&server, "eth_getTransactionByHash", json!([hashes[1]])).await;
             assert_eq!(tx["result"]["to"], recipient.to_string().to_lowercase());
             assert_eq!(tx["result"]["value"], "0x7");
+            // An included EIP-1559 transaction's gasPrice is what it paid (the execution API).
+            assert_eq!(tx["result"]["gasPrice"], moved["effectiveGasPrice"]);
+            assert_eq!(tx["result"]["maxFeePerGas"], "0x2540be400");
             let unknown = call(&server, "eth_getTransactionReceipt", json!([B256::ZERO])).await;
             assert_eq!(unknown["result"], Value::Null);
 
