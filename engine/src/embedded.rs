@@ -54,7 +54,10 @@ mod history;
 pub use history::BlockId;
 use history::{Cached, Index};
 mod record;
-use record::{KEY_CANONICAL, KEY_FINALIZED_HEADER, LEGACY_KEYS, corrupt, decode_tip, encode_tip};
+use record::{
+    KEY_CANONICAL, KEY_FINALIZED_HEADER, KEY_GENESIS, KEY_SNAPSHOT, LEGACY_KEYS, corrupt,
+    decode_snapshot, decode_tip, encode_snapshot, encode_tip,
+};
 
 /// A block this engine executed, with its post-state.
 pub type Block = cohort_evm::Executed<MemoryState>;
@@ -69,6 +72,9 @@ const MAX_UNFINALIZED: usize = 1024;
 /// Finalized canonical hashes remembered, to answer redelivered old payloads without executing
 /// them again (and to give BLOCKHASH its 256 after a restart).
 const CANONICAL_HISTORY: usize = 1024;
+/// Finalized blocks between state snapshots: a restart applies at most this many blocks'
+/// changes after the snapshot, and the journal keeps no more (plus one section).
+pub const SNAPSHOT_INTERVAL: u64 = 1024;
 /// Built payloads kept for `getPayload`.
 const MAX_BUILDS: usize = 16;
 /// Largest signed transaction the pool (and the transactions channel) takes.
@@ -136,6 +142,10 @@ pub fn devnet_genesis_state_root() -> B256 {
 struct Stores<E: Storage + Clock + Metrics> {
     metadata: Metadata<E, U64, Vec<u8>>,
     journal: Journal<E, Vec<u8>>,
+    /// The latest state snapshot (synced only when it moves, every [`SNAPSHOT_INTERVAL`]).
+    snapshot: Metadata<E, U64, Vec<u8>>,
+    /// The block the snapshot is at (0: none yet, the genesis state is the base).
+    snapshot_at: u64,
     /// The finalized blocks' [`BlockRecord`]s, for reads.
     blocks: Journal<E, Vec<u8>>,
 }
@@ -222,6 +232,24 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
                  engine data to start its execution chain again from genesis",
             ));
         }
+        if let Some(stored) = metadata.get(&U64::new(KEY_GENESIS))
+            && stored.as_slice() != genesis.hash.as_slice()
+        {
+            return Err(EngineError::Genesis(
+                "the engine's data was written for a chain with another genesis; give it the \
+                 genesis file it started with"
+                    .into(),
+            ));
+        }
+        let snapshot = Metadata::<_, U64, Vec<u8>>::init(
+            context.child("snapshot"),
+            metadata::Config {
+                partition: format!("{}-snapshot", config.partition),
+                codec_config: ((0..).into(), ()),
+            },
+        )
+        .await
+        .map_err(storage_error)?;
         let finalized_header = match metadata.get(&U64::new(KEY_FINALIZED_HEADER)) {
             None => None,
             Some(bytes) => Some(
@@ -244,15 +272,15 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
         )
         .await
         .map_err(storage_error)?;
-        let (finalized, canonical) = match finalized_header {
+        let (finalized, canonical, snapshot_at) = match finalized_header {
             None => {
-                if journal.bounds().end != 0 {
+                if journal.bounds().end != 0 || snapshot.get(&U64::new(KEY_SNAPSHOT)).is_some() {
                     return Err(corrupt("state changes without a finalized block"));
                 }
                 let tip = tip_of(&genesis);
-                (genesis, BTreeMap::from([(0, tip)]))
+                (genesis, BTreeMap::from([(0, tip)]), 0)
             }
-            Some(header) => resume(&metadata, &journal, genesis, header).await?,
+            Some(header) => resume(&metadata, &snapshot, &journal, genesis, header).await?,
         };
         let head = finalized.hash;
         let mut pool = Pool::new(executor.chain_id(), MAX_POOL);
@@ -263,6 +291,8 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
                 stores: Some(Stores {
                     metadata,
                     journal,
+                    snapshot,
+                    snapshot_at,
                     blocks,
                 }),
                 pending: None,
@@ -380,10 +410,11 @@ fn journal_config(partition: &str) -> JournalConfig<(RangeCfg<usize>, ())> {
 /// against the stored header and canonical hashes.
 async fn resume<E: Storage + Clock + Metrics>(
     metadata: &Metadata<E, U64, Vec<u8>>,
+    snapshot: &Metadata<E, U64, Vec<u8>>,
     journal: &Journal<E, Vec<u8>>,
     genesis: Block,
     header: Header,
-) -> Result<(Block, BTreeMap<u64, ExecutionTip>), EngineError> {
+) -> Result<(Block, BTreeMap<u64, ExecutionTip>, u64), EngineError> {
     let number = header.number;
     if journal.bounds().end != number {
         return Err(corrupt(&format!(
@@ -420,7 +451,31 @@ async fn resume<E: Storage + Clock + Metrics>(
         ));
     }
     let mut state = genesis.state;
-    for position in 0..number {
+    let snapshot_at = match snapshot.get(&U64::new(KEY_SNAPSHOT)) {
+        None => 0,
+        Some(bytes) => {
+            let (at, root, record) = decode_snapshot(bytes).ok_or_else(|| corrupt("snapshot"))?;
+            if at > number {
+                return Err(corrupt(&format!(
+                    "snapshot at block {at}, above the finalized block {number}"
+                )));
+            }
+            let changes = StateChanges::decode(record)
+                .map_err(|e| corrupt(&format!("snapshot at block {at}: {e}")))?;
+            state.apply(&changes);
+            if state.state_root() != root {
+                return Err(corrupt(&format!("snapshot at block {at}: state root")));
+            }
+            at
+        }
+    };
+    if journal.bounds().start > snapshot_at {
+        return Err(corrupt(&format!(
+            "state changes from block {} kept, the snapshot is at block {snapshot_at}",
+            journal.bounds().start + 1
+        )));
+    }
+    for position in snapshot_at..number {
         let bytes = journal.read(position).await.map_err(storage_error)?;
         let changes = StateChanges::decode(&bytes)
             .map_err(|e| corrupt(&format!("state changes of block {}: {e}", position + 1)))?;
@@ -443,7 +498,9 @@ async fn resume<E: Storage + Clock + Metrics>(
         number,
         %hash,
         accounts = state.len(),
-        "embedded engine resumed from its finalized block"
+        snapshot_at,
+        replayed = number - snapshot_at,
+        "embedded engine resumed from its finalized block (snapshot plus the changes after it)"
     );
     Ok((
         Block {
@@ -458,7 +515,44 @@ async fn resume<E: Storage + Clock + Metrics>(
             recent_hashes: Arc::new(recent_hashes),
         },
         canonical,
+        snapshot_at,
     ))
+}
+
+/// Merges the journaled changes since the last snapshot into it, syncs it at block `number`,
+/// and only then prunes the journal below it. Runs inside a finalization's commit, after the
+/// finalized header is on disk.
+async fn take_snapshot<E: Storage + Clock + Metrics>(
+    journal: Journal<E, Vec<u8>>,
+    mut snapshot: Metadata<E, U64, Vec<u8>>,
+    snapshot_at: u64,
+    number: u64,
+    state_root: B256,
+) -> Result<(Journal<E, Vec<u8>>, Metadata<E, U64, Vec<u8>>, u64), String> {
+    let mut merged = match snapshot.get(&U64::new(KEY_SNAPSHOT)) {
+        None => StateChanges::default(),
+        Some(bytes) => {
+            let (_, _, record) = decode_snapshot(bytes).ok_or("the snapshot is malformed")?;
+            StateChanges::decode(record).map_err(|e| e.to_string())?
+        }
+    };
+    for position in snapshot_at..number {
+        let bytes = journal.read(position).await.map_err(|e| e.to_string())?;
+        let changes = StateChanges::decode(&bytes).map_err(|e| e.to_string())?;
+        merged.merge(&changes);
+    }
+    snapshot.put(
+        U64::new(KEY_SNAPSHOT),
+        encode_snapshot(number, state_root, &merged.encode()),
+    );
+    let snapshot = snapshot.sync().await.map_err(|e| e.to_string())?;
+    let (journal, _) = journal.prune(number).await.map_err(|e| e.to_string())?;
+    debug!(
+        number,
+        accounts = merged.accounts.len(),
+        "embedded engine took a state snapshot and pruned the changes before it"
+    );
+    Ok((journal, snapshot, number))
 }
 
 impl<E: Storage + Clock + Metrics> Inner<E> {
@@ -524,6 +618,8 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
         let Stores {
             metadata,
             journal,
+            snapshot,
+            snapshot_at,
             blocks,
         } = self
             .stores
@@ -547,6 +643,8 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             encode_tip(tip, &mut canonical);
         }
         let header = alloy_rlp::encode(&new.header);
+        let genesis_hash = self.history.genesis_hash();
+        let (new_number, new_root) = (new.header.number, new.header.state_root);
         let first = path.last().map_or(new.header.number, |b| b.header.number);
         let commit = async move {
             let mut journal = journal;
@@ -574,10 +672,19 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             let mut metadata = metadata;
             metadata.put(U64::new(KEY_FINALIZED_HEADER), header);
             metadata.put(U64::new(KEY_CANONICAL), canonical);
+            metadata.put(U64::new(KEY_GENESIS), genesis_hash.to_vec());
             let metadata = metadata.sync().await.map_err(|e| e.to_string())?;
+            let (journal, snapshot, snapshot_at) = if new_number >= snapshot_at + SNAPSHOT_INTERVAL
+            {
+                take_snapshot(journal, snapshot, snapshot_at, new_number, new_root).await?
+            } else {
+                (journal, snapshot, snapshot_at)
+            };
             Ok(Stores {
                 metadata,
                 journal,
+                snapshot,
+                snapshot_at,
                 blocks,
             })
         };
@@ -1185,6 +1292,31 @@ mod tests {
                         .await
                         .unwrap()
                         .is_none()
+                );
+                // The state came from the snapshot at block 1024 plus six blocks' changes, and
+                // the journal no longer holds the changes before the snapshot.
+                {
+                    let inner = engine.inner.lock().await;
+                    let stores = inner.stores.as_ref().expect("stores");
+                    assert_eq!(stores.snapshot_at, SNAPSHOT_INTERVAL);
+                    assert_eq!(stores.journal.bounds(), SNAPSHOT_INTERVAL..BLOCKS);
+                }
+                // Another genesis on the same data is refused, whatever the canonical record
+                // still remembers.
+                drop(engine);
+                let other = cohort_evm::DEVNET_GENESIS.replace("0x3b9aca00", "0x3b9aca01");
+                let refused = EmbeddedEngine::init(
+                    context.child("other"),
+                    Config {
+                        partition: "a-engine".into(),
+                        genesis: other.into(),
+                    },
+                )
+                .await;
+                assert!(
+                    matches!(refused, Err(EngineError::Genesis(_))),
+                    "{:?}",
+                    refused.err()
                 );
                 // An engine whose data predates the history: drop the history's partition.
                 for partition in [

@@ -11,7 +11,10 @@ use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_rlp::Decodable;
 use alloy_trie::{KECCAK_EMPTY, TrieAccount};
 use revm::{database::BundleState, state::Bytecode};
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 /// An account's fields other than its storage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +93,46 @@ impl StateChanges {
             .collect();
         codes.sort_unstable_by_key(|(hash, _)| *hash);
         Self { accounts, codes }
+    }
+
+    /// Folds `later` (the changes of a block after these) into these, so that applying the
+    /// result to a state is applying these and then `later`: how a snapshot of many blocks'
+    /// changes is kept as one record.
+    pub fn merge(&mut self, later: &StateChanges) {
+        let mut accounts: BTreeMap<Address, AccountChange> = std::mem::take(&mut self.accounts)
+            .into_iter()
+            .map(|change| (change.address, change))
+            .collect();
+        for change in &later.accounts {
+            let merged = match (accounts.remove(&change.address), change.info) {
+                // Gone, or first seen now: nothing earlier about it matters.
+                (_, None) | (None, Some(_)) => change.clone(),
+                // Created again after it was gone, or its storage destroyed: the earlier slots
+                // must not survive, and applying must drop whatever the base state holds.
+                (Some(earlier), Some(_)) if earlier.info.is_none() || change.wipe_storage => {
+                    AccountChange {
+                        wipe_storage: true,
+                        ..change.clone()
+                    }
+                }
+                (Some(earlier), Some(info)) => {
+                    let mut slots: BTreeMap<U256, U256> = earlier.storage.into_iter().collect();
+                    slots.extend(change.storage.iter().copied());
+                    AccountChange {
+                        address: change.address,
+                        info: Some(info),
+                        wipe_storage: earlier.wipe_storage,
+                        storage: slots.into_iter().collect(),
+                    }
+                }
+            };
+            accounts.insert(change.address, merged);
+        }
+        self.accounts = accounts.into_values().collect();
+        let mut codes: BTreeMap<B256, Bytes> =
+            std::mem::take(&mut self.codes).into_iter().collect();
+        codes.extend(later.codes.iter().cloned());
+        self.codes = codes.into_iter().collect();
     }
 
     /// Changes that create accounts from scratch (genesis allocations).

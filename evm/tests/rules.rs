@@ -199,6 +199,88 @@ fn a_finalized_block_record_round_trips_and_refuses_damage() {
 }
 
 #[test]
+fn merged_changes_apply_as_the_blocks_did_one_by_one() {
+    use cohort_evm::{AccountChange, AccountInfo, StateChanges};
+    let (_, genesis) = Executor::genesis(DEVNET_GENESIS).expect("devnet genesis");
+    let x = Address::repeat_byte(0x0a);
+    let y = Address::repeat_byte(0x0b);
+    let info = |nonce: u64| AccountInfo {
+        nonce,
+        balance: U256::from(nonce * 1_000),
+        code_hash: alloy_primitives::keccak256([nonce as u8]),
+    };
+    let change = |address, info, wipe_storage, storage: &[(u64, u64)]| AccountChange {
+        address,
+        info,
+        wipe_storage,
+        storage: storage
+            .iter()
+            .map(|(slot, value)| (U256::from(*slot), U256::from(*value)))
+            .collect(),
+    };
+    let blocks = [
+        StateChanges {
+            accounts: vec![
+                change(x, Some(info(1)), false, &[(1, 5), (2, 6)]),
+                change(y, Some(info(1)), false, &[(8, 1)]),
+            ],
+            codes: vec![(
+                alloy_primitives::keccak256(b"\x60\x00"),
+                Bytes::from_static(b"\x60\x00"),
+            )],
+        },
+        // A slot cleared and one set; y's storage destroyed and written again.
+        StateChanges {
+            accounts: vec![
+                change(x, Some(info(2)), false, &[(1, 0), (3, 7)]),
+                change(y, Some(info(2)), true, &[(9, 1)]),
+            ],
+            codes: Vec::new(),
+        },
+        // x gone; the funded genesis account changes.
+        StateChanges {
+            accounts: vec![
+                change(x, None, false, &[]),
+                change(FUNDED, Some(info(3)), false, &[]),
+            ],
+            codes: Vec::new(),
+        },
+        // x created again with a slot of its own only.
+        StateChanges {
+            accounts: vec![change(x, Some(info(4)), false, &[(4, 8)])],
+            codes: Vec::new(),
+        },
+    ];
+    let mut one_by_one = genesis.state.clone();
+    let mut merged = StateChanges::default();
+    for block in &blocks {
+        one_by_one.apply(block);
+        merged.merge(block);
+    }
+    let mut at_once = genesis.state.clone();
+    at_once.apply(&merged);
+    assert_eq!(at_once.state_root(), one_by_one.state_root());
+    for (address, slot, value) in [
+        (x, 1, 0),
+        (x, 2, 0),
+        (x, 3, 0),
+        (x, 4, 8),
+        (y, 8, 0),
+        (y, 9, 1),
+    ] {
+        assert_eq!(
+            at_once.storage(&address, &U256::from(slot)),
+            U256::from(value),
+            "{address} slot {slot}"
+        );
+    }
+    assert_eq!(at_once.account(&x), Some(info(4)));
+    assert_eq!(at_once.account(&FUNDED), Some(info(3)));
+    // The merged record survives its encoding, as a snapshot on disk does.
+    assert_eq!(StateChanges::decode(&merged.encode()), Ok(merged));
+}
+
+#[test]
 fn several_blocks_in_a_row_call_store_log_and_revert() {
     let (executor, genesis, payload) = chain();
     let one = executor

@@ -117,6 +117,10 @@ impl Index {
         }
     }
 
+    pub(super) fn genesis_hash(&self) -> B256 {
+        self.genesis.hash
+    }
+
     /// Indexes a newly finalized block (in number order).
     pub(super) fn add(&mut self, record: Arc<BlockRecord>) {
         let number = record.header.number;
