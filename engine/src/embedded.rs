@@ -267,7 +267,7 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
         .await?;
         let journal = Journal::<_, Vec<u8>>::init_at_most(
             context.child("changes"),
-            journal_config(&config.partition),
+            journal_config(&config.partition, "changes"),
             finalized_number,
         )
         .await
@@ -394,9 +394,11 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
     }
 }
 
-fn journal_config(partition: &str) -> JournalConfig<(RangeCfg<usize>, ())> {
+/// The engine's journals (`{partition}-changes`, `{partition}-blocks`): one record per
+/// finalized block, each at most [`MAX_CHANGES_RECORD`] bytes.
+fn journal_config(partition: &str, kind: &str) -> JournalConfig<(RangeCfg<usize>, ())> {
     JournalConfig {
-        partition: format!("{partition}-changes"),
+        partition: format!("{partition}-{kind}"),
         items_per_section: NZU64!(1024),
         compression: None,
         codec_config: (RangeCfg::new(0..=MAX_CHANGES_RECORD), ()),

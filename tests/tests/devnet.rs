@@ -2063,34 +2063,27 @@ fn check_accounts(
     balances: &BTreeMap<cohort_engine::Address, cohort_engine::U256>,
     nonces: &BTreeMap<cohort_engine::Address, u64>,
 ) -> Result<(), String> {
+    let nonces = nonces
+        .iter()
+        .map(|(address, nonce)| (*address, cohort_engine::U256::from(*nonce)));
+    let expected: Vec<_> = balances
+        .iter()
+        .map(|(address, balance)| ("eth_getBalance", *address, *balance))
+        .chain(nonces.map(|(address, nonce)| ("eth_getTransactionCount", address, nonce)))
+        .collect();
     for (name, url) in sources {
-        for (address, want) in balances {
-            let what = format!("{name}: eth_getBalance({address})");
+        for (method, address, want) in &expected {
+            let what = format!("{name}: {method}({address})");
             let got = quantity(
                 &rpc_call(
                     url,
-                    "eth_getBalance",
+                    method,
                     json_array([address_hex(address), "latest".into()]),
                 )
                 .map_err(|err| format!("{what}: {err}"))?,
                 &what,
             )?;
             if got != *want {
-                return Err(format!("{what} is {got}, expected {want}"));
-            }
-        }
-        for (address, want) in nonces {
-            let what = format!("{name}: eth_getTransactionCount({address})");
-            let got = quantity(
-                &rpc_call(
-                    url,
-                    "eth_getTransactionCount",
-                    json_array([address_hex(address), "latest".into()]),
-                )
-                .map_err(|err| format!("{what}: {err}"))?,
-                &what,
-            )?;
-            if got != cohort_engine::U256::from(*want) {
                 return Err(format!("{what} is {got}, expected {want}"));
             }
         }

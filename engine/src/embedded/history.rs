@@ -7,17 +7,12 @@
 //! engine kept history starts its history at the finalized block it resumes from: older
 //! blocks are reported as not kept rather than invented.
 
-use super::{MAX_CHANGES_RECORD, storage_error};
+use super::storage_error;
 use crate::EngineError;
 use alloy_primitives::B256;
 use cohort_evm::BlockRecord;
-use commonware_codec::RangeCfg;
-use commonware_runtime::{Clock, Metrics, Storage, buffer::paged::CacheRef};
-use commonware_storage::journal::contiguous::{
-    Contiguous as _,
-    variable::{Config as JournalConfig, Journal},
-};
-use commonware_utils::{NZU16, NZU64, NZUsize};
+use commonware_runtime::{Clock, Metrics, Storage};
+use commonware_storage::journal::contiguous::{Contiguous as _, variable::Journal};
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::Arc,
@@ -35,18 +30,6 @@ pub enum BlockId {
     Hash(B256),
 }
 
-pub(super) fn journal_config(partition: &str) -> JournalConfig<(RangeCfg<usize>, ())> {
-    JournalConfig {
-        partition: format!("{partition}-blocks"),
-        items_per_section: NZU64!(1024),
-        compression: None,
-        codec_config: (RangeCfg::new(0..=MAX_CHANGES_RECORD), ()),
-        page_cache: CacheRef::new(NZU16!(4096), NZUsize!(16)),
-        write_buffer: NZUsize!(1 << 20),
-        replay_buffer: NZUsize!(1 << 20),
-    }
-}
-
 /// Opens the history journal cut back to `finalized` blocks and rebuilds the indexes.
 pub(super) async fn open<E: Storage + Clock + Metrics>(
     context: E,
@@ -56,7 +39,7 @@ pub(super) async fn open<E: Storage + Clock + Metrics>(
 ) -> Result<(Journal<E, Vec<u8>>, Index), EngineError> {
     let journal = Journal::<_, Vec<u8>>::init_at_most(
         context.child("open"),
-        journal_config(partition),
+        super::journal_config(partition, "blocks"),
         finalized,
     )
     .await
@@ -71,7 +54,7 @@ pub(super) async fn open<E: Storage + Clock + Metrics>(
         drop(journal);
         Journal::<_, Vec<u8>>::init_at_size(
             context.child("reset"),
-            journal_config(partition),
+            super::journal_config(partition, "blocks"),
             finalized,
         )
         .await
