@@ -1448,30 +1448,41 @@ fn finalized_blocks(log: &Path) -> Result<Vec<(u64, String)>, String> {
 
 /// A plain HTTP/1.1 GET; the status and body.
 fn http_get(address: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let fail = |err: std::io::Error| format!("GET http://{address}{path}: {err}");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    http_exchange(
+        address,
+        &request,
+        Duration::from_secs(5),
+        &format!("GET http://{address}{path}"),
+    )
+}
+
+/// Sends one whole HTTP/1.1 request (`Connection: close`) and reads the answer to its end: the
+/// status and the body (de-chunked). `what` names the request in errors.
+fn http_exchange(
+    address: SocketAddr,
+    request: &str,
+    read_timeout: Duration,
+    what: &str,
+) -> Result<(u16, String), String> {
+    let fail = |err: std::io::Error| format!("{what}: {err}");
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(fail)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(fail)?;
+    stream.set_read_timeout(Some(read_timeout)).map_err(fail)?;
     stream
         .set_write_timeout(Some(Duration::from_secs(5)))
         .map_err(fail)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(fail)?;
+    stream.write_all(request.as_bytes()).map_err(fail)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).map_err(fail)?;
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET http://{address}{path}: no header end in {response:?}"))?;
+        .ok_or_else(|| format!("{what}: no header end in {response:?}"))?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("GET http://{address}{path}: bad status line in {head:?}"))?;
+        .ok_or_else(|| format!("{what}: bad status line in {head:?}"))?;
     let chunked = head.lines().any(|line| {
         line.to_ascii_lowercase()
             .starts_with("transfer-encoding: chunked")
@@ -2363,39 +2374,20 @@ fn rpc_call(url: &str, method: &str, params: Value) -> Result<Value, String> {
         .strip_prefix("http://")
         .and_then(|rest| rest.trim_end_matches('/').parse().ok())
         .ok_or_else(|| format!("{url} is not http://ip:port"))?;
-    let fail = |err: std::io::Error| format!("{method} on {url}: {err}");
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(fail)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(fail)?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .map_err(fail)?;
-    write!(
-        stream,
+    let request = format!(
         "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .map_err(fail)?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).map_err(fail)?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{method} on {url}: no header end in {response:?}"))?;
-    let chunked = head.lines().any(|line| {
-        line.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    );
+    let (status, body) = http_exchange(
+        address,
+        &request,
+        Duration::from_secs(10),
+        &format!("{method} on {url}"),
+    )?;
     let reply: Value = serde_json::from_str(&body)
-        .map_err(|err| format!("{method} on {url}: not JSON ({err}): {head} {body}"))?;
+        .map_err(|err| format!("{method} on {url}: not JSON ({err}): HTTP {status} {body}"))?;
     if let Some(error) = reply.get("error") {
         return Err(format!("{method} on {url}: {error}"));
     }
