@@ -117,24 +117,31 @@ fn dkg_among_four_processes_then_failures_named_then_reshare() {
 
     // (b) Operator 3 down: a rerun (with --force, the lock exists) fails, naming it, in time.
     let started = Instant::now();
-    let outputs = run_all(&bin, &configs[..3], &["--force"], &[], 8);
+    // 20 s: on a loaded 2-core machine a live operator's process and connections can take
+    // several seconds to come up, and one that is merely slow would be named too.
+    let outputs = run_all(&bin, &configs[..3], &["--force"], &[], 20);
     let elapsed = started.elapsed();
-    let op3_address = format!("127.0.0.1:{}", base + 3);
+    let op3_named = format!("3 (127.0.0.1:{}, ", base + 3);
+    let stderrs: Vec<String> = outputs
+        .iter()
+        .map(|output| text(&output.as_ref().expect("started").stderr))
+        .collect();
     for (i, output) in outputs.iter().enumerate() {
         let output = output.as_ref().expect("started");
-        let err = text(&output.stderr);
         assert!(
             !output.status.success(),
             "operator {i} succeeded without operator 3"
         );
+        let err = &stderrs[i];
         assert!(
-            err.contains("no answer from 3 (") && err.contains(&op3_address),
-            "operator {i} does not name operator 3: {err}"
+            err.contains("no answer from ") && err.contains(&op3_named),
+            "operator {i} does not name operator 3; every operator's output:\n{}",
+            stderrs.join("\n---\n")
         );
     }
     assert!(
-        elapsed < Duration::from_secs(40),
-        "failing took {elapsed:?} with an 8 s timeout"
+        elapsed < Duration::from_secs(60),
+        "failing took {elapsed:?} with a 20 s timeout"
     );
     assert_eq!(
         std::fs::read(dir.join("operator-0/cluster-lock.json")).expect("lock"),
