@@ -39,6 +39,18 @@ fn every_engine_ends_on_the_same_finalized_block_and_state_root_over_200_slots()
         "{transactions:?}"
     );
     assert_eq!(transactions.refused, 0, "{transactions:?}");
+    // One in four of the senders' transactions calls the load's contract once its deployment
+    // is finalized; the contract's counter, read with eth_call from the engines, is exactly
+    // the calls in the finalized chain (each wrote two slots and logged, none failed).
+    assert!(
+        transactions.contract_calls_finalized >= 180,
+        "{transactions:?}"
+    );
+    assert_eq!(
+        transactions.contract_counter,
+        Some(transactions.contract_calls_finalized),
+        "{transactions:?}"
+    );
 }
 
 #[test]

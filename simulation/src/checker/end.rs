@@ -3,7 +3,7 @@
 //! invariant, named after it; [`crate::report`] calls them in a fixed order.
 
 use super::Observed;
-use crate::{LIVENESS_SLOTS, SimConfig, cluster::operator::Engines};
+use crate::{LIVENESS_SLOTS, SimConfig, cluster::operator::Engines, load::TxLoad};
 use cohort_devnet::{ChainReport, DevnetBeacon, Kind};
 use cohort_engine::B256;
 use cohort_ingress::{
@@ -447,6 +447,61 @@ pub(crate) fn transactions_finalized(
             ),
         );
     }
+}
+
+/// The load's contract counted exactly the calls the finalized chain holds, read with
+/// `eth_call` on every live engine that finalized the chain's last payload: a call skipped,
+/// reverted or run out of gas on every engine alike leaves their state roots equal, and only
+/// shows here. Returns the counter the engines agree on.
+pub(crate) async fn contract_counted(
+    observed: &mut Observed,
+    config: &SimConfig,
+    engines: &Engines,
+    payloads: &Payloads,
+    load: &TxLoad,
+    transactions: &crate::TxReport,
+) -> Option<u64> {
+    let last = payloads.keys().next_back().copied().unwrap_or(0);
+    let handles: Vec<_> = engines
+        .lock()
+        .map(|engines| engines.clone().into_iter().collect())
+        .unwrap_or_default();
+    let mut agreed = None;
+    for (operator, engine) in handles {
+        if !config.live_at_end(operator) || config.engine_stopped(operator) {
+            continue;
+        }
+        if engine.finalized().await.0.number != last {
+            continue;
+        }
+        let counter = match load.counter(&engine).await {
+            Ok(counter) => counter,
+            Err(reason) => {
+                observed.violation(
+                    "contract_counted",
+                    config.slots,
+                    format!("operator {operator}'s engine: {reason}"),
+                );
+                continue;
+            }
+        };
+        let counted = counter.map_or(0, |counter| counter.saturating_to::<u64>());
+        if counted != transactions.contract_calls_finalized {
+            observed.violation(
+                "contract_counted",
+                config.slots,
+                format!(
+                    "operator {operator}'s engine counted {counted} contract calls at number \
+                     {last}, the finalized chain holds {}",
+                    transactions.contract_calls_finalized
+                ),
+            );
+        }
+        if counter.is_some() {
+            agreed = Some(counted);
+        }
+    }
+    agreed
 }
 
 /// Only byzantine operators may ever be blocked for what they sent: `(by, peer)` pairs.

@@ -54,12 +54,20 @@ pub(crate) async fn build(
     let in_payloads = canonical
         .iter()
         .filter_map(|block| block.payload.as_ref())
-        .map(|payload| payload.payload_inner.payload_inner.transactions.len() as u64)
-        .sum();
-    let transactions = cluster
+        .flat_map(|payload| payload.payload_inner.payload_inner.transactions.iter());
+    let mut transactions = cluster
         .load
         .report(in_payloads, end::transactions_owed_by(config));
     end::transactions_finalized(&mut observed, config, &transactions);
+    transactions.contract_counter = end::contract_counted(
+        &mut observed,
+        config,
+        &cluster.engines,
+        &payloads,
+        &cluster.load,
+        &transactions,
+    )
+    .await;
     let outcome_digest = outcome_digest(&observed);
     let (waits, consensus) = latency_split(&observed, &canonical);
     // Who blocked whom for what it sent.

@@ -333,11 +333,15 @@ impl fmt::Display for Report {
         let t = &self.transactions;
         writeln!(
             f,
-            "  transactions: {} submitted ({} per slot), {} in finalized payloads ({} owed by the end){}",
+            "  transactions: {} submitted ({} per slot), {} in finalized payloads ({} owed by the end); contract calls {} submitted, {} finalized, counted {}{}",
             t.submitted,
             t.per_slot,
             t.finalized,
             t.owed,
+            t.contract_calls,
+            t.contract_calls_finalized,
+            t.contract_counter
+                .map_or_else(|| "nowhere yet".to_string(), |counter| counter.to_string()),
             match &t.first_refusal {
                 Some(reason) => format!("; {} offers refused, first: {reason}", t.refused),
                 None => String::new(),
