@@ -83,24 +83,16 @@ const COUNTER_RUNTIME: [u8; 41] = [
     0x00, 0x52, 0x33, 0x60, 0x20, 0x60, 0x00, 0xa1, 0x00,
 ];
 
-/// Init code: copies the runtime that follows it (from byte 11) to memory and returns it.
-/// `PUSH1 41 DUP1 PUSH1 11 PUSH1 0 CODECOPY PUSH1 0 RETURN`.
+/// Init code: copies the runtime that follows it (41 bytes from byte 11) to memory and
+/// returns it: `PUSH1 41 DUP1 PUSH1 11 PUSH1 0 CODECOPY PUSH1 0 RETURN`.
+const COUNTER_INIT: [u8; 11] = [
+    0x60, 0x29, 0x80, 0x60, 0x0b, 0x60, 0x00, 0x39, 0x60, 0x00, 0xf3,
+];
+
 fn counter_init_code() -> Bytes {
-    let mut code = vec![
-        0x60,
-        COUNTER_RUNTIME.len() as u8,
-        0x80,
-        0x60,
-        0x0b,
-        0x60,
-        0x00,
-        0x39,
-        0x60,
-        0x00,
-        0xf3,
-    ];
-    code.extend_from_slice(&COUNTER_RUNTIME);
-    Bytes::from(code)
+    [COUNTER_INIT.as_slice(), COUNTER_RUNTIME.as_slice()]
+        .concat()
+        .into()
 }
 
 #[derive(Clone)]
@@ -236,6 +228,7 @@ impl TxLoad {
                     .is_some_and(|account| account.nonce > 0)
                 {
                     self.deployed = true;
+                    break;
                 }
             }
         }
