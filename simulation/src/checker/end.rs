@@ -474,7 +474,13 @@ pub(crate) async fn contract_counted(
         if engine.finalized().await.0.number != last {
             continue;
         }
-        let counter = match load.counter(&engine).await {
+        let counter = load.counter(&engine).await;
+        // The operators still run while the report is built: an engine that finalized past
+        // the chain this report saw has nothing to be compared with.
+        if engine.finalized().await.0.number != last {
+            continue;
+        }
+        let counter = match counter {
             Ok(counter) => counter,
             Err(reason) => {
                 observed.violation(
