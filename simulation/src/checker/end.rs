@@ -3,9 +3,10 @@
 //! invariant, named after it; [`crate::report`] calls them in a fixed order.
 
 use super::Observed;
-use crate::{LIVENESS_SLOTS, SimConfig, cluster::operator::Engines, load::TxLoad};
+use crate::{LIVENESS_SLOTS, SimConfig, cluster::operator::Engines, load::TxLoad, traced::Traced};
 use cohort_devnet::{ChainReport, DevnetBeacon, Kind};
 use cohort_engine::B256;
+use cohort_engine::embedded::EmbeddedEngine;
 use cohort_ingress::{
     CommitteeId, DecidedValue, DutyId, DutyTarget, Role, SlotClock, SyncDuty, signing::ForkInfo,
 };
@@ -353,10 +354,7 @@ pub(crate) async fn engine_converged(
         .map(|(number, _)| *number)
         .unwrap_or(0);
     let owed = config.liveness_from().is_some();
-    let handles: Vec<_> = engines
-        .lock()
-        .map(|engines| engines.clone().into_iter().collect())
-        .unwrap_or_default();
+    let handles = engine_handles(engines);
     let mut lowest = u64::MAX;
     let mut finalized_by_operator = BTreeMap::new();
     for (operator, engine) in handles {
@@ -449,6 +447,15 @@ pub(crate) fn transactions_finalized(
     }
 }
 
+/// Each operator's engine of its current life, taken out of the shared map so none is held
+/// across an await.
+fn engine_handles(engines: &Engines) -> Vec<(usize, EmbeddedEngine<Traced>)> {
+    engines
+        .lock()
+        .map(|engines| engines.clone().into_iter().collect())
+        .unwrap_or_default()
+}
+
 /// The load's contract counted exactly the calls the finalized chain holds, read with
 /// `eth_call` on every live engine that finalized the chain's last payload: a call skipped,
 /// reverted or run out of gas on every engine alike leaves their state roots equal, and only
@@ -462,10 +469,7 @@ pub(crate) async fn contract_counted(
     transactions: &crate::TxReport,
 ) -> Option<u64> {
     let last = payloads.keys().next_back().copied().unwrap_or(0);
-    let handles: Vec<_> = engines
-        .lock()
-        .map(|engines| engines.clone().into_iter().collect())
-        .unwrap_or_default();
+    let handles = engine_handles(engines);
     let mut agreed = None;
     for (operator, engine) in handles {
         if !config.live_at_end(operator) || config.engine_stopped(operator) {
