@@ -53,7 +53,26 @@ pub struct SimConfig {
     pub head_at: Option<Duration>,
     /// Transfers the simulated wallet signs and offers each slot (`--transactions-per-slot`).
     pub transactions_per_slot: u32,
+    /// Simulated time the deterministic executor advances after each round in which it polled
+    /// ready tasks (`--cycle-us`). A task woken by another runs in the next round, so every
+    /// hop along a chain of tasks costs one cycle: at the default 1 ms, a path through a few
+    /// dozen tasks spends tens of milliseconds of simulated time on hops that take
+    /// microseconds on a real runtime. Shorter cycles model them more closely and run more
+    /// rounds; the cryptography's real CPU is never charged in simulated time either way.
+    pub cycle: Duration,
+    /// What each item of the runners' cryptography costs in simulated time
+    /// (`--crypto-cost-us`): a runner sleeps for it before the signatures or submissions the
+    /// work produced leave, as one busy core would hold them (`None`: it costs no simulated
+    /// time, only the real CPU the report measures).
+    pub crypto_cost: Option<cohort_actors::runner::cpu::CryptoCost>,
 }
+
+/// The deterministic executor's default round (`commonware_runtime::deterministic::Config`).
+pub const DEFAULT_CYCLE: Duration = Duration::from_millis(1);
+
+/// The longest round a run may take: beyond it, link delays and timers of a few milliseconds
+/// would be rounded to whole rounds.
+pub const MAX_CYCLE: Duration = Duration::from_millis(10);
 
 /// Why a run cannot be run, naming the field or flag at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -70,6 +89,8 @@ pub enum ConfigError {
     Delivery(f64),
     #[error("slot_duration: must be at least 1s")]
     SlotTooShort,
+    #[error("cycle-us: must be within 1..={max_us} microseconds, got {got_us}")]
+    Cycle { got_us: u128, max_us: u128 },
     #[error("head-at-ms: {at_ms} ms is not within the slot ({slot_ms} ms)")]
     HeadAfterSlot { at_ms: u64, slot_ms: u64 },
     #[error("{flag}: operator {operator} does not exist")]
@@ -149,6 +170,8 @@ impl Default for SimConfig {
             avs: None,
             head_at: None,
             transactions_per_slot: DEFAULT_TRANSACTIONS_PER_SLOT,
+            cycle: DEFAULT_CYCLE,
+            crypto_cost: None,
         }
     }
 }
@@ -177,6 +200,12 @@ impl SimConfig {
         }
         if self.slot_duration < Duration::from_secs(1) {
             return Err(ConfigError::SlotTooShort);
+        }
+        if self.cycle < Duration::from_micros(1) || self.cycle > MAX_CYCLE {
+            return Err(ConfigError::Cycle {
+                got_us: self.cycle.as_micros(),
+                max_us: MAX_CYCLE.as_micros(),
+            });
         }
         if let Some(at) = self.head_at
             && at >= self.slot_duration

@@ -628,6 +628,12 @@ mod tests {
                 .into(),
             }),
             head_at: Some(Duration::from_millis(1_250)),
+            cycle: Duration::from_micros(100),
+            crypto_cost: Some(cohort_actors::runner::cpu::CryptoCost {
+                sign: Duration::from_micros(161),
+                decode: Duration::from_micros(78),
+                recover: Duration::from_micros(115),
+            }),
             ..SimConfig::default()
         };
         let flags = config.fault_flags();
@@ -638,6 +644,25 @@ mod tests {
         assert_eq!(parsed.faults, config.faults);
         assert_eq!(parsed.avs, config.avs);
         assert_eq!(parsed.head_at, config.head_at);
+        assert_eq!(parsed.cycle, config.cycle);
+        assert_eq!(parsed.crypto_cost, config.crypto_cost);
+    }
+
+    #[test]
+    fn a_cycle_outside_its_range_is_refused_by_name() {
+        for cycle in [Duration::ZERO, Duration::from_millis(11)] {
+            let config = SimConfig {
+                cycle,
+                ..SimConfig::default()
+            };
+            let err = config.validate().expect_err("out of range");
+            assert!(err.to_string().starts_with("cycle-us:"), "{err}");
+        }
+        let fine = SimConfig {
+            cycle: Duration::from_micros(50),
+            ..SimConfig::default()
+        };
+        assert_eq!(fine.validate(), Ok(()));
     }
 
     #[test]
@@ -658,6 +683,10 @@ mod tests {
                 .contains("must end")
         );
         assert!(FaultArgs::parse("--crash 1").unwrap_err().contains("crash"));
+        for bad in ["1,2", "1,2,x", "1,2,3,4", "1,2,2000000"] {
+            let err = FaultArgs::parse(&format!("--crypto-cost-us {bad}")).unwrap_err();
+            assert!(err.contains("crypto-cost-us"), "{bad}: {err}");
+        }
         assert!(
             FaultArgs::parse("--avs-performer-fault 1:sulk")
                 .unwrap_err()

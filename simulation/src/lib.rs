@@ -29,6 +29,8 @@ pub mod source_fault;
 mod traced;
 
 pub use cluster::{ClusterKeys, run, run_with_keys, setup::avs_key};
+/// What each item of a runner's cryptography costs when a run charges it in simulated time.
+pub use cohort_actors::runner::cpu::CryptoCost;
 pub use cohort_devnet::Kind;
 pub use config::{ConfigError, InjectedBug, LIVENESS_SLOTS, SimConfig};
 pub use engine_fault::{EngineFault, EngineFaultKind};

@@ -366,8 +366,10 @@ where
         slashing: &mut SlashingKeeper<E>,
         step: &mut Step,
     ) {
+        // Partials decoded and keys recovered while handling: what they complete waits for it.
+        self.pay_for_crypto().await;
         if !step.pre_consensus.is_empty() {
-            self.sign_pre_consensus(sender, step);
+            self.sign_pre_consensus(sender, step).await;
         }
         for (id, validator, randao) in std::mem::take(&mut step.blocks) {
             self.fetch_block(id, validator, randao);
@@ -379,7 +381,29 @@ where
             self.sign_post_consensus(sender, slashing, step).await;
         }
         if !step.reconstructed.is_empty() {
+            // Keys recovered from buffered partials right after signing.
+            self.pay_for_crypto().await;
             self.submit(std::mem::take(&mut step.reconstructed));
+        }
+    }
+
+    /// Sleeps for what the cryptography since the last payment costs under a simulation's
+    /// [`CryptoCost`](super::cpu::CryptoCost), before what that work produced leaves, as a busy
+    /// core would hold it; without one (every real node) it returns at once. The sleep is
+    /// made before it is awaited, so the future borrows nothing of the actor.
+    pub(super) fn pay_for_crypto(
+        &self,
+    ) -> impl Future<Output = ()> + Send + 'static + use<E, S, K, P> {
+        let owed = self
+            .cpu
+            .as_ref()
+            .map(CpuMeter::take_owed)
+            .unwrap_or_default();
+        let sleep = (!owed.is_zero()).then(|| self.context.sleep(owed));
+        async move {
+            if let Some(sleep) = sleep {
+                sleep.await;
+            }
         }
     }
 }

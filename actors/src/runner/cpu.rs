@@ -5,6 +5,12 @@
 //! [`CpuMeter`] whose clock reads the thread's CPU time; the runner only adds up what the meter
 //! reads and decides nothing on it, so a run replays the same with or without a meter. Without
 //! one (the default), nothing is read at all.
+//!
+//! A meter may also carry a [`CryptoCost`]: what each item of work would cost a machine of
+//! interest. The runner then pays what it owes in simulated time (sleeping on its context) before
+//! the signatures or submissions that work produced leave, as a busy core would delay them, so
+//! a simulation's latencies include the cryptography. The charge counts items, never reads a
+//! clock, so runs with it stay deterministic.
 
 use std::{
     sync::{
@@ -28,6 +34,25 @@ pub enum CryptoWork {
 
 const WORKS: [CryptoWork; 3] = [CryptoWork::Sign, CryptoWork::Decode, CryptoWork::Recover];
 
+/// What one item of each kind of work costs (on one core of the machine modelled): a share
+/// signature, a peer's partial decoded, a key recovered and verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CryptoCost {
+    pub sign: Duration,
+    pub decode: Duration,
+    pub recover: Duration,
+}
+
+impl CryptoCost {
+    fn of(&self, work: CryptoWork) -> Duration {
+        match work {
+            CryptoWork::Sign => self.sign,
+            CryptoWork::Decode => self.decode,
+            CryptoWork::Recover => self.recover,
+        }
+    }
+}
+
 /// A clock of CPU time (not wall time) for the thread running the actor.
 pub type CpuClock = Arc<dyn Fn() -> Duration + Send + Sync>;
 
@@ -36,6 +61,8 @@ pub type CpuClock = Arc<dyn Fn() -> Duration + Send + Sync>;
 pub struct CpuMeter {
     clock: CpuClock,
     spent_ns: Arc<[AtomicU64; 3]>,
+    cost: Option<CryptoCost>,
+    owed_ns: Arc<AtomicU64>,
 }
 
 impl CpuMeter {
@@ -43,7 +70,34 @@ impl CpuMeter {
         Self {
             clock,
             spent_ns: Arc::new(Default::default()),
+            cost: None,
+            owed_ns: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// This meter, also charging `cost` per item of work for the runner to pay in time.
+    pub fn with_cost(mut self, cost: CryptoCost) -> Self {
+        self.cost = Some(cost);
+        self
+    }
+
+    /// Runs `f` on `items` items of `work`: measures its CPU as [`CpuMeter::measure`] does
+    /// and, with a cost, owes `items` times the item's cost.
+    pub fn measure_items<R>(&self, work: CryptoWork, items: usize, f: impl FnOnce() -> R) -> R {
+        let result = self.measure(work, f);
+        if let Some(cost) = self.cost {
+            let owed = cost
+                .of(work)
+                .saturating_mul(items.try_into().unwrap_or(u32::MAX));
+            self.owed_ns
+                .fetch_add(owed.as_nanos() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// What the work since the last call owes in time, reset to nothing.
+    pub fn take_owed(&self) -> Duration {
+        Duration::from_nanos(self.owed_ns.swap(0, Ordering::Relaxed))
     }
 
     /// Runs `f`, charging the CPU it took to `work`.
@@ -71,6 +125,19 @@ fn index(work: CryptoWork) -> usize {
         CryptoWork::Sign => 0,
         CryptoWork::Decode => 1,
         CryptoWork::Recover => 2,
+    }
+}
+
+/// Runs `f` on `items` items under `meter` if there is one.
+pub(crate) fn measure_items<R>(
+    meter: &Option<CpuMeter>,
+    work: CryptoWork,
+    items: usize,
+    f: impl FnOnce() -> R,
+) -> R {
+    match meter {
+        Some(meter) => meter.measure_items(work, items, f),
+        None => f(),
     }
 }
 
@@ -105,5 +172,21 @@ mod tests {
         assert_eq!(meter.spent(CryptoWork::Decode), Duration::ZERO);
         assert_eq!(meter.spent(CryptoWork::Recover), Duration::from_millis(10));
         assert_eq!(meter.total(), Duration::from_millis(15));
+        assert_eq!(meter.take_owed(), Duration::ZERO, "no cost, nothing owed");
+    }
+
+    #[test]
+    fn a_cost_is_owed_per_item_and_paid_once() {
+        let meter = CpuMeter::new(Arc::new(|| Duration::ZERO)).with_cost(CryptoCost {
+            sign: Duration::from_micros(100),
+            decode: Duration::from_micros(10),
+            recover: Duration::from_micros(1),
+        });
+        meter.measure_items(CryptoWork::Sign, 3, || ());
+        meter.measure_items(CryptoWork::Decode, 2, || ());
+        meter.clone().measure_items(CryptoWork::Recover, 5, || ());
+        meter.measure(CryptoWork::Sign, || ());
+        assert_eq!(meter.take_owed(), Duration::from_micros(325));
+        assert_eq!(meter.take_owed(), Duration::ZERO);
     }
 }

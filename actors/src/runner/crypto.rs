@@ -534,7 +534,7 @@ impl Crypto {
         requests: &[(u64, &Share, [u8; 32])],
         meter: &Option<CpuMeter>,
     ) -> Vec<Signature> {
-        cpu::measure(meter, CryptoWork::Sign, || {
+        cpu::measure_items(meter, CryptoWork::Sign, requests.len(), || {
             self.hash(requests.iter().map(|(slot, _, root)| (*slot, *root)));
             let jobs: Vec<(&Share, G2)> = requests
                 .iter()
@@ -575,7 +575,7 @@ impl Crypto {
                     .map(move |(operator, bytes)| (at, *operator, *bytes))
             })
             .collect();
-        let points = cpu::measure(meter, CryptoWork::Decode, || {
+        let points = cpu::measure_items(meter, CryptoWork::Decode, compressed.len(), || {
             self.parallel.map(&compressed, |(_, _, bytes)| {
                 Signature::decode_fixed(*bytes).ok()
             })
@@ -597,7 +597,7 @@ impl Crypto {
         for one in &mut settled {
             one.decoded.sort_by_key(|(operator, _)| *operator);
         }
-        cpu::measure(meter, CryptoWork::Recover, || {
+        cpu::measure_items(meter, CryptoWork::Recover, candidates.len(), || {
             self.interpolate_and_verify(&candidates, &mut settled)
         });
         for one in &mut settled {

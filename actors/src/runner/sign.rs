@@ -72,7 +72,7 @@ where
 
     /// Signs the RANDAO reveals and selection proofs (one per subcommittee for a sync committee
     /// contributor) due in this step and broadcasts them.
-    pub(super) fn sign_pre_consensus<Tx: Sender<PublicKey = P>>(
+    pub(super) async fn sign_pre_consensus<Tx: Sender<PublicKey = P>>(
         &mut self,
         sender: &mut Tx,
         step: &mut Step,
@@ -136,6 +136,7 @@ where
             .map(|(id, validator, root)| (id.slot, *validator, *root))
             .collect();
         let signatures = self.sign_shares(&requests);
+        self.pay_for_crypto().await;
         for ((id, validator, root), signature) in jobs.into_iter().zip(signatures) {
             let Some(signature) = signature else {
                 continue;
@@ -454,6 +455,7 @@ where
             })
             .collect();
         let mut signatures = self.sign_shares(&requests).into_iter();
+        self.pay_for_crypto().await;
         for (id, objects) in allowed {
             let mut expected = waited.get(&id).copied().unwrap_or(0);
             for (key, submission) in objects {

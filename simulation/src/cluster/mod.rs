@@ -44,6 +44,7 @@ pub fn run_with_keys(config: &SimConfig, keys: Option<ClusterKeys>) -> Report {
     let wall = Instant::now();
     let runtime = deterministic::Config::new()
         .with_seed(config.seed)
+        .with_cycle(config.cycle)
         .with_timeout(None);
     let outcome = match config.power_cut() {
         None => {

@@ -175,7 +175,13 @@ impl Cluster {
         let (observations_sender, observations) = mpsc::unbounded_channel();
         let received = carried.map_or_else(|| Arc::new(AtomicU64::new(0)), |c| c.received.clone());
         let cpu = carried.map_or_else(
-            || CpuMeter::new(Arc::new(thread_cpu_time)),
+            || {
+                let meter = CpuMeter::new(Arc::new(thread_cpu_time));
+                match config.crypto_cost {
+                    Some(cost) => meter.with_cost(cost),
+                    None => meter,
+                }
+            },
             |c| c.cpu.clone(),
         );
         let cohort_operator::Pacing {

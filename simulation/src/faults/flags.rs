@@ -3,7 +3,32 @@
 
 use super::{ClockSkew, Crash, Fault, Loss, Offline, Partition, PowerCut};
 use crate::{SimConfig, engine_fault::EngineFault, source_fault::SourceFault};
+use cohort_actors::runner::cpu::CryptoCost;
 use std::time::Duration;
+
+/// `SIGN,DECODE,RECOVER` in whole microseconds.
+fn parse_crypto_cost(text: &str) -> Result<CryptoCost, String> {
+    let costs: Vec<u64> = text
+        .split(',')
+        .map(|part| part.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|err| format!("crypto-cost-us `{text}`: {err}; expected SIGN,DECODE,RECOVER"))?;
+    let [sign, decode, recover] = costs[..] else {
+        return Err(format!(
+            "crypto-cost-us `{text}`: expected three microsecond costs, SIGN,DECODE,RECOVER"
+        ));
+    };
+    if [sign, decode, recover].iter().any(|us| *us > 1_000_000) {
+        return Err(format!(
+            "crypto-cost-us `{text}`: at most 1,000,000 us (one second) per item"
+        ));
+    }
+    Ok(CryptoCost {
+        sign: Duration::from_micros(sign),
+        decode: Duration::from_micros(decode),
+        recover: Duration::from_micros(recover),
+    })
+}
 
 /// The network and fault flags of `cohort simulate`: everything about a run except its seed and
 /// cluster shape.
@@ -26,6 +51,18 @@ pub struct FaultArgs {
     /// between 0 and 6 s, and now and then the previous head).
     #[arg(long = "head-at-ms")]
     pub head_at_ms: Option<u64>,
+    /// Simulated microseconds the deterministic executor advances after each round of polling
+    /// ready tasks: each hop from one task to another costs one round (default 1,000, the
+    /// runtime's own; shorter rounds model a real runtime's microsecond hops more closely and
+    /// run slower).
+    #[arg(long = "cycle-us", default_value_t = 1000)]
+    pub cycle_us: u64,
+    /// `SIGN,DECODE,RECOVER`: microseconds one core spends per share signature, per peer
+    /// partial decoded and per key recovered and verified (`cohort bench-signing` measures
+    /// them; e.g. `161,78,115`), charged in simulated time before what the work produced
+    /// leaves (default: the cryptography takes no simulated time).
+    #[arg(long = "crypto-cost-us", value_parser = parse_crypto_cost)]
+    pub crypto_cost_us: Option<CryptoCost>,
     /// Transfers a wallet on the devnet's funded account signs and offers to the operators'
     /// engines each slot (0: no transaction load).
     #[arg(long, default_value_t = crate::config::DEFAULT_TRANSACTIONS_PER_SLOT)]
@@ -130,6 +167,8 @@ impl FaultArgs {
             avs: self.avs.load(),
             head_at: self.head_at_ms.map(Duration::from_millis),
             transactions_per_slot: self.transactions_per_slot,
+            cycle: Duration::from_micros(self.cycle_us),
+            crypto_cost: self.crypto_cost_us,
             ..base
         }
     }
@@ -161,6 +200,17 @@ impl SimConfig {
         }
         if let Some(at) = self.head_at {
             flags.push(format!("--head-at-ms {}", at.as_millis()));
+        }
+        if self.cycle != crate::config::DEFAULT_CYCLE {
+            flags.push(format!("--cycle-us {}", self.cycle.as_micros()));
+        }
+        if let Some(cost) = self.crypto_cost {
+            flags.push(format!(
+                "--crypto-cost-us {},{},{}",
+                cost.sign.as_micros(),
+                cost.decode.as_micros(),
+                cost.recover.as_micros()
+            ));
         }
         if self.transactions_per_slot != crate::config::DEFAULT_TRANSACTIONS_PER_SLOT {
             flags.push(format!(

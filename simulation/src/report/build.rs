@@ -130,6 +130,10 @@ pub(crate) async fn build(
     Report {
         seed: config.seed,
         operators: config.operators,
+        cycle_us: config.cycle.as_micros() as u64,
+        crypto_cost_us: config
+            .crypto_cost
+            .map(|cost| [cost.sign, cost.decode, cost.recover].map(|each| each.as_micros() as u64)),
         validators: config.validators,
         slots: config.slots,
         finalized_height: observed.canonical.keys().last().copied().unwrap_or(0),

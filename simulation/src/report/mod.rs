@@ -90,6 +90,12 @@ pub struct Report {
     pub operators: usize,
     pub validators: u64,
     pub slots: u64,
+    /// The executor's round in simulated microseconds (`--cycle-us`): every hop between
+    /// tasks costs one, so latencies depend on it.
+    pub cycle_us: u64,
+    /// What each item of the runners' cryptography cost in simulated time, sign, decode and
+    /// recover in microseconds (`--crypto-cost-us`; `None`: none).
+    pub crypto_cost_us: Option<[u64; 3]>,
     pub finalized_height: u64,
     /// Blocks finalized with no decisions (pacing: about one per idle heartbeat at most).
     pub empty_blocks: u64,
@@ -197,9 +203,17 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "cohort simulation: seed {} | {} operators | {} validators | {} slots",
-            self.seed, self.operators, self.validators, self.slots
+            "cohort simulation: seed {} | {} operators | {} validators | {} slots | {} µs \
+             executor cycle",
+            self.seed, self.operators, self.validators, self.slots, self.cycle_us
         )?;
+        if let Some([sign, decode, recover]) = self.crypto_cost_us {
+            writeln!(
+                f,
+                "  cryptography charged in simulated time: {sign} us per share signed, {decode} \
+                 us per partial decoded, {recover} us per key recovered"
+            )?;
+        }
         writeln!(
             f,
             "  finalized height {} ({} empty heartbeat blocks, {} of {} slots with a block)",
