@@ -58,7 +58,8 @@ pub struct SimConfig {
     /// hop along a chain of tasks costs one cycle: at the default 1 ms, a path through a few
     /// dozen tasks spends tens of milliseconds of simulated time on hops that take
     /// microseconds on a real runtime. Shorter cycles model them more closely and run more
-    /// rounds; the cryptography's real CPU is never charged in simulated time either way.
+    /// rounds. Work inside a task costs no simulated time at any cycle; `crypto_cost` charges
+    /// the runners' cryptography.
     pub cycle: Duration,
     /// What each item of the runners' cryptography costs in simulated time
     /// (`--crypto-cost-us`): a runner sleeps for it before the signatures or submissions the

@@ -53,8 +53,8 @@ pub struct FaultArgs {
     pub head_at_ms: Option<u64>,
     /// Simulated microseconds the deterministic executor advances after each round of polling
     /// ready tasks: each hop from one task to another costs one round (default 1,000, the
-    /// runtime's own; shorter rounds model a real runtime's microsecond hops more closely and
-    /// run slower).
+    /// runtime's own; shorter rounds model a real runtime's microsecond hops more closely, at
+    /// the price of more rounds per run).
     #[arg(long = "cycle-us", default_value_t = 1000)]
     pub cycle_us: u64,
     /// `SIGN,DECODE,RECOVER`: microseconds one core spends per share signature, per peer
