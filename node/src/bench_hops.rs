@@ -9,7 +9,49 @@
 
 use commonware_runtime::{Runner as _, Spawner as _, Supervisor as _, tokio};
 use commonware_utils::channel::{mpsc, oneshot};
-use std::time::{Duration, Instant};
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+/// `cohort bench-hops`'s flags.
+#[derive(clap::Parser)]
+pub struct Args {
+    /// Worker threads of the tokio runtime (default: every core, as the node runs).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Batches measured; the median batch is the figure.
+    #[arg(long, default_value_t = 21)]
+    batches: usize,
+    /// Round trips (two hops each) per batch.
+    #[arg(long, default_value_t = 20_000)]
+    round_trips: u64,
+}
+
+/// Runs the bench and prints its figures.
+pub fn run(args: Args) -> ExitCode {
+    if args.threads == Some(0) || args.batches == 0 || args.round_trips == 0 {
+        eprintln!("error: --threads, --batches and --round-trips must be at least 1");
+        return ExitCode::from(2);
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let hops = measure(threads, args.batches, args.round_trips);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "cohort bench-hops: {} hops on the tokio runtime ({threads} worker threads), one request \
+         at a time through a bounded mailbox, answered on a oneshot",
+        hops.hops
+    );
+    println!(
+        "  per hop: median batch {:.2} us, slowest batch {:.2} us (the simulation charges \
+         one executor cycle per hop: 1,000 us by default, `simulate --cycle-us`)",
+        us(hops.median),
+        us(hops.worst_batch)
+    );
+    ExitCode::SUCCESS
+}
 
 /// Per-hop wall time over batches of round trips.
 pub struct Hops {

@@ -76,7 +76,7 @@ enum Command {
     BenchSigning(BenchArgs),
     /// Measure one hop between two actors on the node's runtime (a mailbox send and a oneshot
     /// answer), to weigh the simulation's executor cycle (`simulate --cycle-us`) against.
-    BenchHops(BenchHopsArgs),
+    BenchHops(bench_hops::Args),
     /// Run many seeds of fault plans and report violations by invariant, with the command that
     /// replays each failing seed.
     Campaign(CampaignArgs),
@@ -229,19 +229,6 @@ struct BenchArgs {
 }
 
 #[derive(Parser)]
-struct BenchHopsArgs {
-    /// Worker threads of the tokio runtime (default: every core, as the node runs).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Batches measured; the median batch is the figure.
-    #[arg(long, default_value_t = 21)]
-    batches: usize,
-    /// Round trips (two hops each) per batch.
-    #[arg(long, default_value_t = 20_000)]
-    round_trips: u64,
-}
-
-#[derive(Parser)]
 struct SimulateArgs {
     #[command(flatten)]
     shape: ShapeArgs,
@@ -256,30 +243,6 @@ struct SimulateArgs {
     /// Log filter for the actors' logs (e.g. `info`, `cohort_actors=debug`); off by default.
     #[arg(long)]
     log: Option<String>,
-}
-
-fn bench_hops(args: BenchHopsArgs) -> ExitCode {
-    if args.threads == Some(0) || args.batches == 0 || args.round_trips == 0 {
-        eprintln!("error: --threads, --batches and --round-trips must be at least 1");
-        return ExitCode::from(2);
-    }
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
-    let hops = bench_hops::measure(threads, args.batches, args.round_trips);
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "cohort bench-hops: {} hops on the tokio runtime ({threads} worker threads), one request \
-         at a time through a bounded mailbox, answered on a oneshot",
-        hops.hops
-    );
-    println!(
-        "  per hop: median batch {:.2} us, slowest batch {:.2} us (the simulation charges \
-         one executor cycle per hop: 1,000 us by default, `simulate --cycle-us`)",
-        us(hops.median),
-        us(hops.worst_batch)
-    );
-    ExitCode::SUCCESS
 }
 
 fn bench_signing(args: BenchArgs) -> ExitCode {
@@ -569,7 +532,7 @@ fn main() -> ExitCode {
         Command::SlashingProtection(command) => slashing_cli::slashing_protection(command),
         Command::Exit(command) => exit::exit(command),
         Command::BenchSigning(args) => bench_signing(args),
-        Command::BenchHops(args) => bench_hops(args),
+        Command::BenchHops(args) => bench_hops::run(args),
         Command::Campaign(args) => run_campaign(args),
         Command::Replay(args) => {
             let config = match args.prepare() {
