@@ -64,6 +64,17 @@ fn every_attestation_proposal_and_aggregate_is_accepted() {
     assert!(report.invalid_partials_by_operator.is_empty());
 }
 
+/// Seed 7, 8 slots, every beacon node seeing the head 1 s into the slot, at this executor cycle
+/// and link jitter.
+fn head_at_one_second(cycle: Duration, jitter: Duration) -> SimConfig {
+    SimConfig {
+        head_at: Some(Duration::from_secs(1)),
+        cycle,
+        jitter,
+        ..config(7, 8)
+    }
+}
+
 /// With every beacon node seeing the head block 1 s into the slot, the committee duty starts
 /// on the head event and attestations leave after the four link delays the path needs (the
 /// leader's block, two consensus votes, the post-consensus partials) plus the simulation's
@@ -71,10 +82,7 @@ fn every_attestation_proposal_and_aggregate_is_accepted() {
 /// the others. `extra_ms` is what the path may add to the four delays: jitter and one executor
 /// cycle per hop between tasks (about 40 hops).
 fn attestations_leave_after_the_head_event(cycle: Duration, jitter: Duration, extra_ms: u64) {
-    let mut cfg = config(7, 8);
-    cfg.head_at = Some(Duration::from_secs(1));
-    cfg.cycle = cycle;
-    cfg.jitter = jitter;
+    let cfg = head_at_one_second(cycle, jitter);
     let report = run(&cfg);
     assert_clean(&report);
     assert_all_accepted(&report);
@@ -116,10 +124,7 @@ fn attestations_leave_within_four_link_delays_and_20_ms_at_realistic_hop_cost() 
 /// without the charge replays exactly as before (the charge reads no clock).
 #[test]
 fn charged_cryptography_delays_what_it_produces_and_nothing_else() {
-    let mut cfg = config(7, 8);
-    cfg.head_at = Some(Duration::from_secs(1));
-    cfg.cycle = Duration::from_micros(100);
-    cfg.jitter = Duration::ZERO;
+    let mut cfg = head_at_one_second(Duration::from_micros(100), Duration::ZERO);
     let free = run(&cfg);
     assert_eq!(run(&cfg).outcome_digest, free.outcome_digest, "replays");
     let cost = CryptoCost {
