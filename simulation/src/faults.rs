@@ -633,6 +633,7 @@ mod tests {
                 sign: Duration::from_micros(161),
                 decode: Duration::from_micros(78),
                 recover: Duration::from_micros(115),
+                cores: std::num::NonZeroUsize::new(2).expect("two"),
             }),
             ..SimConfig::default()
         };
@@ -686,6 +687,13 @@ mod tests {
         for bad in ["1,2", "1,2,x", "1,2,3,4", "1,2,2000000"] {
             let err = FaultArgs::parse(&format!("--crypto-cost-us {bad}")).unwrap_err();
             assert!(err.contains("crypto-cost-us"), "{bad}: {err}");
+        }
+        for bad in [
+            "--crypto-cores 2",
+            "--crypto-cost-us 1,2,3 --crypto-cores 0",
+        ] {
+            let err = FaultArgs::parse(bad).unwrap_err();
+            assert!(err.contains("crypto-c"), "{bad}: {err}");
         }
         assert!(
             FaultArgs::parse("--avs-performer-fault 1:sulk")

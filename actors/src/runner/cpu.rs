@@ -13,6 +13,7 @@
 //! clock, so runs with it stay deterministic.
 
 use std::{
+    num::NonZeroUsize,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -41,6 +42,10 @@ pub struct CryptoCost {
     pub sign: Duration,
     pub decode: Duration,
     pub recover: Duration,
+    /// The cores the machine modelled spreads each batch over, as a real node's parallel
+    /// strategy does (`crypto_threads`): a batch of `n` items costs `ceil(n / cores)` items'
+    /// time, so a batch smaller than the cores gains nothing.
+    pub cores: NonZeroUsize,
 }
 
 impl CryptoCost {
@@ -81,14 +86,16 @@ impl CpuMeter {
         self
     }
 
-    /// Runs `f` on `items` items of `work`: measures its CPU as [`CpuMeter::measure`] does
-    /// and, with a cost, owes `items` times the item's cost.
+    /// Runs `f` on one batch of `items` items of `work`: measures its CPU as
+    /// [`CpuMeter::measure`] does and, with a cost, owes the item's cost for each round of the
+    /// batch on the modelled cores.
     pub fn measure_items<R>(&self, work: CryptoWork, items: usize, f: impl FnOnce() -> R) -> R {
         let result = self.measure(work, f);
         if let Some(cost) = self.cost {
+            let rounds = items.div_ceil(cost.cores.get());
             let owed = cost
                 .of(work)
-                .saturating_mul(items.try_into().unwrap_or(u32::MAX));
+                .saturating_mul(rounds.try_into().unwrap_or(u32::MAX));
             self.owed_ns
                 .fetch_add(owed.as_nanos() as u64, Ordering::Relaxed);
         }
@@ -181,6 +188,7 @@ mod tests {
             sign: Duration::from_micros(100),
             decode: Duration::from_micros(10),
             recover: Duration::from_micros(1),
+            cores: NonZeroUsize::MIN,
         });
         meter.measure_items(CryptoWork::Sign, 3, || ());
         meter.measure_items(CryptoWork::Decode, 2, || ());
@@ -188,5 +196,21 @@ mod tests {
         meter.measure(CryptoWork::Sign, || ());
         assert_eq!(meter.take_owed(), Duration::from_micros(325));
         assert_eq!(meter.take_owed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_batch_is_spread_over_the_modelled_cores() {
+        let meter = CpuMeter::new(Arc::new(|| Duration::ZERO)).with_cost(CryptoCost {
+            sign: Duration::from_micros(100),
+            decode: Duration::from_micros(10),
+            recover: Duration::from_micros(1),
+            cores: NonZeroUsize::new(2).expect("two"),
+        });
+        // Three signatures on two cores take two rounds; one key takes one round however
+        // many cores there are; four partials take two.
+        meter.measure_items(CryptoWork::Sign, 3, || ());
+        meter.measure_items(CryptoWork::Recover, 1, || ());
+        meter.measure_items(CryptoWork::Decode, 4, || ());
+        assert_eq!(meter.take_owed(), Duration::from_micros(221));
     }
 }

@@ -4,7 +4,7 @@
 use super::{ClockSkew, Crash, Fault, Loss, Offline, Partition, PowerCut};
 use crate::{SimConfig, engine_fault::EngineFault, source_fault::SourceFault};
 use cohort_actors::runner::cpu::CryptoCost;
-use std::time::Duration;
+use std::{num::NonZeroUsize, time::Duration};
 
 /// `SIGN,DECODE,RECOVER` in whole microseconds.
 fn parse_crypto_cost(text: &str) -> Result<CryptoCost, String> {
@@ -27,6 +27,7 @@ fn parse_crypto_cost(text: &str) -> Result<CryptoCost, String> {
         sign: Duration::from_micros(sign),
         decode: Duration::from_micros(decode),
         recover: Duration::from_micros(recover),
+        cores: NonZeroUsize::MIN,
     })
 }
 
@@ -63,6 +64,14 @@ pub struct FaultArgs {
     /// leaves (default: the cryptography takes no simulated time).
     #[arg(long = "crypto-cost-us", value_parser = parse_crypto_cost)]
     pub crypto_cost_us: Option<CryptoCost>,
+    /// Cores the charged cryptography is spread over, as a node's `crypto_threads` spreads each
+    /// batch (default 1): a batch of N items costs ceil(N / cores) items' time.
+    #[arg(
+        long = "crypto-cores",
+        requires = "crypto_cost_us",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub crypto_cores: Option<u16>,
     /// Transfers a wallet on the devnet's funded account signs and offers to the operators'
     /// engines each slot (0: no transaction load).
     #[arg(long, default_value_t = crate::config::DEFAULT_TRANSACTIONS_PER_SLOT)]
@@ -168,7 +177,13 @@ impl FaultArgs {
             head_at: self.head_at_ms.map(Duration::from_millis),
             transactions_per_slot: self.transactions_per_slot,
             cycle: Duration::from_micros(self.cycle_us),
-            crypto_cost: self.crypto_cost_us,
+            crypto_cost: self.crypto_cost_us.map(|cost| CryptoCost {
+                cores: self
+                    .crypto_cores
+                    .and_then(|cores| NonZeroUsize::new(cores.into()))
+                    .unwrap_or(NonZeroUsize::MIN),
+                ..cost
+            }),
             ..base
         }
     }
@@ -211,6 +226,9 @@ impl SimConfig {
                 cost.decode.as_micros(),
                 cost.recover.as_micros()
             ));
+            if cost.cores > NonZeroUsize::MIN {
+                flags.push(format!("--crypto-cores {}", cost.cores));
+            }
         }
         if self.transactions_per_slot != crate::config::DEFAULT_TRANSACTIONS_PER_SLOT {
             flags.push(format!(

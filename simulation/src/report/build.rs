@@ -134,6 +134,7 @@ pub(crate) async fn build(
         crypto_cost_us: config
             .crypto_cost
             .map(|cost| [cost.sign, cost.decode, cost.recover].map(|each| each.as_micros() as u64)),
+        crypto_cores: config.crypto_cost.map(|cost| cost.cores.get()),
         validators: config.validators,
         slots: config.slots,
         finalized_height: observed.canonical.keys().last().copied().unwrap_or(0),

@@ -96,6 +96,8 @@ pub struct Report {
     /// What each item of the runners' cryptography cost in simulated time, sign, decode and
     /// recover in microseconds (`--crypto-cost-us`; `None`: none).
     pub crypto_cost_us: Option<[u64; 3]>,
+    /// The cores that charge is spread over (`--crypto-cores`; `None`: no charge).
+    pub crypto_cores: Option<usize>,
     pub finalized_height: u64,
     /// Blocks finalized with no decisions (pacing: about one per idle heartbeat at most).
     pub empty_blocks: u64,
@@ -211,7 +213,9 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  cryptography charged in simulated time: {sign} us per share signed, {decode} \
-                 us per partial decoded, {recover} us per key recovered"
+                 us per partial decoded, {recover} us per key recovered, each batch on {} \
+                 core(s)",
+                self.crypto_cores.unwrap_or(1)
             )?;
         }
         writeln!(
