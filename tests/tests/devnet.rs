@@ -130,6 +130,28 @@ fn devnet_of_four_processes_survives_crash_and_garbage_and_stops_cleanly() {
     if let Err(err) = check_documented_metrics(&documented_metrics(), &exported) {
         cluster.fail(&err);
     }
+    // Each object submitted is timed from its duty's start (for attestations: the head event).
+    let metrics = cluster.metrics(0).unwrap_or_else(|err| cluster.fail(&err));
+    for kind in [
+        "attestation",
+        "sync_message",
+        "proposal",
+        "aggregate",
+        "contribution",
+    ] {
+        let submitted = metrics.get(&format!(
+            "operator_runner_objects_submitted_total{{kind=\"{kind}\"}}"
+        ));
+        let timed = metrics.get(&format!(
+            "operator_runner_submitted_after_start_seconds_count{{kind=\"{kind}\"}}"
+        ));
+        if submitted != timed || (kind == "attestation" && timed == 0.0) {
+            cluster.fail(&format!(
+                "operator 0 submitted {submitted} {kind} objects and timed {timed} of them after \
+                 their duty's start"
+            ));
+        }
+    }
     eprintln!(
         "[{:>5.1}s] (a) cluster ready, finalizing, completing duties, metrics as documented",
         secs(started)

@@ -75,7 +75,17 @@ pub(super) struct Metrics {
     pub(super) decide_latency: Registered<Histogram>,
     pub(super) reconstruction_time: Registered<Histogram>,
     pub(super) submission_delay: Registered<Histogram>,
+    pub(super) submitted_after_start: Registered<Family<KindLabel, Histogram>>,
     pub(super) held: Held,
+}
+
+/// Buckets of [`Metrics::submitted_after_start`]: fine where a committee duty started on the
+/// head event should land (four link delays and some processing, a few hundred ms), coarse up
+/// to a slot for duties that wait for their role's moment (aggregates at two thirds).
+fn after_start_histogram() -> Histogram {
+    Histogram::new([
+        0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6, 1.0, 2.0, 4.0, 8.0, 12.0,
+    ])
 }
 
 impl Metrics {
@@ -166,6 +176,13 @@ impl Metrics {
                 "submission_delay_seconds",
                 "time from the start of the duty's slot to its submission",
                 Histogram::new([0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 24.0]),
+            ),
+            submitted_after_start: context.register(
+                "submitted_after_start_seconds",
+                "time from a duty's start to the submission of each of its objects, by kind; a \
+                 committee duty starts on the slot's head event (or at one third of the slot \
+                 without one), so for attestations and sync messages it is the delay after the head",
+                Family::<KindLabel, Histogram>::new_with_constructor(after_start_histogram as fn() -> Histogram),
             ),
             held: Held::register(context),
         }

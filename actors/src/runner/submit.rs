@@ -254,6 +254,16 @@ where
                     .duration_since(self.clock.slot_start(id.slot))
                     .unwrap_or_default();
                 self.metrics.submission_delay.observe(delay.as_secs_f64());
+                let after_start = now.duration_since(running.started).unwrap_or_default();
+                {
+                    let by_kind = self
+                        .metrics
+                        .submitted_after_start
+                        .get_or_create(&KindLabel::of(object));
+                    for _ in 0..count {
+                        by_kind.observe(after_start.as_secs_f64());
+                    }
+                }
                 self.metrics
                     .submitted
                     .get_or_create(&KindLabel::of(object))
