@@ -1738,47 +1738,55 @@ impl Cluster {
         sum
     }
 
+    /// Label set (without `le`) -> (mean, count) of histogram `name`, summed over the
+    /// operators; label sets with no observation are left out.
+    fn histogram_means(&self, name: &str) -> BTreeMap<String, (f64, f64)> {
+        let mut by_labels: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let sum_prefix = format!("{name}_sum");
+        let count_prefix = format!("{name}_count");
+        for (_, series, value) in self.series(name) {
+            if let Some(labels) = series.strip_prefix(&sum_prefix) {
+                by_labels.entry(labels.to_string()).or_default().0 += value;
+            } else if let Some(labels) = series.strip_prefix(&count_prefix) {
+                by_labels.entry(labels.to_string()).or_default().1 += value;
+            }
+        }
+        by_labels
+            .into_iter()
+            .filter(|(_, (_, count))| *count > 0.0)
+            .map(|(labels, (sum, count))| (labels, (sum / count, count)))
+            .collect()
+    }
+
     /// Submission delay (mean, count per label set), failed duties, and the beacon-node metrics
     /// that exist, into the report.
     fn report_metrics(&self, report: &mut Report, when: &str) {
         report.push(format!("---- metrics, {when} ----"));
-        let delays = self.series("operator_runner_submission_delay_seconds");
-        if delays.is_empty() {
+        let into_slot = self.histogram_means("operator_runner_submission_delay_seconds");
+        if self
+            .series("operator_runner_submission_delay_seconds")
+            .is_empty()
+        {
             report.push("  operator_runner_submission_delay_seconds: not exported".into());
         }
-        // Per label set (without `le`): sum / count over the operators.
-        let mut by_labels: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        for (_, series, value) in &delays {
-            let (kind, labels) = if let Some(rest) =
-                series.strip_prefix("operator_runner_submission_delay_seconds_sum")
-            {
-                ("sum", rest)
-            } else if let Some(rest) =
-                series.strip_prefix("operator_runner_submission_delay_seconds_count")
-            {
-                ("count", rest)
-            } else {
-                continue;
-            };
-            let entry = by_labels.entry(labels.to_string()).or_default();
-            if kind == "sum" {
-                entry.0 += value;
-            } else {
-                entry.1 += value;
-            }
+        for (labels, (mean, count)) in &into_slot {
+            report.push(format!(
+                "  submission delay into the slot {}: mean {mean:.3} s over {count} submissions",
+                if labels.is_empty() {
+                    "(all roles)"
+                } else {
+                    labels
+                },
+            ));
         }
-        for (labels, (sum, count)) in &by_labels {
-            if *count > 0.0 {
-                report.push(format!(
-                    "  submission delay into the slot {}: mean {:.3} s over {count} submissions",
-                    if labels.is_empty() {
-                        "(all roles)"
-                    } else {
-                        labels
-                    },
-                    sum / count
-                ));
-            }
+        // A committee duty starts on the head event, so for attestations and sync messages
+        // this is the delay after Lodestar's head event.
+        for (labels, (mean, count)) in
+            self.histogram_means("operator_runner_submitted_after_start_seconds")
+        {
+            report.push(format!(
+                "  submitted after the duty's start {labels}: mean {mean:.3} s over {count} objects"
+            ));
         }
         for (role, mut delays) in self.submission_delays_from_logs() {
             delays.sort_unstable();
