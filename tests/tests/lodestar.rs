@@ -1229,6 +1229,32 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// The upper bound of the first bucket holding the `q` quantile of a histogram's (bound,
+/// cumulative count) buckets in ascending bounds; `None` if it has no observations.
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= q * total)
+        .map(|(bound, _)| *bound)
+}
+
+#[test]
+fn a_histograms_quantile_is_the_bound_of_the_bucket_that_holds_it() {
+    let buckets = [(0.1, 2.0), (0.2, 6.0), (0.4, 9.0), (f64::INFINITY, 10.0)];
+    assert_eq!(bucket_quantile(&buckets, 0.5), Some(0.2));
+    assert_eq!(bucket_quantile(&buckets, 0.9), Some(0.4));
+    assert_eq!(bucket_quantile(&buckets, 1.0), Some(f64::INFINITY));
+    assert_eq!(bucket_quantile(&buckets, 0.1), Some(0.1));
+    assert_eq!(
+        bucket_quantile(&[(0.1, 0.0), (f64::INFINITY, 0.0)], 0.5),
+        None
+    );
+}
+
 #[test]
 fn lodestar_log_lines_are_classified() {
     let log = "\
@@ -1758,6 +1784,52 @@ impl Cluster {
             .collect()
     }
 
+    /// Label set (without `le`, braces dropped) -> (bucket bound, cumulative count) of histogram
+    /// `name`, summed over the operators, in ascending bounds (`+Inf` last).
+    fn histogram_buckets(&self, name: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
+        let mut by_labels: BTreeMap<String, BTreeMap<u64, (f64, f64)>> = BTreeMap::new();
+        let prefix = format!("{name}_bucket{{");
+        for (_, series, value) in self.series(name) {
+            let Some(labels) = series.strip_prefix(&prefix) else {
+                continue;
+            };
+            // `le` may come before or after the other labels; their values hold no commas.
+            let labels = labels.trim_end_matches('}');
+            let (le, rest): (Vec<&str>, Vec<&str>) = labels
+                .split(',')
+                .partition(|label| label.starts_with("le=\""));
+            let Some(le) = le
+                .first()
+                .map(|le| le.trim_start_matches("le=\"").trim_end_matches('"'))
+            else {
+                continue;
+            };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                let Ok(bound) = le.parse::<f64>() else {
+                    continue;
+                };
+                bound
+            };
+            let key = format!("{{{}}}", rest.join(","));
+            let entry = by_labels
+                .entry(key)
+                .or_default()
+                .entry(bound.to_bits())
+                .or_insert((bound, 0.0));
+            entry.1 += value;
+        }
+        by_labels
+            .into_iter()
+            .map(|(labels, buckets)| {
+                let mut buckets: Vec<(f64, f64)> = buckets.into_values().collect();
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                (labels, buckets)
+            })
+            .collect()
+    }
+
     /// Submission delay (mean, count per label set), failed duties, and the beacon-node metrics
     /// that exist, into the report.
     fn report_metrics(&self, report: &mut Report, when: &str) {
@@ -1781,11 +1853,20 @@ impl Cluster {
         }
         // A committee duty starts on the head event, so for attestations and sync messages
         // this is the delay after Lodestar's head event.
-        for (labels, (mean, count)) in
-            self.histogram_means("operator_runner_submitted_after_start_seconds")
-        {
+        let after_start = "operator_runner_submitted_after_start_seconds";
+        let buckets = self.histogram_buckets(after_start);
+        for (labels, (mean, count)) in self.histogram_means(after_start) {
+            let at = |q: f64| {
+                buckets
+                    .get(&labels)
+                    .and_then(|buckets| bucket_quantile(buckets, q))
+                    .map_or("?".to_string(), |le| format!("{le}"))
+            };
             report.push(format!(
-                "  submitted after the duty's start {labels}: mean {mean:.3} s over {count} objects"
+                "  submitted after the duty's start {labels}: mean {mean:.3} s over {count} \
+                 objects, p50 <= {} s, p90 <= {} s",
+                at(0.5),
+                at(0.9)
             ));
         }
         for (role, mut delays) in self.submission_delays_from_logs() {
