@@ -31,7 +31,7 @@
 //! - `sign.rs`: signing with this operator's share, pre- and post-consensus (after the
 //!   `slashing.rs` protection), and broadcasting the partials;
 //! - `partials.rs`: peers' partial signatures and reconstruction at threshold (`quorum.rs`,
-//!   with the batched cryptography in `crypto.rs`);
+//!   with the batched cryptography in `crypto/`: weights, batch verification);
 //! - `submit.rs`: handing the reconstructed objects to the duty sink;
 //! - `actor.rs`: the run loop and the handling step; `metrics.rs`: what the runner exports.
 

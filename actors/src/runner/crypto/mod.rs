@@ -21,28 +21,26 @@
 //! run gives the same results however the work was scheduled.
 
 use super::cpu::{self, CpuMeter, CryptoWork};
-use blst::{
-    blst_fp12, blst_fp12_finalverify, blst_miller_loop, blst_p1, blst_p1_add_or_double,
-    blst_p1_affine, blst_p1_affine_generator, blst_p1_is_inf, blst_p1_to_affine,
-    blst_p1s_mult_pippenger, blst_p1s_mult_pippenger_scratch_sizeof, blst_p2,
-    blst_p2_add_or_double, blst_p2_affine, blst_p2_is_inf, blst_p2_to_affine,
-    blst_p2s_mult_pippenger, blst_p2s_mult_pippenger_scratch_sizeof, limb_t,
-};
-use cohort_ingress::keys::{Signature, ValidatorPublicKey};
+use cohort_ingress::keys::Signature;
 use commonware_codec::DecodeFixed as _;
 use commonware_cryptography::bls12381::primitives::{
-    group::{G1, G2, Scalar, Share},
+    group::{G2, Share},
     ops,
     variant::{MinPk, Variant},
 };
-use commonware_math::algebra::{Additive as _, Field as _, Space as _};
 use commonware_parallel::{Rayon, Sequential, Strategy};
-use rand::{Rng as _, rngs::StdRng};
+use rand::rngs::StdRng;
 use std::{
     collections::{BTreeMap, BTreeSet},
     num::NonZeroUsize,
     sync::Arc,
 };
+
+mod verify;
+mod weights;
+
+pub use verify::{Check, verify_same_root};
+pub use weights::Weights;
 
 /// The checks of one batch that share a (slot, signing root), with their positions.
 type ChecksOnRoot = Vec<(usize, Check)>;
@@ -104,338 +102,6 @@ pub fn hash_root(root: &[u8; 32]) -> G2 {
 /// `share`'s signature over the root `hashed` is the hash of.
 pub fn sign_hashed(share: &Share, hashed: &G2) -> Signature {
     share.private.expose(|scalar| *hashed * scalar)
-}
-
-/// Lagrange coefficients at zero for one set of share indices (in ascending order).
-#[derive(Clone, Debug)]
-pub enum Weights {
-    /// `coefficients / denominator`, the coefficients small integers (the usual case for a
-    /// cluster's indices): a few doublings and additions, then one multiplication by the
-    /// denominator's inverse if it is not one.
-    Small {
-        coefficients: Vec<i64>,
-        denominator_inverse: Option<Scalar>,
-    },
-    /// Full-width coefficients, for index sets whose integers would not stay small.
-    Full(Vec<Scalar>),
-}
-
-impl Weights {
-    /// The weights of share indices `indices` (0-based; share `i` is the evaluation at `i + 1`).
-    pub fn of(indices: &[u32]) -> Self {
-        let xs: Vec<i128> = indices.iter().map(|i| i128::from(*i) + 1).collect();
-        small_weights(&xs).unwrap_or_else(|| Self::Full(full_weights(&xs)))
-    }
-
-    /// The same weights at full width (what [`Weights::Small`] stands for).
-    pub fn full(indices: &[u32]) -> Self {
-        let xs: Vec<i128> = indices.iter().map(|i| i128::from(*i) + 1).collect();
-        Self::Full(full_weights(&xs))
-    }
-
-    /// The point the partials interpolate to at zero: the validator's signature.
-    pub fn interpolate(&self, points: &[G2]) -> G2 {
-        match self {
-            Self::Small {
-                coefficients,
-                denominator_inverse,
-            } => {
-                let sum = small_msm(points, coefficients);
-                match denominator_inverse {
-                    Some(inverse) => sum * inverse,
-                    None => sum,
-                }
-            }
-            Self::Full(scalars) => G2::msm(points, scalars, &Sequential),
-        }
-    }
-}
-
-fn gcd(a: i128, b: i128) -> i128 {
-    let (mut a, mut b) = (a.abs(), b.abs());
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-/// `λ_j = Π_{k≠j} x_k / Π_{k≠j} (x_k - x_j)` over a common denominator, if every number stays
-/// within 62 bits.
-fn small_weights(xs: &[i128]) -> Option<Weights> {
-    let mut fractions = Vec::with_capacity(xs.len());
-    for (j, xj) in xs.iter().enumerate() {
-        let (mut numerator, mut denominator) = (1i128, 1i128);
-        for (k, xk) in xs.iter().enumerate() {
-            if k != j {
-                numerator = numerator.checked_mul(*xk)?;
-                denominator = denominator.checked_mul(xk - xj)?;
-            }
-        }
-        if denominator == 0 {
-            return None; // Repeated index: not a valid set of signers.
-        }
-        let divisor = gcd(numerator, denominator);
-        let sign = denominator.signum();
-        fractions.push((sign * numerator / divisor, sign * denominator / divisor));
-    }
-    let mut common = 1i128;
-    for (_, denominator) in &fractions {
-        common = common.checked_mul(denominator / gcd(common, *denominator))?;
-    }
-    const LIMIT: i128 = 1 << 62;
-    if common >= LIMIT {
-        return None;
-    }
-    let coefficients = fractions
-        .iter()
-        .map(|(numerator, denominator)| {
-            let coefficient = numerator.checked_mul(common / denominator)?;
-            (coefficient.abs() < LIMIT).then_some(coefficient as i64)
-        })
-        .collect::<Option<Vec<i64>>>()?;
-    let denominator_inverse = (common != 1).then(|| Scalar::from_u64(common as u64).inv());
-    Some(Weights::Small {
-        coefficients,
-        denominator_inverse,
-    })
-}
-
-fn signed_scalar(value: i128) -> Scalar {
-    let magnitude = Scalar::from_u64(value.unsigned_abs() as u64);
-    if value < 0 { -magnitude } else { magnitude }
-}
-
-fn full_weights(xs: &[i128]) -> Vec<Scalar> {
-    xs.iter()
-        .enumerate()
-        .map(|(j, xj)| {
-            let mut numerator = Scalar::from_u64(1);
-            let mut denominator = Scalar::from_u64(1);
-            for (k, xk) in xs.iter().enumerate() {
-                if k != j {
-                    numerator *= &signed_scalar(*xk);
-                    denominator *= &signed_scalar(xk - xj);
-                }
-            }
-            numerator * &denominator.inv()
-        })
-        .collect()
-}
-
-/// `Σ c_j P_j` for small signed `c_j`, doubling once per bit for all points together.
-fn small_msm(points: &[G2], coefficients: &[i64]) -> G2 {
-    let terms: Vec<(G2, u64)> = points
-        .iter()
-        .zip(coefficients)
-        .map(|(point, c)| {
-            if *c < 0 {
-                (-*point, c.unsigned_abs())
-            } else {
-                (*point, c.unsigned_abs())
-            }
-        })
-        .collect();
-    let top = terms.iter().map(|(_, c)| *c).max().unwrap_or(0);
-    let bits = u64::BITS - top.leading_zeros();
-    let mut sum = G2::zero();
-    for bit in (0..bits).rev() {
-        let twice = sum;
-        sum += &twice;
-        for (point, c) in &terms {
-            if (c >> bit) & 1 == 1 {
-                sum += point;
-            }
-        }
-    }
-    sum
-}
-
-/// One signature to check against a public key, over a root already hashed.
-#[derive(Clone, Copy)]
-pub struct Check {
-    pub public: ValidatorPublicKey,
-    pub signature: Signature,
-}
-
-/// Bits of each random scalar of a batch check: a batch with a bad signature passes with
-/// probability at most 2^-64 (the width Ethereum consensus clients batch gossip signatures with).
-const BATCH_SCALAR_BITS: usize = 64;
-
-/// Below this many points a multi-scalar multiplication is not split over threads.
-const MIN_POINTS_PER_THREAD: usize = 32;
-
-/// `Σ s_i P_i` for affine points and 64-bit little-endian scalars, by Pippenger's method.
-fn msm_g1_64(points: &[blst_p1_affine], scalars: &[[u8; 8]]) -> blst_p1 {
-    let mut sum = blst_p1::default();
-    if points.is_empty() {
-        return sum;
-    }
-    let bytes: Vec<u8> = scalars.iter().flatten().copied().collect();
-    let points_at: [*const blst_p1_affine; 2] = [points.as_ptr(), std::ptr::null()];
-    let scalars_at: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
-    // SAFETY: `points` and `bytes` are contiguous arrays of `points.len()` points and scalars
-    // of 8 bytes (a null second pointer tells blst so); `scratch` has the size blst asks for.
-    unsafe {
-        let words = blst_p1s_mult_pippenger_scratch_sizeof(points.len()).div_ceil(8);
-        let mut scratch: Vec<limb_t> = vec![0; words.max(1)];
-        blst_p1s_mult_pippenger(
-            &mut sum,
-            points_at.as_ptr(),
-            points.len(),
-            scalars_at.as_ptr(),
-            BATCH_SCALAR_BITS,
-            scratch.as_mut_ptr(),
-        );
-    }
-    sum
-}
-
-/// [`msm_g1_64`] in G2.
-fn msm_g2_64(points: &[blst_p2_affine], scalars: &[[u8; 8]]) -> blst_p2 {
-    let mut sum = blst_p2::default();
-    if points.is_empty() {
-        return sum;
-    }
-    let bytes: Vec<u8> = scalars.iter().flatten().copied().collect();
-    let points_at: [*const blst_p2_affine; 2] = [points.as_ptr(), std::ptr::null()];
-    let scalars_at: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
-    // SAFETY: as in `msm_g1_64`.
-    unsafe {
-        let words = blst_p2s_mult_pippenger_scratch_sizeof(points.len()).div_ceil(8);
-        let mut scratch: Vec<limb_t> = vec![0; words.max(1)];
-        blst_p2s_mult_pippenger(
-            &mut sum,
-            points_at.as_ptr(),
-            points.len(),
-            scalars_at.as_ptr(),
-            BATCH_SCALAR_BITS,
-            scratch.as_mut_ptr(),
-        );
-    }
-    sum
-}
-
-impl Parallel {
-    /// Splits `0..len` into one range per thread (one range when small or sequential).
-    fn ranges(&self, len: usize) -> Vec<std::ops::Range<usize>> {
-        let parts = self.threads().min(len / MIN_POINTS_PER_THREAD).max(1);
-        let size = len.div_ceil(parts);
-        (0..parts)
-            .map(|part| part * size..((part + 1) * size).min(len))
-            .filter(|range| !range.is_empty())
-            .collect()
-    }
-
-    fn msm_g1_64(&self, points: &[blst_p1_affine], scalars: &[[u8; 8]]) -> blst_p1 {
-        let parts = self.map(&self.ranges(points.len()), |range| {
-            msm_g1_64(&points[range.clone()], &scalars[range.clone()])
-        });
-        let mut sum = blst_p1::default();
-        for part in &parts {
-            // SAFETY: valid points; blst allows the output to alias the first input.
-            unsafe {
-                let at = &raw mut sum;
-                blst_p1_add_or_double(at, at, part)
-            };
-        }
-        sum
-    }
-
-    fn msm_g2_64(&self, points: &[blst_p2_affine], scalars: &[[u8; 8]]) -> blst_p2 {
-        let parts = self.map(&self.ranges(points.len()), |range| {
-            msm_g2_64(&points[range.clone()], &scalars[range.clone()])
-        });
-        let mut sum = blst_p2::default();
-        for part in &parts {
-            // SAFETY: as above.
-            unsafe {
-                let at = &raw mut sum;
-                blst_p2_add_or_double(at, at, part)
-            };
-        }
-        sum
-    }
-}
-
-/// Whether every signature in `checks` verifies over `hashed`, in one random linear
-/// combination: `e(Σ r_i pk_i, H) = e(g1, Σ r_i σ_i)` with 64-bit `r_i` from `rng` (two
-/// multi-scalar multiplications and two Miller loops sharing one final exponentiation).
-/// Every public key is a validator's (trusted) and every signature a subgroup-checked point.
-fn batch_holds(rng: &mut StdRng, parallel: &Parallel, hashed: &G2, checks: &[Check]) -> bool {
-    if let [single] = checks {
-        return MinPk::verify(&single.public, hashed, &single.signature).is_ok();
-    }
-    // The identity would drop out of the combination; alone it never verifies.
-    if checks.is_empty() || checks.iter().any(|check| check.signature == G2::zero()) {
-        return false;
-    }
-    let scalars: Vec<[u8; 8]> = checks
-        .iter()
-        .map(|_| {
-            let mut scalar = [0u8; 8];
-            rng.fill_bytes(&mut scalar);
-            scalar
-        })
-        .collect();
-    let publics: Vec<G1> = checks.iter().map(|check| check.public).collect();
-    let signatures: Vec<G2> = checks.iter().map(|check| check.signature).collect();
-    let publics = G1::batch_to_affine(&publics);
-    let signatures = G2::batch_to_affine(&signatures);
-    let public = parallel.msm_g1_64(&publics, &scalars);
-    let signature = parallel.msm_g2_64(&signatures, &scalars);
-    let hashed = G2::batch_to_affine(&[*hashed]);
-    // SAFETY: every pointer is to a valid, initialised point or field element of the right
-    // type; blst reads its inputs and writes only the outputs given.
-    unsafe {
-        if blst_p1_is_inf(&public) || blst_p2_is_inf(&signature) {
-            return false;
-        }
-        let mut public_affine = blst_p1_affine::default();
-        let mut signature_affine = blst_p2_affine::default();
-        blst_p1_to_affine(&mut public_affine, &public);
-        blst_p2_to_affine(&mut signature_affine, &signature);
-        let mut left = blst_fp12::default();
-        let mut right = blst_fp12::default();
-        blst_miller_loop(&mut left, &hashed[0], &public_affine);
-        blst_miller_loop(&mut right, &signature_affine, blst_p1_affine_generator());
-        blst_fp12_finalverify(&left, &right)
-    }
-}
-
-/// Positions (ascending) of the signatures in `checks` that do not verify over `hashed`: one
-/// batch when all do; otherwise halves are checked the same way down to the bad ones.
-pub fn verify_same_root(
-    rng: &mut StdRng,
-    parallel: &Parallel,
-    hashed: &G2,
-    checks: &[Check],
-) -> Vec<usize> {
-    let mut bad = Vec::new();
-    if !checks.is_empty() && !batch_holds(rng, parallel, hashed, checks) {
-        bisect(rng, parallel, hashed, checks, 0, &mut bad);
-    }
-    bad
-}
-
-/// `checks` failed as a whole: finds its bad members.
-fn bisect(
-    rng: &mut StdRng,
-    parallel: &Parallel,
-    hashed: &G2,
-    checks: &[Check],
-    offset: usize,
-    bad: &mut Vec<usize>,
-) {
-    if checks.len() == 1 {
-        bad.push(offset);
-        return;
-    }
-    let (left, right) = checks.split_at(checks.len() / 2);
-    for (half, at) in [(left, offset), (right, offset + left.len())] {
-        if !batch_holds(rng, parallel, hashed, half) {
-            bisect(rng, parallel, hashed, half, at, bad);
-        }
-    }
 }
 
 /// One key at threshold, as the quorum hands it over: the validator's key, the sharing's
@@ -699,9 +365,10 @@ impl Crypto {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{verify::batch_holds, *};
     use cohort_ingress::keys::{self, Partial, interop_secret, sign, split};
     use commonware_cryptography::bls12381::primitives::ops::threshold;
+    use commonware_math::algebra::Additive as _;
     use commonware_utils::Participant;
     use rand::SeedableRng as _;
 
