@@ -4,6 +4,7 @@ mod avs_cli;
 mod beacon_cli;
 mod bench;
 mod bench_hops;
+mod campaign_cli;
 mod cluster_avs;
 mod config;
 mod dkg_cli;
@@ -23,7 +24,7 @@ mod telemetry;
 use clap::{Parser, Subcommand};
 use cohort_simulation::{
     FaultArgs, InjectedBug, SimConfig,
-    campaign::{self, CampaignReport, Plan},
+    campaign::{self, Plan},
 };
 use std::{process::ExitCode, time::Duration};
 
@@ -79,7 +80,7 @@ enum Command {
     BenchHops(bench_hops::Args),
     /// Run many seeds of fault plans and report violations by invariant, with the command that
     /// replays each failing seed.
-    Campaign(CampaignArgs),
+    Campaign(campaign_cli::CampaignArgs),
     /// Replay one seed of a fault plan bit for bit (the command a campaign prints).
     Replay(ReplayArgs),
     /// Shrink a failing seed of a fault plan to the fewest faults and slots that still fail.
@@ -117,28 +118,6 @@ impl ShapeArgs {
 }
 
 #[derive(Parser)]
-struct CampaignArgs {
-    /// Seeds to run: `A..B` (inclusive), `N`, or a comma-separated list.
-    #[arg(long, default_value = "1..100", value_parser = parse_seeds)]
-    seeds: Seeds,
-    /// Fault plans, comma-separated, or `all`: calm, network, crash, partition, byzantine,
-    /// clock, engine, source, avs, mixed.
-    #[arg(long, default_value = "mixed", value_parser = parse_plans)]
-    plan: Plans,
-    #[command(flatten)]
-    shape: ShapeArgs,
-    /// Runs at once (each on its own thread); defaults to the machine's cores.
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Shrink each failing seed to its smallest reproduction (slow: one run per attempt).
-    #[arg(long)]
-    minimize: bool,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Parser)]
 struct ReplayArgs {
     /// The fault plan: calm, network, crash, partition, byzantine, clock, engine, source, avs,
     /// mixed.
@@ -163,48 +142,6 @@ impl ReplayArgs {
         init_logs(self.log.as_deref())?;
         Ok(self.plan.config(self.seed, &self.shape.base()))
     }
-}
-
-/// One flag's list of seeds (a newtype, so clap takes the flag once rather than repeated).
-#[derive(Clone, Debug)]
-struct Seeds(Vec<u64>);
-
-#[derive(Clone, Debug)]
-struct Plans(Vec<Plan>);
-
-fn parse_seeds(value: &str) -> Result<Seeds, String> {
-    parse_seed_list(value).map(Seeds)
-}
-
-fn parse_plans(value: &str) -> Result<Plans, String> {
-    parse_plan_list(value).map(Plans)
-}
-
-fn parse_seed_list(value: &str) -> Result<Vec<u64>, String> {
-    let bad = || format!("seeds: '{value}' is not A..B, N or a comma-separated list");
-    if let Some((from, to)) = value.split_once("..") {
-        let from: u64 = from.trim().parse().map_err(|_| bad())?;
-        let to: u64 = to
-            .trim_start_matches('=')
-            .trim()
-            .parse()
-            .map_err(|_| bad())?;
-        if to < from {
-            return Err(format!("seeds: '{value}' is an empty range"));
-        }
-        return Ok((from..=to).collect());
-    }
-    value
-        .split(',')
-        .map(|seed| seed.trim().parse().map_err(|_| bad()))
-        .collect()
-}
-
-fn parse_plan_list(value: &str) -> Result<Vec<Plan>, String> {
-    if value == "all" {
-        return Ok(Plan::ALL.to_vec());
-    }
-    value.split(',').map(|p| Plan::parse(p.trim())).collect()
 }
 
 #[derive(Parser)]
@@ -408,116 +345,6 @@ fn check_shape(shape: &ShapeArgs) -> Result<(), ExitCode> {
     })
 }
 
-fn print_campaign(report: &CampaignReport) {
-    println!(
-        "cohort campaign: {} operators | {} validators | {} slots per run | {:.1} s wall, {:.1} seeds per minute",
-        report.operators,
-        report.validators,
-        report.slots,
-        report.wall_ms as f64 / 1000.0,
-        report.seeds_per_minute
-    );
-    println!(
-        "  {:<10} {:>6} {:>7} {:>22} {:>18}  violations by invariant",
-        "plan", "seeds", "failed", "attestations accepted", "AVS tasks signed"
-    );
-    for (plan, summary) in &report.plans {
-        let violations = if summary.violations_by_invariant.is_empty() {
-            "none".to_string()
-        } else {
-            summary
-                .violations_by_invariant
-                .iter()
-                .map(|(invariant, seeds)| format!("{invariant}: {seeds} seeds"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let accepted = format!(
-            "{} of {}",
-            summary.attestations_accepted, summary.attestations_expected
-        );
-        let signed = if summary.tasks_submitted == 0 {
-            "-".to_string()
-        } else {
-            format!("{} of {}", summary.tasks_signed, summary.tasks_submitted)
-        };
-        println!(
-            "  {:<10} {:>6} {:>7} {:>22} {:>18}  {violations}",
-            plan.name(),
-            summary.seeds_run,
-            summary.seeds_failed,
-            accepted,
-            signed
-        );
-    }
-    for failure in &report.failures {
-        let first = failure
-            .first_violation
-            .as_ref()
-            .map(|v| format!("{} at slot {}: {}", v.invariant, v.slot, v.detail))
-            .unwrap_or_default();
-        println!("  FAILED {} seed {}: {first}", failure.plan, failure.seed);
-        println!("    replay: {}", failure.replay);
-    }
-}
-
-fn run_campaign(args: CampaignArgs) -> ExitCode {
-    if let Err(code) = check_shape(&args.shape) {
-        return code;
-    }
-    let base = args.shape.base();
-    let jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let json = args.json;
-    let report = campaign::campaign(&args.plan.0, &args.seeds.0, &base, jobs, |outcome| {
-        if !json && outcome.failed() {
-            eprintln!(
-                "  seed {} of {} failed ({} violations); replay: {}",
-                outcome.seed, outcome.plan, outcome.violations, outcome.replay
-            );
-        }
-    });
-    let mut minimized = Vec::new();
-    if args.minimize {
-        for failure in &report.failures {
-            let config = failure.plan.config(failure.seed, &base);
-            if let Some(found) = campaign::minimize(&config, |_, _| {}) {
-                minimized.push((failure.plan, failure.seed, found));
-            }
-        }
-    }
-    if json {
-        #[derive(serde::Serialize)]
-        struct Out<'a> {
-            #[serde(flatten)]
-            report: &'a CampaignReport,
-            minimized: Vec<(Plan, u64, campaign::Minimized)>,
-        }
-        if let Err(code) = print_json(&Out {
-            report: &report,
-            minimized,
-        }) {
-            return code;
-        }
-    } else {
-        print_campaign(&report);
-        for (plan, seed, found) in &minimized {
-            println!(
-                "  smallest reproduction of {plan} seed {seed} ({} violated, {} runs tried):\n    {}",
-                found.invariant, found.attempts, found.config_flags
-            );
-        }
-    }
-    if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -533,7 +360,7 @@ fn main() -> ExitCode {
         Command::Exit(command) => exit::exit(command),
         Command::BenchSigning(args) => bench_signing(args),
         Command::BenchHops(args) => bench_hops::run(args),
-        Command::Campaign(args) => run_campaign(args),
+        Command::Campaign(args) => campaign_cli::run(args),
         Command::Replay(args) => {
             let config = match args.prepare() {
                 Ok(config) => config,
@@ -612,6 +439,7 @@ mod malformed_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::campaign_cli::{parse_plan_list, parse_seed_list};
     use clap::CommandFactory;
     use cohort_simulation::Partition;
 
