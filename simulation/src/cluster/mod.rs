@@ -1,11 +1,12 @@
-//! The cluster a run plays on, and the run itself: set-up ([`setup`]), one task per operator
-//! life ([`operator`]), and the slot loop that feeds the checker and hands everything over when
-//! the power goes.
+//! The cluster a run plays on, and the run itself: set-up ([`setup`]), each operator's lives
+//! and what a crash leaves ([`lifecycle`]), one operator's actors ([`operator`]), and the slot
+//! loop that feeds the checker and hands everything over when the power goes.
 //!
 //! A power cut splits a run over two deterministic runtimes: the second one recovers the first
 //! one's storage (unsynced writes cut as the fault config says) and carries on with the
 //! checker's record and the world outside the cluster ([`Carried`]).
 
+mod lifecycle;
 pub(crate) mod operator;
 pub(crate) mod setup;
 
@@ -14,7 +15,8 @@ use cohort_actors::runner::cpu::CpuMeter;
 use cohort_devnet::DevnetChain;
 use commonware_runtime::{Clock, Runner as _, deterministic};
 use commonware_utils::probability::Probability;
-use setup::{Cluster, crash_offset};
+use lifecycle::crash_offset;
+use setup::Cluster;
 use std::{
     sync::{
         Arc,
