@@ -1764,13 +1764,14 @@ impl Cluster {
         sum
     }
 
-    /// Label set (without `le`) -> (mean, count) of histogram `name`, summed over the
-    /// operators; label sets with no observation are left out.
-    fn histogram_means(&self, name: &str) -> BTreeMap<String, (f64, f64)> {
+    /// Label set (without `le`) -> (mean, count) of histogram `name` in `rows` (one scrape of
+    /// [`Cluster::series`]), summed over the operators; label sets with no observation are left
+    /// out.
+    fn histogram_means(rows: &[(usize, String, f64)], name: &str) -> BTreeMap<String, (f64, f64)> {
         let mut by_labels: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         let sum_prefix = format!("{name}_sum");
         let count_prefix = format!("{name}_count");
-        for (_, series, value) in self.series(name) {
+        for (_, series, value) in rows {
             if let Some(labels) = series.strip_prefix(&sum_prefix) {
                 by_labels.entry(labels.to_string()).or_default().0 += value;
             } else if let Some(labels) = series.strip_prefix(&count_prefix) {
@@ -1784,12 +1785,16 @@ impl Cluster {
             .collect()
     }
 
-    /// Label set (without `le`, braces dropped) -> (bucket bound, cumulative count) of histogram
-    /// `name`, summed over the operators, in ascending bounds (`+Inf` last).
-    fn histogram_buckets(&self, name: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
+    /// Label set (without `le`) -> (bucket bound, cumulative count) of histogram `name` in
+    /// `rows` (one scrape of [`Cluster::series`]), summed over the operators, in ascending
+    /// bounds (`+Inf` last).
+    fn histogram_buckets(
+        rows: &[(usize, String, f64)],
+        name: &str,
+    ) -> BTreeMap<String, Vec<(f64, f64)>> {
         let mut by_labels: BTreeMap<String, BTreeMap<u64, (f64, f64)>> = BTreeMap::new();
         let prefix = format!("{name}_bucket{{");
-        for (_, series, value) in self.series(name) {
+        for (_, series, value) in rows {
             let Some(labels) = series.strip_prefix(&prefix) else {
                 continue;
             };
@@ -1834,11 +1839,10 @@ impl Cluster {
     /// that exist, into the report.
     fn report_metrics(&self, report: &mut Report, when: &str) {
         report.push(format!("---- metrics, {when} ----"));
-        let into_slot = self.histogram_means("operator_runner_submission_delay_seconds");
-        if self
-            .series("operator_runner_submission_delay_seconds")
-            .is_empty()
-        {
+        let into_slot_rows = self.series("operator_runner_submission_delay_seconds");
+        let into_slot =
+            Self::histogram_means(&into_slot_rows, "operator_runner_submission_delay_seconds");
+        if into_slot_rows.is_empty() {
             report.push("  operator_runner_submission_delay_seconds: not exported".into());
         }
         for (labels, (mean, count)) in &into_slot {
@@ -1854,8 +1858,9 @@ impl Cluster {
         // A committee duty starts on the head event, so for attestations and sync messages
         // this is the delay after Lodestar's head event.
         let after_start = "operator_runner_submitted_after_start_seconds";
-        let buckets = self.histogram_buckets(after_start);
-        for (labels, (mean, count)) in self.histogram_means(after_start) {
+        let after_start_rows = self.series(after_start);
+        let buckets = Self::histogram_buckets(&after_start_rows, after_start);
+        for (labels, (mean, count)) in Self::histogram_means(&after_start_rows, after_start) {
             let at = |q: f64| {
                 buckets
                     .get(&labels)
