@@ -17,8 +17,8 @@
 //! genesis state, which re-executes nothing, and checks the result against the finalized
 //! header's state root. A payload at or below the finalized height is answered from the
 //! canonical record, never executed twice. The same finalization appends each block's record
-//! (header, transactions, senders, receipts) to a history journal (see `history`), which the
-//! chain's JSON-RPC reads blocks and receipts from.
+//! (header, transactions, senders, receipts) to a history journal and their hashes to an on-disk
+//! index (see `history`), which the chain's JSON-RPC reads blocks and receipts from.
 
 use crate::{
     BlockTag, EngineError, ExecutionEngine, ExecutionTip, ForkchoiceState, ForkchoiceUpdated,
@@ -31,9 +31,10 @@ use cohort_evm::{
     AccountInfo, BlockRecord, BuildError, CallError, CallOutcome, CallRequest, Executor,
     MemoryState, NewPayload, Pool, PoolError, StateChanges, StateReader as _, StateStore,
 };
-use commonware_codec::RangeCfg;
+use commonware_codec::{DecodeExt as _, Encode as _, RangeCfg};
 use commonware_runtime::{Clock, Metrics, Storage, buffer::paged::CacheRef};
 use commonware_storage::{
+    freezer::Checkpoint,
     journal::contiguous::{
         Contiguous as _,
         variable::{Config as JournalConfig, Journal},
@@ -52,11 +53,11 @@ use tracing::{debug, info, warn};
 
 mod history;
 pub use history::BlockId;
-use history::{Cached, Index};
+use history::{Cached, HashIndex, Index};
 mod record;
 use record::{
-    KEY_CANONICAL, KEY_FINALIZED_HEADER, KEY_GENESIS, KEY_SNAPSHOT, LEGACY_KEYS, corrupt,
-    decode_snapshot, decode_tip, encode_snapshot, encode_tip,
+    KEY_CANONICAL, KEY_FINALIZED_HEADER, KEY_GENESIS, KEY_HASH_INDEX, KEY_SNAPSHOT, LEGACY_KEYS,
+    corrupt, decode_snapshot, decode_tip, encode_snapshot, encode_tip,
 };
 
 /// A block this engine executed, with its post-state.
@@ -148,6 +149,7 @@ struct Stores<E: Storage + Clock + Metrics> {
     snapshot_at: u64,
     /// The finalized blocks' [`BlockRecord`]s, for reads.
     blocks: Journal<E, Vec<u8>>,
+    hashes: HashIndex<E>,
 }
 
 /// The commit of a finalization: it owns the stores while it writes.
@@ -258,13 +260,49 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
             ),
         };
         let finalized_number = finalized_header.as_ref().map_or(0, |h| h.number);
-        let (blocks, history) = history::open(
+        let checkpoint = match metadata.get(&U64::new(KEY_HASH_INDEX)) {
+            None => None,
+            Some(bytes) => match Checkpoint::decode(bytes.clone()) {
+                Ok(checkpoint) => Some(checkpoint),
+                Err(e) => {
+                    warn!(
+                        error = %e,
+                        "embedded engine's hash index checkpoint is unreadable; the index is \
+                         rebuilt from the block history"
+                    );
+                    None
+                }
+            },
+        };
+        let history::Opened {
+            journal: blocks,
+            hashes,
+            index: history,
+            rebuilt,
+        } = history::open(
             context.child("blocks"),
             &config.partition,
             BlockRecord::of(&genesis),
             finalized_number,
+            checkpoint,
         )
         .await?;
+        debug!(
+            finalized = finalized_number,
+            records_read = history.read_at_open(),
+            rebuilt_hash_index = rebuilt.is_some(),
+            "embedded engine opened its block history"
+        );
+        // The rebuilt index is what the metadata must name from now on (before any
+        // finalization, there is nothing to name: the next one writes its checkpoint).
+        let metadata = match rebuilt {
+            Some(checkpoint) if finalized_header.is_some() => {
+                let mut metadata = metadata;
+                metadata.put(U64::new(KEY_HASH_INDEX), checkpoint.encode().to_vec());
+                metadata.sync().await.map_err(storage_error)?
+            }
+            _ => metadata,
+        };
         let journal = Journal::<_, Vec<u8>>::init_at_most(
             context.child("changes"),
             journal_config(&config.partition, "changes"),
@@ -294,6 +332,7 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
                     snapshot,
                     snapshot_at,
                     blocks,
+                    hashes,
                 }),
                 pending: None,
                 finalized: Arc::new(finalized),
@@ -355,8 +394,7 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
     pub async fn block(&self, id: BlockId) -> Result<Option<Arc<BlockRecord>>, EngineError> {
         let mut inner = self.inner.lock().await;
         inner.settle().await?;
-        let finalized = inner.finalized.header.number;
-        let Some(number) = inner.history.number(id, finalized) else {
+        let Some(number) = inner.number(id).await? else {
             return Ok(None);
         };
         inner.record(number).await
@@ -369,10 +407,13 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
     ) -> Result<Option<(Arc<BlockRecord>, usize)>, EngineError> {
         let mut inner = self.inner.lock().await;
         inner.settle().await?;
-        let Some((number, index)) = inner.history.transaction(hash) else {
+        let Some((number, Some(index))) = inner.locate(hash).await? else {
             return Ok(None);
         };
-        Ok(inner.record(number).await?.map(|record| (record, index)))
+        Ok(inner
+            .record(number)
+            .await?
+            .map(|record| (record, index as usize)))
     }
 
     /// Runs a call on the finalized state (`eth_call`); nothing is written. The engine is not
@@ -568,14 +609,39 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             Cached::NotKept => return Ok(None),
             Cached::OnDisk(position) => position,
         };
-        let stores = self
-            .stores
-            .as_mut()
-            .ok_or_else(|| EngineError::Storage("an earlier write failed; restart".into()))?;
-        let bytes = stores.blocks.read(position).await.map_err(storage_error)?;
-        let record = BlockRecord::decode(&bytes)
-            .map_err(|e| corrupt(&format!("history of block {number}: {e}")))?;
+        let stores = self.stores()?;
+        let record = history::read(&stores.blocks, position).await?;
         Ok(Some(Arc::new(record)))
+    }
+
+    /// The number of the finalized block `id` names, if it is one.
+    async fn number(&mut self, id: BlockId) -> Result<Option<u64>, EngineError> {
+        let finalized = self.finalized.header.number;
+        match id {
+            BlockId::Number(number) => Ok((number <= finalized).then_some(number)),
+            BlockId::Hash(hash) => {
+                if let Some(number) = self.history.number_of(&hash) {
+                    return Ok(Some(number));
+                }
+                Ok(match self.locate(&hash).await? {
+                    Some((number, None)) => Some(number),
+                    _ => None,
+                })
+            }
+        }
+    }
+
+    /// Where the finalized block or transaction hashed `hash` is.
+    async fn locate(&mut self, hash: &B256) -> Result<Option<(u64, Option<u32>)>, EngineError> {
+        let finalized = self.finalized.header.number;
+        let stores = self.stores()?;
+        history::locate(&stores.hashes, hash, finalized).await
+    }
+
+    fn stores(&mut self) -> Result<&mut Stores<E>, EngineError> {
+        self.stores
+            .as_mut()
+            .ok_or_else(|| EngineError::Storage("an earlier write failed; restart".into()))
     }
 
     fn lookup(&self, hash: &B256) -> Option<Arc<Block>> {
@@ -623,6 +689,7 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             snapshot,
             snapshot_at,
             blocks,
+            hashes,
         } = self
             .stores
             .take()
@@ -640,6 +707,7 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             .map(|b| Arc::new(BlockRecord::of(b)))
             .collect();
         let history: Vec<Vec<u8>> = block_records.iter().map(|r| r.encode()).collect();
+        let indexed = block_records.clone();
         let mut canonical = Vec::with_capacity(self.canonical.len() * 48);
         for tip in self.canonical.values() {
             encode_tip(tip, &mut canonical);
@@ -671,7 +739,13 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
             }
             let journal = journal.sync().await.map_err(|e| e.to_string())?;
             let blocks = blocks.sync().await.map_err(|e| e.to_string())?;
+            let mut hashes = hashes;
+            for record in &indexed {
+                hashes = history::index_record(hashes, record).await?;
+            }
+            let (hashes, checkpoint) = hashes.sync().await.map_err(|e| e.to_string())?;
             let mut metadata = metadata;
+            metadata.put(U64::new(KEY_HASH_INDEX), checkpoint.encode().to_vec());
             metadata.put(U64::new(KEY_FINALIZED_HEADER), header);
             metadata.put(U64::new(KEY_CANONICAL), canonical);
             metadata.put(U64::new(KEY_GENESIS), genesis_hash.to_vec());
@@ -688,6 +762,7 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
                 snapshot,
                 snapshot_at,
                 blocks,
+                hashes,
             })
         };
         self.pending = Some(Pending {
@@ -935,6 +1010,19 @@ mod tests {
     ) -> EmbeddedEngine<deterministic::Context> {
         EmbeddedEngine::init(
             context.child(name),
+            Config::devnet(format!("{name}-engine")),
+        )
+        .await
+        .expect("engine opens")
+    }
+
+    /// [`engine`] opened a second time in one run (its metrics under another label).
+    async fn engine_again(
+        context: &deterministic::Context,
+        name: &'static str,
+    ) -> EmbeddedEngine<deterministic::Context> {
+        EmbeddedEngine::init(
+            context.child("again"),
             Config::devnet(format!("{name}-engine")),
         )
         .await
@@ -1349,6 +1437,139 @@ mod tests {
             finalize(&engine, hash_of(&payload)).await;
             let record = engine.block(BlockId::Number(BLOCKS + 1)).await.unwrap();
             assert_eq!(record.map(|r| r.hash), Some(hash_of(&payload)));
+        });
+    }
+
+    /// A restart used to rebuild the hash indexes by reading every block ever finalized (a
+    /// minute per few million blocks, and memory for every hash); the index is on disk now and
+    /// an open reads only the recent records. An index that is lost, or a data directory
+    /// written before it existed, is rebuilt from the history once.
+    #[test]
+    fn a_restart_reads_the_hash_index_from_disk_and_rebuilds_one_that_is_lost() {
+        const BLOCKS: u64 = history::RECENT as u64 + 72;
+        const RECENT: u64 = history::RECENT as u64;
+        /// Everything the engine answers by hash: every block, and one transaction a block.
+        async fn check_reads(
+            engine: &EmbeddedEngine<deterministic::Context>,
+            blocks: &[(B256, B256)],
+        ) {
+            for (number, (block, transaction)) in (1..).zip(blocks) {
+                let by_hash = engine.block(BlockId::Hash(*block)).await.unwrap();
+                assert_eq!(by_hash.map(|r| r.header.number), Some(number));
+                let (record, index) = engine
+                    .transaction(transaction)
+                    .await
+                    .unwrap()
+                    .expect("a finalized transaction is found");
+                assert_eq!(record.header.number, number);
+                assert_eq!(record.transactions[index].tx_hash(), transaction);
+            }
+            // A transaction's hash is not a block's, nor the reverse.
+            let (block, transaction) = blocks[0];
+            assert!(
+                engine
+                    .block(BlockId::Hash(transaction))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(engine.transaction(&block).await.unwrap().is_none());
+        }
+        async fn read_at_open(engine: &EmbeddedEngine<deterministic::Context>) -> u64 {
+            engine.inner.lock().await.history.read_at_open()
+        }
+        async fn drop_index(context: &deterministic::Context) {
+            for kind in ["keys", "values", "table"] {
+                context
+                    .remove(&format!("h-engine-hashes-{kind}"), None)
+                    .await
+                    .unwrap();
+            }
+        }
+
+        let executor = deterministic::Runner::default();
+        let (blocks, checkpoint) = executor.start_and_recover(|context| async move {
+            let engine = engine(&context, "h").await;
+            let mut wallet = wallet();
+            let mut head = devnet_genesis().hash;
+            let mut blocks = Vec::new();
+            for block in 1..=BLOCKS {
+                let raw = wallet
+                    .transfer(RECIPIENT, U256::from(block), 10 * GWEI, GWEI)
+                    .unwrap();
+                let transaction = engine.pool_transaction(raw).await.unwrap();
+                let payload = build(&engine, head, block * 12).await;
+                assert!(
+                    engine
+                        .new_payload(payload.clone(), ROOT)
+                        .await
+                        .unwrap()
+                        .is_valid()
+                );
+                head = hash_of(&payload);
+                finalize(&engine, head).await;
+                blocks.push((head, transaction));
+            }
+            check_reads(&engine, &blocks).await;
+            blocks
+        });
+        // A restart reads the recent records only, and answers every hash from disk.
+        let (blocks, checkpoint) =
+            deterministic::Runner::from(checkpoint).start_and_recover(|context| async move {
+                let engine = engine(&context, "h").await;
+                assert_eq!(read_at_open(&engine).await, RECENT);
+                check_reads(&engine, &blocks).await;
+                drop(engine);
+                drop_index(&context).await;
+                blocks
+            });
+        // The index is lost (the metadata still names its checkpoint): rebuilt from the
+        // history, once.
+        let (blocks, checkpoint) =
+            deterministic::Runner::from(checkpoint).start_and_recover(|context| async move {
+                let engine = engine(&context, "h").await;
+                assert_eq!(read_at_open(&engine).await, BLOCKS + RECENT);
+                check_reads(&engine, &blocks).await;
+                drop(engine);
+                let engine = engine_again(&context, "h").await;
+                assert_eq!(read_at_open(&engine).await, RECENT);
+                check_reads(&engine, &blocks).await;
+                drop(engine);
+                // Data written before the engine kept an index: no checkpoint, no index.
+                drop_index(&context).await;
+                let mut metadata = Metadata::<_, U64, Vec<u8>>::init(
+                    context.child("old_metadata"),
+                    metadata::Config {
+                        partition: "h-engine".into(),
+                        codec_config: ((0..).into(), ()),
+                    },
+                )
+                .await
+                .unwrap();
+                assert!(metadata.remove(&U64::new(KEY_HASH_INDEX)).is_some());
+                metadata.sync().await.unwrap();
+                blocks
+            });
+        deterministic::Runner::from(checkpoint).start(|context| async move {
+            let engine = engine(&context, "h").await;
+            assert_eq!(read_at_open(&engine).await, BLOCKS + RECENT);
+            check_reads(&engine, &blocks).await;
+            // It keeps finalizing, and indexing, after the rebuild.
+            let (finalized, _) = engine.finalized().await;
+            let payload = build(&engine, finalized.hash, (BLOCKS + 1) * 12).await;
+            assert!(
+                engine
+                    .new_payload(payload.clone(), ROOT)
+                    .await
+                    .unwrap()
+                    .is_valid()
+            );
+            finalize(&engine, hash_of(&payload)).await;
+            let record = engine
+                .block(BlockId::Hash(hash_of(&payload)))
+                .await
+                .unwrap();
+            assert_eq!(record.map(|r| r.header.number), Some(BLOCKS + 1));
         });
     }
 

@@ -15,6 +15,9 @@ pub(super) const KEY_FINALIZED_HEADER: u64 = 3;
 pub(super) const KEY_CANONICAL: u64 = 2;
 /// The genesis hash the data was written for (the canonical record forgets block 0).
 pub(super) const KEY_GENESIS: u64 = 4;
+/// The checkpoint of the block and transaction hash index (see `history`) as of the finalized
+/// header: written in the same metadata sync, so an open rewinds the index to that block.
+pub(super) const KEY_HASH_INDEX: u64 = 5;
 /// In the snapshot store: the state at a finalized block, as the merged changes since genesis.
 pub(super) const KEY_SNAPSHOT: u64 = 0;
 
