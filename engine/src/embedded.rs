@@ -1092,6 +1092,22 @@ mod tests {
         payload.payload_inner.payload_inner.block_hash
     }
 
+    /// Builds a payload on `head` from the pool, executes it (VALID) and finalizes it.
+    async fn extend<E: Storage + Clock + Metrics>(
+        engine: &EmbeddedEngine<E>,
+        head: B256,
+        timestamp: u64,
+    ) -> ExecutionPayloadV3 {
+        let payload = build(engine, head, timestamp).await;
+        let status = engine
+            .new_payload(payload.clone(), ROOT)
+            .await
+            .expect("executes");
+        assert!(status.is_valid(), "{status:?}");
+        finalize(engine, hash_of(&payload)).await;
+        payload
+    }
+
     #[test]
     fn a_built_payload_executes_identically_on_another_engine() {
         deterministic::Runner::default().start(|context| async move {
@@ -1260,16 +1276,8 @@ mod tests {
                 let mut payloads = Vec::new();
                 for block in 1..=3u64 {
                     transfers(&engine, &mut wallet, 2).await;
-                    let payload = build(&engine, head, block * 12).await;
-                    assert!(
-                        engine
-                            .new_payload(payload.clone(), ROOT)
-                            .await
-                            .unwrap()
-                            .is_valid()
-                    );
+                    let payload = extend(&engine, head, block * 12).await;
                     head = hash_of(&payload);
-                    finalize(&engine, head).await;
                     payloads.push(payload);
                 }
                 (payloads, engine.finalized().await)
@@ -1326,16 +1334,8 @@ mod tests {
                         .unwrap();
                     sent.push((engine.pool_transaction(raw).await.unwrap(), block));
                 }
-                let payload = build(&engine, head, block * 12).await;
-                assert!(
-                    engine
-                        .new_payload(payload.clone(), ROOT)
-                        .await
-                        .unwrap()
-                        .is_valid()
-                );
+                let payload = extend(&engine, head, block * 12).await;
                 head = hash_of(&payload);
-                finalize(&engine, head).await;
             }
             let mut records = Vec::new();
             for number in [0, 1, 2, BLOCKS - 1, BLOCKS] {
@@ -1426,15 +1426,7 @@ mod tests {
             assert!(engine.block(BlockId::Number(3)).await.unwrap().is_none());
             assert!(engine.block(BlockId::Number(0)).await.unwrap().is_some());
             // Blocks finalized from now on are.
-            let payload = build(&engine, finalized.hash, (BLOCKS + 1) * 12).await;
-            assert!(
-                engine
-                    .new_payload(payload.clone(), ROOT)
-                    .await
-                    .unwrap()
-                    .is_valid()
-            );
-            finalize(&engine, hash_of(&payload)).await;
+            let payload = extend(&engine, finalized.hash, (BLOCKS + 1) * 12).await;
             let record = engine.block(BlockId::Number(BLOCKS + 1)).await.unwrap();
             assert_eq!(record.map(|r| r.hash), Some(hash_of(&payload)));
         });
@@ -1498,16 +1490,8 @@ mod tests {
                     .transfer(RECIPIENT, U256::from(block), 10 * GWEI, GWEI)
                     .unwrap();
                 let transaction = engine.pool_transaction(raw).await.unwrap();
-                let payload = build(&engine, head, block * 12).await;
-                assert!(
-                    engine
-                        .new_payload(payload.clone(), ROOT)
-                        .await
-                        .unwrap()
-                        .is_valid()
-                );
+                let payload = extend(&engine, head, block * 12).await;
                 head = hash_of(&payload);
-                finalize(&engine, head).await;
                 blocks.push((head, transaction));
             }
             check_reads(&engine, &blocks).await;
@@ -1556,15 +1540,7 @@ mod tests {
             check_reads(&engine, &blocks).await;
             // It keeps finalizing, and indexing, after the rebuild.
             let (finalized, _) = engine.finalized().await;
-            let payload = build(&engine, finalized.hash, (BLOCKS + 1) * 12).await;
-            assert!(
-                engine
-                    .new_payload(payload.clone(), ROOT)
-                    .await
-                    .unwrap()
-                    .is_valid()
-            );
-            finalize(&engine, hash_of(&payload)).await;
+            let payload = extend(&engine, finalized.hash, (BLOCKS + 1) * 12).await;
             let record = engine
                 .block(BlockId::Hash(hash_of(&payload)))
                 .await
