@@ -21,15 +21,14 @@
 //! index (see `history`), which the chain's JSON-RPC reads blocks and receipts from.
 
 use crate::{
-    BlockTag, EngineError, ExecutionEngine, ExecutionTip, ForkchoiceState, ForkchoiceUpdated,
-    PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum, TransactionRefused,
+    EngineError, ExecutionTip, PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
 };
 use alloy_consensus::Header;
 use alloy_primitives::{Address, B64, B256, Bytes, keccak256};
 use alloy_rpc_types_engine::ExecutionPayloadV3;
 use cohort_evm::{
     AccountInfo, BlockRecord, BuildError, CallError, CallOutcome, CallRequest, Executor,
-    MemoryState, NewPayload, Pool, PoolError, StateChanges, StateReader as _, StateStore,
+    MemoryState, Pool, PoolError, StateReader as _,
 };
 use commonware_codec::{DecodeExt as _, Encode as _, RangeCfg};
 use commonware_runtime::{Clock, Metrics, Storage, buffer::paged::CacheRef};
@@ -49,15 +48,16 @@ use std::{
     pin::Pin,
     sync::Arc,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+mod engine_api;
 mod history;
 pub use history::BlockId;
 use history::{Cached, HashIndex, Index};
 mod record;
 use record::{
     KEY_CANONICAL, KEY_FINALIZED_HEADER, KEY_GENESIS, KEY_HASH_INDEX, KEY_SNAPSHOT, LEGACY_KEYS,
-    corrupt, decode_snapshot, decode_tip, encode_snapshot, encode_tip,
+    corrupt, encode_tip, resume, take_snapshot,
 };
 
 /// A block this engine executed, with its post-state.
@@ -449,155 +449,6 @@ fn journal_config(partition: &str, kind: &str) -> JournalConfig<(RangeCfg<usize>
     }
 }
 
-/// Rebuilds the finalized block from the genesis state and the journaled changes, and checks it
-/// against the stored header and canonical hashes.
-async fn resume<E: Storage + Clock + Metrics>(
-    metadata: &Metadata<E, U64, Vec<u8>>,
-    snapshot: &Metadata<E, U64, Vec<u8>>,
-    journal: &Journal<E, Vec<u8>>,
-    genesis: Block,
-    header: Header,
-) -> Result<(Block, BTreeMap<u64, ExecutionTip>, u64), EngineError> {
-    let number = header.number;
-    if journal.bounds().end != number {
-        return Err(corrupt(&format!(
-            "finalized block {number} but state changes for {} blocks",
-            journal.bounds().end
-        )));
-    }
-    let mut canonical = BTreeMap::new();
-    for chunk in metadata
-        .get(&U64::new(KEY_CANONICAL))
-        .ok_or_else(|| corrupt("canonical hashes missing"))?
-        .chunks(48)
-    {
-        let tip = decode_tip(chunk).ok_or_else(|| corrupt("canonical hash"))?;
-        canonical.insert(tip.number, tip);
-    }
-    let hash = header.hash_slow();
-    let finalized_tip = ExecutionTip {
-        hash,
-        number,
-        timestamp: header.timestamp,
-    };
-    if canonical.get(&number) != Some(&finalized_tip) {
-        return Err(corrupt("finalized block missing from canonical hashes"));
-    }
-    if canonical
-        .get(&0)
-        .is_some_and(|stored| stored.hash != genesis.hash)
-    {
-        return Err(EngineError::Genesis(
-            "the engine's data was written for a chain with another genesis; give it the \
-             genesis file it started with"
-                .into(),
-        ));
-    }
-    let mut state = genesis.state;
-    let snapshot_at = match snapshot.get(&U64::new(KEY_SNAPSHOT)) {
-        None => 0,
-        Some(bytes) => {
-            let (at, root, record) = decode_snapshot(bytes).ok_or_else(|| corrupt("snapshot"))?;
-            if at > number {
-                return Err(corrupt(&format!(
-                    "snapshot at block {at}, above the finalized block {number}"
-                )));
-            }
-            let changes = StateChanges::decode(record)
-                .map_err(|e| corrupt(&format!("snapshot at block {at}: {e}")))?;
-            state.apply(&changes);
-            if state.state_root() != root {
-                return Err(corrupt(&format!("snapshot at block {at}: state root")));
-            }
-            at
-        }
-    };
-    if journal.bounds().start > snapshot_at {
-        return Err(corrupt(&format!(
-            "state changes from block {} kept, the snapshot is at block {snapshot_at}",
-            journal.bounds().start + 1
-        )));
-    }
-    for position in snapshot_at..number {
-        let bytes = journal.read(position).await.map_err(storage_error)?;
-        let changes = StateChanges::decode(&bytes)
-            .map_err(|e| corrupt(&format!("state changes of block {}: {e}", position + 1)))?;
-        state.apply(&changes);
-    }
-    if state.state_root() != header.state_root {
-        return Err(corrupt(&format!(
-            "replayed state root {} is not the finalized header's {}",
-            state.state_root(),
-            header.state_root
-        )));
-    }
-    // BLOCKHASH needs the 256 most recent hashes, which the canonical record keeps.
-    let first = number.saturating_sub(255);
-    let recent_hashes: Vec<B256> = (first..=number)
-        .map(|n| canonical.get(&n).map(|tip| tip.hash))
-        .collect::<Option<_>>()
-        .ok_or_else(|| corrupt("recent canonical hashes missing"))?;
-    info!(
-        number,
-        %hash,
-        accounts = state.len(),
-        snapshot_at,
-        replayed = number - snapshot_at,
-        "embedded engine resumed from its finalized block (snapshot plus the changes after it)"
-    );
-    Ok((
-        Block {
-            header,
-            hash,
-            state,
-            receipts: Vec::new(),
-            transactions: Vec::new(),
-            senders: Vec::new(),
-            withdrawals: Vec::new(),
-            changes: StateChanges::default(),
-            recent_hashes: Arc::new(recent_hashes),
-        },
-        canonical,
-        snapshot_at,
-    ))
-}
-
-/// Merges the journaled changes since the last snapshot into it, syncs it at block `number`,
-/// and only then prunes the journal below it. Runs inside a finalization's commit, after the
-/// finalized header is on disk.
-async fn take_snapshot<E: Storage + Clock + Metrics>(
-    journal: Journal<E, Vec<u8>>,
-    mut snapshot: Metadata<E, U64, Vec<u8>>,
-    snapshot_at: u64,
-    number: u64,
-    state_root: B256,
-) -> Result<(Journal<E, Vec<u8>>, Metadata<E, U64, Vec<u8>>, u64), String> {
-    let mut merged = match snapshot.get(&U64::new(KEY_SNAPSHOT)) {
-        None => StateChanges::default(),
-        Some(bytes) => {
-            let (_, _, record) = decode_snapshot(bytes).ok_or("the snapshot is malformed")?;
-            StateChanges::decode(record).map_err(|e| e.to_string())?
-        }
-    };
-    for position in snapshot_at..number {
-        let bytes = journal.read(position).await.map_err(|e| e.to_string())?;
-        let changes = StateChanges::decode(&bytes).map_err(|e| e.to_string())?;
-        merged.merge(&changes);
-    }
-    snapshot.put(
-        U64::new(KEY_SNAPSHOT),
-        encode_snapshot(number, state_root, &merged.encode()),
-    );
-    let snapshot = snapshot.sync().await.map_err(|e| e.to_string())?;
-    let (journal, _) = journal.prune(number).await.map_err(|e| e.to_string())?;
-    debug!(
-        number,
-        accounts = merged.accounts.len(),
-        "embedded engine took a state snapshot and pruned the changes before it"
-    );
-    Ok((journal, snapshot, number))
-}
-
 impl<E: Storage + Clock + Metrics> Inner<E> {
     /// The record of finalized block `number`, from memory or the history journal.
     ///
@@ -855,147 +706,10 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
     }
 }
 
-impl<E: Storage + Clock + Metrics> ExecutionEngine for EmbeddedEngine<E> {
-    async fn new_payload(
-        &self,
-        payload: ExecutionPayloadV3,
-        parent_beacon_block_root: B256,
-    ) -> Result<PayloadStatus, EngineError> {
-        let mut inner = self.inner.lock().await;
-        inner.settle().await?;
-        // The hash is checked before anything else: a payload is the block it names only if
-        // its contents hash to that name.
-        if let Err(reason) = cohort_evm::sealed_block(&payload, parent_beacon_block_root) {
-            return Ok(invalid(reason.to_string(), None));
-        }
-        let tip = ExecutionTip::of(&payload);
-        let parent_hash = payload.payload_inner.payload_inner.parent_hash;
-        if inner.blocks.contains_key(&tip.hash) || inner.canonical.get(&tip.number) == Some(&tip) {
-            // Known: executed before (maybe before a restart); never execute twice.
-            return Ok(PayloadStatus::new(PayloadStatusEnum::Valid, Some(tip.hash)));
-        }
-        if tip.number <= inner.finalized.header.number {
-            return Ok(invalid(
-                format!(
-                    "block {} is at or below finalized number {} and not on the finalized chain",
-                    tip.number, inner.finalized.header.number
-                ),
-                Some(inner.finalized.hash),
-            ));
-        }
-        let Some(parent) = inner.lookup(&parent_hash) else {
-            return Ok(PayloadStatus::from_status(PayloadStatusEnum::Syncing));
-        };
-        let new = NewPayload {
-            payload,
-            versioned_hashes: Vec::new(),
-            parent_beacon_block_root,
-        };
-        match inner.executor.execute(&parent, &new) {
-            Ok(block) => {
-                inner.remember(Arc::new(block));
-                Ok(PayloadStatus::new(PayloadStatusEnum::Valid, Some(tip.hash)))
-            }
-            Err(reason) => {
-                warn!(
-                    number = tip.number,
-                    hash = %tip.hash,
-                    %reason,
-                    "embedded engine found the payload INVALID; its parent state is unchanged"
-                );
-                Ok(invalid(reason.to_string(), Some(parent_hash)))
-            }
-        }
-    }
-
-    async fn forkchoice_updated(
-        &self,
-        state: ForkchoiceState,
-        attributes: Option<PayloadAttributes>,
-    ) -> Result<ForkchoiceUpdated, EngineError> {
-        let mut inner = self.inner.lock().await;
-        inner.settle().await?;
-        let Some(head) = inner.lookup(&state.head_block_hash) else {
-            return Ok(ForkchoiceUpdated::new(PayloadStatus::from_status(
-                PayloadStatusEnum::Syncing,
-            )));
-        };
-        let Some(path) = inner.path_to_finalized(&head.hash) else {
-            return Err(EngineError::Rpc {
-                code: INVALID_FORKCHOICE_STATE,
-                message: "head does not descend from the finalized block".into(),
-            });
-        };
-        let finalized = state.finalized_block_hash;
-        if finalized != B256::ZERO && finalized != inner.finalized.hash {
-            let Some(position) = path.iter().position(|b| b.hash == finalized) else {
-                return Err(EngineError::Rpc {
-                    code: INVALID_FORKCHOICE_STATE,
-                    message: "finalized block is not an ancestor of head".into(),
-                });
-            };
-            inner.finalize(path[position..].to_vec()).await?;
-        }
-        if state.safe_block_hash != B256::ZERO {
-            inner.safe = state.safe_block_hash;
-        }
-        inner.head = head.hash;
-        let payload_id = match attributes {
-            Some(attributes) => Some(inner.build(&head, &attributes)?),
-            None => None,
-        };
-        Ok(ForkchoiceUpdated {
-            payload_status: PayloadStatus::new(PayloadStatusEnum::Valid, Some(head.hash)),
-            payload_id,
-        })
-    }
-
-    async fn get_payload(&self, id: PayloadId) -> Result<ExecutionPayloadV3, EngineError> {
-        let inner = self.inner.lock().await;
-        inner.builds.get(&id.0).cloned().ok_or(EngineError::Rpc {
-            code: UNKNOWN_PAYLOAD,
-            message: format!("unknown payload {id}"),
-        })
-    }
-
-    async fn submit_transaction(&self, raw: Bytes) -> Result<B256, TransactionRefused> {
-        self.pool_transaction(raw).await.map_err(|e| match e {
-            PoolError::Known => TransactionRefused::Known,
-            PoolError::NonceTooLow { .. } => TransactionRefused::Stale(e.to_string()),
-            other => TransactionRefused::Refused(other.to_string()),
-        })
-    }
-
-    async fn block_by_number(&self, tag: BlockTag) -> Result<Option<ExecutionTip>, EngineError> {
-        let mut inner = self.inner.lock().await;
-        inner.settle().await?;
-        let finalized_number = inner.finalized.header.number;
-        Ok(match tag {
-            BlockTag::Finalized => Some(tip_of(&inner.finalized)),
-            BlockTag::Latest => inner.lookup(&inner.head).map(|b| tip_of(&b)),
-            // The canonical record keeps recent hashes only; older blocks (genesis, which the
-            // node asks for on every start, among them) come from the history.
-            BlockTag::Number(number) if number <= finalized_number => {
-                match inner.canonical.get(&number).copied() {
-                    Some(tip) => Some(tip),
-                    None => inner.record(number).await?.map(|record| ExecutionTip {
-                        hash: record.hash,
-                        number,
-                        timestamp: record.header.timestamp,
-                    }),
-                }
-            }
-            BlockTag::Number(number) => inner
-                .path_to_finalized(&inner.head)
-                .and_then(|path| path.into_iter().find(|b| b.header.number == number))
-                .map(|b| tip_of(&b)),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{BlockTag, ExecutionEngine as _, ForkchoiceState};
     use alloy_primitives::U256;
     use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
     use commonware_runtime::{Runner as _, Supervisor as _, deterministic};
