@@ -56,6 +56,26 @@ pub struct Executed<S = MemoryState> {
     pub recent_hashes: Arc<Vec<B256>>,
 }
 
+impl<S> Executed<S> {
+    /// A block known by its header and post-state alone, with no body or receipts to hand
+    /// out: genesis, or a finalized block an engine resumes from disk. It is only ever a
+    /// parent, so what it changed is not needed either. `hash` is the header's, which every
+    /// caller already has at hand.
+    pub fn bare(header: Header, hash: B256, state: S, recent_hashes: Vec<B256>) -> Self {
+        Self {
+            header,
+            hash,
+            state,
+            receipts: Vec::new(),
+            transactions: Vec::new(),
+            senders: Vec::new(),
+            withdrawals: Vec::new(),
+            changes: StateChanges::default(),
+            recent_hashes: Arc::new(recent_hashes),
+        }
+    }
+}
+
 /// An Engine API V3 `newPayload` call.
 #[derive(Clone, Debug)]
 pub struct NewPayload {
@@ -170,17 +190,7 @@ impl Executor {
         let hash = header.hash_slow();
         Ok((
             Self { spec },
-            Executed {
-                header,
-                hash,
-                state,
-                receipts: Vec::new(),
-                transactions: Vec::new(),
-                senders: Vec::new(),
-                withdrawals: Vec::new(),
-                changes: StateChanges::default(),
-                recent_hashes: Arc::new(vec![hash]),
-            },
+            Executed::bare(header, hash, state, vec![hash]),
         ))
     }
 

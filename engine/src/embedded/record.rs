@@ -19,7 +19,7 @@ use commonware_storage::{
     metadata::Metadata,
 };
 use commonware_utils::sequence::U64;
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 use tracing::{debug, info};
 
 pub(super) const KEY_FINALIZED_HEADER: u64 = 3;
@@ -171,17 +171,7 @@ pub(super) async fn resume<E: Storage + Clock + Metrics>(
         "embedded engine resumed from its finalized block (snapshot plus the changes after it)"
     );
     Ok((
-        Block {
-            header,
-            hash,
-            state,
-            receipts: Vec::new(),
-            transactions: Vec::new(),
-            senders: Vec::new(),
-            withdrawals: Vec::new(),
-            changes: StateChanges::default(),
-            recent_hashes: Arc::new(recent_hashes),
-        },
+        Block::bare(header, hash, state, recent_hashes),
         canonical,
         snapshot_at,
     ))
