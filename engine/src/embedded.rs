@@ -24,12 +24,9 @@ use crate::{
     EngineError, ExecutionTip, PayloadAttributes, PayloadId, PayloadStatus, PayloadStatusEnum,
 };
 use alloy_consensus::Header;
-use alloy_primitives::{Address, B64, B256, Bytes, keccak256};
+use alloy_primitives::{B64, B256, keccak256};
 use alloy_rpc_types_engine::ExecutionPayloadV3;
-use cohort_evm::{
-    AccountInfo, BlockRecord, BuildError, CallError, CallOutcome, CallRequest, Executor,
-    MemoryState, Pool, PoolError, StateReader as _,
-};
+use cohort_evm::{BlockRecord, BuildError, Executor, MemoryState, Pool};
 use commonware_codec::{DecodeExt as _, Encode as _, RangeCfg};
 use commonware_runtime::{Clock, Metrics, Storage, buffer::paged::CacheRef};
 use commonware_storage::{
@@ -53,8 +50,9 @@ use tracing::{debug, warn};
 mod engine_api;
 mod history;
 pub use history::BlockId;
-use history::{Cached, HashIndex, Index};
+use history::{HashIndex, Index};
 mod record;
+mod rpc;
 use record::{
     KEY_CANONICAL, KEY_FINALIZED_HEADER, KEY_GENESIS, KEY_HASH_INDEX, KEY_SNAPSHOT, LEGACY_KEYS,
     corrupt, encode_tip, resume, take_snapshot,
@@ -347,92 +345,6 @@ impl<E: Storage + Clock + Metrics> EmbeddedEngine<E> {
             })),
         })
     }
-
-    /// The finalized block and its state root: what a simulation compares across operators.
-    pub async fn finalized(&self) -> (ExecutionTip, B256) {
-        let mut inner = self.inner.lock().await;
-        // A failed commit is reported by the next forkchoice update; this answer stays the
-        // last finalized block that is on disk.
-        let _ = inner.settle().await;
-        (tip_of(&inner.finalized), inner.finalized.header.state_root)
-    }
-
-    /// Takes a signed transaction (EIP-2718 bytes) into the pool, checked against the finalized
-    /// state; the leader builds with it. Its hash, or why it was refused.
-    pub async fn pool_transaction(&self, raw: Bytes) -> Result<B256, PoolError> {
-        let mut inner = self.inner.lock().await;
-        let Inner {
-            pool, finalized, ..
-        } = &mut *inner;
-        pool.insert(raw, &finalized.state, finalized.header.gas_limit)
-            .map(|pooled| pooled.hash)
-    }
-
-    /// An account as the finalized state has it.
-    pub async fn account(&self, address: &Address) -> Option<AccountInfo> {
-        self.inner.lock().await.finalized.state.account(address)
-    }
-
-    /// The finalized block with its state, for reads (a JSON-RPC server's): a shared handle,
-    /// read without holding the engine.
-    pub async fn finalized_block(&self) -> Arc<cohort_evm::Executed<MemoryState>> {
-        self.inner.lock().await.finalized.clone()
-    }
-
-    /// The chain id of the engine's genesis.
-    pub async fn chain_id(&self) -> u64 {
-        self.inner.lock().await.executor.chain_id()
-    }
-
-    /// Transactions waiting in the pool.
-    pub async fn pool_len(&self) -> usize {
-        self.inner.lock().await.pool.len()
-    }
-
-    /// The finalized block `id` names, with its transactions and receipts. `None` for a block
-    /// that is not finalized (or, in a data directory older than the history, not kept).
-    pub async fn block(&self, id: BlockId) -> Result<Option<Arc<BlockRecord>>, EngineError> {
-        let mut inner = self.inner.lock().await;
-        inner.settle().await?;
-        let Some(number) = inner.number(id).await? else {
-            return Ok(None);
-        };
-        inner.record(number).await
-    }
-
-    /// A finalized transaction: its block and its index there.
-    pub async fn transaction(
-        &self,
-        hash: &B256,
-    ) -> Result<Option<(Arc<BlockRecord>, usize)>, EngineError> {
-        let mut inner = self.inner.lock().await;
-        inner.settle().await?;
-        let Some((number, Some(index))) = inner.locate(hash).await? else {
-            return Ok(None);
-        };
-        Ok(inner
-            .record(number)
-            .await?
-            .map(|record| (record, index as usize)))
-    }
-
-    /// Runs a call on the finalized state (`eth_call`); nothing is written. The engine is not
-    /// held while the call runs.
-    pub async fn call(&self, request: &CallRequest) -> Result<CallOutcome, CallError> {
-        let (executor, finalized) = self.snapshot().await;
-        executor.call(&finalized, request)
-    }
-
-    /// The gas `request` needs on the finalized state (`eth_estimateGas`).
-    pub async fn estimate_gas(&self, request: &CallRequest) -> Result<u64, CallError> {
-        let (executor, finalized) = self.snapshot().await;
-        executor.estimate_gas(&finalized, request)
-    }
-
-    async fn snapshot(&self) -> (Executor, Arc<Block>) {
-        let inner = self.inner.lock().await;
-        (inner.executor.clone(), inner.finalized.clone())
-    }
 }
 
 /// The engine's journals (`{partition}-changes`, `{partition}-blocks`): one record per
@@ -450,45 +362,6 @@ fn journal_config(partition: &str, kind: &str) -> JournalConfig<(RangeCfg<usize>
 }
 
 impl<E: Storage + Clock + Metrics> Inner<E> {
-    /// The record of finalized block `number`, from memory or the history journal.
-    ///
-    /// Takes `&mut self` although it only reads: the future must be `Send`, and `Inner` is not
-    /// `Sync` (a pending commit is a `Send`-only future).
-    async fn record(&mut self, number: u64) -> Result<Option<Arc<BlockRecord>>, EngineError> {
-        let position = match self.history.cached(number) {
-            Cached::Hit(record) => return Ok(Some(record)),
-            Cached::NotKept => return Ok(None),
-            Cached::OnDisk(position) => position,
-        };
-        let stores = self.stores()?;
-        let record = history::read(&stores.blocks, position).await?;
-        Ok(Some(Arc::new(record)))
-    }
-
-    /// The number of the finalized block `id` names, if it is one.
-    async fn number(&mut self, id: BlockId) -> Result<Option<u64>, EngineError> {
-        let finalized = self.finalized.header.number;
-        match id {
-            BlockId::Number(number) => Ok((number <= finalized).then_some(number)),
-            BlockId::Hash(hash) => {
-                if let Some(number) = self.history.number_of(&hash) {
-                    return Ok(Some(number));
-                }
-                Ok(match self.locate(&hash).await? {
-                    Some((number, None)) => Some(number),
-                    _ => None,
-                })
-            }
-        }
-    }
-
-    /// Where the finalized block or transaction hashed `hash` is.
-    async fn locate(&mut self, hash: &B256) -> Result<Option<(u64, Option<u32>)>, EngineError> {
-        let finalized = self.finalized.header.number;
-        let stores = self.stores()?;
-        history::locate(&stores.hashes, hash, finalized).await
-    }
-
     fn stores(&mut self) -> Result<&mut Stores<E>, EngineError> {
         self.stores
             .as_mut()
@@ -710,8 +583,8 @@ impl<E: Storage + Clock + Metrics> Inner<E> {
 mod tests {
     use super::*;
     use crate::{BlockTag, ExecutionEngine as _, ForkchoiceState};
-    use alloy_primitives::U256;
-    use cohort_evm::{DEVNET_FUNDED_KEY, Wallet};
+    use alloy_primitives::{Address, Bytes, U256};
+    use cohort_evm::{DEVNET_FUNDED_KEY, PoolError, Wallet};
     use commonware_runtime::{Runner as _, Supervisor as _, deterministic};
 
     const ROOT: B256 = B256::repeat_byte(3);
