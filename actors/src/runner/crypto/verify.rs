@@ -31,46 +31,59 @@ const BATCH_SCALAR_BITS: usize = 64;
 /// Below this many points a multi-scalar multiplication is not split over threads.
 const MIN_POINTS_PER_THREAD: usize = 32;
 
+/// blst's `*s_mult_pippenger`: the sum, the points, how many, the scalars, their bits, scratch.
+type MultFn<Affine, Sum> = unsafe extern "C" fn(
+    *mut Sum,
+    *const *const Affine,
+    usize,
+    *const *const u8,
+    usize,
+    *mut limb_t,
+);
+/// blst's `*_add_or_double`: the sum, then the two points added.
+type AddFn<Sum> = unsafe extern "C" fn(*mut Sum, *const Sum, *const Sum);
+
+/// The blst calls a multi-scalar multiplication makes in one group, so one piece of code serves
+/// G1 (public keys) and G2 (signatures). Implemented on the group's affine point type.
+trait Pippenger: Sized + Sync {
+    /// A projective point: the sum.
+    type Sum: Default + Send + Sync;
+    const SCRATCH_SIZEOF: unsafe extern "C" fn(usize) -> usize;
+    const MULT: MultFn<Self, Self::Sum>;
+    const ADD_OR_DOUBLE: AddFn<Self::Sum>;
+}
+
+impl Pippenger for blst_p1_affine {
+    type Sum = blst_p1;
+    const SCRATCH_SIZEOF: unsafe extern "C" fn(usize) -> usize =
+        blst_p1s_mult_pippenger_scratch_sizeof;
+    const MULT: MultFn<Self, blst_p1> = blst_p1s_mult_pippenger;
+    const ADD_OR_DOUBLE: AddFn<blst_p1> = blst_p1_add_or_double;
+}
+
+impl Pippenger for blst_p2_affine {
+    type Sum = blst_p2;
+    const SCRATCH_SIZEOF: unsafe extern "C" fn(usize) -> usize =
+        blst_p2s_mult_pippenger_scratch_sizeof;
+    const MULT: MultFn<Self, blst_p2> = blst_p2s_mult_pippenger;
+    const ADD_OR_DOUBLE: AddFn<blst_p2> = blst_p2_add_or_double;
+}
+
 /// `Σ s_i P_i` for affine points and 64-bit little-endian scalars, by Pippenger's method.
-fn msm_g1_64(points: &[blst_p1_affine], scalars: &[[u8; 8]]) -> blst_p1 {
-    let mut sum = blst_p1::default();
+fn msm_64<P: Pippenger>(points: &[P], scalars: &[[u8; 8]]) -> P::Sum {
+    let mut sum = P::Sum::default();
     if points.is_empty() {
         return sum;
     }
     let bytes: Vec<u8> = scalars.iter().flatten().copied().collect();
-    let points_at: [*const blst_p1_affine; 2] = [points.as_ptr(), std::ptr::null()];
+    let points_at: [*const P; 2] = [points.as_ptr(), std::ptr::null()];
     let scalars_at: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
     // SAFETY: `points` and `bytes` are contiguous arrays of `points.len()` points and scalars
     // of 8 bytes (a null second pointer tells blst so); `scratch` has the size blst asks for.
     unsafe {
-        let words = blst_p1s_mult_pippenger_scratch_sizeof(points.len()).div_ceil(8);
+        let words = (P::SCRATCH_SIZEOF)(points.len()).div_ceil(8);
         let mut scratch: Vec<limb_t> = vec![0; words.max(1)];
-        blst_p1s_mult_pippenger(
-            &mut sum,
-            points_at.as_ptr(),
-            points.len(),
-            scalars_at.as_ptr(),
-            BATCH_SCALAR_BITS,
-            scratch.as_mut_ptr(),
-        );
-    }
-    sum
-}
-
-/// [`msm_g1_64`] in G2.
-fn msm_g2_64(points: &[blst_p2_affine], scalars: &[[u8; 8]]) -> blst_p2 {
-    let mut sum = blst_p2::default();
-    if points.is_empty() {
-        return sum;
-    }
-    let bytes: Vec<u8> = scalars.iter().flatten().copied().collect();
-    let points_at: [*const blst_p2_affine; 2] = [points.as_ptr(), std::ptr::null()];
-    let scalars_at: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
-    // SAFETY: as in `msm_g1_64`.
-    unsafe {
-        let words = blst_p2s_mult_pippenger_scratch_sizeof(points.len()).div_ceil(8);
-        let mut scratch: Vec<limb_t> = vec![0; words.max(1)];
-        blst_p2s_mult_pippenger(
+        (P::MULT)(
             &mut sum,
             points_at.as_ptr(),
             points.len(),
@@ -93,31 +106,17 @@ impl Parallel {
             .collect()
     }
 
-    fn msm_g1_64(&self, points: &[blst_p1_affine], scalars: &[[u8; 8]]) -> blst_p1 {
+    /// [`msm_64`] with one share of the points per thread, the shares' sums added at the end.
+    fn msm_64<P: Pippenger>(&self, points: &[P], scalars: &[[u8; 8]]) -> P::Sum {
         let parts = self.map(&self.ranges(points.len()), |range| {
-            msm_g1_64(&points[range.clone()], &scalars[range.clone()])
+            msm_64(&points[range.clone()], &scalars[range.clone()])
         });
-        let mut sum = blst_p1::default();
+        let mut sum = P::Sum::default();
         for part in &parts {
             // SAFETY: valid points; blst allows the output to alias the first input.
             unsafe {
                 let at = &raw mut sum;
-                blst_p1_add_or_double(at, at, part)
-            };
-        }
-        sum
-    }
-
-    fn msm_g2_64(&self, points: &[blst_p2_affine], scalars: &[[u8; 8]]) -> blst_p2 {
-        let parts = self.map(&self.ranges(points.len()), |range| {
-            msm_g2_64(&points[range.clone()], &scalars[range.clone()])
-        });
-        let mut sum = blst_p2::default();
-        for part in &parts {
-            // SAFETY: as above.
-            unsafe {
-                let at = &raw mut sum;
-                blst_p2_add_or_double(at, at, part)
+                (P::ADD_OR_DOUBLE)(at, at, part)
             };
         }
         sum
@@ -153,8 +152,8 @@ pub(super) fn batch_holds(
     let signatures: Vec<G2> = checks.iter().map(|check| check.signature).collect();
     let publics = G1::batch_to_affine(&publics);
     let signatures = G2::batch_to_affine(&signatures);
-    let public = parallel.msm_g1_64(&publics, &scalars);
-    let signature = parallel.msm_g2_64(&signatures, &scalars);
+    let public = parallel.msm_64(&publics, &scalars);
+    let signature = parallel.msm_64(&signatures, &scalars);
     let hashed = G2::batch_to_affine(&[*hashed]);
     // SAFETY: every pointer is to a valid, initialised point or field element of the right
     // type; blst reads its inputs and writes only the outputs given.
