@@ -1,6 +1,6 @@
 //! The vocabulary Cohort's actors speak.
 //!
-//! Actors never import each other: each holds the others' [`Mailbox`]es from here. That keeps
+//! Actors never import each other: each holds the others' `Mailbox`es from here. That keeps
 //! every actor replaceable, and testable alone with a hand-made mailbox on the other side.
 //!
 //! Everything a peer can send (a [`Decision`] inside a cluster block) has a bounded codec that

@@ -406,7 +406,7 @@ pub fn validate(file: File, base: &Path) -> Result<Config, Vec<Problem>> {
     validate_with(file, base, true)
 }
 
-/// As [`validate`]; without `lock_required` the cluster lock, the shares directory and the
+/// As `validate`; without `lock_required` the cluster lock, the shares directory and the
 /// password file need not exist yet (a key ceremony writes them).
 pub fn validate_with(file: File, base: &Path, lock_required: bool) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();

@@ -5,9 +5,9 @@
 //! Where things are:
 //! - [`config`]: what a run is ([`SimConfig`]) and what its faults excuse; [`faults`] beside it:
 //!   the one list of [`Fault`]s, their `simulate` flags, validation and healing;
-//! - [`cluster`]: set-up (keys, links, partitions, operator lives) and the slot loop, with the
+//! - `cluster`: set-up (keys, links, partitions, operator lives) and the slot loop, with the
 //!   power-cut hand-off between two runtimes;
-//! - [`checker`]: the invariants, while the run goes and once it ended, one function each;
+//! - `checker`: the invariants, while the run goes and once it ended, one function each;
 //! - [`report`]: the [`Report`] and its human summary (`Display`);
 //! - [`campaign`]: many seeds of a fault plan, the failure corpus, shrinking a failing run.
 

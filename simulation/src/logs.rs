@@ -1,6 +1,6 @@
 //! Log lines a developer can follow through a run: the simulated time (the deterministic
 //! runtime's clock, which is what every actor acts on) for the log timer to stamp them with;
-//! the operator that wrote them comes from [`Traced`](crate::traced::Traced)'s span.
+//! the operator that wrote them comes from `Traced`'s span.
 //!
 //! The runtime runs every task of a run on the thread that started it, so the clock is
 //! published per thread: campaign threads each stamp their own run's time.

@@ -6,7 +6,7 @@
 //! only when threshold-many operators reported it, and a follower vouches for it only if its own
 //! performer gave the same, or (while its own performer has not answered) threshold-many
 //! operators reported it. So with at most f liars no output that only liars computed is ever
-//! decided. A finalized output is recorded in the [`TaskRecord`](crate::task_record::TaskRecord)
+//! decided. A finalized output is recorded in the [`TaskRecord`]
 //! before this operator's partial signature leaves it, and never a second output for one task.
 //! Partials travel on the cluster's task channel; any threshold of them combine into the
 //! result signature, then a second round signs the auth over it (see

@@ -1,6 +1,6 @@
 //! The doppelganger checker: asks the beacon node, epoch by epoch, whether the validators this
 //! operator does not sign for yet were live without it, and tells the shared
-//! [`Guard`](cohort_ingress::doppelganger::Guard) what it learned.
+//! [`Guard`] what it learned.
 //!
 //! The guard is the whole interface: the runner asks it before every signature and tells it
 //! when it sees the cluster sign for a watched validator; this actor only feeds it the beacon

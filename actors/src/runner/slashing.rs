@@ -801,7 +801,7 @@ const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 /// otherwise looks healthy (it still votes in consensus) while its validators sign nothing. So
 /// the keeper says so everywhere an operator looks (an error log with what to check, the gauge
 /// `slashing_protection_unavailable`, the shared [`SlashingStatus`] that `/health` reports)
-/// and re-opens the record, at most every [`REOPEN_INTERVAL`], until it opens again: a full
+/// and re-opens the record, at most every `REOPEN_INTERVAL`, until it opens again: a full
 /// disk or a lost mount then heals by itself once fixed, reading back exactly what reached
 /// storage (the only safe basis for signing), while the rest of the cluster covers the duties.
 pub struct SlashingKeeper<E: Storage + Clock + Metrics> {

@@ -20,7 +20,7 @@ pub enum Engine {
         rpc_listen: Option<std::net::SocketAddr>,
         /// The chain's genesis file (geth-style `genesis.json`, the same file every execution
         /// client of the cluster gets); the repository's devnet genesis (chain id 1337) when
-        /// absent. In a validated [`Config`], resolved against the config file's directory.
+        /// absent. In a validated [`Config`](super::Config), resolved against the config file's directory.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         genesis: Option<PathBuf>,
     },
@@ -28,7 +28,7 @@ pub enum Engine {
     Remote {
         /// The endpoint, `http://host:8551`.
         url: String,
-        /// File holding the client's hex JWT secret; in a validated [`Config`], resolved
+        /// File holding the client's hex JWT secret; in a validated [`Config`](super::Config), resolved
         /// against the config file's directory.
         jwt_secret: PathBuf,
         /// Accept a `url` off this machine. Plain HTTP carries the JWT in clear, so the operator

@@ -2,8 +2,8 @@
 //! failure is one `(plan, seed)` pair away from a bit-for-bit replay, and a failing run can be
 //! shrunk to the smallest set of faults that still breaks it.
 //!
-//! [`Plan`]s draw the faults ([`plan`]), [`campaign`] runs seeds on threads, [`minimize`]
-//! shrinks a failure, and the [`corpus`] keeps failures replaying forever.
+//! [`Plan`]s draw the faults (`plan`), [`campaign`] runs seeds on threads, [`minimize`]
+//! shrinks a failure, and the `corpus` keeps failures replaying forever.
 
 mod corpus;
 mod minimize;
