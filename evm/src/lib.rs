@@ -8,6 +8,7 @@
 
 mod call;
 mod executor;
+mod header;
 pub mod history;
 pub mod pool;
 mod spec;
@@ -16,9 +17,8 @@ pub mod trie;
 pub mod wallet;
 
 pub use call::{CallError, CallOutcome, CallRequest};
-pub use executor::{
-    BuildError, Built, Executed, Executor, Invalid, NewPayload, next_base_fee, reseal, sealed_block,
-};
+pub use executor::{BuildError, Built, Executed, Executor, Invalid, NewPayload};
+pub use header::{next_base_fee, reseal, sealed_block};
 pub use history::{BlockRecord, Placement, RecordDecodeError};
 pub use pool::{Pool, PoolError, Pooled};
 pub use spec::{ChainSpec, GenesisError};
