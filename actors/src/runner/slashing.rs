@@ -426,6 +426,22 @@ fn check_block(
     Ok(Some(accepted))
 }
 
+/// Every stored record with its validator index, decoded: a listed key without a value or a
+/// record that does not decode is an error, never skipped (a watermark silently lost would let a
+/// conflicting signature through).
+fn records<E: Storage + Clock + Metrics>(
+    metadata: &Metadata<E, U64, Vec<u8>>,
+) -> impl Iterator<Item = Result<(u64, Record), Error>> + '_ {
+    metadata.keys().map(|key| {
+        let validator_index = u64::from(key);
+        let bytes = metadata.get(key).ok_or(Error::Corrupt {
+            validator_index,
+            reason: "listed key has no value",
+        })?;
+        Ok((validator_index, Record::from_bytes(validator_index, bytes)?))
+    })
+}
+
 /// Durable low-watermark records, one per validator, in one storage partition.
 ///
 /// Owns its storage handle: keep one instance per partition, in the task that signs.
@@ -462,13 +478,8 @@ impl<E: Storage + Clock + Metrics> SlashingProtection<E> {
         )
         .await?;
         let mut validators = 0usize;
-        for key in metadata.keys() {
-            let validator_index = u64::from(key);
-            let bytes = metadata.get(key).ok_or(Error::Corrupt {
-                validator_index,
-                reason: "listed key has no value",
-            })?;
-            Record::from_bytes(validator_index, bytes)?;
+        for stored in records(&metadata) {
+            stored?;
             validators += 1;
         }
         debug!(validators, "slashing protection opened");

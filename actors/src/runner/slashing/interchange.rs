@@ -1,7 +1,7 @@
 //! Watermarks as they travel between clients (EIP-3076 interchange), and merging them into the
 //! store so that a key moved in from another client or cluster keeps every refusal it had.
 
-use super::{AttestationMark, BlockMark, Error, Record, SlashingProtection, UNKNOWN_ROOT};
+use super::{AttestationMark, BlockMark, Error, Record, SlashingProtection, UNKNOWN_ROOT, records};
 use commonware_runtime::{Clock, Metrics, Storage};
 use commonware_utils::sequence::U64;
 use std::fmt;
@@ -49,10 +49,16 @@ impl From<Record> for Watermarks {
     }
 }
 
-/// Of two roots recorded for the same target or slot, the one to keep: the same root stays, two
+/// The root to keep when merging two marks, `order` comparing `a`'s target or slot with `b`'s:
+/// the higher mark's root. Of two roots for the same target or slot, the same root stays, two
 /// different ones (or an unknown one) leave nothing that may be signed again.
-fn merged_root(a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
-    if a == b { a } else { UNKNOWN_ROOT }
+fn merged_root(order: std::cmp::Ordering, a: [u8; 32], b: [u8; 32]) -> [u8; 32] {
+    match order {
+        std::cmp::Ordering::Greater => a,
+        std::cmp::Ordering::Less => b,
+        std::cmp::Ordering::Equal if a == b => a,
+        std::cmp::Ordering::Equal => UNKNOWN_ROOT,
+    }
 }
 
 /// The safer of two attestation marks: the higher source and the higher target, each of which
@@ -66,15 +72,14 @@ fn merge_attestation(
         (None, other) | (other, None) => return other,
         (Some(a), Some(b)) => (a, b),
     };
-    let signing_root = match a.target_epoch.cmp(&b.target_epoch) {
-        std::cmp::Ordering::Greater => a.signing_root,
-        std::cmp::Ordering::Less => b.signing_root,
-        std::cmp::Ordering::Equal => merged_root(a.signing_root, b.signing_root),
-    };
     Some(AttestationMark {
         source_epoch: a.source_epoch.max(b.source_epoch),
         target_epoch: a.target_epoch.max(b.target_epoch),
-        signing_root,
+        signing_root: merged_root(
+            a.target_epoch.cmp(&b.target_epoch),
+            a.signing_root,
+            b.signing_root,
+        ),
     })
 }
 
@@ -83,14 +88,9 @@ fn merge_block(a: Option<BlockMark>, b: Option<BlockMark>) -> Option<BlockMark> 
         (None, other) | (other, None) => return other,
         (Some(a), Some(b)) => (a, b),
     };
-    let signing_root = match a.slot.cmp(&b.slot) {
-        std::cmp::Ordering::Greater => a.signing_root,
-        std::cmp::Ordering::Less => b.signing_root,
-        std::cmp::Ordering::Equal => merged_root(a.signing_root, b.signing_root),
-    };
     Some(BlockMark {
         slot: a.slot.max(b.slot),
-        signing_root,
+        signing_root: merged_root(a.slot.cmp(&b.slot), a.signing_root, b.signing_root),
     })
 }
 
@@ -163,19 +163,9 @@ impl<E: Storage + Clock + Metrics> SlashingProtection<E> {
     /// Every validator's watermarks, by validator index (for an EIP-3076 export).
     pub fn watermarks(&self) -> Result<std::collections::BTreeMap<u64, Watermarks>, Error> {
         let metadata = self.metadata.as_ref().ok_or(Error::Poisoned)?;
-        let mut all = std::collections::BTreeMap::new();
-        for key in metadata.keys() {
-            let validator_index = u64::from(key);
-            let bytes = metadata.get(key).ok_or(Error::Corrupt {
-                validator_index,
-                reason: "listed key has no value",
-            })?;
-            all.insert(
-                validator_index,
-                Record::from_bytes(validator_index, bytes)?.into(),
-            );
-        }
-        Ok(all)
+        records(metadata)
+            .map(|stored| stored.map(|(validator_index, record)| (validator_index, record.into())))
+            .collect()
     }
 
     /// Merges `incoming` into the store, keeping for each validator the safest of what it has
