@@ -351,6 +351,44 @@ fn decisions_reach_the_runner_while_the_engine_syncs_their_payload() {
 }
 
 /// The value of the executor's gauge `name` in the runtime's metrics.
+/// A send to a stopped actor is an error that stops the sender (issue 19, item 7): with the
+/// runner gone, the executor cannot hand on a finalized block's decisions and stops instead of
+/// going on as if the runner had heard them (before, the hand-off's failure was dropped and the
+/// executor kept finalizing blocks whose decisions nobody would sign).
+#[test]
+fn a_stopped_runner_stops_the_executor_at_its_next_hand_off() {
+    use commonware_consensus::{Reporter as _, marshal::Update};
+    use commonware_cryptography::Digested;
+    use commonware_utils::{Acknowledgement as _, acknowledgement::Exact};
+    deterministic::Runner::default().start(|context| async move {
+        let builder = engine(&context, "builder").await;
+        let blocks = chain(&builder, 1).await;
+        let block = blocks[&1].clone();
+        let follower = engine(&context, "follower").await;
+        let (runner_sender, runner_inbox) = mpsc::channel::<runner::Message>(16);
+        let (mut mailbox, _observed, _, handle) = start_with_runner(
+            &context,
+            follower.clone(),
+            None,
+            Blocks(BTreeMap::new()),
+            runner_sender,
+        );
+        drop(runner_inbox);
+        let digest = commonware_cryptography::Digestible::digest(block.as_ref());
+        let (ack, _acknowledged) = Exact::handle();
+        let _ = mailbox.report(Update::Block(Digested::precomputed(block, digest), ack));
+
+        let stopped = commonware_macros::select! {
+            result = handle => result.is_ok(),
+            _ = context.sleep(Duration::from_secs(30)) => false,
+        };
+        assert!(stopped, "the executor went on after the runner stopped");
+        // Nothing past the failed hand-off reached the engine.
+        assert_eq!(follower.finalized().await.0, genesis());
+        assert_eq!(mailbox.canonicalize_and_build(5, genesis()).await, None);
+    });
+}
+
 fn held(context: &deterministic::Context, name: &str) -> i64 {
     crate::testing::gauge(context, &format!("executor_{name}"))
 }
