@@ -97,6 +97,16 @@ fn start_with_runner<X: ExecutionEngine>(
     (mailbox, observed, clock, handle)
 }
 
+/// Hands `block` to the executor as marshal does once it is finalized.
+fn deliver(mailbox: &mut Mailbox<Block>, block: Arc<Block>) {
+    use commonware_consensus::{Reporter as _, marshal::Update};
+    use commonware_cryptography::Digested;
+    use commonware_utils::{Acknowledgement as _, acknowledgement::Exact};
+    let digest = commonware_cryptography::Digestible::digest(block.as_ref());
+    let (ack, _acknowledged) = Exact::handle();
+    let _ = mailbox.report(Update::Block(Digested::precomputed(block, digest), ack));
+}
+
 fn build_outcome(observed: &mut mpsc::UnboundedReceiver<Observed>) -> Option<BuildOutcome> {
     while let Ok(event) = observed.try_recv() {
         if let Observed::Built { outcome, .. } = event {
@@ -306,9 +316,6 @@ fn an_invalid_finalized_payload_stops_the_executor() {
 /// signature of the cluster's decisions).
 #[test]
 fn decisions_reach_the_runner_while_the_engine_syncs_their_payload() {
-    use commonware_consensus::{Reporter as _, marshal::Update};
-    use commonware_cryptography::Digested;
-    use commonware_utils::{Acknowledgement as _, acknowledgement::Exact};
     deterministic::Runner::default().start(|context| async move {
         let builder = engine(&context, "builder").await;
         let blocks = chain(&builder, 1).await;
@@ -326,9 +333,7 @@ fn decisions_reach_the_runner_while_the_engine_syncs_their_payload() {
             Blocks(BTreeMap::new()),
             runner_sender,
         );
-        let digest = commonware_cryptography::Digestible::digest(block.as_ref());
-        let (ack, _acknowledged) = Exact::handle();
-        let _ = mailbox.report(Update::Block(Digested::precomputed(block, digest), ack));
+        deliver(&mut mailbox, block);
 
         let told = commonware_macros::select! {
             message = runner_inbox.recv() => message,
@@ -357,9 +362,6 @@ fn decisions_reach_the_runner_while_the_engine_syncs_their_payload() {
 /// executor kept finalizing blocks whose decisions nobody would sign).
 #[test]
 fn a_stopped_runner_stops_the_executor_at_its_next_hand_off() {
-    use commonware_consensus::{Reporter as _, marshal::Update};
-    use commonware_cryptography::Digested;
-    use commonware_utils::{Acknowledgement as _, acknowledgement::Exact};
     deterministic::Runner::default().start(|context| async move {
         let builder = engine(&context, "builder").await;
         let blocks = chain(&builder, 1).await;
@@ -374,9 +376,7 @@ fn a_stopped_runner_stops_the_executor_at_its_next_hand_off() {
             runner_sender,
         );
         drop(runner_inbox);
-        let digest = commonware_cryptography::Digestible::digest(block.as_ref());
-        let (ack, _acknowledged) = Exact::handle();
-        let _ = mailbox.report(Update::Block(Digested::precomputed(block, digest), ack));
+        deliver(&mut mailbox, block);
 
         let stopped = commonware_macros::select! {
             result = handle => result.is_ok(),
