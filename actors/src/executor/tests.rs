@@ -355,7 +355,6 @@ fn decisions_reach_the_runner_while_the_engine_syncs_their_payload() {
     });
 }
 
-/// The value of the executor's gauge `name` in the runtime's metrics.
 /// A send to a stopped actor is an error that stops the sender (issue 19, item 7): with the
 /// runner gone, the executor cannot hand on a finalized block's decisions and stops instead of
 /// going on as if the runner had heard them (before, the hand-off's failure was dropped and the
@@ -389,6 +388,7 @@ fn a_stopped_runner_stops_the_executor_at_its_next_hand_off() {
     });
 }
 
+/// The value of the executor's gauge `name` in the runtime's metrics.
 fn held(context: &deterministic::Context, name: &str) -> i64 {
     crate::testing::gauge(context, &format!("executor_{name}"))
 }
