@@ -28,11 +28,12 @@ const VALIDATORS: u64 = 2;
 const WINDOW: u64 = 1 + MAX_BLOCK_AGE_SLOTS + POST_CONSENSUS_SLOTS;
 
 /// A beacon node that never answers: duties wait for a value that never comes and end missed.
-/// Only its aggregation pool can be filled, by the test, at a moment of its choosing: until then
-/// it answers as a node whose attestations have not arrived.
+/// Only its aggregation pools can be filled, by the test, at a moment of its choosing: until
+/// then it answers as a node whose attestations (or sync committee messages) have not arrived.
 #[derive(Clone, Default)]
 struct Silent {
     aggregates: Arc<std::sync::Mutex<Vec<Aggregate>>>,
+    contributions: Arc<std::sync::Mutex<Vec<SyncCommitteeContribution>>>,
 }
 
 fn unavailable() -> SourceError {
@@ -85,11 +86,21 @@ impl DutySource for Silent {
     }
     async fn sync_committee_contribution(
         &self,
-        _: u64,
-        _: u64,
-        _: Root,
+        slot: u64,
+        subcommittee_index: u64,
+        beacon_block_root: Root,
     ) -> Result<SyncCommitteeContribution, SourceError> {
-        Err(unavailable())
+        let pool = self.contributions.lock().expect("pool lock");
+        pool.iter()
+            .find(|contribution| {
+                contribution.slot == slot
+                    && contribution.subcommittee_index == subcommittee_index
+                    && contribution.beacon_block_root == beacon_block_root
+            })
+            .cloned()
+            .ok_or(SourceError::NotYet {
+                what: "sync committee messages to aggregate",
+            })
     }
 }
 
@@ -633,6 +644,12 @@ fn send_selection_proofs(harness: &mut Harness, slot: u64, validator: u64) {
         cohort_ingress::signing::slot_root(slot),
         fork.domain(cohort_ingress::signing::DOMAIN_SELECTION_PROOF),
     );
+    send_pre_consensus_partials(harness, slot, validator, root);
+}
+
+/// Operators 1 and 2's pre-consensus partials of `validator` over `root`: with this runner's
+/// own, a quorum.
+fn send_pre_consensus_partials(harness: &mut Harness, slot: u64, validator: u64, root: [u8; 32]) {
     for (shares, sender) in harness
         .peer_shares
         .iter()
@@ -784,6 +801,137 @@ fn an_aggregate_the_beacon_node_lacks_at_first_is_asked_for_again() {
             (4..=most).contains(&retries[2]),
             "{} retries for the absent one, expected between 4 and {most}",
             retries[2]
+        );
+    });
+}
+
+/// Issue 19, item 1, for sync committee contributions: a contributor that asks its beacon node
+/// before the slot's sync committee messages reach it asks again, with the aggregate's backoff,
+/// and hands the contribution to the committee once the node has it. A contribution is
+/// published only in its own slot, so one the node never gets is asked for until the slot
+/// ends, not for the aggregate's block-age window. Before, it was asked for once.
+#[test]
+fn a_contribution_the_beacon_node_lacks_at_first_is_asked_for_again_until_its_slot_ends() {
+    deterministic::Runner::default().start(|context| async move {
+        let mut harness = start(&context).await;
+        let committee = CommitteeId::new(vec![1, 2, 3, 4]).expect("valid committee");
+        let clock = harness.clock;
+        let spec = clock.sync_committee;
+        let fork = ForkInfo::devnet();
+        let validator = 0;
+        // Validator 0 holds sync committee position 0, in subcommittee 0. Its selection proof
+        // picks one slot in `aggregator_modulo` (8 on mainnet): the test takes two such slots,
+        // the second after the window the first case watches.
+        let secret = keys::interop_secret(validator + 1);
+        let selects = |slot: u64| {
+            let root = fork.sync_selection_proof_signing_root(slot, 0);
+            cohort_ingress::signing::is_sync_committee_aggregator(
+                &spec,
+                &keys::signature_bytes(&keys::sign(&secret, &root)),
+            )
+        };
+        let first = (3..).find(|slot| selects(*slot)).expect("a selecting slot");
+        let second = (first + MAX_BLOCK_AGE_SLOTS + 2..)
+            .find(|slot| selects(*slot))
+            .expect("a selecting slot");
+        let mut retries = Vec::new();
+        // The first slot's messages reach the beacon node 50 ms after the runner first asks;
+        // the second's never do.
+        for (slot, arrive) in [(first, true), (second, false)] {
+            let epoch = clock.epoch_of(slot);
+            context
+                .sleep_until(clock.slot_start(slot) + Duration::from_millis(10))
+                .await;
+            let id = DutyId::validator(Role::SyncCommitteeContribution, epoch, slot, validator);
+            harness
+                .runner
+                .start_duty(Duty {
+                    id: id.clone(),
+                    attesters: Vec::new(),
+                    sync: vec![SyncDuty {
+                        validator_index: validator,
+                        validator_sync_committee_indices: vec![0],
+                    }],
+                })
+                .await
+                .expect("actor running");
+            let root = fork.sync_selection_proof_signing_root(slot, 0);
+            send_pre_consensus_partials(&mut harness, slot, validator, root);
+            // The slot's block root is decided 100 ms after two thirds of the slot.
+            context
+                .sleep_until(clock.interval_start(slot, 2) + Duration::from_millis(100))
+                .await;
+            let before = crate::testing::gauge(&context, "runner_aggregation_retries_total");
+            let vote = decided_vote(slot, epoch);
+            harness
+                .runner
+                .finalized(
+                    slot,
+                    slot,
+                    Arc::new(vec![cohort_ingress::Decision {
+                        duty: DutyId::committee(committee.clone(), epoch, slot),
+                        value: cohort_ingress::DecidedValue::Attestation(vote),
+                    }]),
+                )
+                .await
+                .expect("actor running");
+            context.sleep(Duration::from_millis(50)).await;
+            let contribution = SyncCommitteeContribution {
+                slot,
+                beacon_block_root: vote.beacon_block_root,
+                subcommittee_index: 0,
+                aggregation_bits: (0..spec.subcommittee_size()).map(|bit| bit == 0).collect(),
+                signature: [0u8; 96],
+            };
+            if arrive {
+                harness
+                    .beacon
+                    .contributions
+                    .lock()
+                    .expect("pool lock")
+                    .push(contribution.clone());
+            }
+            // Until the end of the window an aggregate would be asked for in: a contribution
+            // is not asked for in it.
+            context
+                .sleep_until(
+                    clock.slot_start(slot + 1 + MAX_BLOCK_AGE_SLOTS) + Duration::from_secs(1),
+                )
+                .await;
+            let mut submitted = Vec::new();
+            while let Ok(message) = harness.committee.try_recv() {
+                if let committee::Message::Submit { duty, value, .. } = message {
+                    submitted.push((duty, value));
+                }
+            }
+            if arrive {
+                assert_eq!(
+                    submitted,
+                    vec![(
+                        id,
+                        cohort_ingress::DecidedValue::Contributions(vec![contribution])
+                    )],
+                    "the late contribution of slot {slot} goes to the committee"
+                );
+            } else {
+                assert!(submitted.is_empty(), "the absent contribution never does");
+            }
+            retries
+                .push(crate::testing::gauge(&context, "runner_aggregation_retries_total") - before);
+        }
+        // The absent contribution is asked for with a backoff (100, 200, 400 ms, then a quarter
+        // interval) from its decision until its slot ends: about 3.9 s, so at most six times.
+        let window = clock
+            .slot_start(second + 1)
+            .duration_since(clock.interval_start(second, 2) + Duration::from_millis(100))
+            .expect("the slot ends after its decision");
+        let cap = clock.interval_duration() / 4;
+        let most = 3 + (window.as_millis() / cap.as_millis()) as i64 + 1;
+        assert!(retries[0] >= 1, "the late contribution was asked for again");
+        assert!(
+            (4..=most).contains(&retries[1]),
+            "{} retries for the absent contribution, expected between 4 and {most}",
+            retries[1]
         );
     });
 }
