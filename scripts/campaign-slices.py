@@ -47,6 +47,24 @@ def summary() -> None:
     print(f"{len(seeds)} of 500 seeds ({len(slices)} slices), "
           f"violations {sum(l['violations'] for l in slices)}, "
           f"failed seeds {sum(l['seeds_failed'] for l in slices)}")
+    gaps = sorted(set(range(1, 501)) - set(seeds))
+    if gaps:
+        print(f"  seeds not yet run: {len(gaps)}, from {gaps[0]}")
+    # Wall time per build and job count (a slice without a recorded wall time is left out);
+    # what else shared the machine during a slice is in the notes, not here.
+    groups: dict[tuple[str, int], list[int]] = {}
+    for line in slices:
+        if line.get("wall_s") is None:
+            continue
+        g = groups.setdefault((line["build"], line["jobs"]), [0, 0])
+        g[0] += len(seed_range(line["seeds"]))
+        g[1] += line["wall_s"]
+    for (build, jobs), (count, wall) in sorted(groups.items()):
+        print(f"  {build} build, --jobs {jobs}: {count} seeds in {wall} s "
+              f"({wall / 3600:.1f} h, {wall / count:.0f} s a seed)")
+    unknown = [l["seeds"] for l in slices if l.get("wall_s") is None]
+    if unknown:
+        print(f"  (slices without a recorded wall time: {', '.join(unknown)})")
     totals: dict[str, list[int]] = {}
     for line in slices:
         for plan, (accepted, expected) in (line.get("attestations") or {}).items():
@@ -55,6 +73,14 @@ def summary() -> None:
             t[1] += expected
     for plan, (accepted, expected) in totals.items():
         print(f"  {plan:10} attestations {accepted} / {expected} ({100 * accepted / expected:.1f}%)")
+    tasks: dict[str, list[int]] = {}
+    for line in slices:
+        for plan, (signed, submitted) in (line.get("tasks") or {}).items():
+            t = tasks.setdefault(plan, [0, 0])
+            t[0] += signed
+            t[1] += submitted
+    for plan, (signed, submitted) in tasks.items():
+        print(f"  {plan:10} AVS tasks signed {signed} / {submitted} ({100 * signed / submitted:.1f}%)")
     missing = [l["seeds"] for l in slices if not l.get("attestations")]
     if missing:
         print(f"  (slices without per-plan figures: {', '.join(missing)})")
