@@ -672,6 +672,41 @@ fn send_pre_consensus_partials(harness: &mut Harness, slot: u64, validator: u64,
     }
 }
 
+/// The cluster finalizes `slot`'s committee duty with [`decided_vote`] in a block of height
+/// `slot`, as the executor hands it to the runner; returns the decided data.
+async fn decide_attestation_data(
+    harness: &mut Harness,
+    committee: &CommitteeId,
+    slot: u64,
+    epoch: u64,
+) -> AttestationData {
+    let vote = decided_vote(slot, epoch);
+    harness
+        .runner
+        .finalized(
+            slot,
+            slot,
+            Arc::new(vec![cohort_ingress::Decision {
+                duty: DutyId::committee(committee.clone(), epoch, slot),
+                value: cohort_ingress::DecidedValue::Attestation(vote),
+            }]),
+        )
+        .await
+        .expect("actor running");
+    vote
+}
+
+/// The values the runner submitted to the committee since the last call, with their duties.
+fn submitted_to_committee(harness: &mut Harness) -> Vec<(DutyId, cohort_ingress::DecidedValue)> {
+    let mut submitted = Vec::new();
+    while let Ok(message) = harness.committee.try_recv() {
+        if let committee::Message::Submit { duty, value, .. } = message {
+            submitted.push((duty, value));
+        }
+    }
+    submitted
+}
+
 /// Issue 19, item 1: the cluster decides a slot's attestation data after two thirds of the slot,
 /// so an aggregator asks its beacon node for the aggregate just before the attestations reach
 /// it. The runner asks again, with a backoff, until the role's deadline, and hands the aggregate
@@ -733,19 +768,7 @@ fn an_aggregate_the_beacon_node_lacks_at_first_is_asked_for_again() {
             send_selection_proofs(&mut harness, slot, validator);
             context.sleep_until(decided_at).await;
             let before = crate::testing::gauge(&context, "runner_aggregation_retries_total");
-            let vote = decided_vote(slot, epoch);
-            harness
-                .runner
-                .finalized(
-                    slot,
-                    slot,
-                    Arc::new(vec![cohort_ingress::Decision {
-                        duty: DutyId::committee(committee.clone(), epoch, slot),
-                        value: cohort_ingress::DecidedValue::Attestation(vote),
-                    }]),
-                )
-                .await
-                .expect("actor running");
+            let vote = decide_attestation_data(&mut harness, &committee, slot, epoch).await;
             context.sleep(Duration::from_millis(50)).await;
             let aggregate = Aggregate {
                 aggregation_bits: vec![true],
@@ -766,12 +789,7 @@ fn an_aggregate_the_beacon_node_lacks_at_first_is_asked_for_again() {
                     clock.slot_start(slot + 1 + MAX_BLOCK_AGE_SLOTS) + Duration::from_secs(1),
                 )
                 .await;
-            let mut submitted = Vec::new();
-            while let Ok(message) = harness.committee.try_recv() {
-                if let committee::Message::Submit { duty, value, .. } = message {
-                    submitted.push((duty, value));
-                }
-            }
+            let submitted = submitted_to_committee(&mut harness);
             if arrive {
                 assert_eq!(
                     submitted,
@@ -862,19 +880,7 @@ fn a_contribution_the_beacon_node_lacks_at_first_is_asked_for_again_until_its_sl
                 .sleep_until(clock.interval_start(slot, 2) + Duration::from_millis(100))
                 .await;
             let before = crate::testing::gauge(&context, "runner_aggregation_retries_total");
-            let vote = decided_vote(slot, epoch);
-            harness
-                .runner
-                .finalized(
-                    slot,
-                    slot,
-                    Arc::new(vec![cohort_ingress::Decision {
-                        duty: DutyId::committee(committee.clone(), epoch, slot),
-                        value: cohort_ingress::DecidedValue::Attestation(vote),
-                    }]),
-                )
-                .await
-                .expect("actor running");
+            let vote = decide_attestation_data(&mut harness, &committee, slot, epoch).await;
             context.sleep(Duration::from_millis(50)).await;
             let contribution = SyncCommitteeContribution {
                 slot,
@@ -898,12 +904,7 @@ fn a_contribution_the_beacon_node_lacks_at_first_is_asked_for_again_until_its_sl
                     clock.slot_start(slot + 1 + MAX_BLOCK_AGE_SLOTS) + Duration::from_secs(1),
                 )
                 .await;
-            let mut submitted = Vec::new();
-            while let Ok(message) = harness.committee.try_recv() {
-                if let committee::Message::Submit { duty, value, .. } = message {
-                    submitted.push((duty, value));
-                }
-            }
+            let submitted = submitted_to_committee(&mut harness);
             if arrive {
                 assert_eq!(
                     submitted,
