@@ -41,6 +41,17 @@ def seed_range(text: str) -> range:
     return range(int(first), int(last or first) + 1)
 
 
+def per_plan(slices: list[dict], key: str) -> dict[str, list[int]]:
+    """Each plan's `[done, of]` pairs under `key` summed over the slices that recorded them."""
+    totals: dict[str, list[int]] = {}
+    for line in slices:
+        for plan, (done, of) in (line.get(key) or {}).items():
+            t = totals.setdefault(plan, [0, 0])
+            t[0] += done
+            t[1] += of
+    return totals
+
+
 def summary() -> None:
     slices = [json.loads(l) for l in RECORD.read_text().splitlines() if l.strip()]
     seeds = sorted({s for line in slices for s in seed_range(line["seeds"])})
@@ -65,21 +76,9 @@ def summary() -> None:
     unknown = [l["seeds"] for l in slices if l.get("wall_s") is None]
     if unknown:
         print(f"  (slices without a recorded wall time: {', '.join(unknown)})")
-    totals: dict[str, list[int]] = {}
-    for line in slices:
-        for plan, (accepted, expected) in (line.get("attestations") or {}).items():
-            t = totals.setdefault(plan, [0, 0])
-            t[0] += accepted
-            t[1] += expected
-    for plan, (accepted, expected) in totals.items():
+    for plan, (accepted, expected) in per_plan(slices, "attestations").items():
         print(f"  {plan:10} attestations {accepted} / {expected} ({100 * accepted / expected:.1f}%)")
-    tasks: dict[str, list[int]] = {}
-    for line in slices:
-        for plan, (signed, submitted) in (line.get("tasks") or {}).items():
-            t = tasks.setdefault(plan, [0, 0])
-            t[0] += signed
-            t[1] += submitted
-    for plan, (signed, submitted) in tasks.items():
+    for plan, (signed, submitted) in per_plan(slices, "tasks").items():
         print(f"  {plan:10} AVS tasks signed {signed} / {submitted} ({100 * signed / submitted:.1f}%)")
     missing = [l["seeds"] for l in slices if not l.get("attestations")]
     if missing:
